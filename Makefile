@@ -1,0 +1,128 @@
+# sefl build.  `make deps` installs what the build, tests, benchmarks and demo
+# need; `make` builds build/bin/*; `make check` runs every test suite.
+#
+# Layout rules the build relies on, so adding a module never means editing
+# this file:
+#   common/*.c server/*.c client/*.c   -> build/libsefl.a (the modules)
+#   {server,client,tests/bench}/sefl-*.c -> build/bin/sefl-*  (one program each)
+#   tests/check_*.c                    -> build/tests/check_* (one Check suite each)
+#   tests/integration/*.sh             -> run by `make check` after the suites
+#   tests/fuzz/fuzz_*.c                -> build-fuzz/fuzz_* (libFuzzer, `make fuzz`)
+
+BUILD    ?= build
+BIN      := $(BUILD)/bin
+OBJ      := $(BUILD)/obj
+GEN      := $(BUILD)/proto
+LIB      := $(BUILD)/libsefl.a
+
+CC       ?= cc
+SAN      ?=
+OPT      ?= -O2
+CFLAGS   ?= $(OPT) -g
+WARN     := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
+CPPFLAGS += -std=c11 -D_GNU_SOURCE -Icommon -Iserver -Iclient -I$(GEN) \
+            -I/usr/include/x86_64-linux-gnu/openblas-pthread -MMD -MP
+ifneq ($(SAN),)
+CFLAGS   += -fsanitize=$(SAN) -fno-omit-frame-pointer
+LDFLAGS  += -fsanitize=$(SAN)
+endif
+
+PKGS     := libuv libprotobuf-c sqlite3 zlib
+LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) \
+            -lmbedtls -lmbedx509 -lmbedcrypto -lopenblas -lm -lpthread
+CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
+
+PROG_SRC := $(wildcard server/sefl-*.c client/sefl-*.c tests/bench/sefl-*.c)
+LIB_SRC  := $(filter-out $(PROG_SRC),$(wildcard common/*.c server/*.c client/*.c))
+TEST_SRC := $(wildcard tests/check_*.c)
+PROGS    := $(patsubst %.c,$(BIN)/%,$(notdir $(PROG_SRC)))
+TESTS    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
+LIB_OBJ  := $(patsubst %.c,$(OBJ)/%.o,$(LIB_SRC)) $(OBJ)/proto/fl.pb-c.o
+
+DEB_PKGS := build-essential pkg-config libuv1-dev libprotobuf-c-dev \
+            protobuf-c-compiler libmbedtls-dev libsqlite3-dev check \
+            libopenblas-dev zlib1g-dev dataset-fashion-mnist openssl \
+            iproute2 sqlite3 clang libclang-rt-14-dev python3 procps
+
+.PHONY: all deps check check-asan bench demo results fuzz clean
+all: $(PROGS) $(TESTS)
+
+# Installs only what is missing, so a second run is quiet and fast.
+deps:
+	@missing=$$(for p in $(DEB_PKGS); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "make deps: installing" $$missing; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+$(GEN)/fl.pb-c.c $(GEN)/fl.pb-c.h: proto/fl.proto
+	@mkdir -p $(GEN)
+	protoc-c --c_out=$(GEN) -Iproto proto/fl.proto
+
+# Generated code is not ours to keep warning-clean with -Wextra.
+$(OBJ)/proto/fl.pb-c.o: $(GEN)/fl.pb-c.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -w -c -o $@ $<
+
+$(OBJ)/%.o: %.c | $(GEN)/fl.pb-c.h
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -c -o $@ $<
+
+$(LIB): $(LIB_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+define prog_rule
+$(BIN)/$(basename $(notdir $(1))): $(OBJ)/$(1:.c=.o) $(LIB)
+	@mkdir -p $$(@D)
+	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
+endef
+$(foreach p,$(PROG_SRC),$(eval $(call prog_rule,$(p))))
+
+$(BUILD)/tests/%: $(OBJ)/tests/%.o $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CHECK_LIBS)
+
+# Each suite prints Check's summary line; integration scripts print
+# "N passed, N failed" (or say plainly why they skipped).
+check: all
+	@fail=0; \
+	for t in $(TESTS); do echo "== $$t"; BUILD=$(BUILD) $$t || fail=1; done; \
+	for s in $(sort $(wildcard tests/integration/*.sh)); do \
+	  echo "== $$s"; BUILD=$(BUILD) bash $$s || fail=1; done; \
+	if [ $$fail = 0 ]; then echo "make check: all suites passed"; else echo "make check: FAILED"; exit 1; fi
+
+# The same suites under AddressSanitizer with leak checking.
+check-asan:
+	$(MAKE) BUILD=build-asan SAN=address,undefined OPT=-O1 check
+
+bench: all
+	@bash tests/bench/bench.sh
+
+demo:
+	@bash tests/demo.sh
+
+results: all
+	@bash tests/results.sh
+
+FUZZ_SECONDS ?= 60
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN := $(patsubst tests/fuzz/%.c,build-fuzz/%,$(FUZZ_SRC))
+build-fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(GEN)/fl.pb-c.c
+	@mkdir -p $(@D)
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
+	  -Icommon -Iserver -Iclient -I$(GEN) -I/usr/include/x86_64-linux-gnu/openblas-pthread \
+	  -o $@ $< $(LIB_SRC) $(GEN)/fl.pb-c.c $(LDLIBS)
+fuzz: $(FUZZ_BIN)
+	@for f in $(FUZZ_BIN); do n=$$(basename $$f); mkdir -p build-fuzz/corpus-$$n; \
+	  echo "== $$n for $(FUZZ_SECONDS)s"; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 build-fuzz/corpus-$$n tests/fuzz/corpus/$$n 2>&1 | \
+	  grep -E 'stat::number_of_executed_units|stat::new_units_added|ERROR|SUMMARY|Done' ; done
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,88 @@
+/* conn: a framed, mutually authenticated TLS connection on a libuv TCP stream.
+ *
+ * mbedTLS is driven through memory buffers: bytes from uv_read go into an
+ * input buffer that the ssl BIO receive callback drains; the BIO send
+ * callback appends to an output queue written with uv_write. WANT_READ and
+ * WANT_WRITE are handled by retrying when bytes arrive or drain. After the
+ * handshake the peer's identity is its certificate's CN.
+ *
+ * Frames: 4-byte big-endian length + payload. The length is checked against
+ * the connection's current limit before anything is allocated; a smaller
+ * limit holds until the owner raises it (after Hello/Welcome).
+ *
+ * Ownership: the loop owns a conn from conn_connect/accept until its on_close
+ * callback returns; the conn is freed right after that callback, never
+ * earlier, so a pointer is valid from on_open (or conn_connect) to on_close.
+ * Timers: handshake timeout (no complete handshake in time: close) and idle
+ * timeout (nothing received for that long: close).
+ */
+#ifndef SEFL_CONN_H
+#define SEFL_CONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "tls.h"
+
+typedef struct conn conn;
+typedef struct conn_listener conn_listener;
+
+typedef struct {
+    size_t max_frame;            /* limit after conn_set_authenticated */
+    size_t max_frame_unauth;     /* limit before */
+    size_t max_outq;             /* bytes queued for writing; conn_send fails past it */
+    uint64_t handshake_timeout_ms;
+    uint64_t idle_timeout_ms;    /* 0: none */
+} conn_limits;
+
+/* Defaults: WIRE_MAX_FRAME_DEFAULT, WIRE_MAX_FRAME_UNAUTH, 256 MiB, 10 s, 0. */
+conn_limits conn_limits_default(void);
+
+typedef struct {
+    /* Handshake done; conn_peer_name is valid. */
+    void (*on_open)(conn *c);
+    /* One whole frame payload (no prefix); valid only during the call. */
+    void (*on_frame)(conn *c, const uint8_t *payload, size_t len);
+    /* Last call for c: status 0 for a clean close, else a negative uv/tls
+     * error; reason is one line. c is freed after this returns. */
+    void (*on_close)(conn *c, int status, const char *reason);
+} conn_callbacks;
+
+/* Listens on "HOST:PORT" (PORT 0 picks one: see conn_listener_port). Each
+ * accepted connection gets cb and user (conn_user). Returns 0 or negative
+ * with err. */
+int conn_listen(uv_loop_t *loop, const char *host_port, tls_ctx *tls, const conn_limits *lim,
+                const conn_callbacks *cb, void *user, conn_listener **out, char *err);
+int conn_listener_port(const conn_listener *l);
+/* Stops accepting and frees the listener (in its close callback). */
+void conn_listener_close(conn_listener *l);
+
+/* Starts connecting to "HOST:PORT" (HOST resolved with uv_getaddrinfo).
+ * *out is valid until on_close. Failures after this returns arrive as
+ * on_close. Returns 0 or negative with err for an immediate failure. */
+int conn_connect(uv_loop_t *loop, const char *host_port, tls_ctx *tls, const conn_limits *lim,
+                 const conn_callbacks *cb, void *user, conn **out, char *err);
+
+/* Queues one frame: writes the length prefix then payload (copied). Returns
+ * 0, -ENOBUFS when the output queue would pass max_outq, -ENOTCONN before
+ * on_open or after conn_close. */
+int conn_send(conn *c, const uint8_t *payload, size_t len);
+/* Same for a buffer that already holds the prefix (wire_encode's output). */
+int conn_send_frame(conn *c, const uint8_t *frame, size_t len);
+
+/* Bytes queued and not yet written (for back-pressure decisions). */
+size_t conn_outq_bytes(const conn *c);
+
+/* Sends close_notify after the queued frames, then closes; on_close follows. */
+void conn_close(conn *c, const char *reason);
+
+/* Raises the frame limit from max_frame_unauth to max_frame. */
+void conn_set_authenticated(conn *c);
+
+const char *conn_peer_name(const conn *c);   /* certificate CN, "" before on_open */
+const char *conn_peer_addr(const conn *c);   /* "IP:PORT" */
+void *conn_user(const conn *c);
+void conn_set_user(conn *c, void *user);
+
+#endif

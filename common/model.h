@@ -1,0 +1,85 @@
+/* model: the `cnn-se` network (DESIGN.md) with its training and evaluation.
+ *
+ *   conv1 1->32 5x5, ReLU, SE(32, r), maxpool 2      -> 32x12x12
+ *   conv2 32->64 5x5, ReLU, SE(64, r), maxpool 2     -> 64x4x4
+ *   fc1 1024->512, ReLU, SE-vec(512, r) (optional)
+ *   fc  512->10, softmax cross-entropy
+ *
+ * A model owns one parameter buffer (laid out by its param_table), one
+ * gradient buffer of the same size, one momentum buffer, and activation
+ * workspace for up to max_batch samples. It is not thread-safe; one model per
+ * training job. Compute is single-threaded (OpenBLAS is set to one thread).
+ */
+#ifndef SEFL_MODEL_H
+#define SEFL_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "optim.h"
+#include "params.h"
+
+#define MODEL_IMG 28                 /* input is 1x28x28 */
+#define MODEL_PIXELS (MODEL_IMG * MODEL_IMG)
+#define MODEL_CLASSES 10
+#define MODEL_MAX_BATCH 1024
+
+typedef struct model model;
+
+/* Creates a model for table t (copied) with workspace for max_batch samples
+ * (1..MODEL_MAX_BATCH). Parameters are zero until model_init. Returns NULL
+ * if malloc fails or max_batch is out of range. */
+model *model_new(const param_table *t, int max_batch);
+void model_free(model *m);               /* accepts NULL */
+
+const param_table *model_table(const model *m);
+float *model_params(model *m);           /* (table.total) */
+float *model_grads(model *m);            /* (table.total) */
+
+/* Deterministic initialisation from seed (same seed, same bytes on every
+ * machine): PyTorch's default scheme (kaiming-uniform weights, uniform
+ * biases with bound 1/sqrt(fan_in)) from an integer PRNG. Also zeroes the
+ * momentum buffer. */
+void model_init(model *m, uint64_t seed);
+
+/* Zeroes the momentum buffer (start of a local training job). */
+void model_reset_momentum(model *m);
+
+/* Forward pass on B samples x (B, 28*28) floats in [0,1]: returns the mean
+ * cross-entropy against labels y (B) and, if logits != NULL, writes (B, 10). */
+float model_forward(model *m, const float *x, const uint8_t *y, int B, float *logits);
+
+/* Forward + backward on B samples; grads (table.total) hold d(mean loss)/dw.
+ * Returns the mean loss; *correct (may be NULL) gets the number of samples
+ * whose argmax matched the label. */
+float model_forward_backward(model *m, const float *x, const uint8_t *y, int B, int *correct);
+
+/* One SGD step with the current gradients (optim.h); ref (table.total) is the
+ * proximal reference or NULL. */
+void model_sgd_step(model *m, const sgd_config *c, const float *ref);
+
+typedef struct {
+    double loss;        /* mean cross-entropy */
+    double accuracy;    /* fraction correct */
+    long examples;
+    double seconds;     /* wall time */
+} model_stats;
+
+/* Trains `epochs` epochs over the samples idx[0..n) of images x (N, 784) and
+ * labels y (N) in mini-batches of `batch`, shuffled each epoch by a PRNG
+ * seeded with seed, SGD per c (momentum reset at the start), proximal
+ * reference ref (may be NULL). Fills st with the figures of the last epoch.
+ * Returns 0, or -EINVAL for batch out of range. */
+int model_train(model *m, const float *x, const uint8_t *y, const int *idx, int n,
+                int epochs, int batch, const sgd_config *c, const float *ref,
+                uint64_t seed, model_stats *st);
+
+/* Accuracy and mean loss over the samples idx[0..n) (idx NULL: 0..n-1). */
+void model_evaluate(model *m, const float *x, const uint8_t *y, const int *idx, int n,
+                    model_stats *st);
+
+/* Multiply-accumulates per sample of a forward pass, with or without the SE
+ * gates (for sefl-eval's cost view). */
+long model_macs(const param_table *t, int with_se);
+
+#endif

@@ -1,0 +1,56 @@
+/* partition: how samples are spread over simulated clients.
+ *
+ * Specs (deterministic from a seed, the same on every machine):
+ *   iid        shuffled, equal shares
+ *   dir:ALPHA  per class, proportions over clients ~ Dir(ALPHA), redrawn until
+ *              every client has >= PARTITION_MIN_SAMPLES (PFLlib's "practical")
+ *   pat:K      K classes per client (PFLlib's "pathological")
+ *   feat:D     IID labels; client c sees image domain c mod D (dataset.h)
+ * Each client's samples are shuffled and split 75% train / 25% test
+ * (train gets floor(0.75 n)).
+ */
+#ifndef SEFL_PARTITION_H
+#define SEFL_PARTITION_H
+
+#include <stdint.h>
+
+#define PARTITION_MIN_SAMPLES 10
+#define PARTITION_MAX_CLIENTS 100000
+
+enum { PART_IID, PART_DIR, PART_PAT, PART_FEAT };
+
+typedef struct {
+    int kind;                   /* PART_* */
+    double alpha;               /* dir */
+    int k;                      /* pat: classes per client */
+    int domains;                /* feat: D (1..4) */
+} partition_spec;
+
+typedef struct {
+    int n_clients;
+    int *start;                 /* (n_clients + 1): client c's samples are idx[start[c] .. start[c+1]) */
+    int *n_train;               /* (n_clients): the first n_train[c] of them are its train split */
+    int *idx;                   /* (total) sample indices into the pooled dataset */
+    int domains;                /* feat:D, else 1 */
+} partition;
+
+/* Parses "iid", "dir:0.1", "pat:2", "feat:4". Returns 0 or -EINVAL with err. */
+int partition_parse(const char *s, partition_spec *out, char *err);
+
+/* Partitions n samples with labels y (classes 0..n_classes-1) over n_clients.
+ * Returns 0, or negative with err (e.g. pat:K with K > n_classes, too few
+ * samples for n_clients * PARTITION_MIN_SAMPLES). */
+int partition_make(const partition_spec *spec, const uint8_t *y, int n, int n_classes,
+                   int n_clients, uint64_t seed, partition *out, char *err);
+
+void partition_free(partition *p); /* accepts a zeroed or freed partition */
+
+/* Client c's train indices (n_train[c]) and test indices. */
+static inline const int *partition_train(const partition *p, int c) { return p->idx + p->start[c]; }
+static inline int partition_ntrain(const partition *p, int c) { return p->n_train[c]; }
+static inline const int *partition_test(const partition *p, int c) { return p->idx + p->start[c] + p->n_train[c]; }
+static inline int partition_ntest(const partition *p, int c) { return p->start[c + 1] - p->start[c] - p->n_train[c]; }
+/* Image domain of client c (0 unless feat:D). */
+static inline int partition_domain(const partition *p, int c) { return c % p->domains; }
+
+#endif

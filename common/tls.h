@@ -1,0 +1,36 @@
+/* tls: mbedTLS configuration for sefl's mutual TLS, and the version shim.
+ *
+ * A tls_ctx holds what every connection of one role shares: the project CA,
+ * this side's certificate and key, the RNG, and an mbedtls_ssl_config with
+ * TLS 1.2+ only, ECDHE with AEAD suites, and (by default) a required peer
+ * certificate. Certificates come from `sefl-certs` (server/sefl-certs.c):
+ *   DIR/ca.crt, DIR/server.crt, DIR/server.key, DIR/clients/NAME.crt|.key
+ * Differences between mbedTLS 2.28 (Debian 12) and 3.x stay inside tls.c.
+ */
+#ifndef SEFL_TLS_H
+#define SEFL_TLS_H
+
+#include <stddef.h>
+
+typedef struct tls_ctx tls_ctx;
+
+/* Server side: DIR/ca.crt, DIR/server.crt, DIR/server.key; clients must
+ * present a certificate signed by the CA. Returns 0 or negative with err. */
+int tls_ctx_new_server(tls_ctx **out, const char *certs_dir, char *err);
+
+/* Client side: DIR/ca.crt, DIR/clients/NAME.crt and .key; the server's
+ * certificate must match server_name (a DNS name or IP literal). */
+int tls_ctx_new_client(tls_ctx **out, const char *certs_dir, const char *name,
+                       const char *server_name, char *err);
+
+/* Same, with explicit file paths (tests use these for foreign/expired certs);
+ * cert and key may be NULL for a client without a certificate. */
+int tls_ctx_new_client_files(tls_ctx **out, const char *ca, const char *cert, const char *key,
+                             const char *server_name, char *err);
+
+void tls_ctx_free(tls_ctx *c);   /* accepts NULL; after every conn using it is closed */
+
+/* The negotiated-suite names offered by this build, comma-separated (for logs). */
+const char *tls_suites_offered(void);
+
+#endif
