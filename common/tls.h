@@ -33,4 +33,23 @@ void tls_ctx_free(tls_ctx *c);   /* accepts NULL; after every conn using it is c
 /* The negotiated-suite names offered by this build, comma-separated (for logs). */
 const char *tls_suites_offered(void);
 
+/* For conn.c, which drives one mbedtls_ssl_context per connection. */
+struct mbedtls_ssl_context;
+
+/* Prepares ssl (mbedtls_ssl_init'ed by the caller, who frees it) for one
+ * connection of c's role: the shared config and, on a client, the name the
+ * server's certificate must carry. c must outlive ssl. Returns 0 or a
+ * negative mbedTLS error. */
+int tls_ssl_setup(tls_ctx *c, struct mbedtls_ssl_context *ssl);
+
+/* Copies the CN of the peer's verified certificate into out (n bytes).
+ * Returns 0, or -ENOENT when there is no peer certificate or it has no CN
+ * that fits. */
+int tls_peer_cn(const struct mbedtls_ssl_context *ssl, char *out, size_t n);
+
+/* One line (into out, n bytes) saying why a handshake failed with mbedTLS
+ * error ret: "certificate verify failed: ..." when a certificate was refused,
+ * else mbedTLS's own text. */
+void tls_handshake_error(const struct mbedtls_ssl_context *ssl, int ret, char *out, size_t n);
+
 #endif
