@@ -1,0 +1,81 @@
+/* state: the coordinator's server.db (schema in notes/db.md).
+ *
+ * What a restarted coordinator needs lives here: meta (the model and private
+ * set the file was made for), committed rounds with their figures, the
+ * global model of the last STATE_KEEP_MODELS rounds with an FNV-1a checksum,
+ * the clients seen, and every EvalReport. A round is committed in one
+ * transaction (rounds row + models row + clients rows + pruning of old
+ * models) or not at all, with synchronous=FULL, so a kill -9 at any instant
+ * leaves either the previous round or the new one.
+ *
+ * The initial model is stored as round 0 when the file is created (no rounds
+ * row), so resuming before the first commit and comparing the first round's
+ * model against its start work like any other round.
+ */
+#ifndef SEFL_STATE_H
+#define SEFL_STATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "params.h"
+
+#define STATE_SCHEMA_VERSION 1
+#define STATE_KEEP_MODELS 3
+
+typedef struct state state;
+
+typedef struct {
+    const param_table *t;       /* the model every stored buffer is laid out by */
+    unsigned private_mask;      /* PARAM_* groups kept on the clients */
+    uint64_t init_seed;         /* model_init seed of the initial model */
+    const char *kind;           /* meta kind: NULL for "server"; "local" for sefl-sim --local-only */
+    const char *partition;      /* partition spec when known, else NULL */
+} state_config;
+
+/* Opens or creates path. A new file gets meta from cfg and init (table.total
+ * floats) as the model of round 0. An existing file must be a sefl database
+ * of cfg's kind whose meta (arch, r, fc1_gate, table_hash, private_groups,
+ * init_seed) matches cfg; otherwise one line in err says which setting
+ * differs. Returns 0 with *out (close with state_close), or negative. */
+int state_open(const char *path, const state_config *cfg, const float *init, state **out,
+               char *err);
+void state_close(state *s);                    /* accepts NULL */
+
+/* Loads the model of the last committed round (0 before the first commit)
+ * into buf (table.total floats) after verifying its size and checksum, and
+ * sets *round. Returns 0, or -EBADMSG with err when the file is damaged or
+ * inconsistent (buf then untouched). */
+int state_load(state *s, float *buf, uint32_t *round, char *err);
+
+typedef struct {
+    uint32_t round;
+    int clients;                /* updates folded in */
+    long long examples;         /* their training examples */
+    double train_loss;          /* example-weighted means of the updates' figures */
+    double train_accuracy;
+    double seconds;             /* selection to commit */
+    double coord_seconds;       /* the coordinator's own work in the round */
+    int attempt;                /* 1 + abandoned attempts before this one */
+} state_round;
+
+typedef struct {
+    const char *name;           /* certificate CN */
+    uint32_t examples;
+} state_participant;
+
+/* Commits round r with model buf (table.total floats) and its n
+ * participants in one transaction, then keeps only the models of the last
+ * STATE_KEEP_MODELS rounds. Returns 0, or negative with err and nothing
+ * written (e.g. r->round already committed). */
+int state_commit_round(state *s, const state_round *r, const float *buf,
+                       const state_participant *p, int n, char *err);
+
+/* Records that a client connected now (first_seen once, last_seen each time). */
+int state_client_seen(state *s, const char *name, char *err);
+
+/* Stores (or replaces) the EvalReport of client for round. */
+int state_eval_report(state *s, uint32_t round, const char *client, uint32_t examples,
+                      double accuracy, double loss, char *err);
+
+#endif

@@ -1,0 +1,249 @@
+/* check_state: server.db: creation with the round-0 model, commits in one
+ * transaction with pruning to the last STATE_KEEP_MODELS models, resume,
+ * refusal of a file made for other settings, detection of damaged models,
+ * clients and eval_reports rows. */
+#include <check.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "params.h"
+#include "state.h"
+#include "store.h"
+
+static char dir[64], path[128];
+static param_table table;
+static float *init, *buf, *back;   /* (table.total) each */
+
+static void setup(void)
+{
+    char err[SEFL_ERRLEN];
+    strcpy(dir, "/tmp/check_state.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/server.db", dir);
+    ck_assert_int_eq(params_build_cnn_se(&table, 8, 1, err), 0);
+    init = malloc(table.total * sizeof(float));
+    buf = malloc(table.total * sizeof(float));
+    back = malloc(table.total * sizeof(float));
+    for (size_t i = 0; i < table.total; i++) init[i] = (float)(i % 97) * 0.01f;
+}
+
+static void teardown(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+    free(init);
+    free(buf);
+    free(back);
+}
+
+static state_config config(unsigned private_mask, uint64_t seed)
+{
+    return (state_config){ .t = &table, .private_mask = private_mask, .init_seed = seed };
+}
+
+static long long query_int(const char *sql)
+{
+    /* a second connection, as sefl-eval would read the file */
+    sqlite3 *db;
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_stmt *st;
+    ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    long long v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+static void exec_raw(const char *sql)
+{
+    sqlite3 *db;
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
+static void commit(state *s, uint32_t round, float fill)
+{
+    char err[SEFL_ERRLEN] = "";
+    for (size_t i = 0; i < table.total; i++) buf[i] = fill + (float)i * 1e-6f;
+    state_participant p[2] = { { "client-0000", 100 }, { "client-0001", 50 + round } };
+    state_round r = { .round = round, .clients = 2, .examples = 150 + round, .train_loss = 0.5,
+                      .train_accuracy = 0.8, .seconds = 1.5, .coord_seconds = 0.1, .attempt = 1 };
+    ck_assert_msg(state_commit_round(s, &r, buf, p, 2, err) == 0, "%s", err);
+}
+
+START_TEST(test_new_file_holds_round0)
+{
+    state *s;
+    char err[SEFL_ERRLEN] = "";
+    state_config c = config(PARAM_SE, 42);
+    ck_assert_msg(state_open(path, &c, init, &s, err) == 0, "%s", err);
+    uint32_t round = 99;
+    ck_assert_int_eq(state_load(s, back, &round, err), 0);
+    ck_assert_uint_eq(round, 0);
+    ck_assert_int_eq(memcmp(back, init, table.total * sizeof(float)), 0);
+    ck_assert_int_eq(query_int("SELECT count(*) FROM rounds"), 0);
+    ck_assert_int_eq(query_int("SELECT value FROM meta WHERE key='r'"), 8);
+    ck_assert_int_eq(query_int("SELECT value='se' FROM meta WHERE key='private_groups'"), 1);
+    ck_assert_int_eq(query_int("SELECT value='server' FROM meta WHERE key='kind'"), 1);
+    ck_assert_int_eq(query_int("SELECT value='cnn-se' FROM meta WHERE key='arch'"), 1);
+    state_close(s);
+    state_close(NULL);
+}
+END_TEST
+
+START_TEST(test_commit_prune_resume)
+{
+    state *s;
+    char err[SEFL_ERRLEN] = "";
+    state_config c = config(PARAM_SE, 42);
+    ck_assert_int_eq(state_open(path, &c, init, &s, err), 0);
+    for (uint32_t r = 1; r <= 5; r++) commit(s, r, (float)r);
+    ck_assert_int_eq(query_int("SELECT count(*) FROM rounds"), 5);
+    ck_assert_int_eq(query_int("SELECT count(*) FROM models"), STATE_KEEP_MODELS);
+    ck_assert_int_eq(query_int("SELECT min(round) FROM models"), 5 - STATE_KEEP_MODELS + 1);
+    ck_assert_int_eq(query_int("SELECT rounds FROM clients WHERE name='client-0001'"), 5);
+    ck_assert_int_eq(query_int("SELECT examples FROM clients WHERE name='client-0001'"),
+                     51 + 52 + 53 + 54 + 55);
+    ck_assert_int_eq(query_int("SELECT attempt FROM rounds WHERE round=3"), 1);
+    ck_assert_int_eq(query_int("SELECT length(params) FROM models WHERE round=5"),
+                     (long long)(table.total * sizeof(float)));
+
+    /* a second commit of round 5 fails and leaves everything as it was */
+    float keep = buf[0];
+    state_round r = { .round = 5, .clients = 1, .examples = 1, .attempt = 1 };
+    state_participant p = { "client-0009", 1 };
+    for (size_t i = 0; i < table.total; i++) buf[i] = -1;
+    ck_assert_int_ne(state_commit_round(s, &r, buf, &p, 1, err), 0);
+    ck_assert_int_eq(query_int("SELECT count(*) FROM clients WHERE name='client-0009'"), 0);
+    ck_assert_int_eq(query_int("SELECT count(*) FROM models"), STATE_KEEP_MODELS);
+    state_close(s);
+
+    /* resume: the model of round 5, byte for byte */
+    ck_assert_int_eq(state_open(path, &c, init, &s, err), 0);
+    uint32_t round = 0;
+    ck_assert_int_eq(state_load(s, back, &round, err), 0);
+    ck_assert_uint_eq(round, 5);
+    ck_assert_float_eq(back[0], keep);
+    for (size_t i = 0; i < table.total; i++) buf[i] = 5.0f + (float)i * 1e-6f;
+    ck_assert_int_eq(memcmp(back, buf, table.total * sizeof(float)), 0);
+    commit(s, 6, 6.0f);
+    state_close(s);
+}
+END_TEST
+
+START_TEST(test_refuses_other_settings)
+{
+    state *s;
+    char err[SEFL_ERRLEN] = "";
+    state_config c = config(PARAM_SE, 42);
+    ck_assert_int_eq(state_open(path, &c, init, &s, err), 0);
+    state_close(s);
+
+    state_config none = config(0, 42);
+    ck_assert_int_eq(state_open(path, &none, init, &s, err), -EINVAL);
+    ck_assert_ptr_null(s);
+    ck_assert_ptr_nonnull(strstr(err, "private_groups = se, this run has none (--private)"));
+
+    state_config seed = config(PARAM_SE, 43);
+    ck_assert_int_eq(state_open(path, &seed, init, &s, err), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "--seed"));
+
+    param_table t4;
+    ck_assert_int_eq(params_build_cnn_se(&t4, 4, 1, err), 0);
+    state_config r4 = { .t = &t4, .private_mask = PARAM_SE, .init_seed = 42 };
+    ck_assert_int_eq(state_open(path, &r4, init, &s, err), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "--r"));
+
+    /* a file of sefl-sim --local-only is not one the coordinator resumes */
+    char local[160];
+    snprintf(local, sizeof local, "%s/local.db", dir);
+    state_config lc = c;
+    lc.kind = "local";
+    lc.partition = "pat:2";
+    ck_assert_int_eq(state_open(local, &lc, init, &s, err), 0);
+    state_close(s);
+    ck_assert_int_eq(state_open(local, &c, init, &s, err), -EBADMSG);
+    ck_assert_ptr_nonnull(strstr(err, "'local'"));
+}
+END_TEST
+
+START_TEST(test_detects_damaged_model)
+{
+    state *s;
+    char err[SEFL_ERRLEN] = "";
+    state_config c = config(PARAM_SE, 42);
+    ck_assert_int_eq(state_open(path, &c, init, &s, err), 0);
+    commit(s, 1, 1.0f);
+    commit(s, 2, 2.0f);
+    uint32_t round = 7;
+    memset(back, 0, table.total * sizeof(float));
+
+    /* one flipped bit in the blob */
+    exec_raw("UPDATE models SET params = CAST(substr(params, 1, 99) || x'ff' || substr(params, 101)"
+             " AS BLOB) WHERE round = 2");
+    ck_assert_int_eq(state_load(s, back, &round, err), -EBADMSG);
+    ck_assert_ptr_nonnull(strstr(err, "checksum"));
+    ck_assert_uint_eq(round, 7);
+    ck_assert_float_eq(back[0], 0);
+
+    /* a blob one float short */
+    exec_raw("UPDATE models SET params = substr(params, 5) WHERE round = 2");
+    ck_assert_int_eq(state_load(s, back, &round, err), -EBADMSG);
+    ck_assert_ptr_nonnull(strstr(err, "expected"));
+
+    /* the newest model missing: committed round 2 without its model */
+    exec_raw("DELETE FROM models WHERE round = 2");
+    ck_assert_int_eq(state_load(s, back, &round, err), -EBADMSG);
+    ck_assert_ptr_nonnull(strstr(err, "last committed round 2"));
+    exec_raw("DELETE FROM models");
+    ck_assert_int_eq(state_load(s, back, &round, err), -EBADMSG);
+    ck_assert_ptr_nonnull(strstr(err, "holds no model"));
+    state_close(s);
+}
+END_TEST
+
+START_TEST(test_clients_and_eval_reports)
+{
+    state *s;
+    char err[SEFL_ERRLEN] = "";
+    state_config c = config(PARAM_SE | PARAM_HEAD, 1);
+    ck_assert_int_eq(state_open(path, &c, init, &s, err), 0);
+    ck_assert_int_eq(state_client_seen(s, "client-0003", err), 0);
+    ck_assert_int_eq(state_client_seen(s, "client-0003", err), 0);
+    ck_assert_int_eq(query_int("SELECT rounds FROM clients WHERE name='client-0003'"), 0);
+    ck_assert_int_eq(query_int("SELECT first_seen IS NOT NULL AND last_seen IS NOT NULL"
+                                  " FROM clients WHERE name='client-0003'"), 1);
+    ck_assert_int_eq(state_eval_report(s, 3, "client-0003", 120, 0.9, 0.3, err), 0);
+    ck_assert_int_eq(state_eval_report(s, 3, "client-0004", 80, 0.7, 0.6, err), 0);
+    ck_assert_int_eq(state_eval_report(s, 3, "client-0003", 120, 0.95, 0.2, err), 0);
+    ck_assert_int_eq(query_int("SELECT count(*) FROM eval_reports"), 2);
+    ck_assert_int_eq(query_int("SELECT accuracy = 0.95 FROM eval_reports WHERE client='client-0003'"), 1);
+    ck_assert_int_eq(query_int("SELECT value='se,head' FROM meta WHERE key='private_groups'"), 1);
+    state_close(s);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("state");
+    TCase *tc = tcase_create("state");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_new_file_holds_round0);
+    tcase_add_test(tc, test_commit_prune_resume);
+    tcase_add_test(tc, test_refuses_other_settings);
+    tcase_add_test(tc, test_detects_damaged_model);
+    tcase_add_test(tc, test_clients_and_eval_reports);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
