@@ -1,0 +1,142 @@
+/* report: per-client personalized accuracy read from a server.db, its
+ * statistics, and the text / CSV / JSON / SVG forms that sefl-eval writes.
+ *
+ * A report is one evaluated round of one run (the EvalReports of that round,
+ * one per client), optionally joined by client name with a baseline run on the
+ * same partition (another server.db, or the one `sefl-sim --local-only`
+ * writes). The statistics follow PFLlib: the headline figure is the
+ * sample-weighted accuracy sum(acc * examples) / sum(examples); mean and std
+ * (population, as numpy's default) are over clients, p10 and median are
+ * percentiles with linear interpolation (numpy's default method).
+ *
+ * Use: report_load_run() for the run and, if wanted, the baseline;
+ * report_compute(); then report_print / report_write_csv / _json / _svg;
+ * report_free(). report_db.c reads SQLite, report_svg.c draws the chart,
+ * report.c does the rest.
+ */
+#ifndef SEFL_REPORT_H
+#define SEFL_REPORT_H
+
+#include <stdio.h>
+
+/* Limits on what is read from a db: a larger value is an error, not a
+ * truncation, so a damaged or foreign file cannot make us allocate at will. */
+#define REPORT_MAX_CLIENTS 100000        /* eval reports in one round */
+#define REPORT_MAX_ROUNDS 1000000        /* distinct evaluated rounds */
+#define REPORT_MAX_EXAMPLES 100000000L   /* test examples of one client */
+#define REPORT_NAME_MAX 64               /* client name, with its NUL */
+#define REPORT_META_MAX 64               /* a meta text value, with its NUL */
+
+/* Two accuracies closer than this count as equal in better/worse/equal. */
+#define REPORT_EQUAL_EPS 1e-9
+
+typedef struct {
+    char name[REPORT_NAME_MAX];  /* client certificate CN, e.g. client-0007 */
+    long examples;               /* its test examples */
+    double accuracy;             /* personalized accuracy in [0,1] */
+    double loss;                 /* mean test cross-entropy */
+} report_client;
+
+/* One evaluated round: its summary figure, for the curve and --best. */
+typedef struct {
+    int round;
+    int clients;                 /* reports in that round */
+    long examples;
+    double weighted_accuracy;    /* NAN when examples is 0 */
+} report_point;
+
+/* The meta table, as far as sefl-eval needs it; absent keys stay empty / -1. */
+typedef struct {
+    char arch[REPORT_META_MAX];           /* "cnn-se" */
+    int r;                                /* SE reduction ratio, -1 if absent */
+    int fc1_gate;                         /* -1 if absent */
+    char private_groups[REPORT_META_MAX]; /* "se", "none", "head", "se,head" */
+    char kind[REPORT_META_MAX];           /* "server" or "local" */
+    char partition[REPORT_META_MAX];      /* partition spec, may be empty */
+    char table_hash[REPORT_META_MAX];     /* hex text, may be empty */
+} report_meta;
+
+/* One run read from a db: its meta, the curve of every evaluated round, and
+ * the reports of one selected round, sorted by client name. */
+typedef struct {
+    char db[512];                /* path, as given */
+    report_meta meta;
+    report_point *curve;         /* (ncurve) ascending by round */
+    int ncurve;
+    int round;                   /* the selected round */
+    report_client *c;            /* (n) sorted by name */
+    int n;
+} report_run;
+
+/* Summary of one series of per-client accuracies. */
+typedef struct {
+    int clients;
+    long examples;
+    double weighted;             /* sum(acc * examples) / sum(examples); NAN if no examples */
+    double mean, std, min, p10, median;  /* NAN if clients == 0 */
+} report_summary;
+
+/* Parameter and compute cost of the run's model (the efficiency view). */
+typedef struct {
+    long total;                  /* every parameter */
+    long backbone, se, head;     /* per group; fc is in both backbone and head */
+    long private_params;         /* kept on each client, never sent */
+    double private_fraction;     /* private_params / total */
+    long macs, macs_no_se;       /* multiply-accumulates per sample, with / without SE gates */
+} report_cost;
+
+/* Everything sefl-eval prints. `base` and `cost` are optional. */
+typedef struct {
+    report_run run;
+    int has_base;
+    report_run base;
+    double *base_acc;            /* (run.n) baseline accuracy per client of run, NAN if absent */
+    report_summary s;            /* of run.c */
+    report_summary bs;           /* of the baseline over the clients present in both */
+    int better, worse, equal;    /* clients of run against the baseline */
+    int missing;                 /* clients of run absent from the baseline */
+    int show_best;               /* print the best round and the curve */
+    int best;                    /* index into run.curve of the best weighted accuracy */
+    int has_cost;
+    report_cost cost;
+} report;
+
+/* Opens db read-only and fills run: meta, the per-round curve, and the
+ * reports of `round` (-1: the last evaluated round). The file must be a sefl
+ * db of kind server or local (store_open). Returns 0, or negative with one
+ * line in err: store_open's errors for a missing (-ENOENT) or foreign or
+ * damaged (-EBADMSG) file, -EINVAL for a db without eval_reports or without
+ * any report, -ERANGE for a round with no reports or a value over a limit,
+ * -EIO for a SQLite failure, -ENOMEM. run is released with report_run_free
+ * whatever the result. */
+int report_load_run(const char *db, int round, report_run *run, char *err);
+void report_run_free(report_run *run);   /* accepts a zeroed or freed run */
+
+/* Summarizes n accuracies acc (n) with weights examples (n); examples may be
+ * NULL only when n is 0. Fills s; never fails. */
+void report_summarize(const double *acc, const long *examples, int n, report_summary *s);
+
+/* The q-quantile (0..1) of the n ascending values x (n) with linear
+ * interpolation; NAN when n is 0. */
+double report_quantile(const double *x, int n, double q);
+
+/* Fills r's derived fields (summaries, baseline join, counts, best round)
+ * from r->run and, when r->has_base, r->base. Returns 0 or -ENOMEM. */
+int report_compute(report *r);
+void report_free(report *r);             /* accepts a zeroed report; frees runs too */
+
+/* Writers. Text is `name value` lines and a per-client table; CSV has the
+ * columns kind,name,n,value,baseline,difference with one row per client
+ * (kind client, n = examples), per statistic (kind summary, n = clients, or
+ * examples for weighted_accuracy), per count (kind count, n = the count), per
+ * evaluated round when show_best (kind round, n = round), the best round (kind
+ * best) and the cost (kind cost, integers in n, the fraction in value).
+ * JSON carries the same numbers. The SVG is a static chart of per-client
+ * accuracy, clients sorted by personalized accuracy, with the baseline for
+ * the same clients. Return 0, or -EIO when a write fails. */
+int report_print(FILE *f, const report *r);
+int report_write_csv(FILE *f, const report *r);
+int report_write_json(FILE *f, const report *r);
+int report_write_svg(FILE *f, const report *r);
+
+#endif

@@ -1,0 +1,282 @@
+/* report_db: reads one run (meta, the per-round curve, one round's
+ * EvalReports) from a server.db for the report module (report.h).
+ *
+ * The db is opened read-only through store_open (which checks it is a sefl
+ * file of the right kind and version), so sefl-eval can read the file of a
+ * coordinator that is still running (WAL lets a reader see the last commit).
+ * Every count and value is checked against the limits in report.h before it
+ * is used: the file may come from another machine, another version, or a
+ * hand edit.
+ */
+#include "report.h"
+
+#include <errno.h>
+#include <math.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "state.h"
+#include "store.h"
+
+/* Returns 1 when db has a table called name, 0 when not, -EIO on failure. */
+static int table_exists(sqlite3 *db, const char *name)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
+                                -1, &st, NULL);
+    if (rc != SQLITE_OK) return -EIO;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc == SQLITE_ROW) return 1;
+    return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+/* Copies a text column into out (cap bytes with the NUL); -ERANGE if longer
+ * or holding a NUL byte. */
+static int copy_text(sqlite3_stmt *st, int col, char *out, size_t cap)
+{
+    const unsigned char *s = sqlite3_column_text(st, col);
+    int len = sqlite3_column_bytes(st, col);
+    if (!s) { out[0] = 0; return 0; }
+    if (len < 0 || (size_t)len >= cap || strlen((const char *)s) != (size_t)len) return -ERANGE;
+    memcpy(out, s, (size_t)len + 1);
+    return 0;
+}
+
+/* Reads a meta text value into out (REPORT_META_MAX bytes); an absent key
+ * leaves it empty. */
+static int meta_text(sqlite3 *db, const char *key, char *out, char *err)
+{
+    int ret = store_meta_get(db, key, out, REPORT_META_MAX, err);
+    if (ret == -ENOENT) { out[0] = 0; return 0; }
+    return ret;
+}
+
+/* Reads a small non-negative meta integer; absent leaves *v at -1. */
+static int meta_int(sqlite3 *db, const char *path, const char *key, int *v, char *err)
+{
+    char buf[REPORT_META_MAX], *end;
+    int ret = meta_text(db, key, buf, err);
+    if (ret < 0 || !buf[0]) return ret;
+    long x = strtol(buf, &end, 10);
+    if (*end || x < 0 || x > 1024) {
+        err_set(err, "%s: meta %s = '%s' is not a number in 0..1024", path, key, buf);
+        return -ERANGE;
+    }
+    *v = (int)x;
+    return 0;
+}
+
+static int load_meta(sqlite3 *db, const char *path, report_meta *m, char *err)
+{
+    int ret;
+    memset(m, 0, sizeof *m);
+    m->r = -1;
+    m->fc1_gate = -1;
+    if ((ret = meta_text(db, "arch", m->arch, err)) < 0 ||
+        (ret = meta_text(db, "private_groups", m->private_groups, err)) < 0 ||
+        (ret = meta_text(db, "kind", m->kind, err)) < 0 ||
+        (ret = meta_text(db, "partition", m->partition, err)) < 0 ||
+        (ret = meta_text(db, "table_hash", m->table_hash, err)) < 0 ||
+        (ret = meta_int(db, path, "r", &m->r, err)) < 0 ||
+        (ret = meta_int(db, path, "fc1_gate", &m->fc1_gate, err)) < 0)
+        return ret == -ENAMETOOLONG ? -ERANGE : ret;
+    return 0;
+}
+
+/* Checks every eval report of the file at once, so that the curve built by
+ * aggregate queries only ever sees values within bounds. */
+static int check_reports(sqlite3 *db, const char *path, char *err)
+{
+    static const char *sql =
+        "SELECT COUNT(*) FROM eval_reports WHERE typeof(examples) != 'integer'"
+        " OR typeof(accuracy) NOT IN ('real', 'integer') OR typeof(round) != 'integer'"
+        " OR examples < 0 OR examples > ?1 OR accuracy < 0 OR accuracy > 1"
+        " OR round < 0 OR round > 2147483647";
+    sqlite3_stmt *st = NULL;
+    int ret = 0;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+        err_set(err, "%s: %s", path, sqlite3_errmsg(db));
+        return -EIO;
+    }
+    sqlite3_bind_int64(st, 1, REPORT_MAX_EXAMPLES);
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        err_set(err, "%s: checking eval_reports: %s", path, sqlite3_errmsg(db));
+        ret = -EIO;
+    } else if (sqlite3_column_int64(st, 0) > 0) {
+        err_set(err, "%s: %lld eval reports have a round, examples (0..%ld) or accuracy (0..1)"
+                " out of range", path, (long long)sqlite3_column_int64(st, 0), REPORT_MAX_EXAMPLES);
+        ret = -ERANGE;
+    }
+    sqlite3_finalize(st);
+    return ret;
+}
+
+/* Runs a one-row, one-integer query with an optional int parameter. */
+static int query_count(sqlite3 *db, const char *sql, int bind, int param, sqlite3_int64 *out)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) return -EIO;
+    if (bind) sqlite3_bind_int(st, 1, param);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) *out = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? 0 : -EIO;
+}
+
+static int load_curve(sqlite3 *db, const char *path, report_run *run, char *err)
+{
+    sqlite3_int64 n = 0;
+    if (query_count(db, "SELECT COUNT(DISTINCT round) FROM eval_reports", 0, 0, &n) < 0) {
+        err_set(err, "%s: %s", path, sqlite3_errmsg(db));
+        return -EIO;
+    }
+    if (n == 0) {
+        err_set(err, "%s has no eval reports yet (no round was evaluated)", path);
+        return -EINVAL;
+    }
+    if (n > REPORT_MAX_ROUNDS) {
+        err_set(err, "%s has %lld evaluated rounds, over the limit of %d", path, (long long)n,
+                REPORT_MAX_ROUNDS);
+        return -ERANGE;
+    }
+    run->curve = calloc((size_t)n, sizeof *run->curve);
+    if (!run->curve) { err_set(err, "out of memory"); return -ENOMEM; }
+
+    sqlite3_stmt *st = NULL;
+    int ret = 0;
+    if (sqlite3_prepare_v2(db,
+            "SELECT round, COUNT(*), SUM(examples), SUM(accuracy * examples) FROM eval_reports"
+            " GROUP BY round ORDER BY round", -1, &st, NULL) != SQLITE_OK) {
+        err_set(err, "%s: %s", path, sqlite3_errmsg(db));
+        return -EIO;
+    }
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        /* A writer may have committed a new round since the count. */
+        if (run->ncurve == n) break;
+        report_point *p = &run->curve[run->ncurve++];
+        p->round = sqlite3_column_int(st, 0);
+        sqlite3_int64 clients = sqlite3_column_int64(st, 1);
+        if (clients > REPORT_MAX_CLIENTS) {
+            err_set(err, "%s: round %d has %lld eval reports, over the limit of %d", path,
+                    p->round, (long long)clients, REPORT_MAX_CLIENTS);
+            ret = -ERANGE;
+            goto out;
+        }
+        p->clients = (int)clients;
+        p->examples = (long)sqlite3_column_int64(st, 2);
+        p->weighted_accuracy = p->examples > 0 ? sqlite3_column_double(st, 3) / (double)p->examples
+                                               : NAN;
+    }
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+        err_set(err, "%s: reading eval_reports: %s", path, sqlite3_errmsg(db));
+        ret = -EIO;
+    }
+out:
+    sqlite3_finalize(st);
+    return ret;
+}
+
+static int load_round(sqlite3 *db, const char *path, report_run *run, char *err)
+{
+    sqlite3_int64 n = 0;
+    if (query_count(db, "SELECT COUNT(*) FROM eval_reports WHERE round = ?", 1, run->round,
+                    &n) < 0) {
+        err_set(err, "%s: %s", path, sqlite3_errmsg(db));
+        return -EIO;
+    }
+    if (n == 0) {
+        err_set(err, "%s has no eval reports for round %d (evaluated rounds: %d..%d, %d of them)",
+                path, run->round, run->curve[0].round, run->curve[run->ncurve - 1].round,
+                run->ncurve);
+        return -ERANGE;
+    }
+    if (n > REPORT_MAX_CLIENTS) {
+        err_set(err, "%s: round %d has %lld eval reports, over the limit of %d", path, run->round,
+                (long long)n, REPORT_MAX_CLIENTS);
+        return -ERANGE;
+    }
+    run->c = calloc((size_t)n, sizeof *run->c);
+    if (!run->c) { err_set(err, "out of memory"); return -ENOMEM; }
+
+    sqlite3_stmt *st = NULL;
+    int ret = 0;
+    if (sqlite3_prepare_v2(db,
+            "SELECT client, examples, accuracy, loss FROM eval_reports WHERE round = ?"
+            " ORDER BY client", -1, &st, NULL) != SQLITE_OK) {
+        err_set(err, "%s: %s", path, sqlite3_errmsg(db));
+        return -EIO;
+    }
+    sqlite3_bind_int(st, 1, run->round);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && run->n < n) {
+        report_client *c = &run->c[run->n];
+        if (sqlite3_column_type(st, 0) == SQLITE_NULL ||
+            copy_text(st, 0, c->name, REPORT_NAME_MAX) < 0 || !c->name[0]) {
+            err_set(err, "%s: round %d has a client name that is empty or longer than %d bytes",
+                    path, run->round, REPORT_NAME_MAX - 1);
+            ret = -ERANGE;
+            goto out;
+        }
+        c->examples = (long)sqlite3_column_int64(st, 1);
+        c->accuracy = sqlite3_column_double(st, 2);
+        c->loss = sqlite3_column_double(st, 3);
+        run->n++;
+    }
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+        err_set(err, "%s: reading eval_reports: %s", path, sqlite3_errmsg(db));
+        ret = -EIO;
+    }
+out:
+    sqlite3_finalize(st);
+    return ret;
+}
+
+int report_load_run(const char *path, int round, report_run *run, char *err)
+{
+    /* Both the coordinator's file and the one sefl-sim --local-only writes
+     * have this schema; anything else is refused by store_open. */
+    static const store_schema schema = { "server", "local", STATE_SCHEMA_VERSION, NULL };
+    memset(run, 0, sizeof *run);
+    sqlite3 *db = NULL;
+    int ret;
+
+    if (strlen(path) >= sizeof run->db) {
+        err_set(err, "db path is longer than %zu bytes", sizeof run->db - 1);
+        return -ERANGE;
+    }
+    memcpy(run->db, path, strlen(path) + 1);
+    if ((ret = store_open(path, &schema, STORE_READONLY, &db, NULL, err)) < 0) goto out;
+    ret = table_exists(db, "eval_reports");
+    if (ret < 0) {
+        err_set(err, "cannot read %s: %s", path, sqlite3_errmsg(db));
+        goto out;
+    }
+    if (!ret) {
+        err_set(err, "%s has no eval_reports table: is it a sefl server.db?", path);
+        ret = -EINVAL;
+        goto out;
+    }
+    if ((ret = load_meta(db, path, &run->meta, err)) < 0) goto out;
+    if ((ret = check_reports(db, path, err)) < 0) goto out;
+    if ((ret = load_curve(db, path, run, err)) < 0) goto out;
+    run->round = round >= 0 ? round : run->curve[run->ncurve - 1].round;
+    ret = load_round(db, path, run, err);
+out:
+    store_close(db);
+    return ret;
+}
+
+void report_run_free(report_run *run)
+{
+    if (!run) return;
+    free(run->curve);
+    free(run->c);
+    run->curve = NULL;
+    run->c = NULL;
+    run->n = run->ncurve = 0;
+}
