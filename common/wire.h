@@ -23,6 +23,9 @@
 #define WIRE_MAX_FRAME_DEFAULT (64u << 20)    /* after Hello/Welcome */
 #define WIRE_MAX_FRAME_UNAUTH (64u << 10)     /* before Hello/Welcome */
 #define WIRE_MAX_STRING 256                   /* any string field */
+#define WIRE_MAX_BATCH 65536                  /* TrainTask.batch: 1..this */
+#define WIRE_MAX_EPOCHS 1000                  /* TrainTask.epochs: 1..this */
+#define WIRE_ALLOC_SLACK (16u << 10)          /* see wire_alloc_limit */
 
 /* Error codes carried in Error.code. */
 enum {
@@ -39,7 +42,7 @@ enum {
 /* Decodes and validates one frame payload (without the length prefix).
  * The table t gives the tensor names and shapes that may appear; spec fields
  * are checked against t. alloc_limit bounds the bytes the unpacker may
- * allocate (about 2x the payload is enough for our messages). On success
+ * allocate (wire_alloc_limit(len) is enough for our messages). On success
  * *out is the Envelope (free with wire_free). On failure returns a negative
  * error, writes one line into err and sets *code to a WIRE_ERR_* code for the
  * Error reply. */
@@ -47,9 +50,14 @@ int wire_decode(const uint8_t *payload, size_t len, const param_table *t,
                 size_t alloc_limit, Sefl__Envelope **out, uint32_t *code, char *err);
 void wire_free(Sefl__Envelope *e);            /* accepts NULL */
 
+/* An alloc_limit for wire_decode that every valid message of payload_len
+ * bytes fits in: 2 * payload_len + WIRE_ALLOC_SLACK (small messages unpack
+ * into structs larger than their bytes). */
+size_t wire_alloc_limit(size_t payload_len);
+
 /* Packs e (its version is set to WIRE_VERSION) into a new buffer with the
  * 4-byte length prefix: *frame (malloc'd, caller frees), *len bytes in all.
- * Returns 0 or -ENOMEM. */
+ * Returns 0, -ENOMEM, or -EMSGSIZE when the payload exceeds 4 GiB - 1. */
 int wire_encode(Sefl__Envelope *e, uint8_t **frame, size_t *len);
 
 /* Fills spec with the model spec of t (strings point into t). */
