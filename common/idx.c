@@ -77,7 +77,7 @@ static long src_read(idx_src *src, void *buf, size_t n, char *err)
     if (!src->gz) {
         size_t got = fread(buf, 1, n, src->f);
         if (got < n && ferror(src->f)) {
-            err_set(err, "%s: read error", src->path);
+            err_set(err, "%s: read error: %s", src->path, strerror(errno));
             return -EIO;
         }
         return (long)got;
@@ -89,7 +89,7 @@ static long src_read(idx_src *src, void *buf, size_t n, char *err)
         if (z->avail_in == 0) {
             size_t got = fread(src->in, 1, sizeof src->in, src->f);
             if (ferror(src->f)) {
-                err_set(err, "%s: read error", src->path);
+                err_set(err, "%s: read error: %s", src->path, strerror(errno));
                 return -EIO;
             }
             if (got == 0 && src->member_done) break;
@@ -191,35 +191,37 @@ static int read_data(idx_src *src, idx_array *out, char *err)
 {
     size_t cap = out->count < IDX_CHUNK ? out->count : IDX_CHUNK;
     size_t have = 0;
+    int rc = -ENOMEM;
     uint8_t *buf = malloc(cap);
-    if (!buf) goto nomem;
+    if (!buf) goto out;
     while (have < out->count) {
         if (have == cap) {
             size_t ncap = cap > out->count / 2 ? out->count : 2 * cap;
             uint8_t *nbuf = realloc(buf, ncap);
-            if (!nbuf) goto nomem;
+            if (!nbuf) goto out;
             buf = nbuf;
             cap = ncap;
         }
         size_t want = cap - have < IDX_CHUNK ? cap - have : IDX_CHUNK;
         long got = src_read(src, buf + have, want, err);
         if (got < 0) {
-            free(buf);
-            return (int)got;
+            rc = (int)got;
+            goto out;
         }
         have += (size_t)got;
         if ((size_t)got < want) {
             err_set(err, "%s: truncated IDX data (%zu of %zu bytes)", src->path, have, out->count);
-            free(buf);
-            return -EINVAL;
+            rc = -EINVAL;
+            goto out;
         }
     }
     out->data = buf;
-    return 0;
-nomem:
+    buf = NULL;
+    rc = 0;
+out:
+    if (rc == -ENOMEM) err_set(err, "%s: out of memory for %zu bytes of IDX data", src->path, out->count);
     free(buf);
-    err_set(err, "%s: out of memory for %zu bytes of IDX data", src->path, out->count);
-    return -ENOMEM;
+    return rc;
 }
 
 int idx_read(const char *path, size_t max_bytes, idx_array *out, char *err)
@@ -227,7 +229,7 @@ int idx_read(const char *path, size_t max_bytes, idx_array *out, char *err)
     idx_src src;
     memset(out, 0, sizeof *out);
     int rc = src_open(&src, path, err);
-    if (rc) return rc;
+    if (rc) goto out;
     rc = read_header(&src, max_bytes, out, err);
     if (rc) goto out;
     rc = read_data(&src, out, err);
