@@ -7,7 +7,8 @@
  *      packed counts) and a large one no more than the caller allows;
  *   2. a walk over the raw bytes checks every string field, because the
  *      unpacked C string hides what matters: protobuf-c cuts a string at an
- *      embedded NUL, so its true length and contents are only in the bytes;
+ *      embedded NUL, so its true length and contents are only in the bytes
+ *      (the walk also refuses field number 0, which protobuf-c lets by);
  *   3. the unpacked message is checked field by field against the parameter
  *      table (version, oneof, model spec, tensors, numbers).
  * Any failure gives a WIRE_ERR_* code and one line for the Error reply.
@@ -106,7 +107,7 @@ void wire_free(Sefl__Envelope *e)
     if (e) sefl__envelope__free_unpacked(e, &a);
 }
 
-/* ---- raw string walk -------------------------------------------------- */
+/* ---- raw field walk --------------------------------------------------- */
 
 /* Length of the valid UTF-8 sequence at s[0..n) (1..4), or 0 when the bytes
  * there are not one: overlong forms, surrogates and code points past
@@ -159,17 +160,21 @@ static int wire_varint(const uint8_t **pp, const uint8_t *end, uint64_t *v)
     return -1;
 }
 
-/* Checks every string field in the bytes p[0..n) of a message of type d, and
- * in its sub-messages. The bytes already unpacked, so a structural failure
- * here is only a safety net. Returns 0 or -EBADMSG with code and err. */
-static int wire_check_strings(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t n,
+/* Checks every field key and every string field in the bytes p[0..n) of a
+ * message of type d, and in its sub-messages. The bytes already unpacked,
+ * so apart from field numbers a structural failure here is only a safety
+ * net. Returns 0 or -EBADMSG with code and err. */
+static int wire_check_raw(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t n,
                               int depth, uint32_t *code, char *err)
 {
     const uint8_t *end = p + n;
     if (depth > WIRE_MAX_DEPTH) goto malformed;
     while (p < end) {
         uint64_t key, v;
-        if (wire_varint(&p, end, &key)) goto malformed;
+        /* Field number 0 and numbers past 2^29 - 1 do not exist; protobuf-c
+         * keeps some of them as unknown fields but cannot read them back
+         * once re-encoded. */
+        if (wire_varint(&p, end, &key) || key >> 3 == 0 || key >> 3 > 0x1fffffff) goto malformed;
         switch (key & 7) {
         case 0:
             if (wire_varint(&p, end, &v)) goto malformed;
@@ -201,7 +206,7 @@ static int wire_check_strings(const ProtobufCMessageDescriptor *d, const uint8_t
                     return -EBADMSG;
                 }
             } else if (f && f->type == PROTOBUF_C_TYPE_MESSAGE) {
-                int rc = wire_check_strings(f->descriptor, p, (size_t)v, depth + 1, code, err);
+                int rc = wire_check_raw(f->descriptor, p, (size_t)v, depth + 1, code, err);
                 if (rc) return rc;
             }
             p += v;
@@ -463,7 +468,7 @@ int wire_decode(const uint8_t *payload, size_t len, const param_table *t, size_t
         }
         goto out;
     }
-    if ((rc = wire_check_strings(&sefl__envelope__descriptor, payload, len, 0, code, err)))
+    if ((rc = wire_check_raw(&sefl__envelope__descriptor, payload, len, 0, code, err)))
         goto out;
     if ((rc = wire_check_envelope(e, t, code, err))) goto out;
     *out = e;
