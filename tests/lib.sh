@@ -52,10 +52,10 @@ sefl_wait_exit() {
 sefl_stop() {
     local pid
     for pid in "$@"; do
-        [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null
+        if [ -n "$pid" ]; then kill -TERM "$pid" 2>/dev/null || true; fi
     done
     for pid in "$@"; do
-        [ -n "$pid" ] && sefl_wait_exit "$pid" 5 >/dev/null 2>&1
+        if [ -n "$pid" ]; then sefl_wait_exit "$pid" 5 >/dev/null 2>&1 || true; fi
     done
     return 0
 }
@@ -64,4 +64,44 @@ sefl_stop() {
 # FILE (the form sefl-eval and sefl-bench print), or nothing.
 sefl_value() {
     awk -v k="$2" '$1 == k { print $2; exit }' "$1"
+}
+
+# sefl_run_federated DIR CERTS TIMEOUT_S "SERVER_ARGS" "SIM_ARGS": one
+# federated run on this machine. Starts sefl-server on 127.0.0.1:0 with
+# --certs CERTS --db DIR/server.db and SERVER_ARGS (split on spaces), reads
+# its port, runs sefl-sim --server 127.0.0.1:PORT --certs CERTS --state
+# DIR/clients with SIM_ARGS, and waits for both (the coordinator at most
+# TIMEOUT_S seconds). Logs go to DIR/server.log and DIR/sim.log. Returns 0
+# when both exit 0; otherwise prints the failing log's tail and returns 1.
+# SEFL_SERVER_PID and SEFL_SIM_PID name the running processes, for a trap
+# that calls sefl_stop on them.
+sefl_run_federated() {
+    local dir=$1 certs=$2 timeout=$3 server_args=$4 sim_args=$5 port
+    mkdir -p "$dir"
+    # shellcheck disable=SC2086  # the argument strings are split on purpose
+    "$BIN/sefl-server" --listen 127.0.0.1:0 --certs "$certs" --db "$dir/server.db" \
+        $server_args >"$dir/server.log" 2>&1 &
+    SEFL_SERVER_PID=$!
+    if ! port=$(sefl_wait_port "$dir/server.log" "$SEFL_SERVER_PID" 30); then
+        tail -n 20 "$dir/server.log"
+        echo "the coordinator did not start (log: $dir/server.log)"
+        return 1
+    fi
+    # shellcheck disable=SC2086
+    "$BIN/sefl-sim" --server "127.0.0.1:$port" --certs "$certs" --state "$dir/clients" \
+        $sim_args >"$dir/sim.log" 2>&1 &
+    SEFL_SIM_PID=$!
+    if ! sefl_wait_exit "$SEFL_SERVER_PID" "$timeout"; then
+        tail -n 20 "$dir/server.log"
+        echo "the coordinator failed or timed out (log: $dir/server.log)"
+        return 1
+    fi
+    SEFL_SERVER_PID=
+    if ! sefl_wait_exit "$SEFL_SIM_PID" 60; then
+        tail -n 20 "$dir/sim.log"
+        echo "sefl-sim failed (log: $dir/sim.log)"
+        return 1
+    fi
+    SEFL_SIM_PID=
+    return 0
 }
