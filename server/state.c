@@ -234,6 +234,18 @@ out:
     return ret;
 }
 
+int state_round_times(state *s, uint32_t round, double seconds, double coord_seconds, char *err)
+{
+    sqlite3_stmt *st;
+    int ret = store_prepare(s->db, "UPDATE rounds SET seconds = ?, coord_seconds = ? WHERE round = ?",
+                            &st, err);
+    if (ret) return ret;
+    sqlite3_bind_double(st, 1, seconds);
+    sqlite3_bind_double(st, 2, coord_seconds);
+    sqlite3_bind_int64(st, 3, round);
+    return state_step(s, st, err);
+}
+
 int state_client_seen(state *s, const char *name, char *err)
 {
     char now[STORE_TIME_LEN];

@@ -71,6 +71,10 @@ typedef struct {
 int state_commit_round(state *s, const state_round *r, const float *buf,
                        const state_participant *p, int n, char *err);
 
+/* Sets the seconds and coord_seconds of a committed round: the coordinator
+ * learns how long the commit took only after it. Returns 0 or negative. */
+int state_round_times(state *s, uint32_t round, double seconds, double coord_seconds, char *err);
+
 /* Records that a client connected now (first_seen once, last_seen each time). */
 int state_client_seen(state *s, const char *name, char *err);
 

@@ -1,0 +1,832 @@
+/* coord: rounds, selection, deadlines and evaluation rounds of the
+ * coordinator; see coord.h.
+ *
+ * Everything runs on the loop thread. The coord is in one phase at a time:
+ * IDLE (waiting for enough clients, or between rounds), TRAIN (a round's
+ * TrainTasks are out, updates are being folded in), EVAL (EvalTasks are
+ * out), DONE (closing down). coord_advance decides what comes next whenever
+ * something changes: a client is welcomed, a round commits or is abandoned,
+ * an evaluation ends.
+ *
+ * Each attempt at a round gets a fresh task id; a client holds the id of
+ * the TrainTask it was sent, so an update is accepted only from a client
+ * selected for the attempt in progress, once.
+ */
+#include "coord.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agg.h"
+#include "conn.h"
+#include "log.h"
+#include "model.h"
+#include "params.h"
+#include "rng.h"
+#include "state.h"
+#include "tls.h"
+#include "wire.h"
+
+enum { CO_IDLE, CO_TRAIN, CO_EVAL, CO_DONE };
+
+#define COORD_NAME_MAX 64            /* longest certificate CN we keep */
+#define COORD_SILENT_BEATS 3         /* heartbeats without a word before a close */
+
+/* A conn's user pointer is the coord until the handshake completes, then
+ * its peer; both begin with this tag so that on_close can tell them apart. */
+enum { USER_COORD = 0x636f6f72, USER_PEER = 0x70656572 };
+
+typedef struct peer peer;
+struct peer {
+    int tag;                     /* USER_PEER */
+    coord *co;
+    conn *c;
+    peer *prev, *next;           /* co->peers, in order of connection */
+    char name[COORD_NAME_MAX];   /* certificate CN */
+    int welcomed;                /* Hello answered: counts in n_ready */
+    int closing;                 /* conn_close called or the conn closed: left */
+    uint32_t train_examples;     /* from Hello: the largest weight we accept */
+    uint32_t test_examples;
+    uint64_t task;               /* id of the TrainTask attempt it holds, 0: none */
+    int reported;                /* its update for `task` was folded in */
+    int eval_pending;            /* an EvalTask of the current evaluation is unanswered */
+    uint64_t last_rx_ms;         /* loop time of its last frame (or of the open) */
+};
+
+struct coord {
+    int tag;                     /* USER_COORD */
+    uv_loop_t *loop;
+    coord_config cfg;
+    param_table t;
+    param_sel shared;            /* what goes over the wire */
+    size_t n_shared;             /* floats in the shared set */
+    float *global;               /* (t.total) the last committed model */
+    float *scratch;              /* (t.total) an update applied, or the model being committed */
+    float *flat;                 /* (n_shared) the shared set of one update, or the mean */
+    agg sum;                     /* the round's running weighted sum */
+    state *st;
+    tls_ctx *tls;
+    conn_listener *lis;
+    uv_timer_t deadline;         /* round or evaluation deadline */
+    uv_timer_t heartbeat;
+    int phase;                   /* CO_* */
+    int exit_status;
+
+    peer *peers;                 /* every opened connection, welcomed or not */
+    int n_peers;
+    int n_ready;                 /* welcomed and not closing */
+
+    uint32_t last_round;         /* last committed round */
+    uint32_t round;              /* round of the attempt in progress (or last tried) */
+    int attempt;                 /* attempts at `round` so far */
+    uint64_t task;               /* id of the attempt in progress */
+    uint64_t next_task;
+    int target;                  /* updates that commit at once: min(K, selected) */
+    int selected;
+    state_participant *parts;    /* (selected) who contributed to the round */
+    char (*part_names)[COORD_NAME_MAX]; /* (selected) their names, owned */
+    uint64_t round_start_ns;
+    double coord_seconds;        /* the coordinator's own work in this attempt */
+    int waiting_logged;
+
+    int eval_due;                /* an evaluation of last_round is to run */
+    uint32_t eval_round;
+    int eval_sent, eval_got;
+    double eval_acc_sum;         /* sum of examples * accuracy of the reports */
+    long long eval_examples;
+
+    uint64_t hb_nonce;
+};
+
+static void coord_advance(coord *co);
+static void coord_on_deadline(uv_timer_t *t);
+
+static double coord_since(uint64_t start_ns)
+{
+    return (double)(uv_hrtime() - start_ns) / 1e9;
+}
+
+/* ---- sending ----------------------------------------------------------- */
+
+/* Queues an encoded frame for p; a peer whose queue is full is closed (it is
+ * not reading, and we will not buffer without bound for it). */
+static void peer_close(peer *p, const char *reason);
+
+static int peer_send_frame(peer *p, const uint8_t *frame, size_t len)
+{
+    int ret = conn_send_frame(p->c, frame, len);
+    if (ret) peer_close(p, ret == -ENOBUFS ? "output queue full" : "send failed");
+    return ret;
+}
+
+static int peer_send(peer *p, Sefl__Envelope *e)
+{
+    uint8_t *frame;
+    size_t len;
+    int ret = wire_encode(e, &frame, &len);
+    if (ret) {
+        peer_close(p, "out of memory encoding a frame");
+        return ret;
+    }
+    ret = peer_send_frame(p, frame, len);
+    free(frame);
+    return ret;
+}
+
+static void peer_send_error(peer *p, uint32_t code, const char *msg)
+{
+    /* The peer's decoder refuses strings over WIRE_MAX_STRING. */
+    char line[WIRE_MAX_STRING];
+    snprintf(line, sizeof line, "%s", msg);
+    uint8_t *frame;
+    size_t len;
+    if (wire_encode_error(code, line, &frame, &len) == 0) {
+        peer_send_frame(p, frame, len);
+        free(frame);
+    }
+}
+
+static void peer_send_bye(peer *p, const char *reason)
+{
+    Sefl__Bye bye = SEFL__BYE__INIT;
+    bye.reason = (char *)reason;
+    Sefl__Envelope e = SEFL__ENVELOPE__INIT;
+    e.msg_case = SEFL__ENVELOPE__MSG_BYE;
+    e.bye = &bye;
+    peer_send(p, &e);
+}
+
+/* ---- peers joining and leaving ---------------------------------------- */
+
+/* Bookkeeping of a peer that is gone or going: it no longer counts, and an
+ * evaluation waiting only for it is over. Idempotent. */
+static void peer_leave(peer *p, const char *reason)
+{
+    coord *co = p->co;
+    if (p->closing) return;
+    p->closing = 1;
+    if (!p->welcomed) return;
+    co->n_ready--;
+    log_info("client %s left: %s (connected %d)", p->name, reason, co->n_ready);
+    if (p->eval_pending) {
+        p->eval_pending = 0;
+        co->eval_sent--;
+        /* Ended from the loop, not from inside whatever closed this peer. */
+        if (co->phase == CO_EVAL && co->eval_got == co->eval_sent)
+            uv_timer_start(&co->deadline, coord_on_deadline, 0, 0);
+    }
+}
+
+static void peer_close(peer *p, const char *reason)
+{
+    if (p->closing) return;
+    peer_leave(p, reason);
+    conn_close(p->c, reason);
+}
+
+/* Sends Error{code, msg} and closes: a peer that breaks the protocol. */
+static void peer_fail(peer *p, uint32_t code, const char *msg)
+{
+    log_warn("client %s (%s): %s; closing", p->name[0] ? p->name : "?", conn_peer_addr(p->c), msg);
+    peer_send_error(p, code, msg);
+    peer_close(p, msg);
+}
+
+static void coord_on_open(conn *c)
+{
+    coord *co = conn_user(c);
+    if (co->phase == CO_DONE || co->n_peers >= COORD_MAX_PEERS) {
+        conn_close(c, co->phase == CO_DONE ? "shutting down" : "too many connections");
+        return;
+    }
+    peer *p = calloc(1, sizeof *p);
+    if (!p) {
+        conn_close(c, "out of memory");
+        return;
+    }
+    p->tag = USER_PEER;
+    p->co = co;
+    p->c = c;
+    p->last_rx_ms = uv_now(co->loop);
+    p->next = co->peers;
+    if (co->peers) co->peers->prev = p;
+    co->peers = p;
+    co->n_peers++;
+    conn_set_user(c, p);
+}
+
+static void coord_on_close(conn *c, int status, const char *reason)
+{
+    const int *tag = conn_user(c);
+    if (*tag != USER_PEER) return;      /* closed before on_open: no peer */
+    peer *p = conn_user(c);
+    coord *co = p->co;
+    peer_leave(p, status ? reason : (reason && reason[0] ? reason : "closed"));
+    if (p->prev) p->prev->next = p->next;
+    else co->peers = p->next;
+    if (p->next) p->next->prev = p->prev;
+    co->n_peers--;
+    free(p);
+}
+
+static void coord_on_hello(peer *p, const Sefl__Hello *h)
+{
+    coord *co = p->co;
+    const char *name = conn_peer_name(p->c);
+    if (!name[0] || strlen(name) >= COORD_NAME_MAX) {
+        peer_fail(p, WIRE_ERR_PROTOCOL, "certificate CN empty or too long");
+        return;
+    }
+    /* The identity is the certificate: a second connection with the same CN
+     * is the same client reconnecting, so the older one goes. */
+    for (peer *q = co->peers; q; q = q->next)
+        if (q != p && q->welcomed && !q->closing && !strcmp(q->name, name))
+            peer_close(q, "replaced by a newer connection");
+    snprintf(p->name, sizeof p->name, "%s", name);
+    p->train_examples = h->train_examples;
+    p->test_examples = h->test_examples;
+
+    Sefl__ModelSpec spec;
+    wire_spec_from_table(&co->t, &spec);
+    Sefl__Welcome w = SEFL__WELCOME__INIT;
+    w.spec = &spec;
+    w.client_id = p->name;
+    w.round = co->last_round;
+    w.private_groups = (char *)params_private_name(co->cfg.private_mask);
+    w.heartbeat_seconds = (uint32_t)co->cfg.heartbeat;
+    w.init_seed = co->cfg.seed;
+    Sefl__Envelope e = SEFL__ENVELOPE__INIT;
+    e.msg_case = SEFL__ENVELOPE__MSG_WELCOME;
+    e.welcome = &w;
+    if (peer_send(p, &e)) return;
+    conn_set_authenticated(p->c);
+    p->welcomed = 1;
+    co->n_ready++;
+
+    char err[SEFL_ERRLEN];
+    if (state_client_seen(co->st, p->name, err)) log_warn("%s", err);
+    log_info("client %s joined from %s (train %u, test %u; connected %d)", p->name,
+             conn_peer_addr(p->c), p->train_examples, p->test_examples, co->n_ready);
+    coord_advance(co);
+}
+
+/* ---- rounds ------------------------------------------------------------ */
+
+/* Stops taking work and closes everything; `bye` is sent to welcomed peers. */
+static void coord_finish(coord *co, const char *bye)
+{
+    if (co->phase == CO_DONE) return;
+    if (co->phase == CO_TRAIN)
+        log_info("round %u dropped: %s (nothing of it is committed)", co->round, bye);
+    co->phase = CO_DONE;
+    for (peer *p = co->peers, *next; p; p = next) {
+        next = p->next;
+        if (p->closing) continue;
+        if (p->welcomed) peer_send_bye(p, bye);
+        peer_close(p, bye);
+    }
+    if (co->lis) conn_listener_close(co->lis);
+    co->lis = NULL;
+    uv_close((uv_handle_t *)&co->deadline, NULL);
+    uv_close((uv_handle_t *)&co->heartbeat, NULL);
+}
+
+static int peer_ready(const peer *p)
+{
+    return p->welcomed && !p->closing;
+}
+
+/* Selects `want` of the n_ready peers uniformly (Knuth's selection
+ * sampling: one pass, no array of candidates) and sends each the frame. */
+static int coord_select_and_send(coord *co, int want, const uint8_t *frame, size_t len)
+{
+    rng r;
+    rng_seed(&r, rng_derive(co->cfg.seed, ((uint64_t)co->round << 20) + (uint64_t)co->attempt));
+    int left = co->n_ready, sent = 0;
+    for (peer *p = co->peers, *next; p && want > 0; p = next) {
+        next = p->next;
+        if (!peer_ready(p)) continue;
+        if ((int)rng_below(&r, (uint64_t)left--) < want) {
+            want--;
+            p->task = co->task;
+            p->reported = 0;
+            if (peer_send_frame(p, frame, len) == 0) sent++;
+        }
+    }
+    return sent;
+}
+
+static void coord_start_round(coord *co)
+{
+    uint64_t t0 = uv_hrtime();
+    uint32_t round = co->last_round + 1;
+    co->attempt = round == co->round ? co->attempt + 1 : 1;
+    co->round = round;
+    co->task = ++co->next_task;
+    co->coord_seconds = 0;
+    co->round_start_ns = t0;
+    agg_reset(&co->sum);
+
+    int k = co->cfg.clients_per_round;
+    int want = (int)ceil(k * co->cfg.over_select - 1e-9);
+    if (want > co->n_ready) want = co->n_ready;
+
+    wire_tensors wt;
+    if (wire_tensors_build(&co->t, co->shared, co->global, &wt)) goto oom;
+    Sefl__TrainTask tt = SEFL__TRAIN_TASK__INIT;
+    tt.round = round;
+    tt.n_tensors = wt.n;
+    tt.tensors = wt.v;
+    tt.lr = co->cfg.lr;
+    tt.momentum = co->cfg.momentum;
+    tt.weight_decay = co->cfg.weight_decay;
+    tt.prox_mu = co->cfg.prox_mu;
+    tt.batch = (uint32_t)co->cfg.batch;
+    tt.epochs = (uint32_t)co->cfg.epochs;
+    tt.seed = rng_derive(co->cfg.seed, round);
+    tt.private_groups = (char *)params_private_name(co->cfg.private_mask);
+    Sefl__Envelope e = SEFL__ENVELOPE__INIT;
+    e.msg_case = SEFL__ENVELOPE__MSG_TRAIN_TASK;
+    e.train_task = &tt;
+    uint8_t *frame;
+    size_t len;
+    int ret = wire_encode(&e, &frame, &len);
+    wire_tensors_release(&wt);
+    if (ret) goto oom;
+
+    co->phase = CO_TRAIN;
+    co->selected = want;
+    co->target = want < k ? want : k;
+    int sent = coord_select_and_send(co, want, frame, len);
+    free(frame);
+    co->coord_seconds += coord_since(t0);
+    log_info("round %u started: selected %d of %d connected, commit at %d updates or at the "
+             "deadline with >= %d (attempt %d, task %zu bytes)",
+             round, sent, co->n_ready, co->target, co->cfg.min_clients, co->attempt, len);
+    uv_timer_start(&co->deadline, coord_on_deadline, (uint64_t)(co->cfg.round_timeout * 1000), 0);
+    return;
+oom:
+    log_error("round %u: out of memory building the TrainTask", round);
+    co->exit_status = 1;
+    coord_finish(co, "shutdown");
+}
+
+static void coord_start_eval(coord *co)
+{
+    wire_tensors wt;
+    uint8_t *frame = NULL;
+    size_t len;
+    if (wire_tensors_build(&co->t, co->shared, co->global, &wt)) goto oom;
+    Sefl__EvalTask et = SEFL__EVAL_TASK__INIT;
+    et.round = co->last_round;
+    et.n_tensors = wt.n;
+    et.tensors = wt.v;
+    et.private_groups = (char *)params_private_name(co->cfg.private_mask);
+    Sefl__Envelope e = SEFL__ENVELOPE__INIT;
+    e.msg_case = SEFL__ENVELOPE__MSG_EVAL_TASK;
+    e.eval_task = &et;
+    int ret = wire_encode(&e, &frame, &len);
+    wire_tensors_release(&wt);
+    if (ret) goto oom;
+
+    co->phase = CO_EVAL;
+    co->eval_due = 0;
+    co->eval_round = co->last_round;
+    co->eval_sent = co->eval_got = 0;
+    co->eval_acc_sum = 0;
+    co->eval_examples = 0;
+    for (peer *p = co->peers, *next; p; p = next) {
+        next = p->next;
+        if (!peer_ready(p)) continue;
+        p->eval_pending = 1;
+        co->eval_sent++;
+        peer_send_frame(p, frame, len);   /* on failure peer_leave un-counts it */
+    }
+    free(frame);
+    log_info("eval round %u started: %d clients", co->eval_round, co->eval_sent);
+    uv_timer_start(&co->deadline, coord_on_deadline,
+                   co->eval_sent ? (uint64_t)(co->cfg.round_timeout * 1000) : 0, 0);
+    return;
+oom:
+    log_error("eval round %u: out of memory building the EvalTask", co->last_round);
+    co->exit_status = 1;
+    coord_finish(co, "shutdown");
+}
+
+static void coord_end_eval(coord *co)
+{
+    for (peer *p = co->peers; p; p = p->next) p->eval_pending = 0;
+    log_info("eval round %u done: %d of %d reports, weighted accuracy %.4f", co->eval_round,
+             co->eval_got, co->eval_sent,
+             co->eval_examples ? co->eval_acc_sum / (double)co->eval_examples : 0.0);
+    co->phase = CO_IDLE;
+    coord_advance(co);
+}
+
+/* Commits the round: the mean of the folded updates becomes the shared set
+ * of the new global model, whose private tensors keep their values; the
+ * database gets the round, model and participants in one transaction. */
+static void coord_commit(coord *co, uint64_t t0)
+{
+    uv_timer_stop(&co->deadline);
+    char err[SEFL_ERRLEN];
+    agg_mean(&co->sum, co->flat);
+    memcpy(co->scratch, co->global, co->t.total * sizeof(float));
+    params_scatter(&co->t, co->shared, co->flat, co->scratch);
+
+    long long examples = 0;
+    for (int i = 0; i < co->sum.count; i++) examples += co->parts[i].examples;
+    state_round r = {
+        .round = co->round,
+        .clients = co->sum.count,
+        .examples = examples,
+        .train_loss = co->sum.loss / co->sum.weight,
+        .train_accuracy = co->sum.accuracy / co->sum.weight,
+        .attempt = co->attempt,
+    };
+    r.coord_seconds = co->coord_seconds + coord_since(t0);
+    r.seconds = coord_since(co->round_start_ns);
+    if (state_commit_round(co->st, &r, co->scratch, co->parts, co->sum.count, err)) {
+        log_error("round %u: commit failed: %s", co->round, err);
+        co->exit_status = 1;
+        coord_finish(co, "shutdown");
+        return;
+    }
+    /* The row was written inside the transaction whose time we now know:
+     * put the whole of it in the figures (a crash before this leaves the
+     * figures without the commit's own time, nothing worse). */
+    r.coord_seconds = co->coord_seconds + coord_since(t0);
+    r.seconds = coord_since(co->round_start_ns);
+    if (state_round_times(co->st, r.round, r.seconds, r.coord_seconds, err)) log_warn("%s", err);
+    /* Swap: scratch now holds the committed model. */
+    float *tmp = co->global;
+    co->global = co->scratch;
+    co->scratch = tmp;
+    co->last_round = co->round;
+    for (peer *p = co->peers; p; p = p->next) p->task = 0;
+    co->phase = CO_IDLE;
+    log_info("round %u committed: clients %d, examples %lld, train_loss %.4f, train_accuracy "
+             "%.4f, seconds %.3f, coord_seconds %.3f, attempt %d",
+             r.round, r.clients, r.examples, r.train_loss, r.train_accuracy, r.seconds,
+             r.coord_seconds, r.attempt);
+    int rounds = co->cfg.rounds;
+    if ((co->cfg.eval_every > 0 && co->last_round % (uint32_t)co->cfg.eval_every == 0) ||
+        (rounds > 0 && co->last_round == (uint32_t)rounds))
+        co->eval_due = 1;
+    coord_advance(co);
+}
+
+static void coord_abandon(coord *co)
+{
+    log_warn("round %u abandoned: %d of %d needed updates by the deadline (attempt %d); "
+             "retrying",
+             co->round, co->sum.count, co->cfg.min_clients, co->attempt);
+    for (peer *p = co->peers; p; p = p->next) p->task = 0;
+    co->phase = CO_IDLE;
+    coord_advance(co);
+}
+
+static void coord_on_deadline(uv_timer_t *t)
+{
+    coord *co = t->data;
+    if (co->phase == CO_TRAIN) {
+        if (co->sum.count >= co->cfg.min_clients) coord_commit(co, uv_hrtime());
+        else coord_abandon(co);
+    } else if (co->phase == CO_EVAL) {
+        coord_end_eval(co);
+    }
+}
+
+/* Decides what comes next; runs whenever the coord is idle and something
+ * changed. */
+static void coord_advance(coord *co)
+{
+    if (co->phase != CO_IDLE) return;
+    int rounds = co->cfg.rounds;
+    if (co->eval_due) {
+        if (co->n_ready > 0) coord_start_eval(co);
+        return;
+    }
+    if (rounds > 0 && co->last_round >= (uint32_t)rounds) {
+        log_info("done: %u rounds committed", co->last_round);
+        coord_finish(co, "done");
+        return;
+    }
+    if (co->n_ready >= co->cfg.min_clients) {
+        co->waiting_logged = 0;
+        coord_start_round(co);
+    } else if (!co->waiting_logged) {
+        co->waiting_logged = 1;
+        log_info("waiting for clients: %d connected, %d needed", co->n_ready,
+                 co->cfg.min_clients);
+    }
+}
+
+/* ---- updates and reports ----------------------------------------------- */
+
+static void coord_reject(peer *p, const char *reason)
+{
+    log_warn("rejected update from %s: %s", p->name, reason);
+    peer_send_error(p, WIRE_ERR_REJECTED, reason);
+}
+
+/* Validates one Update and folds it in: right round, selected, first
+ * update, a plausible weight, exactly the shared tensor set, finite. The
+ * update goes through scratch and flat; the sum changes only if all pass. */
+static void coord_on_update(peer *p, const Sefl__Update *u, uint64_t t0)
+{
+    coord *co = p->co;
+    char reason[SEFL_ERRLEN + 32];
+    if (co->phase != CO_TRAIN) {
+        snprintf(reason, sizeof reason, "round %u: no round in progress (last committed %u)",
+                 u->round, co->last_round);
+        goto reject;
+    }
+    if (u->round != co->round) {
+        snprintf(reason, sizeof reason, "%s round %u, round %u is in progress",
+                 u->round < co->round ? "stale" : "unknown", u->round, co->round);
+        goto reject;
+    }
+    if (p->task != co->task) {
+        snprintf(reason, sizeof reason, "not selected for round %u attempt %d", co->round,
+                 co->attempt);
+        goto reject;
+    }
+    if (p->reported) {
+        snprintf(reason, sizeof reason, "duplicate update for round %u", co->round);
+        goto reject;
+    }
+    if (u->examples == 0 || u->examples > p->train_examples) {
+        snprintf(reason, sizeof reason, "examples %u outside 1..%u (its train split)",
+                 u->examples, p->train_examples);
+        goto reject;
+    }
+    char err[SEFL_ERRLEN];
+    if (wire_tensors_apply(&co->t, co->shared, u->tensors, u->n_tensors, co->scratch, err)) {
+        snprintf(reason, sizeof reason, "tensor set: %s", err);
+        goto reject;
+    }
+    params_gather(&co->t, co->shared, co->scratch, co->flat);
+    int ret = agg_add(&co->sum, co->flat, u->examples, u->train_loss, u->train_accuracy);
+    if (ret) {
+        snprintf(reason, sizeof reason, ret == -EDOM ? "a value is not finite"
+                                                     : "examples over the limit");
+        goto reject;
+    }
+    p->reported = 1;
+    int i = co->sum.count - 1;
+    snprintf(co->part_names[i], COORD_NAME_MAX, "%s", p->name);
+    co->parts[i].name = co->part_names[i];
+    co->parts[i].examples = u->examples;
+    log_info("update from %s for round %u: examples %u, train_loss %.4f (%d of %d)", p->name,
+             co->round, u->examples, u->train_loss, co->sum.count, co->target);
+    if (co->sum.count >= co->target) coord_commit(co, t0);
+    return;
+reject:
+    coord_reject(p, reason);
+}
+
+static void coord_on_eval_report(peer *p, const Sefl__EvalReport *r)
+{
+    coord *co = p->co;
+    if (co->phase != CO_EVAL || r->round != co->eval_round || !p->eval_pending) {
+        log_warn("ignored eval report from %s for round %u: none asked", p->name, r->round);
+        peer_send_error(p, WIRE_ERR_REJECTED, "no evaluation of that round asked");
+        return;
+    }
+    char err[SEFL_ERRLEN];
+    if (state_eval_report(co->st, r->round, p->name, r->examples, r->accuracy, r->loss, err)) {
+        log_error("eval round %u: %s", r->round, err);
+        co->exit_status = 1;
+        coord_finish(co, "shutdown");
+        return;
+    }
+    p->eval_pending = 0;
+    co->eval_got++;
+    co->eval_acc_sum += (double)r->examples * r->accuracy;
+    co->eval_examples += r->examples;
+    log_info("eval report from %s for round %u: accuracy %.4f, loss %.4f, examples %u", p->name,
+             r->round, r->accuracy, r->loss, r->examples);
+    if (co->eval_got == co->eval_sent) {
+        uv_timer_stop(&co->deadline);
+        coord_end_eval(co);
+    }
+}
+
+static void coord_on_frame(conn *c, const uint8_t *payload, size_t len)
+{
+    peer *p = conn_user(c);
+    coord *co = p->co;
+    if (p->closing) return;
+    uint64_t t0 = uv_hrtime();
+    p->last_rx_ms = uv_now(co->loop);
+    Sefl__Envelope *e = NULL;
+    uint32_t code;
+    char err[SEFL_ERRLEN];
+    /* The unpacked message is never much bigger than its bytes. */
+    if (wire_decode(payload, len, &co->t, 2 * len + 65536, &e, &code, err)) {
+        peer_fail(p, code, err);
+        return;
+    }
+    int is_update = e->msg_case == SEFL__ENVELOPE__MSG_UPDATE;
+    uint64_t task = co->task;   /* a commit below starts another attempt */
+    if (!p->welcomed && e->msg_case != SEFL__ENVELOPE__MSG_HELLO) {
+        peer_fail(p, WIRE_ERR_PROTOCOL, "the first message must be Hello");
+        goto out;
+    }
+    switch (e->msg_case) {
+    case SEFL__ENVELOPE__MSG_HELLO:
+        if (p->welcomed) peer_fail(p, WIRE_ERR_PROTOCOL, "a second Hello");
+        else coord_on_hello(p, e->hello);
+        break;
+    case SEFL__ENVELOPE__MSG_UPDATE:
+        coord_on_update(p, e->update, t0);
+        break;
+    case SEFL__ENVELOPE__MSG_EVAL_REPORT:
+        coord_on_eval_report(p, e->eval_report);
+        break;
+    case SEFL__ENVELOPE__MSG_HEARTBEAT:
+        if (!e->heartbeat->reply) {
+            Sefl__Heartbeat hb = SEFL__HEARTBEAT__INIT;
+            hb.nonce = e->heartbeat->nonce;
+            hb.reply = 1;
+            Sefl__Envelope r = SEFL__ENVELOPE__INIT;
+            r.msg_case = SEFL__ENVELOPE__MSG_HEARTBEAT;
+            r.heartbeat = &hb;
+            peer_send(p, &r);
+        }
+        break;
+    case SEFL__ENVELOPE__MSG_ERROR:
+        log_warn("client %s sent error %u: %s", p->name, e->error->code, e->error->message);
+        peer_close(p, "it sent an error");
+        break;
+    case SEFL__ENVELOPE__MSG_BYE:
+        peer_close(p, e->bye->reason[0] ? e->bye->reason : "bye");
+        break;
+    default:
+        peer_fail(p, WIRE_ERR_PROTOCOL, "a message only the coordinator sends");
+        break;
+    }
+out:
+    wire_free(e);
+    if (is_update && co->phase == CO_TRAIN && co->task == task) co->coord_seconds += coord_since(t0);
+}
+
+/* ---- heartbeats -------------------------------------------------------- */
+
+/* Pings idle clients and closes those silent for COORD_SILENT_BEATS
+ * heartbeats (or that never said Hello in that time). A client with a task
+ * outstanding is left alone: the round's deadline bounds it. */
+static void coord_on_heartbeat(uv_timer_t *t)
+{
+    coord *co = t->data;
+    uint64_t now = uv_now(co->loop);
+    uint64_t silent = (uint64_t)co->cfg.heartbeat * 1000 * COORD_SILENT_BEATS;
+    for (peer *p = co->peers, *next; p; p = next) {
+        next = p->next;
+        if (p->closing) continue;
+        int busy = p->eval_pending || (co->phase == CO_TRAIN && p->task == co->task && !p->reported);
+        if (busy) continue;
+        if (now - p->last_rx_ms > silent) {
+            peer_close(p, p->welcomed ? "silent for 3 heartbeats" : "no Hello in time");
+            continue;
+        }
+        if (!p->welcomed) continue;
+        Sefl__Heartbeat hb = SEFL__HEARTBEAT__INIT;
+        hb.nonce = ++co->hb_nonce;
+        Sefl__Envelope e = SEFL__ENVELOPE__INIT;
+        e.msg_case = SEFL__ENVELOPE__MSG_HEARTBEAT;
+        e.heartbeat = &hb;
+        peer_send(p, &e);
+    }
+}
+
+/* ---- lifecycle --------------------------------------------------------- */
+
+void coord_config_default(coord_config *c)
+{
+    *c = (coord_config){
+        .listen = "0.0.0.0:7443",
+        .rounds = 0,
+        .clients_per_round = 10,
+        .min_clients = 2,
+        .over_select = 1.3,
+        .round_timeout = 300,
+        .eval_every = 5,
+        .private_mask = PARAM_SE,
+        .lr = 0.01f,
+        .momentum = 0,
+        .weight_decay = 0,
+        .prox_mu = 0,
+        .batch = 10,
+        .epochs = 1,
+        .seed = 1,
+        .r = 8,
+        .heartbeat = 10,
+    };
+}
+
+int coord_start(uv_loop_t *loop, const coord_config *cfg, coord **out, char *err)
+{
+    *out = NULL;
+    coord *co = calloc(1, sizeof *co);
+    if (!co) return -ENOMEM;
+    co->tag = USER_COORD;
+    co->loop = loop;
+    co->cfg = *cfg;
+    co->phase = CO_IDLE;
+    int ret = params_build_cnn_se(&co->t, cfg->r, 1, err);
+    if (ret) goto fail;
+    co->shared = params_shared(cfg->private_mask);
+    co->n_shared = params_count(&co->t, co->shared);
+    int cap = (int)ceil(cfg->clients_per_round * cfg->over_select - 1e-9);
+    co->global = malloc(co->t.total * sizeof(float));
+    co->scratch = malloc(co->t.total * sizeof(float));
+    co->flat = malloc((co->n_shared ? co->n_shared : 1) * sizeof(float));
+    co->parts = calloc((size_t)cap, sizeof *co->parts);
+    co->part_names = calloc((size_t)cap, sizeof *co->part_names);
+    model *m = model_new(&co->t, 1);
+    ret = -ENOMEM;
+    if (!co->global || !co->scratch || !co->flat || !co->parts || !co->part_names || !m ||
+        agg_init(&co->sum, co->n_shared)) {
+        model_free(m);
+        err_set(err, "out of memory");
+        goto fail;
+    }
+    /* The initial model is what a new database starts from; on resume the
+     * stored model replaces it. */
+    model_init(m, cfg->seed);
+    memcpy(co->global, model_params(m), co->t.total * sizeof(float));
+    model_free(m);
+
+    state_config sc = { .t = &co->t, .private_mask = cfg->private_mask, .init_seed = cfg->seed };
+    if ((ret = state_open(cfg->db_path, &sc, co->global, &co->st, err))) goto fail;
+    if ((ret = state_load(co->st, co->global, &co->last_round, err))) goto fail;
+    co->round = co->last_round;
+    if (co->last_round > 0)
+        log_info("resuming after round %u from %s (model checksum %016llx)", co->last_round,
+                 cfg->db_path,
+                 (unsigned long long)params_checksum(&co->t, params_group(PARAM_ALL), co->global));
+    co->eval_due = cfg->rounds > 0 && co->last_round >= (uint32_t)cfg->rounds;
+
+    if ((ret = tls_ctx_new_server(&co->tls, cfg->certs_dir, err))) goto fail;
+    conn_limits lim = conn_limits_default();
+    static const conn_callbacks cb = { coord_on_open, coord_on_frame, coord_on_close };
+    if ((ret = conn_listen(loop, cfg->listen, co->tls, &lim, &cb, co, &co->lis, err))) goto fail;
+
+    uv_timer_init(loop, &co->deadline);
+    uv_timer_init(loop, &co->heartbeat);
+    co->deadline.data = co->heartbeat.data = co;
+    uint64_t hb = (uint64_t)cfg->heartbeat * 1000;
+    uv_timer_start(&co->heartbeat, coord_on_heartbeat, hb, hb);
+
+    char host[256];
+    snprintf(host, sizeof host, "%s", cfg->listen);
+    char *colon = strrchr(host, ':');
+    if (colon) *colon = 0;
+    log_info("listening %s:%d", host, conn_listener_port(co->lis));
+    log_info("model cnn-se r=%d: %zu parameters, %zu shared (private %s), last committed "
+             "round %u",
+             cfg->r, co->t.total, co->n_shared, params_private_name(cfg->private_mask),
+             co->last_round);
+    *out = co;
+    coord_advance(co);
+    return 0;
+fail:
+    coord_free(co);
+    return ret;
+}
+
+int coord_port(const coord *co)
+{
+    return co->lis ? conn_listener_port(co->lis) : -1;
+}
+
+void coord_stop(coord *co)
+{
+    if (co->phase == CO_DONE) return;
+    log_info("shutting down: stopping work, closing %d connections", co->n_peers);
+    coord_finish(co, "shutdown");
+}
+
+int coord_exit_status(const coord *co)
+{
+    return co->exit_status;
+}
+
+void coord_free(coord *co)
+{
+    if (!co) return;
+    state_close(co->st);
+    tls_ctx_free(co->tls);
+    agg_free(&co->sum);
+    free(co->global);
+    free(co->scratch);
+    free(co->flat);
+    free(co->parts);
+    free(co->part_names);
+    free(co);
+}

@@ -1,0 +1,78 @@
+/* coord: the coordinator's rounds on one libuv loop.
+ *
+ * A coord accepts mutually authenticated clients (conn.h), answers Hello
+ * with Welcome, and runs federated rounds as DESIGN.md and the conversation
+ * in proto/fl.proto describe:
+ *   wait until min_clients are connected (not a round);
+ *   select ceil(K * over_select) of the connected clients at random (all of
+ *   them when fewer) and send each a TrainTask with the shared set of the
+ *   global model;
+ *   fold each valid Update into a running weighted sum (agg.h) as it
+ *   arrives, refusing anything else with Error{WIRE_ERR_REJECTED} and a log
+ *   line "rejected update from NAME: REASON";
+ *   commit (state.h) when min(K, selected) updates are in, or at the
+ *   deadline with at least min_clients; otherwise abandon the attempt and
+ *   retry the same round number.
+ * Every eval_every rounds, and after the last one, an EvalTask goes to every
+ * connected client and each EvalReport is stored. After `rounds` committed
+ * rounds every client gets Bye{"done"}; coord_stop sends Bye{"shutdown"}.
+ * Either way the coord closes every connection, its listener and timers, so
+ * uv_run returns once they are closed.
+ *
+ * Memory: the global model, one scratch model, the running sum and a small
+ * record per connection and per selected client; updates are decoded one at
+ * a time and dropped once folded in.
+ */
+#ifndef SEFL_COORD_H
+#define SEFL_COORD_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#define COORD_MAX_PEERS 10000        /* connections at once; more are closed at open */
+
+typedef struct coord coord;
+
+typedef struct {
+    const char *listen;         /* "HOST:PORT"; port 0 picks one */
+    const char *certs_dir;      /* sefl-certs output: ca.crt, server.crt, server.key */
+    const char *db_path;        /* server.db */
+    int rounds;                 /* committed rounds to run; 0: until coord_stop */
+    int clients_per_round;      /* K >= 1 */
+    int min_clients;            /* M, 1..K */
+    double over_select;         /* F >= 1: select ceil(K * F) */
+    double round_timeout;       /* seconds from selection to the deadline */
+    int eval_every;             /* evaluate every E committed rounds; 0: only after the last */
+    unsigned private_mask;      /* PARAM_* groups that never leave the clients */
+    float lr, momentum, weight_decay, prox_mu;
+    int batch, epochs;
+    uint64_t seed;              /* model_init seed; also derives each round's task seed */
+    int r;                      /* SE reduction ratio */
+    int heartbeat;              /* seconds between heartbeats to idle clients */
+} coord_config;
+
+/* The defaults sefl-server documents. */
+void coord_config_default(coord_config *c);
+
+/* Opens (or creates) the database, loads the last committed model (or
+ * initialises round 0), loads the certificates and starts listening; logs
+ * "listening HOST:PORT". cfg's strings must outlive the coord. Returns 0 and
+ * *out, or negative with err and nothing left running. */
+int coord_start(uv_loop_t *loop, const coord_config *cfg, coord **out, char *err);
+
+/* The port it listens on (the chosen one for port 0). */
+int coord_port(const coord *co);
+
+/* Stops taking work: the round in progress is dropped (never half applied),
+ * every client gets Bye{"shutdown"} and is closed. Safe to call twice. */
+void coord_stop(coord *co);
+
+/* 0 when the coord finished its rounds or was stopped, 1 when it stopped
+ * because the database failed. */
+int coord_exit_status(const coord *co);
+
+/* Frees the coord and closes its database; only after uv_run has returned
+ * (every connection and timer closed). Accepts NULL. */
+void coord_free(coord *co);
+
+#endif

@@ -1,0 +1,214 @@
+/* sefl-server: the federated-learning coordinator daemon.
+ *
+ * Flags and signals only: the rounds are coord.c, the database state.c.
+ * SIGTERM and SIGINT stop it cleanly (Bye{"shutdown"} to every client, the
+ * database closed consistent, exit 0); after --rounds committed rounds it
+ * sends Bye{"done"} and exits 0. Exit 1 when it cannot start (or its
+ * database fails), 2 on bad arguments.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "cli.h"
+#include "coord.h"
+#include "model.h"
+#include "log.h"
+#include "params.h"
+
+static const char usage[] =
+    "usage: sefl-server --certs DIR --db FILE [options]\n"
+    "\n"
+    "Coordinator of federated rounds: selects clients, sends them the shared\n"
+    "part of the global model, averages their updates (FedAvg by number of\n"
+    "training examples) and commits each round to FILE (SQLite). Restarted on\n"
+    "the same FILE it resumes after the last committed round.\n"
+    "\n"
+    "  --listen HOST:PORT      address to listen on (default 0.0.0.0:7443; port 0\n"
+    "                          picks one; the log says `listening HOST:PORT`)\n"
+    "  --certs DIR             DIR/ca.crt, DIR/server.crt, DIR/server.key (sefl-certs)\n"
+    "  --db FILE               server.db: created when missing; an existing file must\n"
+    "                          match --r, --private and --seed\n"
+    "  --rounds R              exit 0 after R committed rounds (default 0: run until\n"
+    "                          SIGTERM)\n"
+    "  --clients-per-round K   updates that commit a round at once (default 10)\n"
+    "  --min-clients M         clients needed to start a round, and updates needed to\n"
+    "                          commit one at the deadline (default 2, at most K)\n"
+    "  --over-select F         select ceil(K*F) clients, all when fewer are connected\n"
+    "                          (default 1.3)\n"
+    "  --round-timeout SEC     deadline of a round or an evaluation (default 300)\n"
+    "  --eval-every E          EvalTask to every client every E rounds and after the\n"
+    "                          last (default 5; 0: only after the last)\n"
+    "  --private GROUPS        se, none, head or se,head: parameters that never leave\n"
+    "                          the clients (default se)\n"
+    "  --lr X                  local SGD learning rate (default 0.01)\n"
+    "  --momentum X            local SGD momentum (default 0)\n"
+    "  --weight-decay X        local SGD weight decay (default 0)\n"
+    "  --prox-mu X             FedProx proximal term, 0 for FedAvg (default 0)\n"
+    "  --batch B               local mini-batch size (default 10)\n"
+    "  --epochs N              local epochs per round (default 1)\n"
+    "  --seed S                initialisation seed of the model, also the rounds' task\n"
+    "                          seeds (default 1)\n"
+    "  --r R                   SE reduction ratio (default 8)\n"
+    "  --heartbeat SEC         heartbeat to idle clients every SEC seconds; silent for\n"
+    "                          3 of them closes the client (default 10)\n"
+    "  --help                  this text\n"
+    "Logs one line per event to stderr (SEFL_LOG=debug|info|warn|error).\n";
+
+typedef struct {
+    coord *co;
+    uv_signal_t sig[2];
+} server_app;
+
+static void server_on_signal(uv_signal_t *h, int signum)
+{
+    server_app *app = h->data;
+    log_info("signal %d received", signum);
+    coord_stop(app->co);
+}
+
+/* Parses argv into c; returns 0, 1 for --help, or -1 with err. */
+static int server_parse(int argc, char **argv, coord_config *c, char *err)
+{
+    enum { O_LISTEN = 256, O_CERTS, O_DB, O_ROUNDS, O_K, O_M, O_F, O_TIMEOUT, O_EVAL, O_PRIV,
+           O_LR, O_MOM, O_WD, O_MU, O_BATCH, O_EPOCHS, O_SEED, O_R, O_HB, O_HELP };
+    static const struct option opts[] = {
+        { "listen", 1, 0, O_LISTEN }, { "certs", 1, 0, O_CERTS }, { "db", 1, 0, O_DB },
+        { "rounds", 1, 0, O_ROUNDS }, { "clients-per-round", 1, 0, O_K },
+        { "min-clients", 1, 0, O_M }, { "over-select", 1, 0, O_F },
+        { "round-timeout", 1, 0, O_TIMEOUT }, { "eval-every", 1, 0, O_EVAL },
+        { "private", 1, 0, O_PRIV }, { "lr", 1, 0, O_LR }, { "momentum", 1, 0, O_MOM },
+        { "weight-decay", 1, 0, O_WD }, { "prox-mu", 1, 0, O_MU }, { "batch", 1, 0, O_BATCH },
+        { "epochs", 1, 0, O_EPOCHS }, { "seed", 1, 0, O_SEED }, { "r", 1, 0, O_R },
+        { "heartbeat", 1, 0, O_HB }, { "help", 0, 0, O_HELP }, { 0, 0, 0, 0 },
+    };
+    coord_config_default(c);
+    c->certs_dir = c->db_path = NULL;
+    opterr = 0;
+    int opt, rc = 0;
+    long v = 0;
+    double d = 0;
+    while (rc == 0 && (opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (opt) {
+        case O_LISTEN: c->listen = optarg; break;
+        case O_CERTS: c->certs_dir = optarg; break;
+        case O_DB: c->db_path = optarg; break;
+        case O_ROUNDS:
+            if (!(rc = cli_parse_long("--rounds", optarg, 0, 1000000, &v, err))) c->rounds = (int)v;
+            break;
+        case O_K:
+            if (!(rc = cli_parse_long("--clients-per-round", optarg, 1, 100000, &v, err)))
+                c->clients_per_round = (int)v;
+            break;
+        case O_M:
+            if (!(rc = cli_parse_long("--min-clients", optarg, 1, 100000, &v, err)))
+                c->min_clients = (int)v;
+            break;
+        case O_F: rc = cli_parse_double("--over-select", optarg, 1, 10, &c->over_select, err); break;
+        case O_TIMEOUT:
+            rc = cli_parse_double("--round-timeout", optarg, 0.1, 86400, &c->round_timeout, err);
+            break;
+        case O_EVAL:
+            if (!(rc = cli_parse_long("--eval-every", optarg, 0, 1000000, &v, err)))
+                c->eval_every = (int)v;
+            break;
+        case O_PRIV: rc = params_parse_private(optarg, &c->private_mask, err); break;
+        case O_LR:
+            if (!(rc = cli_parse_double("--lr", optarg, 0, 100, &d, err))) c->lr = (float)d;
+            break;
+        case O_MOM:
+            if (!(rc = cli_parse_double("--momentum", optarg, 0, 1, &d, err))) c->momentum = (float)d;
+            break;
+        case O_WD:
+            if (!(rc = cli_parse_double("--weight-decay", optarg, 0, 1, &d, err)))
+                c->weight_decay = (float)d;
+            break;
+        case O_MU:
+            if (!(rc = cli_parse_double("--prox-mu", optarg, 0, 100, &d, err))) c->prox_mu = (float)d;
+            break;
+        case O_BATCH:
+            if (!(rc = cli_parse_long("--batch", optarg, 1, MODEL_MAX_BATCH, &v, err))) c->batch = (int)v;
+            break;
+        case O_EPOCHS:
+            if (!(rc = cli_parse_long("--epochs", optarg, 1, 1000, &v, err))) c->epochs = (int)v;
+            break;
+        case O_SEED: rc = cli_parse_u64("--seed", optarg, &c->seed, err); break;
+        case O_R:
+            if (!(rc = cli_parse_long("--r", optarg, 1, 64, &v, err))) c->r = (int)v;
+            break;
+        case O_HB:
+            if (!(rc = cli_parse_long("--heartbeat", optarg, 1, 3600, &v, err))) c->heartbeat = (int)v;
+            break;
+        case O_HELP: return 1;
+        default:
+            err_set(err, "unknown or incomplete option '%s'", argv[optind - 1]);
+            return -1;
+        }
+    }
+    if (rc < 0) return -1;
+    if (optind < argc) {
+        err_set(err, "unexpected argument '%s'", argv[optind]);
+        return -1;
+    }
+    if (!c->certs_dir || !c->db_path) {
+        err_set(err, "--certs and --db are required");
+        return -1;
+    }
+    if (c->min_clients > c->clients_per_round) {
+        err_set(err, "--min-clients %d is more than --clients-per-round %d", c->min_clients,
+                c->clients_per_round);
+        return -1;
+    }
+    /* Checked here so that a bad --r is a usage error, not a start failure. */
+    param_table t;
+    if (params_build_cnn_se(&t, c->r, 1, err)) return -1;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    coord_config cfg;
+    char err[SEFL_ERRLEN] = "";
+    int rc = server_parse(argc, argv, &cfg, err);
+    if (rc == 1) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    if (rc < 0) {
+        fprintf(stderr, "sefl-server: %s (see --help)\n", err);
+        return 2;
+    }
+    /* A peer that vanishes mid-write must be an error on that connection,
+     * not the end of the process. */
+    signal(SIGPIPE, SIG_IGN);
+
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    server_app app = { 0 };
+    if (coord_start(&loop, &cfg, &app.co, err)) {
+        fprintf(stderr, "sefl-server: %s\n", err);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        uv_loop_close(&loop);
+        return 1;
+    }
+    const int signums[2] = { SIGTERM, SIGINT };
+    for (int i = 0; i < 2; i++) {
+        uv_signal_init(&loop, &app.sig[i]);
+        app.sig[i].data = &app;
+        uv_signal_start(&app.sig[i], server_on_signal, signums[i]);
+        /* The signal watchers must not keep the loop alive on their own:
+         * the loop ends when the coord has closed everything. */
+        uv_unref((uv_handle_t *)&app.sig[i]);
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    for (int i = 0; i < 2; i++) uv_close((uv_handle_t *)&app.sig[i], NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    int status = coord_exit_status(app.co);
+    coord_free(app.co);
+    if (uv_loop_close(&loop)) log_warn("loop closed with handles still open");
+    log_info("exit %d", status);
+    return status;
+}
