@@ -82,6 +82,9 @@ void conn_set_authenticated(conn *c);
 
 const char *conn_peer_name(const conn *c);   /* certificate CN, "" before on_open */
 const char *conn_peer_addr(const conn *c);   /* "IP:PORT" */
+/* Protocol version and suite, e.g. "TLSv1.2 TLS-ECDHE-ECDSA-WITH-AES-128-GCM-SHA256";
+ * "" before on_open. */
+const char *conn_tls_suite(const conn *c);
 void *conn_user(const conn *c);
 void conn_set_user(conn *c, void *user);
 

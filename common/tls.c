@@ -319,7 +319,7 @@ int tls_peer_cn(const mbedtls_ssl_context *ssl, char *out, size_t n)
     return -ENOENT;
 }
 
-void tls_handshake_error(const mbedtls_ssl_context *ssl, int ret, char *out, size_t n)
+void tls_error_text(const mbedtls_ssl_context *ssl, int ret, char *out, size_t n)
 {
     uint32_t flags = mbedtls_ssl_get_verify_result(ssl);
     if (ret == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED && flags != 0 && flags != (uint32_t)-1) {
@@ -331,7 +331,5 @@ void tls_handshake_error(const mbedtls_ssl_context *ssl, int ret, char *out, siz
         snprintf(out, n, "certificate verify failed: %s", info);
         return;
     }
-    char e[200];
-    tls_strerror(ret, e, sizeof e);
-    snprintf(out, n, "handshake failed: %s", e);
+    tls_strerror(ret, out, n);
 }

@@ -47,9 +47,9 @@ int tls_ssl_setup(tls_ctx *c, struct mbedtls_ssl_context *ssl);
  * that fits. */
 int tls_peer_cn(const struct mbedtls_ssl_context *ssl, char *out, size_t n);
 
-/* One line (into out, n bytes) saying why a handshake failed with mbedTLS
- * error ret: "certificate verify failed: ..." when a certificate was refused,
- * else mbedTLS's own text. */
-void tls_handshake_error(const struct mbedtls_ssl_context *ssl, int ret, char *out, size_t n);
+/* One line (into out, n bytes) for mbedTLS error ret on ssl:
+ * "certificate verify failed: <reasons>" when a certificate was refused,
+ * else mbedTLS's own text and code. */
+void tls_error_text(const struct mbedtls_ssl_context *ssl, int ret, char *out, size_t n);
 
 #endif

@@ -1,0 +1,816 @@
+/* conn: framed mutual-TLS connections on libuv streams (see conn.h).
+ *
+ * Data path. uv_read fills `in` with ciphertext; mbedTLS pulls it through
+ * conn_bio_recv (WANT_READ when it is used up) and pushes records through
+ * conn_bio_send, which appends them to `wcur`; conn_flush hands `wcur` to
+ * uv_write as one request. Because the send callback always accepts,
+ * mbedtls_ssl_write never answers WANT_WRITE; the bound on queued output is
+ * max_outq, checked in conn_send before anything is encrypted. Decrypted
+ * bytes go to a frame_reader, which checks each length prefix against the
+ * current limit before allocating and hands whole payloads to on_frame.
+ *
+ * States: RESOLVING -> CONNECTING (clients) -> HANDSHAKE -> OPEN -> CLOSING
+ * -> CLOSED. One timer serves three purposes by state: handshake deadline,
+ * idle deadline, and the linger bound of a close. Closing sends
+ * close_notify (when a session exists) after the queued frames, half-closes
+ * the TCP stream, and waits for the peer's EOF or the linger bound before
+ * uv_close: closing with unread input would make the kernel send a reset
+ * that can destroy our last frames (an Error reply) in flight.
+ *
+ * Lifetime: two handles (tcp, timer); when both close callbacks have run,
+ * on_close is called once and the conn is freed. Requests in flight (writes,
+ * connect, shutdown) are cancelled by uv_close and complete before that.
+ */
+#include "conn.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mbedtls/ssl.h>
+
+#include "frame.h"
+#include "log.h"
+#include "wire.h"
+
+#define CONN_IN_CAP (64u << 10)      /* ciphertext input; > 3 TLS records */
+#define CONN_WBUF_MIN (32u << 10)    /* first allocation of a write buffer */
+#define CONN_CLOSE_LINGER_MS 2000    /* how long a close waits for writes and the peer's EOF */
+#define CONN_NAME_MAX 64             /* a certificate CN */
+#define CONN_HOST_MAX 255
+#define CONN_RECORD 16384            /* TLS plaintext record size */
+
+enum conn_state {
+    CONN_RESOLVING,                  /* client: getaddrinfo in flight */
+    CONN_CONNECTING,                 /* client: TCP connect in flight */
+    CONN_HANDSHAKE,
+    CONN_OPEN,                       /* on_open was called */
+    CONN_CLOSING,                    /* last bytes queued, waiting for writes and EOF */
+    CONN_CLOSED,                     /* uv_close called on both handles */
+};
+
+/* One uv_write of ciphertext: what mbedTLS produced since the last flush. */
+typedef struct {
+    uv_write_t req;
+    conn *c;
+    size_t len;                      /* bytes used in data */
+    size_t cap;
+    uint8_t *data;                   /* (cap) ciphertext */
+} conn_wreq;
+
+struct conn {
+    uv_tcp_t tcp;                    /* the stream; its data points back here */
+    uv_timer_t timer;                /* handshake, idle or linger deadline */
+    uv_getaddrinfo_t gai;            /* client: resolving the host */
+    uv_connect_t connect_req;        /* client: connecting */
+    uv_shutdown_t shutdown_req;      /* closing: half-close after the last write */
+    uv_loop_t *loop;
+    tls_ctx *tls;                    /* shared, owned by the caller */
+    mbedtls_ssl_context ssl;
+    conn_limits lim;
+    conn_callbacks cb;
+    void *user;
+    int state;                       /* enum conn_state */
+    int handles;                     /* handles initialised and not yet closed */
+    int shut;                        /* our half-close is done */
+    int peer_eof;                    /* the peer's EOF arrived */
+    uint8_t *in;                     /* (CONN_IN_CAP) ciphertext from uv_read */
+    size_t in_off, in_len;           /* [in_off, in_len) not yet taken by mbedTLS */
+    conn_wreq *wcur;                 /* ciphertext collected, not yet written */
+    size_t inflight;                 /* bytes in uv_write requests not yet done */
+    frame_reader fr;
+    uint64_t last_rx;                /* uv_now of the last bytes received */
+    int status;                      /* for on_close: 0 or a negative error */
+    int has_reason;
+    char reason[SEFL_ERRLEN];
+    char peer_name[CONN_NAME_MAX + 1];
+    char peer_addr[64];
+    char suite[96];                  /* "TLSv1.2 TLS-ECDHE-..." once open */
+};
+
+struct conn_listener {
+    uv_tcp_t tcp;
+    tls_ctx *tls;
+    conn_limits lim;
+    conn_callbacks cb;
+    void *user;
+    int port;
+};
+
+static void conn_process(conn *c);
+static void conn_begin_close(conn *c, int notify);
+
+conn_limits conn_limits_default(void)
+{
+    conn_limits l = {
+        .max_frame = WIRE_MAX_FRAME_DEFAULT,
+        .max_frame_unauth = WIRE_MAX_FRAME_UNAUTH,
+        .max_outq = 256u << 20,
+        .handshake_timeout_ms = 10000,
+        .idle_timeout_ms = 0,
+    };
+    return l;
+}
+
+/* The first reason given is the one on_close reports. */
+static void conn_vset_reason(conn *c, int status, const char *fmt, va_list ap)
+{
+    if (c->has_reason) return;
+    c->has_reason = 1;
+    c->status = status;
+    vsnprintf(c->reason, sizeof c->reason, fmt, ap);
+}
+
+static void conn_set_reason(conn *c, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void conn_set_reason(conn *c, int status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    conn_vset_reason(c, status, fmt, ap);
+    va_end(ap);
+}
+
+/* A write to a peer that has reset the connection raises SIGPIPE, whose
+ * default action would end the whole server; the error is handled per
+ * connection instead. Left alone if the program chose a handler. */
+static void conn_ignore_sigpipe(void)
+{
+    struct sigaction sa;
+    if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) {
+        sa.sa_handler = SIG_IGN;
+        sigaction(SIGPIPE, &sa, NULL);
+    }
+}
+
+/* Splits "HOST:PORT" or "[V6]:PORT". Returns 0 or -EINVAL with err. */
+static int conn_split(const char *hp, char host[CONN_HOST_MAX + 1], char port[8], char *err)
+{
+    const char *colon = strrchr(hp, ':');
+    if (!colon || colon == hp) goto bad;
+    const char *h = hp;
+    size_t hlen = (size_t)(colon - hp);
+    if (h[0] == '[') {
+        if (hlen < 3 || h[hlen - 1] != ']') goto bad;
+        h++;
+        hlen -= 2;
+    }
+    if (hlen > CONN_HOST_MAX) goto bad;
+    memcpy(host, h, hlen);
+    host[hlen] = 0;
+    const char *p = colon + 1;
+    size_t plen = strlen(p);
+    if (plen == 0 || plen > 5 || strspn(p, "0123456789") != plen || atoi(p) > 65535) goto bad;
+    memcpy(port, p, plen + 1);
+    return 0;
+bad:
+    err_set(err, "bad address \"%s\" (want HOST:PORT, PORT 0..65535)", hp);
+    return -EINVAL;
+}
+
+static void conn_format_addr(const struct sockaddr *sa, char *out, size_t n)
+{
+    char ip[64] = "?";
+    int port = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
+        uv_ip4_name(a, ip, sizeof ip);
+        port = ntohs(a->sin_port);
+        snprintf(out, n, "%s:%d", ip, port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
+        uv_ip6_name(a, ip, sizeof ip);
+        port = ntohs(a->sin6_port);
+        snprintf(out, n, "[%s]:%d", ip, port);
+    } else {
+        snprintf(out, n, "?");
+    }
+}
+
+/* ---- mbedTLS memory BIO ---------------------------------------------- */
+
+static int conn_bio_send(void *ctx, const unsigned char *buf, size_t len)
+{
+    conn *c = ctx;
+    conn_wreq *w = c->wcur;
+    if (!w) {
+        if (!(w = calloc(1, sizeof *w))) return MBEDTLS_ERR_SSL_ALLOC_FAILED;
+        w->c = c;
+        c->wcur = w;
+    }
+    if (w->len + len > w->cap) {
+        size_t cap = w->cap ? w->cap : CONN_WBUF_MIN;
+        while (cap < w->len + len) cap *= 2;
+        uint8_t *d = realloc(w->data, cap);
+        if (!d) return MBEDTLS_ERR_SSL_ALLOC_FAILED;
+        w->data = d;
+        w->cap = cap;
+    }
+    memcpy(w->data + w->len, buf, len);
+    w->len += len;
+    return (int)len;
+}
+
+static int conn_bio_recv(void *ctx, unsigned char *buf, size_t len)
+{
+    conn *c = ctx;
+    size_t have = c->in_len - c->in_off;
+    if (have == 0) return MBEDTLS_ERR_SSL_WANT_READ;
+    if (len > have) len = have;
+    memcpy(buf, c->in + c->in_off, len);
+    c->in_off += len;
+    return (int)len;
+}
+
+/* ---- closing ---------------------------------------------------------- */
+
+static void conn_wreq_free(conn_wreq *w)
+{
+    if (!w) return;
+    free(w->data);
+    free(w);
+}
+
+static void conn_free(conn *c)
+{
+    mbedtls_ssl_free(&c->ssl);
+    frame_reader_free(&c->fr);
+    conn_wreq_free(c->wcur);
+    free(c->in);
+    free(c);
+}
+
+static void conn_on_handle_closed(uv_handle_t *h)
+{
+    conn *c = h->data;
+    if (--c->handles > 0) return;
+    if (c->cb.on_close) c->cb.on_close(c, c->status, c->has_reason ? c->reason : "closed");
+    conn_free(c);
+}
+
+/* Closes both handles; on_close follows once both are closed. */
+static void conn_teardown(conn *c)
+{
+    if (c->state == CONN_CLOSED) return;
+    c->state = CONN_CLOSED;
+    uv_close((uv_handle_t *)&c->tcp, conn_on_handle_closed);
+    uv_close((uv_handle_t *)&c->timer, conn_on_handle_closed);
+}
+
+static void conn_on_write(uv_write_t *req, int status)
+{
+    conn_wreq *w = (conn_wreq *)req;
+    conn *c = w->c;
+    c->inflight -= w->len;
+    conn_wreq_free(w);
+    if (status < 0 && c->state != CONN_CLOSED) {
+        conn_set_reason(c, status, "write failed: %s", uv_strerror(status));
+        conn_teardown(c);
+    }
+}
+
+/* Hands the collected ciphertext to uv_write. Returns 0 or a uv error (the
+ * conn is then torn down). */
+static int conn_flush(conn *c)
+{
+    conn_wreq *w = c->wcur;
+    if (!w || w->len == 0 || c->state == CONN_CLOSED) return 0;
+    c->wcur = NULL;
+    uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)w->len);
+    int ret = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, conn_on_write);
+    if (ret < 0) {
+        conn_wreq_free(w);
+        conn_set_reason(c, ret, "write failed: %s", uv_strerror(ret));
+        conn_teardown(c);
+        return ret;
+    }
+    c->inflight += w->len;
+    return 0;
+}
+
+static void conn_maybe_done(conn *c)
+{
+    if (c->state == CONN_CLOSING && c->shut && c->peer_eof) conn_teardown(c);
+}
+
+static void conn_on_shutdown(uv_shutdown_t *req, int status)
+{
+    conn *c = req->data;
+    if (c->state != CONN_CLOSING) return;
+    if (status < 0) {
+        conn_teardown(c);
+        return;
+    }
+    c->shut = 1;
+    conn_maybe_done(c);
+}
+
+static void conn_on_timer(uv_timer_t *t);
+
+/* Starts an orderly close: close_notify if notify and a session exists,
+ * flush, half-close, then wait (bounded) for the peer's EOF. */
+static void conn_begin_close(conn *c, int notify)
+{
+    switch (c->state) {
+    case CONN_RESOLVING:
+        /* Nothing to close until getaddrinfo returns; its callback sees
+         * CLOSING and tears down. */
+        c->state = CONN_CLOSING;
+        uv_cancel((uv_req_t *)&c->gai);
+        return;
+    case CONN_CONNECTING:
+        conn_teardown(c);
+        return;
+    case CONN_CLOSING:
+    case CONN_CLOSED:
+        return;
+    default:
+        break;
+    }
+    if (notify && c->state == CONN_OPEN) mbedtls_ssl_close_notify(&c->ssl);
+    c->state = CONN_CLOSING;
+    if (conn_flush(c) < 0) return;
+    c->shutdown_req.data = c;
+    if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, conn_on_shutdown) < 0) {
+        conn_teardown(c);
+        return;
+    }
+    uv_timer_start(&c->timer, conn_on_timer, CONN_CLOSE_LINGER_MS, 0);
+}
+
+/* A fatal condition: records why, then closes in order. */
+static void conn_fail(conn *c, int status, int notify, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void conn_fail(conn *c, int status, int notify, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    conn_vset_reason(c, status, fmt, ap);
+    va_end(ap);
+    conn_begin_close(c, notify);
+}
+
+void conn_close(conn *c, const char *reason)
+{
+    conn_set_reason(c, 0, "%s", reason ? reason : "closed");
+    conn_begin_close(c, 1);
+}
+
+/* ---- timers ----------------------------------------------------------- */
+
+static void conn_on_timer(uv_timer_t *t)
+{
+    conn *c = t->data;
+    switch (c->state) {
+    case CONN_RESOLVING:
+    case CONN_CONNECTING:
+    case CONN_HANDSHAKE:
+        conn_fail(c, UV_ETIMEDOUT, 0, "handshake timeout (%llu ms)",
+                  (unsigned long long)c->lim.handshake_timeout_ms);
+        break;
+    case CONN_OPEN: {
+        uint64_t idle = uv_now(c->loop) - c->last_rx;
+        if (idle >= c->lim.idle_timeout_ms)
+            conn_fail(c, UV_ETIMEDOUT, 1, "idle timeout (nothing received for %llu ms)",
+                      (unsigned long long)idle);
+        else
+            uv_timer_start(&c->timer, conn_on_timer, c->lim.idle_timeout_ms - idle, 0);
+        break;
+    }
+    case CONN_CLOSING:
+        conn_teardown(c);   /* the linger bound: stop waiting for writes or EOF */
+        break;
+    default:
+        break;
+    }
+}
+
+/* ---- reading ---------------------------------------------------------- */
+
+static void conn_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    conn *c = h->data;
+    /* mbedTLS takes all whole records on every read, so what is left is
+     * at most one partial record: move it to the front. */
+    if (c->in_off > 0) {
+        memmove(c->in, c->in + c->in_off, c->in_len - c->in_off);
+        c->in_len -= c->in_off;
+        c->in_off = 0;
+    }
+    buf->base = (char *)c->in + c->in_len;
+    buf->len = CONN_IN_CAP - c->in_len;
+}
+
+static int conn_on_payload(void *arg, const uint8_t *payload, size_t len)
+{
+    conn *c = arg;
+    if (c->cb.on_frame) c->cb.on_frame(c, payload, len);
+    /* The owner may have closed c from on_frame: stop delivering then. */
+    return c->state == CONN_OPEN ? 0 : 1;
+}
+
+static void conn_handshake_done(conn *c)
+{
+    if (tls_peer_cn(&c->ssl, c->peer_name, sizeof c->peer_name) < 0) {
+        conn_fail(c, -EACCES, 1, "peer certificate has no usable CN");
+        return;
+    }
+    snprintf(c->suite, sizeof c->suite, "%s %s", mbedtls_ssl_get_version(&c->ssl),
+             mbedtls_ssl_get_ciphersuite(&c->ssl));
+    c->state = CONN_OPEN;
+    uv_timer_stop(&c->timer);
+    if (c->lim.idle_timeout_ms)
+        uv_timer_start(&c->timer, conn_on_timer, c->lim.idle_timeout_ms, 0);
+    if (c->cb.on_open) c->cb.on_open(c);
+}
+
+/* Drives the handshake, then decrypts and cuts frames until mbedTLS wants
+ * more input. Any output it produced is flushed. */
+static void conn_process(conn *c)
+{
+    if (c->state == CONN_HANDSHAKE) {
+        int ret = mbedtls_ssl_handshake(&c->ssl);
+        if (conn_flush(c) < 0) return;
+        if (ret == MBEDTLS_ERR_SSL_WANT_READ || ret == MBEDTLS_ERR_SSL_WANT_WRITE) return;
+        if (ret != 0) {
+            char why[SEFL_ERRLEN];
+            tls_error_text(&c->ssl, ret, why, sizeof why);
+            conn_fail(c, ret, 0, "TLS handshake failed: %s", why);
+            return;
+        }
+        conn_handshake_done(c);
+    }
+    while (c->state == CONN_OPEN) {
+        uint8_t plain[CONN_RECORD];
+        int ret = mbedtls_ssl_read(&c->ssl, plain, sizeof plain);
+        if (ret > 0) {
+            int rc = frame_reader_feed(&c->fr, plain, (size_t)ret, conn_on_payload, c);
+            if (rc == -EMSGSIZE)
+                conn_fail(c, -EMSGSIZE, 1, "frame of %zu bytes over limit %zu", c->fr.need,
+                          c->fr.limit);
+            else if (rc == -ENOMEM)
+                conn_fail(c, -ENOMEM, 1, "out of memory for a frame of %zu bytes", c->fr.need);
+            continue;
+        }
+        if (ret == MBEDTLS_ERR_SSL_WANT_READ || ret == MBEDTLS_ERR_SSL_WANT_WRITE) break;
+        if (ret == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY || ret == 0) {
+            conn_fail(c, 0, 1, "closed by peer");
+        } else {
+            char why[SEFL_ERRLEN];
+            tls_error_text(&c->ssl, ret, why, sizeof why);
+            conn_fail(c, ret, 0, "TLS error: %s", why);
+        }
+    }
+    conn_flush(c);
+}
+
+static void conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    conn *c = s->data;
+    if (nread == 0) return;
+    if (c->state == CONN_CLOSING) {
+        /* Our side is done: drain and drop until the peer's EOF. */
+        c->in_off = c->in_len = 0;
+        if (nread == UV_EOF) {
+            c->peer_eof = 1;
+            uv_read_stop(s);
+            conn_maybe_done(c);
+        } else if (nread < 0) {
+            conn_teardown(c);
+        }
+        return;
+    }
+    if (c->state != CONN_HANDSHAKE && c->state != CONN_OPEN) return;
+    if (nread < 0) {
+        if (nread == UV_EOF) c->peer_eof = 1;
+        if (nread == UV_EOF && c->state == CONN_HANDSHAKE)
+            conn_fail(c, UV_EOF, 0, "connection closed during the TLS handshake");
+        else if (nread == UV_EOF)
+            conn_fail(c, UV_EOF, 0, "connection closed by peer without close_notify");
+        else
+            conn_fail(c, (int)nread, 0, "read failed: %s", uv_strerror((int)nread));
+        return;
+    }
+    c->in_len += (size_t)nread;
+    c->last_rx = uv_now(c->loop);
+    conn_process(c);
+}
+
+/* ---- creating --------------------------------------------------------- */
+
+/* A conn without handles yet: the caller initialises tcp and timer. */
+static int conn_new(uv_loop_t *loop, tls_ctx *tls, const conn_limits *lim,
+                    const conn_callbacks *cb, void *user, conn **out)
+{
+    *out = NULL;
+    conn *c = calloc(1, sizeof *c);
+    if (!c) return -ENOMEM;
+    mbedtls_ssl_init(&c->ssl);
+    c->loop = loop;
+    c->tls = tls;
+    c->lim = lim ? *lim : conn_limits_default();
+    c->cb = *cb;
+    c->user = user;
+    frame_reader_init(&c->fr, c->lim.max_frame_unauth);
+    if (!(c->in = malloc(CONN_IN_CAP))) {
+        conn_free(c);
+        return -ENOMEM;
+    }
+    int ret = tls_ssl_setup(tls, &c->ssl);
+    if (ret != 0) {
+        conn_free(c);
+        return -ENOMEM;
+    }
+    mbedtls_ssl_set_bio(&c->ssl, c, conn_bio_send, conn_bio_recv, NULL);
+    c->tcp.data = c;
+    c->timer.data = c;
+    *out = c;
+    return 0;
+}
+
+/* Both handles; after this the conn is freed only through conn_teardown. */
+static int conn_init_handles(conn *c)
+{
+    int ret = uv_tcp_init(c->loop, &c->tcp);
+    if (ret < 0) return ret;
+    uv_timer_init(c->loop, &c->timer);   /* cannot fail on a live loop */
+    c->handles = 2;
+    uv_timer_start(&c->timer, conn_on_timer, c->lim.handshake_timeout_ms, 0);
+    return 0;
+}
+
+/* TCP is up: start reading and the handshake (a client speaks first). */
+static void conn_start_tls(conn *c)
+{
+    c->state = CONN_HANDSHAKE;
+    c->last_rx = uv_now(c->loop);
+    uv_tcp_nodelay(&c->tcp, 1);
+    int ret = uv_read_start((uv_stream_t *)&c->tcp, conn_on_alloc, conn_on_read);
+    if (ret < 0) {
+        conn_set_reason(c, ret, "cannot read: %s", uv_strerror(ret));
+        conn_teardown(c);
+        return;
+    }
+    conn_process(c);
+}
+
+static void conn_on_accept(uv_stream_t *server, int status)
+{
+    conn_listener *l = server->data;
+    if (status < 0) {
+        log_warn("accept failed: %s", uv_strerror(status));
+        return;
+    }
+    conn *c;
+    if (conn_new(server->loop, l->tls, &l->lim, &l->cb, l->user, &c) < 0) {
+        log_warn("out of memory for a new connection");
+        return;
+    }
+    if (conn_init_handles(c) < 0) {
+        conn_free(c);
+        return;
+    }
+    int ret = uv_accept(server, (uv_stream_t *)&c->tcp);
+    if (ret < 0) {
+        conn_set_reason(c, ret, "accept failed: %s", uv_strerror(ret));
+        conn_teardown(c);
+        return;
+    }
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0)
+        conn_format_addr((struct sockaddr *)&ss, c->peer_addr, sizeof c->peer_addr);
+    conn_start_tls(c);
+}
+
+static void conn_listener_on_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+int conn_listen(uv_loop_t *loop, const char *host_port, tls_ctx *tls, const conn_limits *lim,
+                const conn_callbacks *cb, void *user, conn_listener **out, char *err)
+{
+    char host[CONN_HOST_MAX + 1], port[8];
+    *out = NULL;
+    int ret = conn_split(host_port, host, port, err);
+    if (ret < 0) return ret;
+    conn_ignore_sigpipe();
+
+    /* Resolving the address to bind happens once, at startup: synchronously. */
+    uv_getaddrinfo_t req;
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
+    ret = uv_getaddrinfo(loop, &req, NULL, host[0] ? host : NULL, port, &hints);
+    if (ret < 0) {
+        err_set(err, "cannot resolve %s: %s", host, uv_strerror(ret));
+        return ret;
+    }
+    conn_listener *l = calloc(1, sizeof *l);
+    if (!l) {
+        uv_freeaddrinfo(req.addrinfo);
+        err_set(err, "out of memory");
+        return -ENOMEM;
+    }
+    l->tls = tls;
+    l->lim = lim ? *lim : conn_limits_default();
+    l->cb = *cb;
+    l->user = user;
+    l->tcp.data = l;
+    if ((ret = uv_tcp_init(loop, &l->tcp)) < 0) {
+        uv_freeaddrinfo(req.addrinfo);
+        free(l);
+        err_set(err, "cannot listen: %s", uv_strerror(ret));
+        return ret;
+    }
+    ret = uv_tcp_bind(&l->tcp, req.addrinfo->ai_addr, 0);
+    uv_freeaddrinfo(req.addrinfo);
+    if (ret == 0) ret = uv_listen((uv_stream_t *)&l->tcp, SOMAXCONN, conn_on_accept);
+    if (ret < 0) {
+        err_set(err, "cannot listen on %s: %s", host_port, uv_strerror(ret));
+        uv_close((uv_handle_t *)&l->tcp, conn_listener_on_closed);
+        return ret;
+    }
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&ss, &len);
+    l->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                             : ((struct sockaddr_in *)&ss)->sin_port);
+    *out = l;
+    return 0;
+}
+
+int conn_listener_port(const conn_listener *l)
+{
+    return l->port;
+}
+
+void conn_listener_close(conn_listener *l)
+{
+    if (l) uv_close((uv_handle_t *)&l->tcp, conn_listener_on_closed);
+}
+
+static void conn_on_connected(uv_connect_t *req, int status)
+{
+    conn *c = req->data;
+    if (c->state != CONN_CONNECTING) return;   /* closed meanwhile */
+    if (status < 0) {
+        conn_set_reason(c, status, "cannot connect to %s: %s", c->peer_addr, uv_strerror(status));
+        conn_teardown(c);
+        return;
+    }
+    conn_start_tls(c);
+}
+
+static void conn_on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    conn *c = req->data;
+    if (c->state != CONN_RESOLVING || status < 0) {
+        if (status < 0)
+            conn_set_reason(c, status, "cannot resolve %s: %s", c->peer_addr, uv_strerror(status));
+        uv_freeaddrinfo(res);
+        conn_teardown(c);
+        return;
+    }
+    conn_format_addr(res->ai_addr, c->peer_addr, sizeof c->peer_addr);
+    c->state = CONN_CONNECTING;
+    c->connect_req.data = c;
+    int ret = uv_tcp_connect(&c->connect_req, &c->tcp, res->ai_addr, conn_on_connected);
+    uv_freeaddrinfo(res);
+    if (ret < 0) {
+        conn_set_reason(c, ret, "cannot connect to %s: %s", c->peer_addr, uv_strerror(ret));
+        conn_teardown(c);
+    }
+}
+
+int conn_connect(uv_loop_t *loop, const char *host_port, tls_ctx *tls, const conn_limits *lim,
+                 const conn_callbacks *cb, void *user, conn **out, char *err)
+{
+    char host[CONN_HOST_MAX + 1], port[8];
+    *out = NULL;
+    int ret = conn_split(host_port, host, port, err);
+    if (ret < 0) return ret;
+    conn_ignore_sigpipe();
+    conn *c;
+    if ((ret = conn_new(loop, tls, lim, cb, user, &c)) < 0) {
+        err_set(err, "cannot set up a TLS session (out of memory)");
+        return ret;
+    }
+    /* Until resolved, peer_addr names what we were asked for. */
+    snprintf(c->peer_addr, sizeof c->peer_addr, "%s", host_port);
+    c->state = CONN_RESOLVING;
+    c->gai.data = c;
+    if ((ret = conn_init_handles(c)) < 0) {
+        err_set(err, "cannot make a TCP handle: %s", uv_strerror(ret));
+        conn_free(c);
+        return ret;
+    }
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                              .ai_flags = AI_NUMERICSERV };
+    if ((ret = uv_getaddrinfo(loop, &c->gai, conn_on_resolved, host, port, &hints)) < 0) {
+        /* The caller learns of this failure from the return value, so c
+         * goes away without an on_close. */
+        err_set(err, "cannot resolve %s: %s", host, uv_strerror(ret));
+        c->cb.on_close = NULL;
+        conn_teardown(c);
+        return ret;
+    }
+    *out = c;
+    return 0;
+}
+
+/* ---- sending ---------------------------------------------------------- */
+
+/* Refuses a frame of len plaintext bytes when its ciphertext would take the
+ * output queue past max_outq. */
+static int conn_room(const conn *c, size_t len)
+{
+    if (c->state != CONN_OPEN) return -ENOTCONN;
+    int exp = mbedtls_ssl_get_record_expansion(&c->ssl);
+    size_t cipher = len + (len / CONN_RECORD + 1) * (size_t)(exp > 0 ? exp : 64);
+    if (conn_outq_bytes(c) + cipher > c->lim.max_outq) return -ENOBUFS;
+    return 0;
+}
+
+/* Encrypts len bytes into the write buffer (mbedtls_ssl_write takes at most
+ * a record at a time). A failure closes c. */
+static int conn_write_plain(conn *c, const uint8_t *p, size_t len)
+{
+    while (len > 0) {
+        int ret = mbedtls_ssl_write(&c->ssl, p, len);
+        if (ret <= 0) {
+            char why[SEFL_ERRLEN];
+            tls_error_text(&c->ssl, ret, why, sizeof why);
+            conn_fail(c, ret ? ret : -EIO, 0, "TLS write failed: %s", why);
+            return -EIO;
+        }
+        p += ret;
+        len -= (size_t)ret;
+    }
+    return 0;
+}
+
+int conn_send(conn *c, const uint8_t *payload, size_t len)
+{
+    if (len > UINT32_MAX) return -EMSGSIZE;
+    int ret = conn_room(c, len + WIRE_HEADER);
+    if (ret < 0) return ret;
+    /* The prefix shares the first record with the payload's start, so a
+     * small frame costs one record, not two. */
+    uint8_t first[CONN_RECORD];
+    size_t head = len < CONN_RECORD - WIRE_HEADER ? len : CONN_RECORD - WIRE_HEADER;
+    frame_put_header(first, (uint32_t)len);
+    memcpy(first + WIRE_HEADER, payload, head);
+    if ((ret = conn_write_plain(c, first, WIRE_HEADER + head)) < 0) return ret;
+    if ((ret = conn_write_plain(c, payload + head, len - head)) < 0) return ret;
+    return conn_flush(c) < 0 ? -EIO : 0;
+}
+
+int conn_send_frame(conn *c, const uint8_t *frame, size_t len)
+{
+    if (len < WIRE_HEADER) return -EINVAL;
+    int ret = conn_room(c, len);
+    if (ret < 0) return ret;
+    if ((ret = conn_write_plain(c, frame, len)) < 0) return ret;
+    return conn_flush(c) < 0 ? -EIO : 0;
+}
+
+size_t conn_outq_bytes(const conn *c)
+{
+    return c->inflight + (c->wcur ? c->wcur->len : 0);
+}
+
+/* ---- accessors -------------------------------------------------------- */
+
+void conn_set_authenticated(conn *c)
+{
+    frame_reader_set_limit(&c->fr, c->lim.max_frame);
+}
+
+const char *conn_peer_name(const conn *c)
+{
+    return c->peer_name;
+}
+
+const char *conn_peer_addr(const conn *c)
+{
+    return c->peer_addr;
+}
+
+const char *conn_tls_suite(const conn *c)
+{
+    return c->suite;
+}
+
+void *conn_user(const conn *c)
+{
+    return c->user;
+}
+
+void conn_set_user(conn *c, void *user)
+{
+    c->user = user;
+}

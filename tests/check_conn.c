@@ -1,0 +1,744 @@
+/* check_conn: the TLS transport (common/conn.c, common/tls.c) over loopback.
+ *
+ * Every test runs a real server and real clients on one libuv loop with
+ * certificates made by build/bin/sefl-certs (a project CA with client-0000
+ * and an expired client, plus a second, foreign project). Rejection tests
+ * check the reason the server gives and then that a good client is still
+ * served. Every test ends with uv_loop_close() == 0.
+ */
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "conn.h"
+#include "log.h"
+#include "params.h"
+#include "tls.h"
+#include "wire.h"
+
+static char base_dir[64];
+static char certs_dir[128];   /* the project: ca, server, clients/client-0000, clients/expired */
+static char other_dir[128];   /* a foreign project with its own CA and client-0000 */
+
+/* ---- a test server ---------------------------------------------------- */
+
+typedef struct server server;
+typedef void (*frame_handler)(server *s, conn *c, const uint8_t *p, size_t n);
+
+struct server {
+    uv_loop_t loop;
+    tls_ctx *tls;
+    conn_listener *l;
+    char addr[32];               /* "127.0.0.1:PORT" */
+    int auth;                    /* raise the frame limit on open */
+    frame_handler on_frame;      /* NULL: echo */
+    int opened, closed, frames;
+    int last_status;
+    char last_reason[SEFL_ERRLEN];
+    char last_peer[80];
+};
+
+static void srv_on_open(conn *c)
+{
+    server *s = conn_user(c);
+    s->opened++;
+    snprintf(s->last_peer, sizeof s->last_peer, "%s", conn_peer_name(c));
+    if (s->auth) conn_set_authenticated(c);
+}
+
+static void srv_on_frame(conn *c, const uint8_t *p, size_t n)
+{
+    server *s = conn_user(c);
+    s->frames++;
+    if (s->on_frame) s->on_frame(s, c, p, n);
+    else ck_assert_int_eq(conn_send(c, p, n), 0);
+}
+
+static void srv_on_close(conn *c, int status, const char *reason)
+{
+    server *s = conn_user(c);
+    s->closed++;
+    s->last_status = status;
+    snprintf(s->last_reason, sizeof s->last_reason, "%s", reason);
+}
+
+static const conn_callbacks srv_cb = { srv_on_open, srv_on_frame, srv_on_close };
+
+static void server_start(server *s, const conn_limits *lim)
+{
+    char err[SEFL_ERRLEN];
+    memset(s, 0, sizeof *s);
+    ck_assert_int_eq(uv_loop_init(&s->loop), 0);
+    ck_assert_msg(tls_ctx_new_server(&s->tls, certs_dir, err) == 0, "%s", err);
+    ck_assert_msg(conn_listen(&s->loop, "127.0.0.1:0", s->tls, lim, &srv_cb, s, &s->l, err) == 0,
+                  "%s", err);
+    ck_assert_int_gt(conn_listener_port(s->l), 0);
+    snprintf(s->addr, sizeof s->addr, "127.0.0.1:%d", conn_listener_port(s->l));
+}
+
+static void server_stop(server *s)
+{
+    conn_listener_close(s->l);
+    ck_assert_int_eq(uv_run(&s->loop, UV_RUN_DEFAULT), 0);
+    ck_assert_int_eq(uv_loop_close(&s->loop), 0);
+    tls_ctx_free(s->tls);
+}
+
+/* ---- a test client ---------------------------------------------------- */
+
+typedef struct {
+    const uint8_t *msg;          /* sent nsend times on open (conn_send) */
+    size_t len;
+    int nsend;
+    int raw;                     /* send msg with conn_send_frame instead */
+    int auth;                    /* raise the frame limit on open */
+    int opened, closed, frames, echoed;
+    int status;
+    char reason[SEFL_ERRLEN];
+    char peer[80];
+    char suite[96];
+    int send_rc[4];              /* conn_send results, first four */
+    size_t outq;                 /* conn_outq_bytes right after those sends */
+} client;
+
+static void cli_on_open(conn *c)
+{
+    client *k = conn_user(c);
+    k->opened = 1;
+    snprintf(k->peer, sizeof k->peer, "%s", conn_peer_name(c));
+    snprintf(k->suite, sizeof k->suite, "%s", conn_tls_suite(c));
+    if (k->auth) conn_set_authenticated(c);
+    for (int i = 0; i < k->nsend; i++) {
+        int rc = k->raw ? conn_send_frame(c, k->msg, k->len) : conn_send(c, k->msg, k->len);
+        if (i < 4) k->send_rc[i] = rc;
+    }
+    k->outq = conn_outq_bytes(c);
+    if (k->nsend == 0) conn_close(c, "done");
+}
+
+static void cli_on_frame(conn *c, const uint8_t *p, size_t n)
+{
+    client *k = conn_user(c);
+    k->frames++;
+    if (n == k->len && memcmp(p, k->msg, n) == 0) k->echoed++;
+    if (k->frames == k->nsend) conn_close(c, "done");
+}
+
+static void cli_on_close(conn *c, int status, const char *reason)
+{
+    client *k = conn_user(c);
+    k->closed++;
+    k->status = status;
+    snprintf(k->reason, sizeof k->reason, "%s", reason);
+}
+
+static const conn_callbacks cli_cb = { cli_on_open, cli_on_frame, cli_on_close };
+
+static tls_ctx *client_tls(const char *dir, const char *name, const char *server_name)
+{
+    char err[SEFL_ERRLEN];
+    tls_ctx *t;
+    ck_assert_msg(tls_ctx_new_client(&t, dir, name, server_name, err) == 0, "%s", err);
+    return t;
+}
+
+/* Runs one client connection against s until both ends have closed. */
+static void client_run(server *s, client *k, tls_ctx *t, const conn_limits *lim)
+{
+    char err[SEFL_ERRLEN];
+    conn *c;
+    int want = s->closed + 1;
+    ck_assert_msg(conn_connect(&s->loop, s->addr, t, lim, &cli_cb, k, &c, err) == 0, "%s", err);
+    while (!k->closed || s->closed < want) uv_run(&s->loop, UV_RUN_ONCE);
+    ck_assert_int_eq(k->closed, 1);
+}
+
+/* A good client exchanges a frame and both sides close cleanly. */
+static void good_round(server *s)
+{
+    static const uint8_t ping[] = "ping";
+    client k = { .msg = ping, .len = sizeof ping, .nsend = 1 };
+    int opened = s->opened;
+    tls_ctx *t = client_tls(certs_dir, "client-0000", "localhost");
+    client_run(s, &k, t, NULL);
+    tls_ctx_free(t);
+    ck_assert_msg(k.opened && k.echoed == 1 && k.status == 0, "good client: %d %s", k.status, k.reason);
+    ck_assert_int_eq(s->opened, opened + 1);
+    ck_assert_str_eq(s->last_peer, "client-0000");
+    ck_assert_int_eq(s->last_status, 0);
+}
+
+/* A client that must be refused: neither side opens, the server says why. */
+static void rejected_round(server *s, tls_ctx *t, client *k)
+{
+    int opened = s->opened;
+    client_run(s, k, t, NULL);
+    ck_assert_int_eq(k->opened, 0);
+    ck_assert_int_lt(k->status, 0);
+    ck_assert_int_eq(s->opened, opened);
+    ck_assert_int_lt(s->last_status, 0);
+}
+
+/* ---- a plain TCP client ----------------------------------------------- */
+
+typedef struct {
+    uv_tcp_t tcp;
+    uv_connect_t creq;
+    uv_write_t wreq;
+    const char *send;            /* bytes written after connecting, or NULL */
+    char buf[4096];
+    int closed;
+} raw_client;
+
+static void raw_on_closed(uv_handle_t *h)
+{
+    ((raw_client *)h->data)->closed = 1;
+}
+
+static void raw_alloc(uv_handle_t *h, size_t sz, uv_buf_t *b)
+{
+    raw_client *r = h->data;
+    *b = uv_buf_init(r->buf, sizeof r->buf);
+}
+
+static void raw_on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
+{
+    if (n < 0) uv_close((uv_handle_t *)st, raw_on_closed);
+}
+
+static void raw_on_connect(uv_connect_t *req, int status)
+{
+    raw_client *r = req->data;
+    ck_assert_int_eq(status, 0);
+    if (r->send) {
+        uv_buf_t b = uv_buf_init((char *)r->send, (unsigned)strlen(r->send));
+        ck_assert_int_eq(uv_write(&r->wreq, (uv_stream_t *)&r->tcp, &b, 1, NULL), 0);
+    }
+    ck_assert_int_eq(uv_read_start((uv_stream_t *)&r->tcp, raw_alloc, raw_on_read), 0);
+}
+
+/* Connects, sends r->send (if any) and waits for the server to hang up. */
+static void raw_run(server *s, raw_client *r)
+{
+    struct sockaddr_in a;
+    int want = s->closed + 1;
+    ck_assert_int_eq(uv_ip4_addr("127.0.0.1", atoi(strchr(s->addr, ':') + 1), &a), 0);
+    ck_assert_int_eq(uv_tcp_init(&s->loop, &r->tcp), 0);
+    r->tcp.data = r;
+    r->creq.data = r;
+    ck_assert_int_eq(uv_tcp_connect(&r->creq, &r->tcp, (struct sockaddr *)&a, raw_on_connect), 0);
+    while (!r->closed || s->closed < want) uv_run(&s->loop, UV_RUN_ONCE);
+}
+
+/* ---- tests: good connections ------------------------------------------ */
+
+START_TEST(test_frames_both_ways)
+{
+    server s;
+    server_start(&s, NULL);
+    static const uint8_t msg[] = "hello over mutual TLS";
+    client k = { .msg = msg, .len = sizeof msg, .nsend = 5 };
+    tls_ctx *t = client_tls(certs_dir, "client-0000", "localhost");
+    client_run(&s, &k, t, NULL);
+    tls_ctx_free(t);
+    ck_assert_int_eq(k.opened, 1);
+    ck_assert_int_eq(k.echoed, 5);
+    ck_assert_int_eq(s.frames, 5);
+    ck_assert_int_eq(k.status, 0);
+    ck_assert_str_eq(k.reason, "done");
+    ck_assert_int_eq(s.last_status, 0);
+    ck_assert_str_eq(s.last_reason, "closed by peer");
+    ck_assert_str_eq(s.last_peer, "client-0000");
+    ck_assert_str_eq(k.peer, "localhost");
+    ck_assert_msg(strstr(k.suite, "TLSv1.2 TLS-ECDHE-ECDSA-WITH-AES-128-GCM-SHA256") == k.suite,
+                  "suite %s", k.suite);
+    server_stop(&s);
+}
+END_TEST
+
+START_TEST(test_empty_frame)
+{
+    server s;
+    server_start(&s, NULL);
+    static const uint8_t none[1];
+    client k = { .msg = none, .len = 0, .nsend = 2 };
+    tls_ctx *t = client_tls(certs_dir, "client-0000", "localhost");
+    client_run(&s, &k, t, NULL);
+    tls_ctx_free(t);
+    ck_assert_int_eq(k.echoed, 2);
+    server_stop(&s);
+}
+END_TEST
+
+START_TEST(test_big_frame_both_ways)
+{
+    /* A 3 MB frame (a large tensor) after authentication raised the limit. */
+    conn_limits lim = conn_limits_default();
+    lim.max_frame = 4u << 20;
+    server s;
+    server_start(&s, &lim);
+    s.auth = 1;
+    size_t n = 3u << 20;
+    uint8_t *big = malloc(n);
+    for (size_t i = 0; i < n; i++) big[i] = (uint8_t)(i * 2654435761u >> 13);
+    client k = { .msg = big, .len = n, .nsend = 2, .auth = 1 };
+    tls_ctx *t = client_tls(certs_dir, "client-0000", "localhost");
+    client_run(&s, &k, t, &lim);
+    tls_ctx_free(t);
+    ck_assert_int_eq(k.echoed, 2);
+    ck_assert_int_eq(s.frames, 2);
+    ck_assert_int_eq(k.status, 0);
+    free(big);
+    server_stop(&s);
+}
+END_TEST
+
+START_TEST(test_big_frame_before_auth_refused)
+{
+    /* The same 3 MB frame before authentication is over the small limit. */
+    conn_limits lim = conn_limits_default();
+    lim.max_frame = 4u << 20;
+    server s;
+    server_start(&s, &lim);
+    size_t n = 3u << 20;
+    uint8_t *big = calloc(1, n);
+    client k = { .msg = big, .len = n, .nsend = 1 };
+    tls_ctx *t = client_tls(certs_dir, "client-0000", "localhost");
+    client_run(&s, &k, t, &lim);
+    tls_ctx_free(t);
+    ck_assert_int_eq(s.frames, 0);
+    ck_assert_int_eq(s.last_status, -EMSGSIZE);
+    ck_assert_str_eq(s.last_reason, "frame of 3145728 bytes over limit 65536");
+    free(big);
+    good_round(&s);
+    server_stop(&s);
+}
+END_TEST
+
+START_TEST(test_ip_server_name)
+{
+    /* The server certificate lists 127.0.0.1 as an iPAddress SAN. */
+    server s;
+    server_start(&s, NULL);
+    static const uint8_t msg[] = "ip";
+    client k = { .msg = msg, .len = sizeof msg, .nsend = 1 };
+    tls_ctx *t = client_tls(certs_dir, "client-0000", "127.0.0.1");
+    client_run(&s, &k, t, NULL);
+    tls_ctx_free(t);
+    ck_assert_msg(k.echoed == 1 && k.status == 0, "%s", k.reason);
+
+    client bad = { 0 };
+    t = client_tls(certs_dir, "client-0000", "127.0.0.2");
+    rejected_round(&s, t, &bad);
+    tls_ctx_free(t);
+    ck_assert_msg(strstr(bad.reason, "certificate verify failed"), "%s", bad.reason);
+    server_stop(&s);
+}
+END_TEST
+
+/* ---- tests: rejections ------------------------------------------------- */
+
+START_TEST(test_reject_no_client_cert)
+{
+    server s;
+    server_start(&s, NULL);
+    char ca[256], err[SEFL_ERRLEN];
+    snprintf(ca, sizeof ca, "%s/ca.crt", certs_dir);
+    tls_ctx *t;
+    ck_assert_msg(tls_ctx_new_client_files(&t, ca, NULL, NULL, "localhost", err) == 0, "%s", err);
+    client k = { 0 };
+    rejected_round(&s, t, &k);
+    tls_ctx_free(t);
+    ck_assert_msg(strstr(s.last_reason, "TLS handshake failed"), "%s", s.last_reason);
+    good_round(&s);
+    server_stop(&s);
+}
+END_TEST
+
+START_TEST(test_reject_foreign_ca)
+{
+    server s;
+    server_start(&s, NULL);
+    char ca[256], crt[256], key[256], err[SEFL_ERRLEN];
+    snprintf(ca, sizeof ca, "%s/ca.crt", certs_dir);
+    snprintf(crt, sizeof crt, "%s/clients/client-0000.crt", other_dir);
+    snprintf(key, sizeof key, "%s/clients/client-0000.key", other_dir);
+    tls_ctx *t;
+    ck_assert_msg(tls_ctx_new_client_files(&t, ca, crt, key, "localhost", err) == 0, "%s", err);
+    client k = { 0 };
+    rejected_round(&s, t, &k);
+    tls_ctx_free(t);
+    ck_assert_msg(strstr(s.last_reason, "certificate verify failed") &&
+                  strstr(s.last_reason, "not correctly signed by the trusted CA"), "%s", s.last_reason);
+    good_round(&s);
+    server_stop(&s);
+}
+END_TEST
+
+START_TEST(test_reject_expired)
+{
+    server s;
+    server_start(&s, NULL);
+    tls_ctx *t = client_tls(certs_dir, "expired", "localhost");
+    client k = { 0 };
+    rejected_round(&s, t, &k);
+    tls_ctx_free(t);
+    ck_assert_msg(strstr(s.last_reason, "certificate verify failed") &&
+                  strstr(s.last_reason, "expired"), "%s", s.last_reason);
+    good_round(&s);
+    server_stop(&s);
+}
+END_TEST
+
+START_TEST(test_reject_server_name_mismatch)
+{
+    /* The client refuses a server whose certificate is not for the name. */
+    server s;
+    server_start(&s, NULL);
+    tls_ctx *t = client_tls(certs_dir, "client-0000", "coordinator.example");
+    client k = { 0 };
+    rejected_round(&s, t, &k);
+    tls_ctx_free(t);
+    ck_assert_msg(strstr(k.reason, "certificate verify failed") && strstr(k.reason, "Common Name"),
+                  "%s", k.reason);
+    good_round(&s);
+    server_stop(&s);
+}
+END_TEST
+
+START_TEST(test_reject_foreign_server)
+{
+    /* A client of the foreign project does not trust our server. */
+    server s;
+    server_start(&s, NULL);
+    tls_ctx *t = client_tls(other_dir, "client-0000", "localhost");
+    client k = { 0 };
+    rejected_round(&s, t, &k);
+    tls_ctx_free(t);
+    ck_assert_msg(strstr(k.reason, "certificate verify failed"), "%s", k.reason);
+    good_round(&s);
+    server_stop(&s);
+}
+END_TEST
+
+START_TEST(test_reject_plain_tcp_garbage)
+{
+    server s;
+    server_start(&s, NULL);
+    raw_client r = { .send = "GET / HTTP/1.0\r\nHost: x\r\n\r\n" };
+    raw_run(&s, &r);
+    ck_assert_int_eq(s.opened, 0);
+    ck_assert_int_lt(s.last_status, 0);
+    ck_assert_msg(strstr(s.last_reason, "TLS handshake failed"), "%s", s.last_reason);
+    good_round(&s);
+    server_stop(&s);
+}
+END_TEST
+
+START_TEST(test_handshake_timeout)
+{
+    conn_limits lim = conn_limits_default();
+    lim.handshake_timeout_ms = 200;
+    server s;
+    server_start(&s, &lim);
+    raw_client r = { .send = NULL };
+    raw_run(&s, &r);
+    ck_assert_int_eq(s.opened, 0);
+    ck_assert_int_eq(s.last_status, UV_ETIMEDOUT);
+    ck_assert_str_eq(s.last_reason, "handshake timeout (200 ms)");
+    good_round(&s);
+    server_stop(&s);
+}
+END_TEST
+
+START_TEST(test_idle_timeout)
+{
+    conn_limits lim = conn_limits_default();
+    lim.idle_timeout_ms = 200;
+    server s;
+    server_start(&s, &lim);
+    /* Opens and then says nothing: no frame is sent and no close either. */
+    client k = { .nsend = 1, .msg = (const uint8_t *)"x", .len = 1 };
+    k.nsend = 0;
+    conn_callbacks quiet = cli_cb;
+    quiet.on_open = NULL;
+    tls_ctx *t = client_tls(certs_dir, "client-0000", "localhost");
+    char err[SEFL_ERRLEN];
+    conn *c;
+    ck_assert_msg(conn_connect(&s.loop, s.addr, t, NULL, &quiet, &k, &c, err) == 0, "%s", err);
+    while (!k.closed || s.closed < 1) uv_run(&s.loop, UV_RUN_ONCE);
+    tls_ctx_free(t);
+    ck_assert_int_eq(s.opened, 1);
+    ck_assert_int_eq(s.last_status, UV_ETIMEDOUT);
+    ck_assert_msg(strstr(s.last_reason, "idle timeout"), "%s", s.last_reason);
+    ck_assert_int_eq(k.status, 0);
+    ck_assert_str_eq(k.reason, "closed by peer");
+    server_stop(&s);
+}
+END_TEST
+
+START_TEST(test_length_prefix_over_limit)
+{
+    server s;
+    server_start(&s, NULL);
+    /* 99999999 = 0x05F5E0FF, then a few bytes of a "payload". */
+    static const uint8_t lie[] = { 0x05, 0xf5, 0xe0, 0xff, 1, 2, 3, 4 };
+    client k = { .msg = lie, .len = sizeof lie, .nsend = 1, .raw = 1 };
+    tls_ctx *t = client_tls(certs_dir, "client-0000", "localhost");
+    client_run(&s, &k, t, NULL);
+    tls_ctx_free(t);
+    ck_assert_int_eq(k.opened, 1);
+    ck_assert_int_eq(s.frames, 0);
+    ck_assert_int_eq(s.last_status, -EMSGSIZE);
+    ck_assert_str_eq(s.last_reason, "frame of 99999999 bytes over limit 65536");
+    ck_assert_str_eq(k.reason, "closed by peer");
+    good_round(&s);
+    server_stop(&s);
+}
+END_TEST
+
+/* ---- tests: the API's edges ------------------------------------------- */
+
+START_TEST(test_output_queue_bound)
+{
+    server s;
+    server_start(&s, NULL);
+    conn_limits lim = conn_limits_default();
+    lim.max_outq = 100000;
+    static uint8_t chunk[40000];
+    client k = { .msg = chunk, .len = sizeof chunk, .nsend = 3 };
+    tls_ctx *t = client_tls(certs_dir, "client-0000", "localhost");
+    char err[SEFL_ERRLEN];
+    conn *c;
+    ck_assert_msg(conn_connect(&s.loop, s.addr, t, &lim, &cli_cb, &k, &c, err) == 0, "%s", err);
+    /* Before the handshake nothing can be sent. */
+    ck_assert_int_eq(conn_send(c, chunk, 10), -ENOTCONN);
+    /* Two frames fit in 100000 bytes of queue, the third does not. */
+    while (!k.opened) uv_run(&s.loop, UV_RUN_ONCE);
+    ck_assert_int_eq(k.send_rc[0], 0);
+    ck_assert_int_eq(k.send_rc[1], 0);
+    ck_assert_int_eq(k.send_rc[2], -ENOBUFS);
+    ck_assert_uint_gt(k.outq, 80000);
+    ck_assert_uint_le(k.outq, 100000);
+    conn_close(c, "enough");
+    ck_assert_int_eq(conn_send(c, chunk, 10), -ENOTCONN);
+    while (!k.closed || s.closed < 1) uv_run(&s.loop, UV_RUN_ONCE);
+    tls_ctx_free(t);
+    ck_assert_int_eq(k.closed, 1);
+    ck_assert_int_eq(k.status, 0);
+    ck_assert_str_eq(k.reason, "enough");
+    server_stop(&s);
+}
+END_TEST
+
+START_TEST(test_close_while_resolving)
+{
+    server s;
+    server_start(&s, NULL);
+    client k = { 0 };
+    tls_ctx *t = client_tls(certs_dir, "client-0000", "localhost");
+    char err[SEFL_ERRLEN];
+    conn *c;
+    ck_assert_msg(conn_connect(&s.loop, s.addr, t, NULL, &cli_cb, &k, &c, err) == 0, "%s", err);
+    conn_close(c, "changed my mind");
+    ck_assert_int_eq(uv_run(&s.loop, UV_RUN_NOWAIT) >= 0, 1);
+    while (!k.closed) uv_run(&s.loop, UV_RUN_ONCE);
+    ck_assert_int_eq(k.closed, 1);
+    ck_assert_int_eq(k.opened, 0);
+    ck_assert_str_eq(k.reason, "changed my mind");
+    tls_ctx_free(t);
+    server_stop(&s);
+}
+END_TEST
+
+START_TEST(test_connect_refused)
+{
+    uv_loop_t loop;
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    /* A port that was just free: listen on 0, learn it, close it. */
+    uv_tcp_t probe;
+    struct sockaddr_in a;
+    uv_ip4_addr("127.0.0.1", 0, &a);
+    uv_tcp_init(&loop, &probe);
+    ck_assert_int_eq(uv_tcp_bind(&probe, (struct sockaddr *)&a, 0), 0);
+    int len = sizeof a;
+    uv_tcp_getsockname(&probe, (struct sockaddr *)&a, &len);
+    uv_close((uv_handle_t *)&probe, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    char addr[32], err[SEFL_ERRLEN];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", ntohs(a.sin_port));
+
+    client k = { 0 };
+    tls_ctx *t = client_tls(certs_dir, "client-0000", "localhost");
+    conn *c;
+    ck_assert_msg(conn_connect(&loop, addr, t, NULL, &cli_cb, &k, &c, err) == 0, "%s", err);
+    ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    ck_assert_int_eq(k.closed, 1);
+    ck_assert_int_eq(k.status, UV_ECONNREFUSED);
+    ck_assert_msg(strstr(k.reason, "cannot connect to 127.0.0.1:"), "%s", k.reason);
+    tls_ctx_free(t);
+    ck_assert_int_eq(uv_loop_close(&loop), 0);
+}
+END_TEST
+
+START_TEST(test_bad_addresses)
+{
+    uv_loop_t loop;
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    tls_ctx *t = client_tls(certs_dir, "client-0000", "localhost");
+    char err[SEFL_ERRLEN];
+    conn *c;
+    conn_listener *l;
+    ck_assert_int_eq(conn_connect(&loop, "localhost", t, NULL, &cli_cb, NULL, &c, err), -EINVAL);
+    ck_assert_msg(strstr(err, "want HOST:PORT"), "%s", err);
+    ck_assert_int_eq(conn_connect(&loop, "127.0.0.1:65536", t, NULL, &cli_cb, NULL, &c, err), -EINVAL);
+    ck_assert_int_eq(conn_listen(&loop, "127.0.0.1:x", t, NULL, &srv_cb, NULL, &l, err), -EINVAL);
+    ck_assert_ptr_null(c);
+    ck_assert_ptr_null(l);
+    tls_ctx_free(t);
+    ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    ck_assert_int_eq(uv_loop_close(&loop), 0);
+}
+END_TEST
+
+START_TEST(test_tls_ctx_errors)
+{
+    char err[SEFL_ERRLEN];
+    tls_ctx *t = NULL;
+    ck_assert_int_lt(tls_ctx_new_server(&t, "/nonexistent", err), 0);
+    ck_assert_ptr_null(t);
+    ck_assert_msg(strstr(err, "/nonexistent/ca.crt"), "%s", err);
+    /* A key that is not the certificate's. */
+    char ca[256], crt[256], key[256];
+    snprintf(ca, sizeof ca, "%s/ca.crt", certs_dir);
+    snprintf(crt, sizeof crt, "%s/clients/client-0000.crt", certs_dir);
+    snprintf(key, sizeof key, "%s/clients/expired.key", certs_dir);
+    ck_assert_int_lt(tls_ctx_new_client_files(&t, ca, crt, key, "localhost", err), 0);
+    ck_assert_msg(strstr(err, "does not belong"), "%s", err);
+    ck_assert_int_lt(tls_ctx_new_client_files(&t, ca, NULL, NULL, "", err), 0);
+    tls_ctx_free(NULL);
+    ck_assert_msg(strstr(tls_suites_offered(), "TLS-ECDHE-ECDSA-WITH-CHACHA20-POLY1305-SHA256"),
+                  "%s", tls_suites_offered());
+}
+END_TEST
+
+/* ---- test: no leak of descriptors over many connections --------------- */
+
+static int count_fds(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    ck_assert_ptr_nonnull(d);
+    while (readdir(d)) n++;
+    closedir(d);
+    return n;
+}
+
+START_TEST(test_many_cycles_no_fd_growth)
+{
+    server s;
+    server_start(&s, NULL);
+    tls_ctx *t = client_tls(certs_dir, "client-0000", "localhost");
+    good_round(&s);   /* first use warms up whatever is lazily opened */
+    int before = count_fds();
+    for (int i = 0; i < 1000; i++) {
+        client k = { 0 };
+        client_run(&s, &k, t, NULL);
+        ck_assert_msg(k.opened && k.status == 0, "cycle %d: %s", i, k.reason);
+    }
+    ck_assert_int_eq(s.opened, 1001);
+    ck_assert_int_eq(s.closed, 1001);
+    ck_assert_int_eq(count_fds(), before);
+    tls_ctx_free(t);
+    server_stop(&s);
+}
+END_TEST
+
+/* ---- setup ------------------------------------------------------------- */
+
+static void run_or_die(const char *cmd)
+{
+    if (system(cmd) != 0) {
+        fprintf(stderr, "check_conn: setup failed: %s\n", cmd);
+        exit(1);
+    }
+}
+
+static void make_certs(void)
+{
+    const char *build = getenv("BUILD") ? getenv("BUILD") : "build";
+    char bin[256], cmd[2048];
+    snprintf(bin, sizeof bin, "%s/bin/sefl-certs", build);
+    snprintf(base_dir, sizeof base_dir, "/tmp/check_conn.XXXXXX");
+    if (!mkdtemp(base_dir)) {
+        perror("mkdtemp");
+        exit(1);
+    }
+    snprintf(certs_dir, sizeof certs_dir, "%s/project", base_dir);
+    snprintf(other_dir, sizeof other_dir, "%s/foreign", base_dir);
+    snprintf(cmd, sizeof cmd,
+             "%s init --dir %s --clients 1 >/dev/null && "
+             "%s issue --dir %s --name expired --expired >/dev/null && "
+             "%s init --dir %s --clients 1 >/dev/null",
+             bin, certs_dir, bin, certs_dir, bin, other_dir);
+    run_or_die(cmd);
+}
+
+static Suite *conn_suite(void)
+{
+    Suite *s = suite_create("conn");
+    TCase *tc = tcase_create("good");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_frames_both_ways);
+    tcase_add_test(tc, test_empty_frame);
+    tcase_add_test(tc, test_big_frame_both_ways);
+    tcase_add_test(tc, test_big_frame_before_auth_refused);
+    tcase_add_test(tc, test_ip_server_name);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("reject");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_reject_no_client_cert);
+    tcase_add_test(tc, test_reject_foreign_ca);
+    tcase_add_test(tc, test_reject_expired);
+    tcase_add_test(tc, test_reject_server_name_mismatch);
+    tcase_add_test(tc, test_reject_foreign_server);
+    tcase_add_test(tc, test_reject_plain_tcp_garbage);
+    tcase_add_test(tc, test_handshake_timeout);
+    tcase_add_test(tc, test_idle_timeout);
+    tcase_add_test(tc, test_length_prefix_over_limit);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("api");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_output_queue_bound);
+    tcase_add_test(tc, test_close_while_resolving);
+    tcase_add_test(tc, test_connect_refused);
+    tcase_add_test(tc, test_bad_addresses);
+    tcase_add_test(tc, test_tls_ctx_errors);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("cycles");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_many_cycles_no_fd_growth);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    make_certs();
+    SRunner *sr = srunner_create(conn_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", base_dir);
+    run_or_die(cmd);
+    return failed ? 1 : 0;
+}
