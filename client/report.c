@@ -339,8 +339,6 @@ int report_write_json(FILE *f, const report *r)
         json_str(f, a->c[i].name);
         fprintf(f, ", \"examples\": %ld, \"accuracy\": ", a->c[i].examples);
         json_num(f, a->c[i].accuracy);
-        fputs(", \"loss\": ", f);
-        json_num(f, a->c[i].loss);
         if (r->has_base) {
             fputs(", \"baseline_accuracy\": ", f);
             json_num(f, r->base_acc[i]);

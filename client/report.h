@@ -34,7 +34,6 @@ typedef struct {
     char name[REPORT_NAME_MAX];  /* client certificate CN, e.g. client-0007 */
     long examples;               /* its test examples */
     double accuracy;             /* personalized accuracy in [0,1] */
-    double loss;                 /* mean test cross-entropy */
 } report_client;
 
 /* One evaluated round: its summary figure, for the curve and --best. */

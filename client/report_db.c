@@ -206,7 +206,7 @@ static int load_round(sqlite3 *db, const char *path, report_run *run, char *err)
     sqlite3_stmt *st = NULL;
     int ret = 0;
     if (sqlite3_prepare_v2(db,
-            "SELECT client, examples, accuracy, loss FROM eval_reports WHERE round = ?"
+            "SELECT client, examples, accuracy FROM eval_reports WHERE round = ?"
             " ORDER BY client", -1, &st, NULL) != SQLITE_OK) {
         err_set(err, "%s: %s", path, sqlite3_errmsg(db));
         return -EIO;
@@ -224,7 +224,6 @@ static int load_round(sqlite3 *db, const char *path, report_run *run, char *err)
         }
         c->examples = (long)sqlite3_column_int64(st, 1);
         c->accuracy = sqlite3_column_double(st, 2);
-        c->loss = sqlite3_column_double(st, 3);
         run->n++;
     }
     if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
