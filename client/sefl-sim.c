@@ -1,0 +1,542 @@
+/* sefl-sim: many simulated federated clients in one process.
+ *
+ * Every client of the process is a session (session.h), the same code as
+ * sefl-client, with its own certificate (client-%04d for client id i), its
+ * own mutual-TLS connection and its own private SQLite file
+ * (STATE/client-%04d.db); all share one libuv loop and one trainer, which
+ * runs at most --threads trainings at once on the libuv thread pool. The
+ * dataset is loaded and partitioned once per process; an idle client holds
+ * no model. --shard I/N runs the I-th of N contiguous slices of the client
+ * ids, so N machines running the same command together run every client
+ * exactly once.
+ *
+ * --local-only trains every client of the slice on its own data alone (no
+ * coordinator) for --rounds rounds of --epochs epochs, evaluating after each
+ * round, and writes the EvalReports into --db in server.db's schema with
+ * meta kind 'local', the baseline sefl-eval compares against.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "cli.h"
+#include "log.h"
+#include "model.h"
+#include "params.h"
+#include "rng.h"
+#include "session.h"
+#include "state.h"
+#include "trainer.h"
+
+#define SIM_NAME_LEN 32
+#define SIM_PATH_MAX 4096
+#define SIM_PROGRESS_MS 500
+
+static const char usage[] =
+    "usage: sefl-sim --server HOST:PORT --certs DIR --clients N --partition SPEC --seed S\n"
+    "                --state DIR [--shard I/N] [options]\n"
+    "       sefl-sim --local-only --clients N --partition SPEC --seed S --state DIR --db FILE\n"
+    "                --rounds R [--epochs E --batch B --lr L ...] [--shard I/N]\n"
+    "\n"
+    "Runs simulated clients of one deterministic partition of the pooled 70,000\n"
+    "Fashion-MNIST samples in one process: one libuv loop, one mutual-TLS\n"
+    "connection per client (certificate DIR/clients/client-%04d for client id i),\n"
+    "trainings on the libuv thread pool, one private SQLite file per client.\n"
+    "\n"
+    "  --server HOST:PORT   coordinator; HOST must match its certificate\n"
+    "  --certs DIR          sefl-certs output (ca.crt, clients/client-NNNN.crt|.key)\n"
+    "  --clients N          clients in the partition (1..100000)\n"
+    "  --partition SPEC     iid, dir:ALPHA, pat:K or feat:D\n"
+    "  --seed S             partition seed (the same on every machine)\n"
+    "  --state DIR          private stores: DIR/client-NNNN.db (local-only:\n"
+    "                       DIR/client-NNNN.local.db); created when missing\n"
+    "  --shard I/N          run only the I-th (0-based) of N contiguous slices of\n"
+    "                       the client ids: ids [I*clients/N, (I+1)*clients/N)\n"
+    "  --threads T          trainings at once (default: one per core)\n"
+    "  --data DIR           Fashion-MNIST directory (default " DATASET_DEFAULT_DIR ")\n"
+    "  --max-samples N      each client uses at most N train and N test samples\n"
+    "  --r R                SE reduction ratio (default 8; must match the coordinator)\n"
+    "  --backoff-min-ms MS  first reconnect delay (default 200)\n"
+    "  --backoff-max-ms MS  longest reconnect delay (default 30000)\n"
+    "  --verbose            log every client's events, not one line per round\n"
+    "Local-only baseline (no coordinator):\n"
+    "  --local-only         train each client on its own data alone\n"
+    "  --db FILE            where the EvalReports go (server.db schema, kind 'local')\n"
+    "  --rounds R           rounds (each: E epochs, then an evaluation)\n"
+    "  --epochs E           local epochs per round (default 1)\n"
+    "  --batch B            batch size (default 10)\n"
+    "  --lr L               learning rate (default 0.005)\n"
+    "  --momentum M         (default 0)\n"
+    "  --weight-decay W     (default 0)\n"
+    "  --init-seed S        model initialisation seed (default: --seed)\n"
+    "  --help               this text\n"
+    "Progress: a refreshing line on a terminal, else one log line per round.\n"
+    "Test-only environment switches (see sefl-client --help): SEFL_TAP_DIR, SEFL_FAULT.\n";
+
+typedef struct {
+    const char *server, *certs, *partition, *state_dir, *data_dir, *db;
+    long clients, shard_i, shard_n, threads, max_samples, r, backoff_min, backoff_max;
+    long rounds, epochs, batch;
+    double lr, momentum, weight_decay;
+    uint64_t seed, init_seed;
+    int have_seed, have_init_seed, local_only, verbose;
+} sim_args;
+
+typedef struct sim sim;
+
+/* One simulated client. */
+typedef struct {
+    sim *sim;
+    int id;                     /* client id in the partition */
+    char name[SIM_NAME_LEN];    /* client-%04d */
+    char *db;                   /* its pstore path */
+    trainer_data data;
+    session *s;                 /* federated mode */
+    trainer_job job;            /* local-only mode */
+    int finished;
+} sim_client;
+
+/* Figures of the round in progress (federated: the newest TrainTask round). */
+typedef struct {
+    uint32_t round;
+    int trained;                /* clients whose training of this round finished */
+    int evaluated;
+    double samples;             /* examples x epochs trained in this round */
+    uint64_t start_ns;
+} sim_round;
+
+struct sim {
+    sim_args a;
+    uv_loop_t *loop;
+    trainer *tr;
+    param_table table;
+    sim_client *cl;             /* (n) the clients of this shard */
+    int n;
+    int live;                   /* clients not finished */
+    int failed;                 /* clients that finished with an error */
+    int tty;
+    sim_round cur;
+    double total_samples;
+    uint64_t start_ns;
+    uv_timer_t progress;
+    uv_signal_t sig[2];
+    int stopping;
+    state *out;                 /* local-only: the EvalReport database */
+};
+
+static int sim_usage_error(const char *msg)
+{
+    fprintf(stderr, "sefl-sim: %s (see --help)\n", msg);
+    return 2;
+}
+
+static int sim_parse_shard(const char *s, sim_args *a, char *err)
+{
+    char *end = NULL;
+    errno = 0;
+    long i = strtol(s, &end, 10);
+    if (errno || end == s || *end != '/') goto bad;
+    const char *q = end + 1;
+    long n = strtol(q, &end, 10);
+    if (errno || end == q || *end || n < 1 || n > PARTITION_MAX_CLIENTS || i < 0 || i >= n) goto bad;
+    a->shard_i = i;
+    a->shard_n = n;
+    return 0;
+bad:
+    err_set(err, "--shard must be I/N with 0 <= I < N, got '%s'", s);
+    return -EINVAL;
+}
+
+/* Parses argv into a; returns 0, 1 for --help, or -1 with err. */
+static int sim_parse(int argc, char **argv, sim_args *a, char *err)
+{
+    enum { O_SERVER = 256, O_CERTS, O_CLIENTS, O_PART, O_SEED, O_STATE, O_SHARD, O_THREADS, O_DATA,
+           O_MAX, O_R, O_BMIN, O_BMAX, O_VERBOSE, O_LOCAL, O_DB, O_ROUNDS, O_EPOCHS, O_BATCH, O_LR,
+           O_MOM, O_WD, O_INIT, O_HELP };
+    static const struct option opts[] = {
+        { "server", 1, 0, O_SERVER }, { "certs", 1, 0, O_CERTS }, { "clients", 1, 0, O_CLIENTS },
+        { "partition", 1, 0, O_PART }, { "seed", 1, 0, O_SEED }, { "state", 1, 0, O_STATE },
+        { "shard", 1, 0, O_SHARD }, { "threads", 1, 0, O_THREADS }, { "data", 1, 0, O_DATA },
+        { "max-samples", 1, 0, O_MAX }, { "r", 1, 0, O_R }, { "backoff-min-ms", 1, 0, O_BMIN },
+        { "backoff-max-ms", 1, 0, O_BMAX }, { "verbose", 0, 0, O_VERBOSE },
+        { "local-only", 0, 0, O_LOCAL }, { "db", 1, 0, O_DB }, { "rounds", 1, 0, O_ROUNDS },
+        { "epochs", 1, 0, O_EPOCHS }, { "batch", 1, 0, O_BATCH }, { "lr", 1, 0, O_LR },
+        { "momentum", 1, 0, O_MOM }, { "weight-decay", 1, 0, O_WD }, { "init-seed", 1, 0, O_INIT },
+        { "help", 0, 0, O_HELP }, { 0, 0, 0, 0 },
+    };
+    memset(a, 0, sizeof *a);
+    a->shard_n = 1;
+    a->threads = cli_cores();
+    a->r = 8;
+    a->backoff_min = SESSION_BACKOFF_MIN_MS;
+    a->backoff_max = SESSION_BACKOFF_MAX_MS;
+    a->epochs = 1;
+    a->batch = 10;
+    a->lr = 0.005;
+    opterr = 0;
+    int c, rc = 0;
+    while (rc == 0 && (c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case O_SERVER: a->server = optarg; break;
+        case O_CERTS: a->certs = optarg; break;
+        case O_CLIENTS: rc = cli_parse_long("--clients", optarg, 1, PARTITION_MAX_CLIENTS, &a->clients, err); break;
+        case O_PART: a->partition = optarg; break;
+        case O_SEED: rc = cli_parse_u64("--seed", optarg, &a->seed, err); a->have_seed = 1; break;
+        case O_STATE: a->state_dir = optarg; break;
+        case O_SHARD: rc = sim_parse_shard(optarg, a, err); break;
+        case O_THREADS: rc = cli_parse_long("--threads", optarg, 1, TRAINER_MAX_THREADS, &a->threads, err); break;
+        case O_DATA: a->data_dir = optarg; break;
+        case O_MAX: rc = cli_parse_long("--max-samples", optarg, 1, DATASET_MAX_SAMPLES, &a->max_samples, err); break;
+        case O_R: rc = cli_parse_long("--r", optarg, 1, 64, &a->r, err); break;
+        case O_BMIN: rc = cli_parse_long("--backoff-min-ms", optarg, 1, 3600000, &a->backoff_min, err); break;
+        case O_BMAX: rc = cli_parse_long("--backoff-max-ms", optarg, 1, 3600000, &a->backoff_max, err); break;
+        case O_VERBOSE: a->verbose = 1; break;
+        case O_LOCAL: a->local_only = 1; break;
+        case O_DB: a->db = optarg; break;
+        case O_ROUNDS: rc = cli_parse_long("--rounds", optarg, 1, 1000000, &a->rounds, err); break;
+        case O_EPOCHS: rc = cli_parse_long("--epochs", optarg, 1, SESSION_MAX_EPOCHS, &a->epochs, err); break;
+        case O_BATCH: rc = cli_parse_long("--batch", optarg, 1, MODEL_MAX_BATCH, &a->batch, err); break;
+        case O_LR: rc = cli_parse_double("--lr", optarg, 1e-9, 100, &a->lr, err); break;
+        case O_MOM: rc = cli_parse_double("--momentum", optarg, 0, 0.999, &a->momentum, err); break;
+        case O_WD: rc = cli_parse_double("--weight-decay", optarg, 0, 1, &a->weight_decay, err); break;
+        case O_INIT: rc = cli_parse_u64("--init-seed", optarg, &a->init_seed, err); a->have_init_seed = 1; break;
+        case O_HELP: return 1;
+        default:
+            err_set(err, "unknown or incomplete option '%s'", argv[optind - 1]);
+            return -1;
+        }
+    }
+    if (rc < 0) return -1;
+    if (optind < argc) {
+        err_set(err, "unexpected argument '%s'", argv[optind]);
+        return -1;
+    }
+    if (!a->clients || !a->partition || !a->have_seed || !a->state_dir) {
+        err_set(err, "--clients, --partition, --seed and --state are required");
+        return -1;
+    }
+    if (a->local_only && (!a->db || !a->rounds)) {
+        err_set(err, "--local-only needs --db and --rounds");
+        return -1;
+    }
+    if (!a->local_only && (!a->server || !a->certs)) {
+        err_set(err, "--server and --certs are required (or --local-only)");
+        return -1;
+    }
+    if (a->shard_n > a->clients) {
+        err_set(err, "--shard N (%ld) must not exceed --clients (%ld)", a->shard_n, a->clients);
+        return -1;
+    }
+    if (a->backoff_max < a->backoff_min) {
+        err_set(err, "--backoff-max-ms must be at least --backoff-min-ms");
+        return -1;
+    }
+    if (!a->have_init_seed) a->init_seed = a->seed;
+    return 0;
+}
+
+static double sim_seconds_since(uint64_t ns)
+{
+    return (double)(uv_hrtime() - ns) / 1e9;
+}
+
+/* The progress line (terminal) or nothing; rounds are logged on change. */
+static void sim_progress_cb(uv_timer_t *t)
+{
+    sim *m = t->data;
+    double dt = sim_seconds_since(m->cur.start_ns);
+    fprintf(stderr, "\rround %u | training %d, queued %d | trained %d, evaluated %d of %d | %.0f samples/s   ",
+            m->cur.round, trainer_running(m->tr), trainer_queued(m->tr), m->cur.trained,
+            m->cur.evaluated, m->n, dt > 0 ? m->cur.samples / dt : 0.0);
+    fflush(stderr);
+}
+
+/* Logs the figures of the round that just ended (one line per round). */
+static void sim_round_end(sim *m)
+{
+    if (m->cur.round == 0 && m->cur.trained == 0 && m->cur.evaluated == 0) return;
+    double dt = sim_seconds_since(m->cur.start_ns);
+    if (m->tty) fputc('\n', stderr);
+    log_info("round %u: %d of %d clients trained, %d evaluated, %.0f samples in %.1f s (%.0f samples/s)",
+             m->cur.round, m->cur.trained, m->n, m->cur.evaluated, m->cur.samples, dt,
+             dt > 0 ? m->cur.samples / dt : 0.0);
+}
+
+static void sim_round_begin(sim *m, uint32_t round)
+{
+    sim_round_end(m);
+    m->cur = (sim_round){ .round = round, .start_ns = uv_hrtime() };
+}
+
+static void sim_handle_close_cb(uv_handle_t *h)
+{
+    (void)h;
+}
+
+/* The last client finished: close the process's own handles so uv_run returns. */
+static void sim_client_finished(sim *m, sim_client *c, int status)
+{
+    c->finished = 1;
+    if (status < 0) m->failed++;
+    if (--m->live > 0) return;
+    sim_round_end(m);
+    double dt = sim_seconds_since(m->start_ns);
+    log_info("all %d clients finished (%d failed): %.0f samples trained in %.1f s, %.0f samples/s",
+             m->n, m->failed, m->total_samples, dt, dt > 0 ? m->total_samples / dt : 0.0);
+    uv_close((uv_handle_t *)&m->progress, sim_handle_close_cb);
+    for (int i = 0; i < 2; i++) uv_close((uv_handle_t *)&m->sig[i], sim_handle_close_cb);
+}
+
+static void sim_count_done(sim *m, int train, uint32_t round, int epochs, const model_stats *st)
+{
+    if (train && round > m->cur.round) sim_round_begin(m, round);
+    if (round != m->cur.round) return;
+    if (train) {
+        double s = (double)st->examples * epochs;
+        m->cur.trained++;
+        m->cur.samples += s;
+        m->total_samples += s;
+    } else {
+        m->cur.evaluated++;
+    }
+}
+
+static void sim_on_event(session *s, const session_event *ev)
+{
+    sim_client *c = session_user(s);
+    sim *m = c->sim;
+    switch (ev->type) {
+    case SESSION_TASK_START:
+        if (ev->train && ev->round > m->cur.round) sim_round_begin(m, ev->round);
+        break;
+    case SESSION_TASK_DONE:
+        if (ev->status == 0) sim_count_done(m, ev->train, ev->round, ev->epochs, ev->stats);
+        break;
+    case SESSION_FINISHED:
+        if (ev->status < 0) log_error("%s: %s", c->name, ev->err);
+        sim_client_finished(m, c, ev->status);
+        break;
+    default:
+        break;
+    }
+}
+
+static void sim_on_signal(uv_signal_t *h, int signum)
+{
+    sim *m = h->data;
+    if (m->stopping) return;
+    m->stopping = 1;
+    log_info("signal %d: stopping %d clients", signum, m->live);
+    for (int i = 0; i < m->n; i++)
+        if (m->cl[i].s && !m->cl[i].finished) session_stop(m->cl[i].s);
+}
+
+/* Local-only: one client's job of one round is over; record and go on. */
+static void sim_local_done(trainer_job *j)
+{
+    sim_client *c = j->user;
+    sim *m = c->sim;
+    char err[SEFL_ERRLEN];
+    if (j->status < 0) {
+        log_error("%s: %s", c->name, j->err);
+        sim_client_finished(m, c, j->status);
+        return;
+    }
+    if (j->round > m->cur.round) sim_round_begin(m, j->round);
+    sim_count_done(m, 1, j->round, j->epochs, &j->train_stats);
+    sim_count_done(m, 0, j->round, 0, &j->eval_stats);
+    if (state_eval_report(m->out, j->round, c->name, (uint32_t)j->eval_stats.examples,
+                          j->eval_stats.accuracy, j->eval_stats.loss, err) < 0) {
+        log_error("%s: %s", c->name, err);
+        sim_client_finished(m, c, -EIO);
+        return;
+    }
+    if (m->a.verbose)
+        log_info("%s: round %u: train loss %.4f, accuracy %.4f on %ld test samples", c->name, j->round,
+                 j->train_stats.loss, j->eval_stats.accuracy, j->eval_stats.examples);
+    if ((long)j->round >= m->a.rounds || m->stopping) {
+        sim_client_finished(m, c, 0);
+        return;
+    }
+    j->round++;
+    j->seed = rng_derive(m->a.seed ^ 0x10ca1ULL, (uint64_t)c->id * 1000003u + j->round);
+    trainer_submit(m->tr, j);
+}
+
+static void sim_local_signal(uv_signal_t *h, int signum)
+{
+    sim *m = h->data;
+    if (!m->stopping) log_info("signal %d: stopping after the jobs in flight", signum);
+    m->stopping = 1;
+}
+
+static void sim_local_start(sim *m, sim_client *c)
+{
+    trainer_job *j = &c->job;
+    memset(j, 0, sizeof *j);
+    j->train = j->eval = 1;
+    j->db_path = c->db;
+    j->name = c->name;
+    j->data = &c->data;
+    j->init_seed = m->a.init_seed;
+    j->private_mask = PARAM_ALL;   /* alone: the whole model is the client's */
+    j->round = 1;
+    j->epochs = (int)m->a.epochs;
+    j->batch = (int)m->a.batch;
+    j->sgd = (sgd_config){ (float)m->a.lr, (float)m->a.momentum, (float)m->a.weight_decay, 0 };
+    j->seed = rng_derive(m->a.seed ^ 0x10ca1ULL, (uint64_t)c->id * 1000003u + 1);
+    j->done = sim_local_done;
+    j->user = c;
+    trainer_submit(m->tr, j);
+}
+
+/* Opens the local-only EvalReport database (server.db schema, kind 'local'). */
+static int sim_open_out(sim *m, char *err)
+{
+    model *init = model_new(&m->table, 1);
+    if (!init) {
+        err_set(err, "out of memory");
+        return -ENOMEM;
+    }
+    model_init(init, m->a.init_seed);
+    state_config sc = { &m->table, PARAM_ALL, m->a.init_seed, "local", m->a.partition };
+    int rc = state_open(m->a.db, &sc, model_params(init), &m->out, err);
+    model_free(init);
+    return rc;
+}
+
+static int sim_mkdir(const char *dir, char *err)
+{
+    if (mkdir(dir, 0700) == 0 || errno == EEXIST) return 0;
+    err_set(err, "cannot create --state %s: %s", dir, strerror(errno));
+    return -errno;
+}
+
+/* Starts client i of the shard (federated: its session; local: its first job). */
+static int sim_start_client(sim *m, sim_client *c, char *err)
+{
+    if (m->a.local_only) {
+        sim_local_start(m, c);
+        return 0;
+    }
+    session_config cfg = {
+        .server = m->a.server, .certs_dir = m->a.certs, .name = c->name, .db_path = c->db,
+        .data = c->data, .backoff_min_ms = (uint64_t)m->a.backoff_min,
+        .backoff_max_ms = (uint64_t)m->a.backoff_max,
+        .jitter_seed = rng_derive(m->a.seed ^ uv_hrtime(), (uint64_t)c->id),
+        .quiet = !m->a.verbose, .on_event = sim_on_event, .user = c,
+    };
+    return session_start(m->loop, m->tr, &cfg, &c->s, err);
+}
+
+int main(int argc, char **argv)
+{
+    char err[SEFL_ERRLEN];
+    sim m = { 0 };
+    int rc = sim_parse(argc, argv, &m.a, err);
+    if (rc == 1) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    if (rc < 0) return sim_usage_error(err);
+    if (params_build_cnn_se(&m.table, (int)m.a.r, 1, err) < 0) return sim_usage_error(err);
+
+    dataset pool = { 0 };
+    partition part = { 0 };
+    uv_loop_t loop;
+    int loop_ok = 0, exit_code = 1, started = 0;
+    long lo = m.a.shard_i * m.a.clients / m.a.shard_n;
+    long hi = (m.a.shard_i + 1) * m.a.clients / m.a.shard_n;
+
+    if ((rc = sim_mkdir(m.a.state_dir, err)) < 0) goto fail;
+    if ((rc = cli_load_partition(m.a.data_dir, m.a.partition, (int)m.a.clients, m.a.seed, &pool, &part, err)) < 0)
+        goto fail;
+    m.n = (int)(hi - lo);
+    m.cl = calloc((size_t)m.n, sizeof *m.cl);
+    if (!m.cl) {
+        err_set(err, "out of memory for %d clients", m.n);
+        goto fail;
+    }
+    for (int i = 0; i < m.n; i++) {
+        sim_client *c = &m.cl[i];
+        size_t need = strlen(m.a.state_dir) + SIM_NAME_LEN + 16;
+        c->sim = &m;
+        c->id = (int)lo + i;
+        snprintf(c->name, sizeof c->name, "client-%04d", c->id);
+        if (need > SIM_PATH_MAX || !(c->db = malloc(need))) {
+            err_set(err, "--state path too long or out of memory");
+            goto fail;
+        }
+        snprintf(c->db, need, "%s/%s%s", m.a.state_dir, c->name, m.a.local_only ? ".local.db" : ".db");
+        cli_client_data(&pool, &part, c->id, (int)m.a.max_samples, &c->data);
+    }
+
+    if ((rc = cli_set_threadpool((int)m.a.threads, err)) < 0) goto fail;
+    if ((rc = uv_loop_init(&loop)) < 0) {
+        err_set(err, "cannot create the event loop: %s", uv_strerror(rc));
+        goto fail;
+    }
+    loop_ok = 1;
+    m.loop = &loop;
+    if ((rc = trainer_new(&loop, &m.table, (int)m.a.threads, &m.tr, err)) < 0) goto fail;
+    if (m.a.local_only && (rc = sim_open_out(&m, err)) < 0) goto fail;
+
+    m.tty = isatty(2);
+    m.start_ns = uv_hrtime();
+    m.cur.start_ns = m.start_ns;
+    uv_timer_init(&loop, &m.progress);
+    m.progress.data = &m;
+    int sigs[2] = { SIGINT, SIGTERM };
+    for (int i = 0; i < 2; i++) {
+        uv_signal_init(&loop, &m.sig[i]);
+        m.sig[i].data = &m;
+    }
+    log_info("sefl-sim: clients %ld..%ld of %ld (%s, seed %llu), %ld training threads%s", lo, hi - 1,
+             m.a.clients, m.a.partition, (unsigned long long)m.a.seed, m.a.threads,
+             m.a.local_only ? ", local-only" : "");
+
+    m.live = m.n;
+    for (int i = 0; i < m.n; i++, started++) {
+        if ((rc = sim_start_client(&m, &m.cl[i], err)) < 0) break;
+    }
+    if (rc < 0) {
+        /* A client that cannot start (bad certificate, foreign pstore) stops
+         * the whole run: the others are stopped and the error reported. */
+        fprintf(stderr, "sefl-sim: %s\n", err);
+        m.live = started;
+        m.stopping = 1;
+        m.failed = 1;
+        for (int i = 0; i < started; i++) session_stop(m.cl[i].s);
+        if (started == 0) {
+            uv_close((uv_handle_t *)&m.progress, sim_handle_close_cb);
+            for (int i = 0; i < 2; i++) uv_close((uv_handle_t *)&m.sig[i], sim_handle_close_cb);
+        }
+    } else {
+        for (int i = 0; i < 2; i++)
+            uv_signal_start(&m.sig[i], m.a.local_only ? sim_local_signal : sim_on_signal, sigs[i]);
+        if (m.tty) uv_timer_start(&m.progress, sim_progress_cb, SIM_PROGRESS_MS, SIM_PROGRESS_MS);
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    exit_code = m.failed ? 1 : 0;
+    goto out;
+fail:
+    fprintf(stderr, "sefl-sim: %s\n", err);
+out:
+    for (int i = 0; m.cl && i < m.n; i++) {
+        session_free(m.cl[i].s);
+        free(m.cl[i].db);
+    }
+    free(m.cl);
+    state_close(m.out);
+    trainer_free(m.tr);
+    if (loop_ok && uv_loop_close(&loop) != 0) log_warn("event loop closed with handles open");
+    partition_free(&part);
+    dataset_free(&pool);
+    return exit_code;
+}

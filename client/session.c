@@ -1,0 +1,663 @@
+/* session: one client's side of the conversation in proto/fl.proto, on a
+ * libuv loop, with reconnects; see session.h.
+ *
+ * States: WAITING (backoff timer armed) -> CONNECTING (conn_connect, TLS
+ * handshake) -> HELLO (Hello sent, waiting for Welcome) -> READY (serving
+ * tasks) -> back to WAITING when the connection closes, unless the session
+ * is stopping. Everything here runs on the loop thread except the job's
+ * build hook (session_build_update), which runs on a worker and touches
+ * only the job, the session's out_frame and the fault switch.
+ */
+#include "session.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conn.h"
+#include "hash.h"
+#include "pstore.h"
+#include "rng.h"
+#include "tls.h"
+#include "wire.h"
+
+#define SESSION_SOFTWARE "sefl/0.1"
+
+enum { ST_WAITING, ST_CONNECTING, ST_HELLO, ST_READY };
+enum { FAULT_NONE, FAULT_NAN, FAULT_SHAPE, FAULT_STALE, FAULT_DUPLICATE };
+
+/* A task received and not yet given to the trainer. */
+typedef struct {
+    int train;                  /* 1 TrainTask, 0 EvalTask */
+    uint32_t round;
+    unsigned private_mask;
+    trainer_globals *globals;   /* reference owned by the task */
+    int epochs;
+    int batch;
+    sgd_config sgd;
+    uint64_t seed;
+} session_task;
+
+struct session {
+    uv_loop_t *loop;
+    trainer *tr;
+    session_config cfg;
+    char host[256];             /* server host, also the certificate name checked */
+    tls_ctx *tls;
+    conn *c;                    /* NULL while disconnected */
+    uint64_t gen;               /* bumped at each close: a job's answer goes only to its connection */
+    int state;                  /* ST_* */
+    uv_timer_t timer;           /* reconnect backoff */
+    int attempt;                /* failed connections since the last Welcome */
+    rng jitter;
+
+    /* From Welcome. */
+    uint64_t init_seed;
+    unsigned welcome_mask;
+
+    /* The job in flight (at most one per session). */
+    trainer_job job;
+    int job_running;
+    uint64_t job_gen;           /* gen of the connection the task came on */
+    uint8_t *out_frame;         /* (out_len) Update frame built by the worker */
+    size_t out_len;
+
+    session_task pending[SESSION_MAX_PENDING];
+    int n_pending;
+
+    int stopping;               /* no reconnect; finish when idle */
+    int closing_timer;
+    int status;                 /* final status: 0 or the fatal error */
+    char err[SEFL_ERRLEN];
+
+    char tap_path[PATH_MAX];    /* "" unless SEFL_TAP_DIR is set */
+    int fault;                  /* FAULT_*: applied to the next Update, then cleared */
+};
+
+static void session_connect(session *s);
+static void session_run_next(session *s);
+
+/* Per-task lines go to debug in a simulation of many clients. */
+#define session_log(s, ...) log_msg((s)->cfg.quiet ? LOG_DEBUG : LOG_INFO, __VA_ARGS__)
+
+static void session_emit(session *s, int type, const trainer_job *j, int status, const char *err)
+{
+    if (!s->cfg.on_event) return;
+    session_event ev = { .type = type, .status = status, .err = err };
+    if (j) {
+        ev.train = j->train;
+        ev.round = j->round;
+        ev.epochs = j->train ? j->epochs : 0;
+        ev.stats = j->train ? &j->train_stats : &j->eval_stats;
+    }
+    s->cfg.on_event(s, &ev);
+}
+
+const char *session_name(const session *s)
+{
+    return s->cfg.name;
+}
+
+void *session_user(const session *s)
+{
+    return s->cfg.user;
+}
+
+/* Appends one wire frame to the tap file (test-only switch SEFL_TAP_DIR). */
+static void session_tap(session *s, const uint8_t *frame, size_t len)
+{
+    if (!s->tap_path[0]) return;
+    FILE *f = fopen(s->tap_path, "ab");
+    if (!f) {
+        log_warn("%s: cannot append to tap file %s", s->cfg.name, s->tap_path);
+        return;
+    }
+    if (fwrite(frame, 1, len, f) != len) log_warn("%s: short write to tap file %s", s->cfg.name, s->tap_path);
+    fclose(f);
+}
+
+/* Sends an encoded frame on the current connection (and taps it). */
+static int session_send_frame(session *s, const uint8_t *frame, size_t len)
+{
+    if (!s->c) return -ENOTCONN;
+    session_tap(s, frame, len);
+    int rc = conn_send_frame(s->c, frame, len);
+    if (rc < 0) log_warn("%s: cannot send a frame: %s", s->cfg.name, strerror(-rc));
+    return rc;
+}
+
+static int session_send(session *s, Sefl__Envelope *e)
+{
+    uint8_t *frame = NULL;
+    size_t len = 0;
+    int rc = wire_encode(e, &frame, &len);
+    if (rc == 0) rc = session_send_frame(s, frame, len);
+    free(frame);
+    return rc;
+}
+
+/* A bad frame from the coordinator: Error{code} then close (fl.proto). */
+static void session_protocol_error(session *s, uint32_t code, const char *msg)
+{
+    log_warn("%s: closing: %s", s->cfg.name, msg);
+    uint8_t *frame = NULL;
+    size_t len = 0;
+    if (wire_encode_error(code, msg, &frame, &len) == 0) session_send_frame(s, frame, len);
+    free(frame);
+    conn_close(s->c, msg);
+}
+
+static void session_drop_pending(session *s)
+{
+    for (int i = 0; i < s->n_pending; i++) trainer_globals_put(s->tr, s->pending[i].globals);
+    s->n_pending = 0;
+}
+
+static void session_timer_close_cb(uv_handle_t *h)
+{
+    session *s = h->data;
+    session_emit(s, SESSION_FINISHED, NULL, s->status, s->status ? s->err : NULL);
+}
+
+/* Finishes a stopping session once nothing is in flight. */
+static void session_maybe_finish(session *s)
+{
+    if (!s->stopping || s->c || s->job_running || s->closing_timer) return;
+    s->closing_timer = 1;
+    uv_timer_stop(&s->timer);
+    uv_close((uv_handle_t *)&s->timer, session_timer_close_cb);
+}
+
+/* Ends the session with an error that retrying cannot fix. */
+static void session_fail(session *s, int status, const char *err)
+{
+    log_error("%s: %s", s->cfg.name, err);
+    if (!s->status) {
+        s->status = status;
+        snprintf(s->err, sizeof s->err, "%s", err);
+    }
+    session_stop(s);
+}
+
+void session_stop(session *s)
+{
+    if (s->stopping) return;
+    s->stopping = 1;
+    session_drop_pending(s);
+    uv_timer_stop(&s->timer);
+    if (s->c) conn_close(s->c, "client stopping");
+    session_maybe_finish(s);
+}
+
+static void session_timer_cb(uv_timer_t *t)
+{
+    session_connect(t->data);
+}
+
+/* Arms the reconnect timer: exponential backoff from backoff_min_ms, capped
+ * at backoff_max_ms, with "equal jitter" (half fixed, half random) so that
+ * many clients dropped together do not all come back in the same instant. */
+static void session_schedule(session *s)
+{
+    uint64_t d = s->cfg.backoff_min_ms;
+    for (int i = 0; i < s->attempt && d < s->cfg.backoff_max_ms; i++) d *= 2;
+    if (d > s->cfg.backoff_max_ms) d = s->cfg.backoff_max_ms;
+    d = d / 2 + rng_below(&s->jitter, d / 2 + 1);
+    if (s->attempt < 64) s->attempt++;
+    s->state = ST_WAITING;
+    session_log(s, "%s: reconnecting in %.1f s", s->cfg.name, (double)d / 1000.0);
+    uv_timer_start(&s->timer, session_timer_cb, d, 0);
+}
+
+static void session_on_open(conn *c)
+{
+    session *s = conn_user(c);
+    const param_table *t = trainer_table(s->tr);
+    Sefl__ModelSpec spec = SEFL__MODEL_SPEC__INIT;
+    Sefl__Hello hello = SEFL__HELLO__INIT;
+    Sefl__Envelope e = SEFL__ENVELOPE__INIT;
+
+    wire_spec_from_table(t, &spec);
+    hello.spec = &spec;
+    hello.train_examples = (uint32_t)s->cfg.data.n_train;
+    hello.test_examples = (uint32_t)s->cfg.data.n_test;
+    hello.software = SESSION_SOFTWARE;
+    e.msg_case = SEFL__ENVELOPE__MSG_HELLO;
+    e.hello = &hello;
+    session_log(s, "%s: connected to %s", s->cfg.name, s->cfg.server);
+    s->state = ST_HELLO;
+    if (session_send(s, &e) < 0) conn_close(c, "cannot send Hello");
+}
+
+static void session_on_close(conn *c, int status, const char *reason)
+{
+    session *s = conn_user(c);
+    s->c = NULL;
+    s->gen++;
+    session_drop_pending(s);
+    session_log(s, "%s: connection closed: %s", s->cfg.name, reason ? reason : "closed");
+    if (s->stopping) {
+        session_maybe_finish(s);
+        return;
+    }
+    session_emit(s, SESSION_DISCONNECTED, NULL, status, reason);
+    session_schedule(s);
+}
+
+static void session_on_welcome(session *s, const Sefl__Welcome *w)
+{
+    char err[SEFL_ERRLEN];
+    if (s->state != ST_HELLO) {
+        session_protocol_error(s, WIRE_ERR_PROTOCOL, "Welcome after Welcome");
+        return;
+    }
+    if (params_parse_private(w->private_groups, &s->welcome_mask, err) < 0) {
+        session_protocol_error(s, WIRE_ERR_PROTOCOL, err);
+        return;
+    }
+    if (strcmp(w->client_id, s->cfg.name) != 0)
+        log_warn("%s: the coordinator calls this client '%s'", s->cfg.name, w->client_id);
+    s->init_seed = w->init_seed;
+    s->state = ST_READY;
+    s->attempt = 0;
+    conn_set_authenticated(s->c);
+    session_log(s, "%s: welcomed: round %u, private %s, heartbeat %u s", s->cfg.name, w->round,
+                params_private_name(s->welcome_mask), w->heartbeat_seconds);
+    session_event ev = { .type = SESSION_WELCOMED, .round = w->round };
+    if (s->cfg.on_event) s->cfg.on_event(s, &ev);
+}
+
+/* Checks a TrainTask's settings against the ranges a training can run with. */
+static int session_check_train(const Sefl__TrainTask *t, char *err)
+{
+    if (t->epochs < 1 || t->epochs > SESSION_MAX_EPOCHS)
+        err_set(err, "TrainTask epochs %u out of range 1..%d", t->epochs, SESSION_MAX_EPOCHS);
+    else if (t->batch < 1 || t->batch > MODEL_MAX_BATCH)
+        err_set(err, "TrainTask batch %u out of range 1..%d", t->batch, MODEL_MAX_BATCH);
+    else if (!isfinite(t->lr) || t->lr <= 0)
+        err_set(err, "TrainTask lr %g is not a positive number", (double)t->lr);
+    else if (!isfinite(t->momentum) || t->momentum < 0 || t->momentum >= 1)
+        err_set(err, "TrainTask momentum %g out of range [0,1)", (double)t->momentum);
+    else if (!isfinite(t->weight_decay) || t->weight_decay < 0)
+        err_set(err, "TrainTask weight_decay %g is negative", (double)t->weight_decay);
+    else if (!isfinite(t->prox_mu) || t->prox_mu < 0)
+        err_set(err, "TrainTask prox_mu %g is negative", (double)t->prox_mu);
+    else
+        return 0;
+    return -EINVAL;
+}
+
+/* Queues a task behind the running job. A newer TrainTask replaces a
+ * waiting one: that round is over for the coordinator. */
+static void session_enqueue(session *s, const session_task *task)
+{
+    if (task->train) {
+        for (int i = 0; i < s->n_pending; i++) {
+            if (!s->pending[i].train) continue;
+            log_warn("%s: TrainTask of round %u superseded by round %u", s->cfg.name,
+                     s->pending[i].round, task->round);
+            trainer_globals_put(s->tr, s->pending[i].globals);
+            memmove(&s->pending[i], &s->pending[i + 1], (size_t)(s->n_pending - i - 1) * sizeof *s->pending);
+            s->n_pending--;
+            break;
+        }
+    }
+    if (s->n_pending == SESSION_MAX_PENDING) {
+        log_warn("%s: too many tasks waiting; dropping the task of round %u", s->cfg.name, s->pending[0].round);
+        trainer_globals_put(s->tr, s->pending[0].globals);
+        memmove(&s->pending[0], &s->pending[1], (size_t)(s->n_pending - 1) * sizeof *s->pending);
+        s->n_pending--;
+    }
+    s->pending[s->n_pending++] = *task;
+    session_run_next(s);
+}
+
+static void session_on_task(session *s, int train, uint32_t round, const char *private_groups,
+                            Sefl__Tensor *const *ts, size_t n, const Sefl__TrainTask *tt)
+{
+    char err[SEFL_ERRLEN];
+    session_task task = { .train = train, .round = round };
+    if (s->state != ST_READY) {
+        session_protocol_error(s, WIRE_ERR_PROTOCOL, "task before Welcome");
+        return;
+    }
+    if (tt && session_check_train(tt, err) < 0) {
+        session_protocol_error(s, WIRE_ERR_PROTOCOL, err);
+        return;
+    }
+    if (params_parse_private(private_groups, &task.private_mask, err) < 0) {
+        session_protocol_error(s, WIRE_ERR_PROTOCOL, err);
+        return;
+    }
+    if (trainer_globals_get(s->tr, task.private_mask, ts, n, &task.globals, err) < 0) {
+        session_protocol_error(s, WIRE_ERR_TENSOR, err);
+        return;
+    }
+    if (tt) {
+        task.epochs = (int)tt->epochs;
+        task.batch = (int)tt->batch;
+        task.sgd = (sgd_config){ tt->lr, tt->momentum, tt->weight_decay, tt->prox_mu };
+        task.seed = tt->seed;
+    }
+    session_enqueue(s, &task);
+}
+
+static void session_on_frame(conn *c, const uint8_t *payload, size_t len)
+{
+    session *s = conn_user(c);
+    Sefl__Envelope *e = NULL;
+    uint32_t code = 0;
+    char err[SEFL_ERRLEN];
+
+    if (wire_decode(payload, len, trainer_table(s->tr), wire_alloc_limit(len), &e, &code, err) < 0) {
+        session_protocol_error(s, code, err);
+        return;
+    }
+    if (s->state == ST_HELLO && e->msg_case != SEFL__ENVELOPE__MSG_WELCOME &&
+        e->msg_case != SEFL__ENVELOPE__MSG_ERROR && e->msg_case != SEFL__ENVELOPE__MSG_BYE) {
+        session_protocol_error(s, WIRE_ERR_PROTOCOL, "expected Welcome");
+        goto out;
+    }
+    switch (e->msg_case) {
+    case SEFL__ENVELOPE__MSG_WELCOME:
+        session_on_welcome(s, e->welcome);
+        break;
+    case SEFL__ENVELOPE__MSG_TRAIN_TASK: {
+        const Sefl__TrainTask *t = e->train_task;
+        session_on_task(s, 1, t->round, t->private_groups, t->tensors, t->n_tensors, t);
+        break;
+    }
+    case SEFL__ENVELOPE__MSG_EVAL_TASK: {
+        const Sefl__EvalTask *t = e->eval_task;
+        session_on_task(s, 0, t->round, t->private_groups, t->tensors, t->n_tensors, NULL);
+        break;
+    }
+    case SEFL__ENVELOPE__MSG_HEARTBEAT:
+        if (!e->heartbeat->reply) {
+            Sefl__Heartbeat hb = SEFL__HEARTBEAT__INIT;
+            Sefl__Envelope r = SEFL__ENVELOPE__INIT;
+            hb.nonce = e->heartbeat->nonce;
+            hb.reply = 1;
+            r.msg_case = SEFL__ENVELOPE__MSG_HEARTBEAT;
+            r.heartbeat = &hb;
+            session_send(s, &r);
+        }
+        break;
+    case SEFL__ENVELOPE__MSG_ERROR: {
+        const Sefl__Error *er = e->error;
+        if (er->code == WIRE_ERR_MODEL || er->code == WIRE_ERR_VERSION) {
+            snprintf(err, sizeof err, "the coordinator refused this client: %s (error %u)",
+                     er->message, er->code);
+            session_fail(s, -EPROTO, err);
+        } else {
+            log_warn("%s: coordinator error %u: %s", s->cfg.name, er->code, er->message);
+        }
+        break;
+    }
+    case SEFL__ENVELOPE__MSG_BYE:
+        if (!strcmp(e->bye->reason, "done")) {
+            log_info("%s: the coordinator finished the run", s->cfg.name);
+            session_stop(s);
+        } else {
+            session_log(s, "%s: coordinator said bye: %s", s->cfg.name, e->bye->reason);
+            conn_close(c, "coordinator said bye");
+        }
+        break;
+    default:
+        session_protocol_error(s, WIRE_ERR_PROTOCOL, "message not allowed from a coordinator");
+        break;
+    }
+out:
+    wire_free(e);
+}
+
+/* Worker thread: encodes the Update from the trained parameters, with the
+ * test-only fault applied. */
+static int session_build_update(trainer_job *j, const float *params)
+{
+    session *s = j->user;
+    const param_table *t = trainer_table(s->tr);
+    param_sel sel = params_shared(j->private_mask);
+    const float *src = params;
+    float *copy = NULL;         /* (table.total) params with a NaN, FAULT_NAN only */
+    wire_tensors wt = { 0 };
+    int rc;
+
+    if (s->fault == FAULT_NAN) {
+        copy = malloc(t->total * sizeof *copy);
+        if (!copy) goto nomem;
+        memcpy(copy, params, t->total * sizeof *copy);
+        for (int i = 0; i < t->n; i++) {
+            if (params_selected(&t->p[i], sel)) {
+                copy[t->p[i].offset] = NAN;
+                break;
+            }
+        }
+        src = copy;
+    }
+    if (wire_tensors_build(t, sel, src, &wt) < 0) goto nomem;
+    if (s->fault == FAULT_SHAPE && wt.n > 0) wt.t[0].shape[0] += 1;
+
+    Sefl__Update u = SEFL__UPDATE__INIT;
+    Sefl__Envelope e = SEFL__ENVELOPE__INIT;
+    u.round = s->fault == FAULT_STALE ? j->round - 1 : j->round;
+    u.examples = (uint32_t)j->data->n_train;
+    u.n_tensors = wt.n;
+    u.tensors = wt.v;
+    u.train_loss = (float)j->train_stats.loss;
+    u.train_accuracy = (float)j->train_stats.accuracy;
+    u.train_seconds = (float)j->train_stats.seconds;
+    e.msg_case = SEFL__ENVELOPE__MSG_UPDATE;
+    e.update = &u;
+    rc = wire_encode(&e, &s->out_frame, &s->out_len);
+    wire_tensors_release(&wt);
+    free(copy);
+    if (rc < 0) err_set(j->err, "cannot encode the Update: out of memory");
+    return rc;
+nomem:
+    wire_tensors_release(&wt);
+    free(copy);
+    err_set(j->err, "out of memory building the Update");
+    return -ENOMEM;
+}
+
+static void session_send_eval_report(session *s, const trainer_job *j)
+{
+    Sefl__EvalReport r = SEFL__EVAL_REPORT__INIT;
+    Sefl__Envelope e = SEFL__ENVELOPE__INIT;
+    r.round = j->round;
+    r.examples = (uint32_t)j->eval_stats.examples;
+    r.accuracy = (float)j->eval_stats.accuracy;
+    r.loss = (float)j->eval_stats.loss;
+    e.msg_case = SEFL__ENVELOPE__MSG_EVAL_REPORT;
+    e.eval_report = &r;
+    session_send(s, &e);
+}
+
+/* Loop thread: the job is over; answer on the connection it came from. */
+static void session_job_done(trainer_job *j)
+{
+    session *s = j->user;
+    const model_stats *st = j->train ? &j->train_stats : &j->eval_stats;
+    int live = s->c && s->gen == s->job_gen && s->state == ST_READY;
+
+    s->job_running = 0;
+    if (j->status < 0) {
+        session_emit(s, SESSION_TASK_DONE, j, j->status, j->err);
+        session_fail(s, j->status, j->err);
+    } else {
+        if (!live) {
+            log_warn("%s: round %u %s done after the connection closed; answer dropped",
+                     s->cfg.name, j->round, j->train ? "training" : "evaluation");
+        } else if (j->train) {
+            session_send_frame(s, s->out_frame, s->out_len);
+            if (s->fault == FAULT_DUPLICATE) session_send_frame(s, s->out_frame, s->out_len);
+            s->fault = FAULT_NONE;
+        } else {
+            session_send_eval_report(s, j);
+        }
+        if (j->train)
+            session_log(s, "%s: round %u trained: %ld examples, loss %.4f, accuracy %.4f, %.2f s",
+                        s->cfg.name, j->round, st->examples, st->loss, st->accuracy, st->seconds);
+        else
+            session_log(s, "%s: round %u evaluated: %ld examples, loss %.4f, accuracy %.4f",
+                        s->cfg.name, j->round, st->examples, st->loss, st->accuracy);
+        session_emit(s, SESSION_TASK_DONE, j, 0, NULL);
+    }
+    free(s->out_frame);
+    s->out_frame = NULL;
+    s->out_len = 0;
+    if (s->stopping) session_maybe_finish(s);
+    else session_run_next(s);
+}
+
+/* Gives the oldest waiting task to the trainer when no job of ours runs. */
+static void session_run_next(session *s)
+{
+    if (s->job_running || s->n_pending == 0 || s->stopping) return;
+    session_task task = s->pending[0];
+    memmove(&s->pending[0], &s->pending[1], (size_t)(s->n_pending - 1) * sizeof *s->pending);
+    s->n_pending--;
+
+    trainer_job *j = &s->job;
+    memset(j, 0, sizeof *j);
+    j->train = task.train;
+    j->eval = !task.train;
+    j->db_path = s->cfg.db_path;
+    j->name = s->cfg.name;
+    j->data = &s->cfg.data;
+    j->init_seed = s->init_seed;
+    j->private_mask = task.private_mask;
+    j->globals = task.globals;
+    j->round = task.round;
+    j->epochs = task.epochs;
+    j->batch = task.batch;
+    j->sgd = task.sgd;
+    j->seed = task.seed;
+    j->build = task.train ? session_build_update : NULL;
+    j->done = session_job_done;
+    j->user = s;
+    s->job_running = 1;
+    s->job_gen = s->gen;
+    session_emit(s, SESSION_TASK_START, j, 0, NULL);
+    trainer_submit(s->tr, j);
+}
+
+static void session_connect(session *s)
+{
+    static const conn_callbacks cb = { session_on_open, session_on_frame, session_on_close };
+    conn_limits lim = conn_limits_default();
+    char err[SEFL_ERRLEN];
+
+    s->state = ST_CONNECTING;
+    int rc = conn_connect(s->loop, s->cfg.server, s->tls, &lim, &cb, s, &s->c, err);
+    if (rc < 0) {
+        s->c = NULL;
+        log_warn("%s: cannot connect to %s: %s", s->cfg.name, s->cfg.server, err);
+        session_schedule(s);
+    }
+}
+
+/* Splits "HOST:PORT" (HOST may be "[v6]") and keeps HOST. */
+static int session_parse_server(session *s, const char *server, char *err)
+{
+    const char *colon = strrchr(server, ':');
+    const char *h = server;
+    size_t n = colon ? (size_t)(colon - server) : 0;
+    if (!colon || n == 0 || !colon[1]) {
+        err_set(err, "--server must be HOST:PORT, got '%s'", server);
+        return -EINVAL;
+    }
+    if (h[0] == '[' && n >= 2 && h[n - 1] == ']') {
+        h++;
+        n -= 2;
+    }
+    if (n >= sizeof s->host) {
+        err_set(err, "server host name too long");
+        return -EINVAL;
+    }
+    memcpy(s->host, h, n);
+    s->host[n] = 0;
+    return 0;
+}
+
+static int session_parse_fault(const char *v, int *fault, char *err)
+{
+    static const char *names[] = { "", "nan", "shape", "stale", "duplicate" };
+    *fault = FAULT_NONE;
+    if (!v || !*v) return 0;
+    for (int i = 1; i < 5; i++) {
+        if (!strcmp(v, names[i])) {
+            *fault = i;
+            return 0;
+        }
+    }
+    err_set(err, "SEFL_FAULT must be nan, shape, stale or duplicate, got '%s'", v);
+    return -EINVAL;
+}
+
+int session_start(uv_loop_t *loop, trainer *tr, const session_config *cfg, session **out, char *err)
+{
+    pstore *ps = NULL;
+    const char *tap = getenv("SEFL_TAP_DIR");
+    int rc;
+
+    if (cfg->data.n_train < 1 || cfg->data.n_test < 1) {
+        err_set(err, "%s: needs at least one train and one test sample", cfg->name);
+        return -EINVAL;
+    }
+    session *s = calloc(1, sizeof *s);
+    if (!s) {
+        err_set(err, "out of memory");
+        return -ENOMEM;
+    }
+    s->loop = loop;
+    s->tr = tr;
+    s->cfg = *cfg;
+    if (!s->cfg.backoff_min_ms) s->cfg.backoff_min_ms = SESSION_BACKOFF_MIN_MS;
+    if (!s->cfg.backoff_max_ms) s->cfg.backoff_max_ms = SESSION_BACKOFF_MAX_MS;
+    if (s->cfg.backoff_max_ms < s->cfg.backoff_min_ms) s->cfg.backoff_max_ms = s->cfg.backoff_min_ms;
+    rng_seed(&s->jitter, cfg->jitter_seed ^ hash_fnv1a(HASH_FNV_INIT, cfg->name, strlen(cfg->name)));
+
+    rc = session_parse_server(s, cfg->server, err);
+    if (rc < 0) goto fail;
+    rc = session_parse_fault(getenv("SEFL_FAULT"), &s->fault, err);
+    if (rc < 0) goto fail;
+    if (tap && *tap &&
+        snprintf(s->tap_path, sizeof s->tap_path, "%s/%s.frames", tap, cfg->name) >= (int)sizeof s->tap_path) {
+        err_set(err, "SEFL_TAP_DIR path too long");
+        rc = -ENAMETOOLONG;
+        goto fail;
+    }
+    /* Checked now so that a corrupt or foreign file stops the program at
+     * start rather than at its first task. */
+    rc = pstore_open(cfg->db_path, cfg->name, trainer_table(tr), &ps, err);
+    pstore_close(ps);
+    if (rc < 0) goto fail;
+    rc = tls_ctx_new_client(&s->tls, cfg->certs_dir, cfg->name, s->host, err);
+    if (rc < 0) goto fail;
+    rc = uv_timer_init(loop, &s->timer);
+    if (rc < 0) {
+        err_set(err, "cannot create a timer: %s", uv_strerror(rc));
+        goto fail;
+    }
+    s->timer.data = s;
+    *out = s;
+    session_connect(s);
+    return 0;
+fail:
+    tls_ctx_free(s->tls);
+    free(s);
+    return rc;
+}
+
+void session_free(session *s)
+{
+    if (!s) return;
+    tls_ctx_free(s->tls);
+    free(s->out_frame);
+    free(s);
+}

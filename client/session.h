@@ -1,0 +1,93 @@
+/* session: one federated client's conversation with the coordinator.
+ *
+ * A session connects over mutual TLS (conn.h), says Hello, waits for
+ * Welcome, then serves tasks as proto/fl.proto's header describes: a
+ * TrainTask becomes a trainer job (trainer.h) whose Update is sent when the
+ * job is done, an EvalTask becomes an eval job answered with an EvalReport,
+ * a Heartbeat is answered at once (the loop never trains). Bye "done" ends
+ * the session; Bye "shutdown", an Error that closes, or a dropped connection
+ * make it reconnect after an exponential backoff with jitter. Any number of
+ * sessions may share one loop and one trainer (sefl-sim).
+ *
+ * Tasks that arrive while the session's job runs wait in a short queue; a
+ * newer TrainTask supersedes a waiting one (the older round is over).
+ *
+ * Test-only switches, read from the environment when a session starts:
+ *   SEFL_TAP_DIR=DIR   every frame the session sends is appended to
+ *                      DIR/NAME.frames as on the wire before encryption
+ *                      (4-byte big-endian length + Envelope);
+ *   SEFL_FAULT=nan|shape|stale|duplicate
+ *                      the session's first Update is corrupted: a NaN in
+ *                      its first tensor, a wrong first dimension of its
+ *                      first tensor, round - 1, or sent twice.
+ *
+ * Ownership: a session lives from session_start until its SESSION_FINISHED
+ * event; the program frees it with session_free after that event (or after
+ * session_start failed, which frees everything itself).
+ */
+#ifndef SEFL_SESSION_H
+#define SEFL_SESSION_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "log.h"
+#include "trainer.h"
+
+#define SESSION_BACKOFF_MIN_MS 200
+#define SESSION_BACKOFF_MAX_MS 30000
+#define SESSION_MAX_PENDING 4         /* tasks waiting behind a running job */
+#define SESSION_MAX_EPOCHS 1000       /* a TrainTask asking more is refused */
+
+typedef struct session session;
+
+enum {
+    SESSION_WELCOMED,           /* Welcome received: round = last committed round */
+    SESSION_TASK_START,         /* a job started or was queued: train/eval, round */
+    SESSION_TASK_DONE,          /* a job finished and its answer was sent (or not: status) */
+    SESSION_DISCONNECTED,       /* the connection closed; a reconnect is scheduled */
+    SESSION_FINISHED,           /* last event: done (status 0) or failed (status < 0, err) */
+};
+
+typedef struct {
+    int type;                   /* SESSION_* */
+    int train;                  /* TASK_*: 1 for a TrainTask, 0 for an EvalTask */
+    uint32_t round;
+    int epochs;                 /* TASK_*: local epochs of a TrainTask (0 for eval) */
+    int status;                 /* 0 or a negative error */
+    const char *err;            /* one line when status < 0 */
+    const model_stats *stats;   /* TASK_DONE: the job's train or eval figures */
+} session_event;
+
+typedef struct {
+    const char *server;         /* "HOST:PORT"; HOST is also the name checked
+                                   against the server's certificate */
+    const char *certs_dir;      /* DIR/ca.crt, DIR/clients/NAME.crt|.key */
+    const char *name;           /* certificate name = the client's identity */
+    const char *db_path;        /* the client's pstore file */
+    trainer_data data;          /* its train/test split (n_train >= 1, n_test >= 1) */
+    uint64_t backoff_min_ms;    /* first reconnect delay (0: SESSION_BACKOFF_MIN_MS) */
+    uint64_t backoff_max_ms;    /* cap on the delay (0: SESSION_BACKOFF_MAX_MS) */
+    uint64_t jitter_seed;       /* seeds the backoff jitter */
+    int quiet;                  /* per-task log lines at debug level (many clients) */
+    void (*on_event)(session *s, const session_event *ev);   /* may be NULL */
+    void *user;
+} session_config;
+
+/* Creates a session on loop using trainer tr: loads its certificate, opens
+ * its pstore once to check it (a corrupt or foreign file fails here), and
+ * starts connecting. cfg's strings and data must outlive the session.
+ * Returns 0 and *out, or negative with err (nothing is left behind). */
+int session_start(uv_loop_t *loop, trainer *tr, const session_config *cfg, session **out, char *err);
+
+/* Stops the session: no new connection; the current one is closed after any
+ * running job; SESSION_FINISHED (status 0) follows. Safe to call twice. */
+void session_stop(session *s);
+
+/* Frees a session after SESSION_FINISHED. Accepts NULL. */
+void session_free(session *s);
+
+const char *session_name(const session *s);
+void *session_user(const session *s);
+
+#endif

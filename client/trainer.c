@@ -1,0 +1,336 @@
+/* trainer: clients' train/eval jobs on the libuv thread pool, with a bounded
+ * pool of models and shared global-model buffers; see trainer.h.
+ *
+ * Threads: the job queue, the running count and the globals list are
+ * touched only on the loop thread (submit, after-work callbacks); the model
+ * pool is shared with the workers and guarded by a mutex. A worker reads its
+ * job's globals buffer but never changes its reference count.
+ */
+#include "trainer.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pstore.h"
+#include "wire.h"
+
+/* Models get workspace for at least this many samples, so that evaluation
+ * (which runs in chunks of the model's batch) is not one sample at a time
+ * after a training with a small batch. */
+#define TRAINER_MIN_BATCH 32
+
+struct trainer_globals {
+    int refs;
+    unsigned private_mask;
+    float *buf;                 /* (table.total): shared tensors set, private ones 0 */
+    trainer_globals *next;
+};
+
+typedef struct {
+    model *m;
+    int max_batch;
+} trainer_slot;
+
+struct trainer {
+    uv_loop_t *loop;
+    param_table table;
+    int threads;                /* jobs run at once, at most */
+    int running;
+    int queued;
+    trainer_job *head, *tail;   /* jobs waiting for a thread, FIFO */
+    trainer_globals *globals;   /* buffers in use */
+    uv_mutex_t pool_lock;       /* guards pool and pool_n */
+    trainer_slot *pool;         /* (threads) idle models */
+    int pool_n;
+};
+
+int trainer_new(uv_loop_t *loop, const param_table *t, int threads, trainer **out, char *err)
+{
+    if (threads < 1 || threads > TRAINER_MAX_THREADS) {
+        err_set(err, "threads must be 1..%d, got %d", TRAINER_MAX_THREADS, threads);
+        return -EINVAL;
+    }
+    trainer *tr = calloc(1, sizeof *tr);
+    if (!tr || !(tr->pool = calloc((size_t)threads, sizeof *tr->pool))) {
+        free(tr);
+        err_set(err, "out of memory");
+        return -ENOMEM;
+    }
+    if (uv_mutex_init(&tr->pool_lock) != 0) {
+        free(tr->pool);
+        free(tr);
+        err_set(err, "cannot create a mutex");
+        return -ENOMEM;
+    }
+    tr->loop = loop;
+    tr->table = *t;
+    tr->threads = threads;
+    *out = tr;
+    return 0;
+}
+
+void trainer_free(trainer *tr)
+{
+    if (!tr) return;
+    for (int i = 0; i < tr->pool_n; i++) model_free(tr->pool[i].m);
+    while (tr->globals) {
+        trainer_globals *g = tr->globals;
+        tr->globals = g->next;
+        free(g->buf);
+        free(g);
+    }
+    uv_mutex_destroy(&tr->pool_lock);
+    free(tr->pool);
+    free(tr);
+}
+
+const param_table *trainer_table(const trainer *tr)
+{
+    return &tr->table;
+}
+
+int trainer_running(const trainer *tr)
+{
+    return tr->running;
+}
+
+int trainer_queued(const trainer *tr)
+{
+    return tr->queued;
+}
+
+/* Takes an idle model with workspace for max_batch samples, or makes one.
+ * At most `threads` jobs run at once and each holds one model, so the pool
+ * never holds more than `threads` models. Worker threads. */
+static model *trainer_model_get(trainer *tr, int max_batch)
+{
+    model *m = NULL;
+    uv_mutex_lock(&tr->pool_lock);
+    if (tr->pool_n > 0) {
+        trainer_slot s = tr->pool[--tr->pool_n];
+        if (s.max_batch >= max_batch) m = s.m;
+        else model_free(s.m);
+    }
+    uv_mutex_unlock(&tr->pool_lock);
+    return m ? m : model_new(&tr->table, max_batch);
+}
+
+static void trainer_model_put(trainer *tr, model *m, int max_batch)
+{
+    if (!m) return;
+    uv_mutex_lock(&tr->pool_lock);
+    if (tr->pool_n < tr->threads) {
+        tr->pool[tr->pool_n++] = (trainer_slot){ m, max_batch };
+        m = NULL;
+    }
+    uv_mutex_unlock(&tr->pool_lock);
+    model_free(m);
+}
+
+/* Loads the client's starting parameters into w: the initialisation, its
+ * private tensors from the pstore over it, then the shared tensors of the
+ * global model (private ones kept). */
+static int trainer_load(trainer *tr, trainer_job *j, pstore *ps, model *m)
+{
+    const param_table *t = &tr->table;
+    param_sel psel = params_private(j->private_mask);
+    float *w = model_params(m);
+
+    model_init(m, j->init_seed);
+    int rc = pstore_load(ps, psel, w, NULL, j->err);
+    if (rc < 0 || !j->globals) return rc < 0 ? rc : 0;
+
+    /* (params_count(private)) the private tensors, kept across the copy */
+    float *priv = malloc((params_count(t, psel) + 1) * sizeof *priv);
+    if (!priv) {
+        err_set(j->err, "out of memory");
+        return -ENOMEM;
+    }
+    params_gather(t, psel, w, priv);
+    memcpy(w, j->globals->buf, t->total * sizeof *w);
+    params_scatter(t, psel, priv, w);
+    free(priv);
+    return 0;
+}
+
+static int trainer_train(trainer *tr, trainer_job *j, pstore *ps, model *m)
+{
+    const param_table *t = &tr->table;
+    const trainer_data *d = j->data;
+    float *w = model_params(m);
+    float *ref = NULL;          /* (table.total) FedProx reference: the starting point */
+    int rc;
+
+    if (j->sgd.prox_mu > 0) {
+        ref = malloc(t->total * sizeof *ref);
+        if (!ref) {
+            err_set(j->err, "out of memory");
+            return -ENOMEM;
+        }
+        memcpy(ref, w, t->total * sizeof *ref);
+    }
+    rc = model_train(m, d->train_x, d->train_y, d->train, d->n_train, j->epochs, j->batch, &j->sgd, ref,
+                     j->seed, &j->train_stats);
+    free(ref);
+    if (rc < 0) {
+        err_set(j->err, "training failed: batch %d out of range 1..%d", j->batch, MODEL_MAX_BATCH);
+        return rc;
+    }
+    pstore_figures fig = { j->round, j->train_stats.examples, j->train_stats.loss,
+                           j->train_stats.accuracy, j->train_stats.seconds };
+    rc = pstore_commit(ps, params_private(j->private_mask), w, &fig, j->err);
+    if (rc < 0) return rc;
+    return j->build ? j->build(j, w) : 0;
+}
+
+static int trainer_run(trainer *tr, trainer_job *j)
+{
+    int max_batch = j->batch > TRAINER_MIN_BATCH ? j->batch : TRAINER_MIN_BATCH;
+    pstore *ps = NULL;
+    model *m = NULL;
+    int rc;
+
+    if (j->train && (j->batch < 1 || j->batch > MODEL_MAX_BATCH)) {
+        err_set(j->err, "batch %d out of range 1..%d", j->batch, MODEL_MAX_BATCH);
+        return -EINVAL;
+    }
+    rc = pstore_open(j->db_path, j->name, &tr->table, &ps, j->err);
+    if (rc < 0) goto out;
+    m = trainer_model_get(tr, max_batch);
+    if (!m) {
+        err_set(j->err, "out of memory for a model");
+        rc = -ENOMEM;
+        goto out;
+    }
+    rc = trainer_load(tr, j, ps, m);
+    if (rc < 0) goto out;
+    if (j->train) {
+        rc = trainer_train(tr, j, ps, m);
+        if (rc < 0) goto out;
+    }
+    if (j->eval) {
+        model_evaluate(m, j->data->test_x, j->data->test_y, j->data->test, j->data->n_test,
+                       &j->eval_stats);
+        pstore_figures fig = { j->round, j->eval_stats.examples, j->eval_stats.loss,
+                               j->eval_stats.accuracy, j->eval_stats.seconds };
+        rc = pstore_record_eval(ps, &fig, j->err);
+    }
+out:
+    trainer_model_put(tr, m, max_batch);
+    pstore_close(ps);
+    return rc;
+}
+
+static void trainer_work_cb(uv_work_t *w)
+{
+    trainer_job *j = w->data;
+    j->status = trainer_run(j->tr, j);
+}
+
+static void trainer_pump(trainer *tr);
+
+static void trainer_after_work_cb(uv_work_t *w, int status)
+{
+    trainer_job *j = w->data;
+    trainer *tr = j->tr;
+    if (status == UV_ECANCELED) {
+        j->status = -ECANCELED;
+        err_set(j->err, "job cancelled");
+    }
+    tr->running--;
+    trainer_globals_put(tr, j->globals);
+    j->globals = NULL;
+    trainer_pump(tr);
+    j->done(j);
+}
+
+/* Starts queued jobs while fewer than `threads` run. */
+static void trainer_pump(trainer *tr)
+{
+    while (tr->head && tr->running < tr->threads) {
+        trainer_job *j = tr->head;
+        tr->head = j->next;
+        if (!tr->head) tr->tail = NULL;
+        tr->queued--;
+        j->next = NULL;
+        j->work.data = j;
+        int rc = uv_queue_work(tr->loop, &j->work, trainer_work_cb, trainer_after_work_cb);
+        if (rc < 0) {
+            /* Only an invalid argument makes uv_queue_work fail; report it
+             * through the job rather than losing it. */
+            j->status = rc;
+            err_set(j->err, "cannot queue a job: %s", uv_strerror(rc));
+            trainer_globals_put(tr, j->globals);
+            j->globals = NULL;
+            j->done(j);
+            continue;
+        }
+        tr->running++;
+    }
+}
+
+void trainer_submit(trainer *tr, trainer_job *j)
+{
+    j->tr = tr;
+    j->status = 0;
+    j->err[0] = 0;
+    j->next = NULL;
+    memset(&j->train_stats, 0, sizeof j->train_stats);
+    memset(&j->eval_stats, 0, sizeof j->eval_stats);
+    if (tr->tail) tr->tail->next = j;
+    else tr->head = j;
+    tr->tail = j;
+    tr->queued++;
+    trainer_pump(tr);
+}
+
+int trainer_globals_get(trainer *tr, unsigned private_mask, Sefl__Tensor *const *ts, size_t n,
+                        trainer_globals **out, char *err)
+{
+    const param_table *t = &tr->table;
+    float *buf = calloc(t->total, sizeof *buf);   /* (table.total) */
+    if (!buf) {
+        err_set(err, "out of memory");
+        return -ENOMEM;
+    }
+    int rc = wire_tensors_apply(t, params_shared(private_mask), ts, n, buf, err);
+    if (rc < 0) {
+        free(buf);
+        return rc;
+    }
+    for (trainer_globals *g = tr->globals; g; g = g->next) {
+        if (g->private_mask == private_mask && !memcmp(g->buf, buf, t->total * sizeof *buf)) {
+            free(buf);
+            g->refs++;
+            *out = g;
+            return 0;
+        }
+    }
+    trainer_globals *g = calloc(1, sizeof *g);
+    if (!g) {
+        free(buf);
+        err_set(err, "out of memory");
+        return -ENOMEM;
+    }
+    g->refs = 1;
+    g->private_mask = private_mask;
+    g->buf = buf;
+    g->next = tr->globals;
+    tr->globals = g;
+    *out = g;
+    return 0;
+}
+
+void trainer_globals_put(trainer *tr, trainer_globals *g)
+{
+    if (!g || --g->refs > 0) return;
+    for (trainer_globals **p = &tr->globals; *p; p = &(*p)->next) {
+        if (*p == g) {
+            *p = g->next;
+            break;
+        }
+    }
+    free(g->buf);
+    free(g);
+}
