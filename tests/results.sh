@@ -40,7 +40,7 @@ run() {
         mkdir -p "$dir"
         "$BIN/sefl-sim" --local-only --db "$dir/server.db" --state "$dir/clients" \
             --clients "$CLIENTS" --partition "$part" --seed "$SEED" --rounds "$rounds" \
-            --eval-every "$every" $HYPER >"$dir/sim.log" 2>&1 ||
+            $HYPER >"$dir/sim.log" 2>&1 ||
             { tail -n 20 "$dir/sim.log"; echo "results: local-only run failed"; return 1; }
         return 0
     fi
