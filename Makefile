@@ -44,7 +44,7 @@ DEB_PKGS := build-essential pkg-config libuv1-dev libprotobuf-c-dev \
             libopenblas-dev zlib1g-dev dataset-fashion-mnist openssl \
             iproute2 sqlite3 clang libclang-rt-14-dev python3 procps
 
-.PHONY: all deps check check-asan bench demo results fuzz clean
+.PHONY: all deps check check-asan bench demo results fuzz fuzz-corpus clean
 all: $(PROGS) $(TESTS)
 
 # Installs only what is missing, so a second run is quiet and fast.
@@ -111,16 +111,29 @@ results: all
 FUZZ_SECONDS ?= 60
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN := $(patsubst tests/fuzz/%.c,build-fuzz/%,$(FUZZ_SRC))
-build-fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(GEN)/fl.pb-c.c
+# UB aborts (no recover) so that libFuzzer counts it as a crash.
+build-fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(GEN)/fl.pb-c.c $(wildcard common/*.h server/*.h client/*.h)
 	@mkdir -p $(@D)
-	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	  -Icommon -Iserver -Iclient -I$(GEN) -I/usr/include/x86_64-linux-gnu/openblas-pthread \
 	  -o $@ $< $(LIB_SRC) $(GEN)/fl.pb-c.c $(LDLIBS)
+# Each target runs FUZZ_SECONDS on its committed seeds plus the corpus it grew
+# before; the full log is build-fuzz/<target>.log, crash inputs are
+# build-fuzz/<target>-crash-*. Fails when any target found something.
 fuzz: $(FUZZ_BIN)
-	@for f in $(FUZZ_BIN); do n=$$(basename $$f); mkdir -p build-fuzz/corpus-$$n; \
+	@fail=0; for f in $(FUZZ_BIN); do n=$$(basename $$f); mkdir -p build-fuzz/corpus-$$n; \
 	  echo "== $$n for $(FUZZ_SECONDS)s"; \
-	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 build-fuzz/corpus-$$n tests/fuzz/corpus/$$n 2>&1 | \
-	  grep -E 'stat::number_of_executed_units|stat::new_units_added|ERROR|SUMMARY|Done' ; done
+	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=build-fuzz/$$n- \
+	    build-fuzz/corpus-$$n tests/fuzz/corpus/$$n > build-fuzz/$$n.log 2>&1 || fail=1; \
+	  grep -E 'DONE|stat::number_of_executed_units|stat::new_units_added|ERROR|SUMMARY|Test unit written|Done' build-fuzz/$$n.log; \
+	  done; exit $$fail
+
+# Remakes the committed seed corpus (tests/fuzz/corpus/) from gen_corpus.c.
+fuzz-corpus: $(BUILD)/fuzz/gen_corpus
+	$(BUILD)/fuzz/gen_corpus tests/fuzz/corpus
+$(BUILD)/fuzz/gen_corpus: $(OBJ)/tests/fuzz/gen_corpus.o $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 clean:
 	rm -rf build build-asan build-fuzz
