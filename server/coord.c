@@ -626,8 +626,7 @@ static void coord_on_frame(conn *c, const uint8_t *payload, size_t len)
     Sefl__Envelope *e = NULL;
     uint32_t code;
     char err[SEFL_ERRLEN];
-    /* The unpacked message is never much bigger than its bytes. */
-    if (wire_decode(payload, len, &co->t, 2 * len + 65536, &e, &code, err)) {
+    if (wire_decode(payload, len, &co->t, wire_alloc_limit(len), &e, &code, err)) {
         peer_fail(p, code, err);
         return;
     }

@@ -105,3 +105,99 @@ sefl_run_federated() {
     SEFL_SIM_PID=
     return 0
 }
+
+# ---- federated integration tests (tests/integration/fl_*.sh) -------------
+
+# sefl_check DESC CMD...: runs CMD and counts the result: prints "ok - DESC"
+# or "FAIL - DESC". sefl_summary prints the "N passed, N failed" line and
+# returns 1 when anything failed.
+SEFL_PASSED=0
+SEFL_FAILED=0
+sefl_check() {
+    local desc=$1
+    shift
+    if "$@"; then
+        SEFL_PASSED=$((SEFL_PASSED + 1))
+        echo "ok - $desc"
+    else
+        SEFL_FAILED=$((SEFL_FAILED + 1))
+        echo "FAIL - $desc"
+    fi
+}
+sefl_summary() {
+    echo "$SEFL_PASSED passed, $SEFL_FAILED failed"
+    [ "$SEFL_FAILED" = 0 ]
+}
+
+# sefl_need_fmnist: returns 1 (after saying why) when the real
+# Fashion-MNIST files of the Debian package are not installed.
+sefl_need_fmnist() {
+    if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
+        echo "skipped: Fashion-MNIST not installed (make deps installs dataset-fashion-mnist)"
+        echo "0 passed, 0 failed"
+        return 1
+    fi
+}
+
+# sefl_wait_log FILE PATTERN TIMEOUT_S [COUNT]: waits until FILE holds COUNT
+# (default 1) lines matching the extended regex PATTERN. Returns 1 on timeout.
+sefl_wait_log() {
+    local file=$1 pattern=$2 timeout=$3 count=${4:-1} i
+    for ((i = 0; i < timeout * 20; i++)); do
+        [ "$(grep -cE -- "$pattern" "$file" 2>/dev/null)" -ge "$count" ] && return 0
+        sleep 0.05
+    done
+    echo "timed out after ${timeout}s waiting for '$pattern' in $file" >&2
+    return 1
+}
+
+# sefl_start_server LOG LISTEN ARGS...: starts sefl-server --listen LISTEN
+# ARGS in the background with stderr to LOG; sets SEFL_SERVER_PID and
+# SEFL_PORT (the port it listens on). Returns 1 when it does not start.
+sefl_start_server() {
+    local log=$1 listen=$2
+    shift 2
+    "$BIN/sefl-server" --listen "$listen" "$@" 2>"$log" &
+    SEFL_SERVER_PID=$!
+    SEFL_PORT=$(sefl_wait_port "$log" "$SEFL_SERVER_PID" 20) || {
+        tail -n 5 "$log"
+        return 1
+    }
+}
+
+# sefl_start_client DIR I N PORT ARGS...: starts sefl-client client-000I
+# (certificates in DIR/certs, store DIR/cI.db, log DIR/cI.log) on its share
+# I of a pat:2 partition of Fashion-MNIST over N clients; appends its pid to
+# SEFL_CLIENT_PIDS and sets SEFL_CLIENT_PID.
+SEFL_CLIENT_PIDS=()
+sefl_start_client() {
+    local dir=$1 i=$2 n=$3 port=$4
+    shift 4
+    "$BIN/sefl-client" --server "127.0.0.1:$port" --certs "$dir/certs" \
+        --name "$(printf 'client-%04d' "$i")" --db "$dir/c$i.db" \
+        --partition pat:2 --num-clients "$n" --index "$i" --seed 1 \
+        --backoff-min-ms 100 --backoff-max-ms 1000 "$@" 2>>"$dir/c$i.log" &
+    SEFL_CLIENT_PID=$!
+    SEFL_CLIENT_PIDS+=("$SEFL_CLIENT_PID")
+}
+
+# sefl_fd_count PID: open file descriptors of a running process.
+sefl_fd_count() {
+    ls "/proc/$1/fd" 2>/dev/null | wc -l
+}
+
+# sefl_all_gone PORT PID...: true when none of the PIDs runs any more and
+# nothing listens on 127.0.0.1:PORT.
+sefl_all_gone() {
+    local port=$1 pid
+    shift
+    for pid in "$@"; do
+        kill -0 "$pid" 2>/dev/null && return 1
+    done
+    ! ss -ltnH "sport = :$port" 2>/dev/null | grep -q .
+}
+
+# sefl_sql DB SQL: one value (or rows) from a SQLite file, read-only.
+sefl_sql() {
+    sqlite3 -readonly "$1" "$2"
+}
