@@ -102,23 +102,26 @@ int dataset_load_fmnist_all(const char *dir, dataset *out, char *err)
         err_set(err, "train and test together exceed %d samples", DATASET_MAX_SAMPLES);
         goto out;
     }
+    /* Growing train's buffers in place (large blocks move by remapping, not
+     * copying) and appending test costs one copy of the smaller part. */
     int n = tr.n + te.n;
-    out->x = malloc((size_t)n * DATASET_PIXELS * sizeof *out->x);
-    out->y = malloc((size_t)n);
-    if (!out->x || !out->y) {
+    float *x = realloc(tr.x, (size_t)n * DATASET_PIXELS * sizeof *x);
+    if (x) tr.x = x;
+    uint8_t *y = realloc(tr.y, (size_t)n);
+    if (y) tr.y = y;
+    if (!x || !y) {
         rc = -ENOMEM;
         err_set(err, "out of memory for %d samples", n);
         goto out;
     }
-    memcpy(out->x, tr.x, (size_t)tr.n * DATASET_PIXELS * sizeof *out->x);
-    memcpy(out->x + (size_t)tr.n * DATASET_PIXELS, te.x, (size_t)te.n * DATASET_PIXELS * sizeof *out->x);
-    memcpy(out->y, tr.y, (size_t)tr.n);
-    memcpy(out->y + tr.n, te.y, (size_t)te.n);
-    out->n = n;
+    memcpy(tr.x + (size_t)tr.n * DATASET_PIXELS, te.x, (size_t)te.n * DATASET_PIXELS * sizeof *x);
+    memcpy(tr.y + tr.n, te.y, (size_t)te.n);
+    tr.n = n;
+    *out = tr;
+    memset(&tr, 0, sizeof tr);
 out:
     dataset_free(&tr);
     dataset_free(&te);
-    if (rc) dataset_free(out);
     return rc;
 }
 
