@@ -65,11 +65,11 @@ typedef struct {
     double seconds;     /* wall time */
 } model_stats;
 
-/* Trains `epochs` epochs over the samples idx[0..n) of images x (N, 784) and
- * labels y (N) in mini-batches of `batch`, shuffled each epoch by a PRNG
- * seeded with seed, SGD per c (momentum reset at the start), proximal
- * reference ref (may be NULL). Fills st with the figures of the last epoch.
- * Returns 0, or -EINVAL for batch out of range. */
+/* Trains `epochs` epochs over the samples idx[0..n) (idx NULL: 0..n-1) of
+ * images x (N, 784) and labels y (N) in mini-batches of `batch`, shuffled
+ * each epoch by a PRNG seeded with seed, SGD per c (momentum reset at the
+ * start), proximal reference ref (may be NULL). Fills st with the figures of
+ * the last epoch. Returns 0, -EINVAL for batch out of range, or -ENOMEM. */
 int model_train(model *m, const float *x, const uint8_t *y, const int *idx, int n,
                 int epochs, int batch, const sgd_config *c, const float *ref,
                 uint64_t seed, model_stats *st);

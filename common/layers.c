@@ -1,0 +1,279 @@
+/* layers: forward/backward pairs over plain float arrays; see layers.h for
+ * the shapes and the (C, B, H, W) layout of convolution activations.
+ *
+ * The heavy work is in cblas_sgemm (OpenBLAS, one thread); the loops here
+ * are the data movement around it (im2col, col2im) and the cheap
+ * elementwise layers.
+ */
+#include "layers.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+/* Writes bias[o] into every element of row o of y (rows, n), so an sgemm
+ * with beta = 1 adds the product on top. */
+static void fill_rows(float *y, const float *bias, int rows, long n)
+{
+    for (int o = 0; o < rows; o++) {
+        float *row = y + (long)o * n;
+        for (long i = 0; i < n; i++) row[i] = bias[o];
+    }
+}
+
+/* dbias[o] (+)= the sum of row o of dy (rows, n). */
+static void sum_rows(const float *dy, float *dbias, int rows, long n, int acc)
+{
+    for (int o = 0; o < rows; o++) {
+        const float *row = dy + (long)o * n;
+        float s = 0.0f;
+        for (long i = 0; i < n; i++) s += row[i];
+        dbias[o] = acc ? dbias[o] + s : s;
+    }
+}
+
+/* col (C*K*K, B*OH*OW): row (c, kh, kw), column (b, oh, ow) holds
+ * x[c][b][oh+kh][ow+kw]. Each inner copy is one output row of OW floats. */
+static void im2col(const float *x, float *col, int B, int C, int H, int W, int K)
+{
+    const int OH = H - K + 1, OW = W - K + 1;
+    const long n = (long)B * OH * OW;
+    for (int c = 0; c < C; c++)
+        for (int kh = 0; kh < K; kh++)
+            for (int kw = 0; kw < K; kw++) {
+                float *dst = col + ((long)(c * K + kh) * K + kw) * n;
+                for (int b = 0; b < B; b++) {
+                    const float *src = x + ((long)(c * B + b) * H + kh) * W + kw;
+                    for (int oh = 0; oh < OH; oh++, dst += OW, src += W)
+                        memcpy(dst, src, (size_t)OW * sizeof *dst);
+                }
+            }
+}
+
+/* The adjoint of im2col: dx (C, B, H, W) = sum of every col entry that was
+ * copied from each input position. */
+static void col2im(const float *col, float *dx, int B, int C, int H, int W, int K)
+{
+    const int OH = H - K + 1, OW = W - K + 1;
+    const long n = (long)B * OH * OW;
+    memset(dx, 0, (size_t)C * B * H * W * sizeof *dx);
+    for (int c = 0; c < C; c++)
+        for (int kh = 0; kh < K; kh++)
+            for (int kw = 0; kw < K; kw++) {
+                const float *src = col + ((long)(c * K + kh) * K + kw) * n;
+                for (int b = 0; b < B; b++) {
+                    float *dst = dx + ((long)(c * B + b) * H + kh) * W + kw;
+                    for (int oh = 0; oh < OH; oh++, src += OW, dst += W)
+                        for (int ow = 0; ow < OW; ow++) dst[ow] += src[ow];
+                }
+            }
+}
+
+void conv2d_forward(const float *x, const float *w, const float *bias, float *col, float *y,
+                    int B, int C, int H, int W, int O, int K)
+{
+    const int ckk = C * K * K;
+    const int n = B * (H - K + 1) * (W - K + 1);
+    im2col(x, col, B, C, H, W, K);
+    fill_rows(y, bias, O, n);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, O, n, ckk,
+                1.0f, w, ckk, col, n, 1.0f, y, n);
+}
+
+void conv2d_backward(const float *dy, float *col, const float *w, float *dw, float *dbias,
+                     float *dx, int B, int C, int H, int W, int O, int K, int acc)
+{
+    const int ckk = C * K * K;
+    const int n = B * (H - K + 1) * (W - K + 1);
+    sum_rows(dy, dbias, O, n, acc);
+    /* dw (O, CKK) = dy (O, n) col^T (n, CKK) */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, O, ckk, n,
+                1.0f, dy, n, col, n, acc ? 1.0f : 0.0f, dw, ckk);
+    if (!dx) return;
+    /* col is no longer needed once dw is done: reuse it for
+     * dcol (CKK, n) = w^T (CKK, O) dy (O, n). */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ckk, n, O,
+                1.0f, w, ckk, dy, n, 0.0f, col, n);
+    col2im(col, dx, B, C, H, W, K);
+}
+
+void relu_forward(const float *x, float *y, long n)
+{
+    for (long i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+void relu_backward(const float *y, const float *dy, float *dx, long n)
+{
+    for (long i = 0; i < n; i++) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+}
+
+void maxpool2_forward(const float *x, float *y, uint8_t *arg, int P, int H, int W)
+{
+    const int OH = H / 2, OW = W / 2;
+    for (long p = 0; p < P; p++) {
+        const float *xp = x + p * H * W;
+        for (int oh = 0; oh < OH; oh++) {
+            const float *r0 = xp + 2 * oh * W, *r1 = r0 + W;
+            for (int ow = 0; ow < OW; ow++, y++, arg++) {
+                /* Ties go to the first in row-major order, as in PyTorch. */
+                float v[4] = { r0[2 * ow], r0[2 * ow + 1], r1[2 * ow], r1[2 * ow + 1] };
+                int a = 0;
+                for (int k = 1; k < 4; k++)
+                    if (v[k] > v[a]) a = k;
+                *y = v[a];
+                *arg = (uint8_t)a;
+            }
+        }
+    }
+}
+
+void maxpool2_backward(const float *dy, const uint8_t *arg, float *dx, int P, int H, int W)
+{
+    const int OH = H / 2, OW = W / 2;
+    for (long p = 0; p < P; p++) {
+        float *xp = dx + p * H * W;
+        for (int oh = 0; oh < OH; oh++) {
+            float *r0 = xp + 2 * oh * W, *r1 = r0 + W;
+            for (int ow = 0; ow < OW; ow++, dy++, arg++) {
+                int a = *arg;
+                r0[2 * ow] = a == 0 ? *dy : 0.0f;
+                r0[2 * ow + 1] = a == 1 ? *dy : 0.0f;
+                r1[2 * ow] = a == 2 ? *dy : 0.0f;
+                r1[2 * ow + 1] = a == 3 ? *dy : 0.0f;
+            }
+        }
+    }
+}
+
+void linear_forward(const float *x, const float *w, const float *bias, float *y,
+                    int B, int in, int out)
+{
+    for (int b = 0; b < B; b++) memcpy(y + (long)b * out, bias, (size_t)out * sizeof *y);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, out, in,
+                1.0f, x, in, w, in, 1.0f, y, out);
+}
+
+void linear_backward(const float *dy, const float *x, const float *w, float *dw, float *dbias,
+                     float *dx, int B, int in, int out, int acc)
+{
+    for (int o = 0; o < out; o++) {
+        float s = 0.0f;
+        for (int b = 0; b < B; b++) s += dy[(long)b * out + o];
+        dbias[o] = acc ? dbias[o] + s : s;
+    }
+    /* dw (out, in) = dy^T (out, B) x (B, in) */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, B,
+                1.0f, dy, out, x, in, acc ? 1.0f : 0.0f, dw, in);
+    if (!dx) return;
+    /* dx (B, in) = dy (B, out) w (out, in) */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, in, out,
+                1.0f, dy, out, w, in, 0.0f, dx, in);
+}
+
+/* The excitation shared by both SE forms: s (B, C) -> c->h (B, R) -> c->e (B, C). */
+static void excite_forward(const float *s, const se_weights *p, se_cache *c, int B, int C, int R)
+{
+    linear_forward(s, p->w1, p->b1, c->h, B, C, R);
+    relu_forward(c->h, c->h, (long)B * R);
+    linear_forward(c->h, p->w2, p->b2, c->e, B, R, C);
+    for (long i = 0; i < (long)B * C; i++) c->e[i] = 1.0f / (1.0f + expf(-c->e[i]));
+}
+
+/* On entry dg (B, C) holds d(loss)/d(gate); on return it holds d(loss)/ds
+ * for the squeezed input s. dh (B, R) is scratch. */
+static void excite_backward(const float *s, const se_weights *p, const se_cache *c, se_grads *g,
+                            float *dh, float *dg, int B, int C, int R, int acc)
+{
+    for (long i = 0; i < (long)B * C; i++) dg[i] *= c->e[i] * (1.0f - c->e[i]);
+    linear_backward(dg, c->h, p->w2, g->w2, g->b2, dh, B, R, C, acc);
+    relu_backward(c->h, dh, dh, (long)B * R);
+    linear_backward(dh, s, p->w1, g->w1, g->b1, dg, B, C, R, acc);
+}
+
+void se_map_forward(const float *x, const se_weights *p, se_cache *c, float *y,
+                    int B, int C, int R, int HW)
+{
+    const float inv = 1.0f / (float)HW;
+    for (int ch = 0; ch < C; ch++)
+        for (int b = 0; b < B; b++) {
+            const float *xp = x + ((long)ch * B + b) * HW;
+            float s = 0.0f;
+            for (int i = 0; i < HW; i++) s += xp[i];
+            c->s[(long)b * C + ch] = s * inv;
+        }
+    excite_forward(c->s, p, c, B, C, R);
+    for (int ch = 0; ch < C; ch++)
+        for (int b = 0; b < B; b++) {
+            const float *xp = x + ((long)ch * B + b) * HW;
+            float *yp = y + ((long)ch * B + b) * HW;
+            const float e = c->e[(long)b * C + ch];
+            for (int i = 0; i < HW; i++) yp[i] = xp[i] * e;
+        }
+}
+
+void se_map_backward(const float *dy, const float *x, const se_weights *p, const se_cache *c,
+                     se_grads *g, float *dh, float *dg, float *dx,
+                     int B, int C, int R, int HW, int acc)
+{
+    /* y = x * e: the gate's gradient sums over the channel's positions. */
+    for (int ch = 0; ch < C; ch++)
+        for (int b = 0; b < B; b++) {
+            const float *xp = x + ((long)ch * B + b) * HW;
+            const float *dyp = dy + ((long)ch * B + b) * HW;
+            float s = 0.0f;
+            for (int i = 0; i < HW; i++) s += dyp[i] * xp[i];
+            dg[(long)b * C + ch] = s;
+        }
+    excite_backward(c->s, p, c, g, dh, dg, B, C, R, acc);
+    /* x reaches the loss directly (times e) and through its mean s. */
+    const float inv = 1.0f / (float)HW;
+    for (int ch = 0; ch < C; ch++)
+        for (int b = 0; b < B; b++) {
+            const float *dyp = dy + ((long)ch * B + b) * HW;
+            float *dxp = dx + ((long)ch * B + b) * HW;
+            const float e = c->e[(long)b * C + ch], ds = dg[(long)b * C + ch] * inv;
+            for (int i = 0; i < HW; i++) dxp[i] = dyp[i] * e + ds;
+        }
+}
+
+void se_vec_forward(const float *x, const se_weights *p, se_cache *c, float *y,
+                    int B, int C, int R)
+{
+    excite_forward(x, p, c, B, C, R);
+    for (long i = 0; i < (long)B * C; i++) y[i] = x[i] * c->e[i];
+}
+
+void se_vec_backward(const float *dy, const float *x, const se_weights *p, const se_cache *c,
+                     se_grads *g, float *dh, float *dg, float *dx, int B, int C, int R, int acc)
+{
+    for (long i = 0; i < (long)B * C; i++) dg[i] = dy[i] * x[i];
+    excite_backward(x, p, c, g, dh, dg, B, C, R, acc);
+    for (long i = 0; i < (long)B * C; i++) dx[i] = dy[i] * c->e[i] + dg[i];
+}
+
+double softmax_xent_forward(const float *logits, const uint8_t *y, float *probs, int B, int K)
+{
+    double loss = 0.0;
+    for (int b = 0; b < B; b++) {
+        const float *z = logits + (long)b * K;
+        float *p = probs + (long)b * K;
+        float mx = z[0];
+        for (int k = 1; k < K; k++) mx = z[k] > mx ? z[k] : mx;
+        float sum = 0.0f;
+        for (int k = 0; k < K; k++) sum += p[k] = expf(z[k] - mx);
+        for (int k = 0; k < K; k++) p[k] /= sum;
+        /* log-sum-exp minus the label's logit: no log of a tiny probability. */
+        loss += (double)logf(sum) + mx - z[y[b]];
+    }
+    return loss;
+}
+
+void softmax_xent_backward(const float *probs, const uint8_t *y, float *dlogits,
+                           int B, int K, float scale)
+{
+    for (int b = 0; b < B; b++)
+        for (int k = 0; k < K; k++) {
+            long i = (long)b * K + k;
+            dlogits[i] = scale * (probs[i] - (k == y[b] ? 1.0f : 0.0f));
+        }
+}

@@ -1,0 +1,305 @@
+/* sefl-bench: figures for the trainer, printed as `name value` lines.
+ *
+ *   sefl-bench train   --batch B --samples N [--data DIR] [--seed S]
+ *       one thread, the default model, the first N Fashion-MNIST training
+ *       images: one warm-up epoch, then one timed epoch (as
+ *       ../shared/bench/torch_ref.py speed does); the last line is
+ *       `train_samples_per_s X`.
+ *   sefl-bench sgemm
+ *       single-thread sgemm GFLOP/s at the shapes of conv2's three products
+ *       (batch 10 and 32) and at a large square, the ceiling for `train`.
+ *   sefl-bench central --epochs E --batch B --lr L --momentum M [--seed S] [--data DIR]
+ *       trains on all 60,000 training images and prints `epoch E test_acc X`
+ *       after each epoch (the 10,000 test images).
+ *
+ * A benchmark, not a test: it asserts nothing and prints what it measured.
+ */
+#include <cblas.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "dataset.h"
+#include "log.h"
+#include "model.h"
+#include "params.h"
+#include "rng.h"
+
+static const char usage[] =
+    "usage: sefl-bench train   [--batch B] [--samples N] [--data DIR] [--seed S]\n"
+    "       sefl-bench sgemm\n"
+    "       sefl-bench central [--epochs E] [--batch B] [--lr L] [--momentum M] [--seed S] [--data DIR]\n"
+    "\n"
+    "  train    one-thread training speed of the default cnn-se model on the first N\n"
+    "           Fashion-MNIST training images (defaults: B 10, N 6000); one warm-up\n"
+    "           epoch, one timed epoch; last line `train_samples_per_s X`\n"
+    "  sgemm    single-thread sgemm GFLOP/s at conv2's shapes, for comparison\n"
+    "  central  centralised training on all 60,000 images, `epoch E test_acc X` per\n"
+    "           epoch (defaults: E 3, B 32, lr 0.05, momentum 0.9, seed 1)\n"
+    "  --data DIR  Fashion-MNIST directory (default " DATASET_DEFAULT_DIR ")\n";
+
+typedef struct {
+    int batch;
+    int samples;
+    int epochs;
+    double lr;
+    double momentum;
+    unsigned long long seed;
+    const char *data;
+} bench_opts;
+
+/* Prints one line about a bad argument and exits 2, as every sefl program does. */
+static void bench_bad(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void bench_bad(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "sefl-bench: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, " (see sefl-bench --help)\n");
+    va_end(ap);
+    exit(2);
+}
+
+/* 1 when word is one of the space-separated words of list. */
+static int bench_word_in(const char *list, const char *word)
+{
+    const size_t n = strlen(word);
+    for (const char *p = list; n && (p = strstr(p, word)); p += n)
+        if ((p == list || p[-1] == ' ') && (p[n] == ' ' || p[n] == 0)) return 1;
+    return 0;
+}
+
+static int bench_int(const char *flag, const char *s, long lo, long hi)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        bench_bad("%s needs an integer %ld..%ld, got '%s'", flag, lo, hi, s);
+    return (int)v;
+}
+
+static double bench_real(const char *flag, const char *s, double lo, double hi)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= lo && v <= hi))
+        bench_bad("%s needs a number in [%g, %g], got '%s'", flag, lo, hi, s);
+    return v;
+}
+
+/* Parses the flags after the command; `allowed` lists the flags the command
+ * takes, so `sgemm --batch 3` is an error rather than silently ignored. */
+static void bench_parse(int argc, char **argv, const char *allowed, bench_opts *o)
+{
+    for (int i = 2; i < argc; i++) {
+        const char *f = argv[i];
+        if (!strcmp(f, "--help") || !strcmp(f, "-h")) {
+            fputs(usage, stdout);
+            exit(0);
+        }
+        if (strncmp(f, "--", 2) || !bench_word_in(allowed, f + 2))
+            bench_bad("unknown option '%s' for %s", f, argv[1]);
+        if (i + 1 >= argc) bench_bad("%s needs a value", f);
+        const char *v = argv[++i];
+        if (!strcmp(f, "--batch")) o->batch = bench_int(f, v, 1, MODEL_MAX_BATCH);
+        else if (!strcmp(f, "--samples")) o->samples = bench_int(f, v, 1, 60000);
+        else if (!strcmp(f, "--epochs")) o->epochs = bench_int(f, v, 1, 1000);
+        else if (!strcmp(f, "--lr")) o->lr = bench_real(f, v, 0.0, 10.0);
+        else if (!strcmp(f, "--momentum")) o->momentum = bench_real(f, v, 0.0, 0.999);
+        else if (!strcmp(f, "--seed")) o->seed = (unsigned long long)bench_int(f, v, 0, 2147483647);
+        else if (!strcmp(f, "--data")) o->data = v;
+        else bench_bad("unknown option '%s' for %s", f, argv[1]);
+    }
+}
+
+static double bench_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* The default model (r 8, fc1 gate) initialised from seed, or NULL. */
+static model *bench_model(int batch, unsigned long long seed)
+{
+    param_table t;
+    char err[SEFL_ERRLEN];
+    if (params_build_cnn_se(&t, 8, 1, err)) {
+        fprintf(stderr, "sefl-bench: %s\n", err);
+        return NULL;
+    }
+    model *m = model_new(&t, batch);
+    if (!m) {
+        fprintf(stderr, "sefl-bench: out of memory for the model\n");
+        return NULL;
+    }
+    model_init(m, seed);
+    return m;
+}
+
+static int bench_load(const char *dir, int train, dataset *d)
+{
+    char err[SEFL_ERRLEN];
+    if (dataset_load_fmnist(dir, train, d, err)) {
+        fprintf(stderr, "sefl-bench: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
+static int bench_train(const bench_opts *o)
+{
+    dataset d = { 0 };
+    model *m = NULL;
+    int rc = 1;
+    if (bench_load(o->data, 1, &d)) goto out;
+    if (o->samples > d.n) {
+        fprintf(stderr, "sefl-bench: --samples %d is more than the %d training images\n", o->samples, d.n);
+        goto out;
+    }
+    m = bench_model(o->batch, o->seed);
+    if (!m) goto out;
+    /* torch_ref.py speed: plain SGD, lr 0.005, no momentum. */
+    const sgd_config c = { .lr = 0.005f };
+    model_stats st;
+    model_train(m, d.x, d.y, NULL, o->samples, 1, o->batch, &c, NULL, o->seed, &st);
+    const double t0 = bench_now();
+    model_train(m, d.x, d.y, NULL, o->samples, 1, o->batch, &c, NULL, o->seed + 1, &st);
+    const double dt = bench_now() - t0;
+    /* forward + backward is about three forward passes of multiply-adds */
+    const double flop = 2.0 * 3.0 * (double)model_macs(model_table(m), 1);
+    printf("arch cnn-se\n");
+    printf("params %zu\n", model_table(m)->total);
+    printf("threads 1\n");
+    printf("batch %d\n", o->batch);
+    printf("samples %d\n", o->samples);
+    printf("train_loss %.4f\n", st.loss);
+    printf("seconds %.3f\n", dt);
+    printf("mflop_per_sample %.2f\n", flop * 1e-6);
+    printf("gflops %.2f\n", flop * o->samples / dt * 1e-9);
+    printf("train_samples_per_s %.1f\n", o->samples / dt);
+    rc = 0;
+out:
+    model_free(m);
+    dataset_free(&d);
+    return rc;
+}
+
+/* GFLOP/s of C (M, N) = A (M, K) B (K, N) with the transposes the model uses,
+ * repeated for about a quarter of a second. */
+static double bench_sgemm_one(int ta, int tb, int M, int N, int K)
+{
+    float *a = malloc((size_t)M * K * sizeof *a);
+    float *b = malloc((size_t)K * N * sizeof *b);
+    float *c = malloc((size_t)M * N * sizeof *c);
+    if (!a || !b || !c) {
+        free(a);
+        free(b);
+        free(c);
+        return 0.0;
+    }
+    rng r;
+    rng_seed(&r, 1);
+    for (long i = 0; i < (long)M * K; i++) a[i] = (float)rng_uniform(&r);
+    for (long i = 0; i < (long)K * N; i++) b[i] = (float)rng_uniform(&r);
+    const enum CBLAS_TRANSPOSE TA = ta ? CblasTrans : CblasNoTrans;
+    const enum CBLAS_TRANSPOSE TB = tb ? CblasTrans : CblasNoTrans;
+    const int lda = ta ? M : K, ldb = tb ? K : N;
+    long reps = 0;
+    const double t0 = bench_now();
+    double dt;
+    do {
+        cblas_sgemm(CblasRowMajor, TA, TB, M, N, K, 1.0f, a, lda, b, ldb, 0.0f, c, N);
+        reps++;
+        dt = bench_now() - t0;
+    } while (dt < 0.25);
+    free(a);
+    free(b);
+    free(c);
+    return 2.0 * M * N * K * reps / dt * 1e-9;
+}
+
+static int bench_sgemm(void)
+{
+    /* conv2 at batch B: forward W (64, 800) col (800, 64B); dw = dy (64, 64B)
+     * col^T; dcol = W^T (800, 64) dy (64, 64B). */
+    static const struct { const char *name; int ta, tb, M, N, K; } shapes[] = {
+        { "sgemm_conv2_fwd_b10", 0, 0, 64, 640, 800 },
+        { "sgemm_conv2_dw_b10", 0, 1, 64, 800, 640 },
+        { "sgemm_conv2_dx_b10", 1, 0, 800, 640, 64 },
+        { "sgemm_conv2_fwd_b32", 0, 0, 64, 2048, 800 },
+        { "sgemm_conv2_dw_b32", 0, 1, 64, 800, 2048 },
+        { "sgemm_conv2_dx_b32", 1, 0, 800, 2048, 64 },
+        { "sgemm_square_1024", 0, 0, 1024, 1024, 1024 },
+    };
+    openblas_set_num_threads(1);
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        printf("%s_gflops %.2f\n", shapes[i].name,
+               bench_sgemm_one(shapes[i].ta, shapes[i].tb, shapes[i].M, shapes[i].N, shapes[i].K));
+    return 0;
+}
+
+static int bench_central(const bench_opts *o)
+{
+    dataset tr = { 0 }, te = { 0 };
+    model *m = NULL;
+    int rc = 1;
+    if (bench_load(o->data, 1, &tr) || bench_load(o->data, 0, &te)) goto out;
+    m = bench_model(o->batch, o->seed);
+    if (!m) goto out;
+    const sgd_config c = { .lr = (float)o->lr, .momentum = (float)o->momentum };
+    for (int e = 1; e <= o->epochs; e++) {
+        model_stats st, ev;
+        /* One model_train call per epoch so the test set is scored in
+         * between; it restarts momentum, which costs a few steps at most. */
+        int err = model_train(m, tr.x, tr.y, NULL, tr.n, 1, o->batch, &c, NULL,
+                              rng_derive(o->seed, (uint64_t)e), &st);
+        if (err) {
+            fprintf(stderr, "sefl-bench: training failed: %s\n", strerror(-err));
+            goto out;
+        }
+        model_evaluate(m, te.x, te.y, NULL, te.n, &ev);
+        log_info("epoch %d train_loss %.4f train_acc %.4f seconds %.1f test_loss %.4f",
+                 e, st.loss, st.accuracy, st.seconds, ev.loss);
+        printf("epoch %d test_acc %.4f\n", e, ev.accuracy);
+        fflush(stdout);
+    }
+    rc = 0;
+out:
+    model_free(m);
+    dataset_free(&tr);
+    dataset_free(&te);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    bench_opts o = { .batch = 10, .samples = 6000, .epochs = 3, .lr = 0.05,
+                     .momentum = 0.9, .seed = 1, .data = NULL };
+    if (argc < 2) bench_bad("a command is needed: train, sgemm or central");
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "train")) {
+        bench_parse(argc, argv, "batch samples data seed", &o);
+        return bench_train(&o);
+    }
+    if (!strcmp(cmd, "sgemm")) {
+        bench_parse(argc, argv, "", &o);
+        return bench_sgemm();
+    }
+    if (!strcmp(cmd, "central")) {
+        o.batch = 32;
+        bench_parse(argc, argv, "epochs batch lr momentum seed data", &o);
+        return bench_central(&o);
+    }
+    bench_bad("unknown command '%s': use train, sgemm or central", cmd);
+}

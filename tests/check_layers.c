@@ -1,0 +1,450 @@
+/* check_layers: every layer's forward against a direct reference and its
+ * backward against central finite differences.
+ *
+ * A backward pass is checked through the scalar L = sum(g * y) for a fixed
+ * random g: dL/dinput must be what backward returns when given dy = g. The
+ * sum is taken in double, and outputs a perturbation does not reach are
+ * bit-identical in both evaluations, so the difference quotient is accurate
+ * to about 1e-4 relative; the tolerance (1e-2 relative) is far below the
+ * error of reading a neighbour's gradient.
+ */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "layers.h"
+#include "rng.h"
+
+static rng R;
+
+static float *rnd(long n, float lo, float hi)
+{
+    float *p = malloc((size_t)n * sizeof *p);
+    ck_assert_ptr_nonnull(p);
+    for (long i = 0; i < n; i++) p[i] = lo + (hi - lo) * (float)rng_uniform(&R);
+    return p;
+}
+
+static float *zeros(long n)
+{
+    float *p = calloc((size_t)n, sizeof *p);
+    ck_assert_ptr_nonnull(p);
+    return p;
+}
+
+static double dot(const float *g, const float *y, long n)
+{
+    double s = 0.0;
+    for (long i = 0; i < n; i++) s += (double)g[i] * y[i];
+    return s;
+}
+
+/* Compares grad (n) of the tensor x with central differences of loss() at
+ * every coordinate when n <= 64, else at 64 random ones. Returns the number
+ * of coordinates out of tolerance (and prints them). */
+static int fd_check(const char *what, double (*loss)(void), float *x, const float *grad, long n,
+                    float eps)
+{
+    double gmax = 0.0;
+    for (long i = 0; i < n; i++) gmax = fmax(gmax, fabs(grad[i]));
+    int bad = 0;
+    const long picks = n <= 64 ? n : 64;
+    for (long k = 0; k < picks; k++) {
+        const long i = n <= 64 ? k : (long)rng_below(&R, (uint64_t)n);
+        const float v = x[i];
+        const float hi = v + eps, lo = v - eps;
+        x[i] = hi;
+        const double lp = loss();
+        x[i] = lo;
+        const double lm = loss();
+        x[i] = v;
+        const double num = (lp - lm) / ((double)hi - lo);
+        if (fabs(num - grad[i]) > 1e-2 * fabs(num) + 1e-4 * gmax + 1e-6) {
+            fprintf(stderr, "%s[%ld]: analytic %.6g numeric %.6g\n", what, i, grad[i], num);
+            bad++;
+        }
+    }
+    return bad;
+}
+
+/* ---- conv2d ---- */
+
+enum { CB = 2, CC = 3, CH = 7, CW = 6, CO = 4, CK = 3, COH = CH - CK + 1, COW = CW - CK + 1 };
+#define CN ((long)CB * COH * COW)
+static float *cx, *cw, *cbias, *ccol, *cy, *cg;
+
+static double conv_loss(void)
+{
+    conv2d_forward(cx, cw, cbias, ccol, cy, CB, CC, CH, CW, CO, CK);
+    return dot(cg, cy, CO * CN);
+}
+
+START_TEST(test_conv2d)
+{
+    rng_seed(&R, 1);
+    cx = rnd((long)CC * CB * CH * CW, -1, 1);   /* (C, B, H, W) */
+    cw = rnd((long)CO * CC * CK * CK, -1, 1);   /* (O, C, K, K) */
+    cbias = rnd(CO, -1, 1);
+    ccol = zeros((long)CC * CK * CK * CN);
+    cy = zeros(CO * CN);                         /* (O, B, OH, OW) */
+    cg = rnd(CO * CN, -1, 1);
+
+    /* forward against the definition of a valid, stride-1 convolution */
+    conv_loss();
+    for (int o = 0; o < CO; o++)
+        for (int b = 0; b < CB; b++)
+            for (int i = 0; i < COH; i++)
+                for (int j = 0; j < COW; j++) {
+                    double s = cbias[o];
+                    for (int c = 0; c < CC; c++)
+                        for (int u = 0; u < CK; u++)
+                            for (int v = 0; v < CK; v++)
+                                s += (double)cw[((o * CC + c) * CK + u) * CK + v] *
+                                     cx[((c * CB + b) * CH + i + u) * CW + j + v];
+                    ck_assert_double_eq_tol(cy[((o * CB + b) * COH + i) * COW + j], s, 1e-5);
+                }
+
+    float *dw = zeros((long)CO * CC * CK * CK), *db = zeros(CO), *dx = zeros((long)CC * CB * CH * CW);
+    conv_loss();
+    conv2d_backward(cg, ccol, cw, dw, db, dx, CB, CC, CH, CW, CO, CK, 0);
+    ck_assert_int_eq(fd_check("conv.x", conv_loss, cx, dx, (long)CC * CB * CH * CW, 1e-2f), 0);
+    ck_assert_int_eq(fd_check("conv.w", conv_loss, cw, dw, (long)CO * CC * CK * CK, 1e-2f), 0);
+    ck_assert_int_eq(fd_check("conv.b", conv_loss, cbias, db, CO, 1e-2f), 0);
+
+    /* acc = 1 adds to what is there; without dx, col is left for reuse */
+    float *dw2 = zeros((long)CO * CC * CK * CK), *db2 = zeros(CO);
+    for (int i = 0; i < CO * CC * CK * CK; i++) dw2[i] = 1.0f;
+    for (int i = 0; i < CO; i++) db2[i] = -2.0f;
+    conv_loss();
+    conv2d_backward(cg, ccol, cw, dw2, db2, NULL, CB, CC, CH, CW, CO, CK, 1);
+    for (int i = 0; i < CO * CC * CK * CK; i++) ck_assert_float_eq_tol(dw2[i], dw[i] + 1.0f, 1e-5);
+    for (int i = 0; i < CO; i++) ck_assert_float_eq_tol(db2[i], db[i] - 2.0f, 1e-5);
+    free(dw2);
+    free(db2);
+    free(dw);
+    free(db);
+    free(dx);
+    free(cx);
+    free(cw);
+    free(cbias);
+    free(ccol);
+    free(cy);
+    free(cg);
+}
+END_TEST
+
+/* ---- ReLU ---- */
+
+enum { RN = 50 };
+static float *rx, *ry, *rg;
+
+static double relu_loss(void)
+{
+    relu_forward(rx, ry, RN);
+    return dot(rg, ry, RN);
+}
+
+START_TEST(test_relu)
+{
+    rng_seed(&R, 2);
+    rx = rnd(RN, 0.1f, 1.0f);
+    /* half negative, none within 0.1 of the kink */
+    for (int i = 0; i < RN; i += 2) rx[i] = -rx[i];
+    ry = zeros(RN);
+    rg = rnd(RN, -1, 1);
+    relu_loss();
+    for (int i = 0; i < RN; i++) ck_assert_float_eq(ry[i], rx[i] > 0 ? rx[i] : 0.0f);
+    float *dx = zeros(RN);
+    relu_backward(ry, rg, dx, RN);
+    ck_assert_int_eq(fd_check("relu.x", relu_loss, rx, dx, RN, 1e-3f), 0);
+    /* in place: y may be x, dx may be dy */
+    float *t = malloc(RN * sizeof *t);
+    memcpy(t, rg, RN * sizeof *t);
+    relu_backward(ry, t, t, RN);
+    ck_assert_int_eq(memcmp(t, dx, RN * sizeof *t), 0);
+    memcpy(t, rx, RN * sizeof *t);
+    relu_loss();
+    relu_forward(t, t, RN);
+    ck_assert_int_eq(memcmp(t, ry, RN * sizeof *t), 0);
+    free(t);
+    free(dx);
+    free(rx);
+    free(ry);
+    free(rg);
+}
+END_TEST
+
+/* ---- 2x2 max-pool ---- */
+
+enum { MP = 3, MH = 4, MW = 6 };
+#define MN ((long)MP * MH * MW)
+#define MON ((long)MP * (MH / 2) * (MW / 2))
+static float *mx, *my, *mg;
+static uint8_t *marg;
+
+static double pool_loss(void)
+{
+    maxpool2_forward(mx, my, marg, MP, MH, MW);
+    return dot(mg, my, MON);
+}
+
+START_TEST(test_maxpool2)
+{
+    rng_seed(&R, 3);
+    /* distinct values 0.1 apart, shuffled: no ties, no winner change under eps */
+    int *perm = malloc(MN * sizeof *perm);
+    for (int i = 0; i < MN; i++) perm[i] = i;
+    rng_shuffle_int(&R, perm, (int)MN);
+    mx = zeros(MN);
+    for (int i = 0; i < MN; i++) mx[i] = 0.1f * (float)perm[i] - 3.0f;
+    my = zeros(MON);
+    marg = malloc(MON);
+    mg = rnd(MON, -1, 1);
+    pool_loss();
+    for (int p = 0; p < MP; p++)
+        for (int i = 0; i < MH / 2; i++)
+            for (int j = 0; j < MW / 2; j++) {
+                const float *w = mx + (p * MH + 2 * i) * MW + 2 * j;
+                float m = fmaxf(fmaxf(w[0], w[1]), fmaxf(w[MW], w[MW + 1]));
+                ck_assert_float_eq(my[(p * (MH / 2) + i) * (MW / 2) + j], m);
+            }
+    float *dx = rnd(MN, 5, 6); /* every element must be overwritten */
+    maxpool2_backward(mg, marg, dx, MP, MH, MW);
+    ck_assert_int_eq(fd_check("pool.x", pool_loss, mx, dx, MN, 1e-3f), 0);
+    /* ties go to the first of the window, and only to it */
+    float tie[4] = { 1, 1, 1, 1 }, ty, tdx[4], one = 1.0f;
+    uint8_t ta;
+    maxpool2_forward(tie, &ty, &ta, 1, 2, 2);
+    maxpool2_backward(&one, &ta, tdx, 1, 2, 2);
+    ck_assert_float_eq(tdx[0], 1.0f);
+    ck_assert_float_eq(tdx[1] + tdx[2] + tdx[3], 0.0f);
+    free(perm);
+    free(dx);
+    free(mx);
+    free(my);
+    free(mg);
+    free(marg);
+}
+END_TEST
+
+/* ---- linear ---- */
+
+enum { LB = 3, LI = 5, LO = 4 };
+static float *lx, *lw, *lb, *ly, *lg;
+
+static double linear_loss(void)
+{
+    linear_forward(lx, lw, lb, ly, LB, LI, LO);
+    return dot(lg, ly, LB * LO);
+}
+
+START_TEST(test_linear)
+{
+    rng_seed(&R, 4);
+    lx = rnd(LB * LI, -1, 1);
+    lw = rnd(LO * LI, -1, 1);
+    lb = rnd(LO, -1, 1);
+    ly = zeros(LB * LO);
+    lg = rnd(LB * LO, -1, 1);
+    linear_loss();
+    for (int b = 0; b < LB; b++)
+        for (int o = 0; o < LO; o++) {
+            double s = lb[o];
+            for (int i = 0; i < LI; i++) s += (double)lx[b * LI + i] * lw[o * LI + i];
+            ck_assert_double_eq_tol(ly[b * LO + o], s, 1e-5);
+        }
+    float *dw = zeros(LO * LI), *db = zeros(LO), *dx = zeros(LB * LI);
+    linear_backward(lg, lx, lw, dw, db, dx, LB, LI, LO, 0);
+    ck_assert_int_eq(fd_check("linear.x", linear_loss, lx, dx, LB * LI, 1e-2f), 0);
+    ck_assert_int_eq(fd_check("linear.w", linear_loss, lw, dw, LO * LI, 1e-2f), 0);
+    ck_assert_int_eq(fd_check("linear.b", linear_loss, lb, db, LO, 1e-2f), 0);
+    /* acc adds; dx NULL is allowed */
+    float *dw2 = zeros(LO * LI), *db2 = zeros(LO);
+    linear_backward(lg, lx, lw, dw2, db2, NULL, LB, LI, LO, 0);
+    linear_backward(lg, lx, lw, dw2, db2, NULL, LB, LI, LO, 1);
+    for (int i = 0; i < LO * LI; i++) ck_assert_float_eq_tol(dw2[i], 2 * dw[i], 1e-5);
+    for (int i = 0; i < LO; i++) ck_assert_float_eq_tol(db2[i], 2 * db[i], 1e-5);
+    free(dw2);
+    free(db2);
+    free(dw);
+    free(db);
+    free(dx);
+    free(lx);
+    free(lw);
+    free(lb);
+    free(ly);
+    free(lg);
+}
+END_TEST
+
+/* ---- SE on a feature map and on a vector ---- */
+
+enum { SB = 2, SC = 8, SR = 2, SHW = 6 };
+static float *sx, *sy, *sg, *s_s, *s_h, *s_e;
+static float *w1, *b1, *w2, *b2;
+static int se_vec_mode;
+
+static double se_loss(void)
+{
+    se_weights p = { w1, b1, w2, b2 };
+    se_cache c = { s_s, s_h, s_e };
+    if (se_vec_mode) {
+        se_vec_forward(sx, &p, &c, sy, SB, SC, SR);
+        return dot(sg, sy, SB * SC);
+    }
+    se_map_forward(sx, &p, &c, sy, SB, SC, SR, SHW);
+    return dot(sg, sy, (long)SC * SB * SHW);
+}
+
+static void se_run(int vec)
+{
+    se_vec_mode = vec;
+    const long n = vec ? SB * SC : (long)SC * SB * SHW;
+    sx = rnd(n, 0, 2);
+    sy = zeros(n);
+    sg = rnd(n, -1, 1);
+    s_s = zeros(SB * SC);
+    s_h = zeros(SB * SR);
+    s_e = zeros(SB * SC);
+    w1 = rnd(SR * SC, -1, 1);
+    b1 = rnd(SR, 0.2f, 0.5f);
+    w2 = rnd(SC * SR, -1, 1);
+    b2 = rnd(SC, -1, 1);
+    se_loss();
+
+    /* forward against the definition */
+    for (int b = 0; b < SB; b++) {
+        double s[SC], h[SR], e[SC];
+        for (int c = 0; c < SC; c++) {
+            s[c] = 0;
+            if (vec) s[c] = sx[b * SC + c];
+            else {
+                for (int i = 0; i < SHW; i++) s[c] += sx[(c * SB + b) * SHW + i];
+                s[c] /= SHW;
+            }
+        }
+        for (int r = 0; r < SR; r++) {
+            h[r] = b1[r];
+            for (int c = 0; c < SC; c++) h[r] += (double)w1[r * SC + c] * s[c];
+            h[r] = h[r] > 0 ? h[r] : 0;
+        }
+        for (int c = 0; c < SC; c++) {
+            double z = b2[c];
+            for (int r = 0; r < SR; r++) z += (double)w2[c * SR + r] * h[r];
+            e[c] = 1.0 / (1.0 + exp(-z));
+            if (vec) ck_assert_double_eq_tol(sy[b * SC + c], sx[b * SC + c] * e[c], 1e-5);
+            else
+                for (int i = 0; i < SHW; i++)
+                    ck_assert_double_eq_tol(sy[(c * SB + b) * SHW + i], sx[(c * SB + b) * SHW + i] * e[c], 1e-5);
+        }
+    }
+
+    float *dx = zeros(n), *dh = zeros(SB * SR), *dg = zeros(SB * SC);
+    float *gw1 = zeros(SR * SC), *gb1 = zeros(SR), *gw2 = zeros(SC * SR), *gb2 = zeros(SC);
+    se_weights p = { w1, b1, w2, b2 };
+    se_cache c = { s_s, s_h, s_e };
+    se_grads g = { gw1, gb1, gw2, gb2 };
+    if (vec) se_vec_backward(sg, sx, &p, &c, &g, dh, dg, dx, SB, SC, SR, 0);
+    else se_map_backward(sg, sx, &p, &c, &g, dh, dg, dx, SB, SC, SR, SHW, 0);
+    ck_assert_int_eq(fd_check("se.x", se_loss, sx, dx, n, 3e-3f), 0);
+    ck_assert_int_eq(fd_check("se.w1", se_loss, w1, gw1, SR * SC, 3e-3f), 0);
+    ck_assert_int_eq(fd_check("se.b1", se_loss, b1, gb1, SR, 3e-3f), 0);
+    ck_assert_int_eq(fd_check("se.w2", se_loss, w2, gw2, SC * SR, 3e-3f), 0);
+    ck_assert_int_eq(fd_check("se.b2", se_loss, b2, gb2, SC, 3e-3f), 0);
+
+    /* dx may be dy */
+    float *t = malloc((size_t)n * sizeof *t);
+    memcpy(t, sg, (size_t)n * sizeof *t);
+    se_loss();
+    if (vec) se_vec_backward(t, sx, &p, &c, &g, dh, dg, t, SB, SC, SR, 0);
+    else se_map_backward(t, sx, &p, &c, &g, dh, dg, t, SB, SC, SR, SHW, 0);
+    for (long i = 0; i < n; i++) ck_assert_float_eq_tol(t[i], dx[i], 1e-6);
+    free(t);
+    float *all[] = { dx, dh, dg, gw1, gb1, gw2, gb2, sx, sy, sg, s_s, s_h, s_e, w1, b1, w2, b2 };
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
+}
+
+START_TEST(test_se_map)
+{
+    rng_seed(&R, 5);
+    se_run(0);
+}
+END_TEST
+
+START_TEST(test_se_vec)
+{
+    rng_seed(&R, 6);
+    se_run(1);
+}
+END_TEST
+
+/* ---- softmax cross-entropy ---- */
+
+enum { XB = 3, XK = 5 };
+static float *xz, *xp;
+static uint8_t xy[XB] = { 4, 0, 2 };
+
+static double xent_loss(void)
+{
+    return softmax_xent_forward(xz, xy, xp, XB, XK);
+}
+
+START_TEST(test_softmax_xent)
+{
+    rng_seed(&R, 7);
+    xz = rnd(XB * XK, -3, 3);
+    xp = zeros(XB * XK);
+    double loss = xent_loss(), want = 0;
+    for (int b = 0; b < XB; b++) {
+        double s = 0;
+        for (int k = 0; k < XK; k++) s += exp(xz[b * XK + k]);
+        want += log(s) - xz[b * XK + xy[b]];
+        double ps = 0;
+        for (int k = 0; k < XK; k++) {
+            ck_assert_double_eq_tol(xp[b * XK + k], exp(xz[b * XK + k]) / s, 1e-6);
+            ps += xp[b * XK + k];
+        }
+        ck_assert_double_eq_tol(ps, 1.0, 1e-6);
+    }
+    ck_assert_double_eq_tol(loss, want, 1e-5);
+    float *dz = zeros(XB * XK);
+    softmax_xent_backward(xp, xy, dz, XB, XK, 1.0f);
+    ck_assert_int_eq(fd_check("xent.z", xent_loss, xz, dz, XB * XK, 1e-2f), 0);
+    /* scale multiplies the gradient (1/batch for the mean loss) */
+    float *dz2 = zeros(XB * XK);
+    xent_loss();
+    softmax_xent_backward(xp, xy, dz2, XB, XK, 0.25f);
+    for (int i = 0; i < XB * XK; i++) ck_assert_float_eq_tol(dz2[i], 0.25f * dz[i], 1e-7);
+    /* large logits do not overflow */
+    float big[2] = { 1000.0f, -1000.0f }, pb[2];
+    uint8_t yb = 1;
+    double lbig = softmax_xent_forward(big, &yb, pb, 1, 2);
+    ck_assert_double_eq_tol(lbig, 2000.0, 1e-3);
+    ck_assert(isfinite(pb[0]) && isfinite(pb[1]));
+    free(dz);
+    free(dz2);
+    free(xz);
+    free(xp);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("layers");
+    TCase *tc = tcase_create("layers");
+    tcase_add_test(tc, test_conv2d);
+    tcase_add_test(tc, test_relu);
+    tcase_add_test(tc, test_maxpool2);
+    tcase_add_test(tc, test_linear);
+    tcase_add_test(tc, test_se_map);
+    tcase_add_test(tc, test_se_vec);
+    tcase_add_test(tc, test_softmax_xent);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,456 @@
+/* check_model: the whole cnn-se network. Initialisation (determinism,
+ * bounds), gradients of every tensor of every group against finite
+ * differences of the loss, chunked batches, training on separable
+ * synthetic data, and the argument checks. */
+#include <check.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "model.h"
+#include "params.h"
+#include "rng.h"
+
+static param_table table(int r, int gate)
+{
+    param_table t;
+    char err[SEFL_ERRLEN];
+    ck_assert_int_eq(params_build_cnn_se(&t, r, gate, err), 0);
+    return t;
+}
+
+static model *new_model(int r, int gate, int max_batch, uint64_t seed)
+{
+    param_table t = table(r, gate);
+    model *m = model_new(&t, max_batch);
+    ck_assert_ptr_nonnull(m);
+    model_init(m, seed);
+    return m;
+}
+
+static void random_batch(rng *r, float *x, uint8_t *y, int B)
+{
+    for (long i = 0; i < (long)B * MODEL_PIXELS; i++) x[i] = (float)rng_uniform(r);
+    for (int b = 0; b < B; b++) y[b] = (uint8_t)rng_below(r, MODEL_CLASSES);
+}
+
+START_TEST(test_init)
+{
+    model *a = new_model(8, 1, 4, 42), *b = new_model(8, 1, 4, 42), *c = new_model(8, 1, 4, 43);
+    const param_table *t = model_table(a);
+    const size_t bytes = t->total * sizeof(float);
+    ck_assert_int_eq(memcmp(model_params(a), model_params(b), bytes), 0);
+    ck_assert_int_ne(memcmp(model_params(a), model_params(c), bytes), 0);
+    /* Same bytes on every machine: this checksum was recorded on x86-64 and
+     * depends only on integer arithmetic, IEEE sqrt and float rounding. */
+    ck_assert_uint_eq(params_checksum(t, params_group(PARAM_ALL), model_params(a)),
+                      0xe71fc4761601da60ULL);
+    /* Bounds 1/sqrt(fan_in) for a weight and for the bias after it, and the
+     * draws fill the range (max near the bound, mean near zero). */
+    for (int i = 0; i < t->n; i++) {
+        const param_info *p = &t->p[i];
+        const param_info *w = p->ndim > 1 ? p : p - 1;
+        const double bound = 1.0 / sqrt((double)(w->size / (size_t)w->shape[0]));
+        const float *v = model_params(a) + p->offset;
+        double mx = 0.0, sum = 0.0;
+        for (size_t k = 0; k < p->size; k++) {
+            ck_assert(fabs(v[k]) <= bound);
+            mx = fmax(mx, fabs(v[k]));
+            sum += v[k];
+        }
+        if (p->size >= 100) {
+            ck_assert_double_gt(mx, 0.95 * bound);
+            ck_assert_double_lt(fabs(sum / (double)p->size), 0.2 * bound);
+        }
+    }
+    /* init also clears momentum: a momentum step right after init equals a
+     * plain step */
+    float *g = model_grads(a);
+    for (size_t k = 0; k < t->total; k++) g[k] = 1.0f;
+    const sgd_config mom = { .lr = 0.5f, .momentum = 0.9f };
+    model_sgd_step(a, &mom, NULL);
+    model_init(a, 42);
+    model_sgd_step(a, &mom, NULL);
+    for (size_t k = 0; k < t->total; k += 997)
+        ck_assert_float_eq_tol(model_params(a)[k], model_params(b)[k] - 0.5f, 1e-6);
+    model_free(a);
+    model_free(b);
+    model_free(c);
+}
+END_TEST
+
+/* ---- a reference forward pass in double ----
+ * The network written out directly from DESIGN.md (and torch_ref.py's Net)
+ * with plain loops over (C, H, W) per sample, in double. It checks the
+ * model's forward pass (layouts, flatten order, gate placement), and its
+ * finite differences are precise enough to check every gradient. */
+
+static const double *ref_w(const param_table *t, const double *w, const char *name)
+{
+    const param_info *p = params_find(t, name);
+    ck_assert_ptr_nonnull(p);
+    return w + p->offset;
+}
+
+/* y (C, H-4, W-4) = relu(conv5x5(x (Cin, H, W)) + b) */
+static void ref_conv_relu(const double *x, int cin, int h, int wd, const double *k, const double *b,
+                          int cout, double *y)
+{
+    const int oh = h - 4, ow = wd - 4;
+    for (int o = 0; o < cout; o++)
+        for (int i = 0; i < oh; i++)
+            for (int j = 0; j < ow; j++) {
+                double s = b[o];
+                for (int c = 0; c < cin; c++)
+                    for (int u = 0; u < 5; u++)
+                        for (int v = 0; v < 5; v++)
+                            s += k[((o * cin + c) * 5 + u) * 5 + v] * x[(c * h + i + u) * wd + j + v];
+                y[(o * oh + i) * ow + j] = s > 0 ? s : 0;
+            }
+}
+
+/* gate e (C) of the excitation prefix on the squeezed s (C) */
+static void ref_excite(const param_table *t, const double *w, const char *prefix, const double *s,
+                       int c, double *e)
+{
+    char n[4][PARAM_NAME_MAX];
+    snprintf(n[0], sizeof n[0], "%s.fc1.weight", prefix);
+    snprintf(n[1], sizeof n[1], "%s.fc1.bias", prefix);
+    snprintf(n[2], sizeof n[2], "%s.fc2.weight", prefix);
+    snprintf(n[3], sizeof n[3], "%s.fc2.bias", prefix);
+    const double *w1 = ref_w(t, w, n[0]), *b1 = ref_w(t, w, n[1]);
+    const double *w2 = ref_w(t, w, n[2]), *b2 = ref_w(t, w, n[3]);
+    const int r = c / t->r;
+    double h[512];
+    for (int i = 0; i < r; i++) {
+        double z = b1[i];
+        for (int k = 0; k < c; k++) z += w1[i * c + k] * s[k];
+        h[i] = z > 0 ? z : 0;
+    }
+    for (int k = 0; k < c; k++) {
+        double z = b2[k];
+        for (int i = 0; i < r; i++) z += w2[k * r + i] * h[i];
+        e[k] = 1.0 / (1.0 + exp(-z));
+    }
+}
+
+/* SE on x (C, H, W), then 2x2 max-pool into y (C, H/2, W/2) */
+static void ref_se_pool(const param_table *t, const double *w, const char *prefix, const double *x,
+                        int c, int h, double *y)
+{
+    double s[64], e[64];
+    for (int k = 0; k < c; k++) {
+        s[k] = 0;
+        for (int i = 0; i < h * h; i++) s[k] += x[k * h * h + i];
+        s[k] /= h * h;
+    }
+    ref_excite(t, w, prefix, s, c, e);
+    const int o = h / 2;
+    for (int k = 0; k < c; k++)
+        for (int i = 0; i < o; i++)
+            for (int j = 0; j < o; j++) {
+                const double *p = x + (k * h + 2 * i) * h + 2 * j;
+                double m = fmax(fmax(p[0], p[1]), fmax(p[h], p[h + 1]));
+                y[(k * o + i) * o + j] = m * e[k];
+            }
+}
+
+/* Mean cross-entropy of the batch under the parameters w (t.total). */
+static double ref_loss(const param_table *t, const double *w, const float *x, const uint8_t *y, int B)
+{
+    static double in[MODEL_PIXELS], a1[32 * 24 * 24], p1[32 * 12 * 12], a2[64 * 8 * 8], f[1024];
+    double r3[512], e3[512], z[MODEL_CLASSES];
+    double loss = 0.0;
+    for (int b = 0; b < B; b++) {
+        for (int i = 0; i < MODEL_PIXELS; i++) in[i] = x[(long)b * MODEL_PIXELS + i];
+        ref_conv_relu(in, 1, 28, 28, ref_w(t, w, "conv1.weight"), ref_w(t, w, "conv1.bias"), 32, a1);
+        ref_se_pool(t, w, "se1", a1, 32, 24, p1);
+        ref_conv_relu(p1, 32, 12, 12, ref_w(t, w, "conv2.weight"), ref_w(t, w, "conv2.bias"), 64, a2);
+        ref_se_pool(t, w, "se2", a2, 64, 8, f); /* (64, 4, 4) is the flatten order */
+        const double *w1 = ref_w(t, w, "fc1.weight"), *b1 = ref_w(t, w, "fc1.bias");
+        for (int o = 0; o < 512; o++) {
+            double s = b1[o];
+            for (int i = 0; i < 1024; i++) s += w1[o * 1024 + i] * f[i];
+            r3[o] = s > 0 ? s : 0;
+        }
+        if (t->fc1_gate) {
+            ref_excite(t, w, "se3", r3, 512, e3);
+            for (int o = 0; o < 512; o++) r3[o] *= e3[o];
+        }
+        const double *w2 = ref_w(t, w, "fc.weight"), *b2 = ref_w(t, w, "fc.bias");
+        double mx = -INFINITY, sum = 0.0;
+        for (int k = 0; k < MODEL_CLASSES; k++) {
+            z[k] = b2[k];
+            for (int i = 0; i < 512; i++) z[k] += w2[k * 512 + i] * r3[i];
+            mx = fmax(mx, z[k]);
+        }
+        for (int k = 0; k < MODEL_CLASSES; k++) sum += exp(z[k] - mx);
+        loss += log(sum) + mx - z[y[b]];
+    }
+    return loss / B;
+}
+
+/* Checks the model's loss against the reference, then its gradient for
+ * every tensor of the group against central differences of the reference:
+ * a few coordinates per tensor, drawn among those whose gradient is at
+ * least a tenth of the tensor's largest (so a neighbour's value, read by a
+ * wrong index, would be far outside the tolerance). */
+enum { GB = 2 };
+static int grad_check(model *m, const float *x, const uint8_t *y, unsigned group)
+{
+    const param_table *t = model_table(m);
+    double *w = malloc(t->total * sizeof *w);
+    ck_assert_ptr_nonnull(w);
+    for (size_t k = 0; k < t->total; k++) w[k] = model_params(m)[k];
+    const float loss = model_forward_backward(m, x, y, GB, NULL);
+    ck_assert_double_eq_tol(loss, ref_loss(t, w, x, y, GB), 1e-5);
+    const float *g = model_grads(m);
+    rng r;
+    rng_seed(&r, 9);
+    int bad = 0, checked = 0;
+    for (int i = 0; i < t->n; i++) {
+        const param_info *p = &t->p[i];
+        if (!(p->groups & group)) continue;
+        double gmax = 0.0;
+        for (size_t k = 0; k < p->size; k++) gmax = fmax(gmax, fabs(g[p->offset + k]));
+        ck_assert_msg(gmax > 0.0, "%s has no gradient at all", p->name);
+        for (int picks = 0, tries = 0; picks < 3 && tries < 10000; tries++) {
+            const size_t k = p->offset + rng_below(&r, p->size);
+            if (fabs(g[k]) < 0.1 * gmax) continue;
+            picks++;
+            const double v = w[k], eps = 1e-6;
+            w[k] = v + eps;
+            const double lp = ref_loss(t, w, x, y, GB);
+            w[k] = v - eps;
+            const double lm = ref_loss(t, w, x, y, GB);
+            w[k] = v;
+            const double num = (lp - lm) / (2 * eps);
+            checked++;
+            if (fabs(num - g[k]) > 5e-3 * fabs(num) + 1e-4 * gmax) {
+                fprintf(stderr, "%s[%zu]: analytic %.6g numeric %.6g (max %.3g)\n", p->name,
+                        k - p->offset, g[k], num, gmax);
+                bad++;
+            }
+        }
+    }
+    ck_assert_int_gt(checked, 0);
+    free(w);
+    return bad;
+}
+
+static void grad_run(int r_ratio, int gate, unsigned group)
+{
+    model *m = new_model(r_ratio, gate, GB, 5);
+    float *x = malloc(GB * MODEL_PIXELS * sizeof *x);
+    uint8_t y[GB];
+    rng r;
+    rng_seed(&r, 6);
+    random_batch(&r, x, y, GB);
+    ck_assert_int_eq(grad_check(m, x, y, group), 0);
+    free(x);
+    model_free(m);
+}
+
+START_TEST(test_grad_backbone)
+{
+    grad_run(8, 1, PARAM_BACKBONE);
+}
+END_TEST
+
+START_TEST(test_grad_se)
+{
+    grad_run(8, 1, PARAM_SE);
+}
+END_TEST
+
+START_TEST(test_grad_head)
+{
+    grad_run(8, 1, PARAM_HEAD);
+}
+END_TEST
+
+START_TEST(test_grad_no_gate_r4)
+{
+    grad_run(4, 0, PARAM_ALL);
+}
+END_TEST
+
+/* A batch larger than the workspace runs in chunks; its gradient is the
+ * sample-weighted mean of the chunks' gradients, and its loss the mean. */
+START_TEST(test_chunks)
+{
+    enum { B = 45, B1 = 32 };
+    model *m = new_model(8, 1, B, 3);
+    const size_t n = model_table(m)->total;
+    float *x = malloc(B * MODEL_PIXELS * sizeof *x), *logits = malloc(B * MODEL_CLASSES * sizeof *logits);
+    float *g = malloc(n * sizeof *g), *g1 = malloc(n * sizeof *g1);
+    uint8_t y[B];
+    rng r;
+    rng_seed(&r, 4);
+    random_batch(&r, x, y, B);
+    int correct = -1;
+    const float loss = model_forward_backward(m, x, y, B, &correct);
+    memcpy(g, model_grads(m), n * sizeof *g);
+    const float l1 = model_forward_backward(m, x, y, B1, NULL);
+    memcpy(g1, model_grads(m), n * sizeof *g1);
+    const float l2 = model_forward_backward(m, x + B1 * MODEL_PIXELS, y + B1, B - B1, NULL);
+    ck_assert_float_eq_tol(loss, (l1 * B1 + l2 * (B - B1)) / B, 1e-5);
+    double err = 0.0, mag = 0.0;
+    for (size_t k = 0; k < n; k++) {
+        const double want = ((double)g1[k] * B1 + (double)model_grads(m)[k] * (B - B1)) / B;
+        err = fmax(err, fabs(g[k] - want));
+        mag = fmax(mag, fabs(want));
+    }
+    ck_assert_double_lt(err, 1e-5 * mag);
+    /* model_forward agrees with the training pass: same loss, and the count
+     * of correct samples is the count of argmax hits in its logits */
+    ck_assert_float_eq_tol(model_forward(m, x, y, B, logits), loss, 1e-6);
+    int hits = 0;
+    for (int b = 0; b < B; b++) {
+        int best = 0;
+        for (int k = 1; k < MODEL_CLASSES; k++)
+            if (logits[b * MODEL_CLASSES + k] > logits[b * MODEL_CLASSES + best]) best = k;
+        hits += best == y[b];
+    }
+    ck_assert_int_eq(correct, hits);
+    /* a sample's logits do not depend on the rest of its batch */
+    float one[MODEL_CLASSES];
+    model_forward(m, x + 40 * MODEL_PIXELS, y + 40, 1, one);
+    for (int k = 0; k < MODEL_CLASSES; k++) ck_assert_float_eq_tol(one[k], logits[40 * MODEL_CLASSES + k], 1e-5);
+    /* out of range batches are refused */
+    ck_assert(isnan(model_forward(m, x, y, B + 1, NULL)));
+    ck_assert(isnan(model_forward_backward(m, x, y, 0, NULL)));
+    free(x);
+    free(logits);
+    free(g);
+    free(g1);
+    model_free(m);
+}
+END_TEST
+
+/* Ten classes, each a bright 6x6 square at its own place on noise. */
+static void synthetic(rng *r, float *x, uint8_t *y, int n)
+{
+    for (int i = 0; i < n; i++) {
+        const int c = (int)rng_below(r, MODEL_CLASSES);
+        float *img = x + (long)i * MODEL_PIXELS;
+        for (int p = 0; p < MODEL_PIXELS; p++) img[p] = 0.3f * (float)rng_uniform(r);
+        const int top = 2 + 8 * (c / 4), left = 2 + 6 * (c % 4);
+        for (int u = 0; u < 6; u++)
+            for (int v = 0; v < 6; v++) img[(top + u) * MODEL_IMG + left + v] = 0.7f + 0.3f * (float)rng_uniform(r);
+        y[i] = (uint8_t)c;
+    }
+}
+
+START_TEST(test_train_synthetic)
+{
+    enum { N = 400, NT = 200, B = 10 };
+    float *x = malloc(N * MODEL_PIXELS * sizeof *x), *tx = malloc(NT * MODEL_PIXELS * sizeof *tx);
+    uint8_t y[N], ty[NT];
+    rng r;
+    rng_seed(&r, 11);
+    synthetic(&r, x, y, N);
+    synthetic(&r, tx, ty, NT);
+    model *m = new_model(8, 1, B, 1);
+    model_stats before, after, st;
+    model_evaluate(m, tx, ty, NULL, NT, &before);
+    const sgd_config c = { .lr = 0.05f, .momentum = 0.9f };
+    ck_assert_int_eq(model_train(m, x, y, NULL, N, 3, B, &c, NULL, 7, &st), 0);
+    ck_assert_int_eq(st.examples, N);
+    model_evaluate(m, tx, ty, NULL, NT, &after);
+    ck_assert_int_eq(after.examples, NT);
+    ck_assert_double_lt(before.accuracy, 0.3);
+    ck_assert_double_gt(after.accuracy, 0.95);
+    ck_assert_double_lt(after.loss, before.loss);
+    ck_assert_double_gt(st.accuracy, 0.5);
+    /* evaluate through an index list: the odd samples only */
+    int idx[NT / 2];
+    for (int i = 0; i < NT / 2; i++) idx[i] = 2 * i + 1;
+    model_evaluate(m, tx, ty, idx, NT / 2, &st);
+    ck_assert_int_eq(st.examples, NT / 2);
+    ck_assert_double_gt(st.accuracy, 0.9);
+    free(x);
+    free(tx);
+    model_free(m);
+}
+END_TEST
+
+START_TEST(test_train_determinism_and_args)
+{
+    enum { N = 25, B = 10 };
+    float *x = malloc(N * MODEL_PIXELS * sizeof *x);
+    uint8_t y[N];
+    int idx[N];
+    rng r;
+    rng_seed(&r, 12);
+    random_batch(&r, x, y, N);
+    for (int i = 0; i < N; i++) idx[N - 1 - i] = i;
+    model *a = new_model(8, 1, B, 2), *b = new_model(8, 1, B, 2), *c = new_model(8, 1, B, 2);
+    const sgd_config cfg = { .lr = 0.01f, .momentum = 0.5f, .weight_decay = 1e-4f, .prox_mu = 0.1f };
+    float *ref = malloc(model_table(a)->total * sizeof *ref);
+    memcpy(ref, model_params(a), model_table(a)->total * sizeof *ref);
+    model_stats st;
+    ck_assert_int_eq(model_train(a, x, y, idx, N, 2, B, &cfg, ref, 3, &st), 0);
+    ck_assert_int_eq(st.examples, N); /* the partial last batch counts */
+    ck_assert(isfinite(st.loss) && st.loss > 0);
+    ck_assert_int_eq(model_train(b, x, y, idx, N, 2, B, &cfg, ref, 3, &st), 0);
+    ck_assert_int_eq(model_train(c, x, y, idx, N, 2, B, &cfg, ref, 4, &st), 0);
+    const size_t bytes = model_table(a)->total * sizeof(float);
+    ck_assert_int_eq(memcmp(model_params(a), model_params(b), bytes), 0);
+    ck_assert_int_ne(memcmp(model_params(a), model_params(c), bytes), 0);
+    ck_assert_int_eq(model_train(a, x, y, idx, N, 1, 0, &cfg, NULL, 3, &st), -EINVAL);
+    ck_assert_int_eq(model_train(a, x, y, idx, N, 1, B + 1, &cfg, NULL, 3, &st), -EINVAL);
+    /* no samples, no change */
+    memcpy(ref, model_params(a), bytes);
+    ck_assert_int_eq(model_train(a, x, y, idx, 0, 1, B, &cfg, NULL, 3, &st), 0);
+    ck_assert_int_eq(memcmp(model_params(a), ref, bytes), 0);
+    free(ref);
+    free(x);
+    model_free(a);
+    model_free(b);
+    model_free(c);
+}
+END_TEST
+
+START_TEST(test_new_and_macs)
+{
+    param_table t = table(8, 1), ng = table(8, 0);
+    ck_assert_ptr_null(model_new(&t, 0));
+    ck_assert_ptr_null(model_new(&t, MODEL_MAX_BATCH + 1));
+    model_free(NULL);
+    model *m = model_new(&t, MODEL_MAX_BATCH);
+    ck_assert_ptr_nonnull(m);
+    ck_assert_uint_eq(model_table(m)->hash, t.hash);
+    model_free(m);
+    /* conv1 800*576 + conv2 51200*64 + fc1 1024*512 + fc 512*10 */
+    ck_assert_int_eq(model_macs(&t, 0), 4267008);
+    /* + se1 2*128 + 32*576, se2 2*512 + 64*64, se3 2*32768 + 512 */
+    ck_assert_int_eq(model_macs(&t, 1), 4267008 + 18688 + 5120 + 66048);
+    ck_assert_int_eq(model_macs(&ng, 1), 4267008 + 18688 + 5120);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("model");
+    TCase *tc = tcase_create("model");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_init);
+    tcase_add_test(tc, test_grad_backbone);
+    tcase_add_test(tc, test_grad_se);
+    tcase_add_test(tc, test_grad_head);
+    tcase_add_test(tc, test_grad_no_gate_r4);
+    tcase_add_test(tc, test_chunks);
+    tcase_add_test(tc, test_train_synthetic);
+    tcase_add_test(tc, test_train_determinism_and_args);
+    tcase_add_test(tc, test_new_and_macs);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
