@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# fl_resume: kill -9 the coordinator in the middle of round 3 (its clients
+# are training), restart it on the same server.db and port: it resumes after
+# round 2 with a byte-identical model, the clients reconnect by themselves,
+# and the run goes on to round 4 with every process exiting 0.
+cd "$(dirname "$0")/../.." || exit 1
+source tests/lib.sh
+sefl_need_fmnist || exit 0
+
+T=$(mktemp -d /tmp/fl_resume.XXXXXX)
+cleanup() {
+    sefl_stop "$SEFL_SERVER_PID" "${SEFL_CLIENT_PIDS[@]}"
+    if [ "$SEFL_FAILED" != 0 ]; then tail -n 12 "$T"/*.log; fi
+    rm -rf "$T"
+}
+trap cleanup EXIT
+"$BIN/sefl-certs" init --dir "$T/certs" --clients 3 >/dev/null 2>&1
+
+args=(--certs "$T/certs" --db "$T/server.db" --rounds 4 --clients-per-round 3 --min-clients 3
+      --round-timeout 60 --eval-every 0 --lr 0.05 --batch 32 --heartbeat 2)
+sefl_start_server "$T/first.log" 127.0.0.1:0 "${args[@]}" || exit 1
+port=$SEFL_PORT
+first=$SEFL_SERVER_PID
+for i in 0 1 2; do sefl_start_client "$T" "$i" 3 "$port" --max-samples 600; done
+
+sefl_wait_log "$T/first.log" 'INFO round 3 started' 90
+kill -9 "$first"
+wait "$first" 2>/dev/null
+sefl_check "the coordinator was killed with round 3 in progress (rounds 1, 2 committed)" \
+    [ "$(sefl_sql "$T/server.db" "SELECT group_concat(round) FROM rounds")" = "1,2" ]
+before=$(sefl_sql "$T/server.db" "SELECT checksum || ' ' || hex(params) FROM models WHERE round = 2" | md5sum)
+sum2=$(sefl_sql "$T/server.db" "SELECT checksum FROM models WHERE round = 2")
+
+sefl_start_server "$T/second.log" "127.0.0.1:$port" "${args[@]}"
+sefl_check "the coordinator restarts on the same port and database" [ $? = 0 ]
+sefl_check "it resumes after round 2 with the stored model (checksum $sum2)" \
+    grep -q "resuming after round 2 .*checksum $sum2" "$T/second.log"
+sefl_wait_exit "$SEFL_SERVER_PID" 120
+sefl_check "the restarted coordinator finishes round 4 and exits 0" [ $? = 0 ]
+rc=0
+for pid in "${SEFL_CLIENT_PIDS[@]}"; do sefl_wait_exit "$pid" 30 || rc=1; done
+sefl_check "every client reconnected, carried on and exited 0" [ $rc = 0 ]
+sefl_check "all processes exited and the port is free" \
+    sefl_all_gone "$port" "$first" "$SEFL_SERVER_PID" "${SEFL_CLIENT_PIDS[@]}"
+
+after=$(sefl_sql "$T/server.db" "SELECT checksum || ' ' || hex(params) FROM models WHERE round = 2" | md5sum)
+sefl_check "the model of round 2 is byte-identical before and after the restart" [ "$before" = "$after" ]
+sefl_check "rounds 1..4 committed once each, all with 3 clients" \
+    [ "$(sefl_sql "$T/server.db" "SELECT group_concat(round || ':' || clients) FROM rounds")" = "1:3,2:3,3:3,4:3" ]
+sefl_check "round 3 was committed by the restarted coordinator" \
+    grep -q "round 3 committed: clients 3" "$T/second.log"
+sefl_check "the clients were welcomed again at round 2" \
+    [ "$(grep -c 'welcomed: round 2' "$T"/c[012].log | awk -F: '{ s += $2 } END { print s }')" -ge 3 ]
+
+sefl_summary
