@@ -24,6 +24,7 @@
 static char base_dir[64];
 static char certs_dir[128];   /* the project: ca, server, clients/client-0000, clients/expired */
 static char other_dir[128];   /* a foreign project with its own CA and client-0000 */
+static param_table table;     /* the default model's, for wire_decode */
 
 /* ---- a test server ---------------------------------------------------- */
 
@@ -104,6 +105,8 @@ typedef struct {
     char suite[96];
     int send_rc[4];              /* conn_send results, first four */
     size_t outq;                 /* conn_outq_bytes right after those sends */
+    int reply_case;              /* of the last frame, decoded as an Envelope */
+    uint32_t reply_code;         /* its Error.code */
 } client;
 
 static void cli_on_open(conn *c)
@@ -126,6 +129,14 @@ static void cli_on_frame(conn *c, const uint8_t *p, size_t n)
     client *k = conn_user(c);
     k->frames++;
     if (n == k->len && memcmp(p, k->msg, n) == 0) k->echoed++;
+    Sefl__Envelope *e;
+    uint32_t code;
+    char err[SEFL_ERRLEN];
+    if (wire_decode(p, n, &table, 2 * n + 4096, &e, &code, err) == 0) {
+        k->reply_case = e->msg_case;
+        if (e->msg_case == SEFL__ENVELOPE__MSG_ERROR) k->reply_code = e->error->code;
+        wire_free(e);
+    }
     if (k->frames == k->nsend) conn_close(c, "done");
 }
 
@@ -502,6 +513,176 @@ START_TEST(test_length_prefix_over_limit)
 }
 END_TEST
 
+/* ---- tests: bad messages over a real connection ------------------------ */
+
+/* The tiny protocol server: validates every frame with wire_decode; a bad
+ * one gets an Error and the connection is closed (the reason is the error),
+ * a good one gets a Heartbeat reply. */
+static void wire_handler(server *s, conn *c, const uint8_t *p, size_t n)
+{
+    Sefl__Envelope *e;
+    uint32_t code;
+    char err[SEFL_ERRLEN];
+    uint8_t *frame;
+    size_t len;
+    if (wire_decode(p, n, &table, 2 * n + 4096, &e, &code, err) < 0) {
+        ck_assert_int_eq(wire_encode_error(code, err, &frame, &len), 0);
+        ck_assert_int_eq(conn_send_frame(c, frame, len), 0);
+        free(frame);
+        conn_close(c, err);
+        return;
+    }
+    wire_free(e);
+    Sefl__Heartbeat hb = SEFL__HEARTBEAT__INIT;
+    hb.nonce = 7;
+    hb.reply = 1;
+    Sefl__Envelope r = SEFL__ENVELOPE__INIT;
+    r.msg_case = SEFL__ENVELOPE__MSG_HEARTBEAT;
+    r.heartbeat = &hb;
+    ck_assert_int_eq(wire_encode(&r, &frame, &len), 0);
+    ck_assert_int_eq(conn_send_frame(c, frame, len), 0);
+    free(frame);
+}
+
+static size_t pack(Sefl__Envelope *e, uint8_t **out)
+{
+    size_t n = sefl__envelope__get_packed_size(e);
+    *out = malloc(n + 1);
+    ck_assert_uint_eq(sefl__envelope__pack(e, *out), n);
+    return n;
+}
+
+/* A valid Heartbeat is answered; the server is still serving. */
+static void wire_good_round(server *s)
+{
+    Sefl__Heartbeat hb = SEFL__HEARTBEAT__INIT;
+    Sefl__Envelope e = SEFL__ENVELOPE__INIT;
+    e.version = WIRE_VERSION;
+    e.msg_case = SEFL__ENVELOPE__MSG_HEARTBEAT;
+    e.heartbeat = &hb;
+    uint8_t *msg;
+    size_t n = pack(&e, &msg);
+    client k = { .msg = msg, .len = n, .nsend = 1 };
+    tls_ctx *t = client_tls(certs_dir, "client-0000", "localhost");
+    client_run(s, &k, t, NULL);
+    tls_ctx_free(t);
+    free(msg);
+    ck_assert_int_eq(k.reply_case, SEFL__ENVELOPE__MSG_HEARTBEAT);
+    ck_assert_int_eq(k.status, 0);
+}
+
+/* Sends one payload; expects an Error with code and the server's close
+ * reason to contain what. */
+static void wire_bad_round(const uint8_t *msg, size_t n, uint32_t code, const char *what)
+{
+    server s;
+    server_start(&s, NULL);
+    s.on_frame = wire_handler;
+    client k = { .msg = msg, .len = n, .nsend = 1 };
+    tls_ctx *t = client_tls(certs_dir, "client-0000", "localhost");
+    client_run(&s, &k, t, NULL);
+    tls_ctx_free(t);
+    ck_assert_int_eq(k.opened, 1);
+    ck_assert_int_eq(k.reply_case, SEFL__ENVELOPE__MSG_ERROR);
+    ck_assert_uint_eq(k.reply_code, code);
+    ck_assert_int_eq(s.last_status, 0);
+    ck_assert_msg(strstr(s.last_reason, what), "reason: %s", s.last_reason);
+    wire_good_round(&s);
+    server_stop(&s);
+}
+
+enum { BAD_SHAPE, BAD_NAN, BAD_BYTES };
+
+/* An Update with one tensor (the table's smallest) spoiled as asked. */
+static size_t pack_bad_update(int how, uint8_t **out)
+{
+    const param_info *p = &table.p[0];
+    for (int i = 1; i < table.n; i++)
+        if (table.p[i].size < p->size) p = &table.p[i];
+    float *vals = calloc(p->size, sizeof(float));   /* (p->size) */
+    uint32_t shape[PARAM_MAX_DIMS];
+    for (int i = 0; i < p->ndim; i++) shape[i] = (uint32_t)p->shape[i];
+    Sefl__Tensor x = SEFL__TENSOR__INIT;
+    x.name = (char *)p->name;
+    x.n_shape = (size_t)p->ndim;
+    x.shape = shape;
+    x.encoding = SEFL__ENCODING__F32;
+    x.data.data = (uint8_t *)vals;
+    x.data.len = p->size * sizeof(float);
+    if (how == BAD_SHAPE) shape[0] += 1;
+    if (how == BAD_NAN) vals[p->size - 1] = NAN;
+    if (how == BAD_BYTES) x.data.len -= sizeof(float);
+    Sefl__Tensor *xs[1] = { &x };
+    Sefl__Update u = SEFL__UPDATE__INIT;
+    u.round = 1;
+    u.examples = 10;
+    u.n_tensors = 1;
+    u.tensors = xs;
+    Sefl__Envelope e = SEFL__ENVELOPE__INIT;
+    e.version = WIRE_VERSION;
+    e.msg_case = SEFL__ENVELOPE__MSG_UPDATE;
+    e.update = &u;
+    size_t n = pack(&e, out);
+    free(vals);
+    return n;
+}
+
+START_TEST(test_wire_malformed_protobuf)
+{
+    static const uint8_t junk[] = { 0xff, 0xff, 0xff, 0xff, 0x0f, 0x12 };
+    wire_bad_round(junk, sizeof junk, WIRE_ERR_MALFORMED, "not a valid sefl Envelope");
+}
+END_TEST
+
+START_TEST(test_wire_unknown_oneof)
+{
+    /* version = 1, then field 15 (not in the oneof) as a varint. */
+    static const uint8_t unknown[] = { 0x08, 0x01, 0x78, 0x01 };
+    wire_bad_round(unknown, sizeof unknown, WIRE_ERR_MALFORMED, "no message this side knows");
+}
+END_TEST
+
+START_TEST(test_wire_wrong_version)
+{
+    Sefl__Heartbeat hb = SEFL__HEARTBEAT__INIT;
+    Sefl__Envelope e = SEFL__ENVELOPE__INIT;
+    e.version = WIRE_VERSION + 1;
+    e.msg_case = SEFL__ENVELOPE__MSG_HEARTBEAT;
+    e.heartbeat = &hb;
+    uint8_t *msg;
+    size_t n = pack(&e, &msg);
+    wire_bad_round(msg, n, WIRE_ERR_VERSION, "protocol version 2");
+    free(msg);
+}
+END_TEST
+
+START_TEST(test_wire_tensor_wrong_shape)
+{
+    uint8_t *msg;
+    size_t n = pack_bad_update(BAD_SHAPE, &msg);
+    wire_bad_round(msg, n, WIRE_ERR_TENSOR, "in dimension 0");
+    free(msg);
+}
+END_TEST
+
+START_TEST(test_wire_tensor_nan)
+{
+    uint8_t *msg;
+    size_t n = pack_bad_update(BAD_NAN, &msg);
+    wire_bad_round(msg, n, WIRE_ERR_TENSOR, "not finite");
+    free(msg);
+}
+END_TEST
+
+START_TEST(test_wire_tensor_byte_length)
+{
+    uint8_t *msg;
+    size_t n = pack_bad_update(BAD_BYTES, &msg);
+    wire_bad_round(msg, n, WIRE_ERR_TENSOR, "its shape and encoding need");
+    free(msg);
+}
+END_TEST
+
 /* ---- tests: the API's edges ------------------------------------------- */
 
 START_TEST(test_output_queue_bound)
@@ -714,6 +895,16 @@ static Suite *conn_suite(void)
     tcase_add_test(tc, test_length_prefix_over_limit);
     suite_add_tcase(s, tc);
 
+    tc = tcase_create("wire");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_wire_malformed_protobuf);
+    tcase_add_test(tc, test_wire_unknown_oneof);
+    tcase_add_test(tc, test_wire_wrong_version);
+    tcase_add_test(tc, test_wire_tensor_wrong_shape);
+    tcase_add_test(tc, test_wire_tensor_nan);
+    tcase_add_test(tc, test_wire_tensor_byte_length);
+    suite_add_tcase(s, tc);
+
     tc = tcase_create("api");
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_output_queue_bound);
@@ -732,6 +923,11 @@ static Suite *conn_suite(void)
 
 int main(void)
 {
+    char err[SEFL_ERRLEN];
+    if (params_build_cnn_se(&table, 8, 1, err) < 0) {
+        fprintf(stderr, "check_conn: %s\n", err);
+        return 1;
+    }
     make_certs();
     SRunner *sr = srunner_create(conn_suite());
     srunner_run_all(sr, CK_NORMAL);
