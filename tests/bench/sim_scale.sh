@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# sim_scale: what the system costs on top of training, with many simulated
+# clients on one machine. Runs a coordinator and one sefl-sim with CLIENTS
+# clients (default 200, pat:2, all selected each round, ROUNDS rounds of one
+# local epoch with batch 10, one evaluation round after the last), records
+# the peak RSS of both processes (VmHWM from /proc, sampled every 0.2 s while
+# they run), then runs the single-thread trainer benchmark
+# `sefl-bench train --batch 10 --samples 6000`, and prints `name value` lines:
+#   sim_peak_rss_mib, server_peak_rss_mib   peak resident memory
+#   sim_run_rss_max_mib                     sefl-sim's largest sampled VmRSS once
+#                                           the dataset is loaded and partitioned
+#                                           (the peak above is the loading's)
+#   sim_train_samples, sim_seconds          samples trained (examples x epochs)
+#                                           and sefl-sim's wall time, connect to exit
+#   sim_samples_per_s                       the two divided
+#   round_seconds_mean, coord_seconds_mean  from server.db: wall time of a round,
+#                                           and the coordinator's own part of it
+#   bench_train_samples_per_s               the trainer alone, one thread
+#   system_efficiency                       sim_samples_per_s / (threads x bench)
+# Not part of `make check` (about two minutes on 2 cores).
+# Environment: CLIENTS, ROUNDS, PER_ROUND (clients per round, default all),
+# PARTITION, THREADS (default: cores), MAX_SAMPLES (default: no cap).
+set -u
+cd "$(dirname "$0")/../.."
+. tests/lib.sh
+
+CLIENTS=${CLIENTS:-200}
+ROUNDS=${ROUNDS:-2}
+PER_ROUND=${PER_ROUND:-$CLIENTS}
+PARTITION=${PARTITION:-pat:2}
+THREADS=${THREADS:-$(nproc)}
+MAX_SAMPLES=${MAX_SAMPLES:-}
+
+for b in sefl-certs sefl-server sefl-sim sefl-bench; do
+    [ -x "$BIN/$b" ] || { echo "sim_scale: $BIN/$b is not built (make)"; exit 1; }
+done
+W=$(mktemp -d /tmp/sefl-sim-scale.XXXXXX)
+SERVER= SIM=
+cleanup() { sefl_stop "$SERVER" "$SIM"; rm -rf "$W"; }
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
+
+"$BIN/sefl-certs" init --dir "$W/certs" --clients "$CLIENTS" >"$W/certs.log" 2>&1 ||
+    { cat "$W/certs.log"; exit 1; }
+"$BIN/sefl-server" --listen 127.0.0.1:0 --certs "$W/certs" --db "$W/server.db" --rounds "$ROUNDS" \
+    --clients-per-round "$PER_ROUND" --min-clients "$PER_ROUND" --over-select 1 --eval-every 0 \
+    --round-timeout 900 --epochs 1 --batch 10 --lr 0.005 --seed 1 >"$W/server.log" 2>&1 &
+SERVER=$!
+PORT=$(sefl_wait_port "$W/server.log" "$SERVER" 30) || { tail "$W/server.log"; exit 1; }
+"$BIN/sefl-sim" --server "127.0.0.1:$PORT" --certs "$W/certs" --clients "$CLIENTS" \
+    --partition "$PARTITION" --seed 1 --state "$W/state" --threads "$THREADS" \
+    ${MAX_SAMPLES:+--max-samples "$MAX_SAMPLES"} >"$W/sim.log" 2>&1 &
+SIM=$!
+
+sim_hwm=0 server_hwm=0 sim_run=0
+while kill -0 "$SIM" 2>/dev/null || kill -0 "$SERVER" 2>/dev/null; do
+    if grep -q "sefl-sim: clients" "$W/sim.log"; then
+        v=$(rss_kib "$SIM"); [ -n "$v" ] && [ "$v" -gt "$sim_run" ] && sim_run=$v
+    fi
+    v=$(hwm_kib "$SIM"); [ -n "$v" ] && [ "$v" -gt "$sim_hwm" ] && sim_hwm=$v
+    v=$(hwm_kib "$SERVER"); [ -n "$v" ] && [ "$v" -gt "$server_hwm" ] && server_hwm=$v
+    sleep 0.2
+done
+sefl_wait_exit "$SERVER" 5 || { tail "$W/server.log"; echo "sim_scale: the coordinator failed"; exit 1; }
+SERVER=
+sefl_wait_exit "$SIM" 5 || { tail "$W/sim.log"; echo "sim_scale: sefl-sim failed"; exit 1; }
+SIM=
+grep -E "INFO (round [0-9]+:|all )" "$W/sim.log"
+grep -E "committed" "$W/server.log"
+
+# "all N clients finished (0 failed): X samples trained in T s, Y samples/s"
+line=$(grep "clients finished" "$W/sim.log")
+samples=$(echo "$line" | sed -n 's/.*: \([0-9]*\) samples trained in \([0-9.]*\) s.*/\1/p')
+seconds=$(echo "$line" | sed -n 's/.*: \([0-9]*\) samples trained in \([0-9.]*\) s.*/\2/p')
+rounds=$(sqlite3 "$W/server.db" "SELECT printf('%.2f %.3f', AVG(seconds), AVG(coord_seconds)) FROM rounds")
+
+"$BIN/sefl-bench" train --batch 10 --samples 6000 >"$W/bench.log" 2>&1 ||
+    { cat "$W/bench.log"; echo "sim_scale: sefl-bench failed"; exit 1; }
+bench=$(sefl_value "$W/bench.log" train_samples_per_s)
+
+echo "clients $CLIENTS"
+echo "clients_per_round $PER_ROUND"
+echo "rounds $ROUNDS"
+echo "threads $THREADS"
+echo "sim_peak_rss_mib $((sim_hwm / 1024))"
+echo "server_peak_rss_mib $((server_hwm / 1024))"
+echo "sim_run_rss_max_mib $((sim_run / 1024))"
+echo "sim_train_samples $samples"
+echo "sim_seconds $seconds"
+awk -v s="$samples" -v t="$seconds" 'BEGIN { printf "sim_samples_per_s %.1f\n", s / t }'
+echo "round_seconds_mean ${rounds% *}"
+echo "coord_seconds_mean ${rounds#* }"
+echo "bench_train_samples_per_s $bench"
+awk -v s="$samples" -v t="$seconds" -v b="$bench" -v n="$THREADS" \
+    'BEGIN { printf "system_efficiency %.3f\n", (s / t) / (n * b) }'
