@@ -178,7 +178,8 @@ END_TEST
 
 /* ---- 2x2 max-pool ---- */
 
-enum { MP = 3, MH = 4, MW = 6 };
+/* OW = 6: one four-window vector step and two single windows per row */
+enum { MP = 3, MH = 4, MW = 12 };
 #define MN ((long)MP * MH * MW)
 #define MON ((long)MP * (MH / 2) * (MW / 2))
 static float *mx, *my, *mg;
@@ -213,13 +214,19 @@ START_TEST(test_maxpool2)
     float *dx = rnd(MN, 5, 6); /* every element must be overwritten */
     maxpool2_backward(mg, marg, dx, MP, MH, MW);
     ck_assert_int_eq(fd_check("pool.x", pool_loss, mx, dx, MN, 1e-3f), 0);
-    /* ties go to the first of the window, and only to it */
-    float tie[4] = { 1, 1, 1, 1 }, ty, tdx[4], one = 1.0f;
-    uint8_t ta;
-    maxpool2_forward(tie, &ty, &ta, 1, 2, 2);
-    maxpool2_backward(&one, &ta, tdx, 1, 2, 2);
-    ck_assert_float_eq(tdx[0], 1.0f);
-    ck_assert_float_eq(tdx[1] + tdx[2] + tdx[3], 0.0f);
+    /* ties go to the first of the window, and only to it: windows of one
+     * to four equal maxima, in the vector and in the single-window path */
+    static const float tie[2][10] = { { 1, 1, 0, 1, 0, 0, 1, 1, 1, 1 },
+                                      { 1, 1, 1, 1, 1, 0, 0, 1, 0, 0 } };
+    static const float want[2][10] = { { 1, 0, 0, 1, 0, 0, 1, 0, 1, 0 },
+                                       { 0, 0, 0, 0, 1, 0, 0, 0, 0, 0 } };
+    float ty[5], tdx[2][10], ones[5] = { 1, 1, 1, 1, 1 };
+    uint8_t ta[5];
+    maxpool2_forward(&tie[0][0], ty, ta, 1, 2, 10);
+    maxpool2_backward(ones, ta, &tdx[0][0], 1, 2, 10);
+    for (int i = 0; i < 5; i++) ck_assert_float_eq(ty[i], 1.0f);
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 10; j++) ck_assert_float_eq(tdx[i][j], want[i][j]);
     free(perm);
     free(dx);
     free(mx);
