@@ -1,0 +1,489 @@
+/* check_session: a client session (client/session.c with its trainer and
+ * pstore) against a scripted coordinator on loopback, over real mutual TLS
+ * with certificates made by build/bin/sefl-certs.
+ *
+ * The fake coordinator plays one script per test: the whole conversation
+ * (Welcome, Heartbeat, TrainTask, EvalTask, Bye "done"), a Bye "shutdown"
+ * that must bring the client back, a model mismatch that must end it, a
+ * message other than Welcome first that must be refused, and the test-only switches
+ * (SEFL_FAULT, SEFL_TAP_DIR) that other suites rely on. Each test ends with
+ * every handle closed and uv_loop_close() == 0.
+ */
+#include <check.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "conn.h"
+#include "log.h"
+#include "model.h"
+#include "params.h"
+#include "pstore.h"
+#include "rng.h"
+#include "session.h"
+#include "tls.h"
+#include "trainer.h"
+#include "wire.h"
+
+#define N_TRAIN 30
+#define N_TEST 10
+#define INIT_SEED 42
+
+static char base_dir[64];
+static char certs_dir[128];
+static param_table table;
+static float images[(N_TRAIN + N_TEST) * MODEL_PIXELS];   /* (40, 784) */
+static uint8_t labels[N_TRAIN + N_TEST];
+
+enum { SCRIPT_FULL, SCRIPT_SHUTDOWN, SCRIPT_MODEL_MISMATCH, SCRIPT_EARLY_MESSAGE };
+
+typedef struct {
+    uv_loop_t loop;
+    tls_ctx *tls;
+    conn_listener *l;
+    char addr[32];
+    int script;
+    float *global;              /* (table.total) the "global model" sent */
+    trainer *tr;
+    session *s;
+    char db[160];
+    /* What the fake coordinator saw. */
+    int conns, hellos, hb_replies, updates, reports;
+    uint32_t hello_train, hello_test;
+    uint32_t update_round, update_examples, report_examples, report_round;
+    int update_tensors, update_se, update_changed;
+    uint32_t update_code;       /* WIRE_ERR_* of an Update that failed to decode */
+    uint32_t client_error;      /* Error.code the client sent */
+    /* What the session reported. */
+    int finished, fin_status, welcomed, disconnected;
+} fake;
+
+static void fake_send(conn *c, Sefl__Envelope *e)
+{
+    uint8_t *frame = NULL;
+    size_t len = 0;
+    ck_assert_int_eq(wire_encode(e, &frame, &len), 0);
+    ck_assert_int_eq(conn_send_frame(c, frame, len), 0);
+    free(frame);
+}
+
+static void fake_welcome(fake *f, conn *c)
+{
+    Sefl__ModelSpec spec = SEFL__MODEL_SPEC__INIT;
+    Sefl__Welcome w = SEFL__WELCOME__INIT;
+    Sefl__Envelope e = SEFL__ENVELOPE__INIT;
+    wire_spec_from_table(&table, &spec);
+    w.spec = &spec;
+    w.client_id = "client-0000";
+    w.private_groups = "se";
+    w.heartbeat_seconds = 1;
+    w.init_seed = INIT_SEED;
+    e.msg_case = SEFL__ENVELOPE__MSG_WELCOME;
+    e.welcome = &w;
+    fake_send(c, &e);
+    conn_set_authenticated(c);
+}
+
+static void fake_bye(conn *c, const char *reason)
+{
+    Sefl__Bye b = SEFL__BYE__INIT;
+    Sefl__Envelope e = SEFL__ENVELOPE__INIT;
+    b.reason = (char *)reason;
+    e.msg_case = SEFL__ENVELOPE__MSG_BYE;
+    e.bye = &b;
+    fake_send(c, &e);
+}
+
+static void fake_task(fake *f, conn *c, int train)
+{
+    wire_tensors wt;
+    Sefl__TrainTask t = SEFL__TRAIN_TASK__INIT;
+    Sefl__EvalTask v = SEFL__EVAL_TASK__INIT;
+    Sefl__Envelope e = SEFL__ENVELOPE__INIT;
+    ck_assert_int_eq(wire_tensors_build(&table, params_shared(PARAM_SE), f->global, &wt), 0);
+    if (train) {
+        t.round = 1;
+        t.tensors = wt.v;
+        t.n_tensors = wt.n;
+        t.lr = 0.05f;
+        t.batch = 10;
+        t.epochs = 1;
+        t.seed = 9;
+        t.private_groups = "se";
+        e.msg_case = SEFL__ENVELOPE__MSG_TRAIN_TASK;
+        e.train_task = &t;
+    } else {
+        v.round = 1;
+        v.tensors = wt.v;
+        v.n_tensors = wt.n;
+        v.private_groups = "se";
+        e.msg_case = SEFL__ENVELOPE__MSG_EVAL_TASK;
+        e.eval_task = &v;
+    }
+    fake_send(c, &e);
+    wire_tensors_release(&wt);
+}
+
+static void fake_heartbeat(conn *c)
+{
+    Sefl__Heartbeat h = SEFL__HEARTBEAT__INIT;
+    Sefl__Envelope e = SEFL__ENVELOPE__INIT;
+    h.nonce = 7;
+    e.msg_case = SEFL__ENVELOPE__MSG_HEARTBEAT;
+    e.heartbeat = &h;
+    fake_send(c, &e);
+}
+
+static void fake_on_hello(fake *f, conn *c, const Sefl__Hello *h)
+{
+    f->hellos++;
+    f->hello_train = h->train_examples;
+    f->hello_test = h->test_examples;
+    switch (f->script) {
+    case SCRIPT_FULL:
+        fake_welcome(f, c);
+        fake_heartbeat(c);
+        fake_task(f, c, 1);
+        break;
+    case SCRIPT_SHUTDOWN:
+        fake_welcome(f, c);
+        if (f->conns == 1) {
+            fake_bye(c, "shutdown");
+            conn_close(c, "shutdown");
+        } else {
+            fake_bye(c, "done");
+        }
+        break;
+    case SCRIPT_MODEL_MISMATCH: {
+        uint8_t *frame = NULL;
+        size_t len = 0;
+        ck_assert_int_eq(wire_encode_error(WIRE_ERR_MODEL, "model spec mismatch", &frame, &len), 0);
+        ck_assert_int_eq(conn_send_frame(c, frame, len), 0);
+        free(frame);
+        conn_close(c, "model mismatch");
+        break;
+    }
+    case SCRIPT_EARLY_MESSAGE:
+        if (f->conns == 1) {
+            fake_heartbeat(c);
+        } else {
+            fake_welcome(f, c);
+            fake_bye(c, "done");
+        }
+        break;
+    }
+}
+
+static void fake_on_update(fake *f, conn *c, const Sefl__Update *u)
+{
+    f->updates++;
+    f->update_round = u->round;
+    f->update_examples = u->examples;
+    f->update_tensors = (int)u->n_tensors;
+    float *got = calloc(table.total, sizeof *got);
+    char err[SEFL_ERRLEN];
+    for (size_t i = 0; i < u->n_tensors; i++)
+        if (!strncmp(u->tensors[i]->name, "se", 2)) f->update_se++;
+    ck_assert_msg(wire_tensors_apply(&table, params_shared(PARAM_SE), u->tensors, u->n_tensors, got, err) == 0,
+                  "%s", err);
+    f->update_changed = memcmp(got, f->global, table.total * sizeof *got) != 0;
+    free(got);
+    if (f->updates == 1) fake_task(f, c, 0);
+}
+
+static void fake_on_frame(conn *c, const uint8_t *p, size_t n)
+{
+    fake *f = conn_user(c);
+    Sefl__Envelope *e = NULL;
+    uint32_t code = 0;
+    char err[SEFL_ERRLEN];
+    if (wire_decode(p, n, &table, wire_alloc_limit(n), &e, &code, err) < 0) {
+        /* Only the faulty Updates of the SEFL_FAULT tests get here; answer
+         * with the evaluation so that the conversation goes on. */
+        f->update_code = code;
+        f->updates++;
+        if (f->updates == 1) fake_task(f, c, 0);
+        return;
+    }
+    switch (e->msg_case) {
+    case SEFL__ENVELOPE__MSG_HELLO:
+        fake_on_hello(f, c, e->hello);
+        break;
+    case SEFL__ENVELOPE__MSG_HEARTBEAT:
+        ck_assert(e->heartbeat->reply);
+        ck_assert_uint_eq(e->heartbeat->nonce, 7);
+        f->hb_replies++;
+        break;
+    case SEFL__ENVELOPE__MSG_UPDATE:
+        fake_on_update(f, c, e->update);
+        break;
+    case SEFL__ENVELOPE__MSG_EVAL_REPORT:
+        f->reports++;
+        f->report_round = e->eval_report->round;
+        f->report_examples = e->eval_report->examples;
+        fake_bye(c, "done");
+        break;
+    case SEFL__ENVELOPE__MSG_ERROR:
+        f->client_error = e->error->code;
+        break;
+    default:
+        ck_abort_msg("unexpected message %d from the client", e->msg_case);
+    }
+    wire_free(e);
+}
+
+static void fake_on_open(conn *c)
+{
+    fake *f = conn_user(c);
+    f->conns++;
+    ck_assert_str_eq(conn_peer_name(c), "client-0000");
+}
+
+static void fake_on_close(conn *c, int status, const char *reason)
+{
+    (void)c;
+    (void)status;
+    (void)reason;
+}
+
+static void on_session_event(session *s, const session_event *ev)
+{
+    fake *f = session_user(s);
+    if (ev->type == SESSION_WELCOMED) f->welcomed++;
+    if (ev->type == SESSION_DISCONNECTED) f->disconnected++;
+    if (ev->type == SESSION_FINISHED) {
+        f->finished++;
+        f->fin_status = ev->status;
+        conn_listener_close(f->l);
+    }
+}
+
+/* Runs the session against script until both sides are done. */
+static void run_script(fake *f, int script)
+{
+    static const conn_callbacks cb = { fake_on_open, fake_on_frame, fake_on_close };
+    char err[SEFL_ERRLEN];
+    memset(f, 0, sizeof *f);
+    f->script = script;
+    ck_assert_int_eq(uv_loop_init(&f->loop), 0);
+    ck_assert_msg(tls_ctx_new_server(&f->tls, certs_dir, err) == 0, "%s", err);
+    conn_limits lim = conn_limits_default();
+    ck_assert_msg(conn_listen(&f->loop, "127.0.0.1:0", f->tls, &lim, &cb, f, &f->l, err) == 0, "%s", err);
+    snprintf(f->addr, sizeof f->addr, "127.0.0.1:%d", conn_listener_port(f->l));
+    snprintf(f->db, sizeof f->db, "%s/client-0000-%d.db", base_dir, script);
+    remove(f->db);
+
+    model *m = model_new(&table, 1);
+    ck_assert_ptr_nonnull(m);
+    model_init(m, INIT_SEED);
+    f->global = malloc(table.total * sizeof *f->global);
+    memcpy(f->global, model_params(m), table.total * sizeof *f->global);
+    model_free(m);
+
+    ck_assert_msg(trainer_new(&f->loop, &table, 1, &f->tr, err) == 0, "%s", err);
+    session_config cfg = {
+        .server = f->addr, .certs_dir = certs_dir, .name = "client-0000", .db_path = f->db,
+        .data = { images, labels, NULL, N_TRAIN, images + N_TRAIN * MODEL_PIXELS, labels + N_TRAIN,
+                  NULL, N_TEST },
+        .backoff_min_ms = 10, .backoff_max_ms = 40, .jitter_seed = 1,
+        .quiet = 1, .on_event = on_session_event, .user = f,
+    };
+    ck_assert_msg(session_start(&f->loop, f->tr, &cfg, &f->s, err) == 0, "%s", err);
+    ck_assert_int_eq(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
+    ck_assert_int_eq(f->finished, 1);
+    session_free(f->s);
+    trainer_free(f->tr);
+    ck_assert_int_eq(uv_loop_close(&f->loop), 0);
+    tls_ctx_free(f->tls);
+    free(f->global);
+}
+
+START_TEST(test_conversation)
+{
+    fake f;
+    char err[SEFL_ERRLEN];
+    run_script(&f, SCRIPT_FULL);
+    ck_assert_int_eq(f.fin_status, 0);
+    ck_assert_int_eq(f.conns, 1);
+    ck_assert_uint_eq(f.hello_train, N_TRAIN);
+    ck_assert_uint_eq(f.hello_test, N_TEST);
+    ck_assert_int_eq(f.hb_replies, 1);
+    ck_assert_int_eq(f.updates, 1);
+    ck_assert_uint_eq(f.update_round, 1);
+    ck_assert_uint_eq(f.update_examples, N_TRAIN);
+    /* Exactly the shared set came back, trained, and no SE tensor. */
+    int shared = 0;
+    for (int i = 0; i < table.n; i++) shared += params_selected(&table.p[i], params_shared(PARAM_SE));
+    ck_assert_int_eq(f.update_tensors, shared);
+    ck_assert_int_eq(f.update_se, 0);
+    ck_assert(f.update_changed);
+    ck_assert_int_eq(f.reports, 1);
+    ck_assert_uint_eq(f.report_round, 1);
+    ck_assert_uint_eq(f.report_examples, N_TEST);
+
+    /* The private SE tensors of round 1 are in the client's file, trained
+     * away from their initial values. */
+    pstore *ps = NULL;
+    float *w = calloc(table.total, sizeof *w);
+    uint32_t round = 0;
+    ck_assert_msg(pstore_open(f.db, "client-0000", &table, &ps, err) == 0, "%s", err);
+    ck_assert_int_gt(pstore_load(ps, params_private(PARAM_SE), w, &round, err), 0);
+    ck_assert_uint_eq(round, 1);
+    pstore_close(ps);
+    const param_info *p = params_find(&table, "se3.fc2.weight");
+    ck_assert_ptr_nonnull(p);
+    model *m = model_new(&table, 1);
+    model_init(m, INIT_SEED);
+    ck_assert(memcmp(w + p->offset, model_params(m) + p->offset, p->size * sizeof *w) != 0);
+    model_free(m);
+    free(w);
+}
+END_TEST
+
+START_TEST(test_shutdown_reconnects)
+{
+    fake f;
+    run_script(&f, SCRIPT_SHUTDOWN);
+    ck_assert_int_eq(f.fin_status, 0);
+    ck_assert_int_eq(f.conns, 2);
+    ck_assert_int_eq(f.hellos, 2);
+    ck_assert_int_eq(f.welcomed, 2);
+    ck_assert_int_eq(f.disconnected, 1);
+}
+END_TEST
+
+START_TEST(test_model_mismatch_is_fatal)
+{
+    fake f;
+    run_script(&f, SCRIPT_MODEL_MISMATCH);
+    ck_assert_int_lt(f.fin_status, 0);
+    ck_assert_int_eq(f.conns, 1);
+}
+END_TEST
+
+START_TEST(test_message_before_welcome_refused)
+{
+    fake f;
+    run_script(&f, SCRIPT_EARLY_MESSAGE);
+    ck_assert_uint_eq(f.client_error, WIRE_ERR_PROTOCOL);
+    ck_assert_int_eq(f.conns, 2);
+    ck_assert_int_eq(f.fin_status, 0);
+}
+END_TEST
+
+static void run_fault(const char *fault, fake *f)
+{
+    setenv("SEFL_FAULT", fault, 1);
+    run_script(f, SCRIPT_FULL);
+    unsetenv("SEFL_FAULT");
+    ck_assert_int_eq(f->fin_status, 0);
+}
+
+START_TEST(test_fault_switches)
+{
+    fake f;
+    run_fault("stale", &f);
+    ck_assert_int_eq(f.updates, 1);
+    ck_assert_uint_eq(f.update_round, 0);
+    run_fault("duplicate", &f);
+    ck_assert_int_eq(f.updates, 2);
+    ck_assert_uint_eq(f.update_round, 1);
+    run_fault("nan", &f);
+    ck_assert_uint_eq(f.update_code, WIRE_ERR_TENSOR);
+    run_fault("shape", &f);
+    ck_assert_uint_eq(f.update_code, WIRE_ERR_TENSOR);
+}
+END_TEST
+
+START_TEST(test_tap)
+{
+    fake f;
+    char dir[128], path[192];
+    snprintf(dir, sizeof dir, "%s/tap", base_dir);
+    ck_assert_int_eq(uv_fs_mkdir(NULL, &(uv_fs_t){ 0 }, dir, 0700, NULL), 0);
+    setenv("SEFL_TAP_DIR", dir, 1);
+    run_script(&f, SCRIPT_FULL);
+    unsetenv("SEFL_TAP_DIR");
+
+    /* The tap holds every frame sent, length-prefixed as on the wire. */
+    snprintf(path, sizeof path, "%s/client-0000.frames", dir);
+    FILE *in = fopen(path, "rb");
+    ck_assert_ptr_nonnull(in);
+    int cases[8], n = 0;
+    uint8_t hdr[4];
+    while (fread(hdr, 1, 4, in) == 4) {
+        size_t len = (size_t)hdr[0] << 24 | (size_t)hdr[1] << 16 | (size_t)hdr[2] << 8 | hdr[3];
+        uint8_t *buf = malloc(len + 1);
+        ck_assert_uint_eq(fread(buf, 1, len, in), len);
+        Sefl__Envelope *e = NULL;
+        uint32_t code;
+        char err[SEFL_ERRLEN];
+        ck_assert_msg(wire_decode(buf, len, &table, wire_alloc_limit(len), &e, &code, err) == 0, "%s", err);
+        ck_assert_int_lt(n, 8);
+        cases[n++] = e->msg_case;
+        wire_free(e);
+        free(buf);
+    }
+    fclose(in);
+    ck_assert_int_eq(n, 4);
+    ck_assert_int_eq(cases[0], SEFL__ENVELOPE__MSG_HELLO);
+    ck_assert_int_eq(cases[1], SEFL__ENVELOPE__MSG_HEARTBEAT);
+    ck_assert_int_eq(cases[2], SEFL__ENVELOPE__MSG_UPDATE);
+    ck_assert_int_eq(cases[3], SEFL__ENVELOPE__MSG_EVAL_REPORT);
+}
+END_TEST
+
+static void setup_all(void)
+{
+    const char *build = getenv("BUILD") ? getenv("BUILD") : "build";
+    char cmd[512], err[SEFL_ERRLEN];
+    snprintf(base_dir, sizeof base_dir, "/tmp/check_session.XXXXXX");
+    if (!mkdtemp(base_dir)) {
+        perror("mkdtemp");
+        exit(1);
+    }
+    snprintf(certs_dir, sizeof certs_dir, "%s/certs", base_dir);
+    snprintf(cmd, sizeof cmd, "%s/bin/sefl-certs init --dir %s --clients 1 >/dev/null 2>&1", build, certs_dir);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "check_session: setup failed: %s\n", cmd);
+        exit(1);
+    }
+    if (params_build_cnn_se(&table, 8, 1, err) < 0) {
+        fprintf(stderr, "check_session: %s\n", err);
+        exit(1);
+    }
+    rng r;
+    rng_seed(&r, 3);
+    for (size_t i = 0; i < sizeof images / sizeof *images; i++) images[i] = (float)rng_uniform(&r);
+    for (int i = 0; i < N_TRAIN + N_TEST; i++) labels[i] = (uint8_t)(i % MODEL_CLASSES);
+}
+
+int main(void)
+{
+    setup_all();
+    /* One training thread plus one for name resolution, before any loop
+     * uses the pool. */
+    setenv("UV_THREADPOOL_SIZE", "2", 1);
+    log_set_level(LOG_WARN);
+    Suite *s = suite_create("session");
+    TCase *tc = tcase_create("session");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_conversation);
+    tcase_add_test(tc, test_shutdown_reconnects);
+    tcase_add_test(tc, test_model_mismatch_is_fatal);
+    tcase_add_test(tc, test_message_before_welcome_refused);
+    tcase_add_test(tc, test_fault_switches);
+    tcase_add_test(tc, test_tap);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", base_dir);
+    if (system(cmd) != 0) fprintf(stderr, "check_session: could not remove %s\n", base_dir);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
