@@ -366,6 +366,9 @@ static void coord_start_round(coord *co)
     log_info("round %u started: selected %d of %d connected, commit at %d updates or at the "
              "deadline with >= %d (attempt %d, task %zu bytes)",
              round, sent, co->n_ready, co->target, co->cfg.min_clients, co->attempt, len);
+    /* Timers count from the loop's cached time; refresh it so the deadline
+     * is a full round_timeout from now, after the sends above. */
+    uv_update_time(co->loop);
     uv_timer_start(&co->deadline, coord_on_deadline, (uint64_t)(co->cfg.round_timeout * 1000), 0);
     return;
 oom:

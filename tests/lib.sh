@@ -124,6 +124,10 @@ sefl_check() {
         echo "FAIL - $desc"
     fi
 }
+# sefl_not CMD...: true when CMD fails (`!` for sefl_check).
+sefl_not() {
+    ! "$@"
+}
 sefl_summary() {
     echo "$SEFL_PASSED passed, $SEFL_FAILED failed"
     [ "$SEFL_FAILED" = 0 ]

@@ -14,7 +14,7 @@ T=$(mktemp -d /tmp/fl_privacy.XXXXXX)
 cleanup() {
     sefl_stop "$SEFL_SERVER_PID" "${SEFL_CLIENT_PIDS[@]}"
     if [ "$SEFL_FAILED" != 0 ]; then tail -n 8 "$T"/*/*.log; fi
-    rm -rf "$T"
+    [ -n "$SEFL_KEEP" ] || rm -rf "$T"
 }
 trap cleanup EXIT
 "$BIN/sefl-certs" init --dir "$T/certs" --clients 3 >/dev/null 2>&1

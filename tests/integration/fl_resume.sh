@@ -11,7 +11,7 @@ T=$(mktemp -d /tmp/fl_resume.XXXXXX)
 cleanup() {
     sefl_stop "$SEFL_SERVER_PID" "${SEFL_CLIENT_PIDS[@]}"
     if [ "$SEFL_FAILED" != 0 ]; then tail -n 12 "$T"/*.log; fi
-    rm -rf "$T"
+    [ -n "$SEFL_KEEP" ] || rm -rf "$T"
 }
 trap cleanup EXIT
 "$BIN/sefl-certs" init --dir "$T/certs" --clients 3 >/dev/null 2>&1

@@ -14,7 +14,7 @@ T=$(mktemp -d /tmp/fl_rounds.XXXXXX)
 cleanup() {
     sefl_stop "$SEFL_SERVER_PID" "${SEFL_CLIENT_PIDS[@]}"
     if [ "$SEFL_FAILED" != 0 ]; then tail -n 15 "$T"/*.log; fi
-    rm -rf "$T"
+    [ -n "$SEFL_KEEP" ] || rm -rf "$T"
 }
 trap cleanup EXIT
 
