@@ -143,6 +143,21 @@ out:
     return rc;
 }
 
+int pstore_round(pstore *ps, uint32_t *round, char *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = store_prepare(ps->db, "SELECT COALESCE(MAX(round), 0) FROM tensors", &st, err);
+    if (rc < 0) return rc;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        *round = (uint32_t)sqlite3_column_int64(st, 0);
+    } else {
+        err_set(err, "%s: %s", ps->path, sqlite3_errmsg(ps->db));
+        rc = -EIO;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
 static int pstore_history(pstore *ps, const char *kind, const pstore_figures *fig, char *err)
 {
     sqlite3_stmt *st = NULL;

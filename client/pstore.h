@@ -57,6 +57,10 @@ void pstore_close(pstore *ps);   /* accepts NULL */
  * -EINVAL for a tensor the table lacks or a shape that differs, -EIO. */
 int pstore_load(pstore *ps, param_sel sel, float *buf, uint32_t *round, char *err);
 
+/* *round gets the round of the stored set (0 when nothing is stored)
+ * without reading the tensors. Returns 0 or negative with err. */
+int pstore_round(pstore *ps, uint32_t *round, char *err);
+
 /* In one transaction: replaces the stored tensors with the tensors of buf
  * selected by sel, tagged with fig->round, and appends a 'train' history
  * row with fig. On failure nothing changes (the previous set stays).

@@ -29,6 +29,7 @@
 #include "log.h"
 #include "model.h"
 #include "params.h"
+#include "pstore.h"
 #include "rng.h"
 #include "session.h"
 #include "state.h"
@@ -68,7 +69,8 @@ static const char usage[] =
     "Local-only baseline (no coordinator):\n"
     "  --local-only         train each client on its own data alone\n"
     "  --db FILE            where the EvalReports go (server.db schema, kind 'local')\n"
-    "  --rounds R           rounds (each: E epochs, then an evaluation)\n"
+    "  --rounds R           rounds (each: E epochs, then an evaluation); clients\n"
+    "                       whose files hold k rounds go on from round k+1\n"
     "  --epochs E           local epochs per round (default 1)\n"
     "  --batch B            batch size (default 10)\n"
     "  --lr L               learning rate (default 0.005)\n"
@@ -99,6 +101,7 @@ typedef struct {
     trainer_data data;
     session *s;                 /* federated mode */
     trainer_job job;            /* local-only mode */
+    uint32_t resume;            /* local-only: rounds its file already holds */
     int finished;
 } sim_client;
 
@@ -123,6 +126,7 @@ struct sim {
     int tty;
     sim_round cur;
     double total_samples;
+    double train_seconds;       /* summed wall time of the trainings themselves */
     uint64_t start_ns;
     uv_timer_t progress;
     uv_signal_t sig[2];
@@ -287,8 +291,12 @@ static void sim_client_finished(sim *m, sim_client *c, int status)
     if (--m->live > 0) return;
     sim_round_end(m);
     double dt = sim_seconds_since(m->start_ns);
-    log_info("all %d clients finished (%d failed): %.0f samples trained in %.1f s, %.0f samples/s",
-             m->n, m->failed, m->total_samples, dt, dt > 0 ? m->total_samples / dt : 0.0);
+    /* busy: the share of the training threads' time spent training, the
+     * rest being waits for tasks (communication, the coordinator, stragglers). */
+    log_info("all %d clients finished (%d failed): %.0f samples trained in %.1f s, %.0f samples/s, "
+             "training threads busy %.0f%%", m->n, m->failed, m->total_samples, dt,
+             dt > 0 ? m->total_samples / dt : 0.0,
+             dt > 0 ? 100.0 * m->train_seconds / (dt * (double)m->a.threads) : 0.0);
     uv_close((uv_handle_t *)&m->progress, sim_handle_close_cb);
     for (int i = 0; i < 2; i++) uv_close((uv_handle_t *)&m->sig[i], sim_handle_close_cb);
 }
@@ -302,6 +310,7 @@ static void sim_count_done(sim *m, int train, uint32_t round, int epochs, const 
         m->cur.trained++;
         m->cur.samples += s;
         m->total_samples += s;
+        m->train_seconds += st->seconds;
     } else {
         m->cur.evaluated++;
     }
@@ -337,6 +346,12 @@ static void sim_on_signal(uv_signal_t *h, int signum)
         if (m->cl[i].s && !m->cl[i].finished) session_stop(m->cl[i].s);
 }
 
+/* The shuffle seed of a client's local round: distinct per client and round. */
+static uint64_t sim_local_seed(const sim *m, const sim_client *c, uint32_t round)
+{
+    return rng_derive(rng_derive(m->a.seed, (uint64_t)c->id), round);
+}
+
 /* Local-only: one client's job of one round is over; record and go on. */
 static void sim_local_done(trainer_job *j)
 {
@@ -365,7 +380,7 @@ static void sim_local_done(trainer_job *j)
         return;
     }
     j->round++;
-    j->seed = rng_derive(m->a.seed ^ 0x10ca1ULL, (uint64_t)c->id * 1000003u + j->round);
+    j->seed = sim_local_seed(m, c, j->round);
     trainer_submit(m->tr, j);
 }
 
@@ -376,9 +391,31 @@ static void sim_local_signal(uv_signal_t *h, int signum)
     m->stopping = 1;
 }
 
+/* Local-only: reads the round each client's file already holds, so that a
+ * second run with a larger --rounds goes on rather than training again
+ * under round numbers already reported. Any unreadable file stops the run
+ * before a client starts. */
+static int sim_local_prepare(sim *m, char *err)
+{
+    for (int i = 0; i < m->n; i++) {
+        sim_client *c = &m->cl[i];
+        pstore *ps = NULL;
+        int rc = pstore_open(c->db, c->name, &m->table, &ps, err);
+        if (rc == 0) rc = pstore_round(ps, &c->resume, err);
+        pstore_close(ps);
+        if (rc < 0) return rc;
+    }
+    return 0;
+}
+
 static void sim_local_start(sim *m, sim_client *c)
 {
     trainer_job *j = &c->job;
+    if ((long)c->resume >= m->a.rounds) {
+        log_info("%s: already trained %u rounds", c->name, c->resume);
+        sim_client_finished(m, c, 0);
+        return;
+    }
     memset(j, 0, sizeof *j);
     j->train = j->eval = 1;
     j->db_path = c->db;
@@ -386,11 +423,11 @@ static void sim_local_start(sim *m, sim_client *c)
     j->data = &c->data;
     j->init_seed = m->a.init_seed;
     j->private_mask = PARAM_ALL;   /* alone: the whole model is the client's */
-    j->round = 1;
+    j->round = c->resume + 1;
     j->epochs = (int)m->a.epochs;
     j->batch = (int)m->a.batch;
     j->sgd = (sgd_config){ (float)m->a.lr, (float)m->a.momentum, (float)m->a.weight_decay, 0 };
-    j->seed = rng_derive(m->a.seed ^ 0x10ca1ULL, (uint64_t)c->id * 1000003u + 1);
+    j->seed = sim_local_seed(m, c, j->round);
     j->done = sim_local_done;
     j->user = c;
     trainer_submit(m->tr, j);
@@ -485,7 +522,8 @@ int main(int argc, char **argv)
     loop_ok = 1;
     m.loop = &loop;
     if ((rc = trainer_new(&loop, &m.table, (int)m.a.threads, &m.tr, err)) < 0) goto fail;
-    if (m.a.local_only && (rc = sim_open_out(&m, err)) < 0) goto fail;
+    if (m.a.local_only && ((rc = sim_local_prepare(&m, err)) < 0 || (rc = sim_open_out(&m, err)) < 0))
+        goto fail;
 
     m.tty = isatty(2);
     m.start_ns = uv_hrtime();
@@ -517,7 +555,8 @@ int main(int argc, char **argv)
             uv_close((uv_handle_t *)&m.progress, sim_handle_close_cb);
             for (int i = 0; i < 2; i++) uv_close((uv_handle_t *)&m.sig[i], sim_handle_close_cb);
         }
-    } else {
+    } else if (m.live > 0) {
+        /* (With every client already done, their handles are closed.) */
         for (int i = 0; i < 2; i++)
             uv_signal_start(&m.sig[i], m.a.local_only ? sim_local_signal : sim_on_signal, sigs[i]);
         if (m.tty) uv_timer_start(&m.progress, sim_progress_cb, SIM_PROGRESS_MS, SIM_PROGRESS_MS);

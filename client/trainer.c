@@ -170,8 +170,10 @@ static int trainer_train(trainer *tr, trainer_job *j, pstore *ps, model *m)
         }
         memcpy(ref, w, t->total * sizeof *ref);
     }
+    uint64_t t0 = uv_hrtime();
     rc = model_train(m, d->train_x, d->train_y, d->train, d->n_train, j->epochs, j->batch, &j->sgd, ref,
                      j->seed, &j->train_stats);
+    j->train_stats.seconds = (double)(uv_hrtime() - t0) / 1e9;
     free(ref);
     if (rc < 0) {
         err_set(j->err, "training failed: batch %d out of range 1..%d", j->batch, MODEL_MAX_BATCH);

@@ -86,7 +86,7 @@ struct trainer_job {
     /* Outputs. */
     int status;                 /* 0 or a negative error (err says why) */
     char err[SEFL_ERRLEN];
-    model_stats train_stats;
+    model_stats train_stats;    /* the last epoch's figures; seconds: all epochs */
     model_stats eval_stats;
 
     /* Internal. */

@@ -122,6 +122,11 @@ got=$(q "$W/local.db" "SELECT client FROM eval_reports WHERE round = 2 ORDER BY 
 check "local-only: an EvalReport per client" [ "$got" = "$(names 0 $N)" ]
 got=$(q "$W/local.db" "SELECT value FROM meta WHERE key = 'kind'")
 check "local-only: meta kind is 'local'" [ "$got" = local ]
+"$BIN/sefl-sim" --local-only --clients "$N" --partition pat:2 --seed 5 --state "$W/local" \
+    --db "$W/local.db" --rounds 3 --max-samples "$SAMPLES" >"$W/local3.log" 2>&1
+got=$(q "$W/local.db" "SELECT COUNT(*) FROM eval_reports WHERE round = 3"):$(q \
+    "$W/local/client-0002.local.db" "SELECT group_concat(round) FROM history WHERE kind = 'train'")
+check "local-only: --rounds 3 on the same state goes on with round 3 only ($got)" [ "$got" = "$N:1,2,3" ]
 
 # 4. sefl-client: one with a partition share, one with its own IDX files;
 # the coordinator is stopped after round 1 (Bye "shutdown") and restarted
