@@ -84,6 +84,9 @@ START_TEST(test_round_trip)
     ck_assert_int_eq(pstore_open(path, "client-0001", &table, &ps, err), 0);
     ck_assert_int_eq(pstore_load(ps, params_private(PARAM_SE), back, &round, err), 0);
     ck_assert_uint_eq(round, 0);
+    round = 99;
+    ck_assert_int_eq(pstore_round(ps, &round, err), 0);
+    ck_assert_uint_eq(round, 0);
     pstore_close(ps);
 
     commit_round(path, 7, w);
@@ -93,6 +96,9 @@ START_TEST(test_round_trip)
     for (int i = 0; i < table.n; i++) se += params_selected(&table.p[i], params_private(PARAM_SE));
     ck_assert_int_gt(se, 0);
     ck_assert_int_eq(n, se);
+    ck_assert_uint_eq(round, 7);
+    round = 0;
+    ck_assert_int_eq(pstore_round(ps, &round, err), 0);
     ck_assert_uint_eq(round, 7);
     for (int i = 0; i < table.n; i++) {
         const param_info *p = &table.p[i];
