@@ -137,8 +137,12 @@ int report_write_svg(FILE *f, const report *r)
             " font-family=\"sans-serif\" font-size=\"12\">\n"
             "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n", SVG_W, SVG_H, SVG_W, SVG_H);
     fprintf(f, "<text x=\"%d\" y=\"20\" font-size=\"15\" font-weight=\"bold\">Per-client accuracy,"
-            " round %d, %d clients, partition ", SVG_L, a->round, n);
-    xml_text(f, a->meta.partition[0] ? a->meta.partition : "unknown");
+            " round %d, %d clients", SVG_L, a->round, n);
+    /* The coordinator does not know the partition; only a local run does. */
+    if (a->meta.partition[0]) {
+        fputs(", partition ", f);
+        xml_text(f, a->meta.partition);
+    }
     fputs("</text>\n", f);
     draw_axes(f, &ax);
     draw_legend(f, 0, COLOR_OWN, 0, "personalized", a->meta.private_groups, r->s.weighted);
