@@ -128,17 +128,25 @@ static void trainer_model_put(trainer *tr, model *m, int max_batch)
     model_free(m);
 }
 
-/* Loads the client's starting parameters into w: the initialisation, its
- * private tensors from the pstore over it, then the shared tensors of the
- * global model (private ones kept). */
+/* Loads the client's starting parameters into w: its private tensors from
+ * the pstore (the initialisation where it has none yet), then the shared
+ * tensors of the global model (private ones kept). */
 static int trainer_load(trainer *tr, trainer_job *j, pstore *ps, model *m)
 {
     const param_table *t = &tr->table;
     param_sel psel = params_private(j->private_mask);
     float *w = model_params(m);
+    int want = 0;
+    for (int i = 0; i < t->n; i++) want += params_selected(&t->p[i], psel);
 
-    model_init(m, j->init_seed);
     int rc = pstore_load(ps, psel, w, NULL, j->err);
+    if (rc >= 0 && rc < want) {
+        /* A first task (or a new private set): start the missing tensors
+         * from the model's initialisation, keeping those stored. Only then,
+         * as initialising every parameter costs more than loading a few. */
+        model_init(m, j->init_seed);
+        rc = pstore_load(ps, psel, w, NULL, j->err);
+    }
     if (rc < 0 || !j->globals) return rc < 0 ? rc : 0;
 
     /* (params_count(private)) the private tensors, kept across the copy */

@@ -14,9 +14,10 @@
  * sends the same shared set to every client of a round).
  *
  * A job, on its worker thread:
- *   1. model_init(init_seed), then the client's private tensors from its
- *      pstore over it (so a first-time client starts equal to the global
- *      model's initialisation), then the shared tensors from globals;
+ *   1. the client's private tensors from its pstore (those it has none of
+ *      yet from model_init(init_seed), so a first-time client starts equal
+ *      to the global model's initialisation), then the shared tensors from
+ *      globals;
  *   2. train: model_train on the client's train split, then pstore_commit of
  *      the private set with the round, then the job's build hook (which
  *      encodes the Update from the trained parameters);

@@ -436,6 +436,54 @@ START_TEST(test_tap)
 }
 END_TEST
 
+static void eval_done(trainer_job *j)
+{
+    *(int *)j->user = 1;
+}
+
+/* A client's first task starts its private tensors at the global model's
+ * initialisation: evaluating the initial global model on a fresh pstore
+ * gives exactly the initial model's figures. */
+START_TEST(test_first_task_starts_from_init)
+{
+    char err[SEFL_ERRLEN], db[160];
+    uv_loop_t loop;
+    trainer *tr = NULL;
+    trainer_globals *g = NULL;
+    wire_tensors wt;
+    int done = 0;
+    snprintf(db, sizeof db, "%s/first.db", base_dir);
+    remove(db);
+
+    model *m = model_new(&table, 32);
+    ck_assert_ptr_nonnull(m);
+    model_init(m, INIT_SEED);
+    model_stats want;
+    model_evaluate(m, images + N_TRAIN * MODEL_PIXELS, labels + N_TRAIN, NULL, N_TEST, &want);
+
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    ck_assert_msg(trainer_new(&loop, &table, 1, &tr, err) == 0, "%s", err);
+    ck_assert_int_eq(wire_tensors_build(&table, params_shared(PARAM_SE), model_params(m), &wt), 0);
+    ck_assert_msg(trainer_globals_get(tr, PARAM_SE, wt.v, wt.n, &g, err) == 0, "%s", err);
+    wire_tensors_release(&wt);
+    trainer_data data = { images, labels, NULL, N_TRAIN, images + N_TRAIN * MODEL_PIXELS,
+                          labels + N_TRAIN, NULL, N_TEST };
+    trainer_job j = { .eval = 1, .db_path = db, .name = "client-0000", .data = &data,
+                      .init_seed = INIT_SEED, .private_mask = PARAM_SE, .globals = g,
+                      .round = 1, .done = eval_done, .user = &done };
+    trainer_submit(tr, &j);
+    ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    ck_assert_int_eq(done, 1);
+    ck_assert_msg(j.status == 0, "%s", j.err);
+    ck_assert_int_eq(j.eval_stats.examples, N_TEST);
+    ck_assert(j.eval_stats.loss == want.loss);
+    ck_assert(j.eval_stats.accuracy == want.accuracy);
+    trainer_free(tr);
+    ck_assert_int_eq(uv_loop_close(&loop), 0);
+    model_free(m);
+}
+END_TEST
+
 static void setup_all(void)
 {
     const char *build = getenv("BUILD") ? getenv("BUILD") : "build";
@@ -477,6 +525,7 @@ int main(void)
     tcase_add_test(tc, test_message_before_welcome_refused);
     tcase_add_test(tc, test_fault_switches);
     tcase_add_test(tc, test_tap);
+    tcase_add_test(tc, test_first_task_starts_from_init);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
