@@ -1,0 +1,453 @@
+/* check_coord: the coordinator (server/coord.c) against scripted clients
+ * built on conn.c and wire.c, all on one libuv loop over loopback TLS with
+ * certificates from build/bin/sefl-certs.
+ *
+ * The round test checks FedAvg exactly: three selected clients send
+ * updates whose values are known, a fourth (not selected) and the third's
+ * malformed updates (stale and future round, missing tensor, zero and
+ * oversized weight, duplicate) are each answered with Error{REJECTED}, and
+ * the committed model's shared set equals the example-weighted mean of the
+ * three valid updates while its private tensors keep their initial values.
+ * Every test ends with uv_loop_close() == 0.
+ */
+#include <check.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "conn.h"
+#include "coord.h"
+#include "log.h"
+#include "model.h"
+#include "params.h"
+#include "state.h"
+#include "store.h"
+#include "tls.h"
+#include "wire.h"
+
+enum { N_FAKES = 4, N_BAD = 6, SEED = 7 };
+
+static char base_dir[64], certs_dir[128];
+static param_table table;
+
+/* Script of a fake client. */
+enum { ROLE_GOOD, ROLE_BAD, ROLE_LATE, ROLE_SILENT };
+
+typedef struct {
+    int role;
+    char name[32];
+    tls_ctx *tls;
+    conn *c;
+    float value;                /* its update's base value */
+    uint32_t examples;          /* its Hello train_examples and Update weight */
+    uint32_t task_round;        /* round of the TrainTask it got, 0: none */
+    int welcomed, errors, byes, evals, closed, sent;
+    char bye[32];
+    float *buf;                 /* (table.total) its model */
+} fake;
+
+static uv_loop_t loop;
+static coord *co;
+static fake fakes[N_FAKES];
+static int released;            /* the good clients may send */
+static char db_path[160];
+
+static coord_config test_config(void)
+{
+    coord_config c;
+    coord_config_default(&c);
+    c.listen = "127.0.0.1:0";
+    c.certs_dir = certs_dir;
+    c.db_path = db_path;
+    c.rounds = 1;
+    c.clients_per_round = 3;
+    c.min_clients = 3;
+    c.over_select = 1.0;
+    c.round_timeout = 20;
+    c.eval_every = 0;
+    c.seed = SEED;
+    c.heartbeat = 5;
+    return c;
+}
+
+static void fake_send(fake *f, Sefl__Envelope *e)
+{
+    uint8_t *frame;
+    size_t len;
+    ck_assert_int_eq(wire_encode(e, &frame, &len), 0);
+    ck_assert_int_eq(conn_send_frame(f->c, frame, len), 0);
+    free(frame);
+}
+
+/* Sends an Update of round with the shared set filled from value (element i
+ * gets value + (i % 7) / 4) and the given weight; drop_last leaves the last
+ * tensor out. */
+static void fake_update(fake *f, uint32_t round, float value, uint32_t examples, int drop_last)
+{
+    param_sel sh = params_shared(PARAM_SE);
+    size_t n = params_count(&table, sh);
+    float *flat = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) flat[i] = value + (float)(i % 7) * 0.25f;
+    params_scatter(&table, sh, flat, f->buf);
+    free(flat);
+    wire_tensors wt;
+    ck_assert_int_eq(wire_tensors_build(&table, sh, f->buf, &wt), 0);
+    Sefl__Update u = SEFL__UPDATE__INIT;
+    u.round = round;
+    u.examples = examples;
+    u.tensors = wt.v;
+    u.n_tensors = wt.n - (drop_last ? 1 : 0);
+    u.train_loss = 1.0f;
+    u.train_accuracy = 0.5f;
+    Sefl__Envelope e = SEFL__ENVELOPE__INIT;
+    e.msg_case = SEFL__ENVELOPE__MSG_UPDATE;
+    e.update = &u;
+    fake_send(f, &e);
+    wire_tensors_release(&wt);
+    f->sent++;
+}
+
+/* The good clients send once every malformed update has been answered, so
+ * that each rejection happened while the round was open. */
+static void maybe_release(void)
+{
+    if (released || fakes[1].errors < N_BAD || fakes[3].errors < 1) return;
+    released = 1;
+    for (int i = 0; i < N_FAKES; i++)
+        if (fakes[i].role == ROLE_GOOD && fakes[i].task_round)
+            fake_update(&fakes[i], fakes[i].task_round, fakes[i].value, fakes[i].examples, 0);
+}
+
+static void fake_connect(fake *f);
+
+static void fake_on_open(conn *c)
+{
+    fake *f = conn_user(c);
+    Sefl__ModelSpec spec;
+    wire_spec_from_table(&table, &spec);
+    Sefl__Hello h = SEFL__HELLO__INIT;
+    h.spec = &spec;
+    h.train_examples = f->examples;
+    h.test_examples = 10;
+    Sefl__Envelope e = SEFL__ENVELOPE__INIT;
+    e.msg_case = SEFL__ENVELOPE__MSG_HELLO;
+    e.hello = &h;
+    fake_send(f, &e);
+}
+
+static void fake_on_train(fake *f, const Sefl__TrainTask *t)
+{
+    f->task_round = t->round;
+    /* The task carries exactly the shared set of the global model. */
+    char err[SEFL_ERRLEN];
+    ck_assert_msg(wire_tensors_apply(&table, params_shared(PARAM_SE), t->tensors, t->n_tensors,
+                                     f->buf, err) == 0, "%s", err);
+    ck_assert_str_eq(t->private_groups, "se");
+    if (f->role == ROLE_BAD) {
+        uint32_t r = t->round;
+        fake_update(f, r - 1, 100.0f, f->examples, 0);          /* stale */
+        fake_update(f, r + 1, 100.0f, f->examples, 0);          /* future */
+        fake_update(f, r, 100.0f, f->examples, 1);              /* a tensor missing */
+        fake_update(f, r, 100.0f, 0, 0);                        /* no weight */
+        fake_update(f, r, 100.0f, f->examples + 1, 0);          /* more than its train split */
+        fake_update(f, r, f->value, f->examples, 0);            /* valid */
+        fake_update(f, r, 100.0f, f->examples, 0);              /* duplicate */
+        /* The client that was not selected joins now, with the round open. */
+        fake_connect(&fakes[3]);
+    } else if (f->role == ROLE_GOOD && released) {
+        fake_update(f, t->round, f->value, f->examples, 0);
+    }
+}
+
+static void fake_on_frame(conn *c, const uint8_t *p, size_t n)
+{
+    fake *f = conn_user(c);
+    Sefl__Envelope *e;
+    uint32_t code;
+    char err[SEFL_ERRLEN];
+    ck_assert_msg(wire_decode(p, n, &table, wire_alloc_limit(n), &e, &code, err) == 0, "%s", err);
+    switch (e->msg_case) {
+    case SEFL__ENVELOPE__MSG_WELCOME:
+        f->welcomed = 1;
+        conn_set_authenticated(c);
+        ck_assert_str_eq(e->welcome->client_id, f->name);
+        ck_assert_uint_eq(e->welcome->init_seed, SEED);
+        if (f->role == ROLE_LATE) fake_update(f, 1, 100.0f, f->examples, 0);
+        break;
+    case SEFL__ENVELOPE__MSG_TRAIN_TASK:
+        fake_on_train(f, e->train_task);
+        break;
+    case SEFL__ENVELOPE__MSG_EVAL_TASK: {
+        f->evals++;
+        Sefl__EvalReport r = SEFL__EVAL_REPORT__INIT;
+        r.round = e->eval_task->round;
+        r.examples = 10;
+        r.accuracy = 0.5f;
+        r.loss = 1.0f;
+        Sefl__Envelope out = SEFL__ENVELOPE__INIT;
+        out.msg_case = SEFL__ENVELOPE__MSG_EVAL_REPORT;
+        out.eval_report = &r;
+        fake_send(f, &out);
+        break;
+    }
+    case SEFL__ENVELOPE__MSG_ERROR:
+        ck_assert_uint_eq(e->error->code, WIRE_ERR_REJECTED);
+        f->errors++;
+        maybe_release();
+        break;
+    case SEFL__ENVELOPE__MSG_BYE:
+        f->byes++;
+        snprintf(f->bye, sizeof f->bye, "%s", e->bye->reason);
+        conn_close(c, "bye");
+        break;
+    case SEFL__ENVELOPE__MSG_HEARTBEAT:
+        break;
+    default:
+        ck_abort_msg("unexpected message %d", e->msg_case);
+    }
+    wire_free(e);
+}
+
+static void fake_on_close(conn *c, int status, const char *reason)
+{
+    fake *f = conn_user(c);
+    f->closed++;
+    f->c = NULL;
+}
+
+static const conn_callbacks fake_cb = { fake_on_open, fake_on_frame, fake_on_close };
+
+static void fake_connect(fake *f)
+{
+    char err[SEFL_ERRLEN], addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", coord_port(co));
+    conn_limits lim = conn_limits_default();
+    ck_assert_msg(conn_connect(&loop, addr, f->tls, &lim, &fake_cb, f, &f->c, err) == 0, "%s", err);
+}
+
+static void setup(void)
+{
+    char err[SEFL_ERRLEN];
+    /* Check forks a process per test (the pid keeps their files apart), or
+     * runs them in this one with CK_FORK=no (the counter does). */
+    static int n;
+    snprintf(db_path, sizeof db_path, "%s/server-%d-%d.db", base_dir, (int)getpid(), n++);
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    memset(fakes, 0, sizeof fakes);
+    released = 0;
+    static const int roles[N_FAKES] = { ROLE_GOOD, ROLE_BAD, ROLE_GOOD, ROLE_LATE };
+    static const float values[N_FAKES] = { 1.0f, 4.0f, 2.0f, 100.0f };
+    static const uint32_t examples[N_FAKES] = { 100, 200, 100, 1000 };
+    for (int i = 0; i < N_FAKES; i++) {
+        fake *f = &fakes[i];
+        f->role = roles[i];
+        f->value = values[i];
+        f->examples = examples[i];
+        snprintf(f->name, sizeof f->name, "client-%04d", i);
+        ck_assert_msg(tls_ctx_new_client(&f->tls, certs_dir, f->name, "127.0.0.1", err) == 0, "%s", err);
+        f->buf = calloc(table.total, sizeof(float));
+    }
+}
+
+static void teardown(void)
+{
+    for (int i = 0; i < N_FAKES; i++) {
+        tls_ctx_free(fakes[i].tls);
+        free(fakes[i].buf);
+    }
+}
+
+/* Runs the loop until the coord has closed everything, then frees it and
+ * checks that the loop closes clean. */
+static void finish_loop(void)
+{
+    uv_run(&loop, UV_RUN_DEFAULT);
+    ck_assert_int_eq(coord_exit_status(co), 0);
+    coord_free(co);
+    co = NULL;
+    ck_assert_int_eq(uv_loop_close(&loop), 0);
+}
+
+/* Reads the stored model of round into out (table.total floats). */
+static void load_model(uint32_t round, float *out)
+{
+    sqlite3 *db;
+    ck_assert_int_eq(sqlite3_open(db_path, &db), SQLITE_OK);
+    sqlite3_stmt *st;
+    ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT params, checksum FROM models WHERE round = ?", -1,
+                                        &st, NULL), SQLITE_OK);
+    sqlite3_bind_int(st, 1, (int)round);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    char err[SEFL_ERRLEN];
+    ck_assert_msg(store_column_floats(st, 0, (const char *)sqlite3_column_text(st, 1), out,
+                                      table.total, "model", err) == 0, "%s", err);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+static long long query_int(const char *sql)
+{
+    sqlite3 *db;
+    ck_assert_int_eq(sqlite3_open(db_path, &db), SQLITE_OK);
+    sqlite3_stmt *st;
+    ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    long long v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+START_TEST(test_round_fedavg_exact_and_rejections)
+{
+    char err[SEFL_ERRLEN];
+    coord_config cfg = test_config();
+    ck_assert_msg(coord_start(&loop, &cfg, &co, err) == 0, "%s", err);
+    for (int i = 0; i < 3; i++) fake_connect(&fakes[i]);
+    finish_loop();
+
+    /* every malformed update and the unselected client's were refused */
+    ck_assert_int_eq(fakes[1].errors, N_BAD);
+    ck_assert_int_eq(fakes[3].errors, 1);
+    ck_assert_int_eq(fakes[0].errors + fakes[2].errors, 0);
+    ck_assert_uint_eq(fakes[3].task_round, 0);
+    for (int i = 0; i < N_FAKES; i++) {
+        ck_assert_int_eq(fakes[i].byes, 1);
+        ck_assert_str_eq(fakes[i].bye, "done");
+        ck_assert_int_eq(fakes[i].evals, 1);
+        ck_assert_int_eq(fakes[i].closed, 1);
+    }
+
+    /* The committed shared set is the weighted mean of the valid updates. */
+    float *got = malloc(table.total * sizeof(float));
+    load_model(1, got);
+    param_sel sh = params_shared(PARAM_SE);
+    size_t n = params_count(&table, sh);
+    float *flat = malloc(n * sizeof(float));
+    params_gather(&table, sh, got, flat);
+    double w[3] = { 100, 200, 100 }, v[3] = { 1, 4, 2 };
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)(i % 7) * 0.25, s = 0;
+        for (int k = 0; k < 3; k++) s += w[k] * (v[k] + d);
+        ck_assert_float_eq_tol(flat[i], (float)(s / 400.0), 1e-5f);
+    }
+    /* Its private tensors are the initial model's, untouched. */
+    model *m = model_new(&table, 1);
+    model_init(m, SEED);
+    param_sel pv = params_private(PARAM_SE);
+    size_t np = params_count(&table, pv);
+    float *a = malloc(np * sizeof(float)), *b = malloc(np * sizeof(float));
+    params_gather(&table, pv, got, a);
+    params_gather(&table, pv, model_params(m), b);
+    ck_assert_int_eq(memcmp(a, b, np * sizeof(float)), 0);
+    /* and the round-0 model is the initialisation itself */
+    load_model(0, got);
+    ck_assert_int_eq(memcmp(got, model_params(m), table.total * sizeof(float)), 0);
+    model_free(m);
+    free(a);
+    free(b);
+    free(flat);
+    free(got);
+
+    ck_assert_int_eq(query_int("SELECT clients FROM rounds WHERE round = 1"), 3);
+    ck_assert_int_eq(query_int("SELECT examples FROM rounds WHERE round = 1"), 400);
+    ck_assert_int_eq(query_int("SELECT count(*) FROM eval_reports WHERE round = 1"), 4);
+    ck_assert_int_eq(query_int("SELECT count(*) FROM clients WHERE rounds = 1"), 3);
+    ck_assert_int_eq(query_int("SELECT rounds FROM clients WHERE name = 'client-0003'"), 0);
+}
+END_TEST
+
+static void stop_when_tasks_out(uv_idle_t *h)
+{
+    int got = 0;
+    for (int i = 0; i < 3; i++) got += fakes[i].task_round != 0;
+    if (got < 3) return;
+    coord_stop(co);
+    coord_stop(co);
+    uv_close((uv_handle_t *)h, NULL);
+}
+
+/* coord_stop mid-round: Bye{"shutdown"} to everyone, nothing committed,
+ * the loop closes clean. */
+START_TEST(test_stop_mid_round)
+{
+    char err[SEFL_ERRLEN];
+    coord_config cfg = test_config();
+    for (int i = 0; i < 3; i++) fakes[i].role = ROLE_SILENT;
+    ck_assert_msg(coord_start(&loop, &cfg, &co, err) == 0, "%s", err);
+    for (int i = 0; i < 3; i++) fake_connect(&fakes[i]);
+    uv_idle_t idle;
+    uv_idle_init(&loop, &idle);
+    uv_idle_start(&idle, stop_when_tasks_out);
+    finish_loop();
+    for (int i = 0; i < 3; i++) {
+        ck_assert_uint_eq(fakes[i].task_round, 1);
+        ck_assert_str_eq(fakes[i].bye, "shutdown");
+        ck_assert_int_eq(fakes[i].closed, 1);
+    }
+    ck_assert_int_eq(query_int("SELECT count(*) FROM rounds"), 0);
+    ck_assert_int_eq(query_int("SELECT count(*) FROM models"), 1);
+}
+END_TEST
+
+/* A database made with another private set is refused at start with one
+ * line, and nothing is left on the loop. */
+START_TEST(test_refuses_other_private_set)
+{
+    char err[SEFL_ERRLEN] = "";
+    coord_config cfg = test_config();
+    cfg.rounds = 0;
+    ck_assert_msg(coord_start(&loop, &cfg, &co, err) == 0, "%s", err);
+    coord_stop(co);
+    finish_loop();
+
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    cfg.private_mask = 0;
+    ck_assert_int_eq(coord_start(&loop, &cfg, &co, err), -EINVAL);
+    ck_assert_ptr_null(co);
+    ck_assert_ptr_nonnull(strstr(err, "--private"));
+    ck_assert_ptr_null(strchr(err, '\n'));
+    uv_run(&loop, UV_RUN_DEFAULT);
+    ck_assert_int_eq(uv_loop_close(&loop), 0);
+}
+END_TEST
+
+int main(void)
+{
+    char err[SEFL_ERRLEN];
+    if (params_build_cnn_se(&table, 8, 1, err)) {
+        fprintf(stderr, "check_coord: %s\n", err);
+        return 1;
+    }
+    log_set_level(getenv("SEFL_LOG") ? LOG_DEBUG : LOG_ERROR);
+    const char *build = getenv("BUILD") ? getenv("BUILD") : "build";
+    snprintf(base_dir, sizeof base_dir, "/tmp/check_coord.XXXXXX");
+    if (!mkdtemp(base_dir)) return 1;
+    snprintf(certs_dir, sizeof certs_dir, "%s/certs", base_dir);
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "%s/bin/sefl-certs init --dir %s --clients %d >/dev/null", build,
+             certs_dir, N_FAKES);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "check_coord: setup failed: %s\n", cmd);
+        return 1;
+    }
+    Suite *s = suite_create("coord");
+    TCase *tc = tcase_create("coord");
+    tcase_set_timeout(tc, 30);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_round_fedavg_exact_and_rejections);
+    tcase_add_test(tc, test_stop_mid_round);
+    tcase_add_test(tc, test_refuses_other_private_set);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", base_dir);
+    if (system(cmd) != 0) return 1;
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
