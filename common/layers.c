@@ -11,36 +11,12 @@
 #include <math.h>
 #include <string.h>
 
-/* Four floats as one value (a GCC/Clang vector extension): SSE on x86-64,
- * NEON on arm64. The build's -O2 does not vectorise loops of unknown length
- * by itself, and these loops over activations are most of the time outside
- * sgemm, so the hot ones are written with v4f. memcpy loads and stores
- * compile to unaligned vector moves. */
-typedef float v4f __attribute__((vector_size(16)));
-typedef int v4i __attribute__((vector_size(16)));
-
-static inline v4f v4_load(const float *p)
-{
-    v4f v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-static inline void v4_store(float *p, v4f v)
-{
-    memcpy(p, &v, sizeof v);
-}
-
-static inline v4f v4_splat(float x)
-{
-    return (v4f){ x, x, x, x };
-}
+#include "simd.h"
 
 /* x where y > 0, else 0 (ReLU and its gradient mask in one form). */
 static inline v4f v4_where_pos(v4f y, v4f x)
 {
-    v4i keep = y > v4_splat(0.0f);
-    return (v4f)((v4i)x & keep);
+    return v4_select(y > v4_splat(0.0f), x, v4_splat(0.0f));
 }
 
 /* Sum of x[0..n) with four vector accumulators: an add's latency would
@@ -121,8 +97,12 @@ static void im2col(const float *x, float *col, int B, int C, int H, int W, int K
                 float *dst = col + ((long)(c * K + kh) * K + kw) * n;
                 for (int b = 0; b < B; b++) {
                     const float *src = x + ((long)(c * B + b) * H + kh) * W + kw;
-                    for (int oh = 0; oh < OH; oh++, dst += OW, src += W)
-                        memcpy(dst, src, (size_t)OW * sizeof *dst);
+                    for (int oh = 0; oh < OH; oh++, dst += OW, src += W) {
+                        /* rows are 8 or 24 floats: a call to memcpy would cost more */
+                        int ow = 0;
+                        for (; ow + 4 <= OW; ow += 4) v4_store(dst + ow, v4_load(src + ow));
+                        for (; ow < OW; ow++) dst[ow] = src[ow];
+                    }
                 }
             }
 }
@@ -193,12 +173,6 @@ void relu_backward(const float *y, const float *dy, float *dx, long n)
     long i = 0;
     for (; i + 4 <= n; i += 4) v4_store(dx + i, v4_where_pos(v4_load(y + i), v4_load(dy + i)));
     for (; i < n; i++) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
-}
-
-/* a where m is set, else b (m: all-ones or all-zeros lanes). */
-static inline v4f v4_select(v4i m, v4f a, v4f b)
-{
-    return (v4f)(((v4i)a & m) | ((v4i)b & ~m));
 }
 
 /* One output row of windows from input rows r0, r1, four windows per

@@ -81,6 +81,26 @@ START_TEST(test_all_terms)
 }
 END_TEST
 
+START_TEST(test_all_terms_vector)
+{
+    /* The same step on nine equal elements: the vector path (two groups of
+     * four) and the scalar tail must give the hand-computed value. */
+    float w[9], v[9], g[9], ref[9];
+    for (int i = 0; i < 9; i++) {
+        w[i] = 1.0f;
+        v[i] = 0.5f;
+        g[i] = 0.2f;
+        ref[i] = 0.0f;
+    }
+    const sgd_config c = { .lr = 0.1f, .momentum = 0.5f, .weight_decay = 0.1f, .prox_mu = 0.3f };
+    sgd_step(w, g, v, ref, 9, &c);
+    for (int i = 0; i < 9; i++) {
+        ck_assert_float_eq_tol(v[i], 0.85f, EPS);
+        ck_assert_float_eq_tol(w[i], 0.915f, EPS);
+    }
+}
+END_TEST
+
 START_TEST(test_long_vector)
 {
     /* Lengths that are not a multiple of any vector width, every element. */
@@ -114,6 +134,7 @@ int main(void)
     tcase_add_test(tc, test_weight_decay);
     tcase_add_test(tc, test_prox);
     tcase_add_test(tc, test_all_terms);
+    tcase_add_test(tc, test_all_terms_vector);
     tcase_add_test(tc, test_long_vector);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
