@@ -34,6 +34,7 @@
 #include "session.h"
 #include "state.h"
 #include "trainer.h"
+#include "wire.h"
 
 #define SIM_NAME_LEN 32
 #define SIM_PATH_MAX 4096
@@ -204,7 +205,7 @@ static int sim_parse(int argc, char **argv, sim_args *a, char *err)
         case O_LOCAL: a->local_only = 1; break;
         case O_DB: a->db = optarg; break;
         case O_ROUNDS: rc = cli_parse_long("--rounds", optarg, 1, 1000000, &a->rounds, err); break;
-        case O_EPOCHS: rc = cli_parse_long("--epochs", optarg, 1, SESSION_MAX_EPOCHS, &a->epochs, err); break;
+        case O_EPOCHS: rc = cli_parse_long("--epochs", optarg, 1, WIRE_MAX_EPOCHS, &a->epochs, err); break;
         case O_BATCH: rc = cli_parse_long("--batch", optarg, 1, MODEL_MAX_BATCH, &a->batch, err); break;
         case O_LR: rc = cli_parse_double("--lr", optarg, 1e-9, 100, &a->lr, err); break;
         case O_MOM: rc = cli_parse_double("--momentum", optarg, 0, 0.999, &a->momentum, err); break;

@@ -270,12 +270,11 @@ static void session_on_welcome(session *s, const Sefl__Welcome *w)
     if (s->cfg.on_event) s->cfg.on_event(s, &ev);
 }
 
-/* Checks a TrainTask's settings against the ranges a training can run with. */
+/* Checks a TrainTask's settings against the ranges a training can run with
+ * (wire_decode has checked the wire's own limits: epochs, finite numbers). */
 static int session_check_train(const Sefl__TrainTask *t, char *err)
 {
-    if (t->epochs < 1 || t->epochs > SESSION_MAX_EPOCHS)
-        err_set(err, "TrainTask epochs %u out of range 1..%d", t->epochs, SESSION_MAX_EPOCHS);
-    else if (t->batch < 1 || t->batch > MODEL_MAX_BATCH)
+    if (t->batch < 1 || t->batch > MODEL_MAX_BATCH)
         err_set(err, "TrainTask batch %u out of range 1..%d", t->batch, MODEL_MAX_BATCH);
     else if (!isfinite(t->lr) || t->lr <= 0)
         err_set(err, "TrainTask lr %g is not a positive number", (double)t->lr);

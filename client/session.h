@@ -37,7 +37,6 @@
 #define SESSION_BACKOFF_MIN_MS 200
 #define SESSION_BACKOFF_MAX_MS 30000
 #define SESSION_MAX_PENDING 4         /* tasks waiting behind a running job */
-#define SESSION_MAX_EPOCHS 1000       /* a TrainTask asking more is refused */
 
 typedef struct session session;
 

@@ -156,6 +156,13 @@ START_TEST(test_shape_mismatch)
     ck_assert_int_eq(pstore_load(ps, params_private(PARAM_SE), back, NULL, err), -EINVAL);
     ck_assert_ptr_nonnull(strstr(err, "shape"));
     pstore_close(ps);
+    /* A blob of another size is refused before it is copied. */
+    commit_round(path, 2, w);
+    poke(path, "UPDATE tensors SET data = zeroblob(length(data) + 4) WHERE name = 'se2.fc2.bias'");
+    ck_assert_int_eq(pstore_open(path, "client-0001", &table, &ps, err), 0);
+    ck_assert_int_eq(pstore_load(ps, params_private(PARAM_SE), back, NULL, err), -EBADMSG);
+    ck_assert_ptr_nonnull(strstr(err, "se2.fc2.bias"));
+    pstore_close(ps);
     free(w);
     free(back);
 }

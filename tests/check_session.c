@@ -38,7 +38,7 @@ static param_table table;
 static float images[(N_TRAIN + N_TEST) * MODEL_PIXELS];   /* (40, 784) */
 static uint8_t labels[N_TRAIN + N_TEST];
 
-enum { SCRIPT_FULL, SCRIPT_SHUTDOWN, SCRIPT_MODEL_MISMATCH, SCRIPT_EARLY_MESSAGE };
+enum { SCRIPT_FULL, SCRIPT_SHUTDOWN, SCRIPT_MODEL_MISMATCH, SCRIPT_EARLY_MESSAGE, SCRIPT_BIG_BATCH };
 
 typedef struct {
     uv_loop_t loop;
@@ -97,7 +97,7 @@ static void fake_bye(conn *c, const char *reason)
     fake_send(c, &e);
 }
 
-static void fake_task(fake *f, conn *c, int train)
+static void fake_task(fake *f, conn *c, int train, uint32_t batch)
 {
     wire_tensors wt;
     Sefl__TrainTask t = SEFL__TRAIN_TASK__INIT;
@@ -109,7 +109,7 @@ static void fake_task(fake *f, conn *c, int train)
         t.tensors = wt.v;
         t.n_tensors = wt.n;
         t.lr = 0.05f;
-        t.batch = 10;
+        t.batch = batch;
         t.epochs = 1;
         t.seed = 9;
         t.private_groups = "se";
@@ -146,7 +146,7 @@ static void fake_on_hello(fake *f, conn *c, const Sefl__Hello *h)
     case SCRIPT_FULL:
         fake_welcome(f, c);
         fake_heartbeat(c);
-        fake_task(f, c, 1);
+        fake_task(f, c, 1, 10);
         break;
     case SCRIPT_SHUTDOWN:
         fake_welcome(f, c);
@@ -166,6 +166,11 @@ static void fake_on_hello(fake *f, conn *c, const Sefl__Hello *h)
         conn_close(c, "model mismatch");
         break;
     }
+    case SCRIPT_BIG_BATCH:
+        fake_welcome(f, c);
+        if (f->conns == 1) fake_task(f, c, 1, MODEL_MAX_BATCH + 1);
+        else fake_bye(c, "done");
+        break;
     case SCRIPT_EARLY_MESSAGE:
         if (f->conns == 1) {
             fake_heartbeat(c);
@@ -191,7 +196,7 @@ static void fake_on_update(fake *f, conn *c, const Sefl__Update *u)
                   "%s", err);
     f->update_changed = memcmp(got, f->global, table.total * sizeof *got) != 0;
     free(got);
-    if (f->updates == 1) fake_task(f, c, 0);
+    if (f->updates == 1) fake_task(f, c, 0, 0);
 }
 
 static void fake_on_frame(conn *c, const uint8_t *p, size_t n)
@@ -205,7 +210,7 @@ static void fake_on_frame(conn *c, const uint8_t *p, size_t n)
          * with the evaluation so that the conversation goes on. */
         f->update_code = code;
         f->updates++;
-        if (f->updates == 1) fake_task(f, c, 0);
+        if (f->updates == 1) fake_task(f, c, 0, 0);
         return;
     }
     switch (e->msg_case) {
@@ -374,6 +379,19 @@ START_TEST(test_message_before_welcome_refused)
 }
 END_TEST
 
+/* A batch the model cannot run is a bad task: Error and close, then the
+ * client comes back. */
+START_TEST(test_batch_over_limit_refused)
+{
+    fake f;
+    run_script(&f, SCRIPT_BIG_BATCH);
+    ck_assert_uint_eq(f.client_error, WIRE_ERR_PROTOCOL);
+    ck_assert_int_eq(f.updates, 0);
+    ck_assert_int_eq(f.conns, 2);
+    ck_assert_int_eq(f.fin_status, 0);
+}
+END_TEST
+
 static void run_fault(const char *fault, fake *f)
 {
     setenv("SEFL_FAULT", fault, 1);
@@ -523,6 +541,7 @@ int main(void)
     tcase_add_test(tc, test_shutdown_reconnects);
     tcase_add_test(tc, test_model_mismatch_is_fatal);
     tcase_add_test(tc, test_message_before_welcome_refused);
+    tcase_add_test(tc, test_batch_over_limit_refused);
     tcase_add_test(tc, test_fault_switches);
     tcase_add_test(tc, test_tap);
     tcase_add_test(tc, test_first_task_starts_from_init);
