@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "agg.h"
 #include "conn.h"
@@ -89,7 +90,8 @@ struct coord {
     state_participant *parts;    /* (selected) who contributed to the round */
     char (*part_names)[COORD_NAME_MAX]; /* (selected) their names, owned */
     uint64_t round_start_ns;
-    double coord_seconds;        /* the coordinator's own work in this attempt */
+    double coord_seconds;        /* wall time of the coordinator's own work in this attempt */
+    double coord_cpu;            /* the same work's CPU time (less under CPU contention) */
     int waiting_logged;
 
     int eval_due;                /* an evaluation of last_round is to run */
@@ -107,6 +109,33 @@ static void coord_on_deadline(uv_timer_t *t);
 static double coord_since(uint64_t start_ns)
 {
     return (double)(uv_hrtime() - start_ns) / 1e9;
+}
+
+/* When a piece of the coordinator's own work started, by the wall clock
+ * and by the loop thread's CPU clock: on a machine shared with training
+ * clients the two differ, and both are worth knowing. */
+typedef struct {
+    uint64_t wall;               /* uv_hrtime() */
+    double cpu;                  /* seconds of thread CPU time */
+} coord_clock;
+
+static double coord_cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static coord_clock coord_clock_now(void)
+{
+    return (coord_clock){ uv_hrtime(), coord_cpu_now() };
+}
+
+/* Adds the work since t0 to the attempt's figures. */
+static void coord_account(coord *co, coord_clock t0)
+{
+    co->coord_seconds += coord_since(t0.wall);
+    co->coord_cpu += coord_cpu_now() - t0.cpu;
 }
 
 /* ---- sending ----------------------------------------------------------- */
@@ -321,13 +350,13 @@ static int coord_select_and_send(coord *co, int want, const uint8_t *frame, size
 
 static void coord_start_round(coord *co)
 {
-    uint64_t t0 = uv_hrtime();
+    coord_clock t0 = coord_clock_now();
     uint32_t round = co->last_round + 1;
     co->attempt = round == co->round ? co->attempt + 1 : 1;
     co->round = round;
     co->task = ++co->next_task;
-    co->coord_seconds = 0;
-    co->round_start_ns = t0;
+    co->coord_seconds = co->coord_cpu = 0;
+    co->round_start_ns = t0.wall;
     agg_reset(&co->sum);
 
     int k = co->cfg.clients_per_round;
@@ -362,7 +391,8 @@ static void coord_start_round(coord *co)
     co->target = want < k ? want : k;
     int sent = coord_select_and_send(co, want, frame, len);
     free(frame);
-    co->coord_seconds += coord_since(t0);
+    log_debug("round %u: TrainTask encoded and queued in %.3f s", round, coord_since(t0.wall));
+    coord_account(co, t0);
     log_info("round %u started: selected %d of %d connected, commit at %d updates or at the "
              "deadline with >= %d (attempt %d, task %zu bytes)",
              round, sent, co->n_ready, co->target, co->cfg.min_clients, co->attempt, len);
@@ -432,7 +462,7 @@ static void coord_end_eval(coord *co)
 /* Commits the round: the mean of the folded updates becomes the shared set
  * of the new global model, whose private tensors keep their values; the
  * database gets the round, model and participants in one transaction. */
-static void coord_commit(coord *co, uint64_t t0)
+static void coord_commit(coord *co, coord_clock t0)
 {
     uv_timer_stop(&co->deadline);
     char err[SEFL_ERRLEN];
@@ -450,8 +480,9 @@ static void coord_commit(coord *co, uint64_t t0)
         .train_accuracy = co->sum.accuracy / co->sum.weight,
         .attempt = co->attempt,
     };
-    r.coord_seconds = co->coord_seconds + coord_since(t0);
+    r.coord_seconds = co->coord_seconds + coord_since(t0.wall);
     r.seconds = coord_since(co->round_start_ns);
+    uint64_t tc = uv_hrtime();
     if (state_commit_round(co->st, &r, co->scratch, co->parts, co->sum.count, err)) {
         log_error("round %u: commit failed: %s", co->round, err);
         co->exit_status = 1;
@@ -461,9 +492,11 @@ static void coord_commit(coord *co, uint64_t t0)
     /* The row was written inside the transaction whose time we now know:
      * put the whole of it in the figures (a crash before this leaves the
      * figures without the commit's own time, nothing worse). */
-    r.coord_seconds = co->coord_seconds + coord_since(t0);
+    coord_account(co, t0);
+    r.coord_seconds = co->coord_seconds;
     r.seconds = coord_since(co->round_start_ns);
     if (state_round_times(co->st, r.round, r.seconds, r.coord_seconds, err)) log_warn("%s", err);
+    log_debug("round %u: database commit took %.3f s", r.round, coord_since(tc));
     /* Swap: scratch now holds the committed model. */
     float *tmp = co->global;
     co->global = co->scratch;
@@ -472,9 +505,9 @@ static void coord_commit(coord *co, uint64_t t0)
     for (peer *p = co->peers; p; p = p->next) p->task = 0;
     co->phase = CO_IDLE;
     log_info("round %u committed: clients %d, examples %lld, train_loss %.4f, train_accuracy "
-             "%.4f, seconds %.3f, coord_seconds %.3f, attempt %d",
+             "%.4f, seconds %.3f, coord_seconds %.3f (cpu %.3f), attempt %d",
              r.round, r.clients, r.examples, r.train_loss, r.train_accuracy, r.seconds,
-             r.coord_seconds, r.attempt);
+             r.coord_seconds, co->coord_cpu, r.attempt);
     int rounds = co->cfg.rounds;
     if ((co->cfg.eval_every > 0 && co->last_round % (uint32_t)co->cfg.eval_every == 0) ||
         (rounds > 0 && co->last_round == (uint32_t)rounds))
@@ -496,7 +529,7 @@ static void coord_on_deadline(uv_timer_t *t)
 {
     coord *co = t->data;
     if (co->phase == CO_TRAIN) {
-        if (co->sum.count >= co->cfg.min_clients) coord_commit(co, uv_hrtime());
+        if (co->sum.count >= co->cfg.min_clients) coord_commit(co, coord_clock_now());
         else coord_abandon(co);
     } else if (co->phase == CO_EVAL) {
         coord_end_eval(co);
@@ -539,7 +572,7 @@ static void coord_reject(peer *p, const char *reason)
 /* Validates one Update and folds it in: right round, selected, first
  * update, a plausible weight, exactly the shared tensor set, finite. The
  * update goes through scratch and flat; the sum changes only if all pass. */
-static void coord_on_update(peer *p, const Sefl__Update *u, uint64_t t0)
+static void coord_on_update(peer *p, const Sefl__Update *u, coord_clock t0)
 {
     coord *co = p->co;
     char reason[SEFL_ERRLEN + 32];
@@ -624,7 +657,7 @@ static void coord_on_frame(conn *c, const uint8_t *payload, size_t len)
     peer *p = conn_user(c);
     coord *co = p->co;
     if (p->closing) return;
-    uint64_t t0 = uv_hrtime();
+    coord_clock t0 = coord_clock_now();
     p->last_rx_ms = uv_now(co->loop);
     Sefl__Envelope *e = NULL;
     uint32_t code;
@@ -674,7 +707,10 @@ static void coord_on_frame(conn *c, const uint8_t *payload, size_t len)
     }
 out:
     wire_free(e);
-    if (is_update && co->phase == CO_TRAIN && co->task == task) co->coord_seconds += coord_since(t0);
+    if (is_update && co->phase == CO_TRAIN && co->task == task) {
+        log_debug("update from %s handled in %.3f s", p->name, coord_since(t0.wall));
+        coord_account(co, t0);
+    }
 }
 
 /* ---- heartbeats -------------------------------------------------------- */
