@@ -216,27 +216,49 @@ void maxpool2_forward(const float *x, float *y, uint8_t *arg, int P, int H, int 
         }
 }
 
-/* The adjoint of maxpool2_row: writes both input rows, dy at each winner. */
-static void maxpool2_row_backward(const float *dy, const uint8_t *arg, float *r0, float *r1, int OW)
+/* The adjoint of maxpool2_row: writes both input rows, dy at each winner
+ * and 0 elsewhere, plus `add` everywhere. With relu (the rows' forward
+ * values after the ReLU, may be the rows themselves) a position whose value
+ * was not positive gets 0: the ReLU's gradient in the same pass. */
+static void unpool_row(const float *dy, const uint8_t *arg, float add, const float *relu0,
+                       const float *relu1, float *r0, float *r1, int OW)
 {
+    const v4f zero = v4_splat(0.0f), vadd = v4_splat(add);
     int ow = 0;
     for (; ow + 4 <= OW; ow += 4) {
         const v4f g = v4_load(dy + ow);
         const v4i w = { arg[ow], arg[ow + 1], arg[ow + 2], arg[ow + 3] };
-        const v4f zero = v4_splat(0.0f);
         const v4f g0 = v4_select(w == 0, g, zero), g1 = v4_select(w == 1, g, zero);
         const v4f g2 = v4_select(w == 2, g, zero), g3 = v4_select(w == 3, g, zero);
-        v4_store(r0 + 2 * ow, __builtin_shufflevector(g0, g1, 0, 4, 1, 5));
-        v4_store(r0 + 2 * ow + 4, __builtin_shufflevector(g0, g1, 2, 6, 3, 7));
-        v4_store(r1 + 2 * ow, __builtin_shufflevector(g2, g3, 0, 4, 1, 5));
-        v4_store(r1 + 2 * ow + 4, __builtin_shufflevector(g2, g3, 2, 6, 3, 7));
+        v4f out[4] = { __builtin_shufflevector(g0, g1, 0, 4, 1, 5) + vadd,
+                       __builtin_shufflevector(g0, g1, 2, 6, 3, 7) + vadd,
+                       __builtin_shufflevector(g2, g3, 0, 4, 1, 5) + vadd,
+                       __builtin_shufflevector(g2, g3, 2, 6, 3, 7) + vadd };
+        if (relu0) {
+            out[0] = v4_where_pos(v4_load(relu0 + 2 * ow), out[0]);
+            out[1] = v4_where_pos(v4_load(relu0 + 2 * ow + 4), out[1]);
+            out[2] = v4_where_pos(v4_load(relu1 + 2 * ow), out[2]);
+            out[3] = v4_where_pos(v4_load(relu1 + 2 * ow + 4), out[3]);
+        }
+        v4_store(r0 + 2 * ow, out[0]);
+        v4_store(r0 + 2 * ow + 4, out[1]);
+        v4_store(r1 + 2 * ow, out[2]);
+        v4_store(r1 + 2 * ow + 4, out[3]);
     }
     for (; ow < OW; ow++) {
         const int a = arg[ow];
-        r0[2 * ow] = a == 0 ? dy[ow] : 0.0f;
-        r0[2 * ow + 1] = a == 1 ? dy[ow] : 0.0f;
-        r1[2 * ow] = a == 2 ? dy[ow] : 0.0f;
-        r1[2 * ow + 1] = a == 3 ? dy[ow] : 0.0f;
+        float v[4] = { add, add, add, add };
+        v[a] += dy[ow];
+        if (relu0) {
+            v[0] = relu0[2 * ow] > 0.0f ? v[0] : 0.0f;
+            v[1] = relu0[2 * ow + 1] > 0.0f ? v[1] : 0.0f;
+            v[2] = relu1[2 * ow] > 0.0f ? v[2] : 0.0f;
+            v[3] = relu1[2 * ow + 1] > 0.0f ? v[3] : 0.0f;
+        }
+        r0[2 * ow] = v[0];
+        r0[2 * ow + 1] = v[1];
+        r1[2 * ow] = v[2];
+        r1[2 * ow + 1] = v[3];
     }
 }
 
@@ -247,7 +269,7 @@ void maxpool2_backward(const float *dy, const uint8_t *arg, float *dx, int P, in
         for (int oh = 0; oh < OH; oh++) {
             float *r0 = dx + (p * H + 2 * oh) * W;
             const long o = (p * OH + oh) * OW;
-            maxpool2_row_backward(dy + o, arg + o, r0, r0 + W, OW);
+            unpool_row(dy + o, arg + o, 0.0f, NULL, NULL, r0, r0 + W, OW);
         }
 }
 
@@ -296,38 +318,53 @@ static void excite_backward(const float *s, const se_weights *p, const se_cache 
     linear_backward(dh, s, p->w1, g->w1, g->b1, dg, B, C, R, acc);
 }
 
-void se_map_forward(const float *x, const se_weights *p, se_cache *c, float *y,
-                    int B, int C, int R, int HW)
+void se_pool_forward(float *a, const se_weights *p, se_cache *c, float *m, uint8_t *arg,
+                     float *y, int B, int C, int R, int H, int W)
 {
+    const int HW = H * W, Q = (H / 2) * (W / 2);
     const float inv = 1.0f / (float)HW;
-    for (int ch = 0; ch < C; ch++)
-        for (int b = 0; b < B; b++)
-            c->s[(long)b * C + ch] = sum_n(x + ((long)ch * B + b) * HW, HW) * inv;
-    excite_forward(c->s, p, c, B, C, R);
+    /* ReLU in place and the channel means in one pass. */
     for (int ch = 0; ch < C; ch++)
         for (int b = 0; b < B; b++) {
-            const long off = ((long)ch * B + b) * HW;
-            scale_add_n(x + off, c->e[(long)b * C + ch], 0.0f, y + off, HW);
+            float *ap = a + ((long)ch * B + b) * HW;
+            relu_forward(ap, ap, HW);
+            c->s[(long)b * C + ch] = sum_n(ap, HW) * inv;
+        }
+    excite_forward(c->s, p, c, B, C, R);
+    maxpool2_forward(a, m, arg, C * B, H, W);
+    for (int ch = 0; ch < C; ch++)
+        for (int b = 0; b < B; b++) {
+            const long off = ((long)ch * B + b) * Q;
+            scale_add_n(m + off, c->e[(long)b * C + ch], 0.0f, y + off, Q);
         }
 }
 
-void se_map_backward(const float *dy, const float *x, const se_weights *p, const se_cache *c,
-                     se_grads *g, float *dh, float *dg, float *dx,
-                     int B, int C, int R, int HW, int acc)
+void se_pool_backward(float *dy, float *a, const uint8_t *arg, const float *m,
+                      const se_weights *p, const se_cache *c, se_grads *g, float *dh, float *dg,
+                      int B, int C, int R, int H, int W, int acc)
 {
-    /* y = x * e: the gate's gradient sums over the channel's positions. */
+    const int HW = H * W, OH = H / 2, OW = W / 2, Q = OH * OW;
+    /* y = e * m: the gate's gradient is sum(dy * m) over the channel (the
+     * full-size map reaches y only through the pooled winners). */
     for (int ch = 0; ch < C; ch++)
         for (int b = 0; b < B; b++) {
-            const long off = ((long)ch * B + b) * HW;
-            dg[(long)b * C + ch] = dot_n(dy + off, x + off, HW);
+            const long off = ((long)ch * B + b) * Q;
+            dg[(long)b * C + ch] = dot_n(dy + off, m + off, Q);
         }
     excite_backward(c->s, p, c, g, dh, dg, B, C, R, acc);
-    /* x reaches the loss directly (times e) and through its mean s. */
+    /* Each position gets its mean's share ds/HW, and the winners also
+     * dy * e through the pool; then the ReLU's mask. In place over a. */
     const float inv = 1.0f / (float)HW;
     for (int ch = 0; ch < C; ch++)
         for (int b = 0; b < B; b++) {
-            const long off = ((long)ch * B + b) * HW, k = (long)b * C + ch;
-            scale_add_n(dy + off, c->e[k], dg[k] * inv, dx + off, HW);
+            const long k = (long)b * C + ch, plane = (long)ch * B + b;
+            float *dyp = dy + plane * Q, *ap = a + plane * HW;
+            scale_add_n(dyp, c->e[k], 0.0f, dyp, Q);
+            for (int oh = 0; oh < OH; oh++) {
+                float *r0 = ap + 2 * oh * W;
+                unpool_row(dyp + oh * OW, arg + plane * Q + oh * OW, dg[k] * inv, r0, r0 + W,
+                           r0, r0 + W, OW);
+            }
         }
 }
 

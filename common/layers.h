@@ -59,8 +59,9 @@ void linear_backward(const float *dy, const float *x, const float *w, float *dw,
  * The excitation of C channels with reduction to R = C/r:
  *   h = relu(s w1^T + b1)   (B, R)
  *   e = sigmoid(h w2^T + b2) (B, C)
- * se_map_* squeezes a feature map by its spatial mean and scales each
- * channel by e; se_vec_* applies e to a feature vector directly. */
+ * se_pool_* is the SE of a feature map (s: the spatial mean of each channel,
+ * each channel scaled by e) between a convolution's ReLU and its max-pool;
+ * se_vec_* applies e to a feature vector directly. */
 
 typedef struct {
     const float *w1;   /* (R, C) */
@@ -80,14 +81,22 @@ typedef struct {
     float *e;          /* (B, C) gate */
 } se_cache;
 
-/* x, y (C, B, HW), distinct: the backward pass reads x. */
-void se_map_forward(const float *x, const se_weights *p, se_cache *c, float *y,
-                    int B, int C, int R, int HW);
-/* x is the forward input (not y); dh (B, R) and dg (B, C) are scratch.
- * dx (C, B, HW) may be dy. */
-void se_map_backward(const float *dy, const float *x, const se_weights *p, const se_cache *c,
-                     se_grads *g, float *dh, float *dg, float *dx,
-                     int B, int C, int R, int HW, int acc);
+/* y = maxpool2(SE(relu(a))) for a convolution's output a (C, B, H, W),
+ * H and W even. Fused because the gate e > 0 scales a whole channel and so
+ * commutes with the max: y = e * maxpool2(relu(a)). That leaves one pass
+ * over the full-size activation forward and one backward, where the layers
+ * one by one would make eight.
+ * On return a holds relu(a); m (C, B, H/2, W/2) the pooled relu(a) and arg
+ * (C, B, H/2, W/2) the winners (maxpool2_forward), y (C, B, H/2, W/2). */
+void se_pool_forward(float *a, const se_weights *p, se_cache *c, float *m, uint8_t *arg,
+                     float *y, int B, int C, int R, int H, int W);
+/* From dy (C, B, H/2, W/2), which is overwritten, and what the forward pass
+ * left (a = relu(a), m, arg, c): the excitation's gradients per acc, and in
+ * a, in place, d(loss)/d(a) before the ReLU. dh (B, R), dg (B, C) are
+ * scratch. */
+void se_pool_backward(float *dy, float *a, const uint8_t *arg, const float *m,
+                      const se_weights *p, const se_cache *c, se_grads *g, float *dh, float *dg,
+                      int B, int C, int R, int H, int W, int acc);
 
 /* x, y (B, C), distinct; c->s is not used (the squeeze is x itself). */
 void se_vec_forward(const float *x, const se_weights *p, se_cache *c, float *y,

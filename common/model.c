@@ -30,7 +30,7 @@
 
 /* Samples per chunk of workspace: large enough that conv2's sgemm has a wide
  * N (32 * 64 columns), small enough that a model stays near 16 MB. */
-#define MODEL_CHUNK 32
+#define MODEL_CHUNK 12
 
 /* Geometry of cnn-se. */
 #define C1 32                   /* conv1 channels */
@@ -73,15 +73,15 @@ struct model {
     float *ws;                  /* the one allocation the buffers below point into */
     uint8_t *arg;               /* the one allocation of the pooling winners */
     float *col1;                /* (25, B*576) */
-    float *r1;                  /* (32, B, 24, 24) relu(conv1) */
-    float *y1;                  /* (32, B, 24, 24) after SE; backward: its gradient */
-    float *p1;                  /* (32, B, 12, 12) pooled; backward: its gradient */
+    float *a1;                  /* (32, B, 24, 24) conv1, then relu(conv1); backward: its gradient */
+    float *m1;                  /* (32, B, 12, 12) pooled relu(conv1) */
     uint8_t *arg1;              /* (32, B, 12, 12) */
+    float *p1;                  /* (32, B, 12, 12) after SE and pool; backward: its gradient */
     float *col2;                /* (800, B*64); backward: d(col2) */
-    float *r2;                  /* (64, B, 8, 8) relu(conv2) */
-    float *y2;                  /* (64, B, 8, 8) after SE; backward: its gradient */
-    float *p2;                  /* (64, B, 4, 4) pooled; backward: its gradient */
+    float *a2;                  /* (64, B, 8, 8) conv2, then relu(conv2); backward: its gradient */
+    float *m2;                  /* (64, B, 4, 4) pooled relu(conv2) */
     uint8_t *arg2;              /* (64, B, 4, 4) */
+    float *p2;                  /* (64, B, 4, 4) after SE and pool; backward: its gradient */
     float *f;                   /* (B, 1024) p2 flattened per sample */
     float *df;                  /* (B, 1024) */
     float *r3;                  /* (B, 512) relu(fc1) */
@@ -119,12 +119,12 @@ static long model_layout(model *m, float *base, int B)
     const int r = m->t.r;
     long off = 0;
     m->col1 = carve(base, &off, (long)KS * KS * B * H1 * H1);
-    m->r1 = carve(base, &off, (long)C1 * B * H1 * H1);
-    m->y1 = carve(base, &off, (long)C1 * B * H1 * H1);
+    m->a1 = carve(base, &off, (long)C1 * B * H1 * H1);
+    m->m1 = carve(base, &off, (long)C1 * B * P1 * P1);
     m->p1 = carve(base, &off, (long)C1 * B * P1 * P1);
     m->col2 = carve(base, &off, (long)C1 * KS * KS * B * H2 * H2);
-    m->r2 = carve(base, &off, (long)C2 * B * H2 * H2);
-    m->y2 = carve(base, &off, (long)C2 * B * H2 * H2);
+    m->a2 = carve(base, &off, (long)C2 * B * H2 * H2);
+    m->m2 = carve(base, &off, (long)C2 * B * P2 * P2);
     m->p2 = carve(base, &off, (long)C2 * B * P2 * P2);
     m->f = carve(base, &off, (long)B * FLAT);
     m->df = carve(base, &off, (long)B * FLAT);
@@ -268,15 +268,10 @@ void model_reset_momentum(model *m)
 static double model_forward_chunk(model *m, const float *x, const uint8_t *y, int B)
 {
     const int r = m->t.r;
-    conv2d_forward(x, m->conv1_w, m->conv1_b, m->col1, m->r1, B, 1, MODEL_IMG, MODEL_IMG, C1, KS);
-    relu_forward(m->r1, m->r1, (long)C1 * B * H1 * H1);
-    se_map_forward(m->r1, &m->se1.w, &m->se1.c, m->y1, B, C1, C1 / r, H1 * H1);
-    maxpool2_forward(m->y1, m->p1, m->arg1, C1 * B, H1, H1);
-
-    conv2d_forward(m->p1, m->conv2_w, m->conv2_b, m->col2, m->r2, B, C1, P1, P1, C2, KS);
-    relu_forward(m->r2, m->r2, (long)C2 * B * H2 * H2);
-    se_map_forward(m->r2, &m->se2.w, &m->se2.c, m->y2, B, C2, C2 / r, H2 * H2);
-    maxpool2_forward(m->y2, m->p2, m->arg2, C2 * B, H2, H2);
+    conv2d_forward(x, m->conv1_w, m->conv1_b, m->col1, m->a1, B, 1, MODEL_IMG, MODEL_IMG, C1, KS);
+    se_pool_forward(m->a1, &m->se1.w, &m->se1.c, m->m1, m->arg1, m->p1, B, C1, C1 / r, H1, H1);
+    conv2d_forward(m->p1, m->conv2_w, m->conv2_b, m->col2, m->a2, B, C1, P1, P1, C2, KS);
+    se_pool_forward(m->a2, &m->se2.w, &m->se2.c, m->m2, m->arg2, m->p2, B, C2, C2 / r, H2, H2);
 
     /* (64, B, 16) -> (B, 64*16): PyTorch's flatten order per sample. */
     for (int c = 0; c < C2; c++)
@@ -309,24 +304,21 @@ static void model_backward_chunk(model *m, const uint8_t *y, int B, float scale,
     relu_backward(m->r3, m->d3, m->d3, (long)B * HID);
     linear_backward(m->d3, m->f, m->fc1_w, m->fc1_dw, m->fc1_db, m->df, B, FLAT, HID, acc);
 
-    float *dp2 = m->p2, *dy2 = m->y2, *dp1 = m->p1, *dy1 = m->y1;
+    /* Gradients of the convolutional part overwrite the activations they
+     * belong to, which the backward pass no longer needs. */
+    float *dp2 = m->p2, *dp1 = m->p1;
     for (int c = 0; c < C2; c++)
         for (int b = 0; b < B; b++)
             memcpy(dp2 + ((long)c * B + b) * P2 * P2, m->df + (long)b * FLAT + c * P2 * P2,
                    P2 * P2 * sizeof *dp2);
-    maxpool2_backward(dp2, m->arg2, dy2, C2 * B, H2, H2);
-    se_map_backward(dy2, m->r2, &m->se2.w, &m->se2.c, &m->se2.g, m->dh, m->dg, dy2,
-                    B, C2, C2 / r, H2 * H2, acc);
-    relu_backward(m->r2, dy2, dy2, (long)C2 * B * H2 * H2);
-    conv2d_backward(dy2, m->col2, m->conv2_w, m->conv2_dw, m->conv2_db, dp1,
+    se_pool_backward(dp2, m->a2, m->arg2, m->m2, &m->se2.w, &m->se2.c, &m->se2.g, m->dh, m->dg,
+                     B, C2, C2 / r, H2, H2, acc);
+    conv2d_backward(m->a2, m->col2, m->conv2_w, m->conv2_dw, m->conv2_db, dp1,
                     B, C1, P1, P1, C2, KS, acc);
-
-    maxpool2_backward(dp1, m->arg1, dy1, C1 * B, H1, H1);
-    se_map_backward(dy1, m->r1, &m->se1.w, &m->se1.c, &m->se1.g, m->dh, m->dg, dy1,
-                    B, C1, C1 / r, H1 * H1, acc);
-    relu_backward(m->r1, dy1, dy1, (long)C1 * B * H1 * H1);
+    se_pool_backward(dp1, m->a1, m->arg1, m->m1, &m->se1.w, &m->se1.c, &m->se1.g, m->dh, m->dg,
+                     B, C1, C1 / r, H1, H1, acc);
     /* The input image needs no gradient. */
-    conv2d_backward(dy1, m->col1, m->conv1_w, m->conv1_dw, m->conv1_db, NULL,
+    conv2d_backward(m->a1, m->col1, m->conv1_w, m->conv1_dw, m->conv1_db, NULL,
                     B, 1, MODEL_IMG, MODEL_IMG, C1, KS, acc);
 }
 

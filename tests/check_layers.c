@@ -42,17 +42,17 @@ static double dot(const float *g, const float *y, long n)
 }
 
 /* Compares grad (n) of the tensor x with central differences of loss() at
- * every coordinate when n <= 64, else at 64 random ones. Returns the number
- * of coordinates out of tolerance (and prints them). */
+ * every coordinate when n <= 1024, else at 1024 random ones. Returns the
+ * number of coordinates out of tolerance (and prints them). */
 static int fd_check(const char *what, double (*loss)(void), float *x, const float *grad, long n,
                     float eps)
 {
     double gmax = 0.0;
     for (long i = 0; i < n; i++) gmax = fmax(gmax, fabs(grad[i]));
     int bad = 0;
-    const long picks = n <= 64 ? n : 64;
+    const long picks = n <= 1024 ? n : 1024;
     for (long k = 0; k < picks; k++) {
-        const long i = n <= 64 ? k : (long)rng_below(&R, (uint64_t)n);
+        const long i = n <= 1024 ? k : (long)rng_below(&R, (uint64_t)n);
         const float v = x[i];
         const float hi = v + eps, lo = v - eps;
         x[i] = hi;
@@ -286,49 +286,69 @@ START_TEST(test_linear)
 }
 END_TEST
 
-/* ---- SE on a feature map and on a vector ---- */
+/* ---- SE between ReLU and max-pool, and SE on a vector ---- */
 
-enum { SB = 2, SC = 8, SR = 2, SHW = 6 };
-static float *sx, *sy, *sg, *s_s, *s_h, *s_e;
+/* W = 12: six windows per row, one vector step and two single windows */
+enum { SB = 2, SC = 8, SR = 2, SH = 4, SW = 12, SHW = SH * SW, SQ = SHW / 4 };
+static float *sa, *sx, *sy, *sg, *s_s, *s_h, *s_e, *s_m;
+static uint8_t *s_arg;
 static float *w1, *b1, *w2, *b2;
 static int se_vec_mode;
 
+/* se_pool_forward rewrites its input, so it runs on a copy sx of the
+ * pre-activation sa that the finite differences perturb. */
 static double se_loss(void)
 {
     se_weights p = { w1, b1, w2, b2 };
     se_cache c = { s_s, s_h, s_e };
     if (se_vec_mode) {
-        se_vec_forward(sx, &p, &c, sy, SB, SC, SR);
+        se_vec_forward(sa, &p, &c, sy, SB, SC, SR);
         return dot(sg, sy, SB * SC);
     }
-    se_map_forward(sx, &p, &c, sy, SB, SC, SR, SHW);
-    return dot(sg, sy, (long)SC * SB * SHW);
+    memcpy(sx, sa, (size_t)SC * SB * SHW * sizeof *sx);
+    se_pool_forward(sx, &p, &c, s_m, s_arg, sy, SB, SC, SR, SH, SW);
+    return dot(sg, sy, (long)SC * SB * SQ);
 }
 
 static void se_run(int vec)
 {
     se_vec_mode = vec;
     const long n = vec ? SB * SC : (long)SC * SB * SHW;
-    sx = rnd(n, 0, 2);
-    sy = zeros(n);
-    sg = rnd(n, -1, 1);
+    const long ny = vec ? SB * SC : (long)SC * SB * SQ;
+    if (vec) sa = rnd(n, 0, 2);
+    else {
+        /* distinct values 0.01 apart, a random half negative and none within
+         * 0.1 of the ReLU's kink: no winner or mask changes under eps */
+        int *perm = malloc((size_t)n * sizeof *perm);
+        for (int i = 0; i < n; i++) perm[i] = i;
+        rng_shuffle_int(&R, perm, (int)n);
+        sa = zeros(n);
+        for (int i = 0; i < n; i++)
+            sa[i] = (0.1f + 0.01f * (float)perm[i]) * (rng_below(&R, 2) ? 1.0f : -1.0f);
+        free(perm);
+    }
+    sx = zeros(n);
+    sy = zeros(ny);
+    sg = rnd(ny, -1, 1);
     s_s = zeros(SB * SC);
     s_h = zeros(SB * SR);
     s_e = zeros(SB * SC);
+    s_m = zeros(ny);
+    s_arg = malloc((size_t)ny);
     w1 = rnd(SR * SC, -1, 1);
     b1 = rnd(SR, 0.2f, 0.5f);
     w2 = rnd(SC * SR, -1, 1);
     b2 = rnd(SC, -1, 1);
     se_loss();
 
-    /* forward against the definition */
+    /* forward against the definition: SE on relu(a), then the pool */
     for (int b = 0; b < SB; b++) {
         double s[SC], h[SR], e[SC];
         for (int c = 0; c < SC; c++) {
             s[c] = 0;
-            if (vec) s[c] = sx[b * SC + c];
+            if (vec) s[c] = sa[b * SC + c];
             else {
-                for (int i = 0; i < SHW; i++) s[c] += sx[(c * SB + b) * SHW + i];
+                for (int i = 0; i < SHW; i++) s[c] += fmax(sa[(c * SB + b) * SHW + i], 0.0);
                 s[c] /= SHW;
             }
         }
@@ -341,39 +361,57 @@ static void se_run(int vec)
             double z = b2[c];
             for (int r = 0; r < SR; r++) z += (double)w2[c * SR + r] * h[r];
             e[c] = 1.0 / (1.0 + exp(-z));
-            if (vec) ck_assert_double_eq_tol(sy[b * SC + c], sx[b * SC + c] * e[c], 1e-5);
-            else
-                for (int i = 0; i < SHW; i++)
-                    ck_assert_double_eq_tol(sy[(c * SB + b) * SHW + i], sx[(c * SB + b) * SHW + i] * e[c], 1e-5);
+            if (vec) {
+                ck_assert_double_eq_tol(sy[b * SC + c], sa[b * SC + c] * e[c], 1e-5);
+                continue;
+            }
+            for (int i = 0; i < SH / 2; i++)
+                for (int j = 0; j < SW / 2; j++) {
+                    const float *w = sa + ((c * SB + b) * SH + 2 * i) * SW + 2 * j;
+                    double best = 0.0;
+                    for (int k = 0; k < 4; k++) best = fmax(best, fmax(w[(k / 2) * SW + k % 2], 0.0) * e[c]);
+                    ck_assert_double_eq_tol(sy[((c * SB + b) * (SH / 2) + i) * (SW / 2) + j], best, 1e-5);
+                }
         }
     }
 
-    float *dx = zeros(n), *dh = zeros(SB * SR), *dg = zeros(SB * SC);
+    float *dx = zeros(n), *dh = zeros(SB * SR), *dg = zeros(SB * SC), *dy = zeros(ny);
     float *gw1 = zeros(SR * SC), *gb1 = zeros(SR), *gw2 = zeros(SC * SR), *gb2 = zeros(SC);
     se_weights p = { w1, b1, w2, b2 };
     se_cache c = { s_s, s_h, s_e };
     se_grads g = { gw1, gb1, gw2, gb2 };
-    if (vec) se_vec_backward(sg, sx, &p, &c, &g, dh, dg, dx, SB, SC, SR, 0);
-    else se_map_backward(sg, sx, &p, &c, &g, dh, dg, dx, SB, SC, SR, SHW, 0);
-    ck_assert_int_eq(fd_check("se.x", se_loss, sx, dx, n, 3e-3f), 0);
+    if (vec) se_vec_backward(sg, sa, &p, &c, &g, dh, dg, dx, SB, SC, SR, 0);
+    else {
+        memcpy(dy, sg, (size_t)ny * sizeof *dy);
+        se_pool_backward(dy, sx, s_arg, s_m, &p, &c, &g, dh, dg, SB, SC, SR, SH, SW, 0);
+        memcpy(dx, sx, (size_t)n * sizeof *dx);
+    }
+    ck_assert_int_eq(fd_check("se.x", se_loss, sa, dx, n, 3e-3f), 0);
     ck_assert_int_eq(fd_check("se.w1", se_loss, w1, gw1, SR * SC, 3e-3f), 0);
     ck_assert_int_eq(fd_check("se.b1", se_loss, b1, gb1, SR, 3e-3f), 0);
     ck_assert_int_eq(fd_check("se.w2", se_loss, w2, gw2, SC * SR, 3e-3f), 0);
     ck_assert_int_eq(fd_check("se.b2", se_loss, b2, gb2, SC, 3e-3f), 0);
+    if (!vec) {
+        /* a position with a negative pre-activation gets no gradient */
+        for (long i = 0; i < n; i++)
+            if (sa[i] < 0) ck_assert_float_eq(dx[i], 0.0f);
+    }
 
-    /* dx may be dy */
-    float *t = malloc((size_t)n * sizeof *t);
-    memcpy(t, sg, (size_t)n * sizeof *t);
-    se_loss();
-    if (vec) se_vec_backward(t, sx, &p, &c, &g, dh, dg, t, SB, SC, SR, 0);
-    else se_map_backward(t, sx, &p, &c, &g, dh, dg, t, SB, SC, SR, SHW, 0);
-    for (long i = 0; i < n; i++) ck_assert_float_eq_tol(t[i], dx[i], 1e-6);
-    free(t);
-    float *all[] = { dx, dh, dg, gw1, gb1, gw2, gb2, sx, sy, sg, s_s, s_h, s_e, w1, b1, w2, b2 };
+    if (vec) {
+        /* dx may be dy */
+        float *t = malloc((size_t)n * sizeof *t);
+        memcpy(t, sg, (size_t)n * sizeof *t);
+        se_loss();
+        se_vec_backward(t, sa, &p, &c, &g, dh, dg, t, SB, SC, SR, 0);
+        for (long i = 0; i < n; i++) ck_assert_float_eq_tol(t[i], dx[i], 1e-6);
+        free(t);
+    }
+    free(s_arg);
+    float *all[] = { dx, dh, dg, dy, gw1, gb1, gw2, gb2, sa, sx, sy, sg, s_s, s_h, s_e, s_m, w1, b1, w2, b2 };
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
 }
 
-START_TEST(test_se_map)
+START_TEST(test_se_pool)
 {
     rng_seed(&R, 5);
     se_run(0);
@@ -445,7 +483,7 @@ int main(void)
     tcase_add_test(tc, test_relu);
     tcase_add_test(tc, test_maxpool2);
     tcase_add_test(tc, test_linear);
-    tcase_add_test(tc, test_se_map);
+    tcase_add_test(tc, test_se_pool);
     tcase_add_test(tc, test_se_vec);
     tcase_add_test(tc, test_softmax_xent);
     suite_add_tcase(s, tc);
