@@ -73,7 +73,7 @@ struct session {
     int status;                 /* final status: 0 or the fatal error */
     char err[SEFL_ERRLEN];
 
-    char tap_path[PATH_MAX];    /* "" unless SEFL_TAP_DIR is set */
+    char *tap_path;             /* NULL unless SEFL_TAP_DIR is set */
     int fault;                  /* FAULT_*: applied to the next Update, then cleared */
 };
 
@@ -109,7 +109,7 @@ void *session_user(const session *s)
 /* Appends one wire frame to the tap file (test-only switch SEFL_TAP_DIR). */
 static void session_tap(session *s, const uint8_t *frame, size_t len)
 {
-    if (!s->tap_path[0]) return;
+    if (!s->tap_path) return;
     FILE *f = fopen(s->tap_path, "ab");
     if (!f) {
         log_warn("%s: cannot append to tap file %s", s->cfg.name, s->tap_path);
@@ -625,11 +625,14 @@ int session_start(uv_loop_t *loop, trainer *tr, const session_config *cfg, sessi
     if (rc < 0) goto fail;
     rc = session_parse_fault(getenv("SEFL_FAULT"), &s->fault, err);
     if (rc < 0) goto fail;
-    if (tap && *tap &&
-        snprintf(s->tap_path, sizeof s->tap_path, "%s/%s.frames", tap, cfg->name) >= (int)sizeof s->tap_path) {
-        err_set(err, "SEFL_TAP_DIR path too long");
-        rc = -ENAMETOOLONG;
-        goto fail;
+    if (tap && *tap) {
+        size_t n = strlen(tap) + strlen(cfg->name) + sizeof "/.frames";
+        if (n > PATH_MAX || !(s->tap_path = malloc(n))) {
+            err_set(err, "SEFL_TAP_DIR path too long or out of memory");
+            rc = -ENAMETOOLONG;
+            goto fail;
+        }
+        snprintf(s->tap_path, n, "%s/%s.frames", tap, cfg->name);
     }
     /* Checked now so that a corrupt or foreign file stops the program at
      * start rather than at its first task. */
@@ -649,6 +652,7 @@ int session_start(uv_loop_t *loop, trainer *tr, const session_config *cfg, sessi
     return 0;
 fail:
     tls_ctx_free(s->tls);
+    free(s->tap_path);
     free(s);
     return rc;
 }
@@ -658,5 +662,6 @@ void session_free(session *s)
     if (!s) return;
     tls_ctx_free(s->tls);
     free(s->out_frame);
+    free(s->tap_path);
     free(s);
 }
