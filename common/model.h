@@ -28,7 +28,8 @@ typedef struct model model;
 
 /* Creates a model for table t (copied) with workspace for max_batch samples
  * (1..MODEL_MAX_BATCH). Parameters are zero until model_init. Returns NULL
- * if malloc fails or max_batch is out of range. */
+ * if malloc fails, max_batch is out of range or t is not a table that
+ * params_build_cnn_se makes (its hash differs). */
 model *model_new(const param_table *t, int max_batch);
 void model_free(model *m);               /* accepts NULL */
 

@@ -425,6 +425,16 @@ START_TEST(test_new_and_macs)
     ck_assert_ptr_nonnull(m);
     ck_assert_uint_eq(model_table(m)->hash, t.hash);
     model_free(m);
+    /* a table that is not cnn-se's, or a tampered one, is refused */
+    param_table bad = t;
+    bad.hash ^= 1;
+    ck_assert_ptr_null(model_new(&bad, 4));
+    bad = t;
+    bad.r = 4;
+    ck_assert_ptr_null(model_new(&bad, 4));
+    bad = t;
+    bad.r = 3;
+    ck_assert_ptr_null(model_new(&bad, 4));
     /* conv1 800*576 + conv2 51200*64 + fc1 1024*512 + fc 512*10 */
     ck_assert_int_eq(model_macs(&t, 0), 4267008);
     /* + se1 2*128 + 32*576, se2 2*512 + 64*64, se3 2*32768 + 512 */
