@@ -33,7 +33,7 @@
 
 enum { CO_IDLE, CO_TRAIN, CO_EVAL, CO_DONE };
 
-#define COORD_NAME_MAX 64            /* longest certificate CN we keep */
+#define COORD_NAME_MAX 65            /* a CN: sefl-certs' longest name (64) + NUL */
 #define COORD_SILENT_BEATS 3         /* heartbeats without a word before a close */
 
 /* A conn's user pointer is the coord until the handshake completes, then
@@ -140,10 +140,10 @@ static void coord_account(coord *co, coord_clock t0)
 
 /* ---- sending ----------------------------------------------------------- */
 
-/* Queues an encoded frame for p; a peer whose queue is full is closed (it is
- * not reading, and we will not buffer without bound for it). */
 static void peer_close(peer *p, const char *reason);
 
+/* Queues an encoded frame for p; a peer whose queue is full is closed (it is
+ * not reading, and we will not buffer without bound for it). */
 static int peer_send_frame(peer *p, const uint8_t *frame, size_t len)
 {
     int ret = conn_send_frame(p->c, frame, len);
@@ -227,7 +227,7 @@ static void peer_fail(peer *p, uint32_t code, const char *msg)
 static void coord_on_open(conn *c)
 {
     coord *co = conn_user(c);
-    if (co->phase == CO_DONE || co->n_peers >= COORD_MAX_PEERS) {
+    if (co->phase == CO_DONE || co->n_peers >= co->cfg.max_peers) {
         conn_close(c, co->phase == CO_DONE ? "shutting down" : "too many connections");
         return;
     }
@@ -764,6 +764,7 @@ void coord_config_default(coord_config *c)
         .seed = 1,
         .r = 8,
         .heartbeat = 10,
+        .max_peers = COORD_MAX_PEERS,
     };
 }
 
@@ -800,6 +801,8 @@ int coord_start(uv_loop_t *loop, const coord_config *cfg, coord **out, char *err
     memcpy(co->global, model_params(m), co->t.total * sizeof(float));
     model_free(m);
 
+    /* Certificates first: a typo in --certs must not leave a new database. */
+    if ((ret = tls_ctx_new_server(&co->tls, cfg->certs_dir, err))) goto fail;
     state_config sc = { .t = &co->t, .private_mask = cfg->private_mask, .init_seed = cfg->seed };
     if ((ret = state_open(cfg->db_path, &sc, co->global, &co->st, err))) goto fail;
     if ((ret = state_load(co->st, co->global, &co->last_round, err))) goto fail;
@@ -810,7 +813,6 @@ int coord_start(uv_loop_t *loop, const coord_config *cfg, coord **out, char *err
                  (unsigned long long)params_checksum(&co->t, params_group(PARAM_ALL), co->global));
     co->eval_due = cfg->rounds > 0 && co->last_round >= (uint32_t)cfg->rounds;
 
-    if ((ret = tls_ctx_new_server(&co->tls, cfg->certs_dir, err))) goto fail;
     conn_limits lim = conn_limits_default();
     static const conn_callbacks cb = { coord_on_open, coord_on_frame, coord_on_close };
     if ((ret = conn_listen(loop, cfg->listen, co->tls, &lim, &cb, co, &co->lis, err))) goto fail;

@@ -29,7 +29,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#define COORD_MAX_PEERS 10000        /* connections at once; more are closed at open */
+#define COORD_MAX_PEERS 10000        /* default max_peers */
 
 typedef struct coord coord;
 
@@ -49,6 +49,7 @@ typedef struct {
     uint64_t seed;              /* model_init seed; also derives each round's task seed */
     int r;                      /* SE reduction ratio */
     int heartbeat;              /* seconds between heartbeats to idle clients */
+    int max_peers;              /* connections at once (COORD_MAX_PEERS); more are closed */
 } coord_config;
 
 /* The defaults sefl-server documents. */

@@ -39,7 +39,7 @@ enum { ROLE_GOOD, ROLE_BAD, ROLE_LATE, ROLE_SILENT };
 
 typedef struct {
     int role;
-    char name[32];
+    char name[80];
     tls_ctx *tls;
     conn *c;
     float value;                /* its update's base value */
@@ -394,6 +394,34 @@ START_TEST(test_stop_mid_round)
 }
 END_TEST
 
+/* The connection limit: with max_peers 1 a second client is closed before
+ * any Hello is answered. The one admitted has the longest name sefl-certs
+ * issues (64 characters), which is its identity in Welcome. */
+START_TEST(test_peer_limit_and_longest_name)
+{
+    char err[SEFL_ERRLEN];
+    coord_config cfg = test_config();
+    cfg.rounds = 0;
+    cfg.clients_per_round = cfg.min_clients = 2;
+    cfg.max_peers = 1;
+    fake *f = &fakes[0];
+    tls_ctx_free(f->tls);
+    memset(f->name, 'n', 64);
+    f->name[64] = 0;
+    ck_assert_msg(tls_ctx_new_client(&f->tls, certs_dir, f->name, "127.0.0.1", err) == 0, "%s", err);
+    ck_assert_msg(coord_start(&loop, &cfg, &co, err) == 0, "%s", err);
+    fake_connect(f);
+    while (!f->welcomed) uv_run(&loop, UV_RUN_ONCE);
+    fake_connect(&fakes[1]);
+    while (!fakes[1].closed) uv_run(&loop, UV_RUN_ONCE);
+    ck_assert_int_eq(fakes[1].welcomed, 0);
+    coord_stop(co);
+    finish_loop();
+    ck_assert_str_eq(f->bye, "shutdown");
+    ck_assert_int_eq(query_int("SELECT length(name) FROM clients"), 64);
+}
+END_TEST
+
 /* A database made with another private set is refused at start with one
  * line, and nothing is left on the loop. */
 START_TEST(test_refuses_other_private_set)
@@ -429,8 +457,13 @@ int main(void)
     if (!mkdtemp(base_dir)) return 1;
     snprintf(certs_dir, sizeof certs_dir, "%s/certs", base_dir);
     char cmd[512];
-    snprintf(cmd, sizeof cmd, "%s/bin/sefl-certs init --dir %s --clients %d >/dev/null", build,
-             certs_dir, N_FAKES);
+    char longest[65];
+    memset(longest, 'n', 64);
+    longest[64] = 0;
+    snprintf(cmd, sizeof cmd,
+             "%s/bin/sefl-certs init --dir %s --clients %d >/dev/null && "
+             "%s/bin/sefl-certs issue --dir %s --name %s >/dev/null",
+             build, certs_dir, N_FAKES, build, certs_dir, longest);
     if (system(cmd) != 0) {
         fprintf(stderr, "check_coord: setup failed: %s\n", cmd);
         return 1;
@@ -442,6 +475,7 @@ int main(void)
     tcase_add_test(tc, test_round_fedavg_exact_and_rejections);
     tcase_add_test(tc, test_stop_mid_round);
     tcase_add_test(tc, test_refuses_other_private_set);
+    tcase_add_test(tc, test_peer_limit_and_longest_name);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -134,6 +134,9 @@ START_TEST(test_commit_prune_resume)
     for (size_t i = 0; i < table.total; i++) buf[i] = 5.0f + (float)i * 1e-6f;
     ck_assert_int_eq(memcmp(back, buf, table.total * sizeof(float)), 0);
     commit(s, 6, 6.0f);
+    ck_assert_int_eq(state_round_times(s, 6, 12.5, 0.25, err), 0);
+    ck_assert_int_eq(query_int("SELECT seconds = 12.5 AND coord_seconds = 0.25 FROM rounds WHERE round = 6"), 1);
+    ck_assert_int_eq(query_int("SELECT seconds = 1.5 FROM rounds WHERE round = 5"), 1);
     state_close(s);
 }
 END_TEST
