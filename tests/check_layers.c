@@ -71,7 +71,8 @@ static int fd_check(const char *what, double (*loss)(void), float *x, const floa
 
 /* ---- conv2d ---- */
 
-enum { CB = 2, CC = 3, CH = 7, CW = 6, CO = 4, CK = 3, COH = CH - CK + 1, COW = CW - CK + 1 };
+/* OW = 6: rows of one vector step and a two-float tail */
+enum { CB = 2, CC = 3, CH = 7, CW = 8, CO = 4, CK = 3, COH = CH - CK + 1, COW = CW - CK + 1 };
 #define CN ((long)CB * COH * COW)
 static float *cx, *cw, *cbias, *ccol, *cy, *cg;
 
