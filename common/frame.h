@@ -28,7 +28,10 @@ void frame_reader_init(frame_reader *r, size_t limit);
 void frame_reader_set_limit(frame_reader *r, size_t limit);
 
 /* Feeds n bytes. Returns 0, -EMSGSIZE when a length prefix is over the limit
- * (the stream is then unusable), -ENOMEM, or the callback's nonzero value. */
+ * (the stream is then unusable), -ENOMEM, or the callback's nonzero value.
+ * A payload of length 0 is a frame: the callback gets len 0 (and a non-NULL
+ * pointer). After -EMSGSIZE, r->need holds the refused length and every
+ * later feed returns -EMSGSIZE again. */
 int frame_reader_feed(frame_reader *r, const uint8_t *p, size_t n, frame_cb cb, void *arg);
 
 void frame_reader_free(frame_reader *r);   /* accepts a zeroed reader */

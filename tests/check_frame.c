@@ -150,6 +150,7 @@ START_TEST(test_limit)
     ck_assert_int_eq(frame_reader_feed(&r, st, 3, sink_cb, &s), 0);
     ck_assert_int_eq(frame_reader_feed(&r, st + 3, 1, sink_cb, &s), -EMSGSIZE);
     ck_assert_ptr_null(r.buf);
+    ck_assert_uint_eq(r.need, 65);   /* for the caller's error line */
     ck_assert_int_eq(frame_reader_feed(&r, st + 4, 10, sink_cb, &s), -EMSGSIZE);
     ck_assert_uint_eq(s.n, 1);
     frame_reader_free(&r);

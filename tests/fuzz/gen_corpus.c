@@ -264,6 +264,20 @@ static void gen_frames(void)
     memset(s + n, 1, 50);
     n += 50;
     put("fuzz_frame", "stop_and_partial", s, n);
+
+    /* Bit 7 of the first byte: the limit is raised after the first frame,
+     * so the 600-byte frame after it passes. */
+    n = 0;
+    s[n++] = 0x80 | 5;
+    frame_put_header(s + n, 3);
+    n += 4;
+    memset(s + n, 2, 3);
+    n += 3;
+    frame_put_header(s + n, 600);
+    n += 4;
+    memset(s + n, 3, 600);
+    n += 600;
+    put("fuzz_frame", "raise_limit", s, n);
 }
 
 int main(int argc, char **argv)
