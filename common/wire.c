@@ -98,6 +98,7 @@ static void wire_budget_free(void *data, void *p)
 
 size_t wire_alloc_limit(size_t payload_len)
 {
+    if (payload_len > (SIZE_MAX - WIRE_ALLOC_SLACK) / 2) return SIZE_MAX;
     return 2 * payload_len + WIRE_ALLOC_SLACK;
 }
 

@@ -437,6 +437,10 @@ START_TEST(test_alloc_limit_enough)
     d = dec_ok(&p);
     wire_free(d);
     free(p.frame);
+
+    /* Saturates instead of wrapping. */
+    ck_assert_uint_eq(wire_alloc_limit(SIZE_MAX), SIZE_MAX);
+    ck_assert_uint_eq(wire_alloc_limit(SIZE_MAX / 2), SIZE_MAX);
 }
 END_TEST
 
