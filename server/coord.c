@@ -35,6 +35,7 @@ enum { CO_IDLE, CO_TRAIN, CO_EVAL, CO_DONE };
 
 #define COORD_NAME_MAX 65            /* a CN: sefl-certs' longest name (64) + NUL */
 #define COORD_SILENT_BEATS 3         /* heartbeats without a word before a close */
+#define COORD_PUMP_MS 5              /* how often a waiting window is refilled */
 
 /* A conn's user pointer is the coord until the handshake completes, then
  * its peer; both begin with this tag so that on_close can tell them apart. */
@@ -54,6 +55,7 @@ struct peer {
     uint64_t task;               /* id of the TrainTask attempt it holds, 0: none */
     int reported;                /* its update for `task` was folded in */
     int eval_pending;            /* an EvalTask of the current evaluation is unanswered */
+    int send_pending;            /* the current task frame is still to be queued for it */
     uint64_t last_rx_ms;         /* loop time of its last frame (or of the open) */
 };
 
@@ -73,6 +75,10 @@ struct coord {
     conn_listener *lis;
     uv_timer_t deadline;         /* round or evaluation deadline */
     uv_timer_t heartbeat;
+    uv_timer_t pump;             /* refills the send window while tasks wait */
+    uint8_t *task_frame;         /* the current TrainTask/EvalTask frame, owned */
+    size_t task_len;
+    int n_send_pending;          /* peers with send_pending set */
     int phase;                   /* CO_* */
     int exit_status;
 
@@ -197,6 +203,10 @@ static void peer_leave(peer *p, const char *reason)
     coord *co = p->co;
     if (p->closing) return;
     p->closing = 1;
+    if (p->send_pending) {
+        p->send_pending = 0;
+        co->n_send_pending--;
+    }
     if (!p->welcomed) return;
     co->n_ready--;
     log_info("client %s left: %s (connected %d)", p->name, reason, co->n_ready);
@@ -304,6 +314,87 @@ static void coord_on_hello(peer *p, const Sefl__Hello *h)
 
 /* ---- rounds ------------------------------------------------------------ */
 
+static int peer_ready(const peer *p)
+{
+    return p->welcomed && !p->closing;
+}
+
+/* Queues the task frame for waiting peers while the bytes queued on all
+ * connections stay within the send window (always at least one peer, so a
+ * frame larger than the window still goes). A TrainTask or EvalTask is the
+ * whole shared model (2.3 MB by default); queued for every client of a
+ * large evaluation at once it would make memory grow with the number of
+ * clients, so tasks go out in a window that refills as bytes are written. */
+static void coord_pump_send(coord *co)
+{
+    size_t queued = 0;
+    for (peer *p = co->peers; p; p = p->next)
+        if (!p->closing) queued += conn_outq_bytes(p->c);
+    for (peer *p = co->peers, *next; p && co->n_send_pending > 0; p = next) {
+        next = p->next;
+        if (!p->send_pending) continue;
+        if (queued > 0 && queued + co->task_len > co->cfg.send_window) break;
+        p->send_pending = 0;
+        co->n_send_pending--;
+        if (peer_send_frame(p, co->task_frame, co->task_len) == 0) queued += co->task_len;
+    }
+    if (co->n_send_pending == 0) uv_timer_stop(&co->pump);
+    else log_debug("send window full (%zu bytes queued): %d clients wait for their task", queued,
+                   co->n_send_pending);
+}
+
+static void coord_on_pump(uv_timer_t *t)
+{
+    coord *co = t->data;
+    coord_clock t0 = coord_clock_now();
+    coord_pump_send(co);
+    if (co->phase == CO_TRAIN) coord_account(co, t0);
+}
+
+/* Makes frame (owned from now on) the task of the phase and starts sending
+ * it to the peers marked send_pending. */
+static void coord_start_sending(coord *co, uint8_t *frame, size_t len)
+{
+    free(co->task_frame);
+    co->task_frame = frame;
+    co->task_len = len;
+    coord_pump_send(co);
+    if (co->n_send_pending > 0) uv_timer_start(&co->pump, coord_on_pump, COORD_PUMP_MS, COORD_PUMP_MS);
+}
+
+/* Ends the phase's sending: peers still waiting for the task (over-selected
+ * ones a commit made unnecessary) do not get it. */
+static void coord_stop_sending(coord *co)
+{
+    for (peer *p = co->peers; p; p = p->next) p->send_pending = 0;
+    co->n_send_pending = 0;
+    free(co->task_frame);
+    co->task_frame = NULL;
+    co->task_len = 0;
+    if (!uv_is_closing((uv_handle_t *)&co->pump)) uv_timer_stop(&co->pump);
+}
+
+/* Selects `want` of the n_ready peers uniformly (Knuth's selection
+ * sampling: one pass, no array of candidates) and marks them for the task. */
+static int coord_select(coord *co, int want)
+{
+    rng r;
+    rng_seed(&r, rng_derive(co->cfg.seed, ((uint64_t)co->round << 20) + (uint64_t)co->attempt));
+    int left = co->n_ready, chosen = 0;
+    for (peer *p = co->peers; p && want > 0; p = p->next) {
+        if (!peer_ready(p)) continue;
+        if ((int)rng_below(&r, (uint64_t)left--) < want) {
+            want--;
+            p->task = co->task;
+            p->reported = 0;
+            p->send_pending = 1;
+            co->n_send_pending++;
+            chosen++;
+        }
+    }
+    return chosen;
+}
+
 /* Stops taking work and closes everything; `bye` is sent to welcomed peers. */
 static void coord_finish(coord *co, const char *bye)
 {
@@ -311,6 +402,7 @@ static void coord_finish(coord *co, const char *bye)
     if (co->phase == CO_TRAIN)
         log_info("round %u dropped: %s (nothing of it is committed)", co->round, bye);
     co->phase = CO_DONE;
+    coord_stop_sending(co);
     for (peer *p = co->peers, *next; p; p = next) {
         next = p->next;
         if (p->closing) continue;
@@ -321,31 +413,7 @@ static void coord_finish(coord *co, const char *bye)
     co->lis = NULL;
     uv_close((uv_handle_t *)&co->deadline, NULL);
     uv_close((uv_handle_t *)&co->heartbeat, NULL);
-}
-
-static int peer_ready(const peer *p)
-{
-    return p->welcomed && !p->closing;
-}
-
-/* Selects `want` of the n_ready peers uniformly (Knuth's selection
- * sampling: one pass, no array of candidates) and sends each the frame. */
-static int coord_select_and_send(coord *co, int want, const uint8_t *frame, size_t len)
-{
-    rng r;
-    rng_seed(&r, rng_derive(co->cfg.seed, ((uint64_t)co->round << 20) + (uint64_t)co->attempt));
-    int left = co->n_ready, sent = 0;
-    for (peer *p = co->peers, *next; p && want > 0; p = next) {
-        next = p->next;
-        if (!peer_ready(p)) continue;
-        if ((int)rng_below(&r, (uint64_t)left--) < want) {
-            want--;
-            p->task = co->task;
-            p->reported = 0;
-            if (peer_send_frame(p, frame, len) == 0) sent++;
-        }
-    }
-    return sent;
+    uv_close((uv_handle_t *)&co->pump, NULL);
 }
 
 static void coord_start_round(coord *co)
@@ -387,15 +455,14 @@ static void coord_start_round(coord *co)
     if (ret) goto oom;
 
     co->phase = CO_TRAIN;
-    co->selected = want;
+    co->selected = coord_select(co, want);
     co->target = want < k ? want : k;
-    int sent = coord_select_and_send(co, want, frame, len);
-    free(frame);
+    coord_start_sending(co, frame, len);
     log_debug("round %u: TrainTask encoded and queued in %.3f s", round, coord_since(t0.wall));
     coord_account(co, t0);
     log_info("round %u started: selected %d of %d connected, commit at %d updates or at the "
              "deadline with >= %d (attempt %d, task %zu bytes)",
-             round, sent, co->n_ready, co->target, co->cfg.min_clients, co->attempt, len);
+             round, co->selected, co->n_ready, co->target, co->cfg.min_clients, co->attempt, len);
     /* Timers count from the loop's cached time; refresh it so the deadline
      * is a full round_timeout from now, after the sends above. */
     uv_update_time(co->loop);
@@ -431,17 +498,19 @@ static void coord_start_eval(coord *co)
     co->eval_sent = co->eval_got = 0;
     co->eval_acc_sum = 0;
     co->eval_examples = 0;
-    for (peer *p = co->peers, *next; p; p = next) {
-        next = p->next;
+    for (peer *p = co->peers; p; p = p->next) {
         if (!peer_ready(p)) continue;
         p->eval_pending = 1;
+        p->send_pending = 1;
+        co->n_send_pending++;
         co->eval_sent++;
-        peer_send_frame(p, frame, len);   /* on failure peer_leave un-counts it */
     }
-    free(frame);
     log_info("eval round %u started: %d clients", co->eval_round, co->eval_sent);
     uv_timer_start(&co->deadline, coord_on_deadline,
                    co->eval_sent ? (uint64_t)(co->cfg.round_timeout * 1000) : 0, 0);
+    /* After the deadline is set: a failed send un-counts its peer and, if
+     * it was the last one awaited, ends the evaluation at once. */
+    coord_start_sending(co, frame, len);
     return;
 oom:
     log_error("eval round %u: out of memory building the EvalTask", co->last_round);
@@ -451,6 +520,7 @@ oom:
 
 static void coord_end_eval(coord *co)
 {
+    coord_stop_sending(co);
     for (peer *p = co->peers; p; p = p->next) p->eval_pending = 0;
     log_info("eval round %u done: %d of %d reports, weighted accuracy %.4f", co->eval_round,
              co->eval_got, co->eval_sent,
@@ -502,6 +572,7 @@ static void coord_commit(coord *co, coord_clock t0)
     co->global = co->scratch;
     co->scratch = tmp;
     co->last_round = co->round;
+    coord_stop_sending(co);
     for (peer *p = co->peers; p; p = p->next) p->task = 0;
     co->phase = CO_IDLE;
     log_info("round %u committed: clients %d, examples %lld, train_loss %.4f, train_accuracy "
@@ -520,6 +591,7 @@ static void coord_abandon(coord *co)
     log_warn("round %u abandoned: %d of %d needed updates by the deadline (attempt %d); "
              "retrying",
              co->round, co->sum.count, co->cfg.min_clients, co->attempt);
+    coord_stop_sending(co);
     for (peer *p = co->peers; p; p = p->next) p->task = 0;
     co->phase = CO_IDLE;
     coord_advance(co);
@@ -765,6 +837,7 @@ void coord_config_default(coord_config *c)
         .r = 8,
         .heartbeat = 10,
         .max_peers = COORD_MAX_PEERS,
+        .send_window = COORD_SEND_WINDOW,
     };
 }
 
@@ -814,12 +887,15 @@ int coord_start(uv_loop_t *loop, const coord_config *cfg, coord **out, char *err
     co->eval_due = cfg->rounds > 0 && co->last_round >= (uint32_t)cfg->rounds;
 
     conn_limits lim = conn_limits_default();
-    static const conn_callbacks cb = { coord_on_open, coord_on_frame, coord_on_close };
+    static const conn_callbacks cb = {
+        .on_open = coord_on_open, .on_frame = coord_on_frame, .on_close = coord_on_close,
+    };
     if ((ret = conn_listen(loop, cfg->listen, co->tls, &lim, &cb, co, &co->lis, err))) goto fail;
 
     uv_timer_init(loop, &co->deadline);
     uv_timer_init(loop, &co->heartbeat);
-    co->deadline.data = co->heartbeat.data = co;
+    uv_timer_init(loop, &co->pump);
+    co->deadline.data = co->heartbeat.data = co->pump.data = co;
     uint64_t hb = (uint64_t)cfg->heartbeat * 1000;
     uv_timer_start(&co->heartbeat, coord_on_heartbeat, hb, hb);
 
@@ -868,5 +944,6 @@ void coord_free(coord *co)
     free(co->flat);
     free(co->parts);
     free(co->part_names);
+    free(co->task_frame);
     free(co);
 }

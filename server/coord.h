@@ -21,7 +21,8 @@
  *
  * Memory: the global model, one scratch model, the running sum and a small
  * record per connection and per selected client; updates are decoded one at
- * a time and dropped once folded in.
+ * a time and dropped once folded in, and tasks are queued on at most
+ * send_window bytes' worth of connections at a time.
  */
 #ifndef SEFL_COORD_H
 #define SEFL_COORD_H
@@ -30,6 +31,7 @@
 #include <uv.h>
 
 #define COORD_MAX_PEERS 10000        /* default max_peers */
+#define COORD_SEND_WINDOW (64u << 20) /* default send_window: about 27 tasks */
 
 typedef struct coord coord;
 
@@ -50,6 +52,8 @@ typedef struct {
     int r;                      /* SE reduction ratio */
     int heartbeat;              /* seconds between heartbeats to idle clients */
     int max_peers;              /* connections at once (COORD_MAX_PEERS); more are closed */
+    size_t send_window;         /* task bytes queued on all connections at once
+                                   (COORD_SEND_WINDOW); tasks wait for room */
 } coord_config;
 
 /* The defaults sefl-server documents. */

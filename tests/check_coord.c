@@ -8,6 +8,7 @@
  * oversized weight, duplicate) are each answered with Error{REJECTED}, and
  * the committed model's shared set equals the example-weighted mean of the
  * three valid updates while its private tensors keep their initial values.
+ * Its tasks go out one at a time (a send window of one byte).
  * Every test ends with uv_loop_close() == 0.
  */
 #include <check.h>
@@ -219,7 +220,9 @@ static void fake_on_close(conn *c, int status, const char *reason)
     f->c = NULL;
 }
 
-static const conn_callbacks fake_cb = { fake_on_open, fake_on_frame, fake_on_close };
+static const conn_callbacks fake_cb = {
+    .on_open = fake_on_open, .on_frame = fake_on_frame, .on_close = fake_on_close,
+};
 
 static void fake_connect(fake *f)
 {
@@ -306,6 +309,8 @@ START_TEST(test_round_fedavg_exact_and_rejections)
 {
     char err[SEFL_ERRLEN];
     coord_config cfg = test_config();
+    /* One task queued at a time: the tasks go out as the window drains. */
+    cfg.send_window = 1;
     ck_assert_msg(coord_start(&loop, &cfg, &co, err) == 0, "%s", err);
     for (int i = 0; i < 3; i++) fake_connect(&fakes[i]);
     finish_loop();
