@@ -72,6 +72,7 @@ struct conn {
     mbedtls_ssl_context ssl;
     conn_limits lim;
     conn_callbacks cb;
+    void (*on_drain)(conn *c);       /* optional, conn_set_on_drain */
     void *user;
     int state;                       /* enum conn_state */
     int handles;                     /* handles initialised and not yet closed */
@@ -269,6 +270,8 @@ static void conn_on_write(uv_write_t *req, int status)
     if (status < 0 && c->state != CONN_CLOSED) {
         conn_set_reason(c, status, "write failed: %s", uv_strerror(status));
         conn_teardown(c);
+    } else if (status == 0 && c->state == CONN_OPEN && c->on_drain) {
+        c->on_drain(c);
     }
 }
 
@@ -781,6 +784,11 @@ int conn_send_frame(conn *c, const uint8_t *frame, size_t len)
 size_t conn_outq_bytes(const conn *c)
 {
     return c->inflight + (c->wcur ? c->wcur->len : 0);
+}
+
+void conn_set_on_drain(conn *c, void (*on_drain)(conn *c))
+{
+    c->on_drain = on_drain;
 }
 
 /* ---- accessors -------------------------------------------------------- */

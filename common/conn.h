@@ -74,6 +74,11 @@ int conn_send_frame(conn *c, const uint8_t *frame, size_t len);
 /* Bytes queued and not yet written (for back-pressure decisions). */
 size_t conn_outq_bytes(const conn *c);
 
+/* Optional: on_drain(c) runs each time a queued write completes while c is
+ * open, so conn_outq_bytes has gone down; a sender that keeps the queue full
+ * (or got -ENOBUFS) sends more from there. NULL turns it off. */
+void conn_set_on_drain(conn *c, void (*on_drain)(conn *c));
+
 /* Sends close_notify after the queued frames, then closes; on_close follows. */
 void conn_close(conn *c, const char *reason);
 

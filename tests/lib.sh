@@ -205,3 +205,43 @@ sefl_all_gone() {
 sefl_sql() {
     sqlite3 -readonly "$1" "$2"
 }
+
+# ---- cleanup and certificates (tests/integration/tls_*.sh) ---------------
+
+# sefl_track PID...: remembers background processes for sefl_cleanup.
+# sefl_tmpdir VAR: makes a temporary directory, stores its path in VAR and
+# remembers it for sefl_cleanup. sefl_cleanup_on_exit installs an EXIT trap
+# that stops every tracked process (sefl_stop) and removes those
+# directories, so a failing or interrupted script leaves nothing behind.
+SEFL_TRACKED_PIDS=()
+SEFL_TRACKED_DIRS=()
+sefl_track() {
+    SEFL_TRACKED_PIDS+=("$@")
+}
+sefl_tmpdir() {
+    local d
+    d=$(mktemp -d "${TMPDIR:-/tmp}/sefl.XXXXXX") || return 1
+    SEFL_TRACKED_DIRS+=("$d")
+    printf -v "$1" '%s' "$d"
+}
+sefl_cleanup() {
+    if [ ${#SEFL_TRACKED_PIDS[@]} -gt 0 ]; then sefl_stop "${SEFL_TRACKED_PIDS[@]}"; fi
+    local d
+    for d in "${SEFL_TRACKED_DIRS[@]}"; do rm -rf -- "$d"; done
+    return 0
+}
+sefl_cleanup_on_exit() {
+    trap sefl_cleanup EXIT
+}
+
+# sefl_make_certs DIR [ARGS...]: a fresh project in DIR with
+# `sefl-certs init --dir DIR ARGS` (e.g. --clients 2). Quiet on success;
+# prints sefl-certs' error and returns 1 otherwise.
+sefl_make_certs() {
+    local dir=$1 out
+    shift
+    if ! out=$("$BIN/sefl-certs" init --dir "$dir" "$@" 2>&1); then
+        echo "$out"
+        return 1
+    fi
+}
