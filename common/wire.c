@@ -238,8 +238,8 @@ static int wire_check_spec(const Sefl__ModelSpec *s, const param_table *t, const
         s->table_hash != t->hash) {
         *code = WIRE_ERR_MODEL;
         err_set(err,
-                "model mismatch: peer has %s r=%u fc1_gate=%d table %016llx, "
-                "this side has %s r=%d fc1_gate=%d table %016llx",
+                "model mismatch: peer has %.32s r=%u fc1_gate=%d table %016llx, "
+                "this side has %s r=%d fc1_gate=%d table %016llx; run both with the same model",
                 s->arch, s->r, s->fc1_gate ? 1 : 0, (unsigned long long)s->table_hash, t->arch, t->r,
                 t->fc1_gate ? 1 : 0, (unsigned long long)t->hash);
         return -EBADMSG;
