@@ -45,12 +45,21 @@
     mbedtls_pk_check_pair((pub), (prv), mbedtls_ctr_drbg_random, (rng))
 /* 3.x may route crypto through PSA (always for TLS 1.3): initialise it once. */
 #define TLS_LIBRARY_INIT() psa_crypto_init()
+static const uint16_t tls_groups[] = {
+    MBEDTLS_SSL_IANA_TLS_GROUP_X25519, MBEDTLS_SSL_IANA_TLS_GROUP_SECP256R1,
+    MBEDTLS_SSL_IANA_TLS_GROUP_SECP384R1, MBEDTLS_SSL_IANA_TLS_GROUP_NONE,
+};
+#define TLS_SET_GROUPS(conf) mbedtls_ssl_conf_groups((conf), tls_groups)
 #else
 #define TLS_SET_MIN_VERSION_12(conf) \
     mbedtls_ssl_conf_min_version((conf), MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3)
 #define TLS_PARSE_KEYFILE(pk, path, rng) mbedtls_pk_parse_keyfile((pk), (path), NULL)
 #define TLS_CHECK_PAIR(pub, prv, rng) mbedtls_pk_check_pair((pub), (prv))
 #define TLS_LIBRARY_INIT() 0
+static const mbedtls_ecp_group_id tls_groups[] = {
+    MBEDTLS_ECP_DP_CURVE25519, MBEDTLS_ECP_DP_SECP256R1, MBEDTLS_ECP_DP_SECP384R1, MBEDTLS_ECP_DP_NONE,
+};
+#define TLS_SET_GROUPS(conf) mbedtls_ssl_conf_curves((conf), tls_groups)
 #endif
 
 /* mbedTLS checks iPAddress SANs against an IP literal host name only from
@@ -234,6 +243,10 @@ static int tls_ctx_make(tls_ctx **out, int endpoint, const char *ca, const char 
     }
     TLS_SET_MIN_VERSION_12(&c->conf);
     mbedtls_ssl_conf_ciphersuites(&c->conf, tls_suites);
+    /* Key exchange groups, fastest first. mbedTLS 2.28's default list
+     * starts with P-521, which makes every handshake several times slower;
+     * P-256 must stay listed, it is the curve of our ECDSA certificates. */
+    TLS_SET_GROUPS(&c->conf);
     mbedtls_ssl_conf_rng(&c->conf, mbedtls_ctr_drbg_random, &c->drbg);
     mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
     mbedtls_ssl_conf_ca_chain(&c->conf, &c->ca, NULL);

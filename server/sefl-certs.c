@@ -317,13 +317,22 @@ static int certs_make_pair(certs *s, cert_kind kind, const char *cn, const char 
     return ret;
 }
 
+/* mkdir -p: the parents of --dir are made too. */
 static int certs_mkdir(const char *path, mode_t mode, char *err)
 {
-    if (mkdir(path, mode) != 0 && errno != EEXIST) {
-        err_set(err, "cannot create directory %s: %s", path, strerror(errno));
-        return -errno;
+    char p[CERTS_PATH_MAX];
+    snprintf(p, sizeof p, "%s", path);
+    for (char *s = p + 1; ; s++) {
+        if (*s != '/' && *s != 0) continue;
+        char saved = *s;
+        *s = 0;
+        if (mkdir(p, mode) != 0 && errno != EEXIST) {
+            err_set(err, "cannot create directory %s: %s", p, strerror(errno));
+            return -errno;
+        }
+        *s = saved;
+        if (!saved) return 0;
     }
-    return 0;
 }
 
 static int certs_open(certs *s, const char *dir, char *err)
