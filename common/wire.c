@@ -577,6 +577,7 @@ int wire_tensors_build(const param_table *t, param_sel sel, const float *buf, wi
 int wire_tensors_apply(const param_table *t, param_sel sel, Sefl__Tensor *const *ts, size_t n,
                        float *buf, char *err)
 {
+    const param_info *ps[PARAM_MAX_TENSORS];   /* (n) table entry of ts[i] */
     uint64_t seen = 0;
     size_t want = 0;
     uint32_t code;
@@ -601,9 +602,10 @@ int wire_tensors_apply(const param_table *t, param_sel sel, Sefl__Tensor *const 
             return -EINVAL;
         }
         seen |= bit;
+        ps[i] = p;
     }
     for (size_t i = 0; i < n; i++) {
-        const param_info *p = params_find(t, ts[i]->name);
+        const param_info *p = ps[i];
         float *dst = buf + p->offset;   /* (p->size) */
         if (ts[i]->encoding == SEFL__ENCODING__F32) {
             memcpy(dst, ts[i]->data.data, p->size * sizeof(float));
