@@ -141,7 +141,7 @@ static void ref_excite(const param_table *t, const double *w, const char *prefix
 static void ref_se_pool(const param_table *t, const double *w, const char *prefix, const double *x,
                         int c, int h, double *y)
 {
-    double s[64], e[64];
+    double s[64] = { 0 }, e[64];
     for (int k = 0; k < c; k++) {
         s[k] = 0;
         for (int i = 0; i < h * h; i++) s[k] += x[k * h * h + i];
