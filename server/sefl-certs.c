@@ -419,6 +419,12 @@ static int certs_load_ca(certs *s, char *err)
     mbedtls_x509_crt_init(&ca);
     int ret;
     snprintf(path, sizeof path, "%s/ca.crt", s->dir);
+    if (access(path, R_OK) != 0) {
+        err_set(err, "cannot read %s: %s (make the project with `sefl-certs init --dir %s`)", path,
+                strerror(errno), s->dir);
+        ret = -ENOENT;
+        goto out;
+    }
     if ((ret = mbedtls_x509_crt_parse_file(&ca, path)) != 0) {
         certs_mbed_err(err, path, ret);
         ret = -ENOENT;

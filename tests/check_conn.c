@@ -105,14 +105,22 @@ typedef struct {
     char suite[96];
     int send_rc[4];              /* conn_send results, first four */
     size_t outq;                 /* conn_outq_bytes right after those sends */
+    int drains;                  /* on_drain calls */
     int reply_case;              /* of the last frame, decoded as an Envelope */
     uint32_t reply_code;         /* its Error.code */
 } client;
+
+static void cli_on_drain(conn *c)
+{
+    client *k = conn_user(c);
+    k->drains++;
+}
 
 static void cli_on_open(conn *c)
 {
     client *k = conn_user(c);
     k->opened = 1;
+    conn_set_on_drain(c, cli_on_drain);
     snprintf(k->peer, sizeof k->peer, "%s", conn_peer_name(c));
     snprintf(k->suite, sizeof k->suite, "%s", conn_tls_suite(c));
     if (k->auth) conn_set_authenticated(c);
@@ -260,6 +268,9 @@ START_TEST(test_frames_both_ways)
     ck_assert_int_eq(k.opened, 1);
     ck_assert_int_eq(k.echoed, 5);
     ck_assert_int_eq(s.frames, 5);
+    /* Each conn_send is one write; each completed write while open drains. */
+    ck_assert_int_ge(k.drains, 1);
+    ck_assert_int_le(k.drains, 5);
     ck_assert_int_eq(k.status, 0);
     ck_assert_str_eq(k.reason, "done");
     ck_assert_int_eq(s.last_status, 0);
