@@ -541,7 +541,8 @@ static int conn_init_handles(conn *c)
     if (ret < 0) return ret;
     uv_timer_init(c->loop, &c->timer);   /* cannot fail on a live loop */
     c->handles = 2;
-    uv_timer_start(&c->timer, conn_on_timer, c->lim.handshake_timeout_ms, 0);
+    if (c->lim.handshake_timeout_ms)
+        uv_timer_start(&c->timer, conn_on_timer, c->lim.handshake_timeout_ms, 0);
     return 0;
 }
 

@@ -32,7 +32,7 @@ typedef struct {
     size_t max_frame;            /* limit after conn_set_authenticated */
     size_t max_frame_unauth;     /* limit before */
     size_t max_outq;             /* bytes queued for writing; conn_send fails past it */
-    uint64_t handshake_timeout_ms;
+    uint64_t handshake_timeout_ms;  /* 0: none (then a silent peer holds its slot) */
     uint64_t idle_timeout_ms;    /* 0: none */
 } conn_limits;
 
@@ -51,7 +51,8 @@ typedef struct {
 
 /* Listens on "HOST:PORT" (PORT 0 picks one: see conn_listener_port). Each
  * accepted connection gets cb and user (conn_user). Returns 0 or negative
- * with err. */
+ * with err; a failure after the socket was made (e.g. the port is taken)
+ * leaves a handle closing on the loop, so run the loop before closing it. */
 int conn_listen(uv_loop_t *loop, const char *host_port, tls_ctx *tls, const conn_limits *lim,
                 const conn_callbacks *cb, void *user, conn_listener **out, char *err);
 int conn_listener_port(const conn_listener *l);

@@ -35,10 +35,16 @@
 
 /* ---- version shim ---------------------------------------------------- */
 
-#if MBEDTLS_VERSION_MAJOR >= 3
-#include <psa/crypto.h>
+#if MBEDTLS_VERSION_NUMBER >= 0x03020000
 #define TLS_SET_MIN_VERSION_12(conf) \
     mbedtls_ssl_conf_min_tls_version((conf), MBEDTLS_SSL_VERSION_TLS1_2)
+#else
+#define TLS_SET_MIN_VERSION_12(conf) \
+    mbedtls_ssl_conf_min_version((conf), MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3)
+#endif
+
+#if MBEDTLS_VERSION_MAJOR >= 3
+#include <psa/crypto.h>
 #define TLS_PARSE_KEYFILE(pk, path, rng) \
     mbedtls_pk_parse_keyfile((pk), (path), NULL, mbedtls_ctr_drbg_random, (rng))
 #define TLS_CHECK_PAIR(pub, prv, rng) \
@@ -51,8 +57,6 @@ static const uint16_t tls_groups[] = {
 };
 #define TLS_SET_GROUPS(conf) mbedtls_ssl_conf_groups((conf), tls_groups)
 #else
-#define TLS_SET_MIN_VERSION_12(conf) \
-    mbedtls_ssl_conf_min_version((conf), MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3)
 #define TLS_PARSE_KEYFILE(pk, path, rng) mbedtls_pk_parse_keyfile((pk), (path), NULL)
 #define TLS_CHECK_PAIR(pub, prv, rng) mbedtls_pk_check_pair((pub), (prv))
 #define TLS_LIBRARY_INIT() 0

@@ -44,14 +44,21 @@
 #define CERTS_PEM_MAX 16384          /* one PEM certificate or key */
 #define CERTS_PATH_MAX 4096
 
-/* mbedTLS 3.x takes the serial as bytes and an RNG for key parsing. */
+/* mbedTLS 3.x wants an RNG for key parsing and PSA initialised (keys may
+ * live there); from 3.4 the serial is given as bytes. */
 #if MBEDTLS_VERSION_MAJOR >= 3
-#define CERTS_SET_SERIAL(crt, mpi, raw, n) mbedtls_x509write_crt_set_serial_raw((crt), (raw), (n))
+#include <psa/crypto.h>
 #define CERTS_PARSE_KEYFILE(pk, path, drbg) \
     mbedtls_pk_parse_keyfile((pk), (path), NULL, mbedtls_ctr_drbg_random, (drbg))
+#define CERTS_LIBRARY_INIT() psa_crypto_init()
+#else
+#define CERTS_PARSE_KEYFILE(pk, path, drbg) mbedtls_pk_parse_keyfile((pk), (path), NULL)
+#define CERTS_LIBRARY_INIT() 0
+#endif
+#if MBEDTLS_VERSION_NUMBER >= 0x03040000
+#define CERTS_SET_SERIAL(crt, mpi, raw, n) mbedtls_x509write_crt_set_serial_raw((crt), (raw), (n))
 #else
 #define CERTS_SET_SERIAL(crt, mpi, raw, n) mbedtls_x509write_crt_set_serial((crt), (mpi))
-#define CERTS_PARSE_KEYFILE(pk, path, drbg) mbedtls_pk_parse_keyfile((pk), (path), NULL)
 #endif
 
 typedef enum { CERT_CA, CERT_SERVER, CERT_CLIENT } cert_kind;
@@ -347,8 +354,13 @@ static int certs_open(certs *s, const char *dir, char *err)
         err_set(err, "--dir path too long");
         return -ENAMETOOLONG;
     }
-    int ret = mbedtls_ctr_drbg_seed(&s->drbg, mbedtls_entropy_func, &s->entropy,
-                                    (const unsigned char *)pers, sizeof pers - 1);
+    int ret = CERTS_LIBRARY_INIT();
+    if (ret != 0) {
+        err_set(err, "cannot initialise the crypto library (%d)", ret);
+        return -EIO;
+    }
+    ret = mbedtls_ctr_drbg_seed(&s->drbg, mbedtls_entropy_func, &s->entropy,
+                                (const unsigned char *)pers, sizeof pers - 1);
     if (ret != 0) {
         certs_mbed_err(err, "cannot seed the random generator", ret);
         return -EIO;
