@@ -52,4 +52,22 @@ sefl_check "round 3 was committed by the restarted coordinator" \
 sefl_check "the clients were welcomed again at round 2" \
     [ "$(grep -c 'welcomed: round 2' "$T"/c[012].log | awk -F: '{ s += $2 } END { print s }')" -ge 3 ]
 
+# SIGTERM in the middle of round 5 of a longer run on the same database:
+# Bye{"shutdown"}, exit 0, round 5 not committed, the file intact.
+SEFL_CLIENT_PIDS=()
+sefl_start_server "$T/third.log" 127.0.0.1:0 "${args[@]}" --rounds 6 --min-clients 1 \
+    --clients-per-round 1 || exit 1
+sefl_start_client "$T" 0 3 "$SEFL_PORT" --max-samples 3000
+sefl_wait_log "$T/third.log" 'INFO round 5 started' 60
+kill -TERM "$SEFL_SERVER_PID"
+sefl_wait_exit "$SEFL_SERVER_PID" 30
+sefl_check "SIGTERM mid-round: the coordinator exits 0" [ $? = 0 ]
+sefl_check "SIGTERM mid-round: the round is dropped, the client told to come back later" \
+    sefl_wait_log "$T/c0.log" 'coordinator said bye: shutdown' 10
+sefl_check "SIGTERM mid-round: log says so" \
+    grep -q 'round 5 dropped: shutdown' "$T/third.log"
+sefl_stop "${SEFL_CLIENT_PIDS[@]}"
+sefl_check "SIGTERM mid-round: rounds 1..4 committed, nothing of round 5, file intact" \
+    [ "$(sefl_sql "$T/server.db" "SELECT max(round) || ' ' || count(*) FROM rounds")-$(sefl_sql "$T/server.db" "PRAGMA quick_check")" = "4 4-ok" ]
+
 sefl_summary
