@@ -46,7 +46,7 @@ struct peer {
     int tag;                     /* USER_PEER */
     coord *co;
     conn *c;
-    peer *prev, *next;           /* co->peers, in order of connection */
+    peer *prev, *next;           /* co->peers, newest first */
     char name[COORD_NAME_MAX];   /* certificate CN */
     int welcomed;                /* Hello answered: counts in n_ready */
     int closing;                 /* conn_close called or the conn closed: left */
@@ -263,7 +263,7 @@ static void coord_on_close(conn *c, int status, const char *reason)
     if (*tag != USER_PEER) return;      /* closed before on_open: no peer */
     peer *p = conn_user(c);
     coord *co = p->co;
-    peer_leave(p, status ? reason : (reason && reason[0] ? reason : "closed"));
+    peer_leave(p, reason && reason[0] ? reason : "closed");
     if (p->prev) p->prev->next = p->next;
     else co->peers = p->next;
     if (p->next) p->next->prev = p->prev;
