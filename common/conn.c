@@ -319,9 +319,11 @@ static void conn_begin_close(conn *c, int notify)
 {
     switch (c->state) {
     case CONN_RESOLVING:
-        /* Nothing to close until getaddrinfo returns; its callback sees
-         * CLOSING and tears down. */
+        /* Nothing may close until getaddrinfo returns (its request lives in
+         * c): its callback sees CLOSING and tears down. The timer stops so
+         * that no linger bound tears down first. */
         c->state = CONN_CLOSING;
+        uv_timer_stop(&c->timer);
         uv_cancel((uv_req_t *)&c->gai);
         return;
     case CONN_CONNECTING:
@@ -396,8 +398,8 @@ static void conn_on_timer(uv_timer_t *t)
 static void conn_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     conn *c = h->data;
-    /* mbedTLS takes all whole records on every read, so what is left is
-     * at most one partial record: move it to the front. */
+    /* mbedTLS pulls input until it wants more, so usually nothing is left;
+     * whatever is (bytes after a handshake that failed) moves to the front. */
     if (c->in_off > 0) {
         memmove(c->in, c->in + c->in_off, c->in_len - c->in_off);
         c->in_len -= c->in_off;
@@ -679,10 +681,18 @@ static void conn_on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo 
         conn_teardown(c);
         return;
     }
-    conn_format_addr(res->ai_addr, c->peer_addr, sizeof c->peer_addr);
+    /* One address is tried. An IPv4 one is preferred: "localhost" often
+     * resolves to ::1 first while the coordinator listens on 0.0.0.0. */
+    const struct addrinfo *ai = res;
+    for (const struct addrinfo *a = res; a; a = a->ai_next)
+        if (a->ai_family == AF_INET) {
+            ai = a;
+            break;
+        }
+    conn_format_addr(ai->ai_addr, c->peer_addr, sizeof c->peer_addr);
     c->state = CONN_CONNECTING;
     c->connect_req.data = c;
-    int ret = uv_tcp_connect(&c->connect_req, &c->tcp, res->ai_addr, conn_on_connected);
+    int ret = uv_tcp_connect(&c->connect_req, &c->tcp, ai->ai_addr, conn_on_connected);
     uv_freeaddrinfo(res);
     if (ret < 0) {
         conn_set_reason(c, ret, "cannot connect to %s: %s", c->peer_addr, uv_strerror(ret));
