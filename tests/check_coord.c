@@ -46,7 +46,7 @@ typedef struct {
     float value;                /* its update's base value */
     uint32_t examples;          /* its Hello train_examples and Update weight */
     uint32_t task_round;        /* round of the TrainTask it got, 0: none */
-    int welcomed, errors, byes, evals, closed, sent;
+    int welcomed, errors, byes, evals, closed, sent, pings;
     char bye[32];
     float *buf;                 /* (table.total) its model */
 } fake;
@@ -206,6 +206,17 @@ static void fake_on_frame(conn *c, const uint8_t *p, size_t n)
         conn_close(c, "bye");
         break;
     case SEFL__ENVELOPE__MSG_HEARTBEAT:
+        ck_assert(!e->heartbeat->reply);
+        f->pings++;
+        if (f->role != ROLE_SILENT) {
+            Sefl__Heartbeat hb = SEFL__HEARTBEAT__INIT;
+            hb.nonce = e->heartbeat->nonce;
+            hb.reply = 1;
+            Sefl__Envelope out = SEFL__ENVELOPE__INIT;
+            out.msg_case = SEFL__ENVELOPE__MSG_HEARTBEAT;
+            out.heartbeat = &hb;
+            fake_send(f, &out);
+        }
         break;
     default:
         ck_abort_msg("unexpected message %d", e->msg_case);
@@ -427,6 +438,30 @@ START_TEST(test_peer_limit_and_longest_name)
 }
 END_TEST
 
+/* Heartbeats: an idle client that answers stays; one that says nothing
+ * for 3 heartbeats is closed (without a Bye). */
+START_TEST(test_heartbeat_closes_silent_client)
+{
+    char err[SEFL_ERRLEN];
+    coord_config cfg = test_config();
+    cfg.rounds = 0;
+    cfg.heartbeat = 1;
+    fakes[1].role = ROLE_SILENT;
+    ck_assert_msg(coord_start(&loop, &cfg, &co, err) == 0, "%s", err);
+    fake_connect(&fakes[0]);
+    fake_connect(&fakes[1]);
+    while (!fakes[1].closed) uv_run(&loop, UV_RUN_ONCE);
+    ck_assert_int_eq(fakes[1].welcomed, 1);
+    ck_assert_int_ge(fakes[1].pings, 2);
+    ck_assert_int_eq(fakes[1].byes, 0);
+    ck_assert_int_eq(fakes[0].closed, 0);
+    ck_assert_int_ge(fakes[0].pings, 3);
+    coord_stop(co);
+    finish_loop();
+    ck_assert_str_eq(fakes[0].bye, "shutdown");
+}
+END_TEST
+
 /* A database made with another private set is refused at start with one
  * line, and nothing is left on the loop. */
 START_TEST(test_refuses_other_private_set)
@@ -481,6 +516,7 @@ int main(void)
     tcase_add_test(tc, test_stop_mid_round);
     tcase_add_test(tc, test_refuses_other_private_set);
     tcase_add_test(tc, test_peer_limit_and_longest_name);
+    tcase_add_test(tc, test_heartbeat_closes_silent_client);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
