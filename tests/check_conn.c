@@ -342,6 +342,17 @@ START_TEST(test_big_frame_before_auth_refused)
 }
 END_TEST
 
+START_TEST(test_connect_by_name)
+{
+    /* "localhost" goes through uv_getaddrinfo. */
+    server s;
+    server_start(&s, NULL);
+    snprintf(s.addr, sizeof s.addr, "localhost:%d", conn_listener_port(s.l));
+    good_round(&s);
+    server_stop(&s);
+}
+END_TEST
+
 START_TEST(test_ip_server_name)
 {
     /* The server certificate lists 127.0.0.1 as an iPAddress SAN. */
@@ -798,27 +809,6 @@ START_TEST(test_bad_addresses)
 }
 END_TEST
 
-START_TEST(test_tls_ctx_errors)
-{
-    char err[SEFL_ERRLEN];
-    tls_ctx *t = NULL;
-    ck_assert_int_lt(tls_ctx_new_server(&t, "/nonexistent", err), 0);
-    ck_assert_ptr_null(t);
-    ck_assert_msg(strstr(err, "/nonexistent/ca.crt"), "%s", err);
-    /* A key that is not the certificate's. */
-    char ca[256], crt[256], key[256];
-    snprintf(ca, sizeof ca, "%s/ca.crt", certs_dir);
-    snprintf(crt, sizeof crt, "%s/clients/client-0000.crt", certs_dir);
-    snprintf(key, sizeof key, "%s/clients/expired.key", certs_dir);
-    ck_assert_int_lt(tls_ctx_new_client_files(&t, ca, crt, key, "localhost", err), 0);
-    ck_assert_msg(strstr(err, "does not belong"), "%s", err);
-    ck_assert_int_lt(tls_ctx_new_client_files(&t, ca, NULL, NULL, "", err), 0);
-    tls_ctx_free(NULL);
-    ck_assert_msg(strstr(tls_suites_offered(), "TLS-ECDHE-ECDSA-WITH-CHACHA20-POLY1305-SHA256"),
-                  "%s", tls_suites_offered());
-}
-END_TEST
-
 /* ---- test: no leak of descriptors over many connections --------------- */
 
 static int count_fds(void)
@@ -890,6 +880,7 @@ static Suite *conn_suite(void)
     tcase_add_test(tc, test_empty_frame);
     tcase_add_test(tc, test_big_frame_both_ways);
     tcase_add_test(tc, test_big_frame_before_auth_refused);
+    tcase_add_test(tc, test_connect_by_name);
     tcase_add_test(tc, test_ip_server_name);
     suite_add_tcase(s, tc);
 
@@ -922,7 +913,6 @@ static Suite *conn_suite(void)
     tcase_add_test(tc, test_close_while_resolving);
     tcase_add_test(tc, test_connect_refused);
     tcase_add_test(tc, test_bad_addresses);
-    tcase_add_test(tc, test_tls_ctx_errors);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("cycles");
