@@ -777,9 +777,9 @@ int conn_send(conn *c, const uint8_t *payload, size_t len)
     uint8_t first[CONN_RECORD];
     size_t head = len < CONN_RECORD - WIRE_HEADER ? len : CONN_RECORD - WIRE_HEADER;
     frame_put_header(first, (uint32_t)len);
-    memcpy(first + WIRE_HEADER, payload, head);
+    if (head) memcpy(first + WIRE_HEADER, payload, head);   /* payload may be NULL when len is 0 */
     if ((ret = conn_write_plain(c, first, WIRE_HEADER + head)) < 0) return ret;
-    if ((ret = conn_write_plain(c, payload + head, len - head)) < 0) return ret;
+    if (len > head && (ret = conn_write_plain(c, payload + head, len - head)) < 0) return ret;
     return conn_flush(c) < 0 ? -EIO : 0;
 }
 
