@@ -67,9 +67,11 @@ int conn_connect(uv_loop_t *loop, const char *host_port, tls_ctx *tls, const con
 
 /* Queues one frame: writes the length prefix then payload (copied). Returns
  * 0, -ENOBUFS when the output queue would pass max_outq, -ENOTCONN before
- * on_open or after conn_close. */
+ * on_open or after conn_close, -EMSGSIZE over 4 GiB - 1, or -EIO when
+ * encryption failed (c is then closing and on_close follows). */
 int conn_send(conn *c, const uint8_t *payload, size_t len);
-/* Same for a buffer that already holds the prefix (wire_encode's output). */
+/* Same for a buffer that already holds the prefix (wire_encode's output);
+ * -EINVAL when len is shorter than the prefix. */
 int conn_send_frame(conn *c, const uint8_t *frame, size_t len);
 
 /* Bytes queued and not yet written (for back-pressure decisions). */
@@ -80,7 +82,9 @@ size_t conn_outq_bytes(const conn *c);
  * (or got -ENOBUFS) sends more from there. NULL turns it off. */
 void conn_set_on_drain(conn *c, void (*on_drain)(conn *c));
 
-/* Sends close_notify after the queued frames, then closes; on_close follows. */
+/* Sends close_notify after the queued frames, then closes; on_close follows
+ * with status 0 and this reason (unless an earlier error gave one). Calling
+ * it again, or on a conn already closing, does nothing. */
 void conn_close(conn *c, const char *reason);
 
 /* Raises the frame limit from max_frame_unauth to max_frame. */
