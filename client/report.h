@@ -112,7 +112,8 @@ int report_load_run(const char *db, int round, report_run *run, char *err);
 void report_run_free(report_run *run);   /* accepts a zeroed or freed run */
 
 /* Summarizes n accuracies acc (n) with weights examples (n); examples may be
- * NULL only when n is 0. Fills s; never fails. */
+ * NULL only when n is 0. Fills s; never fails (without memory for a sorted
+ * copy, p10 and median are NAN and the rest exact). */
 void report_summarize(const double *acc, const long *examples, int n, report_summary *s);
 
 /* The q-quantile (0..1) of the n ascending values x (n) with linear
@@ -132,7 +133,8 @@ void report_free(report *r);             /* accepts a zeroed report; frees runs 
  * best) and the cost (kind cost, integers in n, the fraction in value).
  * JSON carries the same numbers. The SVG is a static chart of per-client
  * accuracy, clients sorted by personalized accuracy, with the baseline for
- * the same clients. Return 0, or -EIO when a write fails. */
+ * the same clients. Return 0, or -EIO when a write fails (report_write_svg
+ * also -ENOMEM). */
 int report_print(FILE *f, const report *r);
 int report_write_csv(FILE *f, const report *r);
 int report_write_json(FILE *f, const report *r);
