@@ -540,6 +540,11 @@ int main(int argc, char **argv)
              m.a.clients, m.a.partition, (unsigned long long)m.a.seed, m.a.threads,
              m.a.local_only ? ", local-only" : "");
 
+    /* Signals are taken before the clients start: starting thousands of
+     * them takes a while, and a background process would otherwise ignore
+     * SIGINT until then. The handlers run once the loop does. */
+    for (int i = 0; i < 2; i++)
+        uv_signal_start(&m.sig[i], m.a.local_only ? sim_local_signal : sim_on_signal, sigs[i]);
     m.live = m.n;
     for (int i = 0; i < m.n; i++, started++) {
         if ((rc = sim_start_client(&m, &m.cl[i], err)) < 0) break;
@@ -556,11 +561,9 @@ int main(int argc, char **argv)
             uv_close((uv_handle_t *)&m.progress, sim_handle_close_cb);
             for (int i = 0; i < 2; i++) uv_close((uv_handle_t *)&m.sig[i], sim_handle_close_cb);
         }
-    } else if (m.live > 0) {
-        /* (With every client already done, their handles are closed.) */
-        for (int i = 0; i < 2; i++)
-            uv_signal_start(&m.sig[i], m.a.local_only ? sim_local_signal : sim_on_signal, sigs[i]);
-        if (m.tty) uv_timer_start(&m.progress, sim_progress_cb, SIM_PROGRESS_MS, SIM_PROGRESS_MS);
+    } else if (m.live > 0 && m.tty) {
+        /* (With every client already done, the handles are closed.) */
+        uv_timer_start(&m.progress, sim_progress_cb, SIM_PROGRESS_MS, SIM_PROGRESS_MS);
     }
     uv_run(&loop, UV_RUN_DEFAULT);
     exit_code = m.failed ? 1 : 0;
