@@ -273,10 +273,14 @@ static void sim_round_end(sim *m)
              dt > 0 ? m->cur.samples / dt : 0.0);
 }
 
+/* A round begins with its first TrainTask (federated) or with the first
+ * client done with it (local-only, where the first round is timed from the
+ * start of the run). */
 static void sim_round_begin(sim *m, uint32_t round)
 {
+    uint64_t start = m->a.local_only && m->cur.round == 0 ? m->start_ns : uv_hrtime();
     sim_round_end(m);
-    m->cur = (sim_round){ .round = round, .start_ns = uv_hrtime() };
+    m->cur = (sim_round){ .round = round, .start_ns = start };
 }
 
 static void sim_handle_close_cb(uv_handle_t *h)
@@ -364,7 +368,6 @@ static void sim_local_done(trainer_job *j)
         sim_client_finished(m, c, j->status);
         return;
     }
-    if (j->round > m->cur.round) sim_round_begin(m, j->round);
     sim_count_done(m, 1, j->round, j->epochs, &j->train_stats);
     sim_count_done(m, 0, j->round, 0, &j->eval_stats);
     if (state_eval_report(m->out, j->round, c->name, (uint32_t)j->eval_stats.examples,
