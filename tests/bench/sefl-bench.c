@@ -3,11 +3,13 @@
  *   sefl-bench train   --batch B --samples N [--data DIR] [--seed S]
  *       one thread, the default model, the first N Fashion-MNIST training
  *       images: one warm-up epoch, then one timed epoch (as
- *       ../shared/bench/torch_ref.py speed does); the last line is
- *       `train_samples_per_s X`.
+ *       ../shared/bench/torch_ref.py speed does, plain SGD at lr 0.005);
+ *       prints wall and CPU seconds, GFLOP/s from the model's FLOP count,
+ *       and last `train_samples_per_s X` (wall time).
  *   sefl-bench sgemm
- *       single-thread sgemm GFLOP/s at the shapes of conv2's three products
- *       (batch 10 and 32) and at a large square, the ceiling for `train`.
+ *       single-thread sgemm GFLOP/s (per CPU-second) at the shapes the model
+ *       multiplies: conv2's three products at batch 10 and 32, conv1's and
+ *       fc1's at batch 10, and a large square, the ceiling for `train`.
  *   sefl-bench central --epochs E --batch B --lr L --momentum M [--seed S] [--data DIR]
  *       trains on all 60,000 training images and prints `epoch E test_acc X`
  *       after each epoch (the 10,000 test images).
@@ -36,7 +38,7 @@ static const char usage[] =
     "  train    one-thread training speed of the default cnn-se model on the first N\n"
     "           Fashion-MNIST training images (defaults: B 10, N 6000); one warm-up\n"
     "           epoch, one timed epoch; last line `train_samples_per_s X`\n"
-    "  sgemm    single-thread sgemm GFLOP/s at conv2's shapes, for comparison\n"
+    "  sgemm    single-thread sgemm GFLOP/s at the model's shapes, for comparison\n"
     "  central  centralised training on all 60,000 images, `epoch E test_acc X` per\n"
     "           epoch (defaults: E 3, B 32, lr 0.05, momentum 0.9, seed 1)\n"
     "  --data DIR  Fashion-MNIST directory (default " DATASET_DEFAULT_DIR ")\n";
