@@ -5,6 +5,7 @@
 #include <check.h>
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -415,6 +416,52 @@ START_TEST(test_train_determinism_and_args)
 }
 END_TEST
 
+/* sefl-sim trains several models on several threads at once: the results
+ * must be the bytes a model trained alone gets (no shared mutable state). */
+typedef struct {
+    model *m;
+    const float *x;
+    const uint8_t *y;
+    int n;
+} train_job;
+
+static void *train_thread(void *arg)
+{
+    train_job *j = arg;
+    const sgd_config c = { .lr = 0.05f, .momentum = 0.9f };
+    model_stats st;
+    ck_assert_int_eq(model_train(j->m, j->x, j->y, NULL, j->n, 2, 10, &c, NULL, 5, &st), 0);
+    return NULL;
+}
+
+START_TEST(test_threads)
+{
+    enum { N = 60, T = 3 };
+    float *x = malloc(N * MODEL_PIXELS * sizeof *x);
+    uint8_t y[N];
+    rng r;
+    rng_seed(&r, 13);
+    synthetic(&r, x, y, N);
+    model *alone = new_model(8, 1, 10, 1);
+    train_job j = { alone, x, y, N };
+    train_thread(&j);
+    pthread_t th[T];
+    train_job jobs[T];
+    for (int i = 0; i < T; i++) {
+        jobs[i] = (train_job){ new_model(8, 1, 10, 1), x, y, N };
+        ck_assert_int_eq(pthread_create(&th[i], NULL, train_thread, &jobs[i]), 0);
+    }
+    const size_t bytes = model_table(alone)->total * sizeof(float);
+    for (int i = 0; i < T; i++) {
+        ck_assert_int_eq(pthread_join(th[i], NULL), 0);
+        ck_assert_int_eq(memcmp(model_params(jobs[i].m), model_params(alone), bytes), 0);
+        model_free(jobs[i].m);
+    }
+    model_free(alone);
+    free(x);
+}
+END_TEST
+
 START_TEST(test_new_and_macs)
 {
     param_table t = table(8, 1), ng = table(8, 0);
@@ -456,6 +503,7 @@ int main(void)
     tcase_add_test(tc, test_chunks);
     tcase_add_test(tc, test_train_synthetic);
     tcase_add_test(tc, test_train_determinism_and_args);
+    tcase_add_test(tc, test_threads);
     tcase_add_test(tc, test_new_and_macs);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
