@@ -42,6 +42,7 @@ struct server {
     int last_status;
     char last_reason[SEFL_ERRLEN];
     char last_peer[80];
+    char last_addr[80];
 };
 
 static void srv_on_open(conn *c)
@@ -49,6 +50,7 @@ static void srv_on_open(conn *c)
     server *s = conn_user(c);
     s->opened++;
     snprintf(s->last_peer, sizeof s->last_peer, "%s", conn_peer_name(c));
+    snprintf(s->last_addr, sizeof s->last_addr, "%s", conn_peer_addr(c));
     if (s->auth) conn_set_authenticated(c);
 }
 
@@ -276,6 +278,8 @@ START_TEST(test_frames_both_ways)
     ck_assert_int_eq(s.last_status, 0);
     ck_assert_str_eq(s.last_reason, "closed by peer");
     ck_assert_str_eq(s.last_peer, "client-0000");
+    ck_assert_msg(strncmp(s.last_addr, "127.0.0.1:", 10) == 0 && atoi(s.last_addr + 10) > 0,
+                  "peer address %s", s.last_addr);
     ck_assert_str_eq(k.peer, "localhost");
     ck_assert_msg(strcmp(k.suite, "TLSv1.2 TLS-ECDHE-ECDSA-WITH-CHACHA20-POLY1305-SHA256") == 0,
                   "suite %s", k.suite);
@@ -337,6 +341,39 @@ START_TEST(test_big_frame_before_auth_refused)
     ck_assert_str_eq(s.last_reason, "frame of 3145728 bytes over limit 65536");
     free(big);
     good_round(&s);
+    server_stop(&s);
+}
+END_TEST
+
+START_TEST(test_many_clients_at_once)
+{
+    /* One server loop with 40 clients connected at the same time, each
+     * exchanging frames of its own. */
+    enum { N = 40 };
+    server s;
+    server_start(&s, NULL);
+    tls_ctx *t = client_tls(certs_dir, "client-0000", "localhost");
+    static client k[N];
+    static uint8_t msg[N][64];
+    char err[SEFL_ERRLEN];
+    for (int i = 0; i < N; i++) {
+        memset(msg[i], 'a' + i % 26, sizeof msg[i]);
+        k[i] = (client){ .msg = msg[i], .len = sizeof msg[i], .nsend = 3 };
+        conn *c;
+        ck_assert_msg(conn_connect(&s.loop, s.addr, t, NULL, &cli_cb, &k[i], &c, err) == 0, "%s", err);
+    }
+    int done = 0;
+    while (done < N || s.closed < N) {
+        uv_run(&s.loop, UV_RUN_ONCE);
+        done = 0;
+        for (int i = 0; i < N; i++) done += k[i].closed;
+    }
+    for (int i = 0; i < N; i++)
+        ck_assert_msg(k[i].echoed == 3 && k[i].status == 0, "client %d: %d echoed, %s", i,
+                      k[i].echoed, k[i].reason);
+    ck_assert_int_eq(s.opened, N);
+    ck_assert_int_eq(s.frames, 3 * N);
+    tls_ctx_free(t);
     server_stop(&s);
 }
 END_TEST
@@ -879,6 +916,7 @@ static Suite *conn_suite(void)
     tcase_add_test(tc, test_empty_frame);
     tcase_add_test(tc, test_big_frame_both_ways);
     tcase_add_test(tc, test_big_frame_before_auth_refused);
+    tcase_add_test(tc, test_many_clients_at_once);
     tcase_add_test(tc, test_connect_by_name);
     tcase_add_test(tc, test_ip_server_name);
     suite_add_tcase(s, tc);
