@@ -144,9 +144,10 @@ static int tls_load_crt(mbedtls_x509_crt *crt, const char *path, const char *wha
 {
     struct stat st;
     if (stat(path, &st) != 0) {
+        int e = errno;
         err_set(err, "cannot read %s %s: %s (make certificates with `sefl-certs init`)",
-                what, path, strerror(errno));
-        return -errno;
+                what, path, strerror(e));
+        return -e;
     }
     int ret = mbedtls_x509_crt_parse_file(crt, path);
     if (ret != 0) {
@@ -286,6 +287,10 @@ int tls_ctx_new_client_files(tls_ctx **out, const char *ca, const char *cert, co
                              const char *server_name, char *err)
 {
     *out = NULL;
+    if (!cert != !key) {
+        err_set(err, "a client certificate needs its key (and a key its certificate)");
+        return -EINVAL;
+    }
     if (!server_name || !*server_name || strlen(server_name) > TLS_NAME_MAX) {
         err_set(err, "server name must be 1 to %d characters", TLS_NAME_MAX);
         return -EINVAL;

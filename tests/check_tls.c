@@ -78,6 +78,9 @@ START_TEST(test_server_name_limits)
     name[255] = 0;   /* 255 is the limit, and fits */
     ck_assert_msg(tls_ctx_new_client_files(&t, ca, crt, key, name, err) == 0, "%s", err);
     tls_ctx_free(t);
+    /* A certificate without its key, or a key alone, is refused. */
+    ck_assert_int_eq(tls_ctx_new_client_files(&t, ca, crt, NULL, "localhost", err), -EINVAL);
+    ck_assert_int_eq(tls_ctx_new_client_files(&t, ca, NULL, key, "localhost", err), -EINVAL);
     /* Without a certificate is allowed (tests; the server refuses it). */
     ck_assert_msg(tls_ctx_new_client_files(&t, ca, NULL, NULL, "localhost", err) == 0, "%s", err);
     tls_ctx_free(t);
