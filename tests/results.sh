@@ -99,8 +99,13 @@ declare -A LABEL=([local]="Local only" [none]="FedAvg" [se]="**sefl: private SE 
 {
     echo "### Fashion-MNIST, 20 clients, personalized test accuracy (%)"
     echo
+    if [ -n "${ROUNDS_GIVEN:-}" ]; then
+        sized="set by ROUNDS=$ROUNDS: a short run, not the $HOURS-hour table"
+    else
+        sized="what fits about $HOURS h on this $(nproc)-core machine"
+    fi
     echo "All clients every round, lr 0.005, batch 10, 1 local epoch, **$ROUNDS rounds**" \
-         "(what fits about $HOURS h on this $(nproc)-core machine), seed $SEED." \
+         "($sized), seed $SEED." \
          "Sample-weighted accuracy over clients at the last round (as PFLlib reports)," \
          "std and min over clients; best = best evaluated round (r: its number)." \
          "Made by \`$( [ -n "${ROUNDS_GIVEN:-}" ] && echo "ROUNDS=$ROUNDS ")make results\`."
