@@ -56,6 +56,7 @@ typedef struct {
     int status;                 /* 0 or a negative error */
     const char *err;            /* one line when status < 0 */
     const model_stats *stats;   /* TASK_DONE: the job's train or eval figures */
+    double train_cpu;           /* TASK_DONE of a training: its CPU seconds */
 } session_event;
 
 typedef struct {

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "pstore.h"
 #include "wire.h"
@@ -162,6 +163,15 @@ static int trainer_load(trainer *tr, trainer_job *j, pstore *ps, model *m)
     return 0;
 }
 
+/* CPU seconds used by the calling thread: the cost of a training whatever
+ * else the machine runs, which wall time is not. */
+static double trainer_thread_cpu(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return 0.0;
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 static int trainer_train(trainer *tr, trainer_job *j, pstore *ps, model *m)
 {
     const param_table *t = &tr->table;
@@ -179,8 +189,10 @@ static int trainer_train(trainer *tr, trainer_job *j, pstore *ps, model *m)
         memcpy(ref, w, t->total * sizeof *ref);
     }
     uint64_t t0 = uv_hrtime();
+    double c0 = trainer_thread_cpu();
     rc = model_train(m, d->train_x, d->train_y, d->train, d->n_train, j->epochs, j->batch, &j->sgd, ref,
                      j->seed, &j->train_stats);
+    j->train_cpu = trainer_thread_cpu() - c0;
     j->train_stats.seconds = (double)(uv_hrtime() - t0) / 1e9;
     free(ref);
     if (rc < 0) {
@@ -288,6 +300,7 @@ void trainer_submit(trainer *tr, trainer_job *j)
     j->next = NULL;
     memset(&j->train_stats, 0, sizeof j->train_stats);
     memset(&j->eval_stats, 0, sizeof j->eval_stats);
+    j->train_cpu = 0;
     if (tr->tail) tr->tail->next = j;
     else tr->head = j;
     tr->tail = j;

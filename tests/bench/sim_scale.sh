@@ -17,6 +17,14 @@
 #                                           and the coordinator's own part of it
 #   bench_train_samples_per_s               the trainer alone, one thread
 #   system_efficiency                       sim_samples_per_s / (threads x bench)
+#   sim_cpu_s, server_cpu_s                 CPU time (user + system) of each process
+#   train_cpu_s                             CPU time of the trainings themselves
+#                                           (worker threads inside model_train)
+#   overhead_cpu_per_train_cpu              (sim_cpu + server_cpu - train_cpu) / train_cpu:
+#                                           what the system costs on top of training,
+#                                           in CPU, so not skewed by other load
+# Wall-time figures (samples/s, efficiency) depend on what else the machine
+# runs; the script prints the load average before and after.
 # Not part of `make check` (about two minutes on 2 cores).
 # Environment: CLIENTS, ROUNDS, PER_ROUND (clients per round, default all),
 # PARTITION, THREADS (default: cores), MAX_SAMPLES (default: no cap).
@@ -42,6 +50,10 @@ trap 'exit 1' INT TERM
 
 hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
+# utime + stime in clock ticks (fields 14 and 15; the name in field 2 has no spaces here)
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null; }
+TCK=$(getconf CLK_TCK)
+echo "load_average_before $(cut -d' ' -f1 /proc/loadavg)"
 
 "$BIN/sefl-certs" init --dir "$W/certs" --clients "$CLIENTS" >"$W/certs.log" 2>&1 ||
     { cat "$W/certs.log"; exit 1; }
@@ -55,8 +67,10 @@ PORT=$(sefl_wait_port "$W/server.log" "$SERVER" 30) || { tail "$W/server.log"; e
     ${MAX_SAMPLES:+--max-samples "$MAX_SAMPLES"} >"$W/sim.log" 2>&1 &
 SIM=$!
 
-sim_hwm=0 server_hwm=0 sim_run=0
+sim_hwm=0 server_hwm=0 sim_run=0 sim_cpu=0 server_cpu=0
 while kill -0 "$SIM" 2>/dev/null || kill -0 "$SERVER" 2>/dev/null; do
+    v=$(cpu_ticks "$SIM"); [ -n "$v" ] && sim_cpu=$v
+    v=$(cpu_ticks "$SERVER"); [ -n "$v" ] && server_cpu=$v
     if grep -q "sefl-sim: clients" "$W/sim.log"; then
         v=$(rss_kib "$SIM"); [ -n "$v" ] && [ "$v" -gt "$sim_run" ] && sim_run=$v
     fi
@@ -73,6 +87,7 @@ grep -E "committed" "$W/server.log"
 
 # "all N clients finished (0 failed): X samples trained in T s, Y samples/s"
 line=$(grep "clients finished" "$W/sim.log")
+train_cpu=$(echo "$line" | sed -n 's/.*training CPU \([0-9.]*\) s.*/\1/p')
 samples=$(echo "$line" | sed -n 's/.*: \([0-9]*\) samples trained in \([0-9.]*\) s.*/\1/p')
 seconds=$(echo "$line" | sed -n 's/.*: \([0-9]*\) samples trained in \([0-9.]*\) s.*/\2/p')
 rounds=$(sqlite3 "$W/server.db" "SELECT printf('%.2f %.3f', AVG(seconds), AVG(coord_seconds)) FROM rounds")
@@ -96,3 +111,7 @@ echo "coord_seconds_mean ${rounds#* }"
 echo "bench_train_samples_per_s $bench"
 awk -v s="$samples" -v t="$seconds" -v b="$bench" -v n="$THREADS" \
     'BEGIN { printf "system_efficiency %.3f\n", (s / t) / (n * b) }'
+awk -v a="$sim_cpu" -v b="$server_cpu" -v k="$TCK" -v t="$train_cpu" 'BEGIN {
+    printf "sim_cpu_s %.1f\nserver_cpu_s %.1f\ntrain_cpu_s %.1f\n", a / k, b / k, t
+    printf "overhead_cpu_per_train_cpu %.3f\n", (a / k + b / k - t) / t }'
+echo "load_average_after $(cut -d' ' -f1 /proc/loadavg)"
