@@ -44,7 +44,8 @@ W=$(mktemp -d /tmp/sefl-sim-basic.XXXXXX)
 PIDS=()
 cleanup() {
     sefl_stop "${PIDS[@]}" "${SEFL_SERVER_PID:-}" "${SEFL_SIM_PID:-}"
-    rm -rf "$W"
+    # A failure keeps the logs and databases for a look.
+    if [ "$fail" = 0 ]; then rm -rf "$W"; else echo "sim_basic: logs kept in $W"; fi
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
