@@ -81,7 +81,7 @@ fi
 
 ip netns exec "$NS_C" "$BIN/sefl-server" --listen 0.0.0.0:0 --certs "$W/certs" --db "$W/server.db" \
     --rounds "$ROUNDS" --clients-per-round "$CLIENTS" --min-clients "$CLIENTS" \
-    --round-timeout 40 --epochs 1 --batch 10 --lr 0.005 --seed 7 \
+    --round-timeout 30 --epochs 1 --batch 10 --lr 0.005 --seed 7 \
     >"$W/server.log" 2>&1 &
 SERVER=$!
 PIDS+=("$SERVER")
@@ -101,14 +101,14 @@ for i in 0 1; do
     PIDS+=($!)
 done
 
-if sefl_wait_exit "$SERVER" 50; then
+if sefl_wait_exit "$SERVER" 40; then
     ok "coordinator finished $ROUNDS rounds and exited 0"
 else
     tail -n 20 "$W/server.log"
     bad "coordinator did not finish its rounds (status $?)"
 fi
 for i in 0 1; do
-    if sefl_wait_exit "${PIDS[$((i + 1))]}" 10; then
+    if sefl_wait_exit "${PIDS[$((i + 1))]}" 5; then
         ok "shard $i/2 exited 0"
     else
         tail -n 5 "$W/shard$i.log"
