@@ -22,7 +22,12 @@ fail=0
 ok() { echo "ok: $*"; pass=$((pass + 1)); }
 bad() { echo "FAIL: $*"; fail=$((fail + 1)); }
 check() { local what=$1; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
-finish() { echo "$pass passed, $fail failed"; [ "$fail" = 0 ]; exit $?; }
+finish() {
+    [ "$fail" = 0 ] || echo "sim_basic: logs kept in ${W:-}"
+    echo "$pass passed, $fail failed"
+    [ "$fail" = 0 ]
+    exit $?
+}
 
 for b in sefl-certs sefl-server sefl-sim sefl-client; do
     if [ ! -x "$BIN/$b" ]; then
@@ -45,7 +50,7 @@ PIDS=()
 cleanup() {
     sefl_stop "${PIDS[@]}" "${SEFL_SERVER_PID:-}" "${SEFL_SIM_PID:-}"
     # A failure keeps the logs and databases for a look.
-    if [ "$fail" = 0 ]; then rm -rf "$W"; else echo "sim_basic: logs kept in $W"; fi
+    [ "$fail" = 0 ] && rm -rf "$W"
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
