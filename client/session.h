@@ -6,11 +6,14 @@
  * job is done, an EvalTask becomes an eval job answered with an EvalReport,
  * a Heartbeat is answered at once (the loop never trains). Bye "done" ends
  * the session; Bye "shutdown", an Error that closes, or a dropped connection
- * make it reconnect after an exponential backoff with jitter. Any number of
- * sessions may share one loop and one trainer (sefl-sim).
+ * make it reconnect after an exponential backoff with jitter; an Error
+ * saying the model or protocol version differs ends it with an error, as
+ * retrying cannot help. Any number of sessions may share one loop and one
+ * trainer (sefl-sim).
  *
- * Tasks that arrive while the session's job runs wait in a short queue; a
- * newer TrainTask supersedes a waiting one (the older round is over).
+ * Tasks that arrive while the session's job runs wait in a queue of at most
+ * SESSION_MAX_PENDING (the oldest is dropped past it); a newer TrainTask
+ * supersedes a waiting one (the older round is over).
  *
  * Test-only switches, read from the environment when a session starts:
  *   SEFL_TAP_DIR=DIR   every frame the session sends is appended to

@@ -38,7 +38,13 @@ static param_table table;
 static float images[(N_TRAIN + N_TEST) * MODEL_PIXELS];   /* (40, 784) */
 static uint8_t labels[N_TRAIN + N_TEST];
 
-enum { SCRIPT_FULL, SCRIPT_SHUTDOWN, SCRIPT_MODEL_MISMATCH, SCRIPT_EARLY_MESSAGE, SCRIPT_BIG_BATCH };
+enum { SCRIPT_FULL, SCRIPT_SHUTDOWN, SCRIPT_MODEL_MISMATCH, SCRIPT_EARLY_MESSAGE, SCRIPT_BIG_BATCH,
+       SCRIPT_SUPERSEDE, SCRIPT_OVERFLOW };
+
+/* Nonce of the heartbeat that follows a burst of tasks: its reply proves
+ * the client has taken in every task before it (frames are handled in
+ * order), which opens the gate holding the trainer. */
+#define GATE_NONCE 99
 
 typedef struct {
     uv_loop_t loop;
@@ -57,6 +63,8 @@ typedef struct {
     int update_tensors, update_se, update_changed;
     uint32_t update_code;       /* WIRE_ERR_* of an Update that failed to decode */
     uint32_t client_error;      /* Error.code the client sent */
+    uint32_t update_rounds, report_rounds;   /* bit r: an answer for round r */
+    uv_sem_t gate;              /* holds the trainer's one thread (queue scripts) */
     /* What the session reported. */
     int finished, fin_status, welcomed, disconnected;
 } fake;
@@ -97,7 +105,7 @@ static void fake_bye(conn *c, const char *reason)
     fake_send(c, &e);
 }
 
-static void fake_task(fake *f, conn *c, int train, uint32_t batch)
+static void fake_task(fake *f, conn *c, int train, uint32_t batch, uint32_t round)
 {
     wire_tensors wt;
     Sefl__TrainTask t = SEFL__TRAIN_TASK__INIT;
@@ -105,7 +113,7 @@ static void fake_task(fake *f, conn *c, int train, uint32_t batch)
     Sefl__Envelope e = SEFL__ENVELOPE__INIT;
     ck_assert_int_eq(wire_tensors_build(&table, params_shared(PARAM_SE), f->global, &wt), 0);
     if (train) {
-        t.round = 1;
+        t.round = round;
         t.tensors = wt.v;
         t.n_tensors = wt.n;
         t.lr = 0.05f;
@@ -116,7 +124,7 @@ static void fake_task(fake *f, conn *c, int train, uint32_t batch)
         e.msg_case = SEFL__ENVELOPE__MSG_TRAIN_TASK;
         e.train_task = &t;
     } else {
-        v.round = 1;
+        v.round = round;
         v.tensors = wt.v;
         v.n_tensors = wt.n;
         v.private_groups = "se";
@@ -127,11 +135,11 @@ static void fake_task(fake *f, conn *c, int train, uint32_t batch)
     wire_tensors_release(&wt);
 }
 
-static void fake_heartbeat(conn *c)
+static void fake_heartbeat(conn *c, uint64_t nonce)
 {
     Sefl__Heartbeat h = SEFL__HEARTBEAT__INIT;
     Sefl__Envelope e = SEFL__ENVELOPE__INIT;
-    h.nonce = 7;
+    h.nonce = nonce;
     e.msg_case = SEFL__ENVELOPE__MSG_HEARTBEAT;
     e.heartbeat = &h;
     fake_send(c, &e);
@@ -145,8 +153,8 @@ static void fake_on_hello(fake *f, conn *c, const Sefl__Hello *h)
     switch (f->script) {
     case SCRIPT_FULL:
         fake_welcome(f, c);
-        fake_heartbeat(c);
-        fake_task(f, c, 1, 10);
+        fake_heartbeat(c, 7);
+        fake_task(f, c, 1, 10, 1);
         break;
     case SCRIPT_SHUTDOWN:
         fake_welcome(f, c);
@@ -166,14 +174,27 @@ static void fake_on_hello(fake *f, conn *c, const Sefl__Hello *h)
         conn_close(c, "model mismatch");
         break;
     }
+    case SCRIPT_SUPERSEDE:
+        /* Round 1 goes to the (held) trainer; 2 waits; 3 replaces it. */
+        fake_welcome(f, c);
+        for (uint32_t r = 1; r <= 3; r++) fake_task(f, c, 1, 10, r);
+        fake_heartbeat(c, GATE_NONCE);
+        break;
+    case SCRIPT_OVERFLOW:
+        /* Round 1 trains; six evaluations wait in a queue of four. */
+        fake_welcome(f, c);
+        fake_task(f, c, 1, 10, 1);
+        for (uint32_t r = 1; r <= 6; r++) fake_task(f, c, 0, 0, r);
+        fake_heartbeat(c, GATE_NONCE);
+        break;
     case SCRIPT_BIG_BATCH:
         fake_welcome(f, c);
-        if (f->conns == 1) fake_task(f, c, 1, MODEL_MAX_BATCH + 1);
+        if (f->conns == 1) fake_task(f, c, 1, MODEL_MAX_BATCH + 1, 1);
         else fake_bye(c, "done");
         break;
     case SCRIPT_EARLY_MESSAGE:
         if (f->conns == 1) {
-            fake_heartbeat(c);
+            fake_heartbeat(c, 7);
         } else {
             fake_welcome(f, c);
             fake_bye(c, "done");
@@ -195,8 +216,10 @@ static void fake_on_update(fake *f, conn *c, const Sefl__Update *u)
     ck_assert_msg(wire_tensors_apply(&table, params_shared(PARAM_SE), u->tensors, u->n_tensors, got, err) == 0,
                   "%s", err);
     f->update_changed = memcmp(got, f->global, table.total * sizeof *got) != 0;
+    f->update_rounds |= 1u << u->round;
     free(got);
-    if (f->updates == 1) fake_task(f, c, 0, 0);
+    if (f->script == SCRIPT_FULL && f->updates == 1) fake_task(f, c, 0, 0, 1);
+    if (f->script == SCRIPT_SUPERSEDE && f->updates == 2) fake_bye(c, "done");
 }
 
 static void fake_on_frame(conn *c, const uint8_t *p, size_t n)
@@ -210,7 +233,7 @@ static void fake_on_frame(conn *c, const uint8_t *p, size_t n)
          * with the evaluation so that the conversation goes on. */
         f->update_code = code;
         f->updates++;
-        if (f->updates == 1) fake_task(f, c, 0, 0);
+        if (f->updates == 1) fake_task(f, c, 0, 0, 1);
         return;
     }
     switch (e->msg_case) {
@@ -219,7 +242,8 @@ static void fake_on_frame(conn *c, const uint8_t *p, size_t n)
         break;
     case SEFL__ENVELOPE__MSG_HEARTBEAT:
         ck_assert(e->heartbeat->reply);
-        ck_assert_uint_eq(e->heartbeat->nonce, 7);
+        if (e->heartbeat->nonce == GATE_NONCE) uv_sem_post(&f->gate);
+        else ck_assert_uint_eq(e->heartbeat->nonce, 7);
         f->hb_replies++;
         break;
     case SEFL__ENVELOPE__MSG_UPDATE:
@@ -229,7 +253,8 @@ static void fake_on_frame(conn *c, const uint8_t *p, size_t n)
         f->reports++;
         f->report_round = e->eval_report->round;
         f->report_examples = e->eval_report->examples;
-        fake_bye(c, "done");
+        f->report_rounds |= 1u << e->eval_report->round;
+        if (f->script != SCRIPT_OVERFLOW || f->reports == SESSION_MAX_PENDING) fake_bye(c, "done");
         break;
     case SEFL__ENVELOPE__MSG_ERROR:
         f->client_error = e->error->code;
@@ -266,6 +291,19 @@ static void on_session_event(session *s, const session_event *ev)
     }
 }
 
+/* Worker thread: holds the trainer's only thread until the gate opens. */
+static int blocker_build(trainer_job *j, const float *params)
+{
+    (void)params;
+    uv_sem_wait(&((fake *)j->user)->gate);
+    return 0;
+}
+
+static void blocker_done(trainer_job *j)
+{
+    ck_assert_msg(j->status == 0, "%s", j->err);
+}
+
 /* Runs the session against script until both sides are done. */
 static void run_script(fake *f, int script)
 {
@@ -289,6 +327,21 @@ static void run_script(fake *f, int script)
     model_free(m);
 
     ck_assert_msg(trainer_new(&f->loop, &table, 1, &f->tr, err) == 0, "%s", err);
+    /* The queue scripts need the session's tasks to pile up behind a job
+     * that cannot finish before the client has seen them all. */
+    int gated = script == SCRIPT_SUPERSEDE || script == SCRIPT_OVERFLOW;
+    char blocker_db[192];
+    trainer_data blocker_data = { images, labels, NULL, 1, images, labels, NULL, 1 };
+    trainer_job blocker = { .train = 1, .db_path = blocker_db, .name = "blocker", .data = &blocker_data,
+                            .private_mask = PARAM_SE, .round = 1, .epochs = 1, .batch = 1,
+                            .sgd = { 0.01f, 0, 0, 0 }, .build = blocker_build, .done = blocker_done,
+                            .user = f };
+    if (gated) {
+        ck_assert_int_eq(uv_sem_init(&f->gate, 0), 0);
+        snprintf(blocker_db, sizeof blocker_db, "%s/blocker-%d.db", base_dir, script);
+        remove(blocker_db);
+        trainer_submit(f->tr, &blocker);
+    }
     session_config cfg = {
         .server = f->addr, .certs_dir = certs_dir, .name = "client-0000", .db_path = f->db,
         .data = { images, labels, NULL, N_TRAIN, images + N_TRAIN * MODEL_PIXELS, labels + N_TRAIN,
@@ -301,6 +354,7 @@ static void run_script(fake *f, int script)
     ck_assert_int_eq(f->finished, 1);
     session_free(f->s);
     trainer_free(f->tr);
+    if (gated) uv_sem_destroy(&f->gate);
     ck_assert_int_eq(uv_loop_close(&f->loop), 0);
     tls_ctx_free(f->tls);
     free(f->global);
@@ -381,6 +435,30 @@ END_TEST
 
 /* A batch the model cannot run is a bad task: Error and close, then the
  * client comes back. */
+/* A TrainTask waiting behind a running job is replaced by a newer one. */
+START_TEST(test_newer_train_task_supersedes)
+{
+    fake f;
+    run_script(&f, SCRIPT_SUPERSEDE);
+    ck_assert_int_eq(f.fin_status, 0);
+    ck_assert_int_eq(f.updates, 2);
+    ck_assert_uint_eq(f.update_rounds, (1u << 1) | (1u << 3));
+}
+END_TEST
+
+/* Tasks waiting behind a running job are capped at SESSION_MAX_PENDING;
+ * the oldest go first. */
+START_TEST(test_pending_tasks_capped)
+{
+    fake f;
+    run_script(&f, SCRIPT_OVERFLOW);
+    ck_assert_int_eq(f.fin_status, 0);
+    ck_assert_int_eq(f.updates, 1);
+    ck_assert_int_eq(f.reports, SESSION_MAX_PENDING);
+    ck_assert_uint_eq(f.report_rounds, (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6));
+}
+END_TEST
+
 START_TEST(test_batch_over_limit_refused)
 {
     fake f;
@@ -542,6 +620,8 @@ int main(void)
     tcase_add_test(tc, test_model_mismatch_is_fatal);
     tcase_add_test(tc, test_message_before_welcome_refused);
     tcase_add_test(tc, test_batch_over_limit_refused);
+    tcase_add_test(tc, test_newer_train_task_supersedes);
+    tcase_add_test(tc, test_pending_tasks_capped);
     tcase_add_test(tc, test_fault_switches);
     tcase_add_test(tc, test_tap);
     tcase_add_test(tc, test_first_task_starts_from_init);
