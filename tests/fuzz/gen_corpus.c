@@ -15,8 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <zlib.h>
 
 #include "frame.h"
+#include "idx.h"
 #include "log.h"
 #include "params.h"
 #include "rng.h"
@@ -280,6 +282,62 @@ static void gen_frames(void)
     put("fuzz_frame", "raise_limit", s, n);
 }
 
+/* fuzz_idx input: one mode byte (bit 0 gzip, bit 1 compressed by the
+ * target, bit 2 in two gzip members; see fuzz_idx.c), then the file. s gets
+ * the mode byte and a valid IDX file of rank dims and values i * 3;
+ * returns its length. */
+static size_t idx_seed(uint8_t *s, uint8_t mode, int rank, const uint32_t *dims)
+{
+    size_t n = 0, count = 1;
+    s[n++] = mode;
+    s[n++] = 0;
+    s[n++] = 0;
+    s[n++] = 0x08;
+    s[n++] = (uint8_t)rank;
+    for (int i = 0; i < rank; i++) {
+        frame_put_header(s + n, dims[i]);   /* big-endian uint32, as IDX */
+        n += 4;
+        count *= dims[i];
+    }
+    for (size_t i = 0; i < count; i++) s[n++] = (uint8_t)(i * 3);
+    return n;
+}
+
+/* Compresses p[0..n) into z as one gzip member; returns its length. */
+static size_t gzip_bytes(const uint8_t *p, size_t n, uint8_t *z, size_t cap)
+{
+    z_stream st;
+    memset(&st, 0, sizeof st);
+    if (deflateInit2(&st, 9, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK) exit(1);
+    st.next_in = (uint8_t *)p;
+    st.avail_in = (unsigned)n;
+    st.next_out = z;
+    st.avail_out = (unsigned)cap;
+    if (deflate(&st, Z_FINISH) != Z_STREAM_END) exit(1);
+    size_t len = cap - st.avail_out;
+    deflateEnd(&st);
+    return len;
+}
+
+static void gen_idx(void)
+{
+    uint8_t s[1024], z[1024];
+    static const uint32_t d1[] = { 10 };
+    static const uint32_t d3[] = { 3, 4, 5 };
+    size_t n = idx_seed(s, 0, 1, d1);
+    put("fuzz_idx", "plain_rank1", s, n);
+    n = idx_seed(s, 0, 3, d3);
+    put("fuzz_idx", "plain_rank3", s, n);
+    /* The rank-3 file gzipped here, so the seed holds real gzip framing. */
+    z[0] = 1;
+    n = 1 + gzip_bytes(s + 1, n - 1, z + 1, sizeof z - 1);
+    put("fuzz_idx", "gz_rank3", z, n);
+    n = idx_seed(s, 3, 1, d1);
+    put("fuzz_idx", "gz_by_target_rank1", s, n);
+    n = idx_seed(s, 7, 3, d3);
+    put("fuzz_idx", "gz_two_members_rank3", s, n);
+}
+
 int main(int argc, char **argv)
 {
     char err[SEFL_ERRLEN];
@@ -303,6 +361,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < T.total; i++) M[i] = (float)(0.1 * rng_normal(&g));
     gen_envelopes();
     gen_frames();
+    gen_idx();
     free(M);
     return 0;
 }
