@@ -58,7 +58,8 @@ deps:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-$(GEN)/fl.pb-c.c $(GEN)/fl.pb-c.h: proto/fl.proto
+# One protoc-c run makes both files (a grouped target), so -j2 never runs it twice.
+$(GEN)/fl.pb-c.c $(GEN)/fl.pb-c.h &: proto/fl.proto
 	@mkdir -p $(GEN)
 	protoc-c --c_out=$(GEN) -Iproto proto/fl.proto
 
