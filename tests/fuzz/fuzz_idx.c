@@ -10,10 +10,13 @@
  * - bits 0 and 1 set: the rest is gzip-compressed here (as two gzip members,
  *   split in the middle, when bit 2 is set too) before it is written, so
  *   mutations reach the IDX layer behind gzip; the same bytes are also read
- *   as a plain file and both reads must agree.
+ *   as a plain file and both reads must agree;
+ * - bit 3 set: the limit is FUZZ_MAX_BYTES_BIG instead of FUZZ_MAX_BYTES,
+ *   so that a raw gzip file (which inflates up to about 1000 times) can hold
+ *   more data than idx_read's first buffer and make it grow.
  * Properties checked on every input:
  * - success: rank 1..IDX_MAX_RANK, no zero dimension, count the product of
- *   the dimensions and at most FUZZ_MAX_BYTES, and for a plain file the data
+ *   the dimensions and at most the limit, and for a plain file the data
  *   are exactly the bytes after the header, with nothing after them;
  * - failure: a negative error, the array zeroed, and one non-empty line.
  */
@@ -29,6 +32,7 @@
 #include "log.h"
 
 #define FUZZ_MAX_BYTES ((size_t)1 << 20)
+#define FUZZ_MAX_BYTES_BIG ((size_t)4 << 20)
 
 static char dir[64];            /* the temporary directory, "" before init */
 static char plain_path[96];     /* dir/idx, a link to the first memfd */
@@ -81,12 +85,13 @@ static void write_gz_member(const char *path, const char *mode, const uint8_t *p
     if (gzclose(g) != Z_OK) abort();
 }
 
-/* Reads path and checks the properties that hold for any input. Returns
- * idx_read's result, with the array in a (freed by the caller). */
-static int fuzz_read(const char *path, idx_array *a)
+/* Reads path with the limit max_bytes and checks the properties that hold
+ * for any input. Returns idx_read's result, with the array in a (freed by
+ * the caller). */
+static int fuzz_read(const char *path, size_t max_bytes, idx_array *a)
 {
     char err[SEFL_ERRLEN] = "";
-    int rc = idx_read(path, FUZZ_MAX_BYTES, a, err);
+    int rc = idx_read(path, max_bytes, a, err);
     if (rc) {
         if (rc > 0 || a->data || a->count || a->rank || !err[0] || strchr(err, '\n')) abort();
         return rc;
@@ -96,7 +101,7 @@ static int fuzz_read(const char *path, idx_array *a)
     for (int i = 0; i < a->rank; i++) {
         if (a->dims[i] == 0 || __builtin_mul_overflow(count, a->dims[i], &count)) abort();
     }
-    if (count != a->count || count > FUZZ_MAX_BYTES) abort();
+    if (count != a->count || count > max_bytes) abort();
     return 0;
 }
 
@@ -107,11 +112,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint8_t mode = data[0];
     const uint8_t *p = data + 1;
     size_t n = size - 1;
+    size_t max_bytes = mode & 8 ? FUZZ_MAX_BYTES_BIG : FUZZ_MAX_BYTES;
 
     idx_array a, b;
     if (!(mode & 1)) {
         write_plain(plain_path, p, n);
-        if (fuzz_read(plain_path, &a) == 0) {
+        if (fuzz_read(plain_path, max_bytes, &a) == 0) {
             size_t head = 4 + 4 * (size_t)a.rank;
             if (n != head + a.count || memcmp(a.data, p + head, a.count)) abort();
         }
@@ -121,7 +127,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (!(mode & 2)) {
         write_plain(gz_path, p, n);
-        fuzz_read(gz_path, &a);
+        fuzz_read(gz_path, max_bytes, &a);
         idx_free(&a);
         return 0;
     }
@@ -130,8 +136,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     write_gz_member(gz_path, "wb", p, half);
     if (half < n) write_gz_member(gz_path, "ab", p + half, n - half);
     write_plain(plain_path, p, n);
-    int rc_gz = fuzz_read(gz_path, &a);
-    int rc_plain = fuzz_read(plain_path, &b);
+    int rc_gz = fuzz_read(gz_path, max_bytes, &a);
+    int rc_plain = fuzz_read(plain_path, max_bytes, &b);
     if (rc_gz != rc_plain) abort();
     if (rc_gz == 0 && (a.rank != b.rank || memcmp(a.dims, b.dims, sizeof a.dims) || a.count != b.count ||
                        memcmp(a.data, b.data, a.count)))

@@ -283,7 +283,8 @@ static void gen_frames(void)
 }
 
 /* fuzz_idx input: one mode byte (bit 0 gzip, bit 1 compressed by the
- * target, bit 2 in two gzip members; see fuzz_idx.c), then the file. s gets
+ * target, bit 2 in two gzip members, bit 3 the larger limit; see
+ * fuzz_idx.c), then the file. s gets
  * the mode byte and a valid IDX file of rank dims and values i * 3;
  * returns its length. */
 static size_t idx_seed(uint8_t *s, uint8_t mode, int rank, const uint32_t *dims)
@@ -336,6 +337,21 @@ static void gen_idx(void)
     put("fuzz_idx", "gz_by_target_rank1", s, n);
     n = idx_seed(s, 7, 3, d3);
     put("fuzz_idx", "gz_two_members_rank3", s, n);
+
+    /* 2.5 MiB of zeros, more than idx_read's first 1 MiB buffer (so it
+     * grows twice), in about 2.5 KiB of gzip (the target's inputs are at
+     * most 4096 bytes). */
+    static const uint32_t dbig[] = { 5 << 19 };
+    size_t zcap = 4096;
+    uint8_t *big = malloc(dbig[0] + 16), *zbig = malloc(zcap);
+    if (!big || !zbig) exit(1);
+    n = idx_seed(big, 0, 1, dbig);
+    memset(big + 9, 0, dbig[0]);   /* after the mode byte and the header */
+    zbig[0] = 1 | 8;
+    n = 1 + gzip_bytes(big + 1, n - 1, zbig + 1, zcap - 1);
+    put("fuzz_idx", "gz_big_rank1", zbig, n);
+    free(big);
+    free(zbig);
 }
 
 int main(int argc, char **argv)
