@@ -350,6 +350,22 @@ static void gen_idx(void)
     zbig[0] = 1 | 8;
     n = 1 + gzip_bytes(big + 1, n - 1, zbig + 1, zcap - 1);
     put("fuzz_idx", "gz_big_rank1", zbig, n);
+
+    /* 40000 random bytes, whose gzip is longer than idx_read's 16 KiB input
+     * buffer, so that it is refilled mid-stream. This seed also raises the
+     * target's input size from libFuzzer's default 4096 to its own. */
+    static const uint32_t drand[] = { 40000 };
+    n = idx_seed(big, 1, 1, drand);
+    rng g;
+    rng_seed(&g, 12);
+    for (size_t i = 9; i < n; i++) big[i] = (uint8_t)rng_next(&g);
+    zcap = 65536;
+    uint8_t *zr = realloc(zbig, zcap);
+    if (!zr) exit(1);
+    zbig = zr;
+    zbig[0] = 1;
+    n = 1 + gzip_bytes(big + 1, n - 1, zbig + 1, zcap - 1);
+    put("fuzz_idx", "gz_refill_rank1", zbig, n);
     free(big);
     free(zbig);
 }
