@@ -1,8 +1,10 @@
-/* cli: flag parsing, client data set-up and thread-pool sizing shared by
- * sefl-client and sefl-sim; see cli.h. */
+/* cli: flag parsing and usage errors shared by the sefl programs; client
+ * data set-up and thread-pool sizing shared by sefl-client and sefl-sim;
+ * see cli.h. */
 #include "cli.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +51,25 @@ int cli_parse_double(const char *flag, const char *s, double min, double max, do
     }
     *out = v;
     return 0;
+}
+
+int cli_bad_option(char *const argv[], char *err)
+{
+    err_set(err, "unknown or incomplete option '%s'", argv[optind - 1]);
+    return -EINVAL;
+}
+
+int cli_no_operands(int argc, char *const argv[], char *err)
+{
+    if (optind >= argc) return 0;
+    err_set(err, "unexpected argument '%s'", argv[optind]);
+    return -EINVAL;
+}
+
+int cli_usage_error(const char *prog, const char *msg)
+{
+    fprintf(stderr, "%s: %s (see --help)\n", prog, msg);
+    return 2;
 }
 
 int cli_load_partition(const char *dir, const char *spec, int n_clients, uint64_t seed,

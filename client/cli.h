@@ -1,5 +1,6 @@
-/* cli: what sefl-client and sefl-sim share around a session: parsing of
- * numeric flags (one clear line on a bad value), the clients' data (own
+/* cli: what the sefl programs share around their flags (parsing of numeric
+ * flags and the usage-error lines, one clear line each) and what
+ * sefl-client and sefl-sim share around a session: the clients' data (own
  * IDX files, or one client's share of a partition of the pooled 70,000
  * Fashion-MNIST samples), and the libuv thread-pool size.
  */
@@ -18,6 +19,19 @@ int cli_parse_long(const char *flag, const char *s, long min, long max, long *ou
 int cli_parse_u64(const char *flag, const char *s, uint64_t *out, char *err);
 /* A finite number in [min, max]. */
 int cli_parse_double(const char *flag, const char *s, double min, double max, double *out, char *err);
+
+/* The error of a getopt_long loop run with opterr = 0, for the option it
+ * just refused (argv[optind - 1]): unknown, or missing its value. Returns
+ * -EINVAL with err. */
+int cli_bad_option(char *const argv[], char *err);
+
+/* After a getopt_long loop: the sefl programs take no operands, so one left
+ * at argv[optind] is an error. Returns 0, or -EINVAL with err. */
+int cli_no_operands(int argc, char *const argv[], char *err);
+
+/* Prints the one-line usage error "PROG: MSG (see --help)" to stderr.
+ * Returns 2, the exit status of a usage error. */
+int cli_usage_error(const char *prog, const char *msg);
 
 /* Loads the pooled Fashion-MNIST of dir (NULL: the Debian package's) and
  * partitions it by spec over n_clients with seed. pool and part are the

@@ -69,12 +69,6 @@ typedef struct {
     int status;
 } client_app;
 
-static int client_usage_error(const char *msg)
-{
-    fprintf(stderr, "sefl-client: %s (see --help)\n", msg);
-    return 2;
-}
-
 /* Parses argv into a; returns 0, 1 for --help, or -1 with err. */
 static int client_parse(int argc, char **argv, client_args *a, char *err)
 {
@@ -114,16 +108,10 @@ static int client_parse(int argc, char **argv, client_args *a, char *err)
         case O_BMIN: rc = cli_parse_long("--backoff-min-ms", optarg, 1, 3600000, &a->backoff_min, err); break;
         case O_BMAX: rc = cli_parse_long("--backoff-max-ms", optarg, 1, 3600000, &a->backoff_max, err); break;
         case O_HELP: return 1;
-        default:
-            err_set(err, "unknown or incomplete option '%s'", argv[optind - 1]);
-            return -1;
+        default: cli_bad_option(argv, err); return -1;
         }
     }
-    if (rc < 0) return -1;
-    if (optind < argc) {
-        err_set(err, "unexpected argument '%s'", argv[optind]);
-        return -1;
-    }
+    if (rc < 0 || cli_no_operands(argc, argv, err) < 0) return -1;
     if (!a->server || !a->certs || !a->name || !a->db) {
         err_set(err, "--server, --certs, --name and --db are required");
         return -1;
@@ -182,10 +170,10 @@ int main(int argc, char **argv)
         fputs(usage, stdout);
         return 0;
     }
-    if (rc < 0) return client_usage_error(err);
+    if (rc < 0) return cli_usage_error("sefl-client", err);
 
     param_table table;
-    if (params_build_cnn_se(&table, (int)a.r, 1, err) < 0) return client_usage_error(err);
+    if (params_build_cnn_se(&table, (int)a.r, 1, err) < 0) return cli_usage_error("sefl-client", err);
 
     dataset pool = { 0 }, test = { 0 };
     partition part = { 0 };

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "log.h"
 #include "model.h"
 #include "params.h"
@@ -145,19 +146,12 @@ int main(int argc, char **argv)
             break;
         }
         default:
-            fprintf(stderr, "sefl-eval: unknown or incomplete option '%s' (see --help)\n",
-                    argv[optind - 1]);
-            return 2;
+            cli_bad_option(argv, err);
+            return cli_usage_error("sefl-eval", err);
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "sefl-eval: unexpected argument '%s' (see --help)\n", argv[optind]);
-        return 2;
-    }
-    if (!db) {
-        fprintf(stderr, "sefl-eval: --db FILE is required (see --help)\n");
-        return 2;
-    }
+    if (cli_no_operands(argc, argv, err) < 0) return cli_usage_error("sefl-eval", err);
+    if (!db) return cli_usage_error("sefl-eval", "--db FILE is required");
 
     int status = 1;
     if (report_load_run(db, round, &r.run, err) < 0) goto out;

@@ -136,12 +136,6 @@ struct sim {
     state *out;                 /* local-only: the EvalReport database */
 };
 
-static int sim_usage_error(const char *msg)
-{
-    fprintf(stderr, "sefl-sim: %s (see --help)\n", msg);
-    return 2;
-}
-
 static int sim_parse_shard(const char *s, sim_args *a, char *err)
 {
     char *end = NULL;
@@ -213,16 +207,10 @@ static int sim_parse(int argc, char **argv, sim_args *a, char *err)
         case O_WD: rc = cli_parse_double("--weight-decay", optarg, 0, 1, &a->weight_decay, err); break;
         case O_INIT: rc = cli_parse_u64("--init-seed", optarg, &a->init_seed, err); a->have_init_seed = 1; break;
         case O_HELP: return 1;
-        default:
-            err_set(err, "unknown or incomplete option '%s'", argv[optind - 1]);
-            return -1;
+        default: cli_bad_option(argv, err); return -1;
         }
     }
-    if (rc < 0) return -1;
-    if (optind < argc) {
-        err_set(err, "unexpected argument '%s'", argv[optind]);
-        return -1;
-    }
+    if (rc < 0 || cli_no_operands(argc, argv, err) < 0) return -1;
     if (!a->clients || !a->partition || !a->have_seed || !a->state_dir) {
         err_set(err, "--clients, --partition, --seed and --state are required");
         return -1;
@@ -488,8 +476,8 @@ int main(int argc, char **argv)
         fputs(usage, stdout);
         return 0;
     }
-    if (rc < 0) return sim_usage_error(err);
-    if (params_build_cnn_se(&m.table, (int)m.a.r, 1, err) < 0) return sim_usage_error(err);
+    if (rc < 0) return cli_usage_error("sefl-sim", err);
+    if (params_build_cnn_se(&m.table, (int)m.a.r, 1, err) < 0) return cli_usage_error("sefl-sim", err);
 
     dataset pool = { 0 };
     partition part = { 0 };

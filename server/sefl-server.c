@@ -143,16 +143,10 @@ static int server_parse(int argc, char **argv, coord_config *c, char *err)
             if (!(rc = cli_parse_long("--heartbeat", optarg, 1, 3600, &v, err))) c->heartbeat = (int)v;
             break;
         case O_HELP: return 1;
-        default:
-            err_set(err, "unknown or incomplete option '%s'", argv[optind - 1]);
-            return -1;
+        default: cli_bad_option(argv, err); return -1;
         }
     }
-    if (rc < 0) return -1;
-    if (optind < argc) {
-        err_set(err, "unexpected argument '%s'", argv[optind]);
-        return -1;
-    }
+    if (rc < 0 || cli_no_operands(argc, argv, err) < 0) return -1;
     if (!c->certs_dir || !c->db_path) {
         err_set(err, "--certs and --db are required");
         return -1;
@@ -177,10 +171,7 @@ int main(int argc, char **argv)
         fputs(usage, stdout);
         return 0;
     }
-    if (rc < 0) {
-        fprintf(stderr, "sefl-server: %s (see --help)\n", err);
-        return 2;
-    }
+    if (rc < 0) return cli_usage_error("sefl-server", err);
     /* A peer that vanishes mid-write must be an error on that connection,
      * not the end of the process. */
     signal(SIGPIPE, SIG_IGN);
