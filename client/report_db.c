@@ -87,6 +87,15 @@ static int load_meta(sqlite3 *db, const char *path, report_meta *m, char *err)
     return 0;
 }
 
+/* store_prepare, with the error naming path as the user gave it (not the
+ * absolute name SQLite holds). Returns 0 or -EIO with err. */
+static int prepare(sqlite3 *db, const char *path, const char *sql, sqlite3_stmt **st, char *err)
+{
+    if (store_prepare(db, sql, st, NULL) == 0) return 0;
+    err_set(err, "%s: %s", path, sqlite3_errmsg(db));
+    return -EIO;
+}
+
 /* Checks every eval report of the file at once, so that the curve built by
  * aggregate queries only ever sees values within bounds. */
 static int check_reports(sqlite3 *db, const char *path, char *err)
@@ -98,10 +107,7 @@ static int check_reports(sqlite3 *db, const char *path, char *err)
         " OR round < 0 OR round > 2147483647";
     sqlite3_stmt *st = NULL;
     int ret = 0;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
-        err_set(err, "%s: %s", path, sqlite3_errmsg(db));
-        return -EIO;
-    }
+    if (prepare(db, path, sql, &st, err) < 0) return -EIO;
     sqlite3_bind_int64(st, 1, REPORT_MAX_EXAMPLES);
     if (sqlite3_step(st) != SQLITE_ROW) {
         err_set(err, "%s: checking eval_reports: %s", path, sqlite3_errmsg(db));
@@ -115,25 +121,27 @@ static int check_reports(sqlite3 *db, const char *path, char *err)
     return ret;
 }
 
-/* Runs a one-row, one-integer query with an optional int parameter. */
-static int query_count(sqlite3 *db, const char *sql, int bind, int param, sqlite3_int64 *out)
+/* Runs a one-row, one-integer query with an optional int parameter on the
+ * file at path. Returns 0 or -EIO with err. */
+static int query_count(sqlite3 *db, const char *path, const char *sql, int bind, int param,
+                       sqlite3_int64 *out, char *err)
 {
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) return -EIO;
+    if (prepare(db, path, sql, &st, err) < 0) return -EIO;
     if (bind) sqlite3_bind_int(st, 1, param);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) *out = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
-    return rc == SQLITE_ROW ? 0 : -EIO;
+    if (rc == SQLITE_ROW) return 0;
+    err_set(err, "%s: %s", path, sqlite3_errmsg(db));
+    return -EIO;
 }
 
 static int load_curve(sqlite3 *db, const char *path, report_run *run, char *err)
 {
     sqlite3_int64 n = 0;
-    if (query_count(db, "SELECT COUNT(DISTINCT round) FROM eval_reports", 0, 0, &n) < 0) {
-        err_set(err, "%s: %s", path, sqlite3_errmsg(db));
+    if (query_count(db, path, "SELECT COUNT(DISTINCT round) FROM eval_reports", 0, 0, &n, err) < 0)
         return -EIO;
-    }
     if (n == 0) {
         err_set(err, "%s has no eval reports yet (no round was evaluated)", path);
         return -EINVAL;
@@ -148,12 +156,10 @@ static int load_curve(sqlite3 *db, const char *path, report_run *run, char *err)
 
     sqlite3_stmt *st = NULL;
     int ret = 0;
-    if (sqlite3_prepare_v2(db,
-            "SELECT round, COUNT(*), SUM(examples), SUM(accuracy * examples) FROM eval_reports"
-            " GROUP BY round ORDER BY round", -1, &st, NULL) != SQLITE_OK) {
-        err_set(err, "%s: %s", path, sqlite3_errmsg(db));
+    if (prepare(db, path,
+                "SELECT round, COUNT(*), SUM(examples), SUM(accuracy * examples) FROM eval_reports"
+                " GROUP BY round ORDER BY round", &st, err) < 0)
         return -EIO;
-    }
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         /* A writer may have committed a new round since the count. */
@@ -184,11 +190,9 @@ out:
 static int load_round(sqlite3 *db, const char *path, report_run *run, char *err)
 {
     sqlite3_int64 n = 0;
-    if (query_count(db, "SELECT COUNT(*) FROM eval_reports WHERE round = ?", 1, run->round,
-                    &n) < 0) {
-        err_set(err, "%s: %s", path, sqlite3_errmsg(db));
+    if (query_count(db, path, "SELECT COUNT(*) FROM eval_reports WHERE round = ?", 1, run->round,
+                    &n, err) < 0)
         return -EIO;
-    }
     if (n == 0) {
         err_set(err, "%s has no eval reports for round %d (evaluated rounds: %d..%d, %d of them)",
                 path, run->round, run->curve[0].round, run->curve[run->ncurve - 1].round,
@@ -205,12 +209,10 @@ static int load_round(sqlite3 *db, const char *path, report_run *run, char *err)
 
     sqlite3_stmt *st = NULL;
     int ret = 0;
-    if (sqlite3_prepare_v2(db,
-            "SELECT client, examples, accuracy FROM eval_reports WHERE round = ?"
-            " ORDER BY client", -1, &st, NULL) != SQLITE_OK) {
-        err_set(err, "%s: %s", path, sqlite3_errmsg(db));
+    if (prepare(db, path,
+                "SELECT client, examples, accuracy FROM eval_reports WHERE round = ?"
+                " ORDER BY client", &st, err) < 0)
         return -EIO;
-    }
     sqlite3_bind_int(st, 1, run->round);
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW && run->n < n) {
