@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "agg.h"
+#include "check_main.h"
 
 START_TEST(test_weighted_mean)
 {
@@ -87,9 +88,5 @@ int main(void)
     tcase_add_test(tc, test_identical_updates_exact);
     tcase_add_test(tc, test_rejects_leave_sum_unchanged);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(s);
 }

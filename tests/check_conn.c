@@ -20,6 +20,7 @@
 #include "params.h"
 #include "tls.h"
 #include "wire.h"
+#include "check_main.h"
 
 static char base_dir[64];
 static char certs_dir[128];   /* the project: ca, server, clients/client-0000, clients/expired */
@@ -967,12 +968,9 @@ int main(void)
         return 1;
     }
     make_certs();
-    SRunner *sr = srunner_create(conn_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int status = check_run(conn_suite());
     char cmd[256];
     snprintf(cmd, sizeof cmd, "rm -rf %s", base_dir);
     run_or_die(cmd);
-    return failed ? 1 : 0;
+    return status;
 }

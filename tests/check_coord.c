@@ -29,6 +29,7 @@
 #include "store.h"
 #include "tls.h"
 #include "wire.h"
+#include "check_main.h"
 
 enum { N_FAKES = 4, N_BAD = 6, SEED = 7 };
 
@@ -518,11 +519,8 @@ int main(void)
     tcase_add_test(tc, test_peer_limit_and_longest_name);
     tcase_add_test(tc, test_heartbeat_closes_silent_client);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int status = check_run(s);
     snprintf(cmd, sizeof cmd, "rm -rf %s", base_dir);
     if (system(cmd) != 0) return 1;
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return status;
 }

@@ -3,6 +3,7 @@
  * files, and the feat:D image domains. */
 #include "dataset.h"
 #include "log.h"
+#include "check_main.h"
 
 #include <check.h>
 #include <errno.h>
@@ -274,10 +275,7 @@ int main(void)
     tcase_add_test(tc, test_domains);
     tcase_add_test(tc, test_real_fmnist);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int status = check_run(s);
     nftw(tmpdir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
-    return failed ? 1 : 0;
+    return status;
 }

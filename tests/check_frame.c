@@ -8,6 +8,7 @@
 
 #include "frame.h"
 #include "rng.h"
+#include "check_main.h"
 
 /* Collects every delivered payload back to back, with their lengths. */
 typedef struct {
@@ -250,9 +251,5 @@ int main(void)
     tcase_add_test(tc, test_callback_stops);
     tcase_add_test(tc, test_free);
     suite_add_tcase(su, tc);
-    SRunner *sr = srunner_create(su);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(su);
 }

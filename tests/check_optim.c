@@ -4,6 +4,7 @@
 #include <math.h>
 
 #include "optim.h"
+#include "check_main.h"
 
 #define EPS 1e-6f
 
@@ -137,9 +138,5 @@ int main(void)
     tcase_add_test(tc, test_all_terms_vector);
     tcase_add_test(tc, test_long_vector);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return check_run(s);
 }

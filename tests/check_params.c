@@ -8,6 +8,7 @@
 
 #include "log.h"
 #include "params.h"
+#include "check_main.h"
 
 static param_table build(int r, int gate)
 {
@@ -255,9 +256,5 @@ int main(void)
     tcase_add_test(tc, test_private_names);
     tcase_add_test(tc, test_checksum);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return check_run(s);
 }

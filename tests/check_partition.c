@@ -6,6 +6,7 @@
 #include "hash.h"
 #include "log.h"
 #include "rng.h"
+#include "check_main.h"
 
 #include <check.h>
 #include <errno.h>
@@ -330,9 +331,5 @@ int main(void)
     tcase_add_test(tc, test_refusals);
     tcase_add_test(tc, test_limits_accepted);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return check_run(s);
 }

@@ -15,6 +15,7 @@
 #include "pstore.h"
 #include "rng.h"
 #include "store.h"
+#include "check_main.h"
 
 static char dir[64];
 static param_table table;
@@ -281,9 +282,5 @@ int main(void)
     tcase_add_test(tc, test_schema_version);
     tcase_add_test(tc, test_commit_atomic);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(s);
 }

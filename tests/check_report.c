@@ -14,6 +14,7 @@
 
 #include "log.h"
 #include "report.h"
+#include "check_main.h"
 
 #define TOL 1e-9
 
@@ -477,9 +478,5 @@ int main(void)
     tcase_add_test(db, test_load_round_limit);
     suite_add_tcase(s, db);
 
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(s);
 }

@@ -4,6 +4,7 @@
  * bounds below are exact outcomes, not chances; they are set loosely enough
  * that a correct generator passes them for any seed, and a wrong one not. */
 #include "rng.h"
+#include "check_main.h"
 
 #include <check.h>
 #include <math.h>
@@ -189,9 +190,5 @@ int main(void)
     tcase_add_test(tc, test_shuffle);
     tcase_add_test(tc, test_derive);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return check_run(s);
 }

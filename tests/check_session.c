@@ -27,6 +27,7 @@
 #include "tls.h"
 #include "trainer.h"
 #include "wire.h"
+#include "check_main.h"
 
 #define N_TRAIN 30
 #define N_TEST 10
@@ -626,12 +627,9 @@ int main(void)
     tcase_add_test(tc, test_tap);
     tcase_add_test(tc, test_first_task_starts_from_init);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int status = check_run(s);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", base_dir);
     if (system(cmd) != 0) fprintf(stderr, "check_session: could not remove %s\n", base_dir);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return status;
 }

@@ -13,6 +13,7 @@
 #include "params.h"
 #include "state.h"
 #include "store.h"
+#include "check_main.h"
 
 static char dir[64], path[128];
 static param_table table;
@@ -244,9 +245,5 @@ int main(void)
     tcase_add_test(tc, test_detects_damaged_model);
     tcase_add_test(tc, test_clients_and_eval_reports);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(s);
 }

@@ -10,6 +10,7 @@
 
 #include "log.h"
 #include "store.h"
+#include "check_main.h"
 
 static char dir[64];
 static char path[128];
@@ -309,9 +310,5 @@ static Suite *store_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(store_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(store_suite());
 }

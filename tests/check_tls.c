@@ -13,6 +13,7 @@
 
 #include "log.h"
 #include "tls.h"
+#include "check_main.h"
 
 static char dir[64];
 static char certs[128];
@@ -133,11 +134,8 @@ int main(void)
     tcase_add_test(tc, test_suites_offered);
     tcase_add_test(tc, test_error_text);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int status = check_run(s);
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0) return 1;
-    return failed ? 1 : 0;
+    return status;
 }

@@ -12,6 +12,7 @@
 #include "params.h"
 #include "rng.h"
 #include "wire.h"
+#include "check_main.h"
 
 static param_table T;           /* cnn-se, r = 8, with the fc1 gate */
 static float *M;                /* (T.total) a model buffer with distinct values */
@@ -921,9 +922,5 @@ int main(void)
     tcase_add_test(tc, test_apply_int8);
     tcase_add_test(tc, test_free_null);
     suite_add_tcase(su, tc);
-    SRunner *sr = srunner_create(su);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(su);
 }
