@@ -143,6 +143,26 @@ sefl_need_fmnist() {
     fi
 }
 
+# sefl_fl_begin NAME CLIENTS TAIL LOGS: the start of a federated test.
+# Sets T to a new directory /tmp/NAME.XXXXXX and makes a project of CLIENTS
+# client certificates in $T/certs (quietly). Its EXIT trap stops the
+# coordinator and the clients (SEFL_SERVER_PID, SEFL_CLIENT_PIDS), prints
+# the last TAIL lines of the logs "$T"/LOGS (a glob such as '*.log' or
+# '*/*.log') when a check failed, and removes T unless SEFL_KEEP is set.
+sefl_fl_begin() {
+    T=$(mktemp -d "/tmp/$1.XXXXXX")
+    SEFL_FL_TAIL=$3
+    SEFL_FL_LOGS=$4
+    trap sefl_fl_cleanup EXIT
+    "$BIN/sefl-certs" init --dir "$T/certs" --clients "$2" >/dev/null 2>&1
+}
+sefl_fl_cleanup() {
+    sefl_stop "${SEFL_SERVER_PID:-}" "${SEFL_CLIENT_PIDS[@]}"
+    # shellcheck disable=SC2086  # SEFL_FL_LOGS is a glob, expanded on purpose
+    if [ "$SEFL_FAILED" != 0 ]; then tail -n "$SEFL_FL_TAIL" "$T"/$SEFL_FL_LOGS; fi
+    [ -n "${SEFL_KEEP:-}" ] || rm -rf "$T"
+}
+
 # sefl_wait_log FILE PATTERN TIMEOUT_S [COUNT]: waits until FILE holds COUNT
 # (default 1) lines matching the extended regex PATTERN. Returns 1 on timeout.
 sefl_wait_log() {

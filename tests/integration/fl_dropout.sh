@@ -12,14 +12,7 @@ cd "$(dirname "$0")/../.." || exit 1
 source tests/lib.sh
 sefl_need_fmnist || exit 0
 
-T=$(mktemp -d /tmp/fl_dropout.XXXXXX)
-cleanup() {
-    sefl_stop "$SEFL_SERVER_PID" "${SEFL_CLIENT_PIDS[@]}"
-    if [ "$SEFL_FAILED" != 0 ]; then tail -n 12 "$T"/*/*.log; fi
-    [ -n "$SEFL_KEEP" ] || rm -rf "$T"
-}
-trap cleanup EXIT
-"$BIN/sefl-certs" init --dir "$T/certs" --clients 3 >/dev/null 2>&1
+sefl_fl_begin fl_dropout 3 12 '*/*.log'
 timeout=8
 common=(--certs "$T/certs" --clients-per-round 3 --round-timeout $timeout --eval-every 0 --lr 0.05
         --batch 32 --heartbeat 2)

@@ -12,14 +12,7 @@ cd "$(dirname "$0")/../.." || exit 1
 source tests/lib.sh
 sefl_need_fmnist || exit 0
 
-T=$(mktemp -d /tmp/fl_faults.XXXXXX)
-cleanup() {
-    sefl_stop "$SEFL_SERVER_PID" "${SEFL_CLIENT_PIDS[@]}"
-    if [ "$SEFL_FAILED" != 0 ]; then tail -n 12 "$T"/*.log; fi
-    [ -n "$SEFL_KEEP" ] || rm -rf "$T"
-}
-trap cleanup EXIT
-"$BIN/sefl-certs" init --dir "$T/certs" --clients 6 >/dev/null 2>&1
+sefl_fl_begin fl_faults 6 12 '*.log'
 sefl_start_server "$T/server.log" 127.0.0.1:0 --certs "$T/certs" --db "$T/server.db" \
     --rounds 1 --clients-per-round 6 --min-clients 6 --round-timeout 6 --eval-every 0 \
     --lr 0.05 --batch 32 --heartbeat 2 || exit 1

@@ -10,14 +10,7 @@ cd "$(dirname "$0")/../.." || exit 1
 source tests/lib.sh
 sefl_need_fmnist || exit 0
 
-T=$(mktemp -d /tmp/fl_privacy.XXXXXX)
-cleanup() {
-    sefl_stop "$SEFL_SERVER_PID" "${SEFL_CLIENT_PIDS[@]}"
-    if [ "$SEFL_FAILED" != 0 ]; then tail -n 8 "$T"/*/*.log; fi
-    [ -n "$SEFL_KEEP" ] || rm -rf "$T"
-}
-trap cleanup EXIT
-"$BIN/sefl-certs" init --dir "$T/certs" --clients 3 >/dev/null 2>&1
+sefl_fl_begin fl_privacy 3 8 '*/*.log'
 
 # run DIR PRIVATE: 3 clients, 2 rounds, evaluation after the last; every
 # client taps its frames into DIR/tap.

@@ -7,14 +7,7 @@ cd "$(dirname "$0")/../.." || exit 1
 source tests/lib.sh
 sefl_need_fmnist || exit 0
 
-T=$(mktemp -d /tmp/fl_resume.XXXXXX)
-cleanup() {
-    sefl_stop "$SEFL_SERVER_PID" "${SEFL_CLIENT_PIDS[@]}"
-    if [ "$SEFL_FAILED" != 0 ]; then tail -n 12 "$T"/*.log; fi
-    [ -n "$SEFL_KEEP" ] || rm -rf "$T"
-}
-trap cleanup EXIT
-"$BIN/sefl-certs" init --dir "$T/certs" --clients 3 >/dev/null 2>&1
+sefl_fl_begin fl_resume 3 12 '*.log'
 
 args=(--certs "$T/certs" --db "$T/server.db" --rounds 4 --clients-per-round 3 --min-clients 3
       --round-timeout 60 --eval-every 0 --lr 0.05 --batch 32 --heartbeat 2)
