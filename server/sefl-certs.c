@@ -123,6 +123,18 @@ static int certs_host_ok(const char *s)
     return 1;
 }
 
+/* Writes the tag and length header in front of the len content bytes just
+ * written before *p (asn1write writes backwards). Returns len plus the
+ * header's size, or < 0. */
+static int certs_der_wrap(unsigned char **p, unsigned char *buf, int len, unsigned char tag)
+{
+    int ret;
+    if ((ret = mbedtls_asn1_write_len(p, buf, (size_t)len)) < 0) return ret;
+    len += ret;
+    if ((ret = mbedtls_asn1_write_tag(p, buf, tag)) < 0) return ret;
+    return len + ret;
+}
+
 /* subjectAltName value: SEQUENCE OF GeneralName, dNSName [2] IA5String or
  * iPAddress [7] OCTET STRING (4 or 16 bytes). asn1write writes backwards from
  * the end of buf; *der points at the result. Returns its length or < 0. */
@@ -146,20 +158,15 @@ static int certs_san_der(const char *const *names, int n, unsigned char *buf, si
                 return ret;
             item += ret;
         }
-        if ((ret = mbedtls_asn1_write_len(&p, buf, (size_t)item)) < 0) return ret;
-        item += ret;
         int tag = MBEDTLS_ASN1_CONTEXT_SPECIFIC |
                   (iplen ? MBEDTLS_X509_SAN_IP_ADDRESS : MBEDTLS_X509_SAN_DNS_NAME);
-        if ((ret = mbedtls_asn1_write_tag(&p, buf, (unsigned char)tag)) < 0) return ret;
-        len += item + ret;
+        if ((ret = certs_der_wrap(&p, buf, item, (unsigned char)tag)) < 0) return ret;
+        len += ret;
     }
-    if ((ret = mbedtls_asn1_write_len(&p, buf, (size_t)len)) < 0) return ret;
-    len += ret;
-    if ((ret = mbedtls_asn1_write_tag(&p, buf, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE)) < 0)
+    if ((ret = certs_der_wrap(&p, buf, len, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE)) < 0)
         return ret;
-    len += ret;
     *der = p;
-    return len;
+    return ret;
 }
 
 /* extendedKeyUsage value: SEQUENCE { serverAuth or clientAuth }, so that a
@@ -175,13 +182,10 @@ static int certs_eku_der(cert_kind kind, unsigned char *buf, size_t size, unsign
     if (ret < 0)
         return ret;
     len += ret;
-    if ((ret = mbedtls_asn1_write_len(&p, buf, (size_t)len)) < 0) return ret;
-    len += ret;
-    if ((ret = mbedtls_asn1_write_tag(&p, buf, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE)) < 0)
+    if ((ret = certs_der_wrap(&p, buf, len, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE)) < 0)
         return ret;
-    len += ret;
     *der = p;
-    return len;
+    return ret;
 }
 
 static void certs_time(char out[16], time_t t)
