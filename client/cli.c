@@ -72,6 +72,13 @@ int cli_usage_error(const char *prog, const char *msg)
     return 2;
 }
 
+int cli_check_backoff(long min_ms, long max_ms, char *err)
+{
+    if (max_ms >= min_ms) return 0;
+    err_set(err, "--backoff-max-ms must be at least --backoff-min-ms");
+    return -EINVAL;
+}
+
 int cli_load_partition(const char *dir, const char *spec, int n_clients, uint64_t seed,
                        dataset *pool, partition *part, char *err)
 {
@@ -131,6 +138,14 @@ int cli_set_threadpool(int threads, char *err)
         return -errno;
     }
     return 0;
+}
+
+int cli_loop_init(uv_loop_t *loop, int threads, char *err)
+{
+    int rc = cli_set_threadpool(threads, err);
+    if (rc < 0) return rc;
+    if ((rc = uv_loop_init(loop)) < 0) err_set(err, "cannot create the event loop: %s", uv_strerror(rc));
+    return rc;
 }
 
 int cli_cores(void)

@@ -8,6 +8,7 @@
 #define SEFL_CLI_H
 
 #include <stdint.h>
+#include <uv.h>
 
 #include "dataset.h"
 #include "partition.h"
@@ -33,6 +34,10 @@ int cli_no_operands(int argc, char *const argv[], char *err);
  * Returns 2, the exit status of a usage error. */
 int cli_usage_error(const char *prog, const char *msg);
 
+/* The reconnect backoff flags of a session: --backoff-max-ms must not be
+ * below --backoff-min-ms. Returns 0, or -EINVAL with err. */
+int cli_check_backoff(long min_ms, long max_ms, char *err);
+
 /* Loads the pooled Fashion-MNIST of dir (NULL: the Debian package's) and
  * partitions it by spec over n_clients with seed. pool and part are the
  * caller's to free. Returns 0 or negative with err. */
@@ -56,6 +61,10 @@ int cli_load_files(const char *train_images, const char *train_labels, const cha
  * name resolution and file work); must run before the loop's first use of
  * the pool. Returns 0 or negative with err. */
 int cli_set_threadpool(int threads, char *err);
+
+/* cli_set_threadpool(threads), then uv_loop_init(loop): the pool's size is
+ * fixed before the loop can use it. Returns 0 or negative with err. */
+int cli_loop_init(uv_loop_t *loop, int threads, char *err);
 
 /* The number of online cores (at least 1). */
 int cli_cores(void);

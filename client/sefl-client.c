@@ -134,10 +134,7 @@ static int client_parse(int argc, char **argv, client_args *a, char *err)
         err_set(err, "--index %ld must be below --num-clients %ld", a->index, a->num_clients);
         return -1;
     }
-    if (a->backoff_max < a->backoff_min) {
-        err_set(err, "--backoff-max-ms must be at least --backoff-min-ms");
-        return -1;
-    }
+    if (cli_check_backoff(a->backoff_min, a->backoff_max, err) < 0) return -1;
     return 0;
 }
 
@@ -194,11 +191,7 @@ int main(int argc, char **argv)
     log_info("%s: %d train and %d test samples", a.name, data.n_train, data.n_test);
 
     /* One training at a time: one pool thread for it, one for name lookups. */
-    if ((rc = cli_set_threadpool(1, err)) < 0) goto fail;
-    if ((rc = uv_loop_init(&loop)) < 0) {
-        err_set(err, "cannot create the event loop: %s", uv_strerror(rc));
-        goto fail;
-    }
+    if ((rc = cli_loop_init(&loop, 1, err)) < 0) goto fail;
     loop_ok = 1;
     if ((rc = trainer_new(&loop, &table, 1, &tr, err)) < 0) goto fail;
 

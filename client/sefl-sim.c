@@ -227,10 +227,7 @@ static int sim_parse(int argc, char **argv, sim_args *a, char *err)
         err_set(err, "--shard N (%ld) must not exceed --clients (%ld)", a->shard_n, a->clients);
         return -1;
     }
-    if (a->backoff_max < a->backoff_min) {
-        err_set(err, "--backoff-max-ms must be at least --backoff-min-ms");
-        return -1;
-    }
+    if (cli_check_backoff(a->backoff_min, a->backoff_max, err) < 0) return -1;
     if (!a->have_init_seed) a->init_seed = a->seed;
     return 0;
 }
@@ -509,11 +506,7 @@ int main(int argc, char **argv)
         cli_client_data(&pool, &part, c->id, (int)m.a.max_samples, &c->data);
     }
 
-    if ((rc = cli_set_threadpool((int)m.a.threads, err)) < 0) goto fail;
-    if ((rc = uv_loop_init(&loop)) < 0) {
-        err_set(err, "cannot create the event loop: %s", uv_strerror(rc));
-        goto fail;
-    }
+    if ((rc = cli_loop_init(&loop, (int)m.a.threads, err)) < 0) goto fail;
     loop_ok = 1;
     m.loop = &loop;
     if ((rc = trainer_new(&loop, &m.table, (int)m.a.threads, &m.tr, err)) < 0) goto fail;
