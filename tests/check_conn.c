@@ -969,8 +969,9 @@ int main(void)
     }
     make_certs();
     int status = check_run(conn_suite());
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", base_dir);
-    run_or_die(cmd);
+    if (check_rm_rf(base_dir) != 0) {
+        fprintf(stderr, "check_conn: cannot remove %s\n", base_dir);
+        return 1;
+    }
     return status;
 }

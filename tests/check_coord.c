@@ -520,7 +520,6 @@ int main(void)
     tcase_add_test(tc, test_heartbeat_closes_silent_client);
     suite_add_tcase(s, tc);
     int status = check_run(s);
-    snprintf(cmd, sizeof cmd, "rm -rf %s", base_dir);
-    if (system(cmd) != 0) return 1;
+    if (check_rm_rf(base_dir) != 0) return 1;
     return status;
 }

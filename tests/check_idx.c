@@ -7,7 +7,6 @@
 
 #include <check.h>
 #include <errno.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -320,11 +319,6 @@ START_TEST(test_free_null)
 }
 END_TEST
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
-
 int main(void)
 {
     if (!mkdtemp(tmpdir)) {
@@ -350,6 +344,6 @@ int main(void)
     tcase_add_test(tc, test_free_null);
     suite_add_tcase(s, tc);
     int status = check_run(s);
-    nftw(tmpdir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    check_rm_rf(tmpdir);
     return status;
 }

@@ -30,9 +30,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    ck_assert_int_eq(system(cmd), 0);
+    ck_assert_int_eq(check_rm_rf(dir), 0);
 }
 
 static void path_of(char *out, size_t n, const char *file)

@@ -628,8 +628,6 @@ int main(void)
     tcase_add_test(tc, test_first_task_starts_from_init);
     suite_add_tcase(s, tc);
     int status = check_run(s);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", base_dir);
-    if (system(cmd) != 0) fprintf(stderr, "check_session: could not remove %s\n", base_dir);
+    if (check_rm_rf(base_dir) != 0) fprintf(stderr, "check_session: could not remove %s\n", base_dir);
     return status;
 }

@@ -29,9 +29,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    ck_assert_int_eq(system(cmd), 0);
+    ck_assert_int_eq(check_rm_rf(dir), 0);
 }
 
 static void write_file(const char *p, const void *data, size_t n)

@@ -135,7 +135,6 @@ int main(void)
     tcase_add_test(tc, test_error_text);
     suite_add_tcase(s, tc);
     int status = check_run(s);
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0) return 1;
+    if (check_rm_rf(dir) != 0) return 1;
     return status;
 }
