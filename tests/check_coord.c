@@ -30,6 +30,7 @@
 #include "tls.h"
 #include "wire.h"
 #include "check_main.h"
+#include "check_sql.h"
 
 enum { N_FAKES = 4, N_BAD = 6, SEED = 7 };
 
@@ -304,19 +305,6 @@ static void load_model(uint32_t round, float *out)
     sqlite3_close(db);
 }
 
-static long long query_int(const char *sql)
-{
-    sqlite3 *db;
-    ck_assert_int_eq(sqlite3_open(db_path, &db), SQLITE_OK);
-    sqlite3_stmt *st;
-    ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
-    long long v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return v;
-}
-
 START_TEST(test_round_fedavg_exact_and_rejections)
 {
     char err[SEFL_ERRLEN];
@@ -370,11 +358,11 @@ START_TEST(test_round_fedavg_exact_and_rejections)
     free(flat);
     free(got);
 
-    ck_assert_int_eq(query_int("SELECT clients FROM rounds WHERE round = 1"), 3);
-    ck_assert_int_eq(query_int("SELECT examples FROM rounds WHERE round = 1"), 400);
-    ck_assert_int_eq(query_int("SELECT count(*) FROM eval_reports WHERE round = 1"), 4);
-    ck_assert_int_eq(query_int("SELECT count(*) FROM clients WHERE rounds = 1"), 3);
-    ck_assert_int_eq(query_int("SELECT rounds FROM clients WHERE name = 'client-0003'"), 0);
+    ck_assert_int_eq(check_sql_file_int(db_path, "SELECT clients FROM rounds WHERE round = 1"), 3);
+    ck_assert_int_eq(check_sql_file_int(db_path, "SELECT examples FROM rounds WHERE round = 1"), 400);
+    ck_assert_int_eq(check_sql_file_int(db_path, "SELECT count(*) FROM eval_reports WHERE round = 1"), 4);
+    ck_assert_int_eq(check_sql_file_int(db_path, "SELECT count(*) FROM clients WHERE rounds = 1"), 3);
+    ck_assert_int_eq(check_sql_file_int(db_path, "SELECT rounds FROM clients WHERE name = 'client-0003'"), 0);
 }
 END_TEST
 
@@ -406,8 +394,8 @@ START_TEST(test_stop_mid_round)
         ck_assert_str_eq(fakes[i].bye, "shutdown");
         ck_assert_int_eq(fakes[i].closed, 1);
     }
-    ck_assert_int_eq(query_int("SELECT count(*) FROM rounds"), 0);
-    ck_assert_int_eq(query_int("SELECT count(*) FROM models"), 1);
+    ck_assert_int_eq(check_sql_file_int(db_path, "SELECT count(*) FROM rounds"), 0);
+    ck_assert_int_eq(check_sql_file_int(db_path, "SELECT count(*) FROM models"), 1);
 }
 END_TEST
 
@@ -435,7 +423,7 @@ START_TEST(test_peer_limit_and_longest_name)
     coord_stop(co);
     finish_loop();
     ck_assert_str_eq(f->bye, "shutdown");
-    ck_assert_int_eq(query_int("SELECT length(name) FROM clients"), 64);
+    ck_assert_int_eq(check_sql_file_int(db_path, "SELECT length(name) FROM clients"), 64);
 }
 END_TEST
 

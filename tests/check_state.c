@@ -14,6 +14,7 @@
 #include "state.h"
 #include "store.h"
 #include "check_main.h"
+#include "check_sql.h"
 
 static char dir[64], path[128];
 static param_table table;
@@ -45,20 +46,6 @@ static state_config config(unsigned private_mask, uint64_t seed)
     return (state_config){ .t = &table, .private_mask = private_mask, .init_seed = seed };
 }
 
-static long long query_int(const char *sql)
-{
-    /* a second connection, as sefl-eval would read the file */
-    sqlite3 *db;
-    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
-    sqlite3_stmt *st;
-    ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
-    long long v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return v;
-}
-
 static void exec_raw(const char *sql)
 {
     sqlite3 *db;
@@ -87,11 +74,11 @@ START_TEST(test_new_file_holds_round0)
     ck_assert_int_eq(state_load(s, back, &round, err), 0);
     ck_assert_uint_eq(round, 0);
     ck_assert_int_eq(memcmp(back, init, table.total * sizeof(float)), 0);
-    ck_assert_int_eq(query_int("SELECT count(*) FROM rounds"), 0);
-    ck_assert_int_eq(query_int("SELECT value FROM meta WHERE key='r'"), 8);
-    ck_assert_int_eq(query_int("SELECT value='se' FROM meta WHERE key='private_groups'"), 1);
-    ck_assert_int_eq(query_int("SELECT value='server' FROM meta WHERE key='kind'"), 1);
-    ck_assert_int_eq(query_int("SELECT value='cnn-se' FROM meta WHERE key='arch'"), 1);
+    ck_assert_int_eq(check_sql_file_int(path, "SELECT count(*) FROM rounds"), 0);
+    ck_assert_int_eq(check_sql_file_int(path, "SELECT value FROM meta WHERE key='r'"), 8);
+    ck_assert_int_eq(check_sql_file_int(path, "SELECT value='se' FROM meta WHERE key='private_groups'"), 1);
+    ck_assert_int_eq(check_sql_file_int(path, "SELECT value='server' FROM meta WHERE key='kind'"), 1);
+    ck_assert_int_eq(check_sql_file_int(path, "SELECT value='cnn-se' FROM meta WHERE key='arch'"), 1);
     state_close(s);
     state_close(NULL);
 }
@@ -104,14 +91,14 @@ START_TEST(test_commit_prune_resume)
     state_config c = config(PARAM_SE, 42);
     ck_assert_int_eq(state_open(path, &c, init, &s, err), 0);
     for (uint32_t r = 1; r <= 5; r++) commit(s, r, (float)r);
-    ck_assert_int_eq(query_int("SELECT count(*) FROM rounds"), 5);
-    ck_assert_int_eq(query_int("SELECT count(*) FROM models"), STATE_KEEP_MODELS);
-    ck_assert_int_eq(query_int("SELECT min(round) FROM models"), 5 - STATE_KEEP_MODELS + 1);
-    ck_assert_int_eq(query_int("SELECT rounds FROM clients WHERE name='client-0001'"), 5);
-    ck_assert_int_eq(query_int("SELECT examples FROM clients WHERE name='client-0001'"),
+    ck_assert_int_eq(check_sql_file_int(path, "SELECT count(*) FROM rounds"), 5);
+    ck_assert_int_eq(check_sql_file_int(path, "SELECT count(*) FROM models"), STATE_KEEP_MODELS);
+    ck_assert_int_eq(check_sql_file_int(path, "SELECT min(round) FROM models"), 5 - STATE_KEEP_MODELS + 1);
+    ck_assert_int_eq(check_sql_file_int(path, "SELECT rounds FROM clients WHERE name='client-0001'"), 5);
+    ck_assert_int_eq(check_sql_file_int(path, "SELECT examples FROM clients WHERE name='client-0001'"),
                      51 + 52 + 53 + 54 + 55);
-    ck_assert_int_eq(query_int("SELECT attempt FROM rounds WHERE round=3"), 1);
-    ck_assert_int_eq(query_int("SELECT length(params) FROM models WHERE round=5"),
+    ck_assert_int_eq(check_sql_file_int(path, "SELECT attempt FROM rounds WHERE round=3"), 1);
+    ck_assert_int_eq(check_sql_file_int(path, "SELECT length(params) FROM models WHERE round=5"),
                      (long long)(table.total * sizeof(float)));
 
     /* a second commit of round 5 fails and leaves everything as it was */
@@ -120,8 +107,8 @@ START_TEST(test_commit_prune_resume)
     state_participant p = { "client-0009", 1 };
     for (size_t i = 0; i < table.total; i++) buf[i] = -1;
     ck_assert_int_ne(state_commit_round(s, &r, buf, &p, 1, err), 0);
-    ck_assert_int_eq(query_int("SELECT count(*) FROM clients WHERE name='client-0009'"), 0);
-    ck_assert_int_eq(query_int("SELECT count(*) FROM models"), STATE_KEEP_MODELS);
+    ck_assert_int_eq(check_sql_file_int(path, "SELECT count(*) FROM clients WHERE name='client-0009'"), 0);
+    ck_assert_int_eq(check_sql_file_int(path, "SELECT count(*) FROM models"), STATE_KEEP_MODELS);
     state_close(s);
 
     /* resume: the model of round 5, byte for byte */
@@ -134,8 +121,9 @@ START_TEST(test_commit_prune_resume)
     ck_assert_int_eq(memcmp(back, buf, table.total * sizeof(float)), 0);
     commit(s, 6, 6.0f);
     ck_assert_int_eq(state_round_times(s, 6, 12.5, 0.25, err), 0);
-    ck_assert_int_eq(query_int("SELECT seconds = 12.5 AND coord_seconds = 0.25 FROM rounds WHERE round = 6"), 1);
-    ck_assert_int_eq(query_int("SELECT seconds = 1.5 FROM rounds WHERE round = 5"), 1);
+    ck_assert_int_eq(check_sql_file_int(path, "SELECT seconds = 12.5 AND coord_seconds = 0.25"
+                                              " FROM rounds WHERE round = 6"), 1);
+    ck_assert_int_eq(check_sql_file_int(path, "SELECT seconds = 1.5 FROM rounds WHERE round = 5"), 1);
     state_close(s);
 }
 END_TEST
@@ -219,15 +207,17 @@ START_TEST(test_clients_and_eval_reports)
     ck_assert_int_eq(state_open(path, &c, init, &s, err), 0);
     ck_assert_int_eq(state_client_seen(s, "client-0003", err), 0);
     ck_assert_int_eq(state_client_seen(s, "client-0003", err), 0);
-    ck_assert_int_eq(query_int("SELECT rounds FROM clients WHERE name='client-0003'"), 0);
-    ck_assert_int_eq(query_int("SELECT first_seen IS NOT NULL AND last_seen IS NOT NULL"
+    ck_assert_int_eq(check_sql_file_int(path, "SELECT rounds FROM clients WHERE name='client-0003'"), 0);
+    ck_assert_int_eq(check_sql_file_int(path, "SELECT first_seen IS NOT NULL AND last_seen IS NOT NULL"
                                   " FROM clients WHERE name='client-0003'"), 1);
     ck_assert_int_eq(state_eval_report(s, 3, "client-0003", 120, 0.9, 0.3, err), 0);
     ck_assert_int_eq(state_eval_report(s, 3, "client-0004", 80, 0.7, 0.6, err), 0);
     ck_assert_int_eq(state_eval_report(s, 3, "client-0003", 120, 0.95, 0.2, err), 0);
-    ck_assert_int_eq(query_int("SELECT count(*) FROM eval_reports"), 2);
-    ck_assert_int_eq(query_int("SELECT accuracy = 0.95 FROM eval_reports WHERE client='client-0003'"), 1);
-    ck_assert_int_eq(query_int("SELECT value='se,head' FROM meta WHERE key='private_groups'"), 1);
+    ck_assert_int_eq(check_sql_file_int(path, "SELECT count(*) FROM eval_reports"), 2);
+    ck_assert_int_eq(check_sql_file_int(path, "SELECT accuracy = 0.95"
+                                              " FROM eval_reports WHERE client='client-0003'"), 1);
+    ck_assert_int_eq(check_sql_file_int(path, "SELECT value='se,head'"
+                                              " FROM meta WHERE key='private_groups'"), 1);
     state_close(s);
 }
 END_TEST

@@ -11,6 +11,7 @@
 #include "log.h"
 #include "store.h"
 #include "check_main.h"
+#include "check_sql.h"
 
 static char dir[64];
 static char path[128];
@@ -40,16 +41,6 @@ static void write_file(const char *p, const void *data, size_t n)
     fclose(f);
 }
 
-static long long query_int(sqlite3 *db, const char *sql)
-{
-    sqlite3_stmt *st;
-    ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
-    long long v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return v;
-}
-
 START_TEST(test_create_then_reopen)
 {
     sqlite3 *db;
@@ -59,11 +50,12 @@ START_TEST(test_create_then_reopen)
     ck_assert_int_eq(created, 1);
     ck_assert_int_eq(store_meta_get(db, "kind", buf, sizeof buf, err), 0);
     ck_assert_str_eq(buf, "server");
-    ck_assert_int_eq(query_int(db, "SELECT value FROM meta WHERE key='schema_version'"), 1);
-    ck_assert_int_eq(query_int(db, "SELECT typeof(value)='integer' FROM meta WHERE key='schema_version'"), 1);
-    ck_assert_int_eq(query_int(db, "SELECT count(*) FROM t"), 0);
+    ck_assert_int_eq(check_sql_int(db, "SELECT value FROM meta WHERE key='schema_version'"), 1);
+    ck_assert_int_eq(check_sql_int(db, "SELECT typeof(value)='integer'"
+                                       " FROM meta WHERE key='schema_version'"), 1);
+    ck_assert_int_eq(check_sql_int(db, "SELECT count(*) FROM t"), 0);
     /* durability settings the coordinator's commits rely on */
-    ck_assert_int_eq(query_int(db, "PRAGMA synchronous"), 2);
+    ck_assert_int_eq(check_sql_int(db, "PRAGMA synchronous"), 2);
     sqlite3_stmt *st;
     ck_assert_int_eq(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
     ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
@@ -227,11 +219,11 @@ START_TEST(test_transactions)
     ck_assert_int_eq(store_begin(db, err), 0);
     ck_assert_int_eq(store_exec(db, "INSERT INTO t(k) VALUES(1)", err), 0);
     store_rollback(db);
-    ck_assert_int_eq(query_int(db, "SELECT count(*) FROM t"), 0);
+    ck_assert_int_eq(check_sql_int(db, "SELECT count(*) FROM t"), 0);
     ck_assert_int_eq(store_begin(db, err), 0);
     ck_assert_int_eq(store_exec(db, "INSERT INTO t(k) VALUES(1)", err), 0);
     ck_assert_int_eq(store_commit(db, err), 0);
-    ck_assert_int_eq(query_int(db, "SELECT count(*) FROM t"), 1);
+    ck_assert_int_eq(check_sql_int(db, "SELECT count(*) FROM t"), 1);
     ck_assert_int_eq(store_exec(db, "INSERT INTO nosuch VALUES(1)", err), -EIO);
     ck_assert_ptr_nonnull(strstr(err, "nosuch"));
     sqlite3_stmt *st;
