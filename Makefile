@@ -89,7 +89,12 @@ $(BUILD)/tests/%: $(OBJ)/tests/%.o $(LIB)
 
 # Each suite prints Check's summary line; integration scripts print
 # "N passed, N failed" (or say plainly why they skipped).
-check: all
+# `make check` is one of the README's two commands, so on a fresh machine it
+# installs what is missing first (deps is quiet when everything is there),
+# then builds, in that order even under -j.
+check:
+	@$(MAKE) -s --no-print-directory deps
+	@$(MAKE) --no-print-directory all
 	@fail=0; \
 	for t in $(TESTS); do echo "== $$t"; BUILD=$(BUILD) $$t || fail=1; done; \
 	for s in $(sort $(wildcard tests/integration/*.sh)); do \
