@@ -434,8 +434,6 @@ START_TEST(test_message_before_welcome_refused)
 }
 END_TEST
 
-/* A batch the model cannot run is a bad task: Error and close, then the
- * client comes back. */
 /* A TrainTask waiting behind a running job is replaced by a newer one. */
 START_TEST(test_newer_train_task_supersedes)
 {
@@ -460,6 +458,8 @@ START_TEST(test_pending_tasks_capped)
 }
 END_TEST
 
+/* A batch the model cannot run is a bad task: Error and close, then the
+ * client comes back. */
 START_TEST(test_batch_over_limit_refused)
 {
     fake f;
