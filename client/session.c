@@ -377,12 +377,9 @@ static void session_on_frame(conn *c, const uint8_t *payload, size_t len)
     }
     case SEFL__ENVELOPE__MSG_HEARTBEAT:
         if (!e->heartbeat->reply) {
-            Sefl__Heartbeat hb = SEFL__HEARTBEAT__INIT;
-            Sefl__Envelope r = SEFL__ENVELOPE__INIT;
-            hb.nonce = e->heartbeat->nonce;
-            hb.reply = 1;
-            r.msg_case = SEFL__ENVELOPE__MSG_HEARTBEAT;
-            r.heartbeat = &hb;
+            Sefl__Heartbeat hb;
+            Sefl__Envelope r;
+            wire_heartbeat(&r, &hb, e->heartbeat->nonce, 1);
             session_send(s, &r);
         }
         break;

@@ -493,6 +493,16 @@ int wire_encode(Sefl__Envelope *e, uint8_t **frame, size_t *len)
     return 0;
 }
 
+void wire_heartbeat(Sefl__Envelope *e, Sefl__Heartbeat *hb, uint64_t nonce, int reply)
+{
+    sefl__heartbeat__init(hb);
+    hb->nonce = nonce;
+    hb->reply = reply != 0;
+    sefl__envelope__init(e);
+    e->msg_case = SEFL__ENVELOPE__MSG_HEARTBEAT;
+    e->heartbeat = hb;
+}
+
 int wire_encode_error(uint32_t code, const char *message, uint8_t **frame, size_t *len)
 {
     /* The peer refuses a string that is long or not one line of UTF-8, and

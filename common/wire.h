@@ -83,6 +83,12 @@ void wire_tensors_release(wire_tensors *w);
 int wire_tensors_apply(const param_table *t, param_sel sel, Sefl__Tensor *const *ts, size_t n,
                        float *buf, char *err);
 
+/* Fills e and hb (both caller-owned, typically on the stack) as a Heartbeat
+ * envelope: a ping (reply 0) or the answer to one (reply 1, the ping's
+ * nonce). The coordinator, the client session and the tests all build
+ * heartbeats this way. */
+void wire_heartbeat(Sefl__Envelope *e, Sefl__Heartbeat *hb, uint64_t nonce, int reply);
+
 /* Builds and encodes an Error envelope (code, message) into *frame. */
 int wire_encode_error(uint32_t code, const char *message, uint8_t **frame, size_t *len);
 

@@ -757,12 +757,9 @@ static void coord_on_frame(conn *c, const uint8_t *payload, size_t len)
         break;
     case SEFL__ENVELOPE__MSG_HEARTBEAT:
         if (!e->heartbeat->reply) {
-            Sefl__Heartbeat hb = SEFL__HEARTBEAT__INIT;
-            hb.nonce = e->heartbeat->nonce;
-            hb.reply = 1;
-            Sefl__Envelope r = SEFL__ENVELOPE__INIT;
-            r.msg_case = SEFL__ENVELOPE__MSG_HEARTBEAT;
-            r.heartbeat = &hb;
+            Sefl__Heartbeat hb;
+            Sefl__Envelope r;
+            wire_heartbeat(&r, &hb, e->heartbeat->nonce, 1);
             peer_send(p, &r);
         }
         break;
@@ -805,11 +802,9 @@ static void coord_on_heartbeat(uv_timer_t *t)
             continue;
         }
         if (!p->welcomed) continue;
-        Sefl__Heartbeat hb = SEFL__HEARTBEAT__INIT;
-        hb.nonce = ++co->hb_nonce;
-        Sefl__Envelope e = SEFL__ENVELOPE__INIT;
-        e.msg_case = SEFL__ENVELOPE__MSG_HEARTBEAT;
-        e.heartbeat = &hb;
+        Sefl__Heartbeat hb;
+        Sefl__Envelope e;
+        wire_heartbeat(&e, &hb, ++co->hb_nonce, 0);
         peer_send(p, &e);
     }
 }

@@ -211,12 +211,9 @@ static void fake_on_frame(conn *c, const uint8_t *p, size_t n)
         ck_assert(!e->heartbeat->reply);
         f->pings++;
         if (f->role != ROLE_SILENT) {
-            Sefl__Heartbeat hb = SEFL__HEARTBEAT__INIT;
-            hb.nonce = e->heartbeat->nonce;
-            hb.reply = 1;
-            Sefl__Envelope out = SEFL__ENVELOPE__INIT;
-            out.msg_case = SEFL__ENVELOPE__MSG_HEARTBEAT;
-            out.heartbeat = &hb;
+            Sefl__Heartbeat hb;
+            Sefl__Envelope out;
+            wire_heartbeat(&out, &hb, e->heartbeat->nonce, 1);
             fake_send(f, &out);
         }
         break;

@@ -138,11 +138,9 @@ static void fake_task(fake *f, conn *c, int train, uint32_t batch, uint32_t roun
 
 static void fake_heartbeat(conn *c, uint64_t nonce)
 {
-    Sefl__Heartbeat h = SEFL__HEARTBEAT__INIT;
-    Sefl__Envelope e = SEFL__ENVELOPE__INIT;
-    h.nonce = nonce;
-    e.msg_case = SEFL__ENVELOPE__MSG_HEARTBEAT;
-    e.heartbeat = &h;
+    Sefl__Heartbeat h;
+    Sefl__Envelope e;
+    wire_heartbeat(&e, &h, nonce, 0);
     fake_send(c, &e);
 }
 
