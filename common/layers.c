@@ -1,16 +1,17 @@
 /* layers: forward/backward pairs over plain float arrays; see layers.h for
  * the shapes and the (C, B, H, W) layout of convolution activations.
  *
- * The heavy work is in cblas_sgemm (OpenBLAS, one thread); the loops here
+ * The heavy work is in gemm (gemm.h: sefl's AVX-512 kernel, or OpenBLAS on
+ * one thread); the loops here
  * are the data movement around it (im2col, col2im) and the cheap
  * elementwise layers.
  */
 #include "layers.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
+#include "gemm.h"
 #include "simd.h"
 
 /* x where y > 0, else 0 (ReLU and its gradient mask in one form). */
@@ -137,8 +138,7 @@ void conv2d_forward(const float *x, const float *w, const float *bias, float *co
     const int n = B * (H - K + 1) * (W - K + 1);
     im2col(x, col, B, C, H, W, K);
     fill_rows(y, bias, O, n);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, O, n, ckk,
-                1.0f, w, ckk, col, n, 1.0f, y, n);
+    gemm(GEMM_N, GEMM_N, O, n, ckk, 1.0f, w, ckk, col, n, 1.0f, y, n);
 }
 
 void conv2d_backward(const float *dy, float *col, const float *w, float *dw, float *dbias,
@@ -148,13 +148,11 @@ void conv2d_backward(const float *dy, float *col, const float *w, float *dw, flo
     const int n = B * (H - K + 1) * (W - K + 1);
     sum_rows(dy, dbias, O, n, acc);
     /* dw (O, CKK) = dy (O, n) col^T (n, CKK) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, O, ckk, n,
-                1.0f, dy, n, col, n, acc ? 1.0f : 0.0f, dw, ckk);
+    gemm(GEMM_N, GEMM_T, O, ckk, n, 1.0f, dy, n, col, n, acc ? 1.0f : 0.0f, dw, ckk);
     if (!dx) return;
     /* col is no longer needed once dw is done: reuse it for
      * dcol (CKK, n) = w^T (CKK, O) dy (O, n). */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ckk, n, O,
-                1.0f, w, ckk, dy, n, 0.0f, col, n);
+    gemm(GEMM_T, GEMM_N, ckk, n, O, 1.0f, w, ckk, dy, n, 0.0f, col, n);
     col2im(col, dx, B, C, H, W, K);
 }
 
@@ -277,8 +275,7 @@ void linear_forward(const float *x, const float *w, const float *bias, float *y,
                     int B, int in, int out)
 {
     for (int b = 0; b < B; b++) memcpy(y + (long)b * out, bias, (size_t)out * sizeof *y);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, out, in,
-                1.0f, x, in, w, in, 1.0f, y, out);
+    gemm(GEMM_N, GEMM_T, B, out, in, 1.0f, x, in, w, in, 1.0f, y, out);
 }
 
 void linear_backward(const float *dy, const float *x, const float *w, float *dw, float *dbias,
@@ -290,12 +287,10 @@ void linear_backward(const float *dy, const float *x, const float *w, float *dw,
         dbias[o] = acc ? dbias[o] + s : s;
     }
     /* dw (out, in) = dy^T (out, B) x (B, in) */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, B,
-                1.0f, dy, out, x, in, acc ? 1.0f : 0.0f, dw, in);
+    gemm(GEMM_T, GEMM_N, out, in, B, 1.0f, dy, out, x, in, acc ? 1.0f : 0.0f, dw, in);
     if (!dx) return;
     /* dx (B, in) = dy (B, out) w (out, in) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, in, out,
-                1.0f, dy, out, w, in, 0.0f, dx, in);
+    gemm(GEMM_N, GEMM_N, B, in, out, 1.0f, dy, out, w, in, 0.0f, dx, in);
 }
 
 /* The excitation shared by both SE forms: s (B, C) -> c->h (B, R) -> c->e (B, C). */

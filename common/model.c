@@ -11,17 +11,15 @@
  * pooled conv2 output is transposed once to (B, 1024) in PyTorch's flatten
  * order (c, h, w) for fc1.
  *
- * The layers are called one after the other; about three quarters of the
- * time goes to sgemm, most of it in conv2 (forward, dw and dx). The
+ * The layers are called one after the other; most of the time goes to
+ * matrix multiplies (gemm.h), most of those in conv2 (forward, dw and dx). The
  * gradients of the convolutional part overwrite the activations they belong
  * to, so the backward pass needs no buffers of its own there.
  */
 #include "model.h"
 
-#include <cblas.h>
 #include <errno.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,15 +94,6 @@ struct model {
     float *dh;                  /* (B, 512) SE scratch, at least (B, R) of every block */
     float *dg;                  /* (B, 512) SE scratch, at least (B, C) of every block */
 };
-
-static pthread_once_t model_blas_once = PTHREAD_ONCE_INIT;
-
-/* One thread per training job: parallelism comes from running several jobs
- * (sefl-sim), and a threaded sgemm at these sizes would only contend. */
-static void model_blas_single_thread(void)
-{
-    openblas_set_num_threads(1);
-}
 
 /* Assigns n floats at *off of base (NULL base: only counts), keeping every
  * buffer 64-byte aligned for sgemm. */
@@ -190,7 +179,6 @@ model *model_new(const param_table *t, int max_batch)
      * than index a tensor that is not there. */
     param_table want;
     if (params_build_cnn_se(&want, t->r, t->fc1_gate, NULL) || want.hash != t->hash) return NULL;
-    pthread_once(&model_blas_once, model_blas_single_thread);
 
     model *m = calloc(1, sizeof *m);
     if (!m) return NULL;

@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "dataset.h"
+#include "gemm.h"
 #include "log.h"
 #include "model.h"
 #include "params.h"
@@ -220,14 +221,12 @@ static double bench_sgemm_one(int ta, int tb, int M, int N, int K)
     rng_seed(&r, 1);
     for (long i = 0; i < (long)M * K; i++) a[i] = (float)rng_uniform(&r);
     for (long i = 0; i < (long)K * N; i++) b[i] = (float)rng_uniform(&r);
-    const enum CBLAS_TRANSPOSE TA = ta ? CblasTrans : CblasNoTrans;
-    const enum CBLAS_TRANSPOSE TB = tb ? CblasTrans : CblasNoTrans;
     const int lda = ta ? M : K, ldb = tb ? K : N;
     long reps = 0;
     const double t0 = bench_clock(CLOCK_THREAD_CPUTIME_ID);
     double dt;
     do {
-        cblas_sgemm(CblasRowMajor, TA, TB, M, N, K, 1.0f, a, lda, b, ldb, 0.0f, c, N);
+        gemm(ta ? GEMM_T : GEMM_N, tb ? GEMM_T : GEMM_N, M, N, K, 1.0f, a, lda, b, ldb, 0.0f, c, N);
         reps++;
         dt = bench_clock(CLOCK_THREAD_CPUTIME_ID) - t0;
     } while (dt < 0.25);
@@ -257,9 +256,18 @@ static int bench_sgemm(void)
         { "sgemm_square_1024", 0, 0, 1024, 1024, 1024 },
     };
     openblas_set_num_threads(1);
-    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
-        printf("%s_gflops %.2f\n", shapes[i].name,
-               bench_sgemm_one(shapes[i].ta, shapes[i].tb, shapes[i].M, shapes[i].N, shapes[i].K));
+    /* The backend the model runs on, then OpenBLAS alone, shape by shape, so
+     * each pair of figures is taken at nearly the same moment. */
+    const char *own = gemm_backend();
+    printf("gemm_backend %s\n", own);
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        const int ta = shapes[i].ta, tb = shapes[i].tb, M = shapes[i].M, N = shapes[i].N, K = shapes[i].K;
+        gemm_set_backend(own);
+        printf("%s_gflops %.2f\n", shapes[i].name, bench_sgemm_one(ta, tb, M, N, K));
+        gemm_set_backend("openblas");
+        printf("openblas_%s_gflops %.2f\n", shapes[i].name + 6, bench_sgemm_one(ta, tb, M, N, K));
+    }
+    gemm_set_backend(own);
     return 0;
 }
 
