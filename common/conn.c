@@ -10,8 +10,12 @@
  * current limit before allocating and hands whole payloads to on_frame.
  *
  * States: RESOLVING -> CONNECTING (clients) -> HANDSHAKE -> OPEN -> CLOSING
- * -> CLOSED. One timer serves three purposes by state: handshake deadline,
- * idle deadline, and the linger bound of a close. Closing sends
+ * -> CLOSED. A client whose connect fails goes CONNECTING -> NEXT (the
+ * failed TCP handle closing) -> CONNECTING on a new handle for the next
+ * resolved address, until one connects or none is left. One timer serves
+ * three purposes by state: opening deadline (resolution, each connect
+ * attempt with its TLS handshake), idle deadline, and the linger bound of
+ * a close. Closing sends
  * close_notify (when a session exists) after the queued frames, half-closes
  * the TCP stream, and waits for the peer's EOF or the linger bound before
  * uv_close: closing with unread input would make the kernel send a reset
@@ -41,16 +45,25 @@
 #define CONN_CLOSE_LINGER_MS 2000    /* how long a close waits for writes and the peer's EOF */
 #define CONN_NAME_MAX 64             /* a certificate CN */
 #define CONN_HOST_MAX 255
+#define CONN_TARGET_MAX (CONN_HOST_MAX + 9)   /* "[HOST]:PORT" and its NUL */
 #define CONN_RECORD 16384            /* TLS plaintext record size */
 
 enum conn_state {
     CONN_RESOLVING,                  /* client: getaddrinfo in flight */
     CONN_CONNECTING,                 /* client: TCP connect in flight */
+    CONN_NEXT,                       /* client: a failed attempt's handle closing */
     CONN_HANDSHAKE,
     CONN_OPEN,                       /* on_open was called */
     CONN_CLOSING,                    /* last bytes queued, waiting for writes and EOF */
     CONN_CLOSED,                     /* uv_close called on both handles */
 };
+
+/* One address a client may connect to. */
+typedef union {
+    struct sockaddr sa;
+    struct sockaddr_in in;
+    struct sockaddr_in6 in6;
+} conn_addr;
 
 /* One uv_write of ciphertext: what mbedTLS produced since the last flush. */
 typedef struct {
@@ -66,6 +79,10 @@ struct conn {
     uv_timer_t timer;                /* handshake, idle or linger deadline */
     uv_getaddrinfo_t gai;            /* client: resolving the host */
     uv_connect_t connect_req;        /* client: connecting */
+    conn_addr addrs[CONN_ADDRS_MAX]; /* client: the addresses to try, in order */
+    int naddrs;                      /* client: how many of addrs are set */
+    int next;                        /* client: index of the next address to try */
+    char target[CONN_TARGET_MAX];    /* client: the HOST:PORT asked for, for errors */
     uv_shutdown_t shutdown_req;      /* closing: half-close after the last write */
     uv_loop_t *loop;
     tls_ctx *tls;                    /* shared, owned by the caller */
@@ -252,12 +269,15 @@ static void conn_on_handle_closed(uv_handle_t *h)
     conn_free(c);
 }
 
-/* Closes both handles; on_close follows once both are closed. */
+/* Closes both handles; on_close follows once both are closed. Between two
+ * connect attempts the TCP handle is already closing, and
+ * conn_on_attempt_closed counts it when it is done. */
 static void conn_teardown(conn *c)
 {
     if (c->state == CONN_CLOSED) return;
     c->state = CONN_CLOSED;
-    uv_close((uv_handle_t *)&c->tcp, conn_on_handle_closed);
+    if (!uv_is_closing((uv_handle_t *)&c->tcp))
+        uv_close((uv_handle_t *)&c->tcp, conn_on_handle_closed);
     uv_close((uv_handle_t *)&c->timer, conn_on_handle_closed);
 }
 
@@ -312,6 +332,7 @@ static void conn_on_shutdown(uv_shutdown_t *req, int status)
 }
 
 static void conn_on_timer(uv_timer_t *t);
+static void conn_attempt_failed(conn *c, int status);
 
 /* Starts an orderly close: close_notify if notify and a session exists,
  * flush, half-close, then wait (bounded) for the peer's EOF. */
@@ -327,6 +348,7 @@ static void conn_begin_close(conn *c, int notify)
         uv_cancel((uv_req_t *)&c->gai);
         return;
     case CONN_CONNECTING:
+    case CONN_NEXT:
         conn_teardown(c);
         return;
     case CONN_CLOSING:
@@ -371,7 +393,12 @@ static void conn_on_timer(uv_timer_t *t)
     conn *c = t->data;
     switch (c->state) {
     case CONN_RESOLVING:
+        conn_fail(c, UV_ETIMEDOUT, 0, "cannot resolve %s: no answer in %llu ms", c->target,
+                  (unsigned long long)c->lim.handshake_timeout_ms);
+        break;
     case CONN_CONNECTING:
+        conn_attempt_failed(c, UV_ETIMEDOUT);
+        break;
     case CONN_HANDSHAKE:
         conn_fail(c, UV_ETIMEDOUT, 0, "handshake timeout (%llu ms)",
                   (unsigned long long)c->lim.handshake_timeout_ms);
@@ -659,16 +686,83 @@ void conn_listener_close(conn_listener *l)
     if (l) uv_close((uv_handle_t *)&l->tcp, conn_listener_on_closed);
 }
 
+/* Adds sa to the addresses a client tries, if it is IPv4 or IPv6 and there
+ * is room: past CONN_ADDRS_MAX the rest of a long list is not tried. */
+static void conn_add_addr(conn *c, const struct sockaddr *sa)
+{
+    if (c->naddrs == CONN_ADDRS_MAX) return;
+    if (sa->sa_family == AF_INET)
+        c->addrs[c->naddrs++].in = *(const struct sockaddr_in *)sa;
+    else if (sa->sa_family == AF_INET6)
+        c->addrs[c->naddrs++].in6 = *(const struct sockaddr_in6 *)sa;
+}
+
 static void conn_on_connected(uv_connect_t *req, int status)
 {
     conn *c = req->data;
-    if (c->state != CONN_CONNECTING) return;   /* closed meanwhile */
+    /* Not CONNECTING: the handle was closed meanwhile (conn_close, or this
+     * attempt timed out) and this is the cancellation. */
+    if (c->state != CONN_CONNECTING) return;
     if (status < 0) {
-        conn_set_reason(c, status, "cannot connect to %s: %s", c->peer_addr, uv_strerror(status));
-        conn_teardown(c);
+        conn_attempt_failed(c, status);
         return;
     }
     conn_start_tls(c);
+}
+
+/* Starts connecting to the next address, with a deadline of its own. A
+ * connect that cannot even start counts as that address failing. */
+static void conn_try_next(conn *c)
+{
+    const struct sockaddr *sa = &c->addrs[c->next++].sa;
+    conn_format_addr(sa, c->peer_addr, sizeof c->peer_addr);
+    c->state = CONN_CONNECTING;
+    if (c->lim.handshake_timeout_ms)
+        uv_timer_start(&c->timer, conn_on_timer, c->lim.handshake_timeout_ms, 0);
+    c->connect_req.data = c;
+    int ret = uv_tcp_connect(&c->connect_req, &c->tcp, sa, conn_on_connected);
+    if (ret < 0) conn_attempt_failed(c, ret);
+}
+
+/* A failed attempt's TCP handle has closed: the next address gets a new
+ * one. If the conn was torn down meanwhile (conn_close), this was the
+ * handle's last close instead. */
+static void conn_on_attempt_closed(uv_handle_t *h)
+{
+    conn *c = h->data;
+    if (c->state != CONN_NEXT) {
+        conn_on_handle_closed(h);
+        return;
+    }
+    uv_tcp_init(c->loop, &c->tcp);   /* cannot fail: AF_UNSPEC makes no socket until connect */
+    c->tcp.data = c;
+    conn_try_next(c);
+}
+
+/* The current address failed before TCP was up (refused, unreachable,
+ * timed out...). The next one is tried on a new handle, because a socket
+ * whose connect failed cannot connect again and the next address may be of
+ * the other family; the handle must finish closing before it is
+ * initialised again. After the last address, on_close reports this error. */
+static void conn_attempt_failed(conn *c, int status)
+{
+    if (c->next < c->naddrs) {
+        log_debug("connecting to %s (for %s) failed: %s; trying the next address", c->peer_addr,
+                  c->target, uv_strerror(status));
+        c->state = CONN_NEXT;
+        uv_timer_stop(&c->timer);
+        uv_close((uv_handle_t *)&c->tcp, conn_on_attempt_closed);
+        return;
+    }
+    if (c->naddrs == 1 && strcmp(c->target, c->peer_addr) == 0)
+        conn_set_reason(c, status, "cannot connect to %s: %s", c->target, uv_strerror(status));
+    else if (c->naddrs == 1)
+        conn_set_reason(c, status, "cannot connect to %s at %s: %s", c->target, c->peer_addr,
+                        uv_strerror(status));
+    else
+        conn_set_reason(c, status, "cannot connect to %s at any of its %d addresses (last %s): %s",
+                        c->target, c->naddrs, c->peer_addr, uv_strerror(status));
+    conn_teardown(c);
 }
 
 static void conn_on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
@@ -676,28 +770,48 @@ static void conn_on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo 
     conn *c = req->data;
     if (c->state != CONN_RESOLVING || status < 0) {
         if (status < 0)
-            conn_set_reason(c, status, "cannot resolve %s: %s", c->peer_addr, uv_strerror(status));
+            conn_set_reason(c, status, "cannot resolve %s: %s", c->target, uv_strerror(status));
         uv_freeaddrinfo(res);
         conn_teardown(c);
         return;
     }
-    /* One address is tried. An IPv4 one is preferred: "localhost" often
-     * resolves to ::1 first while the coordinator listens on 0.0.0.0. */
-    const struct addrinfo *ai = res;
-    for (const struct addrinfo *a = res; a; a = a->ai_next)
-        if (a->ai_family == AF_INET) {
-            ai = a;
-            break;
-        }
-    conn_format_addr(ai->ai_addr, c->peer_addr, sizeof c->peer_addr);
-    c->state = CONN_CONNECTING;
-    c->connect_req.data = c;
-    int ret = uv_tcp_connect(&c->connect_req, &c->tcp, ai->ai_addr, conn_on_connected);
+    /* Every address, in the resolver's order (RFC 6724, as /etc/gai.conf
+     * says): "localhost" often gives ::1 first while the coordinator
+     * listens on 127.0.0.1, which is then tried after ::1 refused. */
+    for (const struct addrinfo *a = res; a; a = a->ai_next) conn_add_addr(c, a->ai_addr);
     uv_freeaddrinfo(res);
-    if (ret < 0) {
-        conn_set_reason(c, ret, "cannot connect to %s: %s", c->peer_addr, uv_strerror(ret));
+    if (c->naddrs == 0) {
+        conn_set_reason(c, UV_EAI_ADDRFAMILY, "cannot resolve %s: no IPv4 or IPv6 address",
+                        c->target);
         conn_teardown(c);
+        return;
     }
+    conn_try_next(c);
+}
+
+/* A client conn with both handles, named name in its errors; resolving or
+ * connecting is the caller's next step. Returns 0 or negative with err. */
+static int conn_client_new(uv_loop_t *loop, const char *name, tls_ctx *tls,
+                           const conn_limits *lim, const conn_callbacks *cb, void *user,
+                           conn **out, char *err)
+{
+    conn_ignore_sigpipe();
+    conn *c;
+    int ret = conn_new(loop, tls, lim, cb, user, &c);
+    if (ret < 0) {
+        err_set(err, "cannot set up a TLS session (out of memory)");
+        return ret;
+    }
+    snprintf(c->target, sizeof c->target, "%s", name);
+    /* Until an address is tried, peer_addr names what we were asked for. */
+    snprintf(c->peer_addr, sizeof c->peer_addr, "%s", name);
+    if ((ret = conn_init_handles(c)) < 0) {
+        err_set(err, "cannot make a TCP handle: %s", uv_strerror(ret));
+        conn_free(c);
+        return ret;
+    }
+    *out = c;
+    return 0;
 }
 
 int conn_connect(uv_loop_t *loop, const char *host_port, tls_ctx *tls, const conn_limits *lim,
@@ -707,21 +821,10 @@ int conn_connect(uv_loop_t *loop, const char *host_port, tls_ctx *tls, const con
     *out = NULL;
     int ret = conn_split(host_port, host, port, err);
     if (ret < 0) return ret;
-    conn_ignore_sigpipe();
     conn *c;
-    if ((ret = conn_new(loop, tls, lim, cb, user, &c)) < 0) {
-        err_set(err, "cannot set up a TLS session (out of memory)");
-        return ret;
-    }
-    /* Until resolved, peer_addr names what we were asked for. */
-    snprintf(c->peer_addr, sizeof c->peer_addr, "%s", host_port);
+    if ((ret = conn_client_new(loop, host_port, tls, lim, cb, user, &c, err)) < 0) return ret;
     c->state = CONN_RESOLVING;
     c->gai.data = c;
-    if ((ret = conn_init_handles(c)) < 0) {
-        err_set(err, "cannot make a TCP handle: %s", uv_strerror(ret));
-        conn_free(c);
-        return ret;
-    }
     struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                               .ai_flags = AI_NUMERICSERV };
     if ((ret = uv_getaddrinfo(loop, &c->gai, conn_on_resolved, host, port, &hints)) < 0) {
@@ -732,6 +835,27 @@ int conn_connect(uv_loop_t *loop, const char *host_port, tls_ctx *tls, const con
         conn_teardown(c);
         return ret;
     }
+    *out = c;
+    return 0;
+}
+
+int conn_connect_addrs(uv_loop_t *loop, const char *name, const struct sockaddr *const *addrs,
+                       int n, tls_ctx *tls, const conn_limits *lim, const conn_callbacks *cb,
+                       void *user, conn **out, char *err)
+{
+    *out = NULL;
+    conn *c;
+    int ret = conn_client_new(loop, name, tls, lim, cb, user, &c, err);
+    if (ret < 0) return ret;
+    for (int i = 0; i < n; i++) conn_add_addr(c, addrs[i]);
+    if (c->naddrs == 0) {
+        /* As in conn_connect: the return value tells, so no on_close. */
+        err_set(err, "no IPv4 or IPv6 address to connect to %s", name);
+        c->cb.on_close = NULL;
+        conn_teardown(c);
+        return -EINVAL;
+    }
+    conn_try_next(c);
     *out = c;
     return 0;
 }

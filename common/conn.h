@@ -15,6 +15,10 @@
  * earlier, so a pointer is valid from on_open (or conn_connect) to on_close.
  * Timers: handshake timeout (no complete handshake in time: close) and idle
  * timeout (nothing received for that long: close).
+ *
+ * A client tries every address its HOST resolves to, one after another (see
+ * conn_connect), as gRPC clients do; happy eyeballs (parallel attempts) is
+ * not done.
  */
 #ifndef SEFL_CONN_H
 #define SEFL_CONN_H
@@ -32,7 +36,10 @@ typedef struct {
     size_t max_frame;            /* limit after conn_set_authenticated */
     size_t max_frame_unauth;     /* limit before */
     size_t max_outq;             /* bytes queued for writing; conn_send fails past it */
-    uint64_t handshake_timeout_ms;  /* 0: none (then a silent peer holds its slot) */
+    /* Bounds each step of opening: an accepted connection's TLS handshake;
+     * a client's name resolution, then each address it tries (TCP connect
+     * plus TLS handshake) anew. 0: none (then a silent peer holds its slot). */
+    uint64_t handshake_timeout_ms;
     uint64_t idle_timeout_ms;    /* 0: none */
 } conn_limits;
 
@@ -59,11 +66,38 @@ int conn_listener_port(const conn_listener *l);
 /* Stops accepting and frees the listener (in its close callback). */
 void conn_listener_close(conn_listener *l);
 
+/* The most addresses of one name a client tries; a longer list is cut. */
+#define CONN_ADDRS_MAX 8
+
 /* Starts connecting to "HOST:PORT" (HOST resolved with uv_getaddrinfo).
  * *out is valid until on_close. Failures after this returns arrive as
- * on_close. Returns 0 or negative with err for an immediate failure. */
+ * on_close. Returns 0 or negative with err for an immediate failure.
+ *
+ * The resolved addresses (the first CONN_ADDRS_MAX) are tried in the
+ * resolver's order, each on a new socket: a TCP connect that fails
+ * (refused, unreachable...) or does not finish within handshake_timeout_ms
+ * moves on to the next address. Each address gets the whole
+ * handshake_timeout_ms for its connect and TLS handshake, so a first
+ * address that silently drops packets costs one timeout and the next is
+ * still tried; the worst case is resolution plus CONN_ADDRS_MAX timeouts.
+ * Once TCP is up the address is kept: a TLS failure (a certificate, a name)
+ * belongs to the service all the addresses serve and is reported, not
+ * retried elsewhere. When every address failed, on_close gets the last
+ * one's error, one line naming HOST:PORT (and the address if HOST is a
+ * name). conn_close works at any point of the sequence. */
 int conn_connect(uv_loop_t *loop, const char *host_port, tls_ctx *tls, const conn_limits *lim,
                  const conn_callbacks *cb, void *user, conn **out, char *err);
+
+/* The same, to addresses already resolved: addrs[0..n) in order, IPv4 and
+ * IPv6 ones (others are skipped; the first CONN_ADDRS_MAX are tried). The
+ * addresses are copied; name (e.g. "HOST:PORT") names the target in
+ * errors. For a caller that resolves names its own way, and for tests
+ * (a test machine's resolver may give no name two addresses). Returns 0,
+ * -EINVAL with err when no address is IPv4 or IPv6, or another negative
+ * error with err. */
+int conn_connect_addrs(uv_loop_t *loop, const char *name, const struct sockaddr *const *addrs,
+                       int n, tls_ctx *tls, const conn_limits *lim, const conn_callbacks *cb,
+                       void *user, conn **out, char *err);
 
 /* Queues one frame: writes the length prefix then payload (copied). Returns
  * 0, -ENOBUFS when the output queue would pass max_outq, -ENOTCONN before

@@ -5,14 +5,24 @@
  * and an expired client, plus a second, foreign project). Rejection tests
  * check the reason the server gives and then that a good client is still
  * served. Every test ends with uv_loop_close() == 0.
+ *
+ * A client tries each address of a name in turn. This machine's resolver
+ * may give "localhost" one address only, so those tests give
+ * conn_connect_addrs the list a resolver would ("::1 then 127.0.0.1"), with
+ * real sockets behind every address: refused ones, a listener that never
+ * answers (its accept queue full) and a real server.
  */
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "conn.h"
@@ -36,7 +46,7 @@ struct server {
     uv_loop_t loop;
     tls_ctx *tls;
     conn_listener *l;
-    char addr[32];               /* "127.0.0.1:PORT" */
+    char addr[64];               /* "127.0.0.1:PORT", "[::1]:PORT" */
     int auth;                    /* raise the frame limit on open */
     frame_handler on_frame;      /* NULL: echo */
     int opened, closed, frames;
@@ -73,16 +83,30 @@ static void srv_on_close(conn *c, int status, const char *reason)
 
 static const conn_callbacks srv_cb = { srv_on_open, srv_on_frame, srv_on_close };
 
-static void server_start(server *s, const conn_limits *lim)
+/* Starts a server listening on listen ("IP:0"), s->addr the address to
+ * dial. Returns 0, or the conn_listen error (s is then stopped). */
+static int server_start_at(server *s, const conn_limits *lim, const char *listen)
 {
     char err[SEFL_ERRLEN];
     memset(s, 0, sizeof *s);
     ck_assert_int_eq(uv_loop_init(&s->loop), 0);
     ck_assert_msg(tls_ctx_new_server(&s->tls, certs_dir, err) == 0, "%s", err);
-    ck_assert_msg(conn_listen(&s->loop, "127.0.0.1:0", s->tls, lim, &srv_cb, s, &s->l, err) == 0,
-                  "%s", err);
+    int ret = conn_listen(&s->loop, listen, s->tls, lim, &srv_cb, s, &s->l, err);
+    if (ret < 0) {
+        ck_assert_int_eq(uv_run(&s->loop, UV_RUN_DEFAULT), 0);
+        ck_assert_int_eq(uv_loop_close(&s->loop), 0);
+        tls_ctx_free(s->tls);
+        return ret;
+    }
     ck_assert_int_gt(conn_listener_port(s->l), 0);
-    snprintf(s->addr, sizeof s->addr, "127.0.0.1:%d", conn_listener_port(s->l));
+    snprintf(s->addr, sizeof s->addr, "%.*s%d", (int)(strlen(listen) - 1), listen,
+             conn_listener_port(s->l));
+    return 0;
+}
+
+static void server_start(server *s, const conn_limits *lim)
+{
+    ck_assert_int_eq(server_start_at(s, lim, "127.0.0.1:0"), 0);
 }
 
 static void server_stop(server *s)
@@ -105,6 +129,7 @@ typedef struct {
     int status;
     char reason[SEFL_ERRLEN];
     char peer[80];
+    char addr[80];               /* conn_peer_addr on open */
     char suite[96];
     int send_rc[4];              /* conn_send results, first four */
     size_t outq;                 /* conn_outq_bytes right after those sends */
@@ -125,6 +150,7 @@ static void cli_on_open(conn *c)
     k->opened = 1;
     conn_set_on_drain(c, cli_on_drain);
     snprintf(k->peer, sizeof k->peer, "%s", conn_peer_name(c));
+    snprintf(k->addr, sizeof k->addr, "%s", conn_peer_addr(c));
     snprintf(k->suite, sizeof k->suite, "%s", conn_tls_suite(c));
     if (k->auth) conn_set_authenticated(c);
     for (int i = 0; i < k->nsend; i++) {
@@ -257,6 +283,92 @@ static void raw_run(server *s, raw_client *r)
     while (!r->closed || s->closed < want) uv_run(&s->loop, UV_RUN_ONCE);
 }
 
+/* ---- clients that try several addresses --------------------------------- */
+
+static int count_fds(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    ck_assert_ptr_nonnull(d);
+    while (readdir(d)) n++;
+    closedir(d);
+    return n;
+}
+
+/* A port that was just free on 127.0.0.1: listen on 0, learn it, close it.
+ * Connecting to it on any loopback address is refused. */
+static int free_port(void)
+{
+    uv_loop_t loop;
+    uv_tcp_t probe;
+    struct sockaddr_in a;
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    uv_ip4_addr("127.0.0.1", 0, &a);
+    uv_tcp_init(&loop, &probe);
+    ck_assert_int_eq(uv_tcp_bind(&probe, (struct sockaddr *)&a, 0), 0);
+    int len = sizeof a;
+    uv_tcp_getsockname(&probe, (struct sockaddr *)&a, &len);
+    uv_close((uv_handle_t *)&probe, NULL);
+    ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    ck_assert_int_eq(uv_loop_close(&loop), 0);
+    return ntohs(a.sin_port);
+}
+
+/* One address to dial: "IP:PORT" or "[IP6]:PORT" (as conn_peer_addr
+ * prints it). */
+static void addr_parse(const char *ip_port, struct sockaddr_storage *out)
+{
+    char ip[64];
+    const char *colon = strrchr(ip_port, ':');
+    int port = atoi(colon + 1);
+    memset(out, 0, sizeof *out);
+    if (ip_port[0] == '[') {
+        snprintf(ip, sizeof ip, "%.*s", (int)(colon - ip_port - 2), ip_port + 1);
+        ck_assert_int_eq(uv_ip6_addr(ip, port, (struct sockaddr_in6 *)out), 0);
+    } else {
+        snprintf(ip, sizeof ip, "%.*s", (int)(colon - ip_port), ip_port);
+        ck_assert_int_eq(uv_ip4_addr(ip, port, (struct sockaddr_in *)out), 0);
+    }
+}
+
+/* Starts conn_connect_addrs to the n addresses ("IP:PORT" each) as a
+ * resolver would have listed them for name. */
+static conn *connect_list(uv_loop_t *loop, const char *name, const char *const *list, int n,
+                          tls_ctx *t, const conn_limits *lim, client *k)
+{
+    struct sockaddr_storage ss[16];
+    const struct sockaddr *sa[16];
+    char err[SEFL_ERRLEN];
+    ck_assert_int_le(n, 16);
+    for (int i = 0; i < n; i++) {
+        addr_parse(list[i], &ss[i]);
+        sa[i] = (const struct sockaddr *)&ss[i];
+    }
+    conn *c;
+    ck_assert_msg(conn_connect_addrs(loop, name, sa, n, t, lim, &cli_cb, k, &c, err) == 0, "%s", err);
+    ck_assert_ptr_nonnull(c);
+    return c;
+}
+
+/* A listener that never answers a connect: its accept queue (backlog 0)
+ * is full with one connection nobody accepts, so the kernel drops further
+ * SYNs and a connect to it waits until the dialer gives up. Plain sockets,
+ * so that no loop accepts from it; sets fd[0] (listener), fd[1] (filler). */
+static int silent_listener(int fd[2])
+{
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof a;
+    fd[0] = socket(AF_INET, SOCK_STREAM, 0);
+    fd[1] = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd[0], 0);
+    ck_assert_int_ge(fd[1], 0);
+    ck_assert_int_eq(bind(fd[0], (struct sockaddr *)&a, sizeof a), 0);
+    ck_assert_int_eq(listen(fd[0], 0), 0);
+    ck_assert_int_eq(getsockname(fd[0], (struct sockaddr *)&a, &len), 0);
+    ck_assert_int_eq(connect(fd[1], (struct sockaddr *)&a, sizeof a), 0);
+    return ntohs(a.sin_port);
+}
+
 /* ---- tests: good connections ------------------------------------------ */
 
 START_TEST(test_frames_both_ways)
@@ -381,9 +493,30 @@ END_TEST
 
 START_TEST(test_connect_by_name)
 {
-    /* "localhost" goes through uv_getaddrinfo. */
+    /* "localhost" goes through uv_getaddrinfo, and the server listens on
+     * the last address it resolves to. Where that is "::1 then 127.0.0.1"
+     * (Debian's usual /etc/hosts), ::1 refuses and 127.0.0.1 serves; where
+     * it is 127.0.0.1 alone, that one serves. */
+    uv_loop_t loop;
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    uv_getaddrinfo_t req;
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
+    ck_assert_int_eq(uv_getaddrinfo(&loop, &req, NULL, "localhost", NULL, &hints), 0);
+    const struct addrinfo *last = req.addrinfo;
+    while (last->ai_next) last = last->ai_next;
+    char ip[64], listen[80];
+    if (last->ai_family == AF_INET6) {
+        uv_ip6_name((const struct sockaddr_in6 *)last->ai_addr, ip, sizeof ip);
+        snprintf(listen, sizeof listen, "[%s]:0", ip);
+    } else {
+        uv_ip4_name((const struct sockaddr_in *)last->ai_addr, ip, sizeof ip);
+        snprintf(listen, sizeof listen, "%s:0", ip);
+    }
+    uv_freeaddrinfo(req.addrinfo);
+    ck_assert_int_eq(uv_loop_close(&loop), 0);
+
     server s;
-    server_start(&s, NULL);
+    ck_assert_int_eq(server_start_at(&s, NULL, listen), 0);
     snprintf(s.addr, sizeof s.addr, "localhost:%d", conn_listener_port(s.l));
     good_round(&s);
     server_stop(&s);
@@ -800,18 +933,9 @@ START_TEST(test_connect_refused)
 {
     uv_loop_t loop;
     ck_assert_int_eq(uv_loop_init(&loop), 0);
-    /* A port that was just free: listen on 0, learn it, close it. */
-    uv_tcp_t probe;
-    struct sockaddr_in a;
-    uv_ip4_addr("127.0.0.1", 0, &a);
-    uv_tcp_init(&loop, &probe);
-    ck_assert_int_eq(uv_tcp_bind(&probe, (struct sockaddr *)&a, 0), 0);
-    int len = sizeof a;
-    uv_tcp_getsockname(&probe, (struct sockaddr *)&a, &len);
-    uv_close((uv_handle_t *)&probe, NULL);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    char addr[32], err[SEFL_ERRLEN];
-    snprintf(addr, sizeof addr, "127.0.0.1:%d", ntohs(a.sin_port));
+    int port = free_port();
+    char addr[32], want[SEFL_ERRLEN], err[SEFL_ERRLEN];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
 
     client k = { 0 };
     tls_ctx *t = client_tls(certs_dir, "client-0000", "localhost");
@@ -820,7 +944,20 @@ START_TEST(test_connect_refused)
     ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
     ck_assert_int_eq(k.closed, 1);
     ck_assert_int_eq(k.status, UV_ECONNREFUSED);
-    ck_assert_msg(strstr(k.reason, "cannot connect to 127.0.0.1:"), "%s", k.reason);
+    snprintf(want, sizeof want, "cannot connect to %s: connection refused", addr);
+    ck_assert_str_eq(k.reason, want);
+
+    /* By name: every address localhost has refuses, the line names the
+     * name and the (last) address. */
+    client n = { 0 };
+    snprintf(addr, sizeof addr, "localhost:%d", port);
+    ck_assert_msg(conn_connect(&loop, addr, t, NULL, &cli_cb, &n, &c, err) == 0, "%s", err);
+    ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    ck_assert_int_eq(n.closed, 1);
+    ck_assert_int_eq(n.status, UV_ECONNREFUSED);
+    snprintf(want, sizeof want, "cannot connect to %s at ", addr);
+    ck_assert_msg(strncmp(n.reason, want, strlen(want)) == 0 &&
+                  strstr(n.reason, ": connection refused"), "%s", n.reason);
     tls_ctx_free(t);
     ck_assert_int_eq(uv_loop_close(&loop), 0);
 }
@@ -846,17 +983,251 @@ START_TEST(test_bad_addresses)
 }
 END_TEST
 
-/* ---- test: no leak of descriptors over many connections --------------- */
+/* ---- tests: several addresses for one name ----------------------------- */
 
-static int count_fds(void)
+/* Dials list (for "name") against s until both ends have closed; the
+ * client sends one frame and checks its echo. */
+static void list_round(server *s, const char *const *list, int n, client *k)
 {
-    int n = 0;
-    DIR *d = opendir("/proc/self/fd");
-    ck_assert_ptr_nonnull(d);
-    while (readdir(d)) n++;
-    closedir(d);
-    return n;
+    static const uint8_t ping[] = "ping";
+    *k = (client){ .msg = ping, .len = sizeof ping, .nsend = 1 };
+    int want = s->closed + 1;
+    tls_ctx *t = client_tls(certs_dir, "client-0000", "localhost");
+    connect_list(&s->loop, "name.test:1", list, n, t, NULL, k);
+    while (!k->closed || (k->opened && s->closed < want)) uv_run(&s->loop, UV_RUN_ONCE);
+    tls_ctx_free(t);
+    ck_assert_int_eq(k->closed, 1);
 }
+
+START_TEST(test_connect_next_address)
+{
+    /* "localhost" as ::1 then 127.0.0.1 with the server on 127.0.0.1: ::1
+     * refuses (or is unreachable without IPv6), 127.0.0.1 serves. */
+    server s;
+    server_start(&s, NULL);
+    char v4[64], v6[64];
+    snprintf(v4, sizeof v4, "127.0.0.1:%d", conn_listener_port(s.l));
+    snprintf(v6, sizeof v6, "[::1]:%d", conn_listener_port(s.l));
+    client k;
+    list_round(&s, (const char *[]){ v6, v4 }, 2, &k);
+    ck_assert_msg(k.opened && k.echoed == 1 && k.status == 0, "%d %s", k.status, k.reason);
+    ck_assert_str_eq(k.addr, v4);
+    ck_assert_int_eq(s.opened, 1);
+    /* The first address is tried first: it serves at once. */
+    list_round(&s, (const char *[]){ v4, v6 }, 2, &k);
+    ck_assert_msg(k.opened && k.echoed == 1, "%s", k.reason);
+    ck_assert_str_eq(k.addr, v4);
+    server_stop(&s);
+
+    /* The reverse: the server on ::1 only, 127.0.0.1 refuses first. */
+    if (server_start_at(&s, NULL, "[::1]:0") < 0) return;   /* no IPv6 here */
+    snprintf(v4, sizeof v4, "127.0.0.1:%d", conn_listener_port(s.l));
+    snprintf(v6, sizeof v6, "[::1]:%d", conn_listener_port(s.l));
+    list_round(&s, (const char *[]){ v4, v6 }, 2, &k);
+    ck_assert_msg(k.opened && k.echoed == 1 && k.status == 0, "%d %s", k.status, k.reason);
+    ck_assert_str_eq(k.addr, v6);
+    ck_assert_int_eq(s.opened, 1);
+    server_stop(&s);
+}
+END_TEST
+
+START_TEST(test_connect_silent_address_then_next)
+{
+    /* The first two addresses never answer: each attempt times out on its
+     * own, and the third address still gets a whole attempt (the timeout
+     * is per address, not for the sequence). */
+    conn_limits lim = conn_limits_default();
+    lim.handshake_timeout_ms = 300;
+    int fd[2];
+    int hole = silent_listener(fd);
+    server s;
+    server_start(&s, &lim);
+    char silent[64];
+    snprintf(silent, sizeof silent, "127.0.0.1:%d", hole);
+    static const uint8_t ping[] = "ping";
+    client k = { .msg = ping, .len = sizeof ping, .nsend = 1 };
+    tls_ctx *t = client_tls(certs_dir, "client-0000", "localhost");
+    connect_list(&s.loop, "name.test:1", (const char *[]){ silent, silent, s.addr }, 3, t, &lim, &k);
+    while (!k.closed || (k.opened && s.closed < 1)) uv_run(&s.loop, UV_RUN_ONCE);
+    ck_assert_msg(k.opened && k.echoed == 1 && k.status == 0, "%d %s", k.status, k.reason);
+    ck_assert_str_eq(k.addr, s.addr);
+
+    /* Alone, the silent address ends in one timeout error. */
+    client lone = { 0 };
+    connect_list(&s.loop, "silent.test:1", (const char *[]){ silent }, 1, t, &lim, &lone);
+    while (!lone.closed) uv_run(&s.loop, UV_RUN_ONCE);
+    ck_assert_int_eq(lone.status, UV_ETIMEDOUT);
+    char want[SEFL_ERRLEN];
+    snprintf(want, sizeof want, "cannot connect to silent.test:1 at %s: connection timed out", silent);
+    ck_assert_str_eq(lone.reason, want);
+    tls_ctx_free(t);
+    server_stop(&s);
+    close(fd[1]);
+    close(fd[0]);
+}
+END_TEST
+
+START_TEST(test_connect_all_refused)
+{
+    /* Every address refuses: one on_close with the last error, in one
+     * line; the attempts leave no descriptor behind. */
+    uv_loop_t loop;
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    int port = free_port();
+    char a[3][64], want[SEFL_ERRLEN];
+    snprintf(a[0], sizeof a[0], "127.0.0.2:%d", port);
+    snprintf(a[1], sizeof a[1], "[::1]:%d", port);
+    snprintf(a[2], sizeof a[2], "127.0.0.3:%d", port);
+    snprintf(want, sizeof want,
+             "cannot connect to three.test:1 at any of its 3 addresses (last %s): connection refused",
+             a[2]);
+    tls_ctx *t = client_tls(certs_dir, "client-0000", "localhost");
+    int before = -1;
+    for (int i = 0; i < 21; i++) {
+        if (i == 1) before = count_fds();   /* after a first run opened whatever is lazy */
+        client k = { 0 };
+        connect_list(&loop, "three.test:1", (const char *[]){ a[0], a[1], a[2] }, 3, t, NULL, &k);
+        ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+        ck_assert_int_eq(k.closed, 1);
+        ck_assert_int_eq(k.opened, 0);
+        ck_assert_int_eq(k.status, UV_ECONNREFUSED);
+        ck_assert_str_eq(k.reason, want);
+    }
+    ck_assert_int_eq(count_fds(), before);
+    tls_ctx_free(t);
+    ck_assert_int_eq(uv_loop_close(&loop), 0);
+}
+END_TEST
+
+START_TEST(test_connect_addrs_limit)
+{
+    /* Ten refusing addresses: the first CONN_ADDRS_MAX (8) are tried. */
+    uv_loop_t loop;
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    int port = free_port();
+    char a[10][64], want[SEFL_ERRLEN], err[SEFL_ERRLEN];
+    const char *list[10];
+    for (int i = 0; i < 10; i++) {
+        snprintf(a[i], sizeof a[i], "127.0.0.%d:%d", i + 2, port);
+        list[i] = a[i];
+    }
+    tls_ctx *t = client_tls(certs_dir, "client-0000", "localhost");
+    client k = { 0 };
+    connect_list(&loop, "ten.test:1", list, 10, t, NULL, &k);
+    ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    ck_assert_int_eq(CONN_ADDRS_MAX, 8);
+    snprintf(want, sizeof want,
+             "cannot connect to ten.test:1 at any of its 8 addresses (last %s): connection refused",
+             a[7]);
+    ck_assert_str_eq(k.reason, want);
+
+    /* Addresses of other families are skipped; none left is an error now,
+     * with no on_close. */
+    struct sockaddr_un un = { .sun_family = AF_UNIX };
+    struct sockaddr_storage v4;
+    addr_parse(a[0], &v4);
+    const struct sockaddr *mixed[2] = { (struct sockaddr *)&un, (struct sockaddr *)&v4 };
+    client m = { 0 };
+    conn *c;
+    ck_assert_msg(conn_connect_addrs(&loop, "mixed.test:1", mixed, 2, t, NULL, &cli_cb, &m, &c, err) == 0,
+                  "%s", err);
+    ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    snprintf(want, sizeof want, "cannot connect to mixed.test:1 at %s: connection refused", a[0]);
+    ck_assert_str_eq(m.reason, want);
+    client none = { 0 };
+    ck_assert_int_eq(conn_connect_addrs(&loop, "unix.test:1", mixed, 1, t, NULL, &cli_cb, &none, &c, err),
+                     -EINVAL);
+    ck_assert_ptr_null(c);
+    ck_assert_str_eq(err, "no IPv4 or IPv6 address to connect to unix.test:1");
+    ck_assert_int_eq(conn_connect_addrs(&loop, "empty.test:1", mixed, 0, t, NULL, &cli_cb, &none, &c, err),
+                     -EINVAL);
+    ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    ck_assert_int_eq(none.closed, 0);
+    tls_ctx_free(t);
+    ck_assert_int_eq(uv_loop_close(&loop), 0);
+}
+END_TEST
+
+/* For test_close_during_retry: a check handle that closes c in the first
+ * loop iteration that ends with a TCP handle closing, which is a failed
+ * attempt's (check callbacks run after I/O and before close callbacks). */
+typedef struct {
+    uv_check_t check;
+    conn *c;
+    int done;                    /* conn_close was called */
+} closer;
+
+static void find_closing_tcp(uv_handle_t *h, void *arg)
+{
+    if (h->type == UV_TCP && uv_is_closing(h)) *(int *)arg = 1;
+}
+
+static void closer_on_check(uv_check_t *chk)
+{
+    closer *w = chk->data;
+    int closing = 0;
+    uv_walk(chk->loop, find_closing_tcp, &closing);
+    if (!closing || w->done) return;
+    w->done = 1;
+    conn_close(w->c, "changed my mind");
+    uv_check_stop(chk);
+}
+
+START_TEST(test_close_during_retry)
+{
+    uv_loop_t loop;
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    int port = free_port();
+    char a[3][64];
+    for (int i = 0; i < 3; i++) snprintf(a[i], sizeof a[i], "127.0.0.%d:%d", i + 2, port);
+    const char *list[3] = { a[0], a[1], a[2] };
+    tls_ctx *t = client_tls(certs_dir, "client-0000", "localhost");
+    client warm = { 0 };
+    connect_list(&loop, "three.test:1", list, 3, t, NULL, &warm);
+    ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    int before = count_fds();
+
+    /* Between two attempts: the failed handle is closing, not yet done. */
+    client k = { 0 };
+    closer w = { .c = connect_list(&loop, "three.test:1", list, 3, t, NULL, &k) };
+    ck_assert_int_eq(uv_check_init(&loop, &w.check), 0);
+    w.check.data = &w;
+    ck_assert_int_eq(uv_check_start(&w.check, closer_on_check), 0);
+    while (!k.closed) uv_run(&loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&w.check, NULL);
+    ck_assert_int_eq(w.done, 1);
+    ck_assert_int_eq(k.closed, 1);
+    ck_assert_int_eq(k.status, 0);
+    ck_assert_str_eq(k.reason, "changed my mind");
+
+    /* After each number of loop iterations in turn, until the sequence ends
+     * by itself: some of those closes land during a later attempt. */
+    int later = 0, finished = 0;
+    for (int steps = 0; steps < 100 && !finished; steps++) {
+        client r = { 0 };
+        conn *c = connect_list(&loop, "three.test:1", list, 3, t, NULL, &r);
+        for (int i = 0; i < steps && !r.closed; i++) uv_run(&loop, UV_RUN_ONCE);
+        if (r.closed) {
+            finished = 1;
+            ck_assert_int_eq(r.status, UV_ECONNREFUSED);
+        } else {
+            later += strcmp(conn_peer_addr(c), a[0]) != 0;
+            conn_close(c, "changed my mind");
+            ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+            ck_assert_int_eq(r.closed, 1);
+            ck_assert_str_eq(r.reason, "changed my mind");
+        }
+    }
+    ck_assert_int_eq(finished, 1);
+    ck_assert_int_ge(later, 1);
+    ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    ck_assert_int_eq(count_fds(), before);
+    tls_ctx_free(t);
+    ck_assert_int_eq(uv_loop_close(&loop), 0);
+}
+END_TEST
+
+/* ---- test: no leak of descriptors over many connections --------------- */
 
 START_TEST(test_many_cycles_no_fd_growth)
 {
@@ -951,6 +1322,15 @@ static Suite *conn_suite(void)
     tcase_add_test(tc, test_close_while_resolving);
     tcase_add_test(tc, test_connect_refused);
     tcase_add_test(tc, test_bad_addresses);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("addresses");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_connect_next_address);
+    tcase_add_test(tc, test_connect_silent_address_then_next);
+    tcase_add_test(tc, test_connect_all_refused);
+    tcase_add_test(tc, test_connect_addrs_limit);
+    tcase_add_test(tc, test_close_during_retry);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("cycles");
