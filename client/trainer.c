@@ -190,6 +190,7 @@ static int trainer_train(trainer *tr, trainer_job *j, pstore *ps, model *m)
     }
     uint64_t t0 = uv_hrtime();
     double c0 = trainer_thread_cpu();
+    model_reset_momentum(m); /* a job starts afresh: the pool's model ran another */
     rc = model_train(m, d->train_x, d->train_y, d->train, d->n_train, j->epochs, j->batch, &j->sgd, ref,
                      j->seed, &j->train_stats);
     j->train_cpu = trainer_thread_cpu() - c0;

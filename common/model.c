@@ -394,7 +394,6 @@ int model_train(model *m, const float *x, const uint8_t *y, const int *idx, int 
     for (int i = 0; i < n; i++) order[i] = idx ? idx[i] : i;
     rng r;
     rng_seed(&r, seed);
-    model_reset_momentum(m);
     memset(st, 0, sizeof *st);
     for (int e = 0; e < epochs; e++) {
         const double t0 = model_now();

@@ -68,9 +68,10 @@ typedef struct {
 
 /* Trains `epochs` epochs over the samples idx[0..n) (idx NULL: 0..n-1) of
  * images x (N, 784) and labels y (N) in mini-batches of `batch`, shuffled
- * each epoch by a PRNG seeded with seed, SGD per c (momentum reset at the
- * start), proximal reference ref (may be NULL). Fills st with the figures of
- * the last epoch. Returns 0, -EINVAL for batch out of range, or -ENOMEM. */
+ * each epoch by a PRNG seeded with seed, SGD per c, proximal reference ref
+ * (may be NULL). The momentum buffer carries on from the last call, so one
+ * run may train in several calls; a new job calls model_reset_momentum
+ * first. Fills st with the figures of the last epoch. Returns 0, -EINVAL for batch out of range, or -ENOMEM. */
 int model_train(model *m, const float *x, const uint8_t *y, const int *idx, int n,
                 int epochs, int batch, const sgd_config *c, const float *ref,
                 uint64_t seed, model_stats *st);

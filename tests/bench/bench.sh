@@ -44,7 +44,7 @@ tmp=$(mktemp -d) || exit 1
 trap 'rm -rf "$tmp"' EXIT
 
 echo "bench: $(nproc) cpus, OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}, $PAIRS pairs of $SAMPLES samples per batch size"
-"$BENCH" sgemm | grep -E '^sgemm_(conv2_fwd_b10|conv2_fwd_b32|square_1024)_gflops'
+"$BENCH" sgemm | grep -E '^(gemm_backend|(sgemm|openblas)_(conv2_fwd_b10|conv2_fwd_b32|fc1_fwd_b10|square_1024)_gflops)'
 fail=0
 for b in 10 32; do
     : >"$tmp/s"

@@ -283,7 +283,7 @@ static int bench_central(const bench_opts *o)
     for (int e = 1; e <= o->epochs; e++) {
         model_stats st, ev;
         /* One model_train call per epoch so the test set is scored in
-         * between; it restarts momentum, which costs a few steps at most. */
+         * between; momentum carries over from one call to the next. */
         int err = model_train(m, tr.x, tr.y, NULL, tr.n, 1, o->batch, &c, NULL,
                               rng_derive(o->seed, (uint64_t)e), &st);
         if (err) {
