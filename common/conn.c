@@ -13,16 +13,18 @@
  * -> CLOSED. A client whose connect fails goes CONNECTING -> NEXT (the
  * failed TCP handle closing) -> CONNECTING on a new handle for the next
  * resolved address, until one connects or none is left. One timer serves
- * three purposes by state: opening deadline (resolution, each connect
- * attempt with its TLS handshake), idle deadline, and the linger bound of
- * a close. Closing sends
- * close_notify (when a session exists) after the queued frames, half-closes
- * the TCP stream, and waits for the peer's EOF or the linger bound before
- * uv_close: closing with unread input would make the kernel send a reset
- * that can destroy our last frames (an Error reply) in flight.
+ * three purposes by state: opening deadline (resolution, then each connect
+ * attempt with its TLS handshake), idle deadline, and the linger bound of a
+ * close. Closing sends close_notify (when a session exists) after the
+ * queued frames, half-closes the TCP stream, and waits for the peer's EOF
+ * or the linger bound before uv_close: closing with unread input would
+ * make the kernel send a reset that can destroy our last frames (an Error
+ * reply) in flight.
  *
  * Lifetime: two handles (tcp, timer); when both close callbacks have run,
- * on_close is called once and the conn is freed. Requests in flight (writes,
+ * on_close is called once and the conn is freed. Between two connect
+ * attempts tcp is closed and, once its close callback ran, initialised
+ * again; that close is not one of the two. Requests in flight (writes,
  * connect, shutdown) are cancelled by uv_close and complete before that.
  */
 #include "conn.h"
@@ -775,9 +777,10 @@ static void conn_on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo 
         conn_teardown(c);
         return;
     }
-    /* Every address, in the resolver's order (RFC 6724, as /etc/gai.conf
-     * says): "localhost" often gives ::1 first while the coordinator
-     * listens on 127.0.0.1, which is then tried after ::1 refused. */
+    /* Every address, in the resolver's order (glibc sorts by RFC 6724,
+     * /etc/gai.conf can change it): "localhost" often gives ::1 first
+     * while the coordinator listens on 127.0.0.1, which is then tried
+     * after ::1 refused. */
     for (const struct addrinfo *a = res; a; a = a->ai_next) conn_add_addr(c, a->ai_addr);
     uv_freeaddrinfo(res);
     if (c->naddrs == 0) {
