@@ -6,7 +6,10 @@
  * TrainTasks are out, updates are being folded in), EVAL (EvalTasks are
  * out), DONE (closing down). coord_advance decides what comes next whenever
  * something changes: a client is welcomed, a round commits or is abandoned,
- * an evaluation ends.
+ * an evaluation ends. A round or evaluation ends before its deadline once
+ * its outcome is known: every task it still waits for was answered or its
+ * client left (commit, or end the evaluation), or too few selected clients
+ * are left to reach min_clients (abandon).
  *
  * Each attempt at a round gets a fresh task id; a client holds the id of
  * the TrainTask it was sent, so an update is accepted only from a client
@@ -76,6 +79,7 @@ struct coord {
     uv_timer_t deadline;         /* round or evaluation deadline */
     uv_timer_t heartbeat;
     uv_timer_t pump;             /* refills the send window while tasks wait */
+    uv_timer_t settle;           /* decides, from the loop, a phase a departure may have ended */
     uint8_t *task_frame;         /* the current TrainTask/EvalTask frame, owned */
     size_t task_len;
     int n_send_pending;          /* peers with send_pending set */
@@ -93,6 +97,7 @@ struct coord {
     uint64_t next_task;
     int target;                  /* updates that commit at once: min(K, selected) */
     int selected;
+    int open;                    /* selected peers still connected that have not reported */
     state_participant *parts;    /* (selected) who contributed to the round */
     char (*part_names)[COORD_NAME_MAX]; /* (selected) their names, owned */
     uint64_t round_start_ns;
@@ -111,6 +116,8 @@ struct coord {
 
 static void coord_advance(coord *co);
 static void coord_on_deadline(uv_timer_t *t);
+static void coord_on_settle(uv_timer_t *t);
+static void coord_eval_join(coord *co, peer *p);
 
 static double coord_since(uint64_t start_ns)
 {
@@ -196,8 +203,16 @@ static void peer_send_bye(peer *p, const char *reason)
 
 /* ---- peers joining and leaving ---------------------------------------- */
 
-/* Bookkeeping of a peer that is gone or going: it no longer counts, and an
- * evaluation waiting only for it is over. Idempotent. */
+/* p holds a TrainTask of the attempt in progress and has not answered it. */
+static int peer_training(const peer *p)
+{
+    const coord *co = p->co;
+    return co->phase == CO_TRAIN && p->task == co->task && !p->reported;
+}
+
+/* Bookkeeping of a peer that is gone or going: it no longer counts, and a
+ * round or evaluation it leaves may be decided now (coord_on_settle).
+ * Idempotent. */
 static void peer_leave(peer *p, const char *reason)
 {
     coord *co = p->co;
@@ -210,13 +225,15 @@ static void peer_leave(peer *p, const char *reason)
     if (!p->welcomed) return;
     co->n_ready--;
     log_info("client %s left: %s (connected %d)", p->name, reason, co->n_ready);
+    int awaited = p->eval_pending || peer_training(p);
     if (p->eval_pending) {
         p->eval_pending = 0;
         co->eval_sent--;
-        /* Ended from the loop, not from inside whatever closed this peer. */
-        if (co->phase == CO_EVAL && co->eval_got == co->eval_sent)
-            uv_timer_start(&co->deadline, coord_on_deadline, 0, 0);
     }
+    if (peer_training(p)) co->open--;
+    /* Decided from the loop, not from inside whatever closed this peer (a
+     * loop over the peers, a send, a Hello replacing it). */
+    if (awaited) uv_timer_start(&co->settle, coord_on_settle, 0, 0);
 }
 
 static void peer_close(peer *p, const char *reason)
@@ -309,6 +326,7 @@ static void coord_on_hello(peer *p, const Sefl__Hello *h)
     if (state_client_seen(co->st, p->name, err)) log_warn("%s", err);
     log_info("client %s joined from %s (train %u, test %u; connected %d)", p->name,
              conn_peer_addr(p->c), p->train_examples, p->test_examples, co->n_ready);
+    if (co->phase == CO_EVAL) coord_eval_join(co, p);
     coord_advance(co);
 }
 
@@ -351,6 +369,20 @@ static void coord_on_pump(uv_timer_t *t)
     if (co->phase == CO_TRAIN) coord_account(co, t0);
 }
 
+/* Marks p to be sent the phase's task frame. */
+static void coord_queue_task(coord *co, peer *p)
+{
+    p->send_pending = 1;
+    co->n_send_pending++;
+}
+
+/* Sends what fits in the window now; the pump timer sends the rest. */
+static void coord_send_queued(coord *co)
+{
+    coord_pump_send(co);
+    if (co->n_send_pending > 0) uv_timer_start(&co->pump, coord_on_pump, COORD_PUMP_MS, COORD_PUMP_MS);
+}
+
 /* Makes frame (owned from now on) the task of the phase and starts sending
  * it to the peers marked send_pending. */
 static void coord_start_sending(coord *co, uint8_t *frame, size_t len)
@@ -358,8 +390,7 @@ static void coord_start_sending(coord *co, uint8_t *frame, size_t len)
     free(co->task_frame);
     co->task_frame = frame;
     co->task_len = len;
-    coord_pump_send(co);
-    if (co->n_send_pending > 0) uv_timer_start(&co->pump, coord_on_pump, COORD_PUMP_MS, COORD_PUMP_MS);
+    coord_send_queued(co);
 }
 
 /* Ends the phase's sending: peers still waiting for the task (over-selected
@@ -387,8 +418,7 @@ static int coord_select(coord *co, int want)
             want--;
             p->task = co->task;
             p->reported = 0;
-            p->send_pending = 1;
-            co->n_send_pending++;
+            coord_queue_task(co, p);
             chosen++;
         }
     }
@@ -414,6 +444,7 @@ static void coord_finish(coord *co, const char *bye)
     uv_close((uv_handle_t *)&co->deadline, NULL);
     uv_close((uv_handle_t *)&co->heartbeat, NULL);
     uv_close((uv_handle_t *)&co->pump, NULL);
+    uv_close((uv_handle_t *)&co->settle, NULL);
 }
 
 static void coord_start_round(coord *co)
@@ -455,7 +486,7 @@ static void coord_start_round(coord *co)
     if (ret) goto oom;
 
     co->phase = CO_TRAIN;
-    co->selected = coord_select(co, want);
+    co->selected = co->open = coord_select(co, want);
     co->target = want < k ? want : k;
     coord_start_sending(co, frame, len);
     log_debug("round %u: TrainTask encoded and queued in %.3f s", round, coord_since(t0.wall));
@@ -472,6 +503,14 @@ oom:
     log_error("round %u: out of memory building the TrainTask", round);
     co->exit_status = 1;
     coord_finish(co, "shutdown");
+}
+
+/* p is to get the EvalTask of the evaluation in progress and answer it. */
+static void coord_eval_add(coord *co, peer *p)
+{
+    p->eval_pending = 1;
+    coord_queue_task(co, p);
+    co->eval_sent++;
 }
 
 static void coord_start_eval(coord *co)
@@ -498,18 +537,13 @@ static void coord_start_eval(coord *co)
     co->eval_sent = co->eval_got = 0;
     co->eval_acc_sum = 0;
     co->eval_examples = 0;
-    for (peer *p = co->peers; p; p = p->next) {
-        if (!peer_ready(p)) continue;
-        p->eval_pending = 1;
-        p->send_pending = 1;
-        co->n_send_pending++;
-        co->eval_sent++;
-    }
+    for (peer *p = co->peers; p; p = p->next)
+        if (peer_ready(p)) coord_eval_add(co, p);
     log_info("eval round %u started: %d clients", co->eval_round, co->eval_sent);
     uv_timer_start(&co->deadline, coord_on_deadline,
                    co->eval_sent ? (uint64_t)(co->cfg.round_timeout * 1000) : 0, 0);
-    /* After the deadline is set: a failed send un-counts its peer and, if
-     * it was the last one awaited, ends the evaluation at once. */
+    /* A failed send un-counts its peer; coord_on_settle ends an evaluation
+     * left with no report to wait for. */
     coord_start_sending(co, frame, len);
     return;
 oom:
@@ -518,8 +552,20 @@ oom:
     coord_finish(co, "shutdown");
 }
 
+/* As Flower evaluates whoever is connected, a client welcomed while an
+ * evaluation is open is evaluated too: its task goes through the same
+ * window and its report is due by the same deadline. */
+static void coord_eval_join(coord *co, peer *p)
+{
+    coord_eval_add(co, p);
+    log_info("eval round %u: client %s joined it (%d clients)", co->eval_round, p->name,
+             co->eval_sent);
+    coord_send_queued(co);
+}
+
 static void coord_end_eval(coord *co)
 {
+    uv_timer_stop(&co->deadline);
     coord_stop_sending(co);
     for (peer *p = co->peers; p; p = p->next) p->eval_pending = 0;
     log_info("eval round %u done: %d of %d reports, weighted accuracy %.4f", co->eval_round,
@@ -586,11 +632,14 @@ static void coord_commit(coord *co, coord_clock t0)
     coord_advance(co);
 }
 
-static void coord_abandon(coord *co)
+/* Drops the attempt in progress and retries the same round as soon as
+ * enough clients are connected; `why` ends the log line's count of updates
+ * with why they fell short. */
+static void coord_abandon(coord *co, const char *why)
 {
-    log_warn("round %u abandoned: %d of %d needed updates by the deadline (attempt %d); "
-             "retrying",
-             co->round, co->sum.count, co->cfg.min_clients, co->attempt);
+    uv_timer_stop(&co->deadline);
+    log_warn("round %u abandoned: %d of %d needed updates%s (attempt %d); retrying", co->round,
+             co->sum.count, co->cfg.min_clients, why, co->attempt);
     coord_stop_sending(co);
     for (peer *p = co->peers; p; p = p->next) p->task = 0;
     co->phase = CO_IDLE;
@@ -602,10 +651,35 @@ static void coord_on_deadline(uv_timer_t *t)
     coord *co = t->data;
     if (co->phase == CO_TRAIN) {
         if (co->sum.count >= co->cfg.min_clients) coord_commit(co, coord_clock_now());
-        else coord_abandon(co);
+        else coord_abandon(co, " by the deadline");
     } else if (co->phase == CO_EVAL) {
         coord_end_eval(co);
     }
+}
+
+/* Ends the attempt in progress when waiting for its deadline cannot change
+ * the outcome: commit once target updates are in, or once at least
+ * min_clients are and no selected client still connected owes one; abandon
+ * once the updates in and those still owed cannot reach min_clients. */
+static void coord_settle_round(coord *co, coord_clock t0)
+{
+    int need = co->cfg.min_clients;
+    if (co->sum.count >= co->target || (co->open == 0 && co->sum.count >= need)) {
+        coord_commit(co, t0);
+    } else if (co->sum.count + co->open < need) {
+        char why[64];
+        snprintf(why, sizeof why, ", at most %d more to come: selected clients left", co->open);
+        coord_abandon(co, why);
+    }
+}
+
+/* Armed by a departure. It re-checks the phase it finds, so firing after
+ * that phase already ended (and another began) decides nothing wrongly. */
+static void coord_on_settle(uv_timer_t *t)
+{
+    coord *co = t->data;
+    if (co->phase == CO_TRAIN) coord_settle_round(co, coord_clock_now());
+    else if (co->phase == CO_EVAL && co->eval_got == co->eval_sent) coord_end_eval(co);
 }
 
 /* Decides what comes next; runs whenever the coord is idle and something
@@ -691,7 +765,8 @@ static void coord_on_update(peer *p, const Sefl__Update *u, coord_clock t0)
     co->parts[i].examples = u->examples;
     log_info("update from %s for round %u: examples %u, train_loss %.4f (%d of %d)", p->name,
              co->round, u->examples, u->train_loss, co->sum.count, co->target);
-    if (co->sum.count >= co->target) coord_commit(co, t0);
+    co->open--;
+    coord_settle_round(co, t0);
     return;
 reject:
     coord_reject(p, reason);
@@ -718,10 +793,7 @@ static void coord_on_eval_report(peer *p, const Sefl__EvalReport *r)
     co->eval_examples += r->examples;
     log_info("eval report from %s for round %u: accuracy %.4f, loss %.4f, examples %u", p->name,
              r->round, r->accuracy, r->loss, r->examples);
-    if (co->eval_got == co->eval_sent) {
-        uv_timer_stop(&co->deadline);
-        coord_end_eval(co);
-    }
+    if (co->eval_got == co->eval_sent) coord_end_eval(co);
 }
 
 static void coord_on_frame(conn *c, const uint8_t *payload, size_t len)
@@ -795,8 +867,7 @@ static void coord_on_heartbeat(uv_timer_t *t)
     for (peer *p = co->peers, *next; p; p = next) {
         next = p->next;
         if (p->closing) continue;
-        int busy = p->eval_pending || (co->phase == CO_TRAIN && p->task == co->task && !p->reported);
-        if (busy) continue;
+        if (p->eval_pending || peer_training(p)) continue;
         if (now - p->last_rx_ms > silent) {
             peer_close(p, p->welcomed ? "silent for 3 heartbeats" : "no Hello in time");
             continue;
@@ -890,7 +961,8 @@ int coord_start(uv_loop_t *loop, const coord_config *cfg, coord **out, char *err
     uv_timer_init(loop, &co->deadline);
     uv_timer_init(loop, &co->heartbeat);
     uv_timer_init(loop, &co->pump);
-    co->deadline.data = co->heartbeat.data = co->pump.data = co;
+    uv_timer_init(loop, &co->settle);
+    co->deadline.data = co->heartbeat.data = co->pump.data = co->settle.data = co;
     uint64_t hb = (uint64_t)cfg->heartbeat * 1000;
     uv_timer_start(&co->heartbeat, coord_on_heartbeat, hb, hb);
 

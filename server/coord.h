@@ -12,10 +12,19 @@
  *   line "rejected update from NAME: REASON";
  *   commit (state.h) when min(K, selected) updates are in, or at the
  *   deadline with at least min_clients; otherwise abandon the attempt and
- *   retry the same round number.
+ *   retry the same round number. The attempt ends before its deadline when
+ *   waiting cannot change its outcome: it commits once every selected
+ *   client still connected has reported and at least min_clients did, and
+ *   is abandoned once the updates in plus the selected clients still
+ *   connected that owe one are fewer than min_clients (log line "round N
+ *   abandoned: U of M needed updates, at most O more to come: selected
+ *   clients left", against "... by the deadline").
  * Every eval_every rounds, and after the last one, an EvalTask goes to every
- * connected client and each EvalReport is stored. After `rounds` committed
- * rounds every client gets Bye{"done"}; coord_stop sends Bye{"shutdown"}.
+ * connected client, and to every client welcomed while the evaluation is
+ * open (reports due by the same deadline); each EvalReport is stored. An
+ * evaluation ends when every client it waits for has answered or left, or
+ * at its deadline. After `rounds` committed rounds every client gets
+ * Bye{"done"}; coord_stop sends Bye{"shutdown"}.
  * Either way the coord closes every connection, its listener and timers, so
  * uv_run returns once they are closed.
  *

@@ -9,6 +9,13 @@
  * the committed model's shared set equals the example-weighted mean of the
  * three valid updates while its private tensors keep their initial values.
  * Its tasks go out one at a time (a send window of one byte).
+ *
+ * A client that leaves mid-round (its connection closed, as a killed
+ * client's is) ends the round at once when waiting cannot change the
+ * outcome: a commit with the updates in, or an abandon and a retry. Those
+ * tests set a deadline (an hour) far beyond Check's timeout, so waiting for
+ * it would fail them. A client welcomed while an evaluation is open is
+ * evaluated in it.
  * Every test ends with uv_loop_close() == 0.
  */
 #include <check.h>
@@ -48,7 +55,11 @@ typedef struct {
     float value;                /* its update's base value */
     uint32_t examples;          /* its Hello train_examples and Update weight */
     uint32_t task_round;        /* round of the TrainTask it got, 0: none */
-    int welcomed, errors, byes, evals, closed, sent, pings;
+    uint32_t quit_round;        /* closes on its TrainTask of this round, 0: never */
+    int rejoin;                 /* after quitting, connects again (and stays) */
+    int hold_eval;              /* keeps its EvalReport (fake_eval_report sends it) */
+    uint32_t eval_round;        /* round of the EvalTask it got last */
+    int welcomed, errors, byes, evals, trains, closed, sent, pings;
     char bye[32];
     float *buf;                 /* (table.total) its model */
 } fake;
@@ -114,15 +125,34 @@ static void fake_update(fake *f, uint32_t round, float value, uint32_t examples,
     f->sent++;
 }
 
+/* From now on the good clients send their updates, first those they held. */
+static void release(void)
+{
+    released = 1;
+    for (int i = 0; i < N_FAKES; i++)
+        if (fakes[i].role == ROLE_GOOD && fakes[i].task_round)
+            fake_update(&fakes[i], fakes[i].task_round, fakes[i].value, fakes[i].examples, 0);
+}
+
 /* The good clients send once every malformed update has been answered, so
  * that each rejection happened while the round was open. */
 static void maybe_release(void)
 {
     if (released || fakes[1].errors < N_BAD || fakes[3].errors < 1) return;
-    released = 1;
-    for (int i = 0; i < N_FAKES; i++)
-        if (fakes[i].role == ROLE_GOOD && fakes[i].task_round)
-            fake_update(&fakes[i], fakes[i].task_round, fakes[i].value, fakes[i].examples, 0);
+    release();
+}
+
+static void fake_eval_report(fake *f)
+{
+    Sefl__EvalReport r = SEFL__EVAL_REPORT__INIT;
+    r.round = f->eval_round;
+    r.examples = 10;
+    r.accuracy = 0.5f;
+    r.loss = 1.0f;
+    Sefl__Envelope e = SEFL__ENVELOPE__INIT;
+    e.msg_case = SEFL__ENVELOPE__MSG_EVAL_REPORT;
+    e.eval_report = &r;
+    fake_send(f, &e);
 }
 
 static void fake_connect(fake *f);
@@ -145,6 +175,12 @@ static void fake_on_open(conn *c)
 static void fake_on_train(fake *f, const Sefl__TrainTask *t)
 {
     f->task_round = t->round;
+    f->trains++;
+    if (t->round == f->quit_round) {
+        /* Gone mid-round, as a killed client: no update, no Bye. */
+        conn_close(f->c, "quit");
+        return;
+    }
     /* The task carries exactly the shared set of the global model. */
     char err[SEFL_ERRLEN];
     ck_assert_msg(wire_tensors_apply(&table, params_shared(PARAM_SE), t->tensors, t->n_tensors,
@@ -184,19 +220,11 @@ static void fake_on_frame(conn *c, const uint8_t *p, size_t n)
     case SEFL__ENVELOPE__MSG_TRAIN_TASK:
         fake_on_train(f, e->train_task);
         break;
-    case SEFL__ENVELOPE__MSG_EVAL_TASK: {
+    case SEFL__ENVELOPE__MSG_EVAL_TASK:
         f->evals++;
-        Sefl__EvalReport r = SEFL__EVAL_REPORT__INIT;
-        r.round = e->eval_task->round;
-        r.examples = 10;
-        r.accuracy = 0.5f;
-        r.loss = 1.0f;
-        Sefl__Envelope out = SEFL__ENVELOPE__INIT;
-        out.msg_case = SEFL__ENVELOPE__MSG_EVAL_REPORT;
-        out.eval_report = &r;
-        fake_send(f, &out);
+        f->eval_round = e->eval_task->round;
+        if (!f->hold_eval) fake_eval_report(f);
         break;
-    }
     case SEFL__ENVELOPE__MSG_ERROR:
         ck_assert_uint_eq(e->error->code, WIRE_ERR_REJECTED);
         f->errors++;
@@ -228,6 +256,10 @@ static void fake_on_close(conn *c, int status, const char *reason)
     fake *f = conn_user(c);
     f->closed++;
     f->c = NULL;
+    if (f->quit_round && f->rejoin) {
+        f->quit_round = 0;
+        fake_connect(f);
+    }
 }
 
 static const conn_callbacks fake_cb = {
@@ -448,6 +480,117 @@ START_TEST(test_heartbeat_closes_silent_client)
 }
 END_TEST
 
+/* Fakes 0..2 follow the script of a good client. */
+static void all_good(void)
+{
+    for (int i = 0; i < 3; i++) fakes[i].role = ROLE_GOOD;
+}
+
+/* Runs the loop until *flag is set or f's connection closed. */
+static void run_until(const int *flag, const fake *f)
+{
+    while (!*flag && !f->closed) uv_run(&loop, UV_RUN_ONCE);
+}
+
+/* min_clients 2: round 2 selects all three clients, one leaves mid-round
+ * and the two others report: the round commits with them at once. Round 1
+ * runs with the first two while the third joins, so that round 2 finds
+ * all three connected. */
+START_TEST(test_commit_when_the_rest_left)
+{
+    char err[SEFL_ERRLEN];
+    coord_config cfg = test_config();
+    all_good();
+    cfg.rounds = 2;
+    cfg.min_clients = 2;
+    cfg.round_timeout = 3600;
+    fakes[2].quit_round = 2;
+    ck_assert_msg(coord_start(&loop, &cfg, &co, err) == 0, "%s", err);
+    fake_connect(&fakes[0]);
+    fake_connect(&fakes[1]);
+    while (!fakes[0].task_round || !fakes[1].task_round) uv_run(&loop, UV_RUN_ONCE);
+    fake_connect(&fakes[2]);
+    run_until(&fakes[2].welcomed, &fakes[2]);
+    release();
+    finish_loop();
+
+    ck_assert_int_eq(fakes[2].trains, 1);
+    ck_assert_uint_eq(fakes[2].task_round, 2);
+    ck_assert_int_eq(fakes[2].byes, 0);
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(fakes[i].trains, 2);
+        ck_assert_str_eq(fakes[i].bye, "done");
+        ck_assert_int_eq(fakes[i].errors, 0);
+    }
+    ck_assert_int_eq(check_sql_file_int(db_path, "SELECT count(*) FROM rounds"), 2);
+    ck_assert_int_eq(check_sql_file_int(db_path,
+                                        "SELECT clients * 10 + attempt FROM rounds WHERE round = 2"),
+                     21);
+}
+END_TEST
+
+/* min_clients 3: one of the three selected leaves mid-round, so the round
+ * can no longer reach 3 updates: it is abandoned at once and retried when
+ * the client is back, then commits as attempt 2. */
+START_TEST(test_abandon_when_min_unreachable)
+{
+    char err[SEFL_ERRLEN];
+    coord_config cfg = test_config();
+    all_good();
+    cfg.round_timeout = 3600;
+    released = 1;
+    fakes[2].quit_round = 1;
+    fakes[2].rejoin = 1;
+    ck_assert_msg(coord_start(&loop, &cfg, &co, err) == 0, "%s", err);
+    for (int i = 0; i < 3; i++) fake_connect(&fakes[i]);
+    finish_loop();
+
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(fakes[i].trains, 2);
+        ck_assert_str_eq(fakes[i].bye, "done");
+    }
+    ck_assert_int_eq(fakes[2].closed, 2);
+    ck_assert_int_eq(check_sql_file_int(db_path, "SELECT count(*) FROM rounds"), 1);
+    ck_assert_int_eq(check_sql_file_int(db_path,
+                                        "SELECT clients * 10 + attempt FROM rounds WHERE round = 1"),
+                     32);
+}
+END_TEST
+
+/* The evaluation after round 1 waits for client 0's report; client 2,
+ * welcomed meanwhile, gets the EvalTask too (through a one-byte send
+ * window) and its report is stored. Client 0 then leaves without a report,
+ * which ends the evaluation: nobody else is awaited. */
+START_TEST(test_eval_takes_late_joiner)
+{
+    char err[SEFL_ERRLEN];
+    coord_config cfg = test_config();
+    all_good();
+    cfg.clients_per_round = cfg.min_clients = 2;
+    cfg.round_timeout = 3600;
+    cfg.send_window = 1;
+    released = 1;
+    fakes[0].hold_eval = 1;
+    ck_assert_msg(coord_start(&loop, &cfg, &co, err) == 0, "%s", err);
+    fake_connect(&fakes[0]);
+    fake_connect(&fakes[1]);
+    run_until(&fakes[0].evals, &fakes[0]);
+    fake_connect(&fakes[2]);
+    run_until(&fakes[2].evals, &fakes[2]);
+    ck_assert_int_eq(fakes[2].evals, 1);
+    conn_close(fakes[0].c, "quit");
+    finish_loop();
+
+    ck_assert_int_eq(fakes[2].trains, 0);
+    ck_assert_int_eq(fakes[2].errors, 0);
+    ck_assert_int_eq(fakes[0].byes, 0);
+    for (int i = 1; i < 3; i++) ck_assert_str_eq(fakes[i].bye, "done");
+    ck_assert_int_eq(check_sql_file_int(db_path, "SELECT count(*) FROM eval_reports WHERE round = 1 "
+                                                 "AND client IN ('client-0001', 'client-0002')"), 2);
+    ck_assert_int_eq(check_sql_file_int(db_path, "SELECT count(*) FROM eval_reports"), 2);
+}
+END_TEST
+
 /* A database made with another private set is refused at start with one
  * line, and nothing is left on the loop. */
 START_TEST(test_refuses_other_private_set)
@@ -503,6 +646,9 @@ int main(void)
     tcase_add_test(tc, test_refuses_other_private_set);
     tcase_add_test(tc, test_peer_limit_and_longest_name);
     tcase_add_test(tc, test_heartbeat_closes_silent_client);
+    tcase_add_test(tc, test_commit_when_the_rest_left);
+    tcase_add_test(tc, test_abandon_when_min_unreachable);
+    tcase_add_test(tc, test_eval_takes_late_joiner);
     suite_add_tcase(s, tc);
     int status = check_run(s);
     if (check_rm_rf(base_dir) != 0) return 1;
