@@ -19,7 +19,7 @@ sefl_need_fmnist || exit 0
 
 sefl_fl_begin fl_faults 6 12 '*.log'
 sefl_start_server "$T/server.log" 127.0.0.1:0 --certs "$T/certs" --db "$T/server.db" \
-    --rounds 1 --clients-per-round 6 --min-clients 6 --round-timeout 6 --eval-every 0 \
+    --rounds 1 --clients-per-round 6 --min-clients 6 --round-timeout 120 --eval-every 0 \
     --lr 0.05 --batch 32 --heartbeat 2 || exit 1
 faults=("" "" nan shape stale duplicate)
 samples=(300 300 3000 3000 300 300)
