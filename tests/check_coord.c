@@ -142,6 +142,7 @@ static void maybe_release(void)
     release();
 }
 
+/* Answers the EvalTask f got last. */
 static void fake_eval_report(fake *f)
 {
     Sefl__EvalReport r = SEFL__EVAL_REPORT__INIT;
