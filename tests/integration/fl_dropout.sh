@@ -27,6 +27,7 @@ lines_in_order() {
     b=$(grep -nE -m 1 -- "$3" "$1" | cut -d: -f1)
     [ -n "$a" ] && [ -n "$b" ] && [ "$a" -lt "$b" ]
 }
+
 common=(--certs "$T/certs" --clients-per-round 3 --round-timeout 120 --eval-every 0 --lr 0.05
         --batch 32 --heartbeat 2)
 
