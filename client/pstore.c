@@ -43,6 +43,7 @@ static int pstore_check_meta(pstore *ps, const char *name, char *err)
 {
     char v[STORE_META_MAX], want[32];
     int rc = store_meta_get(ps->db, "table_hash", v, sizeof v, err);
+    if (rc == -ENOMEM) return rc;
     if (rc < 0) return -EBADMSG;
     snprintf(want, sizeof want, "%016" PRIx64, ps->t->hash);
     if (strcmp(v, want) != 0) {
@@ -51,6 +52,7 @@ static int pstore_check_meta(pstore *ps, const char *name, char *err)
         return -EBADMSG;
     }
     rc = store_meta_get(ps->db, "name", v, sizeof v, err);
+    if (rc == -ENOMEM) return rc;
     if (rc < 0) return -EBADMSG;
     if (strcmp(v, name) != 0) {
         err_set(err, "%s: belongs to client '%s', not '%s'; use another file", ps->path, v, name);
@@ -110,6 +112,12 @@ int pstore_load(pstore *ps, param_sel sel, float *buf, uint32_t *round, char *er
         const char *name = (const char *)sqlite3_column_text(st, 0);
         const char *shape = (const char *)sqlite3_column_text(st, 1);
         const char *sum = (const char *)sqlite3_column_text(st, 4);
+        /* A text SQLite could not copy out for want of memory is no damage. */
+        if ((!name || !shape || !sum) && sqlite3_errcode(ps->db) == SQLITE_NOMEM) {
+            err_set(err, "%s: out of memory reading tensors", ps->path);
+            rc = -ENOMEM;
+            goto out;
+        }
         const param_info *p = name ? params_find(ps->t, name) : NULL;
         char want[PSTORE_SHAPE_LEN], what[PARAM_NAME_MAX + 300];
         if (!p) {

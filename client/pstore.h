@@ -54,7 +54,8 @@ void pstore_close(pstore *ps);   /* accepts NULL */
  * are left untouched. *round (may be NULL) gets the round of the stored set
  * (0 when nothing is stored). Returns the number of tensors read, or a
  * negative error with err: -EBADMSG for a checksum or size mismatch,
- * -EINVAL for a tensor the table lacks or a shape that differs, -EIO. */
+ * -EINVAL for a tensor the table lacks or a shape that differs, -ENOMEM,
+ * -EIO. */
 int pstore_load(pstore *ps, param_sel sel, float *buf, uint32_t *round, char *err);
 
 /* *round gets the round of the stored set (0 when nothing is stored)

@@ -25,11 +25,13 @@
 #endif
 
 /* Maps a SQLite result to our error codes: damage and non-database files
- * are -EBADMSG (the user must move the file away), the rest -EIO. */
+ * are -EBADMSG (the user must move the file away), running out of memory
+ * -ENOMEM (the file is not at fault), the rest -EIO. */
 static int store_errno(int rc)
 {
     rc &= 0xff;
-    return (rc == SQLITE_CORRUPT || rc == SQLITE_NOTADB) ? -EBADMSG : -EIO;
+    if (rc == SQLITE_CORRUPT || rc == SQLITE_NOTADB) return -EBADMSG;
+    return rc == SQLITE_NOMEM ? -ENOMEM : -EIO;
 }
 
 int store_exec(sqlite3 *db, const char *sql, char *err)
@@ -86,6 +88,11 @@ int store_meta_get(sqlite3 *db, const char *key, char *buf, size_t size, char *e
     }
     const unsigned char *v = sqlite3_column_text(st, 0);
     size_t n = (size_t)sqlite3_column_bytes(st, 0);
+    if (!v && sqlite3_errcode(db) == SQLITE_NOMEM) {
+        err_set(err, "%s: out of memory reading meta %s", sqlite3_db_filename(db, "main"), key);
+        ret = -ENOMEM;
+        goto out;
+    }
     if (size > STORE_META_MAX) size = STORE_META_MAX;
     if (!v || n + 1 > size) {
         err_set(err, "%s: meta %s is %s", sqlite3_db_filename(db, "main"), key,
@@ -159,21 +166,39 @@ static int store_create(sqlite3 *db, const store_schema *s, char *err)
     return 0;
 }
 
+/* Runs PRAGMA quick_check. Returns 1 when it says ok, 0 when it reports
+ * damage, -ENOMEM when it ran out of memory in the statement or in reading
+ * the text of its row. */
+static int store_quick_check(sqlite3 *db)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, "PRAGMA quick_check", -1, &st, NULL);
+    if (rc == SQLITE_OK) rc = sqlite3_step(st);
+    const unsigned char *res = rc == SQLITE_ROW ? sqlite3_column_text(st, 0) : NULL;
+    if (rc == SQLITE_ROW && !res && sqlite3_errcode(db) == SQLITE_NOMEM) rc = SQLITE_NOMEM;
+    int ok = res && !strcmp((const char *)res, "ok");
+    sqlite3_finalize(st);
+    return store_errno(rc) == -ENOMEM ? -ENOMEM : ok;
+}
+
 /* Checks an existing file: intact, ours, of the right kind and version. */
 static int store_check(sqlite3 *db, const char *path, const store_schema *s, char *err)
 {
-    sqlite3_stmt *st = NULL;
-    int ret = store_prepare(db, "PRAGMA quick_check", &st, err);
-    if (ret) goto corrupt;
-    int rc = sqlite3_step(st);
-    const unsigned char *res = rc == SQLITE_ROW ? sqlite3_column_text(st, 0) : NULL;
-    int ok = res && !strcmp((const char *)res, "ok");
-    sqlite3_finalize(st);
+    /* quick_check reports a page it could not load for want of memory as
+     * a finding, in the same words as damage; damage is there again on a
+     * second run, a passing shortage is not. */
+    int ok = store_quick_check(db);
+    if (ok == 0) ok = store_quick_check(db);
+    if (ok == -ENOMEM) {
+        err_set(err, "%s: out of memory checking the database", path);
+        return -ENOMEM;
+    }
     if (!ok) goto corrupt;
 
     char kind[64], version[32];
-    ret = store_meta_get(db, "kind", kind, sizeof kind, NULL);
-    if (ret == 0) ret = store_meta_get(db, "schema_version", version, sizeof version, NULL);
+    int ret = store_meta_get(db, "kind", kind, sizeof kind, err);
+    if (ret == 0) ret = store_meta_get(db, "schema_version", version, sizeof version, err);
+    if (ret == -ENOMEM) return ret;
     if (ret) {
         err_set(err, "%s: not a sefl %s database (no meta kind/schema_version); "
                 "move it away or choose another file", path, s->kind);
@@ -223,14 +248,19 @@ int store_open(const char *path, const store_schema *schema, unsigned flags, sql
     sqlite3_busy_timeout(db, 5000);
 
     /* The first read of the schema is where SQLite notices a file that is
-     * not a database at all. */
+     * not a database at all. Only that verdict condemns the file: running
+     * out of memory or an I/O error says nothing about it. */
     sqlite3_stmt *st = NULL;
-    if (store_prepare(db, "SELECT count(*) FROM sqlite_master", &st, NULL) ||
-        sqlite3_step(st) != SQLITE_ROW) {
+    rc = sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master", -1, &st, NULL);
+    if (rc == SQLITE_OK) rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        ret = store_errno(rc);
+        if (ret == -EBADMSG)
+            err_set(err, "%s: not a SQLite database (corrupt or another kind of file); "
+                    "move it away or choose another file", path);
+        else
+            err_set(err, "%s: cannot read: %s", path, sqlite3_errmsg(db));
         sqlite3_finalize(st);
-        err_set(err, "%s: not a SQLite database (corrupt or another kind of file); "
-                "move it away or choose another file", path);
-        ret = -EBADMSG;
         goto out;
     }
     int tables = sqlite3_column_int(st, 0);
@@ -286,6 +316,10 @@ int store_column_floats(sqlite3_stmt *st, int col, const char *checksum, float *
 {
     const void *blob = sqlite3_column_blob(st, col);
     size_t bytes = (size_t)sqlite3_column_bytes(st, col);
+    if (n && !blob && sqlite3_errcode(sqlite3_db_handle(st)) == SQLITE_NOMEM) {
+        err_set(err, "%s: out of memory reading it", what);
+        return -ENOMEM;
+    }
     if (n > (size_t)INT32_MAX / sizeof(float) || bytes != n * sizeof(float) || (n && !blob)) {
         err_set(err, "%s: %zu bytes, expected %zu floats; the file is damaged", what, bytes, n);
         return -EBADMSG;

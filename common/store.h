@@ -42,13 +42,18 @@ enum {
  * transaction survives a crash. *created (may be NULL) is set to 1 when the
  * file was created now. Returns 0 with *out open (close with store_close),
  * or a negative errno with one line in err: -ENOENT missing file without
- * STORE_CREATE, -EBADMSG corrupt or foreign file or wrong kind/version, -EIO
- * other SQLite failures. */
+ * STORE_CREATE, -EBADMSG corrupt or foreign file or wrong kind/version,
+ * -ENOMEM when SQLite runs out of memory (never -EBADMSG then: the file is
+ * not at fault), -EIO other SQLite failures. */
 int store_open(const char *path, const store_schema *schema, unsigned flags, sqlite3 **out,
                int *created, char *err);
 void store_close(sqlite3 *db);       /* accepts NULL */
 
-/* Runs one or more SQL statements without results. Returns 0 or -EIO with err. */
+/* In the functions below, as in store_open, SQLite's failures are -EBADMSG
+ * for a corrupt file, -ENOMEM when it ran out of memory, -EIO otherwise. */
+
+/* Runs one or more SQL statements without results. Returns 0 or a SQLite
+ * failure with err. */
 int store_exec(sqlite3 *db, const char *sql, char *err);
 
 /* Transactions: BEGIN IMMEDIATE (takes the write lock at once), COMMIT,
@@ -57,12 +62,14 @@ int store_begin(sqlite3 *db, char *err);
 int store_commit(sqlite3 *db, char *err);
 void store_rollback(sqlite3 *db);
 
-/* Prepares sql into *st. Returns 0 or -EIO with err naming the statement's error. */
+/* Prepares sql into *st. Returns 0 or a SQLite failure with err naming the
+ * statement's error. */
 int store_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st, char *err);
 
 /* meta values. store_meta_get copies the text of key into buf (size bytes,
  * at most STORE_META_MAX used); returns 0, -ENOENT when absent, -ENAMETOOLONG
- * when longer than size - 1, -EIO. store_meta_set inserts or replaces. */
+ * when longer than size - 1, or a SQLite failure. store_meta_set inserts or
+ * replaces. */
 int store_meta_get(sqlite3 *db, const char *key, char *buf, size_t size, char *err);
 int store_meta_set(sqlite3 *db, const char *key, const char *value, char *err);
 int store_meta_set_int(sqlite3 *db, const char *key, long long value, char *err);
@@ -76,8 +83,9 @@ int store_bind_floats(sqlite3_stmt *st, int idx, const float *v, size_t n);
 
 /* Copies the blob in column col of st's current row into v (n floats) after
  * checking that it holds exactly n floats and that its checksum equals
- * checksum (16 hex digits). Returns 0, or -EBADMSG with err (what names the
- * blob in the message, e.g. "model of round 3") and v untouched. */
+ * checksum (16 hex digits). Returns 0, or -EBADMSG (-ENOMEM when SQLite
+ * ran out of memory reading it) with err (what names the blob in the
+ * message, e.g. "model of round 3") and v untouched. */
 int store_column_floats(sqlite3_stmt *st, int col, const char *checksum, float *v, size_t n,
                         const char *what, char *err);
 
