@@ -290,8 +290,33 @@ static int session_check_train(const Sefl__TrainTask *t, char *err)
     return -EINVAL;
 }
 
+/* The training in flight answers task as well: same round, same global
+ * model and same SGD settings, epochs, batch and seed. That is the
+ * coordinator retrying a round it abandoned (coord_abandon): a retry sends
+ * the same round's model with the settings of its fixed config and the seed
+ * rng_derive(seed, round), so training again would compute the same Update.
+ * The model is compared by its globals buffer: trainer_globals_get hands out
+ * the buffer already held when the decoded shared set (and private mask)
+ * is identical, and the running job keeps its reference until it is done,
+ * so equal pointers mean equal tensors, compared once at decoding. The
+ * round number alone is not enough: a restarted coordinator may send the
+ * same round with another model (a store lost or replaced). A different
+ * seed also counts as another task: the seed picks the batches, and a
+ * user who sets one expects it to be the one trained with. The Update
+ * names only the round, so the frame already built needs no change. */
+static int session_job_answers(const session *s, const session_task *task)
+{
+    const trainer_job *j = &s->job;
+    return s->job_running && j->train && task->train && j->round == task->round &&
+           j->globals == task->globals && j->private_mask == task->private_mask &&
+           j->epochs == task->epochs && j->batch == task->batch && j->seed == task->seed &&
+           !memcmp(&j->sgd, &task->sgd, sizeof j->sgd);
+}
+
 /* Queues a task behind the running job. A newer TrainTask replaces a
- * waiting one: that round is over for the coordinator. */
+ * waiting one: that round is over for the coordinator. A TrainTask the
+ * running training already answers (session_job_answers) is not trained
+ * again: the training's Update goes to the connection this task came on. */
 static void session_enqueue(session *s, const session_task *task)
 {
     if (task->train) {
@@ -303,6 +328,13 @@ static void session_enqueue(session *s, const session_task *task)
             memmove(&s->pending[i], &s->pending[i + 1], (size_t)(s->n_pending - i - 1) * sizeof *s->pending);
             s->n_pending--;
             break;
+        }
+        if (session_job_answers(s, task)) {
+            session_log(s, "%s: TrainTask of round %u retried; answering it with the training in flight",
+                        s->cfg.name, task->round);
+            trainer_globals_put(s->tr, task->globals);
+            s->job_gen = s->gen;
+            return;
         }
     }
     if (s->n_pending == SESSION_MAX_PENDING) {

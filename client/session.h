@@ -13,7 +13,9 @@
  *
  * Tasks that arrive while the session's job runs wait in a queue of at most
  * SESSION_MAX_PENDING (the oldest is dropped past it); a newer TrainTask
- * supersedes a waiting one (the older round is over).
+ * supersedes a waiting one (the older round is over). A TrainTask that
+ * repeats the running training's (the coordinator retrying the round: same
+ * round, model, settings and seed) is answered by that training's Update.
  *
  * Test-only switches, read from the environment when a session starts:
  *   SEFL_TAP_DIR=DIR   every frame the session sends is appended to

@@ -40,7 +40,7 @@ static float images[(N_TRAIN + N_TEST) * MODEL_PIXELS];   /* (40, 784) */
 static uint8_t labels[N_TRAIN + N_TEST];
 
 enum { SCRIPT_FULL, SCRIPT_SHUTDOWN, SCRIPT_MODEL_MISMATCH, SCRIPT_EARLY_MESSAGE, SCRIPT_BIG_BATCH,
-       SCRIPT_SUPERSEDE, SCRIPT_OVERFLOW };
+       SCRIPT_SUPERSEDE, SCRIPT_OVERFLOW, SCRIPT_RETRY, SCRIPT_RETRY_OTHER };
 
 /* Nonce of the heartbeat that follows a burst of tasks: its reply proves
  * the client has taken in every task before it (frames are handled in
@@ -68,6 +68,7 @@ typedef struct {
     uv_sem_t gate;              /* holds the trainer's one thread (queue scripts) */
     /* What the session reported. */
     int finished, fin_status, welcomed, disconnected;
+    int trainings;              /* SESSION_TASK_START of TrainTasks */
 } fake;
 
 static void fake_send(conn *c, Sefl__Envelope *e)
@@ -179,6 +180,21 @@ static void fake_on_hello(fake *f, conn *c, const Sefl__Hello *h)
         for (uint32_t r = 1; r <= 3; r++) fake_task(f, c, 1, 10, r);
         fake_heartbeat(c, GATE_NONCE);
         break;
+    case SCRIPT_RETRY:
+        /* The coordinator retries round 1 (same model, settings, seed)
+         * while the client still trains its first attempt. */
+        fake_welcome(f, c);
+        fake_task(f, c, 1, 10, 1);
+        fake_task(f, c, 1, 10, 1);
+        fake_heartbeat(c, GATE_NONCE);
+        break;
+    case SCRIPT_RETRY_OTHER:
+        /* Round 1 again but with another batch size: another task. */
+        fake_welcome(f, c);
+        fake_task(f, c, 1, 10, 1);
+        fake_task(f, c, 1, 5, 1);
+        fake_heartbeat(c, GATE_NONCE);
+        break;
     case SCRIPT_OVERFLOW:
         /* Round 1 trains; six evaluations wait in a queue of four. */
         fake_welcome(f, c);
@@ -217,7 +233,11 @@ static void fake_on_update(fake *f, conn *c, const Sefl__Update *u)
     f->update_changed = memcmp(got, f->global, table.total * sizeof *got) != 0;
     f->update_rounds |= 1u << u->round;
     free(got);
-    if (f->script == SCRIPT_FULL && f->updates == 1) fake_task(f, c, 0, 0, 1);
+    /* After the first Update, an evaluation: its report comes after any
+     * second Update, so counting updates at Bye sees them all. */
+    if ((f->script == SCRIPT_FULL || f->script == SCRIPT_RETRY || f->script == SCRIPT_RETRY_OTHER) &&
+        f->updates == 1)
+        fake_task(f, c, 0, 0, 1);
     if (f->script == SCRIPT_SUPERSEDE && f->updates == 2) fake_bye(c, "done");
 }
 
@@ -283,6 +303,7 @@ static void on_session_event(session *s, const session_event *ev)
     fake *f = session_user(s);
     if (ev->type == SESSION_WELCOMED) f->welcomed++;
     if (ev->type == SESSION_DISCONNECTED) f->disconnected++;
+    if (ev->type == SESSION_TASK_START && ev->train) f->trainings++;
     if (ev->type == SESSION_FINISHED) {
         f->finished++;
         f->fin_status = ev->status;
@@ -328,7 +349,8 @@ static void run_script(fake *f, int script)
     ck_assert_msg(trainer_new(&f->loop, &table, 1, &f->tr, err) == 0, "%s", err);
     /* The queue scripts need the session's tasks to pile up behind a job
      * that cannot finish before the client has seen them all. */
-    int gated = script == SCRIPT_SUPERSEDE || script == SCRIPT_OVERFLOW;
+    int gated = script == SCRIPT_SUPERSEDE || script == SCRIPT_OVERFLOW || script == SCRIPT_RETRY ||
+                script == SCRIPT_RETRY_OTHER;
     char blocker_db[192];
     trainer_data blocker_data = { images, labels, NULL, 1, images, labels, NULL, 1 };
     trainer_job blocker = { .train = 1, .db_path = blocker_db, .name = "blocker", .data = &blocker_data,
@@ -438,8 +460,38 @@ START_TEST(test_newer_train_task_supersedes)
     fake f;
     run_script(&f, SCRIPT_SUPERSEDE);
     ck_assert_int_eq(f.fin_status, 0);
+    ck_assert_int_eq(f.trainings, 2);
     ck_assert_int_eq(f.updates, 2);
     ck_assert_uint_eq(f.update_rounds, (1u << 1) | (1u << 3));
+}
+END_TEST
+
+/* A retried round (same round, model, settings, seed) arriving while its
+ * first attempt trains is answered by that training: one training, one
+ * Update (the Update names only the round; it answers the newest task). */
+START_TEST(test_retried_round_reuses_training)
+{
+    fake f;
+    run_script(&f, SCRIPT_RETRY);
+    ck_assert_int_eq(f.fin_status, 0);
+    ck_assert_int_eq(f.trainings, 1);
+    ck_assert_int_eq(f.updates, 1);
+    ck_assert_uint_eq(f.update_rounds, 1u << 1);
+    ck_assert_int_eq(f.reports, 1);
+}
+END_TEST
+
+/* The same round with other settings is another task: trained again. A
+ * different round is test_newer_train_task_supersedes (rounds 1 and 3 both
+ * trained and answered). */
+START_TEST(test_retried_round_other_settings_trains_again)
+{
+    fake f;
+    run_script(&f, SCRIPT_RETRY_OTHER);
+    ck_assert_int_eq(f.fin_status, 0);
+    ck_assert_int_eq(f.trainings, 2);
+    ck_assert_int_eq(f.updates, 2);
+    ck_assert_int_eq(f.reports, 1);
 }
 END_TEST
 
@@ -621,6 +673,8 @@ int main(void)
     tcase_add_test(tc, test_batch_over_limit_refused);
     tcase_add_test(tc, test_newer_train_task_supersedes);
     tcase_add_test(tc, test_pending_tasks_capped);
+    tcase_add_test(tc, test_retried_round_reuses_training);
+    tcase_add_test(tc, test_retried_round_other_settings_trains_again);
     tcase_add_test(tc, test_fault_switches);
     tcase_add_test(tc, test_tap);
     tcase_add_test(tc, test_first_task_starts_from_init);
