@@ -24,8 +24,9 @@ typedef enum { GEMM_N = 0, GEMM_T = 1 } gemm_op;
  * with row stride lda when ta == GEMM_N, (K, M) when GEMM_T; likewise op(B)
  * is (K, N) from B (K, N) or (N, K) with row stride ldb. When beta == 0, C is
  * not read (it may hold anything, NaN included). C must not overlap A or B.
- * Thread-safe; allocates at most a transposed copy of the smaller operand
- * for some shapes, and falls back to OpenBLAS if that allocation fails. */
+ * Thread-safe. The own kernel allocates a transposed copy of the smaller
+ * operand for A B^T, or a (K, 32) panel of a wide B, and falls back to
+ * OpenBLAS if that allocation fails. */
 void gemm(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const float *A, int lda,
           const float *B, int ldb, float beta, float *C, int ldc);
 

@@ -2,9 +2,8 @@
  * the shapes and the (C, B, H, W) layout of convolution activations.
  *
  * The heavy work is in gemm (gemm.h: sefl's AVX-512 kernel, or OpenBLAS on
- * one thread); the loops here
- * are the data movement around it (im2col, col2im) and the cheap
- * elementwise layers.
+ * one thread); the loops here are the data movement around it (im2col,
+ * col2im) and the cheap elementwise layers.
  */
 #include "layers.h"
 

@@ -7,16 +7,17 @@
  *       prints wall and CPU seconds, GFLOP/s from the model's FLOP count,
  *       and last `train_samples_per_s X` (wall time).
  *   sefl-bench sgemm
- *       single-thread sgemm GFLOP/s (per CPU-second) at the shapes the model
- *       multiplies: conv2's three products at batch 10 and 32, conv1's and
- *       fc1's at batch 10, and a large square, the ceiling for `train`.
+ *       single-thread GFLOP/s (per CPU-second) of gemm (gemm.h) at the shapes
+ *       the model multiplies: conv2's three products at batch 10 and 32,
+ *       conv1's and fc1's at batch 10, and a large square, the ceiling for
+ *       `train`. Each shape as `sgemm_SHAPE_gflops` on the backend the model
+ *       uses, then `openblas_SHAPE_gflops` on OpenBLAS.
  *   sefl-bench central --epochs E --batch B --lr L --momentum M [--seed S] [--data DIR]
  *       trains on all 60,000 training images and prints `epoch E test_acc X`
  *       after each epoch (the 10,000 test images).
  *
  * A benchmark, not a test: it asserts nothing and prints what it measured.
  */
-#include <cblas.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -206,7 +207,7 @@ out:
 /* GFLOP/s of C (M, N) = A (M, K) B (K, N) with the transposes the model uses,
  * repeated for about a quarter of a second of this thread's CPU time (so
  * other processes on a shared machine change the figure less). */
-static double bench_sgemm_one(int ta, int tb, int M, int N, int K)
+static double bench_sgemm_one(gemm_op ta, gemm_op tb, int M, int N, int K)
 {
     float *a = malloc((size_t)M * K * sizeof *a);
     float *b = malloc((size_t)K * N * sizeof *b);
@@ -221,12 +222,12 @@ static double bench_sgemm_one(int ta, int tb, int M, int N, int K)
     rng_seed(&r, 1);
     for (long i = 0; i < (long)M * K; i++) a[i] = (float)rng_uniform(&r);
     for (long i = 0; i < (long)K * N; i++) b[i] = (float)rng_uniform(&r);
-    const int lda = ta ? M : K, ldb = tb ? K : N;
+    const int lda = ta == GEMM_T ? M : K, ldb = tb == GEMM_T ? K : N;
     long reps = 0;
     const double t0 = bench_clock(CLOCK_THREAD_CPUTIME_ID);
     double dt;
     do {
-        gemm(ta ? GEMM_T : GEMM_N, tb ? GEMM_T : GEMM_N, M, N, K, 1.0f, a, lda, b, ldb, 0.0f, c, N);
+        gemm(ta, tb, M, N, K, 1.0f, a, lda, b, ldb, 0.0f, c, N);
         reps++;
         dt = bench_clock(CLOCK_THREAD_CPUTIME_ID) - t0;
     } while (dt < 0.25);
@@ -241,31 +242,31 @@ static int bench_sgemm(void)
     /* conv2 at batch B: forward W (64, 800) col (800, 64B); dw = dy (64, 64B)
      * col^T; dcol = W^T (800, 64) dy (64, 64B). conv1 and fc1 at batch 10 as
      * the model calls them. */
-    static const struct { const char *name; int ta, tb, M, N, K; } shapes[] = {
-        { "sgemm_conv2_fwd_b10", 0, 0, 64, 640, 800 },
-        { "sgemm_conv2_dw_b10", 0, 1, 64, 800, 640 },
-        { "sgemm_conv2_dx_b10", 1, 0, 800, 640, 64 },
-        { "sgemm_conv2_fwd_b32", 0, 0, 64, 2048, 800 },
-        { "sgemm_conv2_dw_b32", 0, 1, 64, 800, 2048 },
-        { "sgemm_conv2_dx_b32", 1, 0, 800, 2048, 64 },
-        { "sgemm_conv1_fwd_b10", 0, 0, 32, 5760, 25 },
-        { "sgemm_conv1_dw_b10", 0, 1, 32, 25, 5760 },
-        { "sgemm_fc1_fwd_b10", 0, 1, 10, 512, 1024 },
-        { "sgemm_fc1_dw_b10", 1, 0, 512, 1024, 10 },
-        { "sgemm_fc1_dx_b10", 0, 0, 10, 1024, 512 },
-        { "sgemm_square_1024", 0, 0, 1024, 1024, 1024 },
+    static const struct { const char *name; gemm_op ta, tb; int M, N, K; } shapes[] = {
+        { "conv2_fwd_b10", GEMM_N, GEMM_N, 64, 640, 800 },
+        { "conv2_dw_b10", GEMM_N, GEMM_T, 64, 800, 640 },
+        { "conv2_dx_b10", GEMM_T, GEMM_N, 800, 640, 64 },
+        { "conv2_fwd_b32", GEMM_N, GEMM_N, 64, 2048, 800 },
+        { "conv2_dw_b32", GEMM_N, GEMM_T, 64, 800, 2048 },
+        { "conv2_dx_b32", GEMM_T, GEMM_N, 800, 2048, 64 },
+        { "conv1_fwd_b10", GEMM_N, GEMM_N, 32, 5760, 25 },
+        { "conv1_dw_b10", GEMM_N, GEMM_T, 32, 25, 5760 },
+        { "fc1_fwd_b10", GEMM_N, GEMM_T, 10, 512, 1024 },
+        { "fc1_dw_b10", GEMM_T, GEMM_N, 512, 1024, 10 },
+        { "fc1_dx_b10", GEMM_N, GEMM_N, 10, 1024, 512 },
+        { "square_1024", GEMM_N, GEMM_N, 1024, 1024, 1024 },
     };
-    openblas_set_num_threads(1);
     /* The backend the model runs on, then OpenBLAS alone, shape by shape, so
      * each pair of figures is taken at nearly the same moment. */
     const char *own = gemm_backend();
     printf("gemm_backend %s\n", own);
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
-        const int ta = shapes[i].ta, tb = shapes[i].tb, M = shapes[i].M, N = shapes[i].N, K = shapes[i].K;
+        const gemm_op ta = shapes[i].ta, tb = shapes[i].tb;
+        const int M = shapes[i].M, N = shapes[i].N, K = shapes[i].K;
         gemm_set_backend(own);
-        printf("%s_gflops %.2f\n", shapes[i].name, bench_sgemm_one(ta, tb, M, N, K));
+        printf("sgemm_%s_gflops %.2f\n", shapes[i].name, bench_sgemm_one(ta, tb, M, N, K));
         gemm_set_backend("openblas");
-        printf("openblas_%s_gflops %.2f\n", shapes[i].name + 6, bench_sgemm_one(ta, tb, M, N, K));
+        printf("openblas_%s_gflops %.2f\n", shapes[i].name, bench_sgemm_one(ta, tb, M, N, K));
     }
     gemm_set_backend(own);
     return 0;
