@@ -3,7 +3,7 @@
 #
 # Layout rules the build relies on, so adding a module never means editing
 # this file:
-#   common/*.c server/*.c client/*.c   -> build/libsefl.a (the modules)
+#   common/**/*.c server/*.c client/*.c -> build/libsefl.a (the modules)
 #   {server,client,tests/bench}/sefl-*.c -> build/bin/sefl-*  (one program each)
 #   tests/check_*.c                    -> build/tests/check_* (one Check suite each)
 #   tests/integration/*.sh             -> run by `make check` after the suites
@@ -20,20 +20,23 @@ SAN      ?=
 OPT      ?= -O2
 CFLAGS   ?= $(OPT) -g
 WARN     := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
-CPPFLAGS += -std=c11 -D_GNU_SOURCE -Icommon -Iserver -Iclient -I$(GEN) \
-            -I/usr/include/x86_64-linux-gnu/openblas-pthread -MMD -MP
+# Includes name their folder from the repository root ("common/net/conn.h",
+# "proto/fl.pb-c.h"), so a crossing between layers is visible in the source
+# and tests/layers.sh can check it.
+CPPFLAGS += -std=c11 -D_GNU_SOURCE -I. -I$(BUILD) \
+            $(shell pkg-config --cflags openblas 2>/dev/null) -MMD -MP
 ifneq ($(SAN),)
 CFLAGS   += -fsanitize=$(SAN) -fno-sanitize-recover=all -fno-omit-frame-pointer
 LDFLAGS  += -fsanitize=$(SAN)
 endif
 
 PKGS     := libuv libprotobuf-c sqlite3 zlib
-LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) \
-            -lmbedtls -lmbedx509 -lmbedcrypto -lopenblas -lm -lpthread
+LDLIBS   := $(shell pkg-config --libs $(PKGS) openblas 2>/dev/null) \
+            -lmbedtls -lmbedx509 -lmbedcrypto -lm -lpthread
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
 
 PROG_SRC := $(wildcard server/sefl-*.c client/sefl-*.c tests/bench/sefl-*.c)
-LIB_SRC  := $(filter-out $(PROG_SRC),$(wildcard common/*.c server/*.c client/*.c))
+LIB_SRC  := $(filter-out $(PROG_SRC),$(wildcard common/*.c common/*/*.c server/*.c client/*.c))
 TEST_SRC := $(wildcard tests/check_*.c)
 PROGS    := $(patsubst %.c,$(BIN)/%,$(notdir $(PROG_SRC)))
 TESTS    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
@@ -44,7 +47,7 @@ DEB_PKGS := build-essential pkg-config libuv1-dev libprotobuf-c-dev \
             libopenblas-dev zlib1g-dev dataset-fashion-mnist openssl \
             iproute2 sqlite3 clang libclang-rt-14-dev python3 procps
 
-.PHONY: all deps check check-asan bench demo results fuzz fuzz-corpus clean
+.PHONY: all deps layers check check-asan bench demo results fuzz fuzz-corpus clean
 all: $(PROGS) $(TESTS)
 
 # Installs only what is missing, so a second run is quiet and fast.
@@ -66,7 +69,7 @@ $(GEN)/fl.pb-c.c $(GEN)/fl.pb-c.h &: proto/fl.proto
 # Generated code is not ours to keep warning-clean with -Wextra.
 $(OBJ)/proto/fl.pb-c.o: $(GEN)/fl.pb-c.c
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -w -c -o $@ $<
+	$(CC) $(CPPFLAGS) -I$(GEN) $(CFLAGS) -w -c -o $@ $<
 
 $(OBJ)/%.o: %.c | $(GEN)/fl.pb-c.h
 	@mkdir -p $(@D)
@@ -102,10 +105,15 @@ check:
 	@$(MAKE) -s --no-print-directory deps
 	@$(MAKE) --no-print-directory all
 	@fail=0; \
+	echo "== tests/layers.sh"; bash tests/layers.sh || fail=1; \
 	for t in $(TESTS); do echo "== $$t"; BUILD=$(BUILD) $$t || fail=1; done; \
 	for s in $(sort $(wildcard tests/integration/*.sh)); do \
 	  echo "== $$s"; BUILD=$(BUILD) bash $$s || fail=1; done; \
 	if [ $$fail = 0 ]; then echo "make check: all suites passed"; else echo "make check: FAILED"; exit 1; fi
+
+# Fails when a file includes a layer it may not (tests/layers.sh says which).
+layers:
+	@bash tests/layers.sh
 
 # The same suites under AddressSanitizer with leak checking (a leak fails
 # the test that leaked: Check runs each test in a child that LSan checks at
@@ -126,10 +134,10 @@ FUZZ_SECONDS ?= 60
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN := $(patsubst tests/fuzz/%.c,build-fuzz/%,$(FUZZ_SRC))
 # UB aborts (no recover) so that libFuzzer counts it as a crash.
-build-fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(GEN)/fl.pb-c.c $(wildcard common/*.h server/*.h client/*.h)
+build-fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(GEN)/fl.pb-c.c $(wildcard common/*.h common/*/*.h server/*.h client/*.h)
 	@mkdir -p $(@D)
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-	  -Icommon -Iserver -Iclient -I$(GEN) -I/usr/include/x86_64-linux-gnu/openblas-pthread \
+	  -I. -I$(BUILD) -I$(GEN) $(shell pkg-config --cflags openblas 2>/dev/null) \
 	  -o $@ $< $(LIB_SRC) $(GEN)/fl.pb-c.c $(LDLIBS)
 # Each target runs FUZZ_SECONDS on its committed seeds plus the corpus it grew
 # before; the full log is build-fuzz/<target>.log, crash inputs are

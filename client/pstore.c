@@ -3,7 +3,7 @@
  * checksummed blobs come from store.h, shared with the coordinator's
  * server.db; this file adds the client's tables and the model-table check.
  */
-#include "pstore.h"
+#include "client/pstore.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
-#include "store.h"
+#include "common/log.h"
+#include "common/store.h"
 
 #define PSTORE_KIND "client"
 #define PSTORE_SHAPE_LEN (PARAM_MAX_DIMS * 12)   /* "d0,d1,d2,d3" */

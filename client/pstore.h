@@ -25,7 +25,7 @@
 
 #include <stdint.h>
 
-#include "params.h"
+#include "common/nn/params.h"
 
 #define PSTORE_SCHEMA_VERSION 1
 

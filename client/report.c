@@ -2,7 +2,7 @@
  * forms (report.h). Reading the db is in report_db.c, the chart in
  * report_svg.c.
  */
-#include "report.h"
+#include "client/report.h"
 
 #include <errno.h>
 #include <math.h>

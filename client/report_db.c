@@ -8,7 +8,7 @@
  * is used: the file may come from another machine, another version, or a
  * hand edit.
  */
-#include "report.h"
+#include "client/report.h"
 
 #include <errno.h>
 #include <math.h>
@@ -16,9 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
-#include "state.h"
-#include "store.h"
+#include "common/log.h"
+#include "common/fl/state.h"
+#include "common/store.h"
 
 /* Returns 1 when db has a table called name, 0 when not, -EIO on failure. */
 static int table_exists(sqlite3 *db, const char *name)

@@ -5,7 +5,7 @@
  * client's gain or loss), and each series' sample-weighted accuracy as a
  * dashed line. No script, no external font or stylesheet.
  */
-#include "report.h"
+#include "client/report.h"
 
 #include <errno.h>
 #include <math.h>

@@ -15,11 +15,12 @@
 #include <time.h>
 #include <uv.h>
 
-#include "cli.h"
-#include "log.h"
-#include "params.h"
-#include "session.h"
-#include "trainer.h"
+#include "client/setup.h"
+#include "common/cli.h"
+#include "common/log.h"
+#include "common/nn/params.h"
+#include "client/session.h"
+#include "client/trainer.h"
 
 static const char usage[] =
     "usage: sefl-client --server HOST:PORT --certs DIR --name NAME --db FILE DATA [options]\n"
@@ -134,7 +135,7 @@ static int client_parse(int argc, char **argv, client_args *a, char *err)
         err_set(err, "--index %ld must be below --num-clients %ld", a->index, a->num_clients);
         return -1;
     }
-    if (cli_check_backoff(a->backoff_min, a->backoff_max, err) < 0) return -1;
+    if (setup_check_backoff(a->backoff_min, a->backoff_max, err) < 0) return -1;
     return 0;
 }
 
@@ -181,17 +182,17 @@ int main(int argc, char **argv)
     int loop_ok = 0, exit_code = 1;
 
     if (a.partition) {
-        rc = cli_load_partition(a.data_dir, a.partition, (int)a.num_clients, a.seed, &pool, &part, err);
-        if (rc == 0) cli_client_data(&pool, &part, (int)a.index, (int)a.max_samples, &data);
+        rc = setup_load_partition(a.data_dir, a.partition, (int)a.num_clients, a.seed, &pool, &part, err);
+        if (rc == 0) setup_client_data(&pool, &part, (int)a.index, (int)a.max_samples, &data);
     } else {
-        rc = cli_load_files(a.files[0], a.files[1], a.files[2], a.files[3], (int)a.max_samples,
+        rc = setup_load_files(a.files[0], a.files[1], a.files[2], a.files[3], (int)a.max_samples,
                             &pool, &test, &data, err);
     }
     if (rc < 0) goto fail;
     log_info("%s: %d train and %d test samples", a.name, data.n_train, data.n_test);
 
     /* One training at a time: one pool thread for it, one for name lookups. */
-    if ((rc = cli_loop_init(&loop, 1, err)) < 0) goto fail;
+    if ((rc = setup_loop_init(&loop, 1, err)) < 0) goto fail;
     loop_ok = 1;
     if ((rc = trainer_new(&loop, &table, 1, &tr, err)) < 0) goto fail;
 

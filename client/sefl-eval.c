@@ -16,11 +16,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
-#include "log.h"
-#include "model.h"
-#include "params.h"
-#include "report.h"
+#include "common/cli.h"
+#include "common/log.h"
+#include "common/nn/model.h"
+#include "common/nn/params.h"
+#include "client/report.h"
 
 static void usage(FILE *f)
 {

@@ -25,16 +25,17 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "cli.h"
-#include "log.h"
-#include "model.h"
-#include "params.h"
-#include "pstore.h"
-#include "rng.h"
-#include "session.h"
-#include "state.h"
-#include "trainer.h"
-#include "wire.h"
+#include "client/setup.h"
+#include "common/cli.h"
+#include "common/log.h"
+#include "common/nn/model.h"
+#include "common/nn/params.h"
+#include "client/pstore.h"
+#include "common/rng.h"
+#include "client/session.h"
+#include "common/fl/state.h"
+#include "client/trainer.h"
+#include "common/fl/wire.h"
 
 #define SIM_NAME_LEN 32
 #define SIM_PATH_MAX 4096
@@ -227,7 +228,7 @@ static int sim_parse(int argc, char **argv, sim_args *a, char *err)
         err_set(err, "--shard N (%ld) must not exceed --clients (%ld)", a->shard_n, a->clients);
         return -1;
     }
-    if (cli_check_backoff(a->backoff_min, a->backoff_max, err) < 0) return -1;
+    if (setup_check_backoff(a->backoff_min, a->backoff_max, err) < 0) return -1;
     if (!a->have_init_seed) a->init_seed = a->seed;
     return 0;
 }
@@ -484,7 +485,7 @@ int main(int argc, char **argv)
     long hi = (m.a.shard_i + 1) * m.a.clients / m.a.shard_n;
 
     if ((rc = sim_mkdir(m.a.state_dir, err)) < 0) goto fail;
-    if ((rc = cli_load_partition(m.a.data_dir, m.a.partition, (int)m.a.clients, m.a.seed, &pool, &part, err)) < 0)
+    if ((rc = setup_load_partition(m.a.data_dir, m.a.partition, (int)m.a.clients, m.a.seed, &pool, &part, err)) < 0)
         goto fail;
     m.n = (int)(hi - lo);
     m.cl = calloc((size_t)m.n, sizeof *m.cl);
@@ -503,10 +504,10 @@ int main(int argc, char **argv)
             goto fail;
         }
         snprintf(c->db, need, "%s/%s%s", m.a.state_dir, c->name, m.a.local_only ? ".local.db" : ".db");
-        cli_client_data(&pool, &part, c->id, (int)m.a.max_samples, &c->data);
+        setup_client_data(&pool, &part, c->id, (int)m.a.max_samples, &c->data);
     }
 
-    if ((rc = cli_loop_init(&loop, (int)m.a.threads, err)) < 0) goto fail;
+    if ((rc = setup_loop_init(&loop, (int)m.a.threads, err)) < 0) goto fail;
     loop_ok = 1;
     m.loop = &loop;
     if ((rc = trainer_new(&loop, &m.table, (int)m.a.threads, &m.tr, err)) < 0) goto fail;

@@ -8,7 +8,7 @@
  * build hook (session_build_update), which runs on a worker and touches
  * only the job, the session's out_frame and the fault switch.
  */
-#include "session.h"
+#include "client/session.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -17,12 +17,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "conn.h"
-#include "hash.h"
-#include "pstore.h"
-#include "rng.h"
-#include "tls.h"
-#include "wire.h"
+#include "common/net/conn.h"
+#include "common/hash.h"
+#include "client/pstore.h"
+#include "common/rng.h"
+#include "common/net/tls.h"
+#include "common/fl/wire.h"
 
 #define SESSION_SOFTWARE "sefl/0.1"
 

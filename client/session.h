@@ -36,8 +36,8 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "log.h"
-#include "trainer.h"
+#include "common/log.h"
+#include "client/trainer.h"
 
 #define SESSION_BACKOFF_MIN_MS 200
 #define SESSION_BACKOFF_MAX_MS 30000

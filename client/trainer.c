@@ -6,15 +6,15 @@
  * pool is shared with the workers and guarded by a mutex. A worker reads its
  * job's globals buffer but never changes its reference count.
  */
-#include "trainer.h"
+#include "client/trainer.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "pstore.h"
-#include "wire.h"
+#include "client/pstore.h"
+#include "common/fl/wire.h"
 
 /* Models get workspace for at least this many samples, so that evaluation
  * (which runs in chunks of the model's batch) is not one sample at a time

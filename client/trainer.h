@@ -31,10 +31,10 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "fl.pb-c.h"
-#include "log.h"
-#include "model.h"
-#include "params.h"
+#include "proto/fl.pb-c.h"
+#include "common/log.h"
+#include "common/nn/model.h"
+#include "common/nn/params.h"
 
 #define TRAINER_MAX_THREADS 256
 

@@ -1,5 +1,5 @@
 /* hash: FNV-1a 64; see hash.h. */
-#include "hash.h"
+#include "common/hash.h"
 
 uint64_t hash_fnv1a(uint64_t h, const void *p, size_t n)
 {

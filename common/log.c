@@ -1,5 +1,5 @@
 /* log: timestamped one-line log records on stderr; see log.h. */
-#include "log.h"
+#include "common/log.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -1,5 +1,5 @@
 /* rng: xoshiro256** seeded by splitmix64; see rng.h. */
-#include "rng.h"
+#include "common/rng.h"
 
 #include <math.h>
 

@@ -6,7 +6,7 @@
  * file from another program, or a damaged file is refused the same way, with
  * one line that says which file and what to do.
  */
-#include "store.h"
+#include "common/store.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -15,8 +15,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "hash.h"
-#include "log.h"
+#include "common/hash.h"
+#include "common/log.h"
 
 /* Blobs hold the floats as this machine does; every machine we build for is
  * little-endian, and this stops a build where the files would not agree. */

@@ -1,5 +1,5 @@
 /* agg: the running weighted sum behind FedAvg; see agg.h. */
-#include "agg.h"
+#include "server/agg.h"
 
 #include <errno.h>
 #include <math.h>

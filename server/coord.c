@@ -15,7 +15,7 @@
  * the TrainTask it was sent, so an update is accepted only from a client
  * selected for the attempt in progress, once.
  */
-#include "coord.h"
+#include "server/coord.h"
 
 #include <errno.h>
 #include <math.h>
@@ -24,15 +24,15 @@
 #include <string.h>
 #include <time.h>
 
-#include "agg.h"
-#include "conn.h"
-#include "log.h"
-#include "model.h"
-#include "params.h"
-#include "rng.h"
-#include "state.h"
-#include "tls.h"
-#include "wire.h"
+#include "server/agg.h"
+#include "common/net/conn.h"
+#include "common/log.h"
+#include "common/nn/model.h"
+#include "common/nn/params.h"
+#include "common/rng.h"
+#include "common/fl/state.h"
+#include "common/net/tls.h"
+#include "common/fl/wire.h"
 
 enum { CO_IDLE, CO_TRAIN, CO_EVAL, CO_DONE };
 

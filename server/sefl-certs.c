@@ -34,7 +34,7 @@
 #include <mbedtls/version.h>
 #include <mbedtls/x509_crt.h>
 
-#include "log.h"
+#include "common/log.h"
 
 #define CERTS_MAX_CLIENTS 100000     /* --clients */
 #define CERTS_MAX_NAMES 16           /* server names, defaults included */

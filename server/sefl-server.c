@@ -13,11 +13,11 @@
 #include <string.h>
 #include <uv.h>
 
-#include "cli.h"
-#include "coord.h"
-#include "model.h"
-#include "log.h"
-#include "params.h"
+#include "common/cli.h"
+#include "server/coord.h"
+#include "common/nn/model.h"
+#include "common/log.h"
+#include "common/nn/params.h"
 
 static const char usage[] =
     "usage: sefl-server --certs DIR --db FILE [options]\n"

@@ -5,8 +5,8 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "agg.h"
-#include "check_main.h"
+#include "server/agg.h"
+#include "tests/check_main.h"
 
 START_TEST(test_weighted_mean)
 {

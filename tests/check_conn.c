@@ -25,12 +25,12 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "conn.h"
-#include "log.h"
-#include "params.h"
-#include "tls.h"
-#include "wire.h"
-#include "check_main.h"
+#include "common/net/conn.h"
+#include "common/log.h"
+#include "common/nn/params.h"
+#include "common/net/tls.h"
+#include "common/fl/wire.h"
+#include "tests/check_main.h"
 
 static char base_dir[64];
 static char certs_dir[128];   /* the project: ca, server, clients/client-0000, clients/expired */

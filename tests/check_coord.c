@@ -27,17 +27,17 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "conn.h"
-#include "coord.h"
-#include "log.h"
-#include "model.h"
-#include "params.h"
-#include "state.h"
-#include "store.h"
-#include "tls.h"
-#include "wire.h"
-#include "check_main.h"
-#include "check_sql.h"
+#include "common/net/conn.h"
+#include "server/coord.h"
+#include "common/log.h"
+#include "common/nn/model.h"
+#include "common/nn/params.h"
+#include "common/fl/state.h"
+#include "common/store.h"
+#include "common/net/tls.h"
+#include "common/fl/wire.h"
+#include "tests/check_main.h"
+#include "tests/check_sql.h"
 
 enum { N_FAKES = 4, N_BAD = 6, SEED = 7 };
 

@@ -1,9 +1,9 @@
 /* check_dataset: loading labelled images from generated IDX files (and the
  * real Fashion-MNIST when installed), the checks that refuse inconsistent
  * files, and the feat:D image domains. */
-#include "dataset.h"
-#include "log.h"
-#include "check_main.h"
+#include "common/data/dataset.h"
+#include "common/log.h"
+#include "tests/check_main.h"
 
 #include <check.h>
 #include <errno.h>

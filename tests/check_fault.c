@@ -49,16 +49,16 @@
 #include <sqlite3.h>
 #include <zlib.h>
 
-#include "dataset.h"
-#include "frame.h"
-#include "gemm.h"
-#include "log.h"
-#include "model.h"
-#include "params.h"
-#include "pstore.h"
-#include "rng.h"
-#include "wire.h"
-#include "check_main.h"
+#include "common/data/dataset.h"
+#include "common/net/frame.h"
+#include "common/nn/gemm.h"
+#include "common/log.h"
+#include "common/nn/model.h"
+#include "common/nn/params.h"
+#include "client/pstore.h"
+#include "common/rng.h"
+#include "common/fl/wire.h"
+#include "tests/check_main.h"
 
 /* ---- allocation failure injection ------------------------------------ */
 
@@ -285,8 +285,8 @@ static void wire_teardown(wire_ctx *c)
 static long wire_decode_op(void *ctx, long k, int persist)
 {
     wire_ctx *c = ctx;
-    const uint8_t *payload = c->frame + WIRE_HEADER;
-    size_t n = c->len - WIRE_HEADER;
+    const uint8_t *payload = c->frame + FRAME_HEADER;
+    size_t n = c->len - FRAME_HEADER;
     static Sefl__Envelope sentinel;
     Sefl__Envelope *e = &sentinel;      /* decode must set it, to NULL on failure */
     uint32_t code = 99;
@@ -374,7 +374,7 @@ static long wire_error_op(void *ctx, long k, int persist)
     Sefl__Envelope *e = NULL;
     uint32_t code;
     char err[SEFL_ERRLEN];
-    ck_assert_int_eq(wire_decode(frame + WIRE_HEADER, len - WIRE_HEADER, &table,
+    ck_assert_int_eq(wire_decode(frame + FRAME_HEADER, len - FRAME_HEADER, &table,
                                  wire_alloc_limit(len), &e, &code, err), 0);
     ck_assert_int_eq(e->msg_case, SEFL__ENVELOPE__MSG_ERROR);
     ck_assert_str_eq(e->error->message, "stale round");

@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "frame.h"
-#include "rng.h"
-#include "check_main.h"
+#include "common/net/frame.h"
+#include "common/rng.h"
+#include "tests/check_main.h"
 
 /* Collects every delivered payload back to back, with their lengths. */
 typedef struct {

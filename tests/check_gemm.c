@@ -16,9 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "check_main.h"
-#include "gemm.h"
-#include "rng.h"
+#include "tests/check_main.h"
+#include "common/nn/gemm.h"
+#include "common/rng.h"
 
 #define GUARD 12345.0f
 

@@ -1,9 +1,9 @@
 /* check_idx: the IDX reader on generated files, good and damaged, plain and
  * gzip: every header field, truncation, trailing bytes, size limits, and a
  * gzip stream damaged at every byte. */
-#include "idx.h"
-#include "log.h"
-#include "check_main.h"
+#include "common/data/idx.h"
+#include "common/log.h"
+#include "tests/check_main.h"
 
 #include <check.h>
 #include <errno.h>

@@ -14,8 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "layers.h"
-#include "rng.h"
+#include "common/nn/layers.h"
+#include "common/rng.h"
 
 static rng R;
 

@@ -10,10 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
-#include "model.h"
-#include "params.h"
-#include "rng.h"
+#include "common/log.h"
+#include "common/nn/model.h"
+#include "common/nn/params.h"
+#include "common/rng.h"
 
 static param_table table(int r, int gate)
 {

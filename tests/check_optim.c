@@ -3,8 +3,8 @@
 #include <check.h>
 #include <math.h>
 
-#include "optim.h"
-#include "check_main.h"
+#include "common/nn/optim.h"
+#include "tests/check_main.h"
 
 #define EPS 1e-6f
 

@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
-#include "params.h"
-#include "check_main.h"
+#include "common/log.h"
+#include "common/nn/params.h"
+#include "tests/check_main.h"
 
 static param_table build(int r, int gate)
 {

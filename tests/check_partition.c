@@ -2,11 +2,11 @@
  * sample in exactly one client), 75/25 splits, classes per client for pat,
  * minimum sizes for dir, equal shares for iid, determinism from the seed,
  * pinned results for the integer-only schemes, and the refusals. */
-#include "partition.h"
-#include "hash.h"
-#include "log.h"
-#include "rng.h"
-#include "check_main.h"
+#include "common/data/partition.h"
+#include "common/hash.h"
+#include "common/log.h"
+#include "common/rng.h"
+#include "tests/check_main.h"
 
 #include <check.h>
 #include <errno.h>

@@ -10,12 +10,12 @@
 
 #include <sqlite3.h>
 
-#include "log.h"
-#include "params.h"
-#include "pstore.h"
-#include "rng.h"
-#include "store.h"
-#include "check_main.h"
+#include "common/log.h"
+#include "common/nn/params.h"
+#include "client/pstore.h"
+#include "common/rng.h"
+#include "common/store.h"
+#include "tests/check_main.h"
 
 static char dir[64];
 static param_table table;

@@ -12,9 +12,9 @@
 
 #include <sqlite3.h>
 
-#include "log.h"
-#include "report.h"
-#include "check_main.h"
+#include "common/log.h"
+#include "client/report.h"
+#include "tests/check_main.h"
 
 #define TOL 1e-9
 

@@ -3,8 +3,8 @@
  * gammas, shuffles, derived seeds). All draws are seeded, so the statistical
  * bounds below are exact outcomes, not chances; they are set loosely enough
  * that a correct generator passes them for any seed, and a wrong one not. */
-#include "rng.h"
-#include "check_main.h"
+#include "common/rng.h"
+#include "tests/check_main.h"
 
 #include <check.h>
 #include <math.h>

@@ -17,17 +17,17 @@
 #include <string.h>
 #include <uv.h>
 
-#include "conn.h"
-#include "log.h"
-#include "model.h"
-#include "params.h"
-#include "pstore.h"
-#include "rng.h"
-#include "session.h"
-#include "tls.h"
-#include "trainer.h"
-#include "wire.h"
-#include "check_main.h"
+#include "common/net/conn.h"
+#include "common/log.h"
+#include "common/nn/model.h"
+#include "common/nn/params.h"
+#include "client/pstore.h"
+#include "common/rng.h"
+#include "client/session.h"
+#include "common/net/tls.h"
+#include "client/trainer.h"
+#include "common/fl/wire.h"
+#include "tests/check_main.h"
 
 #define N_TRAIN 30
 #define N_TEST 10

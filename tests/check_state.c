@@ -9,12 +9,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "params.h"
-#include "state.h"
-#include "store.h"
-#include "check_main.h"
-#include "check_sql.h"
+#include "common/log.h"
+#include "common/nn/params.h"
+#include "common/fl/state.h"
+#include "common/store.h"
+#include "tests/check_main.h"
+#include "tests/check_sql.h"
 
 static char dir[64], path[128];
 static param_table table;

@@ -8,10 +8,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "store.h"
-#include "check_main.h"
-#include "check_sql.h"
+#include "common/log.h"
+#include "common/store.h"
+#include "tests/check_main.h"
+#include "tests/check_sql.h"
 
 static char dir[64];
 static char path[128];

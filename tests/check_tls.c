@@ -11,9 +11,9 @@
 
 #include <mbedtls/ssl.h>
 
-#include "log.h"
-#include "tls.h"
-#include "check_main.h"
+#include "common/log.h"
+#include "common/net/tls.h"
+#include "tests/check_main.h"
 
 static char dir[64];
 static char certs[128];

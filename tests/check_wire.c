@@ -7,12 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "frame.h"
-#include "log.h"
-#include "params.h"
-#include "rng.h"
-#include "wire.h"
-#include "check_main.h"
+#include "common/net/frame.h"
+#include "common/log.h"
+#include "common/nn/params.h"
+#include "common/rng.h"
+#include "common/fl/wire.h"
+#include "tests/check_main.h"
 
 static param_table T;           /* cnn-se, r = 8, with the fc1 gate */
 static float *M;                /* (T.total) a model buffer with distinct values */
@@ -42,17 +42,17 @@ typedef struct {
     size_t len;
 } packed;
 
-static const uint8_t *pl(const packed *p) { return p->frame + WIRE_HEADER; }
-static size_t pl_len(const packed *p) { return p->len - WIRE_HEADER; }
+static const uint8_t *pl(const packed *p) { return p->frame + FRAME_HEADER; }
+static size_t pl_len(const packed *p) { return p->len - FRAME_HEADER; }
 
 static packed enc(Sefl__Envelope *e)
 {
     packed p;
     ck_assert_int_eq(wire_encode(e, &p.frame, &p.len), 0);
-    ck_assert_uint_gt(p.len, WIRE_HEADER);
+    ck_assert_uint_gt(p.len, FRAME_HEADER);
     /* The prefix is the payload length, big-endian. */
     size_t n = (size_t)p.frame[0] << 24 | (size_t)p.frame[1] << 16 | (size_t)p.frame[2] << 8 | p.frame[3];
-    ck_assert_uint_eq(n, p.len - WIRE_HEADER);
+    ck_assert_uint_eq(n, p.len - FRAME_HEADER);
     return p;
 }
 
@@ -61,11 +61,11 @@ static packed enc_raw(const Sefl__Envelope *e)
 {
     packed p;
     size_t n = sefl__envelope__get_packed_size(e);
-    p.frame = malloc(WIRE_HEADER + n);
+    p.frame = malloc(FRAME_HEADER + n);
     ck_assert_ptr_nonnull(p.frame);
     frame_put_header(p.frame, (uint32_t)n);
-    sefl__envelope__pack(e, p.frame + WIRE_HEADER);
-    p.len = WIRE_HEADER + n;
+    sefl__envelope__pack(e, p.frame + FRAME_HEADER);
+    p.len = FRAME_HEADER + n;
     return p;
 }
 
@@ -395,7 +395,7 @@ START_TEST(test_3mb_tensor)
     ck_assert_uint_gt(p.len, 3u << 20);
 
     frame_reader r;
-    frame_reader_init(&r, WIRE_MAX_FRAME_DEFAULT);
+    frame_reader_init(&r, FRAME_MAX_DEFAULT);
     rng g;
     rng_seed(&g, 3);
     for (size_t i = 0; i < p.len;) {
@@ -458,7 +458,7 @@ START_TEST(test_reject_frame_over_limit)
     Sefl__Envelope e = update_with(&u, ts.v, ts.n);
     packed p = enc(&e);
     frame_reader r;
-    frame_reader_init(&r, WIRE_MAX_FRAME_UNAUTH);
+    frame_reader_init(&r, FRAME_MAX_UNAUTH);
     ck_assert_int_eq(frame_reader_feed(&r, p.frame, p.len, big_cb, &T), -EMSGSIZE);
     ck_assert_ptr_null(r.buf);
     frame_reader_free(&r);

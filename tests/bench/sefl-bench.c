@@ -25,12 +25,12 @@
 #include <string.h>
 #include <time.h>
 
-#include "dataset.h"
-#include "gemm.h"
-#include "log.h"
-#include "model.h"
-#include "params.h"
-#include "rng.h"
+#include "common/data/dataset.h"
+#include "common/nn/gemm.h"
+#include "common/log.h"
+#include "common/nn/model.h"
+#include "common/nn/params.h"
+#include "common/rng.h"
 
 static const char usage[] =
     "usage: sefl-bench train   [--batch B] [--samples N] [--data DIR] [--seed S]\n"

@@ -36,9 +36,9 @@
 #include <mbedtls/chachapoly.h>
 #include <mbedtls/gcm.h>
 
-#include "conn.h"
-#include "log.h"
-#include "tls.h"
+#include "common/net/conn.h"
+#include "common/log.h"
+#include "common/net/tls.h"
 
 #define BENCH_MAX_CONNS 1024         /* open connections a server tracks */
 #define BENCH_MAX_HANDSHAKES 100000

@@ -16,9 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
-#include "params.h"
-#include "wire.h"
+#include "common/log.h"
+#include "common/nn/params.h"
+#include "common/fl/wire.h"
 
 static param_table T;
 static float *buf;              /* (T.total) */
@@ -85,7 +85,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint8_t *f1 = NULL, *f2 = NULL;
     size_t l1, l2;
     if (wire_encode(e, &f1, &l1)) abort();
-    Sefl__Envelope *e2 = fuzz_decode(f1 + WIRE_HEADER, l1 - WIRE_HEADER, 2 * wire_alloc_limit(size + l1));
+    Sefl__Envelope *e2 = fuzz_decode(f1 + FRAME_HEADER, l1 - FRAME_HEADER, 2 * wire_alloc_limit(size + l1));
     if (!e2) abort();
     if (wire_encode(e2, &f2, &l2) || l1 != l2 || memcmp(f1, f2, l1)) abort();
     free(f1);

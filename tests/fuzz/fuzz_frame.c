@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "frame.h"
-#include "hash.h"
+#include "common/net/frame.h"
+#include "common/hash.h"
 
 #define FUZZ_LIMIT 256
 

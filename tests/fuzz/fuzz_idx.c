@@ -28,8 +28,8 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "idx.h"
-#include "log.h"
+#include "common/data/idx.h"
+#include "common/log.h"
 
 #define FUZZ_MAX_BYTES ((size_t)1 << 20)
 #define FUZZ_MAX_BYTES_BIG ((size_t)4 << 20)

@@ -17,12 +17,12 @@
 #include <sys/stat.h>
 #include <zlib.h>
 
-#include "frame.h"
-#include "idx.h"
-#include "log.h"
-#include "params.h"
-#include "rng.h"
-#include "wire.h"
+#include "common/net/frame.h"
+#include "common/data/idx.h"
+#include "common/log.h"
+#include "common/nn/params.h"
+#include "common/rng.h"
+#include "common/fl/wire.h"
 
 static const char *out_dir;
 static param_table T;
@@ -54,9 +54,9 @@ static void put_env(const char *name, Sefl__Envelope *e, int keep_version)
     if (keep_version) {
         /* wire_encode sets the version; pack again with the one asked for. */
         e->version = v;
-        n = WIRE_HEADER + sefl__envelope__pack(e, f + WIRE_HEADER);
+        n = FRAME_HEADER + sefl__envelope__pack(e, f + FRAME_HEADER);
     }
-    put("fuzz_envelope", name, f + WIRE_HEADER, n - WIRE_HEADER);
+    put("fuzz_envelope", name, f + FRAME_HEADER, n - FRAME_HEADER);
     free(f);
 }
 

@@ -18,7 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "params.h"
+#include "common/nn/params.h"
 
 #define STATE_SCHEMA_VERSION 1
 #define STATE_KEEP_MODELS 3

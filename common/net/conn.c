@@ -27,7 +27,7 @@
  * again; that close is not one of the two. Requests in flight (writes,
  * connect, shutdown) are cancelled by uv_close and complete before that.
  */
-#include "conn.h"
+#include "common/net/conn.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -38,9 +38,8 @@
 
 #include <mbedtls/ssl.h>
 
-#include "frame.h"
-#include "log.h"
-#include "wire.h"
+#include "common/net/frame.h"
+#include "common/log.h"
 
 #define CONN_IN_CAP (64u << 10)      /* ciphertext input; > 3 TLS records */
 #define CONN_WBUF_MIN (32u << 10)    /* first allocation of a write buffer */
@@ -126,8 +125,8 @@ static void conn_begin_close(conn *c, int notify);
 conn_limits conn_limits_default(void)
 {
     conn_limits l = {
-        .max_frame = WIRE_MAX_FRAME_DEFAULT,
-        .max_frame_unauth = WIRE_MAX_FRAME_UNAUTH,
+        .max_frame = FRAME_MAX_DEFAULT,
+        .max_frame_unauth = FRAME_MAX_UNAUTH,
         .max_outq = 256u << 20,
         .handshake_timeout_ms = 10000,
         .idle_timeout_ms = 0,
@@ -897,22 +896,22 @@ static int conn_write_plain(conn *c, const uint8_t *p, size_t len)
 int conn_send(conn *c, const uint8_t *payload, size_t len)
 {
     if (len > UINT32_MAX) return -EMSGSIZE;
-    int ret = conn_room(c, len + WIRE_HEADER);
+    int ret = conn_room(c, len + FRAME_HEADER);
     if (ret < 0) return ret;
     /* The prefix shares the first record with the payload's start, so a
      * small frame costs one record, not two. */
     uint8_t first[CONN_RECORD];
-    size_t head = len < CONN_RECORD - WIRE_HEADER ? len : CONN_RECORD - WIRE_HEADER;
+    size_t head = len < CONN_RECORD - FRAME_HEADER ? len : CONN_RECORD - FRAME_HEADER;
     frame_put_header(first, (uint32_t)len);
-    if (head) memcpy(first + WIRE_HEADER, payload, head);   /* payload may be NULL when len is 0 */
-    if ((ret = conn_write_plain(c, first, WIRE_HEADER + head)) < 0) return ret;
+    if (head) memcpy(first + FRAME_HEADER, payload, head);   /* payload may be NULL when len is 0 */
+    if ((ret = conn_write_plain(c, first, FRAME_HEADER + head)) < 0) return ret;
     if (len > head && (ret = conn_write_plain(c, payload + head, len - head)) < 0) return ret;
     return conn_flush(c) < 0 ? -EIO : 0;
 }
 
 int conn_send_frame(conn *c, const uint8_t *frame, size_t len)
 {
-    if (len < WIRE_HEADER) return -EINVAL;
+    if (len < FRAME_HEADER) return -EINVAL;
     int ret = conn_room(c, len);
     if (ret < 0) return ret;
     if ((ret = conn_write_plain(c, frame, len)) < 0) return ret;

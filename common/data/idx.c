@@ -8,9 +8,9 @@
  * gzip, the stream must be whole (zlib checks its CRC and length) and nothing
  * but further gzip members may follow it.
  */
-#include "idx.h"
+#include "common/data/idx.h"
 
-#include "log.h"
+#include "common/log.h"
 
 #include <errno.h>
 #include <stdio.h>

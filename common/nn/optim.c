@@ -1,8 +1,8 @@
 /* optim: one SGD step with momentum, weight decay and a FedProx term; see
  * optim.h for the update rule (PyTorch's torch.optim.SGD conventions). */
-#include "optim.h"
+#include "common/nn/optim.h"
 
-#include "simd.h"
+#include "common/nn/simd.h"
 
 void sgd_step(float *w, const float *g, float *v, const float *ref, size_t n, const sgd_config *c)
 {

@@ -18,7 +18,7 @@
  * Tiles are visited so that the larger operand is streamed from memory once
  * and the smaller one is re-read from cache.
  */
-#include "gemm.h"
+#include "common/nn/gemm.h"
 
 #include <cblas.h>
 #include <errno.h>

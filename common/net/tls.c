@@ -11,7 +11,7 @@
  * mbedTLS 2.28 (Debian 12) and 3.x differ in a few calls; the TLS_* shim
  * macros below are the only place that knows.
  */
-#include "tls.h"
+#include "common/net/tls.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -31,7 +31,7 @@
 #include <mbedtls/version.h>
 #include <mbedtls/x509_crt.h>
 
-#include "log.h"
+#include "common/log.h"
 
 /* ---- version shim ---------------------------------------------------- */
 

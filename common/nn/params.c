@@ -7,14 +7,14 @@
  * params_scatter, and the table hash lets two machines check they agree on
  * the layout before exchanging a single float.
  */
-#include "params.h"
+#include "common/nn/params.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "hash.h"
-#include "log.h"
+#include "common/hash.h"
+#include "common/log.h"
 
 /* Appends one tensor after the last one; shapes have 1..4 dims. */
 static void params_add(param_table *t, const char *name, unsigned groups,

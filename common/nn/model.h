@@ -16,8 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "optim.h"
-#include "params.h"
+#include "common/nn/optim.h"
+#include "common/nn/params.h"
 
 #define MODEL_IMG 28                 /* input is 1x28x28 */
 #define MODEL_PIXELS (MODEL_IMG * MODEL_IMG)

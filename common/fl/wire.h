@@ -15,13 +15,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "fl.pb-c.h"
-#include "params.h"
+#include "common/net/frame.h"
+#include "proto/fl.pb-c.h"
+#include "common/nn/params.h"
 
 #define WIRE_VERSION 1
-#define WIRE_HEADER 4                         /* length prefix */
-#define WIRE_MAX_FRAME_DEFAULT (64u << 20)    /* after Hello/Welcome */
-#define WIRE_MAX_FRAME_UNAUTH (64u << 10)     /* before Hello/Welcome */
 #define WIRE_MAX_STRING 256                   /* any string field */
 #define WIRE_MAX_BATCH 65536                  /* TrainTask.batch: 1..this */
 #define WIRE_MAX_EPOCHS 1000                  /* TrainTask.epochs: 1..this */

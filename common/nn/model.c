@@ -16,7 +16,7 @@
  * gradients of the convolutional part overwrite the activations they belong
  * to, so the backward pass needs no buffers of its own there.
  */
-#include "model.h"
+#include "common/nn/model.h"
 
 #include <errno.h>
 #include <math.h>
@@ -25,8 +25,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "layers.h"
-#include "rng.h"
+#include "common/nn/layers.h"
+#include "common/rng.h"
 
 /* Samples per chunk of workspace: large enough that conv2's sgemm has a wide
  * N (32 * 64 columns), small enough that a model stays near 20 MB (13 MB of

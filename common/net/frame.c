@@ -18,7 +18,7 @@
  * - When the callback stops the feed, the bytes after that frame in the same
  *   chunk are dropped: stopping means the owner is closing the stream.
  */
-#include "frame.h"
+#include "common/net/frame.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -5,13 +5,13 @@
  * one thread); the loops here are the data movement around it (im2col,
  * col2im) and the cheap elementwise layers.
  */
-#include "layers.h"
+#include "common/nn/layers.h"
 
 #include <math.h>
 #include <string.h>
 
-#include "gemm.h"
-#include "simd.h"
+#include "common/nn/gemm.h"
+#include "common/nn/simd.h"
 
 /* x where y > 0, else 0 (ReLU and its gradient mask in one form). */
 static inline v4f v4_where_pos(v4f y, v4f x)

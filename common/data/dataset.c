@@ -5,10 +5,10 @@
  * The label file is read first: its length n then bounds the image file to
  * exactly n * 784 bytes, so a wrong image file fails on its header.
  */
-#include "dataset.h"
+#include "common/data/dataset.h"
 
-#include "idx.h"
-#include "log.h"
+#include "common/data/idx.h"
+#include "common/log.h"
 
 #include <errno.h>
 #include <limits.h>

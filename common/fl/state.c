@@ -1,6 +1,6 @@
 /* state: server.db, the coordinator's durable state; see state.h and
  * notes/db.md for the schema that sefl-eval reads as written. */
-#include "state.h"
+#include "common/fl/state.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
-#include "store.h"
+#include "common/log.h"
+#include "common/store.h"
 
 struct state {
     sqlite3 *db;

@@ -31,7 +31,7 @@
  * The host is assumed little-endian (checked at compile time), which is what
  * lets wire_tensors_build point the message at the model buffer itself.
  */
-#include "wire.h"
+#include "common/fl/wire.h"
 
 #include <errno.h>
 #include <float.h>
@@ -40,8 +40,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "frame.h"
-#include "log.h"
+#include "common/net/frame.h"
+#include "common/log.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "wire.c assumes a little-endian host: F32 tensor bytes are the model buffer's bytes"
@@ -484,12 +484,12 @@ int wire_encode(Sefl__Envelope *e, uint8_t **frame, size_t *len)
     e->version = WIRE_VERSION;
     size_t n = sefl__envelope__get_packed_size(e);
     if (n > UINT32_MAX) return -EMSGSIZE;
-    uint8_t *b = malloc(WIRE_HEADER + n);
+    uint8_t *b = malloc(FRAME_HEADER + n);
     if (!b) return -ENOMEM;
     frame_put_header(b, (uint32_t)n);
-    sefl__envelope__pack(e, b + WIRE_HEADER);
+    sefl__envelope__pack(e, b + FRAME_HEADER);
     *frame = b;
-    *len = WIRE_HEADER + n;
+    *len = FRAME_HEADER + n;
     return 0;
 }
 

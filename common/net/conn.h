@@ -27,7 +27,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "tls.h"
+#include "common/net/tls.h"
 
 typedef struct conn conn;
 typedef struct conn_listener conn_listener;
@@ -43,7 +43,7 @@ typedef struct {
     uint64_t idle_timeout_ms;    /* 0: none */
 } conn_limits;
 
-/* Defaults: WIRE_MAX_FRAME_DEFAULT, WIRE_MAX_FRAME_UNAUTH, 256 MiB, 10 s, 0. */
+/* Defaults: FRAME_MAX_DEFAULT, FRAME_MAX_UNAUTH, 256 MiB, 10 s, 0. */
 conn_limits conn_limits_default(void);
 
 typedef struct {

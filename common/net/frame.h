@@ -11,6 +11,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define FRAME_HEADER 4                   /* length prefix */
+#define FRAME_MAX_DEFAULT (64u << 20)    /* payload limit after Hello/Welcome */
+#define FRAME_MAX_UNAUTH (64u << 10)     /* payload limit before Hello/Welcome */
+
 typedef struct {
     size_t limit;               /* largest payload accepted */
     uint8_t hdr[4];

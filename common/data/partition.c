@@ -18,10 +18,10 @@
  *          balancing (a client already holding n/n_clients samples gets no
  *          more), redrawn whole until every client has PARTITION_MIN_SAMPLES.
  */
-#include "partition.h"
+#include "common/data/partition.h"
 
-#include "log.h"
-#include "rng.h"
+#include "common/log.h"
+#include "common/rng.h"
 
 #include <errno.h>
 #include <limits.h>

@@ -1,0 +1,48 @@
+/* setup: what sefl-client and sefl-sim share around a session: the
+ * reconnect backoff flags, the clients' data (own IDX files, or one client's
+ * share of a partition of the pooled 70,000 Fashion-MNIST samples), and the
+ * libuv thread-pool size.
+ */
+#ifndef SEFL_SETUP_H
+#define SEFL_SETUP_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "client/trainer.h"
+#include "common/data/dataset.h"
+#include "common/data/partition.h"
+
+/* The reconnect backoff flags of a session: --backoff-max-ms must not be
+ * below --backoff-min-ms. Returns 0, or -EINVAL with err. */
+int setup_check_backoff(long min_ms, long max_ms, char *err);
+
+/* Loads the pooled Fashion-MNIST of dir (NULL: the Debian package's) and
+ * partitions it by spec over n_clients with seed. pool and part are the
+ * caller's to free. Returns 0 or negative with err. */
+int setup_load_partition(const char *dir, const char *spec, int n_clients, uint64_t seed,
+                       dataset *pool, partition *part, char *err);
+
+/* Client c's data in a partition of pool: its train and test indices, each
+ * capped at max_samples (0: no cap), and its feat:D domain applied in place
+ * to its samples of pool (each sample belongs to one client, so applying
+ * every client's domain once leaves each sample in its client's domain). */
+void setup_client_data(dataset *pool, const partition *part, int c, int max_samples, trainer_data *out);
+
+/* Loads a client's own IDX files into train and test (the caller frees
+ * them) and points out at them, each split capped at max_samples (0: no
+ * cap). Returns 0 or negative with err. */
+int setup_load_files(const char *train_images, const char *train_labels, const char *test_images,
+                   const char *test_labels, int max_samples, dataset *train, dataset *test,
+                   trainer_data *out, char *err);
+
+/* Sets UV_THREADPOOL_SIZE to threads + 1 (the trainings plus one thread for
+ * name resolution and file work); must run before the loop's first use of
+ * the pool. Returns 0 or negative with err. */
+int setup_set_threadpool(int threads, char *err);
+
+/* setup_set_threadpool(threads), then uv_loop_init(loop): the pool's size is
+ * fixed before the loop can use it. Returns 0 or negative with err. */
+int setup_loop_init(uv_loop_t *loop, int threads, char *err);
+
+#endif
