@@ -1,0 +1,106 @@
+/* netstats: process-wide transport counters and the rate-limited handshake
+ * log; see netstats.h. */
+#include "common/net/netstats.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
+#include <uv.h>
+
+#include <mbedtls/ssl.h>
+#include <mbedtls/x509.h>
+
+#include "common/log.h"
+
+const char *const netstats_hs_reason[NETSTATS_HS_NREASONS] = {
+    "timeout", "closed", "certificate", "peer_alert", "protocol", "network",
+};
+
+/* Relaxed atomics: each counter is read on its own, never as a set that must
+ * be consistent, so no ordering between them is needed. */
+static atomic_uint_least64_t netstats_sent, netstats_received;
+static atomic_uint_least64_t netstats_hs[NETSTATS_HS_NREASONS];
+static atomic_uint_least64_t netstats_suppressed_total;
+
+static pthread_mutex_t netstats_lock = PTHREAD_MUTEX_INITIALIZER;
+static double netstats_window_start = -1e9; /* monotonic seconds; guarded by netstats_lock */
+static int netstats_window_lines;
+static uint64_t netstats_window_dropped;
+
+void netstats_get(netstats *out)
+{
+    out->bytes_sent = atomic_load_explicit(&netstats_sent, memory_order_relaxed);
+    out->bytes_received = atomic_load_explicit(&netstats_received, memory_order_relaxed);
+    for (int i = 0; i < NETSTATS_HS_NREASONS; i++)
+        out->hs_failed[i] = atomic_load_explicit(&netstats_hs[i], memory_order_relaxed);
+    out->hs_log_suppressed = atomic_load_explicit(&netstats_suppressed_total, memory_order_relaxed);
+}
+
+void netstats_add_sent(size_t n)
+{
+    atomic_fetch_add_explicit(&netstats_sent, n, memory_order_relaxed);
+}
+
+void netstats_add_received(size_t n)
+{
+    atomic_fetch_add_explicit(&netstats_received, n, memory_order_relaxed);
+}
+
+int netstats_hs_class(int status)
+{
+    switch (status) {
+    case UV_ETIMEDOUT: return NETSTATS_HS_TIMEOUT;
+    case UV_EOF: return NETSTATS_HS_CLOSED;
+    case -EACCES:
+    case MBEDTLS_ERR_X509_CERT_VERIFY_FAILED:
+    case MBEDTLS_ERR_SSL_NO_CLIENT_CERTIFICATE:
+    case MBEDTLS_ERR_SSL_BAD_HS_CERTIFICATE:
+    case MBEDTLS_ERR_SSL_BAD_HS_CERTIFICATE_VERIFY:
+    case MBEDTLS_ERR_SSL_PEER_VERIFY_FAILED:
+        return NETSTATS_HS_CERTIFICATE;
+    case MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE: return NETSTATS_HS_PEER_ALERT;
+    default: break;
+    }
+    /* Anything else from libuv is a negative errno (above -4096); the codes
+     * mbedtls_ssl_handshake returns come from its SSL, X.509, PK and ECP
+     * modules, all -0x1000 and below. */
+    if (status < 0 && status > -4096) return NETSTATS_HS_NETWORK;
+    return NETSTATS_HS_PROTOCOL;
+}
+
+static double netstats_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void netstats_handshake_failed(const char *peer_addr, int status, const char *reason)
+{
+    int cls = netstats_hs_class(status);
+    atomic_fetch_add_explicit(&netstats_hs[cls], 1, memory_order_relaxed);
+
+    pthread_mutex_lock(&netstats_lock);
+    double now = netstats_now();
+    uint64_t dropped = 0;
+    if (now - netstats_window_start >= NETSTATS_LOG_WINDOW_S) {
+        dropped = netstats_window_dropped;
+        netstats_window_start = now;
+        netstats_window_lines = 0;
+        netstats_window_dropped = 0;
+    }
+    int log_it = netstats_window_lines < NETSTATS_LOG_BURST;
+    if (log_it) netstats_window_lines++;
+    else netstats_window_dropped++;
+    pthread_mutex_unlock(&netstats_lock);
+
+    if (dropped)
+        log_warn("TLS handshake failures: %llu log lines suppressed in the last %d s",
+                 (unsigned long long)dropped, NETSTATS_LOG_WINDOW_S);
+    if (log_it)
+        log_warn("TLS handshake from %s failed (%s): %s", peer_addr[0] ? peer_addr : "?",
+                 netstats_hs_reason[cls], reason);
+    else
+        atomic_fetch_add_explicit(&netstats_suppressed_total, 1, memory_order_relaxed);
+}
