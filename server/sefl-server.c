@@ -18,9 +18,12 @@
 #include "common/nn/model.h"
 #include "common/log.h"
 #include "common/nn/params.h"
+#include "server/monitor.h"
+#include "server/status_cli.h"
 
 static const char usage[] =
     "usage: sefl-server --certs DIR --db FILE [options]\n"
+    "       sefl-server status --http HOST:PORT [--json]   (see status --help)\n"
     "\n"
     "Coordinator of federated rounds: selects clients, sends them the shared\n"
     "part of the global model, averages their updates (FedAvg by number of\n"
@@ -55,11 +58,15 @@ static const char usage[] =
     "  --r R                   SE reduction ratio (default 8)\n"
     "  --heartbeat SEC         heartbeat to idle clients every SEC seconds; silent for\n"
     "                          3 of them closes the client (default 10)\n"
+    "  --http HOST:PORT        serve plain HTTP for monitoring (default off; e.g.\n"
+    "                          127.0.0.1:9464): /metrics (Prometheus), /status (JSON),\n"
+    "                          /healthz, /readyz\n"
     "  --help                  this text\n"
     "Logs one line per event to stderr (SEFL_LOG=debug|info|warn|error).\n";
 
 typedef struct {
     coord *co;
+    monitor *mon;               /* --http, else NULL */
     uv_signal_t sig[2];
 } server_app;
 
@@ -71,10 +78,10 @@ static void server_on_signal(uv_signal_t *h, int signum)
 }
 
 /* Parses argv into c; returns 0, 1 for --help, or -1 with err. */
-static int server_parse(int argc, char **argv, coord_config *c, char *err)
+static int server_parse(int argc, char **argv, coord_config *c, const char **http, char *err)
 {
     enum { O_LISTEN = 256, O_CERTS, O_DB, O_ROUNDS, O_K, O_M, O_F, O_TIMEOUT, O_EVAL, O_PRIV,
-           O_LR, O_MOM, O_WD, O_MU, O_BATCH, O_EPOCHS, O_SEED, O_R, O_HB, O_HELP };
+           O_LR, O_MOM, O_WD, O_MU, O_BATCH, O_EPOCHS, O_SEED, O_R, O_HB, O_HTTP, O_HELP };
     static const struct option opts[] = {
         { "listen", 1, 0, O_LISTEN }, { "certs", 1, 0, O_CERTS }, { "db", 1, 0, O_DB },
         { "rounds", 1, 0, O_ROUNDS }, { "clients-per-round", 1, 0, O_K },
@@ -83,7 +90,8 @@ static int server_parse(int argc, char **argv, coord_config *c, char *err)
         { "private", 1, 0, O_PRIV }, { "lr", 1, 0, O_LR }, { "momentum", 1, 0, O_MOM },
         { "weight-decay", 1, 0, O_WD }, { "prox-mu", 1, 0, O_MU }, { "batch", 1, 0, O_BATCH },
         { "epochs", 1, 0, O_EPOCHS }, { "seed", 1, 0, O_SEED }, { "r", 1, 0, O_R },
-        { "heartbeat", 1, 0, O_HB }, { "help", 0, 0, O_HELP }, { 0, 0, 0, 0 },
+        { "heartbeat", 1, 0, O_HB }, { "http", 1, 0, O_HTTP }, { "help", 0, 0, O_HELP },
+        { 0, 0, 0, 0 },
     };
     coord_config_default(c);
     c->certs_dir = c->db_path = NULL;
@@ -142,6 +150,7 @@ static int server_parse(int argc, char **argv, coord_config *c, char *err)
         case O_HB:
             if (!(rc = cli_parse_long("--heartbeat", optarg, 1, 3600, &v, err))) c->heartbeat = (int)v;
             break;
+        case O_HTTP: *http = optarg; break;
         case O_HELP: return 1;
         default: cli_bad_option(argv, err); return -1;
         }
@@ -164,9 +173,11 @@ static int server_parse(int argc, char **argv, coord_config *c, char *err)
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && !strcmp(argv[1], "status")) return status_cli_main(argc - 1, argv + 1);
     coord_config cfg;
+    const char *http = NULL;
     char err[SEFL_ERRLEN] = "";
-    int rc = server_parse(argc, argv, &cfg, err);
+    int rc = server_parse(argc, argv, &cfg, &http, err);
     if (rc == 1) {
         fputs(usage, stdout);
         return 0;
@@ -179,12 +190,15 @@ int main(int argc, char **argv)
     uv_loop_t loop;
     uv_loop_init(&loop);
     server_app app = { 0 };
-    if (coord_start(&loop, &cfg, &app.co, err)) {
+    /* The HTTP port first: when it is taken, no database is made. */
+    if ((http && monitor_start(&loop, http, &app.mon, err)) || coord_start(&loop, &cfg, &app.co, err)) {
         fprintf(stderr, "sefl-server: %s\n", err);
+        monitor_free(app.mon);
         uv_run(&loop, UV_RUN_DEFAULT);
         uv_loop_close(&loop);
         return 1;
     }
+    if (app.mon) monitor_attach(app.mon, app.co);
     const int signums[2] = { SIGTERM, SIGINT };
     for (int i = 0; i < 2; i++) {
         uv_signal_init(&loop, &app.sig[i]);
@@ -196,7 +210,9 @@ int main(int argc, char **argv)
     }
     uv_run(&loop, UV_RUN_DEFAULT);
     for (int i = 0; i < 2; i++) uv_close((uv_handle_t *)&app.sig[i], NULL);
+    monitor_close(app.mon);
     uv_run(&loop, UV_RUN_DEFAULT);
+    monitor_free(app.mon);
     int status = coord_exit_status(app.co);
     coord_free(app.co);
     if (uv_loop_close(&loop)) log_warn("loop closed with handles still open");

@@ -1,14 +1,17 @@
 /* check_netstats: handshake failures counted by reason, the log's rate
  * limit (every failure counted, at most NETSTATS_LOG_BURST lines per
- * window), the reason classes, and the byte counters. */
+ * window), the reason classes, the byte counters, and the limiter's
+ * windows (common/ratelimit). */
 #include <check.h>
 #include <errno.h>
+#include <time.h>
 #include <uv.h>
 
 #include <mbedtls/ssl.h>
 #include <mbedtls/x509.h>
 
 #include "common/net/netstats.h"
+#include "common/ratelimit.h"
 #include "tests/check_main.h"
 
 START_TEST(test_classes)
@@ -53,6 +56,25 @@ START_TEST(test_bytes)
 }
 END_TEST
 
+/* A new window reports what the previous one dropped, once. */
+START_TEST(test_ratelimit_windows)
+{
+    ratelimit r = RATELIMIT_INIT(2, 0.05);
+    uint64_t d;
+    ck_assert_int_eq(ratelimit_allow(&r, &d), 1);
+    ck_assert_uint_eq(d, 0);
+    ck_assert_int_eq(ratelimit_allow(&r, &d), 1);
+    ck_assert_int_eq(ratelimit_allow(&r, &d), 0);
+    ck_assert_int_eq(ratelimit_allow(&r, &d), 0);
+    ck_assert_uint_eq(d, 0);
+    nanosleep(&(struct timespec){ .tv_nsec = 60 * 1000 * 1000 }, NULL);
+    ck_assert_int_eq(ratelimit_allow(&r, &d), 1);
+    ck_assert_uint_eq(d, 2);
+    ck_assert_int_eq(ratelimit_allow(&r, &d), 1);
+    ck_assert_uint_eq(d, 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("netstats");
@@ -60,6 +82,7 @@ int main(void)
     tcase_add_test(tc, test_classes);
     tcase_add_test(tc, test_rate_limit_counts_everything);
     tcase_add_test(tc, test_bytes);
+    tcase_add_test(tc, test_ratelimit_windows);
     suite_add_tcase(s, tc);
     return check_run(s);
 }

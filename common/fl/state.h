@@ -42,6 +42,12 @@ int state_open(const char *path, const state_config *cfg, const float *init, sta
                char *err);
 void state_close(state *s);                    /* accepts NULL */
 
+/* The run id made with the file (meta run_id: STATE_RUN_ID_LEN hex digits of
+ * random bits), or "" for a file made before run ids. Returns 0 or
+ * negative with err. */
+#define STATE_RUN_ID_LEN 32
+int state_run_id(state *s, char out[STATE_RUN_ID_LEN + 1], char *err);
+
 /* Loads the model of the last committed round (0 before the first commit)
  * into buf (table.total floats) after verifying its size and checksum, and
  * sets *round. Returns 0, or -EBADMSG with err when the file is damaged or

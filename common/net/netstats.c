@@ -3,15 +3,14 @@
 #include "common/net/netstats.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdatomic.h>
-#include <time.h>
 #include <uv.h>
 
 #include <mbedtls/ssl.h>
 #include <mbedtls/x509.h>
 
 #include "common/log.h"
+#include "common/ratelimit.h"
 
 const char *const netstats_hs_reason[NETSTATS_HS_NREASONS] = {
     "timeout", "closed", "certificate", "peer_alert", "protocol", "network",
@@ -23,10 +22,7 @@ static atomic_uint_least64_t netstats_sent, netstats_received;
 static atomic_uint_least64_t netstats_hs[NETSTATS_HS_NREASONS];
 static atomic_uint_least64_t netstats_suppressed_total;
 
-static pthread_mutex_t netstats_lock = PTHREAD_MUTEX_INITIALIZER;
-static double netstats_window_start = -1e9; /* monotonic seconds; guarded by netstats_lock */
-static int netstats_window_lines;
-static uint64_t netstats_window_dropped;
+static ratelimit netstats_log_limit = RATELIMIT_INIT(NETSTATS_LOG_BURST, NETSTATS_LOG_WINDOW_S);
 
 void netstats_get(netstats *out)
 {
@@ -69,32 +65,13 @@ int netstats_hs_class(int status)
     return NETSTATS_HS_PROTOCOL;
 }
 
-static double netstats_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 void netstats_handshake_failed(const char *peer_addr, int status, const char *reason)
 {
     int cls = netstats_hs_class(status);
     atomic_fetch_add_explicit(&netstats_hs[cls], 1, memory_order_relaxed);
 
-    pthread_mutex_lock(&netstats_lock);
-    double now = netstats_now();
-    uint64_t dropped = 0;
-    if (now - netstats_window_start >= NETSTATS_LOG_WINDOW_S) {
-        dropped = netstats_window_dropped;
-        netstats_window_start = now;
-        netstats_window_lines = 0;
-        netstats_window_dropped = 0;
-    }
-    int log_it = netstats_window_lines < NETSTATS_LOG_BURST;
-    if (log_it) netstats_window_lines++;
-    else netstats_window_dropped++;
-    pthread_mutex_unlock(&netstats_lock);
-
+    uint64_t dropped;
+    int log_it = ratelimit_allow(&netstats_log_limit, &dropped);
     if (dropped)
         log_warn("TLS handshake failures: %llu log lines suppressed in the last %d s",
                  (unsigned long long)dropped, NETSTATS_LOG_WINDOW_S);
