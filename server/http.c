@@ -10,14 +10,13 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <microhttpd.h>
 
 #include "common/log.h"
 #include "common/ratelimit.h"
 #include "common/strbuf.h"
-
-#define HTTP_HOST_MAX 255
 
 struct http {
     struct MHD_Daemon *d;
@@ -127,13 +126,11 @@ static enum MHD_Result http_on_request(void *cls, struct MHD_Connection *c, cons
     return http_text(c, MHD_HTTP_NOT_FOUND, "not found: /metrics /status /healthz /readyz\n");
 }
 
-/* Splits "HOST:PORT" ("[v6]:PORT" too) and resolves it for binding. */
-static int http_resolve(const char *hp, struct addrinfo **res, char *err)
+int http_split_addr(const char *hp, char host[HTTP_HOST_MAX + 1], char port[6], char *err)
 {
-    char host[HTTP_HOST_MAX + 1];
     const char *colon = strrchr(hp, ':');
     size_t n = colon ? (size_t)(colon - hp) : 0;
-    if (!colon || n > HTTP_HOST_MAX || !colon[1]) {
+    if (!colon || n > HTTP_HOST_MAX) {
         err_set(err, "--http %s: expected HOST:PORT", hp);
         return -EINVAL;
     }
@@ -144,14 +141,24 @@ static int http_resolve(const char *hp, struct addrinfo **res, char *err)
         host[n - 2] = 0;
     }
     char *end;
-    long port = strtol(colon + 1, &end, 10);
-    if (*end || port < 0 || port > 65535) {
-        err_set(err, "--http %s: port must be 0..65535", hp);
+    long v = strtol(colon + 1, &end, 10);
+    if (!colon[1] || *end || v < 0 || v > 65535 || strlen(colon + 1) > 5) {
+        err_set(err, "--http %s: the port must be 0..65535", hp);
         return -EINVAL;
     }
+    snprintf(port, 6, "%ld", v);
+    return 0;
+}
+
+/* Resolves "HOST:PORT" for binding (an empty HOST: every address). */
+static int http_resolve(const char *hp, struct addrinfo **res, char *err)
+{
+    char host[HTTP_HOST_MAX + 1], port[6];
+    int ret = http_split_addr(hp, host, port, err);
+    if (ret) return ret;
     struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                               .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
-    int rc = getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, res);
+    int rc = getaddrinfo(host[0] ? host : NULL, port, &hints, res);
     if (rc) {
         err_set(err, "--http %s: cannot resolve %s: %s", hp, host, gai_strerror(rc));
         return -EINVAL;
@@ -159,13 +166,35 @@ static int http_resolve(const char *hp, struct addrinfo **res, char *err)
     return 0;
 }
 
+/* Binds and listens ourselves, so that a failure names its errno (MHD's
+ * start gives only NULL). Returns the socket, or a negative errno with err. */
+static int http_listen(const char *host_port, const struct addrinfo *ai, char *err)
+{
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+    if (fd < 0) goto fail;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, SOMAXCONN) < 0) goto fail;
+    return fd;
+fail:;
+    int e = errno;
+    err_set(err, "--http %s: cannot listen: %s", host_port, strerror(e));
+    if (fd >= 0) close(fd);
+    return -e;
+}
+
 int http_start(const char *host_port, http **out, char *err)
 {
     *out = NULL;
     struct addrinfo *ai = NULL;
+    http *h = NULL;
+    int fd = -1;
     int ret = http_resolve(host_port, &ai, err);
     if (ret) return ret;
-    http *h = calloc(1, sizeof *h);
+    if ((fd = http_listen(host_port, ai, err)) < 0) {
+        ret = fd;
+        goto out;
+    }
+    h = calloc(1, sizeof *h);
     if (!h) {
         err_set(err, "out of memory");
         ret = -ENOMEM;
@@ -178,7 +207,7 @@ int http_start(const char *host_port, http **out, char *err)
         flags, 0, NULL, NULL, http_on_request, h,
         /* First, so that MHD says nothing through its own logger. */
         MHD_OPTION_EXTERNAL_LOGGER, http_log, NULL,
-        MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+        MHD_OPTION_LISTEN_SOCKET, fd,
         /* The request line and headers must fit in this pool: more is
          * answered 431 and closed. */
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_MAX_REQUEST,
@@ -187,16 +216,18 @@ int http_start(const char *host_port, http **out, char *err)
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)HTTP_MAX_PER_IP,
         MHD_OPTION_END);
     if (!h->d) {
-        /* MHD logged why through http_log; its API gives no errno. */
-        err_set(err, "--http %s: cannot listen (address in use or not local?)", host_port);
-        ret = -EADDRINUSE;
+        /* MHD logged why through http_log (threads, memory). */
+        err_set(err, "--http %s: cannot start the HTTP server", host_port);
+        ret = -EIO;
         goto out;
     }
+    fd = -1;   /* MHD's now: MHD_stop_daemon closes it */
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
     h->port = info ? info->port : -1;
     *out = h;
     h = NULL;
 out:
+    if (fd >= 0) close(fd);
     http_free(h);
     freeaddrinfo(ai);
     return ret;

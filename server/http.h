@@ -45,7 +45,13 @@
 #define HTTP_LOG_BURST 10          /* MHD's WARN lines per window, at most */
 #define HTTP_LOG_WINDOW_S 10
 
+#define HTTP_HOST_MAX 255
+
 typedef struct http http;
+
+/* Splits "HOST:PORT" ("[IPv6]:PORT" too; HOST may be empty) into host and
+ * a decimal port 0..65535. Returns 0, or -EINVAL with err naming --http. */
+int http_split_addr(const char *hp, char host[HTTP_HOST_MAX + 1], char port[6], char *err);
 
 /* Starts serving on "HOST:PORT" (HOST a name or address; port 0 picks one,
  * see http_port) from an empty snapshot: /readyz 503, /healthz 503 until

@@ -18,6 +18,7 @@
 #include "common/nn/model.h"
 #include "common/log.h"
 #include "common/nn/params.h"
+#include "server/http.h"
 #include "server/monitor.h"
 #include "server/status_cli.h"
 
@@ -78,7 +79,7 @@ static void server_on_signal(uv_signal_t *h, int signum)
 }
 
 /* Parses argv into c; returns 0, 1 for --help, or -1 with err. */
-static int server_parse(int argc, char **argv, coord_config *c, const char **http, char *err)
+static int server_parse(int argc, char **argv, coord_config *c, const char **http_addr, char *err)
 {
     enum { O_LISTEN = 256, O_CERTS, O_DB, O_ROUNDS, O_K, O_M, O_F, O_TIMEOUT, O_EVAL, O_PRIV,
            O_LR, O_MOM, O_WD, O_MU, O_BATCH, O_EPOCHS, O_SEED, O_R, O_HB, O_HTTP, O_HELP };
@@ -150,7 +151,12 @@ static int server_parse(int argc, char **argv, coord_config *c, const char **htt
         case O_HB:
             if (!(rc = cli_parse_long("--heartbeat", optarg, 1, 3600, &v, err))) c->heartbeat = (int)v;
             break;
-        case O_HTTP: *http = optarg; break;
+        case O_HTTP: {
+            char host[HTTP_HOST_MAX + 1], port[6];
+            rc = http_split_addr(optarg, host, port, err);
+            *http_addr = optarg;
+            break;
+        }
         case O_HELP: return 1;
         default: cli_bad_option(argv, err); return -1;
         }
@@ -175,9 +181,9 @@ int main(int argc, char **argv)
 {
     if (argc > 1 && !strcmp(argv[1], "status")) return status_cli_main(argc - 1, argv + 1);
     coord_config cfg;
-    const char *http = NULL;
+    const char *http_addr = NULL;
     char err[SEFL_ERRLEN] = "";
-    int rc = server_parse(argc, argv, &cfg, &http, err);
+    int rc = server_parse(argc, argv, &cfg, &http_addr, err);
     if (rc == 1) {
         fputs(usage, stdout);
         return 0;
@@ -191,7 +197,8 @@ int main(int argc, char **argv)
     uv_loop_init(&loop);
     server_app app = { 0 };
     /* The HTTP port first: when it is taken, no database is made. */
-    if ((http && monitor_start(&loop, http, &app.mon, err)) || coord_start(&loop, &cfg, &app.co, err)) {
+    if ((http_addr && monitor_start(&loop, http_addr, &app.mon, err)) ||
+        coord_start(&loop, &cfg, &app.co, err)) {
         fprintf(stderr, "sefl-server: %s\n", err);
         monitor_free(app.mon);
         uv_run(&loop, UV_RUN_DEFAULT);

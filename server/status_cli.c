@@ -18,6 +18,7 @@
 #include "common/cli.h"
 #include "common/log.h"
 #include "common/strbuf.h"
+#include "server/http.h"
 
 static const char status_usage[] =
     "usage: sefl-server status --http HOST:PORT [--json]\n"
@@ -35,21 +36,10 @@ static const char status_usage[] =
  * or -1 with err. */
 static int status_connect(const char *host_port, char *err)
 {
-    char host[256];
-    const char *colon = strrchr(host_port, ':');
-    size_t n = colon ? (size_t)(colon - host_port) : 0;
-    if (!colon || n == 0 || n >= sizeof host || !colon[1]) {
-        err_set(err, "--http %s: expected HOST:PORT", host_port);
-        return -1;
-    }
-    memcpy(host, host_port, n);
-    host[n] = 0;
-    if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
-        memmove(host, host + 1, n - 2);
-        host[n - 2] = 0;
-    }
+    char host[HTTP_HOST_MAX + 1], port[6];
+    if (http_split_addr(host_port, host, port, err)) return -1;
     struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM }, *res;
-    int rc = getaddrinfo(host, colon + 1, &hints, &res);
+    int rc = getaddrinfo(host[0] ? host : "localhost", port, &hints, &res);
     if (rc) {
         err_set(err, "cannot resolve %s: %s", host_port, gai_strerror(rc));
         return -1;
@@ -150,6 +140,8 @@ int status_cli_main(int argc, char **argv)
     }
     if (cli_no_operands(argc, argv, err) < 0) return cli_usage_error("sefl-server status", err);
     if (!addr) return cli_usage_error("sefl-server status", "--http HOST:PORT is required");
+    char host[HTTP_HOST_MAX + 1], port[6];
+    if (http_split_addr(addr, host, port, err)) return cli_usage_error("sefl-server status", err);
     strbuf body = STRBUF_INIT;
     int rc = status_get(addr, json ? "/status" : "/status?format=table", &body, err);
     if (rc == 0) fputs(body.p ? body.p : "", stdout);
