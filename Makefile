@@ -100,7 +100,8 @@ $(BUILD)/test-bin/%: $(OBJ)/client/%.o $(TEST_SWITCH_OBJ) $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: $(OBJ)/tests/%.o $(TEST_SWITCH_OBJ) $(LIB)
+# Suites run the real sefl-certs (check_main.h's check_certs): it is built first.
+$(BUILD)/tests/%: $(OBJ)/tests/%.o $(TEST_SWITCH_OBJ) $(LIB) | $(BIN)/sefl-certs
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CHECK_LIBS)
 
