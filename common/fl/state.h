@@ -19,7 +19,9 @@
  *       `sefl-sim --local-only` writes), created_at (UTC ISO 8601), and what
  *       binds the file to one run: arch, r, fc1_gate, table_hash (16 hex
  *       digits), private_groups ('se', 'none', 'head', 'se,head'),
- *       init_seed, and partition (the spec, when known)
+ *       init_seed, and partition (the spec, when known); run_id (32 hex
+ *       digits of random bits made with the file, absent in files made
+ *       before it: what monitoring names the run by)
  *   rounds(round INTEGER PRIMARY KEY, committed_at TEXT, clients INTEGER,
  *          examples INTEGER, train_loss REAL, train_accuracy REAL,
  *          seconds REAL, coord_seconds REAL, attempt INTEGER)
