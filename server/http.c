@@ -26,6 +26,7 @@ struct http {
     int ready;
     int published;               /* a snapshot was published at all */
     double beat;                 /* CLOCK_MONOTONIC seconds of the last publish */
+    double stale_s;              /* /healthz fails when beat is older */
 };
 
 static double http_now(void)
@@ -62,7 +63,8 @@ static enum MHD_Result http_reply(struct MHD_Connection *c, unsigned code, const
     if (!r) return MHD_NO;
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
     MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-    if (code == MHD_HTTP_METHOD_NOT_ALLOWED) MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+    if (code == MHD_HTTP_METHOD_NOT_ALLOWED)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
     enum MHD_Result ret = MHD_queue_response(c, code, r);
     MHD_destroy_response(r);
     return ret;
@@ -108,11 +110,11 @@ static enum MHD_Result http_on_request(void *cls, struct MHD_Connection *c, cons
     if (!strcmp(url, "/healthz")) {
         pthread_mutex_lock(&h->lock);
         double age = http_now() - h->beat;
-        int ok = h->published && age < HTTP_STALE_S;
+        int published = h->published;
         pthread_mutex_unlock(&h->lock);
-        if (ok) return http_text(c, MHD_HTTP_OK, "ok\n");
+        if (published && age < h->stale_s) return http_text(c, MHD_HTTP_OK, "ok\n");
         char msg[96];
-        if (h->published) snprintf(msg, sizeof msg, "stalled: no snapshot for %.0f s\n", age);
+        if (published) snprintf(msg, sizeof msg, "stalled: no snapshot for %.0f s\n", age);
         else snprintf(msg, sizeof msg, "no snapshot yet\n");
         return http_text(c, MHD_HTTP_SERVICE_UNAVAILABLE, msg);
     }
@@ -182,7 +184,7 @@ fail:;
     return -e;
 }
 
-int http_start(const char *host_port, http **out, char *err)
+int http_start(const char *host_port, double stale_s, http **out, char *err)
 {
     *out = NULL;
     struct addrinfo *ai = NULL;
@@ -201,6 +203,7 @@ int http_start(const char *host_port, http **out, char *err)
         goto out;
     }
     pthread_mutex_init(&h->lock, NULL);
+    h->stale_s = stale_s;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
     if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
     h->d = MHD_start_daemon(

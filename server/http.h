@@ -7,7 +7,7 @@
  *                              prints)
  *   GET /healthz               200 "ok" while the publisher is alive (its
  *                              last http_publish less than HTTP_STALE_S
- *                              ago), else 503
+ *                              seconds ago), else 503
  *   GET /readyz                200 "ready" while the last snapshot said
  *                              ready, else 503
  *   anything else              404; a method other than GET or HEAD: 405
@@ -23,7 +23,8 @@
  * coordinator's state. A stalled loop shows as a stale snapshot, which is
  * exactly what /healthz reports.
  *
- * Limits (refusals, each tested in tests/integration/prometheus.sh):
+ * Limits (refusals; tests/integration/prometheus.sh tests each but the
+ * total connection limit):
  *   request headers over HTTP_MAX_REQUEST bytes: 431 and closed
  *   a request body: not read (every endpoint answers without one)
  *   HTTP_TIMEOUT_S seconds without progress: the connection is closed
@@ -55,9 +56,10 @@ int http_split_addr(const char *hp, char host[HTTP_HOST_MAX + 1], char port[6], 
 
 /* Starts serving on "HOST:PORT" (HOST a name or address; port 0 picks one,
  * see http_port) from an empty snapshot: /readyz 503, /healthz 503 until
- * the first publish. Returns 0 with *out, or negative with err (e.g. the
- * port is taken). */
-int http_start(const char *host_port, http **out, char *err);
+ * the first publish. /healthz fails once no publish came for stale_s
+ * seconds (sefl-server: HTTP_STALE_S). Returns 0 with *out, or negative
+ * with err (e.g. the port is taken). */
+int http_start(const char *host_port, double stale_s, http **out, char *err);
 
 int http_port(const http *h);
 

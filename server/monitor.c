@@ -269,7 +269,7 @@ int monitor_start(uv_loop_t *loop, const char *host_port, monitor **out, char *e
         return -ENOMEM;
     }
     m->loop = loop;
-    int ret = http_start(host_port, &m->h, err);
+    int ret = http_start(host_port, HTTP_STALE_S, &m->h, err);
     if (ret) goto fail;
     m->reg = metrics_new();
     if (!m->reg) {

@@ -60,8 +60,8 @@ static const char usage[] =
     "  --heartbeat SEC         heartbeat to idle clients every SEC seconds; silent for\n"
     "                          3 of them closes the client (default 10)\n"
     "  --http HOST:PORT        serve plain HTTP for monitoring (default off; e.g.\n"
-    "                          127.0.0.1:9464): /metrics (Prometheus), /status (JSON),\n"
-    "                          /healthz, /readyz\n"
+    "                          " HTTP_SUGGESTED_ADDR "): /metrics (Prometheus), /status\n"
+    "                          (JSON), /healthz, /readyz\n"
     "  --help                  this text\n"
     "Logs one line per event to stderr (SEFL_LOG=debug|info|warn|error).\n";
 

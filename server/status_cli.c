@@ -24,7 +24,7 @@ static const char status_usage[] =
     "usage: sefl-server status --http HOST:PORT [--json]\n"
     "\n"
     "Prints the status of the coordinator whose --http endpoint is HOST:PORT\n"
-    "(e.g. 127.0.0.1:9464): run id, phase, round, deadline, clients connected,\n"
+    "(e.g. " HTTP_SUGGESTED_ADDR "): run id, phase, round, deadline, clients connected,\n"
     "selected and reported, last commit, last evaluation and run settings.\n"
     "\n"
     "  --http HOST:PORT   the coordinator's --http address\n"
@@ -68,8 +68,7 @@ static int status_connect(const char *host_port, char *err)
     return fd;
 }
 
-/* GETs path; returns 0 with the body in out, or -1 with err. */
-static int status_get(const char *host_port, const char *path, strbuf *out, char *err)
+int status_cli_get(const char *host_port, const char *path, int *code, strbuf *body, char *err)
 {
     int fd = status_connect(host_port, err);
     if (fd < 0) return -1;
@@ -99,19 +98,13 @@ static int status_get(const char *host_port, const char *path, strbuf *out, char
                 errno == EAGAIN ? "timed out" : strerror(errno));
         goto out;
     }
-    int code = 0;
-    char *body = reply.p ? strstr(reply.p, "\r\n\r\n") : NULL;
-    if (!body || sscanf(reply.p, "HTTP/1.%*d %d", &code) != 1) {
+    char *start = reply.p ? strstr(reply.p, "\r\n\r\n") : NULL;
+    if (!start || sscanf(reply.p, "HTTP/1.%*d %d", code) != 1) {
         err_set(err, "%s: not an HTTP reply (is it the --http address, not --listen?)", host_port);
         goto out;
     }
-    body += 4;
-    if (code != 200) {
-        /* The endpoint's error bodies are one line. */
-        err_set(err, "%s%s: HTTP %d: %.*s", host_port, path, code, (int)strcspn(body, "\n"), body);
-        goto out;
-    }
-    ret = strbuf_append(out, body, reply.len - (size_t)(body - reply.p)) ? -1 : 0;
+    start += 4;
+    ret = strbuf_append(body, start, reply.len - (size_t)(start - reply.p)) ? -1 : 0;
     if (ret) err_set(err, "out of memory");
 out:
     strbuf_free(&reply);
@@ -143,9 +136,14 @@ int status_cli_main(int argc, char **argv)
     char host[HTTP_HOST_MAX + 1], port[6];
     if (http_split_addr(addr, host, port, err)) return cli_usage_error("sefl-server status", err);
     strbuf body = STRBUF_INIT;
-    int rc = status_get(addr, json ? "/status" : "/status?format=table", &body, err);
-    if (rc == 0) fputs(body.p ? body.p : "", stdout);
+    const char *path = json ? "/status" : "/status?format=table";
+    int code = 0, rc = status_cli_get(addr, path, &code, &body, err);
+    /* The endpoint's error bodies are one line. */
+    if (rc == 0 && code != 200)
+        err_set(err, "%s%s: HTTP %d: %.*s", addr, path, code,
+                (int)strcspn(body.p ? body.p : "", "\n"), body.p ? body.p : "");
+    if (rc == 0 && code == 200) fputs(body.p ? body.p : "", stdout);
     else fprintf(stderr, "sefl-server status: %s\n", err);
     strbuf_free(&body);
-    return rc == 0 ? 0 : 1;
+    return rc == 0 && code == 200 ? 0 : 1;
 }

@@ -35,13 +35,15 @@ trap 'sefl_stop "${SEFL_SERVER_PID:-}" "${SEFL_SIM_PID:-}" "$SCRAPER_PID"' EXIT
 # gone (it exits after its last round); then prints the number of scrapes
 # and their median latency in ms.
 SCRAPER='
-import http.client, signal, statistics, sys, time
+import http.client, os, signal, statistics, sys, time
 port, hz = int(sys.argv[1]), float(sys.argv[2])
 lat = []
 def done(*_):
+    # Once: the coordinator may be gone and the SIGTERM on its way.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     print("scrapes", len(lat))
-    print("scrape_ms_median", round(statistics.median(lat) * 1e3, 3) if lat else 0)
-    sys.exit(0)
+    print("scrape_ms_median", round(statistics.median(lat) * 1e3, 3) if lat else 0, flush=True)
+    os._exit(0)
 signal.signal(signal.SIGTERM, done)
 nxt = time.monotonic()
 while True:
@@ -109,6 +111,6 @@ for way in off idle scraped; do
     echo "http_cost_${way}_server_cpu_s_median $(median "$way" server_cpu_s)"
 done
 off=$(median off rounds_per_s) idle=$(median idle rounds_per_s) scraped=$(median scraped rounds_per_s)
-echo "http_cost_ratio_scraped_vs_idle $(echo "scale=4; $scraped / $idle" | bc)"
-echo "http_cost_ratio_scraped_vs_off $(echo "scale=4; $scraped / $off" | bc)"
+echo "http_cost_ratio_scraped_vs_idle $(awk -v a="$scraped" -v b="$idle" 'BEGIN { printf "%.4f", a / b }')"
+echo "http_cost_ratio_scraped_vs_off $(awk -v a="$scraped" -v b="$off" 'BEGIN { printf "%.4f", a / b }')"
 echo "http_cost_scrape_ms_median $(median scraped scrape_ms_median)"

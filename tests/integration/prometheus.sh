@@ -14,7 +14,8 @@
 #     with its address;
 #   - the endpoint refuses what it must: 404 for an unknown path, 405 for
 #     POST, 431 for request headers over 8 KB, a request left unfinished is
-#     closed after the 5 s timeout; `status` with nothing listening fails
+#     closed after the 5 s timeout, a ninth connection from one address is
+#     refused; `status` with nothing listening fails
 #     with one line; a taken --http port stops a second coordinator before
 #     it makes a database.
 # /readyz's 503 (before the database is open) lasts microseconds between
@@ -133,6 +134,26 @@ timeout 15 bash -c "exec 3<>/dev/tcp/127.0.0.1/$HTTP_PORT; printf 'GET /metr' >&
 rc=$? took=$((SECONDS - start))
 sefl_check "an unfinished request is closed by the timeout (5 s; took $took s)" \
     all "[ $rc = 0 ]" "[ $took -ge 4 ]" "[ $took -le 8 ]"
+
+# Eight idle connections from this address fill its share; a ninth gets no
+# answer; once they close, requests are served again.
+per_ip=$(python3 - "$HTTP_PORT" <<'PY'
+import http.client, socket, sys
+port = int(sys.argv[1])
+held = [socket.create_connection(("127.0.0.1", port)) for _ in range(8)]
+c = http.client.HTTPConnection("127.0.0.1", port, timeout=3)
+try:
+    c.request("GET", "/healthz")
+    ninth = c.getresponse().status
+except (OSError, http.client.HTTPException):
+    ninth = "refused"
+print(ninth)
+for s in held:
+    s.close()
+PY
+)
+sefl_check "a ninth connection from one address is refused (got '$per_ip')" [ "$per_ip" = refused ]
+sefl_check "served again once those close" [ "$(http_code "$H/healthz")" = 200 ]
 
 out=$("$BIN/sefl-server" status --http "127.0.0.1:$(free_port)" 2>&1)
 rc=$?
