@@ -48,11 +48,18 @@ START_TEST(test_init)
     /* Same bytes on every machine: this checksum was recorded on x86-64 and
      * depends only on integer arithmetic, IEEE sqrt and float rounding. */
     ck_assert_uint_eq(params_checksum(t, params_group(PARAM_ALL), model_params(a)),
-                      0xe71fc4761601da60ULL);
+                      0x3a2766eca827a760ULL);
     /* Bounds 1/sqrt(fan_in) for a weight and for the bias after it, and the
      * draws fill the range (max near the bound, mean near zero). */
+    int gates = 0;
     for (int i = 0; i < t->n; i++) {
         const param_info *p = &t->p[i];
+        if (model_is_gate_bias(p)) {
+            /* The excitations' output biases start every gate open. */
+            for (size_t k = 0; k < p->size; k++) ck_assert_float_eq(model_params(a)[p->offset + k], MODEL_GATE_BIAS);
+            gates++;
+            continue;
+        }
         const param_info *w = p->ndim > 1 ? p : p - 1;
         const double bound = 1.0 / sqrt((double)(w->size / (size_t)w->shape[0]));
         const float *v = model_params(a) + p->offset;
@@ -67,6 +74,7 @@ START_TEST(test_init)
             ck_assert_double_lt(fabs(sum / (double)p->size), 0.2 * bound);
         }
     }
+    ck_assert_int_eq(gates, 3);
     /* init also clears momentum: a momentum step right after init equals a
      * plain step */
     float *g = model_grads(a);

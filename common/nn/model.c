@@ -234,6 +234,12 @@ float *model_grads(model *m)
     return m->g;
 }
 
+int model_is_gate_bias(const param_info *p)
+{
+    const size_t n = strlen(p->name), k = strlen(".fc2.bias");
+    return (p->groups & PARAM_SE) && n > k && !strcmp(p->name + n - k, ".fc2.bias");
+}
+
 void model_init(model *m, uint64_t seed)
 {
     /* PyTorch's default: kaiming_uniform(a = sqrt(5)) on a weight is
@@ -249,6 +255,10 @@ void model_init(model *m, uint64_t seed)
         if (p->ndim > 1) bound = 1.0 / sqrt((double)(p->size / (size_t)p->shape[0]));
         float *w = m->w + p->offset;
         for (size_t k = 0; k < p->size; k++) w[k] = (float)((2.0 * rng_uniform(&r) - 1.0) * bound);
+        /* The gates start open (model.h); the draws above still happen, so
+         * every other tensor gets the same bytes as under the plain scheme. */
+        if (model_is_gate_bias(p))
+            for (size_t k = 0; k < p->size; k++) w[k] = MODEL_GATE_BIAS;
     }
     model_reset_momentum(m);
 }

@@ -10,7 +10,8 @@ The network is the one model.c computes, layer for layer:
     conv2 32->64 5x5, ReLU, SE(64, r), maxpool 2
     fc1 1024->512, ReLU, SE-vec(512, r)
     fc 512->10
-with PyTorch's default initialisation, as model_init does. The
+with PyTorch's default initialisation except each excitation's output bias,
+which starts at GATE_BIAS as model_init does (see model.h for why). The
 script counts its parameters and refuses to run unless they are sefl's
 649,526 (r 8), so the two can never silently drift apart.
 
@@ -31,8 +32,8 @@ Modes (figures are printed as `name value` lines):
           (75/25 train/test per client, as sefl's partitions), every client
           every round, one local epoch; the private tensors stay with each
           client. Prints `round R weighted_accuracy X` after each round.
---gate-bias sets every excitation's output bias to a number, or leaves
-PyTorch's uniform draw (`default`).
+--gate-bias accepts a number or `default` (PyTorch's uniform draw, the
+initialisation sefl had before the plateau fix).
 """
 import argparse
 import gzip
@@ -47,7 +48,7 @@ import torch.nn.functional as F
 
 DATA = "/usr/share/datasets/fashion-mnist/"
 SEFL_PARAMS = 649526          # params_build_cnn_se(r 8, fc1 gate): model.h
-GATE_BIAS = None              # None: PyTorch's draw, as model_init
+GATE_BIAS = 3.0               # MODEL_GATE_BIAS in common/nn/model.h
 
 
 def read_idx(path):
