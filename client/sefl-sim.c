@@ -419,7 +419,8 @@ static void sim_local_start(sim *m, sim_client *c)
     j->round = c->resume + 1;
     j->epochs = (int)m->a.epochs;
     j->batch = (int)m->a.batch;
-    j->sgd = (sgd_config){ (float)m->a.lr, (float)m->a.momentum, (float)m->a.weight_decay, 0 };
+    j->sgd = (sgd_config){ .lr = (float)m->a.lr, .momentum = (float)m->a.momentum,
+                          .weight_decay = (float)m->a.weight_decay };
     j->seed = sim_local_seed(m, c, j->round);
     j->done = sim_local_done;
     j->user = c;

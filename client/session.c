@@ -371,7 +371,8 @@ static void session_on_task(session *s, int train, uint32_t round, const char *p
     if (tt) {
         task.epochs = (int)tt->epochs;
         task.batch = (int)tt->batch;
-        task.sgd = (sgd_config){ tt->lr, tt->momentum, tt->weight_decay, tt->prox_mu };
+        task.sgd = (sgd_config){ .lr = tt->lr, .momentum = tt->momentum,
+                                  .weight_decay = tt->weight_decay, .prox_mu = tt->prox_mu };
         task.seed = tt->seed;
     }
     session_enqueue(s, &task);

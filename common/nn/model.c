@@ -234,6 +234,11 @@ float *model_grads(model *m)
     return m->g;
 }
 
+const float *model_momentum(const model *m)
+{
+    return m->v;
+}
+
 int model_is_gate_bias(const param_info *p)
 {
     const size_t n = strlen(p->name), k = strlen(".fc2.bias");
@@ -372,7 +377,17 @@ float model_forward_backward(model *m, const float *x, const uint8_t *y, int B, 
 
 void model_sgd_step(model *m, const sgd_config *c, const float *ref)
 {
-    sgd_step(m->w, m->g, m->v, ref, m->t.total, c);
+    /* Tensor by tensor, so that each can be frozen or get its own rate;
+     * the table has a few dozen tensors, so the calls cost nothing next to
+     * the floats they step. */
+    sgd_config one = *c;
+    for (int i = 0; i < m->t.n; i++) {
+        const param_info *p = &m->t.p[i];
+        if (params_selected(p, c->frozen)) continue;
+        one.lr = params_selected(p, c->alt) ? c->alt_lr : c->lr;
+        sgd_step(m->w + p->offset, m->g + p->offset, m->v + p->offset, ref ? ref + p->offset : NULL,
+                 p->size, &one);
+    }
 }
 
 static double model_now(void)

@@ -36,6 +36,7 @@ void model_free(model *m);               /* accepts NULL */
 const param_table *model_table(const model *m);
 float *model_params(model *m);           /* (table.total) */
 float *model_grads(model *m);            /* (table.total) */
+const float *model_momentum(const model *m); /* (table.total) SGD momentum, for tests */
 
 /* Every excitation's output bias (se*.fc2.bias) starts at this value, so
  * every gate starts near sigmoid(3) = 0.95 instead of PyTorch's default
@@ -71,7 +72,9 @@ float model_forward(model *m, const float *x, const uint8_t *y, int B, float *lo
 float model_forward_backward(model *m, const float *x, const uint8_t *y, int B, int *correct);
 
 /* One SGD step with the current gradients (optim.h); ref (table.total) is the
- * proximal reference or NULL. */
+ * proximal reference or NULL. c->frozen and c->alt choose, tensor by tensor,
+ * which are left alone (weights and momentum) and which step at c->alt_lr:
+ * the primitive of the local schedules (client/trainer.h). */
 void model_sgd_step(model *m, const sgd_config *c, const float *ref);
 
 typedef struct {
