@@ -42,7 +42,7 @@ typedef struct {
     int is_string;
 } monitor_setting;
 
-enum { MONITOR_SETTINGS = 16 };
+enum { MONITOR_SETTINGS = 18 };
 
 static void monitor_settings(const coord_config *c, monitor_setting s[MONITOR_SETTINGS])
 {
@@ -66,6 +66,10 @@ static void monitor_settings(const coord_config *c, monitor_setting s[MONITOR_SE
     SET("seed", 0, "%llu", (unsigned long long)c->seed);
     SET("r", 0, "%d", c->r);
     SET("heartbeat", 0, "%d", c->heartbeat);
+    if (c->private_epochs > 0) SET("local-schedule", 1, "private-first:%d", c->private_epochs);
+    else SET("local-schedule", 1, "joint");
+    /* 0 means "the same as --lr", which is what the operator set. */
+    SET("private-lr", 0, "%.7g", (double)(c->private_lr > 0 ? c->private_lr : c->lr));
 #undef SET
 }
 

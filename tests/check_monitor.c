@@ -32,7 +32,8 @@ START_TEST(test_json_idle)
         "\"settings\":{\"rounds\":0,\"clients-per-round\":10,\"min-clients\":2,"
         "\"over-select\":1.3,\"round-timeout\":300,\"eval-every\":5,\"private\":\"se\","
         "\"lr\":0.01,\"momentum\":0,\"weight-decay\":0,\"prox-mu\":0,\"batch\":10,"
-        "\"epochs\":1,\"seed\":1,\"r\":8,\"heartbeat\":10}}\n");
+        "\"epochs\":1,\"seed\":1,\"r\":8,\"heartbeat\":10,\"local-schedule\":\"joint\","
+        "\"private-lr\":0.01}}\n");
     strbuf_free(&b);
 }
 END_TEST
@@ -54,6 +55,8 @@ START_TEST(test_json_training)
     st.eval_accuracy = 0.875;
     cfg.private_mask = PARAM_SE | PARAM_HEAD;
     cfg.lr = 0.005f;
+    cfg.private_epochs = 2;
+    cfg.private_lr = 0.1f;
     strbuf b = STRBUF_INIT;
     ck_assert_int_eq(monitor_status_json(&st, &b), 0);
     const char *want[] = {
@@ -62,6 +65,7 @@ START_TEST(test_json_training)
         "\"last_commit\":1799999999.250",
         "\"last_eval\":{\"round\":5,\"weighted_accuracy\":0.875000}",
         "\"private\":\"se,head\"", "\"lr\":0.005,",
+        "\"local-schedule\":\"private-first:2\",\"private-lr\":0.1}",
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         ck_assert_msg(strstr(b.p, want[i]), "no %s in %s", want[i], b.p);
@@ -86,7 +90,7 @@ START_TEST(test_table)
         "run        (none recorded)\n", "phase      eval (not ready)\n",
         "evaluation 1 of 4 reports\n", "committed  round 0\n",
         "last eval  round 3: weighted accuracy 0.5000\n", "settings   --rounds 0 ",
-        " --heartbeat 10\n",
+        " --heartbeat 10", " --local-schedule joint --private-lr 0.01\n",
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         ck_assert_msg(strstr(b.p, want[i]), "no '%s' in:\n%s", want[i], b.p);
