@@ -11,7 +11,8 @@
 #     the number of rounds committed in server.db, and up{job="sefl"} 1;
 #   - a plain-TCP peer that is not TLS is counted as
 #     sefl_tls_handshake_failures_total{reason="protocol"} and logged as WARN
-#     with its address;
+#     with its address; a flood of 30 is all counted while the WARN lines
+#     stay within the rate limit (the rest counted as suppressed);
 #   - the endpoint refuses what it must: 404 for an unknown path, 405 for
 #     POST, 431 for request headers over 8 KB, a request left unfinished is
 #     closed after the 5 s timeout, a ninth connection from one address is
@@ -123,6 +124,23 @@ done
 sefl_check "Prometheus API: sefl_rounds_committed_total = $committed, the rounds in server.db (got '$got')" \
     all '[ "$got" = "$committed" ]' '[ "$committed" -ge 2 ]' 
 sefl_check "Prometheus API: up{job=\"sefl\"} = 1" [ "$(prom_value 'up{job="sefl"}')" = 1 ]
+
+# A flood of 30 more: every one counted, the WARN lines capped at 10 per
+# 10 s window, each dropped line counted as suppressed.
+for ((i = 0; i < 30; i++)); do
+    exec 3<>"/dev/tcp/127.0.0.1/$SEFL_PORT" && printf 'GET / HTTP/1.0\r\n\r\n' >&3 && exec 3>&-
+done
+metric() { curl -s --max-time 5 "$H/metrics" | awk -v k="$1" '$1 == k { print $2 }'; }
+for ((i = 0; i < 50; i++)); do
+    [ "$(metric 'sefl_tls_handshake_failures_total{reason="protocol"}')" = 31 ] && break
+    sleep 0.2
+done
+sleep 0.3   # one more refresh of the published figures
+logged=$(grep -c 'WARN TLS handshake from .* failed (protocol)' "$T/server.log")
+suppressed=$(metric sefl_tls_handshake_log_suppressed_total)
+sefl_check "a flood of 30 non-TLS peers: 31 counted, $logged logged, $suppressed suppressed" \
+    all '[ "$(metric '"'"'sefl_tls_handshake_failures_total{reason="protocol"}'"'"')" = 31 ]' \
+        "[ $logged -le 20 ]" "[ $((logged + suppressed)) = 31 ]"
 
 sefl_check "404 for an unknown path" [ "$(http_code "$H/nope")" = 404 ]
 sefl_check "405 for POST" [ "$(http_code "$H/metrics" -X POST -d x=1)" = 405 ]
