@@ -859,7 +859,7 @@ static void coord_on_update(peer *p, const Sefl__Update *u, coord_clock t0)
     guard_add_norm(&co->g, guard_update_norm(&co->t, co->shared, co->scratch, co->global), i);
     snprintf(co->part_names[i], COORD_NAME_MAX, "%s", p->name);
     co->parts[i].name = co->part_names[i];
-    co->parts[i].examples = u->examples;
+    co->parts[i].examples = weight;   /* what it weighs in the mean */
     log_info("update from %s for round %u: examples %u, train_loss %.4f (%d of %d)", p->name,
              co->round, u->examples, u->train_loss, co->sum.count, co->target);
     co->open--;

@@ -162,6 +162,9 @@ int guard_find_outlier(const guard *g, double *norm, double *bound)
         memcpy(g->sorted, g->norms, (size_t)g->n_norms * sizeof *g->sorted);
         qsort(g->sorted, (size_t)g->n_norms, sizeof *g->sorted, guard_cmp_double);
         b = g->cfg.norm_factor * g->sorted[(g->n_norms - 1) / 2];
+        /* Half the updates equal to the global model say nothing about the
+         * scale of a step: no relative bound then (the mean stays checked). */
+        if (b == 0) return -1;
     }
     int worst = -1;
     for (int i = 0; i < g->n_norms; i++)

@@ -90,7 +90,8 @@ void guard_round_reset(guard *g);
 void guard_add_norm(guard *g, double norm, int owner);
 
 /* Finds the update over the bound: the absolute max_norm, or norm_factor x
- * the lower median of the attempt's norms. Returns the owner of the largest
+ * the lower median of the attempt's norms (no relative bound when that
+ * median is 0: unchanged updates give no scale). Returns the owner of the largest
  * such update (and its norm and the bound in *norm, *bound), or -1 when
  * every update is within it. */
 int guard_find_outlier(const guard *g, double *norm, double *bound);

@@ -124,6 +124,12 @@ START_TEST(test_norms)
     ck_assert_int_eq(g.n_norms, 5);
     ck_assert_int_eq(guard_find_outlier(&g, &norm, &bound), 4);
     ck_assert_double_eq(bound, 5000);          /* lower median of 1 3 50 400 9000 = 50 */
+    /* A zero median (updates equal to the global model) sets no bound. */
+    guard_round_reset(&g);
+    guard_add_norm(&g, 0, 0);
+    guard_add_norm(&g, 0, 1);
+    guard_add_norm(&g, 7, 2);
+    ck_assert_int_eq(guard_find_outlier(&g, &norm, &bound), -1);
     guard_free(&g);
 
     /* An absolute bound applies whatever the median. */
