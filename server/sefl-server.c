@@ -66,8 +66,9 @@ static const char usage[] =
     "                          (default 3)\n"
     "  --preauth-per-addr N    connections from one address still in their TLS\n"
     "                          handshake at once (default 256; 0: no limit)\n"
-    "  --handshakes-per-sec R  TLS handshakes one address may start per second, in\n"
-    "                          bursts of up to 256 (default 100; 0: no limit)\n"
+    "  --handshakes-per-sec R  TLS handshakes one address may start per second\n"
+    "                          (default 100; 0: no limit)\n"
+    "  --handshake-burst N     ... and at once before that rate applies (default 256)\n"
     "  --help                  this text\n"
     "Logs one line per event to stderr (SEFL_LOG=debug|info|warn|error).\n";
 
@@ -88,7 +89,7 @@ static int server_parse(int argc, char **argv, coord_config *c, char *err)
 {
     enum { O_LISTEN = 256, O_CERTS, O_DB, O_ROUNDS, O_K, O_M, O_F, O_TIMEOUT, O_EVAL, O_PRIV,
            O_LR, O_MOM, O_WD, O_MU, O_BATCH, O_EPOCHS, O_SEED, O_R, O_HB, O_SHARE, O_NORM,
-           O_PENALTY, O_PREAUTH, O_HSRATE, O_HELP };
+           O_PENALTY, O_PREAUTH, O_HSRATE, O_HSBURST, O_HELP };
     static const struct option opts[] = {
         { "listen", 1, 0, O_LISTEN }, { "certs", 1, 0, O_CERTS }, { "db", 1, 0, O_DB },
         { "rounds", 1, 0, O_ROUNDS }, { "clients-per-round", 1, 0, O_K },
@@ -100,6 +101,7 @@ static int server_parse(int argc, char **argv, coord_config *c, char *err)
         { "heartbeat", 1, 0, O_HB }, { "max-weight-share", 1, 0, O_SHARE },
         { "max-update-norm", 1, 0, O_NORM }, { "penalty-rounds", 1, 0, O_PENALTY },
         { "preauth-per-addr", 1, 0, O_PREAUTH }, { "handshakes-per-sec", 1, 0, O_HSRATE },
+        { "handshake-burst", 1, 0, O_HSBURST },
         { "help", 0, 0, O_HELP }, { 0, 0, 0, 0 },
     };
     coord_config_default(c);
@@ -174,6 +176,10 @@ static int server_parse(int argc, char **argv, coord_config *c, char *err)
             break;
         case O_HSRATE:
             rc = cli_parse_double("--handshakes-per-sec", optarg, 0, 1e6, &c->preauth.per_sec, err);
+            break;
+        case O_HSBURST:
+            if (!(rc = cli_parse_long("--handshake-burst", optarg, 1, 1000000, &v, err)))
+                c->preauth.burst = (int)v;
             break;
         case O_HELP: return 1;
         default: cli_bad_option(argv, err); return -1;

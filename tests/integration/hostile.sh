@@ -1,20 +1,20 @@
 #!/usr/bin/env bash
-# hostile: one run with three honest clients (sefl-client) and five
+# hostile: one run with three honest clients (sefl-client) and six
 # attackers with valid certificates (py_client.py, written from
 # proto/PROTOCOL.md): a scaled update (x1e6), a falsified EvalReport (2^32-1
 # examples, accuracy 1.0), 1,000,000 declared examples, a client that stops
-# reading once it holds a task, and one that answers with Error{40 training
-# diverged}. Every defence of issue 10 shows in the log, the run commits
+# reading once it holds a task, one that sends its Update one byte every
+# 0.5 s, and one that answers with Error{40 training diverged}. Every defence of issue 10 shows in the log, the run commits
 # all its rounds, every committed model is finite, and sefl-eval reads the
 # database.
 cd "$(dirname "$0")/../.." || exit 1
 source tests/lib.sh
 sefl_need_fmnist || exit 0
 
-sefl_fl_begin hostile 8 25 '*.log'
+sefl_fl_begin hostile 9 25 '*.log'
 sefl_need_py "$T" || exit 0
 sefl_start_server "$T/server.log" 127.0.0.1:0 --certs "$T/certs" --db "$T/server.db" \
-    --rounds 3 --clients-per-round 8 --min-clients 3 --eval-every 3 --round-timeout 60 \
+    --rounds 3 --clients-per-round 9 --min-clients 3 --eval-every 3 --round-timeout 60 \
     --heartbeat 1 --lr 0.05 --batch 32 --penalty-rounds 5 || exit 1
 for i in 0 1 2; do sefl_start_client "$T" "$i" 8 "$SEFL_PORT" --max-samples 300; done
 sefl_start_py "$T" client-0003 "$SEFL_PORT" --attack scale
@@ -22,6 +22,7 @@ sefl_start_py "$T" client-0004 "$SEFL_PORT" --attack report
 sefl_start_py "$T" client-0005 "$SEFL_PORT" --attack declare
 sefl_start_py "$T" client-0006 "$SEFL_PORT" --attack stall
 sefl_start_py "$T" client-0007 "$SEFL_PORT" --attack diverge
+sefl_start_py "$T" client-0008 "$SEFL_PORT" --attack slow
 
 sefl_wait_exit "$SEFL_SERVER_PID" 90
 sefl_check "the coordinator commits its 3 rounds and exits 0" [ $? = 0 ]
@@ -30,6 +31,8 @@ sefl_check "scaled update: the candidate model refused, not committed, client-00
     grep -qE 'candidate model refused, not committed: update from client-0003 refused, update norm [0-9.e+]+ over the bound' "$log"
 sefl_check "scaled update: client-0003 penalised" \
     grep -q 'client client-0003 penalised for 5 rounds' "$log"
+sefl_check "scaled update: client-0003 penalised out of selection (1 TrainTask in 3 rounds)" \
+    [ "$(grep -c 'train task' "$T/client-0003.py.log")" = 1 ]
 sefl_check "scaled update: client-0003 in no committed round" \
     [ "$(sefl_sql "$T/server.db" "SELECT rounds FROM clients WHERE name = 'client-0003'")" = 0 ]
 sefl_check "falsified EvalReport: refused with its reason and counted" \
@@ -40,6 +43,8 @@ sefl_check "1,000,000 declared examples: the weight is capped" \
     grep -qE 'update from client-0005 for round [0-9]+: weight 1000000 capped to [0-9]+ \(--max-weight-share 0.5' "$log"
 sefl_check "stalled reader holding a task: closed after 3 heartbeats and penalised" \
     grep -q 'client client-0006 penalised for 5 rounds (until round [0-9]*): silent for 3 heartbeats while holding a task' "$log"
+sefl_check "an Update sent one byte every 0.5 s: closed after 3 heartbeats and penalised" \
+    grep -q 'client client-0008 penalised for 5 rounds (until round [0-9]*): silent for 3 heartbeats while holding a task' "$log"
 sefl_check "diverged training: counted, the client stays connected" \
     grep -qE 'client client-0007: training diverged in round [0-9]+ \(training diverged: loss nan\); it stays connected' "$log"
 sefl_check "the diverged client was never closed before the run ended" \

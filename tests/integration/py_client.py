@@ -109,6 +109,7 @@ def main():
     ap.add_argument("--train", type=int, default=600)
     ap.add_argument("--test", type=int, default=200)
     ap.add_argument("--updates", type=int, default=0)
+    ap.add_argument("--bind", default="", help="local address to connect from")
     ap.add_argument("--attack", default="none",
                     choices=["none", "scale", "report", "declare", "stall", "slow", "diverge"])
     a = ap.parse_args()
@@ -124,7 +125,8 @@ def main():
     ctx.load_verify_locations(os.path.join(a.certs, "ca.crt"))
     ctx.load_cert_chain(os.path.join(a.certs, "clients", a.name + ".crt"),
                         os.path.join(a.certs, "clients", a.name + ".key"))
-    raw = socket.create_connection((host, int(port)), timeout=120)
+    raw = socket.create_connection((host, int(port)), timeout=120,
+                                   source_address=(a.bind, 0) if a.bind else None)
     sock = ctx.wrap_socket(raw, server_hostname=host)
     say("connected %s %s" % (sock.version(), sock.cipher()[0]))
     p = Peer(sock, pb)
