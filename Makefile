@@ -54,7 +54,7 @@ DEB_PKGS := build-essential pkg-config libuv1-dev libprotobuf-c-dev \
             iproute2 sqlite3 clang libclang-rt-14-dev python3 procps \
             protobuf-compiler python3-protobuf
 
-.PHONY: all deps layers check check-asan bench demo results fuzz fuzz-corpus clean
+.PHONY: all deps layers check check-asan bench demo results soak fuzz fuzz-corpus clean
 all: $(PROGS) $(TEST_PROGS) $(TESTS)
 
 # Installs only what is missing, so a second run is quiet and fast.
@@ -145,6 +145,12 @@ demo:
 
 results: all
 	@bash tests/results.sh
+
+# Chaos run (issue 10): 20 clients, 200 rounds, shards killed, stalled and
+# cut off, the coordinator kill -9'd ten times, two attackers; asserts a
+# clean record and prints the figures. About 5-10 minutes; not in check.
+soak: all
+	@bash tests/soak.sh
 
 FUZZ_SECONDS ?= 60
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
