@@ -12,9 +12,13 @@
 #   fds      idle TCP connections from 127.0.0.2 kept open against a
 #            coordinator under `ulimit -n 128` (--preauth-per-addr 32)
 # For each it prints the coordinator's log line about the attacker and
-# `attack_NAME_rate_ratio R`: honest committed rounds per second with the
-# attacker over the same without it (1.0: no slower). Prints `name value`
-# lines; asserts nothing (a benchmark). About 3-4 minutes.
+# `attack_NAME_rate_ratio R`: committed rounds per second with the attacker
+# over the same with an honest fifth client in its place (py_client.py
+# without --attack: the same extra process, connection and CPU), and
+# `attack_NAME_rate_ratio_alone R` against the four honest clients alone.
+# 1.0 is no slower. On a shared 2-core machine single runs vary by about
+# 10-20%. Prints `name value` lines; asserts nothing (a benchmark).
+# About 4 minutes.
 cd "$(dirname "$0")/../.." || exit 1
 source tests/lib.sh
 sefl_need_fmnist || exit 1
@@ -45,6 +49,11 @@ run() {
     SEFL_PORT=$(sefl_wait_port "$d/server.log" "$SERVER_PID" 20) || return 1
     case $name in
     none) ;;
+    honest)
+        "$SEFL_PY" tests/integration/py_client.py --server "127.0.0.1:$SEFL_PORT" \
+            --certs "$T/certs" --name client-0004 --pb-dir "$T" >"$d/attacker.log" 2>&1 &
+        ATTACK_PID=$!
+        ;;
     fds)
         "$SEFL_PY" - "$SEFL_PORT" >"$d/flood.log" 2>&1 <<'PY' &
 import socket, sys, time
@@ -102,9 +111,12 @@ declare -A pattern=(
     [fds]='refused a connection from 127\.0\.0\.2|descriptor budget'
 )
 
-base=$(run none) || exit 1
-echo "attack_none_seconds $base"
-echo "attack_none_rounds_per_second $(awk -v s="$base" -v r="$ROUNDS" 'BEGIN { printf "%.4f", r / s }')"
+alone=$(run none) || exit 1
+echo "attack_none_seconds $alone"
+echo "attack_none_rounds_per_second $(awk -v s="$alone" -v r="$ROUNDS" 'BEGIN { printf "%.4f", r / s }')"
+base=$(run honest) || exit 1
+echo "attack_honest5_seconds $base"
+echo "attack_honest5_rounds_per_second $(awk -v s="$base" -v r="$ROUNDS" 'BEGIN { printf "%.4f", r / s }')"
 for a in report scale declare stall slow fds; do
     s=$(run "$a") || { echo "attack_${a}_error run failed"; continue; }
     committed=$(sefl_sql "$T/$a/server.db" "SELECT count(*) FROM rounds")
@@ -113,5 +125,7 @@ for a in report scale declare stall slow fds; do
     echo "attack_${a}_seconds $s"
     echo "attack_${a}_rounds_committed $committed"
     echo "attack_${a}_rate_ratio $(awk -v b="$base" -v s="$s" -v c="$committed" -v r="$ROUNDS" \
+        'BEGIN { printf "%.3f", (c / s) / (r / b) }')"
+    echo "attack_${a}_rate_ratio_alone $(awk -v b="$alone" -v s="$s" -v c="$committed" -v r="$ROUNDS" \
         'BEGIN { printf "%.3f", (c / s) / (r / b) }')"
 done
