@@ -47,7 +47,7 @@ DEB_PKGS := build-essential pkg-config libuv1-dev libprotobuf-c-dev \
             libopenblas-dev zlib1g-dev dataset-fashion-mnist openssl \
             iproute2 sqlite3 clang libclang-rt-14-dev python3 procps
 
-.PHONY: all deps layers check check-asan bench demo results fuzz fuzz-corpus clean
+.PHONY: all deps layers check check-asan bench demo results r-sweep newcomers fuzz fuzz-corpus clean
 all: $(PROGS) $(TESTS)
 
 # Installs only what is missing, so a second run is quiet and fast.
@@ -129,6 +129,14 @@ demo:
 
 results: all
 	@bash tests/results.sh
+
+# Issue 14's personalization experiments (tests/bench/*.sh say what they
+# run and how to size them); minutes each, not part of make check.
+r-sweep: all
+	@bash tests/bench/r_sweep.sh
+
+newcomers: all
+	@bash tests/bench/newcomers.sh
 
 FUZZ_SECONDS ?= 60
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)

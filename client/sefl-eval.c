@@ -6,6 +6,7 @@
  *             [--gate-threshold T]
  *   sefl-eval --newcomers --db server.db --holdout H PARTITION-FLAGS
  *             [--epochs E] [--at LIST] [--lr L] [--batch B]
+ *   sefl-eval --plot POINTS --svg F [--logx] [--title T] [--xlabel X] [--ylabel Y]
  *
  * Reads the EvalReports of one round (default: the last evaluated one),
  * prints a row per client and the statistics as `name value` lines that
@@ -14,7 +15,8 @@
  * is in client/report*.c; this file is arguments, the cost view and files.
  * --gates (client/gates.c) and --newcomers (client/newcomer.c) read the
  * run's final global model and rebuild its clients' data from the partition
- * flags sefl-sim ran with (client/evalrun.c).
+ * flags sefl-sim ran with (client/evalrun.c). --plot draws accuracy
+ * against any x from a text file (the r sweep's curve).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -41,6 +43,7 @@ static void usage(FILE *f)
           "                 --seed S [--max-samples N] [--client I] [--gate-threshold T]\n"
           "       sefl-eval --newcomers --db server.db --holdout H --partition SPEC --clients N\n"
           "                 --seed S [--max-samples N] [--epochs E] [--at LIST] [--lr L] [--batch B]\n"
+          "       sefl-eval --plot POINTS --svg FILE [--logx] [--title T] [--xlabel X] [--ylabel Y]\n"
           "\n"
           "Per-client personalized accuracy from the eval reports of a server.db (or of\n"
           "the db that sefl-sim --local-only writes).\n"
@@ -88,6 +91,12 @@ static void usage(FILE *f)
           "default 0,1,5,20) and newcomer_epochs_to_95: the first epoch at >= 95% of the\n"
           "accuracy after E. --lr (default 0.005), --batch (default 10), --momentum\n"
           "(default 0) as the run's clients trained.\n"
+          "\n"
+          "--plot: draws the points of POINTS (lines 'SERIES X Y [LABEL]', Y an accuracy\n"
+          "in [0, 1], # comments) as an SVG chart to --svg FILE, one line per series in\n"
+          "ascending X, each LABEL beside its point; --logx for a log-scale x axis\n"
+          "(X > 0), --title, --xlabel, --ylabel for its texts. At most 8 series of\n"
+          "10000 points.\n"
           "\n"
           "Exit status: 0 done, 1 the db or data cannot be read or has no such reports,\n"
           "2 bad arguments.\n",
@@ -150,8 +159,8 @@ static int write_file(const char *path, int (*w)(FILE *, const report *), const 
 #define EVAL_MAX_AT 16
 
 typedef struct {
-    const char *db, *base, *csv, *json, *svg, *state_dir;
-    int round, best, gates, newcomers;
+    const char *db, *base, *csv, *json, *svg, *state_dir, *plot, *title, *xlabel, *ylabel;
+    int round, best, gates, newcomers, logx;
     evalrun_data data;
     int have_seed;
     long client, holdout, epochs, batch;
@@ -185,7 +194,7 @@ static int eval_parse(int argc, char **argv, eval_args *a, char *err)
 {
     enum { O_DB = 256, O_ROUND, O_BEST, O_BASE, O_CSV, O_JSON, O_SVG, O_HELP, O_GATES, O_NEW,
            O_STATE, O_PART, O_CLIENTS, O_SEED, O_MAX, O_DATA, O_CLIENT, O_THR, O_HOLD, O_EPOCHS,
-           O_AT, O_LR, O_BATCH, O_MOM };
+           O_AT, O_LR, O_BATCH, O_MOM, O_PLOT, O_LOGX, O_TITLE, O_XLABEL, O_YLABEL };
     static const struct option opts[] = {
         { "db", 1, 0, O_DB }, { "round", 1, 0, O_ROUND }, { "best", 0, 0, O_BEST },
         { "baseline", 1, 0, O_BASE }, { "csv", 1, 0, O_CSV }, { "json", 1, 0, O_JSON },
@@ -195,7 +204,8 @@ static int eval_parse(int argc, char **argv, eval_args *a, char *err)
         { "data", 1, 0, O_DATA }, { "client", 1, 0, O_CLIENT }, { "gate-threshold", 1, 0, O_THR },
         { "holdout", 1, 0, O_HOLD }, { "epochs", 1, 0, O_EPOCHS }, { "at", 1, 0, O_AT },
         { "lr", 1, 0, O_LR }, { "batch", 1, 0, O_BATCH }, { "momentum", 1, 0, O_MOM },
-        { 0, 0, 0, 0 },
+        { "plot", 1, 0, O_PLOT }, { "logx", 0, 0, O_LOGX }, { "title", 1, 0, O_TITLE },
+        { "xlabel", 1, 0, O_XLABEL }, { "ylabel", 1, 0, O_YLABEL }, { 0, 0, 0, 0 },
     };
     memset(a, 0, sizeof *a);
     a->round = -1;
@@ -242,10 +252,26 @@ static int eval_parse(int argc, char **argv, eval_args *a, char *err)
         case O_LR: rc = cli_parse_double("--lr", optarg, 1e-9, 100, &a->lr, err); break;
         case O_BATCH: rc = cli_parse_long("--batch", optarg, 1, MODEL_MAX_BATCH, &a->batch, err); break;
         case O_MOM: rc = cli_parse_double("--momentum", optarg, 0, 0.999, &a->momentum, err); break;
+        case O_PLOT: a->plot = optarg; break;
+        case O_LOGX: a->logx = 1; break;
+        case O_TITLE: a->title = optarg; break;
+        case O_XLABEL: a->xlabel = optarg; break;
+        case O_YLABEL: a->ylabel = optarg; break;
         default: cli_bad_option(argv, err); return -1;
         }
     }
     if (rc < 0 || cli_no_operands(argc, argv, err) < 0) return -1;
+    if (a->plot) {
+        if (!a->svg || a->db || a->gates || a->newcomers) {
+            err_set(err, "--plot POINTS draws to --svg FILE and takes no --db, --gates or --newcomers");
+            return -1;
+        }
+        return 0;
+    }
+    if (a->logx || a->title || a->xlabel || a->ylabel) {
+        err_set(err, "--logx, --title, --xlabel and --ylabel belong to --plot");
+        return -1;
+    }
     if (!a->db) {
         err_set(err, "--db FILE is required");
         return -1;
@@ -489,6 +515,38 @@ out:
     return status;
 }
 
+/* --plot: the points of a text file as an x-y chart. */
+static int eval_plot(const eval_args *a, char *err)
+{
+    report_xy c = { .title = a->title, .xlabel = a->xlabel, .ylabel = a->ylabel, .logx = a->logx };
+    int status = -1;
+    FILE *in = fopen(a->plot, "r");
+    if (!in) {
+        err_set(err, "cannot read %s: %s", a->plot, strerror(errno));
+        return -1;
+    }
+    if (report_xy_read(in, a->plot, &c, err) < 0) goto out;
+    if (c.nseries == 0) {
+        err_set(err, "%s holds no points", a->plot);
+        goto out;
+    }
+    FILE *f = fopen(a->svg, "w");
+    if (!f) {
+        err_set(err, "cannot write %s: %s", a->svg, strerror(errno));
+        goto out;
+    }
+    int rc = report_write_xy_svg(f, &c);
+    if (fclose(f) != 0 || rc < 0) {
+        err_set(err, "cannot write %s: %s", a->svg, rc == -ENOMEM ? "out of memory" : "write failed");
+        goto out;
+    }
+    status = 0;
+out:
+    fclose(in);
+    report_xy_free(&c);
+    return status;
+}
+
 int main(int argc, char **argv)
 {
     char err[SEFL_ERRLEN];
@@ -499,7 +557,8 @@ int main(int argc, char **argv)
         return 0;
     }
     if (rc < 0) return cli_usage_error("sefl-eval", err);
-    rc = a.gates ? eval_gates(&a, err) : a.newcomers ? eval_newcomers(&a, err) : eval_report(&a, err);
+    rc = a.plot ? eval_plot(&a, err) : a.gates ? eval_gates(&a, err)
+         : a.newcomers ? eval_newcomers(&a, err) : eval_report(&a, err);
     if (rc < 0) {
         fprintf(stderr, "sefl-eval: %s\n", err);
         return 1;
