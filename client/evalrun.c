@@ -9,9 +9,43 @@
 #include <unistd.h>
 
 #include "client/pstore.h"
+#include "client/report.h"
 #include "client/setup.h"
 #include "common/log.h"
 #include "common/nn/model.h"
+
+/* Checks d's data against the run's last evaluated round (see evalrun.h)
+ * and marks the clients evaluated in it. */
+static int evalrun_check(evalrun *e, const char *db, char *err)
+{
+    report_run run;
+    memset(&run, 0, sizeof run);
+    int rc = report_load_run(db, -1, &run, err);
+    if (rc == -EINVAL) {
+        log_warn("%s: %s; the partition flags cannot be checked against it", db, err);
+        report_run_free(&run);
+        return 0;
+    }
+    for (int i = 0; rc == 0 && i < run.n; i++) {
+        const report_client *rep = &run.c[i];
+        char *end;
+        long c = strncmp(rep->name, "client-", 7) ? -1 : strtol(rep->name + 7, &end, 10);
+        if (c < 0 || c >= e->part.n_clients || *end) {
+            err_set(err, "%s: %s took part in the run but is not a client id of --clients %d:"
+                    " give the partition flags sefl-sim ran with", db, rep->name, e->part.n_clients);
+            rc = -EINVAL;
+        } else if (rep->examples != e->cd[c].n_test) {
+            err_set(err, "%s: %s was evaluated on %ld test samples, these flags give it %d: give"
+                    " the --partition, --clients, --seed and --max-samples sefl-sim ran with", db,
+                    rep->name, rep->examples, e->cd[c].n_test);
+            rc = -EINVAL;
+        } else {
+            e->evaluated[c] = 1;
+        }
+    }
+    report_run_free(&run);
+    return rc;
+}
 
 int evalrun_open(evalrun *e, const char *db, const evalrun_data *d, char *err)
 {
@@ -35,7 +69,8 @@ int evalrun_open(evalrun *e, const char *db, const evalrun_data *d, char *err)
                               &e->part, err);
     if (rc < 0) goto out;
     e->cd = calloc((size_t)e->part.n_clients, sizeof *e->cd);
-    if (!e->cd) {
+    e->evaluated = calloc((size_t)e->part.n_clients, 1);
+    if (!e->cd || !e->evaluated) {
         err_set(err, "out of memory");
         rc = -ENOMEM;
         goto out;
@@ -43,6 +78,7 @@ int evalrun_open(evalrun *e, const char *db, const evalrun_data *d, char *err)
     /* Each client's domain is applied to its samples once, here. */
     for (int c = 0; c < e->part.n_clients; c++)
         setup_client_data(&e->pool, &e->part, c, (int)d->max_samples, &e->cd[c]);
+    rc = evalrun_check(e, db, err);
 out:
     state_close(s);
     if (rc < 0) evalrun_free(e);
@@ -53,6 +89,7 @@ void evalrun_free(evalrun *e)
 {
     free(e->global);
     free(e->cd);
+    free(e->evaluated);
     partition_free(&e->part);
     dataset_free(&e->pool);
     memset(e, 0, sizeof *e);

@@ -33,11 +33,16 @@ typedef struct {
     dataset pool;               /* the pooled 70,000 images, each in its client's domain */
     partition part;
     trainer_data *cd;           /* (part.n_clients) each client's splits */
+    unsigned char *evaluated;   /* (part.n_clients) 1: in the run's last evaluated round */
 } evalrun;
 
 /* Reads db (read-only) and loads and partitions the data per d. e is
- * zeroed first and owns everything it holds (evalrun_free). Returns 0 or
- * negative with one line in err. */
+ * zeroed first and owns everything it holds (evalrun_free). The flags are
+ * checked against the run: every client of the run's last evaluated round
+ * must be a client id of d whose test split has as many samples as it was
+ * evaluated on, else the flags are not the run's and the figures would
+ * describe other data (-EINVAL). A run never evaluated cannot be checked
+ * (a warning). Returns 0 or negative with one line in err. */
 int evalrun_open(evalrun *e, const char *db, const evalrun_data *d, char *err);
 void evalrun_free(evalrun *e);          /* accepts a zeroed or freed evalrun */
 

@@ -474,6 +474,13 @@ static int eval_newcomers(const eval_args *a, char *err)
         err_set(err, "out of memory");
         goto out;
     }
+    for (int c = first; c < (int)a->data.clients; c++) {
+        if (e.evaluated[c]) {
+            err_set(err, "client-%04d took part in %s (it has eval reports): not a newcomer; give"
+                    " the --holdout sefl-sim ran with", c, a->db);
+            goto out;
+        }
+    }
     printf("db %s\nround %u\nprivate_groups %s\nnewcomer_private_params %zu\n", a->db, e.round,
            params_private_name(e.run.private_mask),
            params_count(t, params_private(e.run.private_mask)));

@@ -13,7 +13,9 @@
 #     accuracy after every epoch, the epochs to 95%, and the private
 #     parameter count of each run's private set;
 #   - bad arguments exit 2 with one line; a held-out --client, an empty
-#     --state and a local-only db exit 1 with one line.
+#     --state, a local-only db, a --holdout that names a trained client and
+#     partition flags that do not give the run's test splits exit 1 with
+#     one line.
 cd "$(dirname "$0")/../.." || exit 1
 source tests/lib.sh
 sefl_need_fmnist || exit 0
@@ -106,6 +108,13 @@ sefl_check "--newcomers --at past --epochs: exit 2" err_is 2 "past --epochs" \
 sefl_check "--gates --client 4 (held out): exit 1, no file made" err_is 1 "no such file" \
     "$EVAL" --gates --db "$db" --state "$T/se/clients" $PART --client 4
 sefl_check "  and no client-0004.db appeared" [ ! -e "$T/se/clients/client-0004.db" ]
+sefl_check "--newcomers --holdout 3 (client 3 trained): exit 1" err_is 1 "not a newcomer" \
+    "$EVAL" --newcomers --db "$db" --holdout 3 $PART
+sefl_check "--gates with another --max-samples than the run's: exit 1" err_is 1 \
+    "evaluated on 120 test samples, these flags give it 60" \
+    "$EVAL" --gates --db "$db" --state "$T/se/clients" --partition pat:2 --clients 6 --seed 3 --max-samples 60
+sefl_check "--gates with fewer --clients than the run's: exit 1" err_is 1 "not a client id of --clients 3" \
+    "$EVAL" --gates --db "$db" --state "$T/se/clients" --partition pat:2 --clients 3 --seed 3 --max-samples 120
 mkdir -p "$T/empty"
 sefl_check "--gates on an empty --state: exit 1" err_is 1 "holds no client" \
     "$EVAL" --gates --db "$db" --state "$T/empty" $PART
