@@ -367,6 +367,7 @@ static int eval_gates(const eval_args *a, char *err)
     unsigned *classes = NULL;
     int *domain = NULL;
     double acc = 0, acc_pruned = 0, saved = 0, pruned = 0;
+    double bmean[MODEL_SE_BLOCKS] = { 0 }, bstd[MODEL_SE_BLOCKS] = { 0 };  /* sums over clients */
     long examples = 0, macs = 0;
     if (evalrun_open(&e, a->db, &a->data, err) < 0) return -1;
     const param_table *t = &e.run.t;
@@ -420,6 +421,11 @@ static int eval_gates(const eval_args *a, char *err)
         saved += (double)(gs.macs - gs.macs_pruned);
         pruned += gs.b[0].n_pruned + gs.b[1].n_pruned + gs.b[2].n_pruned;
         macs = gs.macs;
+        for (int k = 0; k < MODEL_SE_BLOCKS; k++)
+            for (int ch = 0; ch < gs.b[k].channels; ch++) {
+                bmean[k] += gs.b[k].mean[ch] / gs.b[k].channels;
+                bstd[k] += gs.b[k].std[ch] / gs.b[k].channels;
+            }
         n++;
         gates_stats_free(&gs);
     }
@@ -434,6 +440,13 @@ static int eval_gates(const eval_args *a, char *err)
         goto out;
     }
     printf("clients %d\n", n);
+    /* Per block, the mean over clients and channels of each channel's mean
+     * gate and of its spread over the test images. */
+    for (int k = 0; k < MODEL_SE_BLOCKS; k++) {
+        if (bmean[k] == 0 && bstd[k] == 0) continue;   /* a block the model lacks */
+        printf("gate_mean_se%d %.4f\n", k + 1, bmean[k] / n);
+        printf("gate_std_se%d %.4f\n", k + 1, bstd[k] / n);
+    }
     printf("pruned_channels_mean %.2f\n", pruned / n);
     printf("macs_per_sample %ld\n", macs);
     printf("macs_saved_mean %.0f\n", saved / n);

@@ -356,23 +356,23 @@ START_TEST(test_newcomer_trains_only_private)
     model *m = model_new(&t, 32);
     ck_assert_ptr_nonnull(m);
     model_init(m, 11);
-    const int n = 200;
+    const int n = 120;
     float *x;
     uint8_t *y;
     patch_data(4, n, &x, &y);
     trainer_data d = split(x, y, n);
     /* A trained backbone with a fresh head, as a newcomer finds it. */
-    sgd_config pre = { 0.05f, 0.9f, 0, 0 };
+    sgd_config pre = { 0.1f, 0.9f, 0, 0 };
     model_stats st;
-    ck_assert_int_eq(model_train(m, x, y, NULL, n, 3, 10, &pre, NULL, 1, &st), 0);
+    ck_assert_int_eq(model_train(m, x, y, NULL, n, 5, 10, &pre, NULL, 1, &st), 0);
     model *fresh = model_new(&t, 1);
     ck_assert_ptr_nonnull(fresh);
     model_init(fresh, 12);
     params_copy(&t, params_group(PARAM_HEAD), model_params(fresh), model_params(m));
     model_free(fresh);
     const unsigned masks[3] = { PARAM_SE, PARAM_HEAD, PARAM_SE | PARAM_HEAD };
-    newcomer_config cfg = { .epochs = 8, .batch = 10, .sgd = { 0.05f, 0.5f, 0, 0 }, .seed = 9 };
-    double acc[9];
+    newcomer_config cfg = { .epochs = 6, .batch = 10, .sgd = { 0.05f, 0.5f, 0, 0 }, .seed = 9 };
+    double acc[7];
     float *out = malloc(t.total * sizeof *out);
     char err[SEFL_ERRLEN];
     model_evaluate(m, x, y, NULL, n, &st);
@@ -390,16 +390,18 @@ START_TEST(test_newcomer_trains_only_private)
         }
         /* (A private tensor behind a dead ReLU may get no gradient.) */
         ck_assert_int_gt(moved, 0);
-        if (masks[i] & PARAM_HEAD) ck_assert_double_gt(acc[8], acc[0] + 0.3);
+        ck_assert_double_gt(acc[6], acc[0]);
+        if (masks[i] & PARAM_HEAD) ck_assert_double_gt(acc[6], acc[0] + 0.3);
     }
     /* The same run again: the same figures (deterministic shuffles). */
-    double again[9];
+    double again[7];
+    cfg.epochs = 2;
     ck_assert_int_eq(newcomer_adapt(&t, PARAM_SE, model_params(m), &d, &cfg, again, NULL, err), 0);
     ck_assert_int_eq(newcomer_adapt(&t, PARAM_SE, model_params(m), &d, &cfg, acc, NULL, err), 0);
-    ck_assert_int_eq(memcmp(acc, again, sizeof acc), 0);
+    ck_assert_int_eq(memcmp(acc, again, 3 * sizeof *acc), 0);
     /* Nothing private: nothing trains, every epoch reports the start. */
     ck_assert_int_eq(newcomer_adapt(&t, 0, model_params(m), &d, &cfg, acc, out, err), 0);
-    for (int e = 0; e <= 8; e++) ck_assert_double_eq(acc[e], st.accuracy);
+    for (int e = 0; e <= 2; e++) ck_assert_double_eq(acc[e], st.accuracy);
     ck_assert_int_eq(memcmp(out, model_params(m), t.total * sizeof *out), 0);
     free(out);
     model_free(m);
