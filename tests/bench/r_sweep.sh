@@ -3,8 +3,13 @@
 # against accuracy. One federated run per r in RS (2 4 8 16 32) with
 # --private se on one split, plus one --private head run (FedPer) as the
 # reference point; prints a table of private parameters per client against
-# sample-weighted accuracy (last round), std and min over clients, and draws
-# the curve (sefl-eval --plot, client/report_svg.c) to OUT/r_sweep.svg.
+# sample-weighted accuracy (last round), std and min over clients, and the
+# gate view of each run (sefl-eval --gates at the default threshold 0.05:
+# channels shut on every test image per client, the MACs per sample their
+# pruning saves, accuracy with them pruned, and the centered cosine
+# similarity of gate patterns of clients with the same classes minus that
+# of clients with disjoint ones), and draws the curve (sefl-eval --plot,
+# client/report_svg.c) to OUT/r_sweep.svg.
 #
 # Sized for the shared 2-core machine by default: 20 clients, SPLIT dir:0.1,
 # ROUNDS 20 rounds, each client capped at MAX_SAMPLES 300 train and 300
@@ -48,15 +53,21 @@ run() {
          --eval-every $ROUNDS --private $private --r $r $HYPER" \
         "$DATA --r $r --threads 2" || return 1
     "$BIN/sefl-eval" --db "$dir/server.db" >"$dir/eval.txt" || return 1
-    local priv frac acc std min
+    "$BIN/sefl-eval" --gates --db "$dir/server.db" --state "$dir/clients" $DATA >"$dir/gates.txt" ||
+        return 1
+    local priv frac acc std min g=$dir/gates.txt
     priv=$(sefl_value "$dir/eval.txt" params_private)
     frac=$(sefl_value "$dir/eval.txt" private_fraction)
     acc=$(sefl_value "$dir/eval.txt" weighted_accuracy)
     std=$(sefl_value "$dir/eval.txt" std_accuracy)
     min=$(sefl_value "$dir/eval.txt" min_accuracy)
     awk -v p="$private" -v r="$r" -v n="$priv" -v f="$frac" -v a="$acc" -v s="$std" -v m="$min" \
-        'BEGIN { printf "| %s | %s | %s | %.2f%% | %.2f | %.2f | %.2f |\n", p, r, n, 100 * f,
-                 100 * a, 100 * s, 100 * m }' >>"$OUT/rows.md"
+        -v pc="$(sefl_value "$g" pruned_channels_mean)" -v ms="$(sefl_value "$g" macs_saved_fraction)" \
+        -v pa="$(sefl_value "$g" weighted_accuracy_pruned)" \
+        -v sim="$(sefl_value "$g" gate_cosine_same_minus_disjoint)" \
+        'BEGIN { printf "| %s | %s | %s | %.2f%% | %.2f | %.2f | %.2f | %s | %.2f%% | %.2f | %s |\n",
+                 p, r, n, 100 * f, 100 * a, 100 * s, 100 * m, pc, 100 * ms, 100 * pa, sim }' \
+        >>"$OUT/rows.md"
     if [ "$private" = se ]; then echo "private-SE $priv $acc r=$r"; else echo "private-$private $priv $acc"; fi \
         >>"$OUT/points.txt"
     echo "r_sweep: $name: private $priv, weighted accuracy $acc, $(($(date +%s) - t0)) s"
@@ -68,8 +79,8 @@ echo "r_sweep: $SPLIT, $CLIENTS clients, $ROUNDS rounds, --max-samples $MAX_SAMP
 for r in $RS; do run "se-r$r" se "$r" || { echo "r_sweep: the r=$r run failed"; exit 1; }; done
 if [ "$HEAD" = 1 ]; then run head-r8 head 8 || { echo "r_sweep: the head run failed"; exit 1; }; fi
 {
-    echo "| --private | r | private params per client | of the model | weighted acc (%) | std | min |"
-    echo "|---|---|---|---|---|---|---|"
+    echo "| --private | r | private params per client | of the model | weighted acc (%) | std | min | gates shut (of 608, mean per client) | MACs saved | acc. pruned (%) | gate similarity same - disjoint classes |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|"
     cat "$OUT/rows.md"
 } >"$OUT/table.md"
 "$BIN/sefl-eval" --plot "$OUT/points.txt" --svg "$OUT/r_sweep.svg" --logx \
