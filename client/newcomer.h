@@ -23,7 +23,7 @@
 typedef struct {
     int epochs;                 /* 1..NEWCOMER_MAX_EPOCHS local epochs */
     int batch;                  /* 1..MODEL_MAX_BATCH */
-    sgd_config sgd;             /* for the private tensors */
+    sgd_config sgd;             /* for the private tensors (frozen is set to the shared ones) */
     uint64_t seed;              /* shuffle seed of the first epoch; each epoch derives its own */
 } newcomer_config;
 

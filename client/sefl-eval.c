@@ -507,7 +507,7 @@ static int eval_newcomers(const eval_args *a, char *err)
         evalrun_client_data(&e, c, &d);
         newcomer_config cfg = {
             .epochs = E, .batch = (int)a->batch,
-            .sgd = { (float)a->lr, (float)a->momentum, 0, 0 },
+            .sgd = { .lr = (float)a->lr, .momentum = (float)a->momentum },
             .seed = rng_derive(a->data.seed, (uint64_t)c),
         };
         if (newcomer_adapt(t, e.run.private_mask, w, &d, &cfg, acc, NULL, err) < 0) goto out;

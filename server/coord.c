@@ -474,6 +474,8 @@ static void coord_start_round(coord *co)
     tt.prox_mu = co->cfg.prox_mu;
     tt.batch = (uint32_t)co->cfg.batch;
     tt.epochs = (uint32_t)co->cfg.epochs;
+    tt.private_epochs = (uint32_t)co->cfg.private_epochs;
+    tt.private_lr = co->cfg.private_lr;
     tt.seed = rng_derive(co->cfg.seed, round);
     tt.private_groups = (char *)params_private_name(co->cfg.private_mask);
     Sefl__Envelope e = SEFL__ENVELOPE__INIT;
@@ -942,7 +944,8 @@ int coord_start(uv_loop_t *loop, const coord_config *cfg, coord **out, char *err
 
     /* Certificates first: a typo in --certs must not leave a new database. */
     if ((ret = tls_ctx_new_server(&co->tls, cfg->certs_dir, err))) goto fail;
-    state_config sc = { .t = &co->t, .private_mask = cfg->private_mask, .init_seed = cfg->seed };
+    state_config sc = { .t = &co->t, .private_mask = cfg->private_mask, .init_seed = cfg->seed,
+                        .private_epochs = cfg->private_epochs, .private_lr = cfg->private_lr };
     if ((ret = state_open(cfg->db_path, &sc, co->global, &co->st, err))) goto fail;
     if ((ret = state_load(co->st, co->global, &co->last_round, err))) goto fail;
     co->round = co->last_round;

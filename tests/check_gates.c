@@ -362,7 +362,7 @@ START_TEST(test_newcomer_trains_only_private)
     patch_data(4, n, &x, &y);
     trainer_data d = split(x, y, n);
     /* A trained backbone with a fresh head, as a newcomer finds it. */
-    sgd_config pre = { 0.1f, 0.9f, 0, 0 };
+    sgd_config pre = { .lr = 0.1f, .momentum = 0.9f };
     model_stats st;
     ck_assert_int_eq(model_train(m, x, y, NULL, n, 5, 10, &pre, NULL, 1, &st), 0);
     model *fresh = model_new(&t, 1);
@@ -371,7 +371,7 @@ START_TEST(test_newcomer_trains_only_private)
     params_copy(&t, params_group(PARAM_HEAD), model_params(fresh), model_params(m));
     model_free(fresh);
     const unsigned masks[3] = { PARAM_SE, PARAM_HEAD, PARAM_SE | PARAM_HEAD };
-    newcomer_config cfg = { .epochs = 6, .batch = 10, .sgd = { 0.05f, 0.5f, 0, 0 }, .seed = 9 };
+    newcomer_config cfg = { .epochs = 6, .batch = 10, .sgd = { .lr = 0.05f, .momentum = 0.5f }, .seed = 9 };
     double acc[7];
     float *out = malloc(t.total * sizeof *out);
     char err[SEFL_ERRLEN];
@@ -419,15 +419,12 @@ START_TEST(test_newcomer_rejects)
     trainer_data d = split(x, y, 1), none = split(x, y, 0);
     double acc[2];
     char err[SEFL_ERRLEN];
-    newcomer_config ok = { .epochs = 1, .batch = 1, .sgd = { 0.1f, 0, 0, 0 } }, bad = ok;
+    newcomer_config ok = { .epochs = 1, .batch = 1, .sgd = { .lr = 0.1f } }, bad = ok;
     ck_assert_int_eq(newcomer_adapt(&t, PARAM_SE, w, &none, &ok, acc, NULL, err), -EINVAL);
     bad.epochs = 0;
     ck_assert_int_eq(newcomer_adapt(&t, PARAM_SE, w, &d, &bad, acc, NULL, err), -EINVAL);
     bad = ok;
     bad.batch = MODEL_MAX_BATCH + 1;
-    ck_assert_int_eq(newcomer_adapt(&t, PARAM_SE, w, &d, &bad, acc, NULL, err), -EINVAL);
-    bad = ok;
-    bad.sgd.weight_decay = 0.01f;
     ck_assert_int_eq(newcomer_adapt(&t, PARAM_SE, w, &d, &bad, acc, NULL, err), -EINVAL);
     ck_assert_int_eq(newcomer_adapt(&t, PARAM_SE, w, &d, &ok, acc, NULL, err), 0);
     free(w);

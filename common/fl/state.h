@@ -59,12 +59,15 @@ typedef struct {
     uint64_t init_seed;         /* model_init seed of the initial model */
     const char *kind;           /* meta kind: NULL for "server"; "local" for sefl-sim --local-only */
     const char *partition;      /* partition spec when known, else NULL */
+    int private_epochs;         /* local schedule: 0 joint, P private-first:P */
+    float private_lr;           /* learning rate of the private tensors; 0: the run's lr */
 } state_config;
 
 /* Opens or creates path. A new file gets meta from cfg and init (table.total
  * floats) as the model of round 0. An existing file must be a sefl database
  * of cfg's kind whose meta (arch, r, fc1_gate, table_hash, private_groups,
- * init_seed) matches cfg; otherwise one line in err says which setting
+ * init_seed, local_schedule, private_lr) matches cfg (a file made before
+ * the last two existed counts as joint, private_lr = lr); otherwise one line in err says which setting
  * differs. Returns 0 with *out (close with state_close), or negative. */
 int state_open(const char *path, const state_config *cfg, const float *init, state **out,
                char *err);

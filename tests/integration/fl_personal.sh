@@ -56,13 +56,13 @@ done
 pairs=$(awk '/^gate_pairs_/ { s += $2 } END { print s }' "$T/gates.out")
 sefl_check "--gates: the pairs of 4 clients are 6" [ "$pairs" = 6 ]
 
-"$EVAL" --gates --db "$db" --state "$T/se/clients" $PART --client 1 --gate-threshold 0.9 \
+"$EVAL" --gates --db "$db" --state "$T/se/clients" $PART --client 1 --gate-threshold 0.99 \
     >"$T/gates1.out" 2>&1
 sefl_check "--gates --client 1 exits 0" [ $? = 0 ]
 sefl_check "--client 1: one line per channel (32 + 64 + 512)" \
     [ "$(grep -c '^client-0001 se[123] ' "$T/gates1.out")" = 608 ]
 pruned=$(awk '$1 == "client-0001" && NF == 7 && $7 == 1' "$T/gates1.out" | wc -l)
-sefl_check "threshold 0.9 prunes channels (a gate under 0.9 on every image), each listed" \
+sefl_check "threshold 0.99 prunes channels (a gate under 0.99 on every image), each listed" \
     [ "$pruned" -gt 0 ] && [ "$(sefl_value "$T/gates1.out" pruned_channels_mean)" = "$pruned.00" ]
 sefl_check "and saves MACs" [ "$(sefl_value "$T/gates1.out" macs_saved_mean)" -gt 0 ]
 
