@@ -59,7 +59,7 @@ DEB_PKGS := build-essential pkg-config libuv1-dev libprotobuf-c-dev \
             iproute2 sqlite3 clang libclang-rt-14-dev python3 procps lcov \
             protobuf-compiler python3-protobuf
 
-.PHONY: all deps layers check coverage check-asan bench demo results soak fuzz fuzz-corpus clean
+.PHONY: all deps layers check coverage check-asan bench demo results soak r-sweep newcomers fuzz fuzz-corpus clean
 all: $(PROGS) $(TEST_PROGS) $(TESTS)
 
 # Installs only what is missing, so a second run is quiet and fast.
@@ -160,6 +160,14 @@ results: all
 # clean record and prints the figures. About 5-10 minutes; not in check.
 soak: all
 	@bash tests/soak.sh
+
+# Issue 14's personalization experiments (tests/bench/*.sh say what they
+# run and how to size them); minutes each, not part of make check.
+r-sweep: all
+	@bash tests/bench/r_sweep.sh
+
+newcomers: all
+	@bash tests/bench/newcomers.sh
 
 FUZZ_SECONDS ?= 60
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)

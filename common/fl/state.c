@@ -164,6 +164,77 @@ int state_open(const char *path, const state_config *cfg, const float *init, sta
     return 0;
 }
 
+/* Reads the meta integer key of s's file into *v (0..max); -EBADMSG with
+ * err when absent or not such a number. */
+static int state_meta_long(state *s, const char *key, unsigned long long max,
+                           unsigned long long *v, char *err)
+{
+    char buf[STORE_META_MAX], *end;
+    int ret = store_meta_get(s->db, key, buf, sizeof buf, err);
+    if (ret == -ENOENT || ret == -ENAMETOOLONG) {
+        err_set(err, "%s: meta %s is missing or too long; not a complete server.db", s->path, key);
+        return -EBADMSG;
+    }
+    if (ret) return ret;
+    errno = 0;
+    *v = strtoull(buf, &end, 10);
+    if (errno || end == buf || *end || buf[0] == '-' || *v > max) {
+        err_set(err, "%s: meta %s = '%s' is not a number in 0..%llu", s->path, key, buf, max);
+        return -EBADMSG;
+    }
+    return 0;
+}
+
+int state_open_read(const char *path, state_run *run, state **out, char *err)
+{
+    *out = NULL;
+    memset(run, 0, sizeof *run);
+    state *s = calloc(1, sizeof *s);
+    if (!s) return -ENOMEM;
+    s->t = &run->t;
+    snprintf(s->path, sizeof s->path, "%s", path);
+    store_schema schema = { .kind = "server", .version = STATE_SCHEMA_VERSION, .ddl = state_ddl };
+    char arch[STORE_META_MAX], priv[STORE_META_MAX], hash[STORE_META_MAX];
+    unsigned long long r = 0, gate = 0, seed = 0;
+    int ret = store_open(path, &schema, STORE_READONLY, &s->db, NULL, err);
+    if (!ret && ((ret = store_meta_get(s->db, "arch", arch, sizeof arch, err)) ||
+                 (ret = store_meta_get(s->db, "private_groups", priv, sizeof priv, err)) ||
+                 (ret = store_meta_get(s->db, "table_hash", hash, sizeof hash, err)))) {
+        if (ret == -ENOENT || ret == -ENAMETOOLONG) {
+            err_set(err, "%s: meta lacks arch, private_groups or table_hash; not a complete"
+                    " server.db", path);
+            ret = -EBADMSG;
+        }
+    }
+    if (!ret) ret = state_meta_long(s, "r", 64, &r, err);
+    if (!ret) ret = state_meta_long(s, "fc1_gate", 1, &gate, err);
+    if (!ret) ret = state_meta_long(s, "init_seed", UINT64_MAX, &seed, err);
+    if (ret) goto out;
+    char tmp[SEFL_ERRLEN];
+    if (strcmp(arch, "cnn-se") || params_build_cnn_se(&run->t, (int)r, (int)gate, tmp) < 0) {
+        err_set(err, "%s: this build cannot rebuild its model (arch %s, r %llu)", path, arch, r);
+        ret = -EINVAL;
+        goto out;
+    }
+    char want[STORE_CHECKSUM_LEN];
+    snprintf(want, sizeof want, "%016" PRIx64, run->t.hash);
+    if (strcmp(hash, want)) {
+        err_set(err, "%s: its parameter table (%s) is not this build's cnn-se (%s)", path, hash, want);
+        ret = -EINVAL;
+        goto out;
+    }
+    if (params_parse_private(priv, &run->private_mask, tmp) < 0) {
+        err_set(err, "%s: meta private_groups '%s' is not a private set", path, priv);
+        ret = -EBADMSG;
+        goto out;
+    }
+    run->init_seed = seed;
+out:
+    if (ret) state_close(s);
+    else *out = s;
+    return ret;
+}
+
 void state_close(state *s)
 {
     if (!s) return;

@@ -85,6 +85,22 @@ int state_open(const char *path, const state_config *cfg, const float *init, sta
                char *err);
 void state_close(state *s);                    /* accepts NULL */
 
+/* What a finished run's file says about its model, for the tools that read
+ * it (sefl-eval --gates, --newcomers). */
+typedef struct {
+    param_table t;              /* rebuilt from meta (arch, r, fc1_gate), hash checked */
+    unsigned private_mask;
+    uint64_t init_seed;
+} state_run;
+
+/* Opens an existing server.db read-only and fills *run from its meta; then
+ * state_load reads its newest global model, and nothing can be written.
+ * run must outlive the state (the state lays buffers out by run->t).
+ * Returns 0 with *out, or negative with one line in err: -ENOENT missing,
+ * -EBADMSG foreign or damaged file (a local-only db included: it holds no
+ * global model), -EINVAL meta this build cannot rebuild the model from. */
+int state_open_read(const char *path, state_run *run, state **out, char *err);
+
 /* Loads the model of the last committed round (0 before the first commit)
  * into buf (table.total floats) after verifying its size and checksum, and
  * sets *round. Returns 0, or -EBADMSG with err when the file is damaged or
