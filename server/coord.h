@@ -39,6 +39,11 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "common/net/gate.h"
+
+#include "common/net/conn.h"
+#include "server/guard.h"
+
 #define COORD_MAX_PEERS 10000        /* default max_peers */
 #define COORD_SEND_WINDOW (64u << 20) /* default send_window: about 27 tasks */
 
@@ -65,6 +70,8 @@ typedef struct {
     int max_peers;              /* connections at once (COORD_MAX_PEERS); more are closed */
     size_t send_window;         /* task bytes queued on all connections at once
                                    (COORD_SEND_WINDOW); tasks wait for room */
+    guard_config guard;         /* weight share, update norm bound, penalty rounds */
+    conn_preauth preauth;       /* per-address limits before the TLS handshake ends */
 } coord_config;
 
 /* The defaults sefl-server documents. */
@@ -106,6 +113,14 @@ typedef struct {
     int has_eval;               /* an evaluation ended in this process */
     uint32_t eval_round;        /* the last evaluation's round */
     double eval_accuracy;       /* its example-weighted accuracy */
+    /* The defences' counts since the process started (guard.h). */
+    long candidates_refused;    /* candidate models not committed (norm bound, not finite) */
+    long reports_refused;       /* EvalReports refused as impossible */
+    long weights_capped;        /* updates whose weight --max-weight-share capped */
+    long penalised;             /* clients put in the penalty box */
+    long diverged;              /* trainings the clients reported diverged */
+    int has_gate;               /* the listener is open and gate below is set */
+    gate_stats gate;            /* its admission counters before authentication */
 } coord_status;
 
 void coord_get_status(const coord *co, coord_status *out);

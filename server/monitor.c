@@ -25,11 +25,22 @@ struct monitor {
     const coord *co;             /* borrowed; NULL before monitor_attach */
     metrics *reg;                /* owned: the families below */
     metric *round, *last_round, *connected, *selected, *reported, *deadline, *eval_acc,
-        *eval_round, *ready, *run_info, *hs, *hs_suppressed, *sent, *received, *cpu, *rss, *vms,
-        *fds, *max_fds, *start;
+        *eval_round, *ready, *run_info, *cand_refused, *reports_refused, *capped, *penalised,
+        *diverged, *conn_open, *conn_refused, *hs, *hs_suppressed, *sent, *received, *cpu, *rss, *vms, *fds, *max_fds,
+        *start;
     const char *run_id_value[1]; /* sefl_run_info's label value: the coord's run id */
+    gate_stats gate;             /* the last admission counters seen (kept once the
+                                    listener is closed, so the counters never fall back) */
     strbuf text, json, table;    /* rendered on each refresh, reused */
     int proc_warned;             /* /proc failed once: said so, not again */
+};
+
+/* The reason label of sefl_connections_refused_total, in gate_stats' order:
+ * --preauth-per-addr, --handshakes-per-sec, the descriptor budget, accept
+ * failing for want of descriptors. */
+enum { MONITOR_REFUSALS = 4 };
+static const char *const monitor_refusal[MONITOR_REFUSALS] = {
+    "per_addr", "rate", "open_limit", "out_of_fds",
 };
 
 /* ---- the settings of the run ------------------------------------------ */
@@ -182,6 +193,18 @@ static int monitor_families(monitor *m, char *err)
     if ((ret = metrics_add(r, METRIC_GAUGE, "sefl_run_info", "The run's id in server.db; always 1.",
                            "run_id", m->run_id_value, 1, &m->run_info, err)))
         return ret;
+    C(cand_refused, "sefl_candidates_refused_total",
+      "Candidate models not committed: an update over --max-update-norm, or a mean not finite.");
+    C(reports_refused, "sefl_eval_reports_refused_total",
+      "EvalReports refused as impossible for their client.");
+    C(capped, "sefl_updates_weight_capped_total", "Updates whose weight --max-weight-share capped.");
+    C(penalised, "sefl_clients_penalised_total", "Clients put in the penalty box.");
+    C(diverged, "sefl_trainings_diverged_total", "Local trainings the clients reported diverged.");
+    G(conn_open, "sefl_connections_open", "Client connections open, authenticated or not.");
+    if ((ret = metrics_add(r, METRIC_COUNTER, "sefl_connections_refused_total",
+                           "Connections closed before their TLS handshake, by the limit they hit.",
+                           "reason", monitor_refusal, MONITOR_REFUSALS, &m->conn_refused, err)))
+        return ret;
     if ((ret = metrics_add(r, METRIC_COUNTER, "sefl_tls_handshake_failures_total",
                            "TLS handshakes of incoming connections that failed, by reason.",
                            "reason", netstats_hs_reason, NETSTATS_HS_NREASONS, &m->hs, err)))
@@ -214,6 +237,16 @@ static void monitor_update(monitor *m, const coord_status *st)
     metric_set(m->eval_round, 0, st->has_eval ? st->eval_round : 0);
     metric_set(m->ready, 0, st->ready);
     metric_set(m->run_info, 0, 1);
+    metric_set(m->cand_refused, 0, (double)st->candidates_refused);
+    metric_set(m->reports_refused, 0, (double)st->reports_refused);
+    metric_set(m->capped, 0, (double)st->weights_capped);
+    metric_set(m->penalised, 0, (double)st->penalised);
+    metric_set(m->diverged, 0, (double)st->diverged);
+    if (st->has_gate) m->gate = st->gate;
+    metric_set(m->conn_open, 0, (double)m->gate.open);
+    const long refused[MONITOR_REFUSALS] = { m->gate.refused_addr, m->gate.refused_rate,
+                                             m->gate.refused_open, m->gate.out_of_fds };
+    for (int i = 0; i < MONITOR_REFUSALS; i++) metric_set(m->conn_refused, i, (double)refused[i]);
     netstats ns;
     netstats_get(&ns);
     for (int i = 0; i < NETSTATS_HS_NREASONS; i++) metric_set(m->hs, i, (double)ns.hs_failed[i]);

@@ -13,8 +13,12 @@
  *   sefl_updates_rejected_total{reason}   (coord_metrics.h)
  *   sefl_round, sefl_last_committed_round, sefl_clients_connected,
  *   sefl_clients_selected, sefl_clients_reported,
- *   sefl_round_deadline_timestamp_seconds, sefl_eval_weighted_accuracy, sefl_eval_round, sefl_ready,
- *   sefl_run_info{run_id}                  (from coord_get_status)
+ *   sefl_round_deadline_timestamp_seconds, sefl_eval_weighted_accuracy,
+ *   sefl_eval_round, sefl_ready, sefl_run_info{run_id},
+ *   sefl_candidates_refused_total, sefl_eval_reports_refused_total,
+ *   sefl_updates_weight_capped_total, sefl_clients_penalised_total,
+ *   sefl_trainings_diverged_total, sefl_connections_open,
+ *   sefl_connections_refused_total{reason} (from coord_get_status)
  *   sefl_tls_handshake_failures_total{reason},
  *   sefl_tls_handshake_log_suppressed_total,
  *   sefl_bytes_sent_total, sefl_bytes_received_total   (netstats.h)

@@ -108,6 +108,8 @@ static int state_init_file(state *s, const state_config *cfg, const float *init,
     if (ret) return ret;
     for (int i = 0; i < STATE_META_N && !ret; i++) ret = store_meta_set(s->db, it[i].key, it[i].value, err);
     if (!ret && cfg->partition) ret = store_meta_set(s->db, "partition", cfg->partition, err);
+    for (int i = 0; i < cfg->n_settings && !ret; i++)
+        ret = store_meta_set(s->db, cfg->settings[i].key, cfg->settings[i].value, err);
     if (!ret) ret = state_new_run_id(s, err);
     if (!ret) ret = state_put_model(s, 0, init, err);
     if (!ret) ret = store_commit(s->db, err);
@@ -130,6 +132,24 @@ static int state_check_meta(state *s, const state_config *cfg, char *err)
             err_set(err, "%s: made with %s = %s, this run has %s (%s); use the same "
                     "settings or another --db", s->path, it[i].key, have, it[i].value,
                     it[i].flag);
+            return -EINVAL;
+        }
+    }
+    for (int i = 0; i < cfg->n_settings; i++) {
+        const state_setting *set = &cfg->settings[i];
+        char have[STORE_META_MAX];
+        int ret = store_meta_get(s->db, set->key, have, sizeof have, err);
+        if (ret == -ENOENT) {
+            log_info("%s: recording %s = %s (made before the setting existed)", s->path,
+                     set->key, set->value);
+            ret = store_meta_set(s->db, set->key, set->value, err);
+            if (ret) return ret;
+            continue;
+        }
+        if (ret) return ret;
+        if (strcmp(have, set->value)) {
+            err_set(err, "%s: made with %s = %s, this run has %s (%s); use the same "
+                    "settings or another --db", s->path, set->key, have, set->value, set->flag);
             return -EINVAL;
         }
     }
@@ -167,6 +187,77 @@ int state_run_id(state *s, char out[STATE_RUN_ID_LEN + 1], char *err)
         out[0] = 0;
         return 0;
     }
+    return ret;
+}
+
+/* Reads the meta integer key of s's file into *v (0..max); -EBADMSG with
+ * err when absent or not such a number. */
+static int state_meta_long(state *s, const char *key, unsigned long long max,
+                           unsigned long long *v, char *err)
+{
+    char buf[STORE_META_MAX], *end;
+    int ret = store_meta_get(s->db, key, buf, sizeof buf, err);
+    if (ret == -ENOENT || ret == -ENAMETOOLONG) {
+        err_set(err, "%s: meta %s is missing or too long; not a complete server.db", s->path, key);
+        return -EBADMSG;
+    }
+    if (ret) return ret;
+    errno = 0;
+    *v = strtoull(buf, &end, 10);
+    if (errno || end == buf || *end || buf[0] == '-' || *v > max) {
+        err_set(err, "%s: meta %s = '%s' is not a number in 0..%llu", s->path, key, buf, max);
+        return -EBADMSG;
+    }
+    return 0;
+}
+
+int state_open_read(const char *path, state_run *run, state **out, char *err)
+{
+    *out = NULL;
+    memset(run, 0, sizeof *run);
+    state *s = calloc(1, sizeof *s);
+    if (!s) return -ENOMEM;
+    s->t = &run->t;
+    snprintf(s->path, sizeof s->path, "%s", path);
+    store_schema schema = { .kind = "server", .version = STATE_SCHEMA_VERSION, .ddl = state_ddl };
+    char arch[STORE_META_MAX], priv[STORE_META_MAX], hash[STORE_META_MAX];
+    unsigned long long r = 0, gate = 0, seed = 0;
+    int ret = store_open(path, &schema, STORE_READONLY, &s->db, NULL, err);
+    if (!ret && ((ret = store_meta_get(s->db, "arch", arch, sizeof arch, err)) ||
+                 (ret = store_meta_get(s->db, "private_groups", priv, sizeof priv, err)) ||
+                 (ret = store_meta_get(s->db, "table_hash", hash, sizeof hash, err)))) {
+        if (ret == -ENOENT || ret == -ENAMETOOLONG) {
+            err_set(err, "%s: meta lacks arch, private_groups or table_hash; not a complete"
+                    " server.db", path);
+            ret = -EBADMSG;
+        }
+    }
+    if (!ret) ret = state_meta_long(s, "r", 64, &r, err);
+    if (!ret) ret = state_meta_long(s, "fc1_gate", 1, &gate, err);
+    if (!ret) ret = state_meta_long(s, "init_seed", UINT64_MAX, &seed, err);
+    if (ret) goto out;
+    char tmp[SEFL_ERRLEN];
+    if (strcmp(arch, "cnn-se") || params_build_cnn_se(&run->t, (int)r, (int)gate, tmp) < 0) {
+        err_set(err, "%s: this build cannot rebuild its model (arch %s, r %llu)", path, arch, r);
+        ret = -EINVAL;
+        goto out;
+    }
+    char want[STORE_CHECKSUM_LEN];
+    snprintf(want, sizeof want, "%016" PRIx64, run->t.hash);
+    if (strcmp(hash, want)) {
+        err_set(err, "%s: its parameter table (%s) is not this build's cnn-se (%s)", path, hash, want);
+        ret = -EINVAL;
+        goto out;
+    }
+    if (params_parse_private(priv, &run->private_mask, tmp) < 0) {
+        err_set(err, "%s: meta private_groups '%s' is not a private set", path, priv);
+        ret = -EBADMSG;
+        goto out;
+    }
+    run->init_seed = seed;
+out:
+    if (ret) state_close(s);
+    else *out = s;
     return ret;
 }
 
@@ -295,6 +386,27 @@ int state_client_seen(state *s, const char *name, char *err)
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, now, -1, SQLITE_STATIC);
     return state_step(s, st, err);
+}
+
+int state_client_declared(state *s, const char *name, uint32_t train, uint32_t test,
+                          uint32_t *old_train, uint32_t *old_test, char *err)
+{
+    char key[128], have[STORE_META_MAX], now[32];
+    snprintf(key, sizeof key, "declared:%s", name);
+    snprintf(now, sizeof now, "%u,%u", train, test);
+    int ret = store_meta_get(s->db, key, have, sizeof have, err);
+    if (ret && ret != -ENOENT) return ret;
+    if (!ret && !strcmp(have, now)) return 0;
+    int changed = 0;
+    if (!ret) {
+        unsigned a = 0, b = 0;
+        changed = 1;
+        if (sscanf(have, "%u,%u", &a, &b) != 2) a = b = 0;
+        *old_train = a;
+        *old_test = b;
+    }
+    ret = store_meta_set(s->db, key, now, err);
+    return ret ? ret : changed;
 }
 
 int state_eval_report(state *s, uint32_t round, const char *client, uint32_t examples,

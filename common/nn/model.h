@@ -102,4 +102,23 @@ void model_evaluate(model *m, const float *x, const uint8_t *y, const int *idx, 
  * gates (for sefl-eval's cost view). */
 long model_macs(const param_table *t, int with_se);
 
+/* SE blocks, in forward order: the gate of conv1's channels, of conv2's,
+ * and of fc1's features (the last only when the table has the fc1 gate). */
+enum { MODEL_SE_BLOCKS = 3 };
+
+/* The same with the SE gates and with removed[k] channels of SE block k's
+ * layer pruned away (conv1's or conv2's output channels, fc1's outputs):
+ * every multiply that reads or writes a removed channel is gone, in the
+ * layer, in its SE block and in the layer after it. The SE blocks' hidden
+ * widths stay. removed[k] must be within 0..that layer's width. */
+long model_macs_pruned(const param_table *t, const int removed[MODEL_SE_BLOCKS]);
+
+/* The gates (n, C) of SE block `block` (0..MODEL_SE_BLOCKS-1) computed by
+ * the last model_forward or model_evaluate, one row per sample of the last
+ * workspace chunk: all of a model_forward call's B samples when B <=
+ * min(max_batch, 32). *channels gets C. Returns NULL for a block the model
+ * lacks (se3 without the fc1 gate) or out of range. The rows belong to the
+ * model and change with the next pass. */
+const float *model_gates(const model *m, int block, int *channels);
+
 #endif
