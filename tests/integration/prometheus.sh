@@ -22,6 +22,9 @@
 # /readyz's 503 (before the database is open) lasts microseconds between
 # two calls of sefl-server's main and is not caught here.
 # Skipped, saying so, when prometheus/promtool or Fashion-MNIST are missing.
+# SEFL_KEEP=1 keeps the files and prints where: scrape.txt (a /metrics
+# scrape taken after round 2), promtool.out, status.txt and status.json
+# (`sefl-server status` then), the logs and Prometheus' config.
 cd "$(dirname "$0")/../.." || exit 1
 source tests/lib.sh
 for p in prometheus promtool curl; do
@@ -187,4 +190,5 @@ kill -TERM "$SEFL_SERVER_PID"
 sefl_wait_exit "$SEFL_SERVER_PID" 10
 sefl_check "sefl-server exits 0 on SIGTERM with --http" [ $? = 0 ]
 SEFL_SERVER_PID=
+[ -z "${SEFL_KEEP:-}" ] || echo "files kept in $T"
 sefl_summary
