@@ -39,6 +39,9 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "common/net/conn.h"
+#include "server/guard.h"
+
 #define COORD_MAX_PEERS 10000        /* default max_peers */
 #define COORD_SEND_WINDOW (64u << 20) /* default send_window: about 27 tasks */
 
@@ -65,6 +68,8 @@ typedef struct {
     int max_peers;              /* connections at once (COORD_MAX_PEERS); more are closed */
     size_t send_window;         /* task bytes queued on all connections at once
                                    (COORD_SEND_WINDOW); tasks wait for room */
+    guard_config guard;         /* weight share, update norm bound, penalty rounds */
+    conn_preauth preauth;       /* per-address limits before the TLS handshake ends */
 } coord_config;
 
 /* The defaults sefl-server documents. */

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <uv.h>
 
 #include "common/cli.h"
@@ -62,6 +63,19 @@ static const char usage[] =
     "  --r R                   SE reduction ratio (default 8)\n"
     "  --heartbeat SEC         heartbeat to idle clients every SEC seconds; silent for\n"
     "                          3 of them closes the client (default 10)\n"
+    "  --max-weight-share F    one update's most share of the selected clients'\n"
+    "                          declared examples, (0, 1] (default 0.5; 1: no cap)\n"
+    "  --max-update-norm V     bound on ||update - global||: Nx (N times the round's\n"
+    "                          lower median), a number, or off (default 100x); a round\n"
+    "                          over it is retried without that update\n"
+    "  --penalty-rounds N      committed rounds a client sits out of selection after\n"
+    "                          stalling, bad frames, a refused report or update\n"
+    "                          (default 3)\n"
+    "  --preauth-per-addr N    connections from one address still in their TLS\n"
+    "                          handshake at once (default 256; 0: no limit)\n"
+    "  --handshakes-per-sec R  TLS handshakes one address may start per second\n"
+    "                          (default 100; 0: no limit)\n"
+    "  --handshake-burst N     ... and at once before that rate applies (default 256)\n"
     "  --help                  this text\n"
     "Logs one line per event to stderr (SEFL_LOG=debug|info|warn|error).\n";
 
@@ -99,7 +113,8 @@ static int server_parse_schedule(const char *s, int *private_epochs, char *err)
 static int server_parse(int argc, char **argv, coord_config *c, char *err)
 {
     enum { O_LISTEN = 256, O_CERTS, O_DB, O_ROUNDS, O_K, O_M, O_F, O_TIMEOUT, O_EVAL, O_PRIV,
-           O_LR, O_MOM, O_WD, O_MU, O_BATCH, O_EPOCHS, O_SEED, O_R, O_HB, O_SCHED, O_PLR, O_HELP };
+           O_LR, O_MOM, O_WD, O_MU, O_BATCH, O_EPOCHS, O_SEED, O_R, O_HB, O_SCHED, O_PLR,
+           O_SHARE, O_NORM, O_PENALTY, O_PREAUTH, O_HSRATE, O_HSBURST, O_HELP };
     static const struct option opts[] = {
         { "listen", 1, 0, O_LISTEN }, { "certs", 1, 0, O_CERTS }, { "db", 1, 0, O_DB },
         { "rounds", 1, 0, O_ROUNDS }, { "clients-per-round", 1, 0, O_K },
@@ -109,7 +124,11 @@ static int server_parse(int argc, char **argv, coord_config *c, char *err)
         { "weight-decay", 1, 0, O_WD }, { "prox-mu", 1, 0, O_MU }, { "batch", 1, 0, O_BATCH },
         { "epochs", 1, 0, O_EPOCHS }, { "seed", 1, 0, O_SEED }, { "r", 1, 0, O_R },
         { "heartbeat", 1, 0, O_HB }, { "local-schedule", 1, 0, O_SCHED },
-        { "private-lr", 1, 0, O_PLR }, { "help", 0, 0, O_HELP }, { 0, 0, 0, 0 },
+        { "private-lr", 1, 0, O_PLR }, { "max-weight-share", 1, 0, O_SHARE },
+        { "max-update-norm", 1, 0, O_NORM }, { "penalty-rounds", 1, 0, O_PENALTY },
+        { "preauth-per-addr", 1, 0, O_PREAUTH }, { "handshakes-per-sec", 1, 0, O_HSRATE },
+        { "handshake-burst", 1, 0, O_HSBURST },
+        { "help", 0, 0, O_HELP }, { 0, 0, 0, 0 },
     };
     coord_config_default(c);
     c->certs_dir = c->db_path = NULL;
@@ -172,6 +191,26 @@ static int server_parse(int argc, char **argv, coord_config *c, char *err)
         case O_PLR:
             if (!(rc = cli_parse_double("--private-lr", optarg, 1e-9, 100, &d, err))) c->private_lr = (float)d;
             break;
+        case O_SHARE:
+            rc = cli_parse_double("--max-weight-share", optarg, 1e-6, 1, &c->guard.max_weight_share,
+                                  err);
+            break;
+        case O_NORM: rc = guard_parse_norm(optarg, &c->guard, err); break;
+        case O_PENALTY:
+            if (!(rc = cli_parse_long("--penalty-rounds", optarg, 0, 1000000, &v, err)))
+                c->guard.penalty_rounds = (int)v;
+            break;
+        case O_PREAUTH:
+            if (!(rc = cli_parse_long("--preauth-per-addr", optarg, 0, 1000000, &v, err)))
+                c->preauth.max_per_addr = (int)v;
+            break;
+        case O_HSRATE:
+            rc = cli_parse_double("--handshakes-per-sec", optarg, 0, 1e6, &c->preauth.per_sec, err);
+            break;
+        case O_HSBURST:
+            if (!(rc = cli_parse_long("--handshake-burst", optarg, 1, 1000000, &v, err)))
+                c->preauth.burst = (int)v;
+            break;
         case O_HELP: return 1;
         default: cli_bad_option(argv, err); return -1;
         }
@@ -196,6 +235,26 @@ static int server_parse(int argc, char **argv, coord_config *c, char *err)
     return 0;
 }
 
+/* Raises the open-files limit to the hard limit (one descriptor per
+ * client), logs what it has, and keeps a reserve out of the connections'
+ * budget so that the database, certificates and logs never run out. */
+static void server_raise_nofile(coord_config *cfg)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    rlim_t was = rl.rlim_cur;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    long have = rl.rlim_cur == RLIM_INFINITY ? 1048576L : (long)rl.rlim_cur;
+    long reserve = have > 256 ? 64 : have / 4;
+    cfg->preauth.max_open = (int)(have - reserve > 1000000 ? 1000000 : have - reserve);
+    log_info("open files limit %ld (was %ld, hard limit %ld): at most %d connections at once",
+             have, (long)was, rl.rlim_max == RLIM_INFINITY ? -1L : (long)rl.rlim_max,
+             cfg->preauth.max_open);
+}
+
 int main(int argc, char **argv)
 {
     coord_config cfg;
@@ -209,6 +268,7 @@ int main(int argc, char **argv)
     /* A peer that vanishes mid-write must be an error on that connection,
      * not the end of the process. */
     signal(SIGPIPE, SIG_IGN);
+    server_raise_nofile(&cfg);
 
     uv_loop_t loop;
     uv_loop_init(&loop);

@@ -251,6 +251,61 @@ START_TEST(test_clients_and_eval_reports)
 }
 END_TEST
 
+/* Further settings (the coordinator's defences) are written into a new
+ * file, checked on resume, and adopted by a file made before they existed. */
+START_TEST(test_settings_recorded)
+{
+    char err[SEFL_ERRLEN] = "";
+    state *s = NULL;
+    state_setting set[] = { { "max_weight_share", "0.5", "--max-weight-share" },
+                            { "max_update_norm", "100x", "--max-update-norm" } };
+    state_config c = config(PARAM_SE, 1);
+    c.settings = set;
+    c.n_settings = 2;
+    ck_assert_int_eq(state_open(path, &c, init, &s, err), 0);
+    state_close(s);
+    ck_assert_int_eq(state_open(path, &c, init, &s, err), 0);
+    state_close(s);
+    state_setting other[] = { { "max_weight_share", "0.25", "--max-weight-share" },
+                              { "max_update_norm", "100x", "--max-update-norm" } };
+    c.settings = other;
+    ck_assert_int_eq(state_open(path, &c, init, &s, err), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "made with max_weight_share = 0.5, this run has 0.25 "
+                                      "(--max-weight-share)"));
+    /* A file without the key takes this run's value, then holds to it. */
+    exec_raw("DELETE FROM meta WHERE key = 'max_weight_share'");
+    ck_assert_int_eq(state_open(path, &c, init, &s, err), 0);
+    state_close(s);
+    c.settings = set;
+    ck_assert_int_eq(state_open(path, &c, init, &s, err), -EINVAL);
+}
+END_TEST
+
+/* The counts a client declares are kept per name; a change is reported
+ * with the old ones. */
+START_TEST(test_declared_counts)
+{
+    char err[SEFL_ERRLEN] = "";
+    state *s = NULL;
+    state_config c = config(PARAM_SE, 1);
+    ck_assert_int_eq(state_open(path, &c, init, &s, err), 0);
+    uint32_t ot = 7, oe = 7;
+    ck_assert_int_eq(state_client_declared(s, "client-0001", 2000, 500, &ot, &oe, err), 0);
+    ck_assert_int_eq(state_client_declared(s, "client-0001", 2000, 500, &ot, &oe, err), 0);
+    ck_assert_uint_eq(ot, 7);
+    ck_assert_int_eq(state_client_declared(s, "client-0002", 10, 5, &ot, &oe, err), 0);
+    ck_assert_int_eq(state_client_declared(s, "client-0001", 1000000, 500, &ot, &oe, err), 1);
+    ck_assert_uint_eq(ot, 2000);
+    ck_assert_uint_eq(oe, 500);
+    state_close(s);
+    /* Kept across a restart. */
+    ck_assert_int_eq(state_open(path, &c, init, &s, err), 0);
+    ck_assert_int_eq(state_client_declared(s, "client-0001", 2000, 500, &ot, &oe, err), 1);
+    ck_assert_uint_eq(ot, 1000000);
+    state_close(s);
+}
+END_TEST
+
 /* The read-only view the eval tools use: the model rebuilt from meta, the
  * newest model readable, nothing writable; a local-only db, a missing file
  * and meta this build cannot rebuild are refused with one line. */
@@ -305,6 +360,8 @@ int main(void)
     tcase_add_test(tc, test_refuses_other_settings);
     tcase_add_test(tc, test_detects_damaged_model);
     tcase_add_test(tc, test_clients_and_eval_reports);
+    tcase_add_test(tc, test_settings_recorded);
+    tcase_add_test(tc, test_declared_counts);
     tcase_add_test(tc, test_open_read);
     suite_add_tcase(s, tc);
     return check_run(s);

@@ -93,6 +93,8 @@ static int state_init_file(state *s, const state_config *cfg, const float *init,
     if (ret) return ret;
     for (int i = 0; i < STATE_META_N && !ret; i++) ret = store_meta_set(s->db, it[i].key, it[i].value, err);
     if (!ret && cfg->partition) ret = store_meta_set(s->db, "partition", cfg->partition, err);
+    for (int i = 0; i < cfg->n_settings && !ret; i++)
+        ret = store_meta_set(s->db, cfg->settings[i].key, cfg->settings[i].value, err);
     if (!ret) ret = state_put_model(s, 0, init, err);
     if (!ret) ret = store_commit(s->db, err);
     if (ret) store_rollback(s->db);
@@ -114,6 +116,24 @@ static int state_check_meta(state *s, const state_config *cfg, char *err)
             err_set(err, "%s: made with %s = %s, this run has %s (%s); use the same "
                     "settings or another --db", s->path, it[i].key, have, it[i].value,
                     it[i].flag);
+            return -EINVAL;
+        }
+    }
+    for (int i = 0; i < cfg->n_settings; i++) {
+        const state_setting *set = &cfg->settings[i];
+        char have[STORE_META_MAX];
+        int ret = store_meta_get(s->db, set->key, have, sizeof have, err);
+        if (ret == -ENOENT) {
+            log_info("%s: recording %s = %s (made before the setting existed)", s->path,
+                     set->key, set->value);
+            ret = store_meta_set(s->db, set->key, set->value, err);
+            if (ret) return ret;
+            continue;
+        }
+        if (ret) return ret;
+        if (strcmp(have, set->value)) {
+            err_set(err, "%s: made with %s = %s, this run has %s (%s); use the same "
+                    "settings or another --db", s->path, set->key, have, set->value, set->flag);
             return -EINVAL;
         }
     }
@@ -340,6 +360,27 @@ int state_client_seen(state *s, const char *name, char *err)
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, now, -1, SQLITE_STATIC);
     return state_step(s, st, err);
+}
+
+int state_client_declared(state *s, const char *name, uint32_t train, uint32_t test,
+                          uint32_t *old_train, uint32_t *old_test, char *err)
+{
+    char key[128], have[STORE_META_MAX], now[32];
+    snprintf(key, sizeof key, "declared:%s", name);
+    snprintf(now, sizeof now, "%u,%u", train, test);
+    int ret = store_meta_get(s->db, key, have, sizeof have, err);
+    if (ret && ret != -ENOENT) return ret;
+    if (!ret && !strcmp(have, now)) return 0;
+    int changed = 0;
+    if (!ret) {
+        unsigned a = 0, b = 0;
+        changed = 1;
+        if (sscanf(have, "%u,%u", &a, &b) != 2) a = b = 0;
+        *old_train = a;
+        *old_test = b;
+    }
+    ret = store_meta_set(s->db, key, now, err);
+    return ret ? ret : changed;
 }
 
 int state_eval_report(state *s, uint32_t round, const char *client, uint32_t examples,

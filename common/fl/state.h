@@ -53,6 +53,14 @@
 
 typedef struct state state;
 
+/* A further result-changing setting recorded in meta: key, its value as
+ * text, and the flag that sets it (for the message on a mismatch). */
+typedef struct {
+    const char *key;
+    const char *value;
+    const char *flag;
+} state_setting;
+
 typedef struct {
     const param_table *t;       /* the model every stored buffer is laid out by */
     unsigned private_mask;      /* PARAM_* groups kept on the clients */
@@ -61,6 +69,10 @@ typedef struct {
     const char *partition;      /* partition spec when known, else NULL */
     int private_epochs;         /* local schedule: 0 joint, P private-first:P */
     float private_lr;           /* learning rate of the private tensors; 0: the run's lr */
+    /* (n_settings) more settings a resume must keep; a file made before a
+     * setting existed adopts this run's value (and says so in the log). */
+    const state_setting *settings;
+    int n_settings;
 } state_config;
 
 /* Opens or creates path. A new file gets meta from cfg and init (table.total
@@ -124,6 +136,12 @@ int state_round_times(state *s, uint32_t round, double seconds, double coord_sec
 
 /* Records that a client connected now (first_seen once, last_seen each time). */
 int state_client_seen(state *s, const char *name, char *err);
+
+/* Records the counts name declared in its Hello (meta "declared:NAME").
+ * Returns 0 when they are new or unchanged, 1 when they differ from the
+ * stored ones (then *old_train, *old_test are those), or negative with err. */
+int state_client_declared(state *s, const char *name, uint32_t train, uint32_t test,
+                          uint32_t *old_train, uint32_t *old_test, char *err);
 
 /* Stores (or replaces) the EvalReport of client for round. */
 int state_eval_report(state *s, uint32_t round, const char *client, uint32_t examples,

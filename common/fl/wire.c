@@ -422,7 +422,8 @@ static int wire_check_envelope(const Sefl__Envelope *e, const param_table *t, ui
         return wire_check_float(m->loss, FLT_MAX, "EvalReport.loss", code, err);
     }
     case SEFL__ENVELOPE__MSG_ERROR:
-        if (e->error->code < WIRE_ERR_MALFORMED || e->error->code > WIRE_ERR_SHUTDOWN) {
+        if ((e->error->code < WIRE_ERR_MALFORMED || e->error->code > WIRE_ERR_SHUTDOWN) &&
+            e->error->code != WIRE_ERR_DIVERGED) {
             *code = WIRE_ERR_MALFORMED;
             err_set(err, "Error.code %u is not a known error code", e->error->code);
             return -EBADMSG;
