@@ -908,7 +908,8 @@ static void coord_on_eval_report(peer *p, const Sefl__EvalReport *r)
 
 /* A client whose local training diverged answers its TrainTask with
  * Error{WIRE_ERR_DIVERGED} instead of an Update: it is counted, stays
- * connected, and owes the attempt nothing more. */
+ * connected, owes the attempt nothing more, and sits out the next rounds
+ * (a retry that selected it again would only wait for the same failure). */
 static void coord_on_diverged(peer *p, const char *msg, coord_clock t0)
 {
     coord *co = p->co;
@@ -920,6 +921,7 @@ static void coord_on_diverged(peer *p, const char *msg, coord_clock t0)
     }
     log_warn("client %s: training diverged in round %u (%s); it stays connected (diverged so "
              "far: %ld)", p->name, co->round, msg, co->g.diverged);
+    guard_penalise(&co->g, p->name, co->last_round, "its training diverged");
     p->reported = 1;
     co->open--;
     coord_settle_round(co, t0);
