@@ -31,7 +31,7 @@ static const char usage[] =
     "                          picks one; the log says `listening HOST:PORT`)\n"
     "  --certs DIR             DIR/ca.crt, DIR/server.crt, DIR/server.key (sefl-certs)\n"
     "  --db FILE               server.db: created when missing; an existing file must\n"
-    "                          match --r, --private and --seed\n"
+    "                          match --arch and its options, --private and --seed\n"
     "  --rounds R              exit 0 after R committed rounds (default 0: run until\n"
     "                          SIGTERM)\n"
     "  --clients-per-round K   updates that commit a round at once (default 10)\n"
@@ -53,6 +53,7 @@ static const char usage[] =
     "  --seed S                initialisation seed of the model, also the rounds' task\n"
     "                          seeds (default 1)\n"
     "  --r R                   SE reduction ratio (default 8)\n"
+    MODEL_OPTS_USAGE
     "  --heartbeat SEC         heartbeat to idle clients every SEC seconds; silent for\n"
     "                          3 of them closes the client (default 10)\n"
     "  --help                  this text\n"
@@ -74,7 +75,7 @@ static void server_on_signal(uv_signal_t *h, int signum)
 static int server_parse(int argc, char **argv, coord_config *c, char *err)
 {
     enum { O_LISTEN = 256, O_CERTS, O_DB, O_ROUNDS, O_K, O_M, O_F, O_TIMEOUT, O_EVAL, O_PRIV,
-           O_LR, O_MOM, O_WD, O_MU, O_BATCH, O_EPOCHS, O_SEED, O_R, O_HB, O_HELP };
+           O_LR, O_MOM, O_WD, O_MU, O_BATCH, O_EPOCHS, O_SEED, O_R, O_HB, O_HELP, O_MODEL = 512 };
     static const struct option opts[] = {
         { "listen", 1, 0, O_LISTEN }, { "certs", 1, 0, O_CERTS }, { "db", 1, 0, O_DB },
         { "rounds", 1, 0, O_ROUNDS }, { "clients-per-round", 1, 0, O_K },
@@ -83,7 +84,8 @@ static int server_parse(int argc, char **argv, coord_config *c, char *err)
         { "private", 1, 0, O_PRIV }, { "lr", 1, 0, O_LR }, { "momentum", 1, 0, O_MOM },
         { "weight-decay", 1, 0, O_WD }, { "prox-mu", 1, 0, O_MU }, { "batch", 1, 0, O_BATCH },
         { "epochs", 1, 0, O_EPOCHS }, { "seed", 1, 0, O_SEED }, { "r", 1, 0, O_R },
-        { "heartbeat", 1, 0, O_HB }, { "help", 0, 0, O_HELP }, { 0, 0, 0, 0 },
+        { "heartbeat", 1, 0, O_HB }, { "help", 0, 0, O_HELP }, MODEL_OPTS_LONGOPTS(O_MODEL),
+        { 0, 0, 0, 0 },
     };
     coord_config_default(c);
     c->certs_dir = c->db_path = NULL;
@@ -137,8 +139,11 @@ static int server_parse(int argc, char **argv, coord_config *c, char *err)
             break;
         case O_SEED: rc = cli_parse_u64("--seed", optarg, &c->seed, err); break;
         case O_R:
-            if (!(rc = cli_parse_long("--r", optarg, 1, 64, &v, err))) c->r = (int)v;
+            if (!(rc = cli_parse_long("--r", optarg, 1, 64, &v, err))) c->model.r = (int)v;
             break;
+        case O_MODEL + MODEL_OPT_ARCH:
+        case O_MODEL + MODEL_OPT_SE_PLACEMENT:
+        case O_MODEL + MODEL_OPT_GATE: rc = model_opts_set(&c->model, opt - O_MODEL, optarg, err); break;
         case O_HB:
             if (!(rc = cli_parse_long("--heartbeat", optarg, 1, 3600, &v, err))) c->heartbeat = (int)v;
             break;
@@ -156,9 +161,10 @@ static int server_parse(int argc, char **argv, coord_config *c, char *err)
                 c->clients_per_round);
         return -1;
     }
-    /* Checked here so that a bad --r is a usage error, not a start failure. */
+    /* Checked here so that a bad model option is a usage error, not a
+     * start failure. */
     param_table t;
-    if (params_build_cnn_se(&t, c->r, 1, err)) return -1;
+    if (params_build(&t, &c->model, err)) return -1;
     return 0;
 }
 

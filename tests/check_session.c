@@ -646,7 +646,7 @@ static void setup_all(void)
         fprintf(stderr, "check_session: setup failed: %s\n", cmd);
         exit(1);
     }
-    if (params_build_cnn_se(&table, 8, 1, err) < 0) {
+    if (params_build(&table, &(model_opts){ .arch = "cnn-se", .r = 8, .fc1_gate = 1 }, err) < 0) {
         fprintf(stderr, "check_session: %s\n", err);
         exit(1);
     }

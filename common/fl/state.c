@@ -36,12 +36,15 @@ typedef struct {
     const char *flag;           /* the command-line option that sets it, for the message */
 } state_meta_item;
 
-enum { STATE_META_N = 6 };
+enum { STATE_META_N = 8 };
 
-static void state_meta_items(const state_config *cfg, state_meta_item it[STATE_META_N])
+/* Fills it and returns how many items there are: the architecture's own
+ * options (se_placement, gate) are recorded only when it has them, so a
+ * cnn-se file's meta is what it was before those options existed. */
+static int state_meta_items(const state_config *cfg, state_meta_item it[STATE_META_N])
 {
     const param_table *t = cfg->t;
-    it[0] = (state_meta_item){ .key = "arch", .flag = "the architecture" };
+    it[0] = (state_meta_item){ .key = "arch", .flag = "--arch" };
     snprintf(it[0].value, sizeof it[0].value, "%s", t->arch);
     it[1] = (state_meta_item){ .key = "r", .flag = "--r" };
     snprintf(it[1].value, sizeof it[1].value, "%d", t->r);
@@ -53,6 +56,16 @@ static void state_meta_items(const state_config *cfg, state_meta_item it[STATE_M
     snprintf(it[4].value, sizeof it[4].value, "%s", params_private_name(cfg->private_mask));
     it[5] = (state_meta_item){ .key = "init_seed", .flag = "--seed" };
     snprintf(it[5].value, sizeof it[5].value, "%" PRIu64, cfg->init_seed);
+    int n = 6;
+    if (t->se_placement[0]) {
+        it[n] = (state_meta_item){ .key = "se_placement", .flag = "--se-placement" };
+        snprintf(it[n++].value, sizeof it[0].value, "%s", t->se_placement);
+    }
+    if (t->gate[0]) {
+        it[n] = (state_meta_item){ .key = "gate", .flag = "--gate" };
+        snprintf(it[n++].value, sizeof it[0].value, "%s", t->gate);
+    }
+    return n;
 }
 
 /* Inserts the model of round into models; part of a caller's transaction. */
@@ -79,10 +92,10 @@ static int state_put_model(state *s, uint32_t round, const float *buf, char *err
 static int state_init_file(state *s, const state_config *cfg, const float *init, char *err)
 {
     state_meta_item it[STATE_META_N];
-    state_meta_items(cfg, it);
+    const int n = state_meta_items(cfg, it);
     int ret = store_begin(s->db, err);
     if (ret) return ret;
-    for (int i = 0; i < STATE_META_N && !ret; i++) ret = store_meta_set(s->db, it[i].key, it[i].value, err);
+    for (int i = 0; i < n && !ret; i++) ret = store_meta_set(s->db, it[i].key, it[i].value, err);
     if (!ret && cfg->partition) ret = store_meta_set(s->db, "partition", cfg->partition, err);
     if (!ret) ret = state_put_model(s, 0, init, err);
     if (!ret) ret = store_commit(s->db, err);
@@ -95,8 +108,8 @@ static int state_init_file(state *s, const state_config *cfg, const float *init,
 static int state_check_meta(state *s, const state_config *cfg, char *err)
 {
     state_meta_item it[STATE_META_N];
-    state_meta_items(cfg, it);
-    for (int i = 0; i < STATE_META_N; i++) {
+    const int n = state_meta_items(cfg, it);
+    for (int i = 0; i < n; i++) {
         char have[STORE_META_MAX];
         int ret = store_meta_get(s->db, it[i].key, have, sizeof have, err);
         if (ret) return ret == -ENOENT ? -EBADMSG : ret;

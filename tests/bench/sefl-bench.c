@@ -139,7 +139,8 @@ static model *bench_model(int batch, unsigned long long seed)
 {
     param_table t;
     char err[SEFL_ERRLEN];
-    if (params_build_cnn_se(&t, 8, 1, err)) {
+    model_opts mo = model_opts_default();
+    if (params_build(&t, &mo, err)) {
         fprintf(stderr, "sefl-bench: %s\n", err);
         return NULL;
     }
