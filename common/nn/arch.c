@@ -7,7 +7,7 @@
 
 /* The one line a new architecture adds itself to: X(ID) for the
  * `const model_arch arch_ID` its file defines. The first is the default. */
-#define ARCH_LIST X(cnn_se)
+#define ARCH_LIST X(cnn_se) X(mbv2_se)
 
 #define X(id) extern const model_arch arch_##id;
 ARCH_LIST

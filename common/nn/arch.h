@@ -23,6 +23,13 @@
 typedef struct model_arch {
     const char *name;           /* what --arch takes and the table records */
 
+    /* model_init draws every tensor from PyTorch's default U(-1/sqrt(fan_in),
+     * 1/sqrt(fan_in)); a convolution's weights (4-D tensors) get that bound
+     * times conv_gain. 1 keeps PyTorch's default; sqrt(6) is He's uniform
+     * bound, which keeps the activations' scale through ReLU layers in a
+     * deep network without normalisation. */
+    double conv_gain;
+
     /* Settles the options o for this architecture into t (r, fc1_gate,
      * se_placement, gate: "" for an option it does not have) and appends
      * its tensors. t arrives zeroed with t->arch set. Returns 0, or -EINVAL

@@ -288,6 +288,7 @@ static long cnn_se_macs(const param_table *t, int with_se)
 
 const model_arch arch_cnn_se = {
     .name = "cnn-se",
+    .conv_gain = 1.0,
     .build = cnn_se_build,
     .net_new = cnn_se_new,
     .net_free = cnn_se_free,

@@ -118,15 +118,19 @@ void model_init(model *m, uint64_t seed)
      * U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and its bias uses the same bound.
      * Every bias follows its weight in the table, so it inherits the fan-in
      * of the tensor before it. The draws are integer-derived doubles and
-     * sqrt is correctly rounded, so every machine gets the same floats. */
+     * sqrt is correctly rounded, so every machine gets the same floats.
+     * A convolution's weights (4-D) have their bound times the
+     * architecture's conv_gain (arch.h); 1 for cnn-se, whose bytes this
+     * leaves as they were. */
     rng r;
     rng_seed(&r, seed);
     double bound = 1.0;
     for (int i = 0; i < m->t.n; i++) {
         const param_info *p = &m->t.p[i];
         if (p->ndim > 1) bound = 1.0 / sqrt((double)(p->size / (size_t)p->shape[0]));
+        const double b = p->ndim == 4 ? bound * m->arch->conv_gain : bound;
         float *w = m->w + p->offset;
-        for (size_t k = 0; k < p->size; k++) w[k] = (float)((2.0 * rng_uniform(&r) - 1.0) * bound);
+        for (size_t k = 0; k < p->size; k++) w[k] = (float)((2.0 * rng_uniform(&r) - 1.0) * b);
     }
     model_reset_momentum(m);
 }
