@@ -53,7 +53,7 @@ DEB_PKGS := build-essential pkg-config libuv1-dev libprotobuf-c-dev \
             libopenblas-dev zlib1g-dev dataset-fashion-mnist openssl \
             iproute2 sqlite3 clang libclang-rt-14-dev python3 procps
 
-.PHONY: all deps layers check check-asan bench demo results fuzz fuzz-corpus clean
+.PHONY: all deps layers check check-asan bench demo results arch-results fuzz fuzz-corpus clean
 all: $(PROGS) $(TEST_PROGS) $(TESTS)
 
 # Installs only what is missing, so a second run is quiet and fast.
@@ -144,6 +144,10 @@ demo:
 
 results: all
 	@bash tests/results.sh
+
+# One results row per model architecture (tests/bench/arch_results.sh).
+arch-results: all
+	@bash tests/bench/arch_results.sh
 
 FUZZ_SECONDS ?= 60
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
