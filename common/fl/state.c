@@ -38,34 +38,39 @@ typedef struct {
 
 enum { STATE_META_N = 8 };
 
-/* Fills it and returns how many items there are: the architecture's own
- * options (se_placement, gate) are recorded only when it has them, so a
- * cnn-se file's meta is what it was before those options existed. */
+/* Appends (key, value) to it[n] unless value is empty; returns the new
+ * count. */
+static int state_meta_add(state_meta_item *it, int n, const char *key, const char *flag,
+                          const char *value)
+{
+    if (!value[0]) return n;
+    it[n] = (state_meta_item){ .key = key, .flag = flag };
+    snprintf(it[n].value, sizeof it[n].value, "%s", value);
+    return n + 1;
+}
+
+/* Fills it and returns how many items there are, in the order they are
+ * checked: the architecture and its own options first, so that a resume
+ * with another --gate says so rather than that r or the table differ. An
+ * option the architecture does not have (se_placement, gate: "") is not
+ * recorded, so a cnn-se file's meta is what it was before those options
+ * existed. */
 static int state_meta_items(const state_config *cfg, state_meta_item it[STATE_META_N])
 {
     const param_table *t = cfg->t;
-    it[0] = (state_meta_item){ .key = "arch", .flag = "--arch" };
-    snprintf(it[0].value, sizeof it[0].value, "%s", t->arch);
-    it[1] = (state_meta_item){ .key = "r", .flag = "--r" };
-    snprintf(it[1].value, sizeof it[1].value, "%d", t->r);
-    it[2] = (state_meta_item){ .key = "fc1_gate", .flag = "the fc1 gate" };
-    snprintf(it[2].value, sizeof it[2].value, "%d", t->fc1_gate);
-    it[3] = (state_meta_item){ .key = "table_hash", .flag = "the parameter table" };
-    snprintf(it[3].value, sizeof it[3].value, "%016" PRIx64, t->hash);
-    it[4] = (state_meta_item){ .key = "private_groups", .flag = "--private" };
-    snprintf(it[4].value, sizeof it[4].value, "%s", params_private_name(cfg->private_mask));
-    it[5] = (state_meta_item){ .key = "init_seed", .flag = "--seed" };
-    snprintf(it[5].value, sizeof it[5].value, "%" PRIu64, cfg->init_seed);
-    int n = 6;
-    if (t->se_placement[0]) {
-        it[n] = (state_meta_item){ .key = "se_placement", .flag = "--se-placement" };
-        snprintf(it[n++].value, sizeof it[0].value, "%s", t->se_placement);
-    }
-    if (t->gate[0]) {
-        it[n] = (state_meta_item){ .key = "gate", .flag = "--gate" };
-        snprintf(it[n++].value, sizeof it[0].value, "%s", t->gate);
-    }
-    return n;
+    char r[16], gate[16], hash[24], seed[24];
+    snprintf(r, sizeof r, "%d", t->r);
+    snprintf(gate, sizeof gate, "%d", t->fc1_gate);
+    snprintf(hash, sizeof hash, "%016" PRIx64, t->hash);
+    snprintf(seed, sizeof seed, "%" PRIu64, cfg->init_seed);
+    int n = state_meta_add(it, 0, "arch", "--arch", t->arch);
+    n = state_meta_add(it, n, "se_placement", "--se-placement", t->se_placement);
+    n = state_meta_add(it, n, "gate", "--gate", t->gate);
+    n = state_meta_add(it, n, "r", "--r", r);
+    n = state_meta_add(it, n, "fc1_gate", "the fc1 gate", gate);
+    n = state_meta_add(it, n, "table_hash", "the parameter table", hash);
+    n = state_meta_add(it, n, "private_groups", "--private", params_private_name(cfg->private_mask));
+    return state_meta_add(it, n, "init_seed", "--seed", seed);
 }
 
 /* Inserts the model of round into models; part of a caller's transaction. */
