@@ -39,6 +39,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "common/net/conn.h"
+#include "server/guard.h"
 #include "common/nn/params.h"
 
 #define COORD_MAX_PEERS 10000        /* default max_peers */
@@ -59,12 +61,16 @@ typedef struct {
     unsigned private_mask;      /* PARAM_* groups that never leave the clients */
     float lr, momentum, weight_decay, prox_mu;
     int batch, epochs;
+    int private_epochs;         /* local schedule: 0 joint, P private-first:P (TrainTask) */
+    float private_lr;           /* learning rate of the private tensors; 0: lr */
     uint64_t seed;              /* model_init seed; also derives each round's task seed */
     model_opts model;           /* architecture and options (params.h) */
     int heartbeat;              /* seconds between heartbeats to idle clients */
     int max_peers;              /* connections at once (COORD_MAX_PEERS); more are closed */
     size_t send_window;         /* task bytes queued on all connections at once
                                    (COORD_SEND_WINDOW); tasks wait for room */
+    guard_config guard;         /* weight share, update norm bound, penalty rounds */
+    conn_preauth preauth;       /* per-address limits before the TLS handshake ends */
 } coord_config;
 
 /* The defaults sefl-server documents. */

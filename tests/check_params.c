@@ -306,6 +306,28 @@ START_TEST(test_checksum)
 }
 END_TEST
 
+/* params_copy writes the selected tensors' slices and nothing else. */
+START_TEST(test_copy)
+{
+    param_table t;
+    char err[SEFL_ERRLEN];
+    ck_assert_int_eq(params_build(&t, &(model_opts){ .arch = "cnn-se", .r = 8, .fc1_gate = 1 }, err), 0);
+    float *src = malloc(t.total * sizeof *src), *dst = malloc(t.total * sizeof *dst);
+    for (size_t i = 0; i < t.total; i++) {
+        src[i] = 1.0f;
+        dst[i] = 2.0f;
+    }
+    params_copy(&t, params_shared(PARAM_SE), src, dst);
+    for (int k = 0; k < t.n; k++) {
+        const param_info *p = &t.p[k];
+        const float want = params_selected(p, params_shared(PARAM_SE)) ? 1.0f : 2.0f;
+        for (size_t j = 0; j < p->size; j++) ck_assert_float_eq(dst[p->offset + j], want);
+    }
+    free(src);
+    free(dst);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("params");
@@ -319,6 +341,7 @@ int main(void)
     tcase_add_test(tc, test_gather_scatter);
     tcase_add_test(tc, test_private_names);
     tcase_add_test(tc, test_checksum);
+    tcase_add_test(tc, test_copy);
     suite_add_tcase(s, tc);
     return check_run(s);
 }

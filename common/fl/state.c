@@ -34,17 +34,18 @@ typedef struct {
     const char *key;
     char value[64];
     const char *flag;           /* the command-line option that sets it, for the message */
+    const char *absent;         /* the value of a file made before the key existed, or NULL */
 } state_meta_item;
 
-enum { STATE_META_N = 8 };
+enum { STATE_META_N = 10 };
 
-/* Appends (key, value) to it[n] unless value is empty; returns the new
- * count. */
+/* Appends (key, value) to it[n] unless value is empty; absent as in
+ * state_meta_item. Returns the new count. */
 static int state_meta_add(state_meta_item *it, int n, const char *key, const char *flag,
-                          const char *value)
+                          const char *absent, const char *value)
 {
     if (!value[0]) return n;
-    it[n] = (state_meta_item){ .key = key, .flag = flag };
+    it[n] = (state_meta_item){ .key = key, .flag = flag, .absent = absent };
     snprintf(it[n].value, sizeof it[n].value, "%s", value);
     return n + 1;
 }
@@ -58,19 +59,26 @@ static int state_meta_add(state_meta_item *it, int n, const char *key, const cha
 static int state_meta_items(const state_config *cfg, state_meta_item it[STATE_META_N])
 {
     const param_table *t = cfg->t;
-    char r[16], gate[16], hash[24], seed[24];
+    char r[16], gate[16], hash[24], seed[24], sched[32], plr[32];
     snprintf(r, sizeof r, "%d", t->r);
     snprintf(gate, sizeof gate, "%d", t->fc1_gate);
     snprintf(hash, sizeof hash, "%016" PRIx64, t->hash);
     snprintf(seed, sizeof seed, "%" PRIu64, cfg->init_seed);
-    int n = state_meta_add(it, 0, "arch", "--arch", t->arch);
-    n = state_meta_add(it, n, "se_placement", "--se-placement", t->se_placement);
-    n = state_meta_add(it, n, "gate", "--gate", t->gate);
-    n = state_meta_add(it, n, "r", "--r", r);
-    n = state_meta_add(it, n, "fc1_gate", "the fc1 gate", gate);
-    n = state_meta_add(it, n, "table_hash", "the parameter table", hash);
-    n = state_meta_add(it, n, "private_groups", "--private", params_private_name(cfg->private_mask));
-    return state_meta_add(it, n, "init_seed", "--seed", seed);
+    if (cfg->private_epochs > 0) snprintf(sched, sizeof sched, "private-first:%d", cfg->private_epochs);
+    else snprintf(sched, sizeof sched, "joint");
+    if (cfg->private_lr > 0) snprintf(plr, sizeof plr, "%g", (double)cfg->private_lr);
+    else snprintf(plr, sizeof plr, "lr");
+    int n = state_meta_add(it, 0, "arch", "--arch", NULL, t->arch);
+    n = state_meta_add(it, n, "se_placement", "--se-placement", NULL, t->se_placement);
+    n = state_meta_add(it, n, "gate", "--gate", NULL, t->gate);
+    n = state_meta_add(it, n, "r", "--r", NULL, r);
+    n = state_meta_add(it, n, "fc1_gate", "the fc1 gate", NULL, gate);
+    n = state_meta_add(it, n, "table_hash", "the parameter table", NULL, hash);
+    n = state_meta_add(it, n, "private_groups", "--private", NULL,
+                       params_private_name(cfg->private_mask));
+    n = state_meta_add(it, n, "init_seed", "--seed", NULL, seed);
+    n = state_meta_add(it, n, "local_schedule", "--local-schedule", "joint", sched);
+    return state_meta_add(it, n, "private_lr", "--private-lr", "lr", plr);
 }
 
 /* Inserts the model of round into models; part of a caller's transaction. */
@@ -102,6 +110,8 @@ static int state_init_file(state *s, const state_config *cfg, const float *init,
     if (ret) return ret;
     for (int i = 0; i < n && !ret; i++) ret = store_meta_set(s->db, it[i].key, it[i].value, err);
     if (!ret && cfg->partition) ret = store_meta_set(s->db, "partition", cfg->partition, err);
+    for (int i = 0; i < cfg->n_settings && !ret; i++)
+        ret = store_meta_set(s->db, cfg->settings[i].key, cfg->settings[i].value, err);
     if (!ret) ret = state_put_model(s, 0, init, err);
     if (!ret) ret = store_commit(s->db, err);
     if (ret) store_rollback(s->db);
@@ -117,11 +127,30 @@ static int state_check_meta(state *s, const state_config *cfg, char *err)
     for (int i = 0; i < n; i++) {
         char have[STORE_META_MAX];
         int ret = store_meta_get(s->db, it[i].key, have, sizeof have, err);
-        if (ret) return ret == -ENOENT ? -EBADMSG : ret;
+        if (ret == -ENOENT && it[i].absent) snprintf(have, sizeof have, "%s", it[i].absent);
+        else if (ret) return ret == -ENOENT ? -EBADMSG : ret;
         if (strcmp(have, it[i].value)) {
             err_set(err, "%s: made with %s = %s, this run has %s (%s); use the same "
                     "settings or another --db", s->path, it[i].key, have, it[i].value,
                     it[i].flag);
+            return -EINVAL;
+        }
+    }
+    for (int i = 0; i < cfg->n_settings; i++) {
+        const state_setting *set = &cfg->settings[i];
+        char have[STORE_META_MAX];
+        int ret = store_meta_get(s->db, set->key, have, sizeof have, err);
+        if (ret == -ENOENT) {
+            log_info("%s: recording %s = %s (made before the setting existed)", s->path,
+                     set->key, set->value);
+            ret = store_meta_set(s->db, set->key, set->value, err);
+            if (ret) return ret;
+            continue;
+        }
+        if (ret) return ret;
+        if (strcmp(have, set->value)) {
+            err_set(err, "%s: made with %s = %s, this run has %s (%s); use the same "
+                    "settings or another --db", s->path, set->key, have, set->value, set->flag);
             return -EINVAL;
         }
     }
@@ -150,6 +179,91 @@ int state_open(const char *path, const state_config *cfg, const float *init, sta
     }
     *out = s;
     return 0;
+}
+
+/* Reads the meta integer key of s's file into *v (0..max); -EBADMSG with
+ * err when absent or not such a number. */
+static int state_meta_long(state *s, const char *key, unsigned long long max,
+                           unsigned long long *v, char *err)
+{
+    char buf[STORE_META_MAX], *end;
+    int ret = store_meta_get(s->db, key, buf, sizeof buf, err);
+    if (ret == -ENOENT || ret == -ENAMETOOLONG) {
+        err_set(err, "%s: meta %s is missing or too long; not a complete server.db", s->path, key);
+        return -EBADMSG;
+    }
+    if (ret) return ret;
+    errno = 0;
+    *v = strtoull(buf, &end, 10);
+    if (errno || end == buf || *end || buf[0] == '-' || *v > max) {
+        err_set(err, "%s: meta %s = '%s' is not a number in 0..%llu", s->path, key, buf, max);
+        return -EBADMSG;
+    }
+    return 0;
+}
+
+int state_open_read(const char *path, state_run *run, state **out, char *err)
+{
+    *out = NULL;
+    memset(run, 0, sizeof *run);
+    state *s = calloc(1, sizeof *s);
+    if (!s) return -ENOMEM;
+    s->t = &run->t;
+    snprintf(s->path, sizeof s->path, "%s", path);
+    store_schema schema = { .kind = "server", .version = STATE_SCHEMA_VERSION, .ddl = state_ddl };
+    char arch[STORE_META_MAX], priv[STORE_META_MAX], hash[STORE_META_MAX];
+    unsigned long long r = 0, gate = 0, seed = 0;
+    int ret = store_open(path, &schema, STORE_READONLY, &s->db, NULL, err);
+    if (!ret && ((ret = store_meta_get(s->db, "arch", arch, sizeof arch, err)) ||
+                 (ret = store_meta_get(s->db, "private_groups", priv, sizeof priv, err)) ||
+                 (ret = store_meta_get(s->db, "table_hash", hash, sizeof hash, err)))) {
+        if (ret == -ENOENT || ret == -ENAMETOOLONG) {
+            err_set(err, "%s: meta lacks arch, private_groups or table_hash; not a complete"
+                    " server.db", path);
+            ret = -EBADMSG;
+        }
+    }
+    if (!ret) ret = state_meta_long(s, "r", 64, &r, err);
+    if (!ret) ret = state_meta_long(s, "fc1_gate", 1, &gate, err);
+    if (!ret) ret = state_meta_long(s, "init_seed", UINT64_MAX, &seed, err);
+    if (ret) goto out;
+    /* The architecture's own options are in meta only when it has them. */
+    model_opts o = model_opts_default();
+    char tmp[SEFL_ERRLEN], opt[2][STORE_META_MAX] = { "", "" };
+    static const char *opt_keys[2] = { "se_placement", "gate" };
+    for (int i = 0; i < 2 && !ret; i++) {
+        ret = store_meta_get(s->db, opt_keys[i], opt[i], sizeof opt[i], err);
+        if (ret == -ENOENT) ret = 0;
+    }
+    if (ret) goto out;
+    o.r = (int)r;
+    o.fc1_gate = (int)gate;
+    if (model_opts_set(&o, MODEL_OPT_ARCH, arch, tmp) < 0 ||
+        model_opts_set(&o, MODEL_OPT_SE_PLACEMENT, opt[0], tmp) < 0 ||
+        model_opts_set(&o, MODEL_OPT_GATE, opt[1], tmp) < 0 || params_build(&run->t, &o, tmp) < 0) {
+        err_set(err, "%s: this build cannot rebuild its model (arch %.32s, r %llu): %s", path, arch,
+                r, tmp);
+        ret = -EINVAL;
+        goto out;
+    }
+    char want[STORE_CHECKSUM_LEN];
+    snprintf(want, sizeof want, "%016" PRIx64, run->t.hash);
+    if (strcmp(hash, want)) {
+        err_set(err, "%s: its parameter table (%s) is not this build's %s (%s)", path, hash,
+                run->t.arch, want);
+        ret = -EINVAL;
+        goto out;
+    }
+    if (params_parse_private(priv, &run->private_mask, tmp) < 0) {
+        err_set(err, "%s: meta private_groups '%s' is not a private set", path, priv);
+        ret = -EBADMSG;
+        goto out;
+    }
+    run->init_seed = seed;
+out:
+    if (ret) state_close(s);
+    else *out = s;
+    return ret;
 }
 
 void state_close(state *s)
@@ -277,6 +391,27 @@ int state_client_seen(state *s, const char *name, char *err)
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, now, -1, SQLITE_STATIC);
     return state_step(s, st, err);
+}
+
+int state_client_declared(state *s, const char *name, uint32_t train, uint32_t test,
+                          uint32_t *old_train, uint32_t *old_test, char *err)
+{
+    char key[128], have[STORE_META_MAX], now[32];
+    snprintf(key, sizeof key, "declared:%s", name);
+    snprintf(now, sizeof now, "%u,%u", train, test);
+    int ret = store_meta_get(s->db, key, have, sizeof have, err);
+    if (ret && ret != -ENOENT) return ret;
+    if (!ret && !strcmp(have, now)) return 0;
+    int changed = 0;
+    if (!ret) {
+        unsigned a = 0, b = 0;
+        changed = 1;
+        if (sscanf(have, "%u,%u", &a, &b) != 2) a = b = 0;
+        *old_train = a;
+        *old_test = b;
+    }
+    ret = store_meta_set(s->db, key, now, err);
+    return ret ? ret : changed;
 }
 
 int state_eval_report(state *s, uint32_t round, const char *client, uint32_t examples,

@@ -53,22 +53,53 @@
 
 typedef struct state state;
 
+/* A further result-changing setting recorded in meta: key, its value as
+ * text, and the flag that sets it (for the message on a mismatch). */
+typedef struct {
+    const char *key;
+    const char *value;
+    const char *flag;
+} state_setting;
+
 typedef struct {
     const param_table *t;       /* the model every stored buffer is laid out by */
     unsigned private_mask;      /* PARAM_* groups kept on the clients */
     uint64_t init_seed;         /* model_init seed of the initial model */
     const char *kind;           /* meta kind: NULL for "server"; "local" for sefl-sim --local-only */
     const char *partition;      /* partition spec when known, else NULL */
+    int private_epochs;         /* local schedule: 0 joint, P private-first:P */
+    float private_lr;           /* learning rate of the private tensors; 0: the run's lr */
+    /* (n_settings) more settings a resume must keep; a file made before a
+     * setting existed adopts this run's value (and says so in the log). */
+    const state_setting *settings;
+    int n_settings;
 } state_config;
 
 /* Opens or creates path. A new file gets meta from cfg and init (table.total
  * floats) as the model of round 0. An existing file must be a sefl database
  * of cfg's kind whose meta (arch, r, fc1_gate, table_hash, private_groups,
- * init_seed) matches cfg; otherwise one line in err says which setting
+ * init_seed, local_schedule, private_lr) matches cfg (a file made before
+ * the last two existed counts as joint, private_lr = lr); otherwise one line in err says which setting
  * differs. Returns 0 with *out (close with state_close), or negative. */
 int state_open(const char *path, const state_config *cfg, const float *init, state **out,
                char *err);
 void state_close(state *s);                    /* accepts NULL */
+
+/* What a finished run's file says about its model, for the tools that read
+ * it (sefl-eval --gates, --newcomers). */
+typedef struct {
+    param_table t;              /* rebuilt from meta (arch, r, fc1_gate), hash checked */
+    unsigned private_mask;
+    uint64_t init_seed;
+} state_run;
+
+/* Opens an existing server.db read-only and fills *run from its meta; then
+ * state_load reads its newest global model, and nothing can be written.
+ * run must outlive the state (the state lays buffers out by run->t).
+ * Returns 0 with *out, or negative with one line in err: -ENOENT missing,
+ * -EBADMSG foreign or damaged file (a local-only db included: it holds no
+ * global model), -EINVAL meta this build cannot rebuild the model from. */
+int state_open_read(const char *path, state_run *run, state **out, char *err);
 
 /* Loads the model of the last committed round (0 before the first commit)
  * into buf (table.total floats) after verifying its size and checksum, and
@@ -105,6 +136,12 @@ int state_round_times(state *s, uint32_t round, double seconds, double coord_sec
 
 /* Records that a client connected now (first_seen once, last_seen each time). */
 int state_client_seen(state *s, const char *name, char *err);
+
+/* Records the counts name declared in its Hello (meta "declared:NAME").
+ * Returns 0 when they are new or unchanged, 1 when they differ from the
+ * stored ones (then *old_train, *old_test are those), or negative with err. */
+int state_client_declared(state *s, const char *name, uint32_t train, uint32_t test,
+                          uint32_t *old_train, uint32_t *old_test, char *err);
 
 /* Stores (or replaces) the EvalReport of client for round. */
 int state_eval_report(state *s, uint32_t round, const char *client, uint32_t examples,

@@ -54,6 +54,14 @@ typedef struct model_arch {
     /* Multiply-accumulates per sample of a forward pass of t, with or
      * without the gates (PARAM_SE). */
     long (*macs)(const param_table *t, int with_gates);
+
+    /* The gate view (model.h: model_gates, model_macs_pruned), or NULL
+     * when the architecture has none: the gates (n, C) of gate block
+     * `block` (0..MODEL_SE_BLOCKS-1) from the last forward pass, NULL for
+     * a block it lacks; and the MACs with removed[k] channels of block k's
+     * layer pruned. */
+    const float *(*gates)(const void *net, int block, int *channels);
+    long (*macs_pruned)(const param_table *t, const int *removed);
 } model_arch;
 
 /* For the architectures' net_new: the workspace is one allocation of n

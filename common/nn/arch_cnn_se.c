@@ -263,27 +263,43 @@ static void cnn_se_backward(void *net, const float *dlogits, int B, int acc)
                     B, 1, MODEL_IMG, MODEL_IMG, C1, KS, acc);
 }
 
-/* Multiply-accumulates of one SE block: its two linear layers and the
- * per-element scaling (the squeeze's additions are not counted). */
-static long cnn_se_gate_macs(const param_table *t, const char *prefix, long elems)
+/* Multiply-accumulates per sample of the network with c1 channels out of
+ * conv1, c2 out of conv2 and hid features out of fc1, with or without the
+ * SE gates: each layer's weights times the positions they slide over, each
+ * SE block's two linear layers (their hidden width R fixed by the table)
+ * and its per-element scaling (the squeeze's additions are not counted). */
+static long cnn_se_macs_width(const param_table *t, int with_se, long c1, long c2, long hid)
 {
-    char name[PARAM_NAME_MAX];
-    snprintf(name, sizeof name, "%s.fc1.weight", prefix);
-    return (long)params_find(t, name)->size * 2 + elems;
+    static const char *se_w1[MODEL_SE_BLOCKS] = { "se1.fc1.weight", "se2.fc1.weight", "se3.fc1.weight" };
+    const long width[MODEL_SE_BLOCKS] = { c1, c2, hid };
+    const long positions[MODEL_SE_BLOCKS] = { H1 * H1, H2 * H2, 1 };
+    long macs = KS * KS * c1 * H1 * H1 + c1 * KS * KS * c2 * H2 * H2 + c2 * P2 * P2 * hid
+              + hid * MODEL_CLASSES;
+    for (int k = 0; with_se && k < MODEL_SE_BLOCKS; k++) {
+        const param_info *w1 = params_find(t, se_w1[k]);
+        if (w1) macs += 2L * w1->shape[0] * width[k] + width[k] * positions[k];
+    }
+    return macs;
 }
 
 static long cnn_se_macs(const param_table *t, int with_se)
 {
-    long macs = (long)params_find(t, "conv1.weight")->size * H1 * H1
-              + (long)params_find(t, "conv2.weight")->size * H2 * H2
-              + (long)params_find(t, "fc1.weight")->size
-              + (long)params_find(t, "fc.weight")->size;
-    if (with_se) {
-        macs += cnn_se_gate_macs(t, "se1", (long)C1 * H1 * H1);
-        macs += cnn_se_gate_macs(t, "se2", (long)C2 * H2 * H2);
-        if (t->fc1_gate) macs += cnn_se_gate_macs(t, "se3", HID);
-    }
-    return macs;
+    return cnn_se_macs_width(t, with_se, C1, C2, HID);
+}
+
+static long cnn_se_macs_pruned(const param_table *t, const int *removed)
+{
+    return cnn_se_macs_width(t, 1, C1 - removed[0], C2 - removed[1], HID - removed[2]);
+}
+
+static const float *cnn_se_gates(const void *net, int block, int *channels)
+{
+    static const int width[MODEL_SE_BLOCKS] = { C1, C2, HID };
+    const cnn_se *m = net;
+    if (block == 2 && !m->fc1_gate) return NULL;
+    const se_block *s[MODEL_SE_BLOCKS] = { &m->se1, &m->se2, &m->se3 };
+    *channels = width[block];
+    return s[block]->c.e;
 }
 
 const model_arch arch_cnn_se = {
@@ -295,4 +311,6 @@ const model_arch arch_cnn_se = {
     .forward = cnn_se_forward,
     .backward = cnn_se_backward,
     .macs = cnn_se_macs,
+    .gates = cnn_se_gates,
+    .macs_pruned = cnn_se_macs_pruned,
 };

@@ -112,6 +112,17 @@ float *model_grads(model *m)
     return m->g;
 }
 
+const float *model_momentum(const model *m)
+{
+    return m->v;
+}
+
+int model_is_gate_bias(const param_info *p)
+{
+    const size_t n = strlen(p->name), k = strlen(".fc2.bias");
+    return (p->groups & PARAM_SE) && n > k && !strcmp(p->name + n - k, ".fc2.bias");
+}
+
 void model_init(model *m, uint64_t seed)
 {
     /* PyTorch's default: kaiming_uniform(a = sqrt(5)) on a weight is
@@ -131,6 +142,10 @@ void model_init(model *m, uint64_t seed)
         const double b = p->ndim == 4 ? bound * m->arch->conv_gain : bound;
         float *w = m->w + p->offset;
         for (size_t k = 0; k < p->size; k++) w[k] = (float)((2.0 * rng_uniform(&r) - 1.0) * b);
+        /* The gates start open (model.h); the draws above still happen, so
+         * every other tensor gets the same bytes as under the plain scheme. */
+        if (model_is_gate_bias(p))
+            for (size_t k = 0; k < p->size; k++) w[k] = MODEL_GATE_BIAS;
     }
     model_reset_momentum(m);
 }
@@ -201,7 +216,17 @@ float model_forward_backward(model *m, const float *x, const uint8_t *y, int B, 
 
 void model_sgd_step(model *m, const sgd_config *c, const float *ref)
 {
-    sgd_step(m->w, m->g, m->v, ref, m->t.total, c);
+    /* Tensor by tensor, so that each can be frozen or get its own rate;
+     * the table has a few dozen tensors, so the calls cost nothing next to
+     * the floats they step. */
+    sgd_config one = *c;
+    for (int i = 0; i < m->t.n; i++) {
+        const param_info *p = &m->t.p[i];
+        if (params_selected(p, c->frozen)) continue;
+        one.lr = params_selected(p, c->alt) ? c->alt_lr : c->lr;
+        sgd_step(m->w + p->offset, m->g + p->offset, m->v + p->offset, ref ? ref + p->offset : NULL,
+                 p->size, &one);
+    }
 }
 
 static double model_now(void)
@@ -279,4 +304,16 @@ long model_macs(const param_table *t, int with_gates)
 {
     const model_arch *a = arch_find(t->arch);
     return a ? a->macs(t, with_gates) : -1;
+}
+
+long model_macs_pruned(const param_table *t, const int removed[MODEL_SE_BLOCKS])
+{
+    const model_arch *a = arch_find(t->arch);
+    return a && a->macs_pruned ? a->macs_pruned(t, removed) : -1;
+}
+
+const float *model_gates(const model *m, int block, int *channels)
+{
+    if (block < 0 || block >= MODEL_SE_BLOCKS || !m->arch->gates) return NULL;
+    return m->arch->gates(m->net, block, channels);
 }

@@ -34,12 +34,28 @@ void model_free(model *m);               /* accepts NULL */
 const param_table *model_table(const model *m);
 float *model_params(model *m);           /* (table.total) */
 float *model_grads(model *m);            /* (table.total) */
+const float *model_momentum(const model *m); /* (table.total) SGD momentum, for tests */
+
+/* Every excitation's output bias (se*.fc2.bias) starts at this value, so
+ * every gate starts near sigmoid(3) = 0.95 instead of PyTorch's default
+ * sigmoid(~0) = 0.5. Three gates of 0.5 in series scale the signal, and so
+ * every backbone gradient, by about 1/8; at PFLlib's lr 0.005 a federated
+ * run then learns little but the output biases for its first 10-25 rounds
+ * (the start-up plateau; `sefl-bench grads` measures the per-layer gradient
+ * norms at initialisation with either start, tests/bench/plateau.sh the
+ * round-by-round accuracy). The excitation can still close a gate: the
+ * bias is trained like every other parameter. */
+#define MODEL_GATE_BIAS 3.0f
 
 /* Deterministic initialisation from seed (same seed, same bytes on every
  * machine): PyTorch's default scheme (kaiming-uniform weights, uniform
- * biases with bound 1/sqrt(fan_in)) from an integer PRNG. Also zeroes the
+ * biases with bound 1/sqrt(fan_in)) from an integer PRNG, except the
+ * excitations' output biases, which are MODEL_GATE_BIAS. Also zeroes the
  * momentum buffer. */
 void model_init(model *m, uint64_t seed);
+
+/* 1 when p is an excitation's output bias (the tensors MODEL_GATE_BIAS sets). */
+int model_is_gate_bias(const param_info *p);
 
 /* Zeroes the momentum buffer (start of a local training job). */
 void model_reset_momentum(model *m);
@@ -54,7 +70,9 @@ float model_forward(model *m, const float *x, const uint8_t *y, int B, float *lo
 float model_forward_backward(model *m, const float *x, const uint8_t *y, int B, int *correct);
 
 /* One SGD step with the current gradients (optim.h); ref (table.total) is the
- * proximal reference or NULL. */
+ * proximal reference or NULL. c->frozen and c->alt choose, tensor by tensor,
+ * which are left alone (weights and momentum) and which step at c->alt_lr:
+ * the primitive of the local schedules (client/trainer.h). */
 void model_sgd_step(model *m, const sgd_config *c, const float *ref);
 
 typedef struct {
@@ -82,5 +100,27 @@ void model_evaluate(model *m, const float *x, const uint8_t *y, const int *idx, 
  * with or without the gates (PARAM_SE), for sefl-eval's cost view and
  * sefl-bench; -1 for a table of no registered architecture. */
 long model_macs(const param_table *t, int with_gates);
+
+/* The gate view of sefl-eval --gates (client/gates.h), which cnn-se has
+ * (arch.h: gates, macs_pruned); for another architecture model_macs_pruned
+ * is -1 and model_gates NULL.
+ * SE blocks, in forward order: the gate of conv1's channels, of conv2's,
+ * and of fc1's features (the last only when the table has the fc1 gate). */
+enum { MODEL_SE_BLOCKS = 3 };
+
+/* The same with the SE gates and with removed[k] channels of SE block k's
+ * layer pruned away (conv1's or conv2's output channels, fc1's outputs):
+ * every multiply that reads or writes a removed channel is gone, in the
+ * layer, in its SE block and in the layer after it. The SE blocks' hidden
+ * widths stay. removed[k] must be within 0..that layer's width. */
+long model_macs_pruned(const param_table *t, const int removed[MODEL_SE_BLOCKS]);
+
+/* The gates (n, C) of SE block `block` (0..MODEL_SE_BLOCKS-1) computed by
+ * the last model_forward or model_evaluate, one row per sample of the last
+ * workspace chunk: all of a model_forward call's B samples when B <=
+ * min(max_batch, 32). *channels gets C. Returns NULL for a block the model
+ * lacks (se3 without the fc1 gate) or out of range. The rows belong to the
+ * model and change with the next pass. */
+const float *model_gates(const model *m, int block, int *channels);
 
 #endif

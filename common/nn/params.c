@@ -168,6 +168,15 @@ void params_scatter(const param_table *t, param_sel sel, const float *flat, floa
     }
 }
 
+void params_copy(const param_table *t, param_sel sel, const float *src, float *dst)
+{
+    for (int i = 0; i < t->n; i++) {
+        const param_info *p = &t->p[i];
+        if (params_selected(p, sel))
+            memcpy(dst + p->offset, src + p->offset, p->size * sizeof *dst);
+    }
+}
+
 int params_parse_private(const char *s, unsigned *mask, char *err)
 {
     static const struct { const char *name; unsigned mask; } names[] = {

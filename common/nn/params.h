@@ -142,6 +142,10 @@ void params_gather(const param_table *t, param_sel sel, const float *buf, float 
  * and touches nothing else. */
 void params_scatter(const param_table *t, param_sel sel, const float *flat, float *buf);
 
+/* Copies the selected tensors of the model buffer src into the same slices
+ * of dst (both t->total floats) and touches nothing else of dst. */
+void params_copy(const param_table *t, param_sel sel, const float *src, float *dst);
+
 /* Parses "se", "head", "se,head", "none" (also "head,se") into a group mask.
  * Returns 0, or -EINVAL with err. */
 int params_parse_private(const char *s, unsigned *mask, char *err);
