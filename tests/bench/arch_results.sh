@@ -50,9 +50,25 @@ model_flags() {
 
 pct() { awk -v v="$(sefl_value "$1" "$2")" 'BEGIN { printf "%.2f", 100 * v }'; }
 
+# The table's head first, each row as its run ends, so a cut-short run
+# leaves the rows it finished.
+{
+    echo "### Architectures: Fashion-MNIST, $CLIENTS clients, $PART, private gates (--private se)"
+    echo
+    echo "All clients every round, at most $MAX_SAMPLES train and $MAX_SAMPLES test samples per" \
+         "client, lr 0.005, batch 10, 1 local epoch, **$ROUNDS rounds** (a short run), seed $SEED." \
+         "Sample-weighted accuracy (%) over clients after the last round, std and min over clients;" \
+         "parameters in all and private per client; multiply-accumulates per sample with and" \
+         "without the gates; one-thread training samples/s (\`sefl-bench train\`, 6000 samples," \
+         "batch 10) by the wall clock and per CPU-second. Made by" \
+         "\`bash tests/bench/arch_results.sh\` on a $(nproc)-core machine shared with other work."
+    echo
+    echo "| model flags | acc | std | min | params | private | MACs/sample | MACs without gates | train samples/s | per CPU-s |"
+    echo "|---|---|---|---|---|---|---|---|---|---|"
+} >"$OUT/table.md"
+
 echo "arch_results: $CLIENTS clients, $PART, $ROUNDS rounds, max-samples $MAX_SAMPLES," \
      "--private se, $(nproc) cores; files in $OUT"
-ROWS=()
 for v in $VARIANTS; do
     dir=$OUT/${v//\//_}
     flags=$(model_flags "$v")
@@ -70,27 +86,12 @@ for v in $VARIANTS; do
     std=$(pct "$dir/eval.txt" std_accuracy)
     min=$(pct "$dir/eval.txt" min_accuracy)
     echo "   weighted accuracy $acc %, std $std, min $min, $(($(date +%s) - t0)) s"
-    ROWS+=("| \`$flags\` | $acc | $std | $min | $(sefl_value "$dir/eval.txt" params_total) |\
+    echo "| \`$flags\` | $acc | $std | $min | $(sefl_value "$dir/eval.txt" params_total) |\
  $(sefl_value "$dir/eval.txt" params_private) | $(sefl_value "$dir/eval.txt" macs_per_sample) |\
  $(sefl_value "$dir/eval.txt" macs_per_sample_without_se) | $(sefl_value "$dir/bench.txt" train_samples_per_s) |\
- $(sefl_value "$dir/bench.txt" train_samples_per_cpu_s) |")
+ $(sefl_value "$dir/bench.txt" train_samples_per_cpu_s) |" >>"$OUT/table.md"
 done
 
-{
-    echo "### Architectures: Fashion-MNIST, $CLIENTS clients, $PART, private gates (--private se)"
-    echo
-    echo "All clients every round, at most $MAX_SAMPLES train and $MAX_SAMPLES test samples per" \
-         "client, lr 0.005, batch 10, 1 local epoch, **$ROUNDS rounds** (a short run), seed $SEED." \
-         "Sample-weighted accuracy (%) over clients after the last round, std and min over clients;" \
-         "parameters in all and private per client; multiply-accumulates per sample with and" \
-         "without the gates; one-thread training samples/s (\`sefl-bench train\`, 6000 samples," \
-         "batch 10) by the wall clock and per CPU-second. Made by" \
-         "\`bash tests/bench/arch_results.sh\` on a $(nproc)-core machine shared with other work."
-    echo
-    echo "| model flags | acc | std | min | params | private | MACs/sample | MACs without gates | train samples/s | per CPU-s |"
-    echo "|---|---|---|---|---|---|---|---|---|---|"
-    printf '%s\n' "${ROWS[@]}"
-} >"$OUT/table.md"
 echo
 cat "$OUT/table.md"
 echo
