@@ -59,7 +59,7 @@ DEB_PKGS := build-essential pkg-config libuv1-dev libprotobuf-c-dev \
             iproute2 sqlite3 clang libclang-rt-14-dev python3 procps lcov \
             protobuf-compiler python3-protobuf
 
-.PHONY: all deps layers check coverage check-asan bench demo results soak r-sweep newcomers fuzz fuzz-corpus clean
+.PHONY: all deps layers check coverage check-asan bench demo results arch-results soak r-sweep newcomers fuzz fuzz-corpus clean
 all: $(PROGS) $(TEST_PROGS) $(TESTS)
 
 # Installs only what is missing, so a second run is quiet and fast.
@@ -168,6 +168,10 @@ r-sweep: all
 
 newcomers: all
 	@bash tests/bench/newcomers.sh
+
+# One results row per model architecture (tests/bench/arch_results.sh).
+arch-results: all
+	@bash tests/bench/arch_results.sh
 
 FUZZ_SECONDS ?= 60
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
