@@ -60,7 +60,7 @@ DEB_PKGS := build-essential pkg-config libuv1-dev libprotobuf-c-dev \
             protobuf-compiler python3-protobuf \
             libmicrohttpd-dev prometheus curl
 
-.PHONY: all deps layers check coverage check-asan bench demo results soak r-sweep newcomers fuzz fuzz-corpus clean
+.PHONY: all deps layers check coverage check-asan bench demo results arch-results soak r-sweep newcomers fuzz fuzz-corpus clean
 all: $(PROGS) $(TEST_PROGS) $(TESTS)
 
 # Installs only what is missing, so a second run is quiet and fast.
@@ -169,6 +169,10 @@ r-sweep: all
 
 newcomers: all
 	@bash tests/bench/newcomers.sh
+
+# One results row per model architecture (tests/bench/arch_results.sh).
+arch-results: all
+	@bash tests/bench/arch_results.sh
 
 FUZZ_SECONDS ?= 60
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)

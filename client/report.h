@@ -46,7 +46,9 @@ typedef struct {
 
 /* The meta table, as far as sefl-eval needs it; absent keys stay empty / -1. */
 typedef struct {
-    char arch[REPORT_META_MAX];           /* "cnn-se" */
+    char arch[REPORT_META_MAX];           /* "cnn-se", "mbv2-se" */
+    char se_placement[REPORT_META_MAX];   /* mbv2-se's option, empty if absent */
+    char gate[REPORT_META_MAX];           /* mbv2-se's option, empty if absent */
     int r;                                /* SE reduction ratio, -1 if absent */
     int fc1_gate;                         /* -1 if absent */
     char private_groups[REPORT_META_MAX]; /* "se", "none", "head", "se,head" */

@@ -103,25 +103,32 @@ static void usage(FILE *f)
           f);
 }
 
-/* Fills r->cost from the run's meta: the model is rebuilt from (arch, r,
- * fc1_gate) so the figures are those of the run, not of today's defaults.
- * Returns 0, or -EINVAL with err when meta does not say enough. */
+/* Fills r->cost from the run's meta: the model is rebuilt from its arch and
+ * options (r, fc1_gate, se_placement, gate) so the figures are those of the
+ * run, not of today's defaults. Returns 0, or -EINVAL with err when meta
+ * does not say enough. */
 static int cost_from_meta(const report_meta *m, report_cost *c, char *err)
 {
     param_table t;
     unsigned mask = 0;
-    if (strcmp(m->arch, "cnn-se")) {
-        err_set(err, "no cost view: arch '%s' in meta is not cnn-se", m->arch);
-        return -EINVAL;
-    }
     if (m->r < 0 || m->fc1_gate < 0) {
         err_set(err, "no cost view: meta lacks r or fc1_gate");
         return -EINVAL;
     }
-    if (params_build_cnn_se(&t, m->r, m->fc1_gate, err) < 0) return -EINVAL;
+    model_opts o = model_opts_default();
+    o.r = m->r;
+    o.fc1_gate = m->fc1_gate;
+    if (model_opts_set(&o, MODEL_OPT_ARCH, m->arch, err) < 0 ||
+        model_opts_set(&o, MODEL_OPT_SE_PLACEMENT, m->se_placement, err) < 0 ||
+        model_opts_set(&o, MODEL_OPT_GATE, m->gate, err) < 0 || params_build(&t, &o, err) < 0) {
+        char why[SEFL_ERRLEN];
+        snprintf(why, sizeof why, "%s", err);
+        err_set(err, "no cost view: the model in meta: %s", why);
+        return -EINVAL;
+    }
     if (m->table_hash[0] && strtoull(m->table_hash, NULL, 16) != t.hash)
-        log_warn("meta table_hash %s differs from this build's cnn-se table (%016llx);"
-                 " the cost view describes this build's model", m->table_hash,
+        log_warn("meta table_hash %s differs from this build's %s table (%016llx);"
+                 " the cost view describes this build's model", m->table_hash, t.arch,
                  (unsigned long long)t.hash);
     /* A local-only run shares nothing: every parameter stays on the client. */
     if (!strcmp(m->kind, "local")) mask = PARAM_ALL;

@@ -70,6 +70,7 @@ static const char usage[] =
     "  --data DIR           Fashion-MNIST directory (default " DATASET_DEFAULT_DIR ")\n"
     "  --max-samples N      each client uses at most N train and N test samples\n"
     "  --r R                SE reduction ratio (default 8; must match the coordinator)\n"
+    MODEL_OPTS_USAGE
     "  --backoff-min-ms MS  first reconnect delay (default 200)\n"
     "  --backoff-max-ms MS  longest reconnect delay (default 30000)\n"
     "  --verbose            log every client's events, not one line per round\n"
@@ -89,7 +90,8 @@ static const char usage[] =
 
 typedef struct {
     const char *server, *certs, *partition, *state_dir, *data_dir, *db;
-    long clients, shard_i, shard_n, threads, max_samples, r, backoff_min, backoff_max, holdout;
+    long clients, shard_i, shard_n, threads, max_samples, backoff_min, backoff_max, holdout;
+    model_opts model;           /* --arch, its options, --r */
     long rounds, epochs, batch;
     double lr, momentum, weight_decay;
     uint64_t seed, init_seed;
@@ -163,7 +165,7 @@ static int sim_parse(int argc, char **argv, sim_args *a, char *err)
 {
     enum { O_SERVER = 256, O_CERTS, O_CLIENTS, O_PART, O_SEED, O_STATE, O_SHARD, O_THREADS, O_DATA,
            O_MAX, O_R, O_BMIN, O_BMAX, O_VERBOSE, O_LOCAL, O_DB, O_ROUNDS, O_EPOCHS, O_BATCH, O_LR,
-           O_MOM, O_WD, O_INIT, O_HOLDOUT, O_HELP };
+           O_MOM, O_WD, O_INIT, O_HOLDOUT, O_HELP, O_MODEL = 512 };
     static const struct option opts[] = {
         { "server", 1, 0, O_SERVER }, { "certs", 1, 0, O_CERTS }, { "clients", 1, 0, O_CLIENTS },
         { "partition", 1, 0, O_PART }, { "seed", 1, 0, O_SEED }, { "state", 1, 0, O_STATE },
@@ -173,12 +175,13 @@ static int sim_parse(int argc, char **argv, sim_args *a, char *err)
         { "local-only", 0, 0, O_LOCAL }, { "db", 1, 0, O_DB }, { "rounds", 1, 0, O_ROUNDS },
         { "epochs", 1, 0, O_EPOCHS }, { "batch", 1, 0, O_BATCH }, { "lr", 1, 0, O_LR },
         { "momentum", 1, 0, O_MOM }, { "weight-decay", 1, 0, O_WD }, { "init-seed", 1, 0, O_INIT },
-        { "holdout", 1, 0, O_HOLDOUT }, { "help", 0, 0, O_HELP }, { 0, 0, 0, 0 },
+        { "holdout", 1, 0, O_HOLDOUT }, { "help", 0, 0, O_HELP }, MODEL_OPTS_LONGOPTS(O_MODEL),
+        { 0, 0, 0, 0 },
     };
     memset(a, 0, sizeof *a);
     a->shard_n = 1;
     a->threads = cli_cores();
-    a->r = 8;
+    a->model = model_opts_default();
     a->backoff_min = SESSION_BACKOFF_MIN_MS;
     a->backoff_max = SESSION_BACKOFF_MAX_MS;
     a->epochs = 1;
@@ -186,6 +189,7 @@ static int sim_parse(int argc, char **argv, sim_args *a, char *err)
     a->lr = 0.005;
     opterr = 0;
     int c, rc = 0;
+    long v = 0;
     while (rc == 0 && (c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
         case O_SERVER: a->server = optarg; break;
@@ -198,7 +202,12 @@ static int sim_parse(int argc, char **argv, sim_args *a, char *err)
         case O_THREADS: rc = cli_parse_long("--threads", optarg, 1, TRAINER_MAX_THREADS, &a->threads, err); break;
         case O_DATA: a->data_dir = optarg; break;
         case O_MAX: rc = cli_parse_long("--max-samples", optarg, 1, DATASET_MAX_SAMPLES, &a->max_samples, err); break;
-        case O_R: rc = cli_parse_long("--r", optarg, 1, 64, &a->r, err); break;
+        case O_R:
+            if (!(rc = cli_parse_long("--r", optarg, 1, 64, &v, err))) a->model.r = (int)v;
+            break;
+        case O_MODEL + MODEL_OPT_ARCH:
+        case O_MODEL + MODEL_OPT_SE_PLACEMENT:
+        case O_MODEL + MODEL_OPT_GATE: rc = model_opts_set(&a->model, c - O_MODEL, optarg, err); break;
         case O_BMIN: rc = cli_parse_long("--backoff-min-ms", optarg, 1, 3600000, &a->backoff_min, err); break;
         case O_BMAX: rc = cli_parse_long("--backoff-max-ms", optarg, 1, 3600000, &a->backoff_max, err); break;
         case O_VERBOSE: a->verbose = 1; break;
@@ -487,7 +496,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (rc < 0) return cli_usage_error("sefl-sim", err);
-    if (params_build_cnn_se(&m.table, (int)m.a.r, 1, err) < 0) return cli_usage_error("sefl-sim", err);
+    if (params_build(&m.table, &m.a.model, err) < 0) return cli_usage_error("sefl-sim", err);
 
     dataset pool = { 0 };
     partition part = { 0 };

@@ -53,9 +53,11 @@ typedef struct {
     int is_string;
 } monitor_setting;
 
-enum { MONITOR_SETTINGS = 18 };
+enum { MONITOR_SETTINGS = 21, MONITOR_TABLE_WIDTH = 80 };
 
-static void monitor_settings(const coord_config *c, monitor_setting s[MONITOR_SETTINGS])
+/* Fills s and returns how many: the model options an architecture leaves
+ * at its default ("") are left out. */
+static int monitor_settings(const coord_config *c, monitor_setting s[MONITOR_SETTINGS])
 {
     int i = 0;
 #define SET(f, str, ...) \
@@ -75,13 +77,17 @@ static void monitor_settings(const coord_config *c, monitor_setting s[MONITOR_SE
     SET("batch", 0, "%d", c->batch);
     SET("epochs", 0, "%d", c->epochs);
     SET("seed", 0, "%llu", (unsigned long long)c->seed);
-    SET("r", 0, "%d", c->r);
+    SET("arch", 1, "%s", c->model.arch);
+    SET("r", 0, "%d", c->model.r);
+    if (c->model.se_placement[0]) SET("se-placement", 1, "%s", c->model.se_placement);
+    if (c->model.gate[0]) SET("gate", 1, "%s", c->model.gate);
     SET("heartbeat", 0, "%d", c->heartbeat);
     if (c->private_epochs > 0) SET("local-schedule", 1, "private-first:%d", c->private_epochs);
     else SET("local-schedule", 1, "joint");
     /* 0 means "the same as --lr", which is what the operator set. */
     SET("private-lr", 0, "%.7g", (double)(c->private_lr > 0 ? c->private_lr : c->lr));
 #undef SET
+    return i;
 }
 
 /* ---- status documents -------------------------------------------------- */
@@ -112,8 +118,8 @@ int monitor_status_json(const coord_status *st, strbuf *b)
         strbuf_append(b, ",\"last_eval\":null", 17);
     strbuf_append(b, ",\"settings\":{", 13);
     monitor_setting s[MONITOR_SETTINGS];
-    monitor_settings(st->cfg, s);
-    for (int i = 0; i < MONITOR_SETTINGS; i++) {
+    int n = monitor_settings(st->cfg, s);
+    for (int i = 0; i < n; i++) {
         strbuf_printf(b, "%s\"%s\":", i ? "," : "", s[i].flag);
         if (s[i].is_string) strbuf_json_string(b, s[i].value);
         else strbuf_append(b, s[i].value, strlen(s[i].value));
@@ -160,11 +166,20 @@ int monitor_status_table(const coord_status *st, strbuf *b)
         strbuf_printf(b, "last eval  round %u: weighted accuracy %.4f\n", st->eval_round,
                       st->eval_accuracy);
     monitor_setting s[MONITOR_SETTINGS];
-    monitor_settings(st->cfg, s);
+    int n = monitor_settings(st->cfg, s);
     strbuf_append(b, "settings  ", 10);
-    for (int i = 0; i < MONITOR_SETTINGS; i++)
-        strbuf_printf(b, "%s --%s %s", i && i % 6 == 0 ? "\n          " : "", s[i].flag,
-                      s[i].value);
+    /* Wrapped before MONITOR_TABLE_WIDTH columns, continuation lines
+     * indented under the first flag. */
+    size_t col = 10;
+    for (int i = 0; i < n; i++) {
+        size_t w = 4 + strlen(s[i].flag) + strlen(s[i].value);   /* " --flag value" */
+        if (i > 0 && col + w > MONITOR_TABLE_WIDTH) {
+            strbuf_append(b, "\n          ", 11);
+            col = 10;
+        }
+        strbuf_printf(b, " --%s %s", s[i].flag, s[i].value);
+        col += w;
+    }
     strbuf_append(b, "\n", 1);
     return strbuf_error(b);
 }

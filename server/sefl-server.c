@@ -36,8 +36,8 @@ static const char usage[] =
     "                          picks one; the log says `listening HOST:PORT`)\n"
     "  --certs DIR             DIR/ca.crt, DIR/server.crt, DIR/server.key (sefl-certs)\n"
     "  --db FILE               server.db: created when missing; an existing file must\n"
-    "                          match --r, --private, --seed, --local-schedule and\n"
-    "                          --private-lr\n"
+    "                          match --arch and its options, --private, --seed,\n"
+    "                          --local-schedule and --private-lr\n"
     "  --rounds R              exit 0 after R committed rounds (default 0: run until\n"
     "                          SIGTERM)\n"
     "  --clients-per-round K   updates that commit a round at once (default 10)\n"
@@ -65,6 +65,7 @@ static const char usage[] =
     "  --seed S                initialisation seed of the model, also the rounds' task\n"
     "                          seeds (default 1)\n"
     "  --r R                   SE reduction ratio (default 8)\n"
+    MODEL_OPTS_USAGE
     "  --heartbeat SEC         heartbeat to idle clients every SEC seconds; silent for\n"
     "                          3 of them closes the client (default 10)\n"
     "  --max-weight-share F    one update's most share of the selected clients'\n"
@@ -73,7 +74,8 @@ static const char usage[] =
     "                          lower median), a number, or off (default 100x); a round\n"
     "                          over it is retried without that update\n"
     "  --penalty-rounds N      committed rounds a client sits out of selection after\n"
-    "                          stalling, bad frames, a refused report or update\n"
+    "                          stalling, bad frames, a refused report or update, or\n"
+    "                          a diverged training\n"
     "                          (default 3)\n"
     "  --preauth-per-addr N    connections from one address still in their TLS\n"
     "                          handshake at once (default 256; 0: no limit)\n"
@@ -122,7 +124,8 @@ static int server_parse(int argc, char **argv, coord_config *c, const char **htt
 {
     enum { O_LISTEN = 256, O_CERTS, O_DB, O_ROUNDS, O_K, O_M, O_F, O_TIMEOUT, O_EVAL, O_PRIV,
            O_LR, O_MOM, O_WD, O_MU, O_BATCH, O_EPOCHS, O_SEED, O_R, O_HB, O_SCHED, O_PLR,
-           O_SHARE, O_NORM, O_PENALTY, O_PREAUTH, O_HSRATE, O_HSBURST, O_HTTP, O_HELP };
+           O_SHARE, O_NORM, O_PENALTY, O_PREAUTH, O_HSRATE, O_HSBURST, O_HTTP, O_HELP,
+           O_MODEL = 512 };
     static const struct option opts[] = {
         { "listen", 1, 0, O_LISTEN }, { "certs", 1, 0, O_CERTS }, { "db", 1, 0, O_DB },
         { "rounds", 1, 0, O_ROUNDS }, { "clients-per-round", 1, 0, O_K },
@@ -136,7 +139,7 @@ static int server_parse(int argc, char **argv, coord_config *c, const char **htt
         { "max-update-norm", 1, 0, O_NORM }, { "penalty-rounds", 1, 0, O_PENALTY },
         { "preauth-per-addr", 1, 0, O_PREAUTH }, { "handshakes-per-sec", 1, 0, O_HSRATE },
         { "handshake-burst", 1, 0, O_HSBURST }, { "http", 1, 0, O_HTTP },
-        { "help", 0, 0, O_HELP }, { 0, 0, 0, 0 },
+        { "help", 0, 0, O_HELP }, MODEL_OPTS_LONGOPTS(O_MODEL), { 0, 0, 0, 0 },
     };
     coord_config_default(c);
     c->certs_dir = c->db_path = NULL;
@@ -190,8 +193,11 @@ static int server_parse(int argc, char **argv, coord_config *c, const char **htt
             break;
         case O_SEED: rc = cli_parse_u64("--seed", optarg, &c->seed, err); break;
         case O_R:
-            if (!(rc = cli_parse_long("--r", optarg, 1, 64, &v, err))) c->r = (int)v;
+            if (!(rc = cli_parse_long("--r", optarg, 1, 64, &v, err))) c->model.r = (int)v;
             break;
+        case O_MODEL + MODEL_OPT_ARCH:
+        case O_MODEL + MODEL_OPT_SE_PLACEMENT:
+        case O_MODEL + MODEL_OPT_GATE: rc = model_opts_set(&c->model, opt - O_MODEL, optarg, err); break;
         case O_HB:
             if (!(rc = cli_parse_long("--heartbeat", optarg, 1, 3600, &v, err))) c->heartbeat = (int)v;
             break;
@@ -243,9 +249,10 @@ static int server_parse(int argc, char **argv, coord_config *c, const char **htt
         err_set(err, "--local-schedule private-first needs private tensors; --private is none");
         return -1;
     }
-    /* Checked here so that a bad --r is a usage error, not a start failure. */
+    /* Checked here so that a bad model option is a usage error, not a
+     * start failure. */
     param_table t;
-    if (params_build_cnn_se(&t, c->r, 1, err)) return -1;
+    if (params_build(&t, &c->model, err)) return -1;
     return 0;
 }
 

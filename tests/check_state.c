@@ -25,7 +25,7 @@ static void setup(void)
     char err[SEFL_ERRLEN];
     check_mkdtemp(dir, sizeof dir, "/tmp/check_state.XXXXXX");
     snprintf(path, sizeof path, "%s/server.db", dir);
-    ck_assert_int_eq(params_build_cnn_se(&table, 8, 1, err), 0);
+    ck_assert_int_eq(params_build(&table, &(model_opts){ .arch = "cnn-se", .r = 8, .fc1_gate = 1 }, err), 0);
     init = malloc(table.total * sizeof(float));
     buf = malloc(table.total * sizeof(float));
     back = malloc(table.total * sizeof(float));
@@ -145,7 +145,7 @@ START_TEST(test_refuses_other_settings)
     ck_assert_ptr_nonnull(strstr(err, "--seed"));
 
     param_table t4;
-    ck_assert_int_eq(params_build_cnn_se(&t4, 4, 1, err), 0);
+    ck_assert_int_eq(params_build(&t4, &(model_opts){ .arch = "cnn-se", .r = 4, .fc1_gate = 1 }, err), 0);
     state_config r4 = { .t = &t4, .private_mask = PARAM_SE, .init_seed = 42 };
     ck_assert_int_eq(state_open(path, &r4, init, &s, err), -EINVAL);
     ck_assert_ptr_nonnull(strstr(err, "--r"));
