@@ -136,13 +136,17 @@ static void monitor_table_time(strbuf *b, double t, double now)
     struct tm tm;
     gmtime_r(&secs, &tm);
     strftime(s, sizeof s, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    if (t >= now) strbuf_printf(b, "%s (in %.0f s)", s, t - now);
+    /* The deadline is ahead, a commit behind: say which, never "in 0 s" for
+     * a commit a fraction of a second old. */
+    if (t > now) strbuf_printf(b, "%s (in %.0f s)", s, t - now);
     else strbuf_printf(b, "%s (%.0f s ago)", s, now - t);
 }
 
 int monitor_status_table(const coord_status *st, strbuf *b)
 {
-    double now = (double)time(NULL);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    double now = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
     strbuf_printf(b, "run        %s\n", st->run_id[0] ? st->run_id : "(none recorded)");
     strbuf_printf(b, "phase      %s%s\n", st->phase, st->ready ? "" : " (not ready)");
     if (!strcmp(st->phase, "train"))
