@@ -196,7 +196,10 @@ int main(int argc, char **argv)
     loop_ok = 1;
     if ((rc = trainer_new(&loop, &table, 1, &tr, err)) < 0) goto fail;
 
+    char part_name[SETUP_PARTITION_LEN];
+    if (a.partition) setup_partition_name(part_name, a.partition, a.num_clients, a.seed, a.max_samples);
     session_config cfg = {
+        .partition = a.partition ? part_name : NULL,
         .server = a.server, .certs_dir = a.certs, .name = a.name, .db_path = a.db, .data = data,
         .backoff_min_ms = (uint64_t)a.backoff_min, .backoff_max_ms = (uint64_t)a.backoff_max,
         .jitter_seed = (uint64_t)time(NULL) ^ (uint64_t)uv_os_getpid(),

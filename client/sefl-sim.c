@@ -135,6 +135,7 @@ struct sim {
     uv_signal_t sig[2];
     int stopping;
     state *out;                 /* local-only: the EvalReport database */
+    char part_name[SETUP_PARTITION_LEN]; /* Hello.partition of every client */
 };
 
 static int sim_parse_shard(const char *s, sim_args *a, char *err)
@@ -435,7 +436,8 @@ static int sim_open_out(sim *m, char *err)
         return -ENOMEM;
     }
     model_init(init, m->a.init_seed);
-    state_config sc = { &m->table, PARAM_ALL, m->a.init_seed, "local", m->a.partition };
+    state_config sc = { .t = &m->table, .private_mask = PARAM_ALL, .init_seed = m->a.init_seed,
+                        .kind = "local", .partition = m->a.partition };
     int rc = state_open(m->a.db, &sc, model_params(init), &m->out, err);
     model_free(init);
     return rc;
@@ -460,7 +462,7 @@ static int sim_start_client(sim *m, sim_client *c, char *err)
         .data = c->data, .backoff_min_ms = (uint64_t)m->a.backoff_min,
         .backoff_max_ms = (uint64_t)m->a.backoff_max,
         .jitter_seed = rng_derive(m->a.seed ^ uv_hrtime(), (uint64_t)c->id),
-        .quiet = !m->a.verbose, .on_event = sim_on_event, .user = c,
+        .partition = m->part_name, .quiet = !m->a.verbose, .on_event = sim_on_event, .user = c,
     };
     return session_start(m->loop, m->tr, &cfg, &c->s, err);
 }
@@ -484,6 +486,7 @@ int main(int argc, char **argv)
     long lo = m.a.shard_i * m.a.clients / m.a.shard_n;
     long hi = (m.a.shard_i + 1) * m.a.clients / m.a.shard_n;
 
+    setup_partition_name(m.part_name, m.a.partition, m.a.clients, m.a.seed, m.a.max_samples);
     if ((rc = sim_mkdir(m.a.state_dir, err)) < 0) goto fail;
     if ((rc = setup_load_partition(m.a.data_dir, m.a.partition, (int)m.a.clients, m.a.seed, &pool, &part, err)) < 0)
         goto fail;

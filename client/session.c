@@ -226,6 +226,7 @@ static void session_on_open(conn *c)
     hello.train_examples = (uint32_t)s->cfg.data.n_train;
     hello.test_examples = (uint32_t)s->cfg.data.n_test;
     hello.software = SESSION_SOFTWARE;
+    if (s->cfg.partition) hello.partition = (char *)s->cfg.partition;
     e.msg_case = SEFL__ENVELOPE__MSG_HELLO;
     e.hello = &hello;
     session_log(s, "%s: connected to %s", s->cfg.name, s->cfg.server);

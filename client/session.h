@@ -74,6 +74,8 @@ typedef struct {
     uint64_t backoff_min_ms;    /* first reconnect delay (0: SESSION_BACKOFF_MIN_MS) */
     uint64_t backoff_max_ms;    /* cap on the delay (0: SESSION_BACKOFF_MAX_MS) */
     uint64_t jitter_seed;       /* seeds the backoff jitter */
+    const char *partition;      /* Hello.partition (setup_partition_name), NULL
+                                   when the client reads its own files */
     int quiet;                  /* per-task log lines at debug level (many clients) */
     void (*on_event)(session *s, const session_event *ev);   /* may be NULL */
     void *user;

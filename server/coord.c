@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "server/agg.h"
 #include "common/net/conn.h"
@@ -30,6 +31,7 @@
 #include "common/nn/model.h"
 #include "common/nn/params.h"
 #include "common/rng.h"
+#include "common/store.h"
 #include "common/fl/state.h"
 #include "common/net/tls.h"
 #include "common/fl/wire.h"
@@ -112,6 +114,8 @@ struct coord {
     long long eval_examples;
 
     uint64_t hb_nonce;
+    int lock_fd;                 /* holds the db's lock (store_lock) while open */
+    char partition[SETTINGS_VALUE_MAX]; /* the last partition a client reported */
 };
 
 static void coord_advance(coord *co);
@@ -288,6 +292,24 @@ static void coord_on_close(conn *c, int status, const char *reason)
     free(p);
 }
 
+/* Records the partition a client's data comes from among the run settings;
+ * clients of one run report the same, so only a new one costs a write. */
+static void coord_note_partition(coord *co, const char *name, const char *partition)
+{
+    if (!partition[0] || !strcmp(partition, co->partition)) return;
+    char err[SEFL_ERRLEN];
+    int changed = 0;
+    if (state_observe_setting(co->st, "partition", partition, co->last_round + 1, &changed, err)) {
+        log_warn("%s", err);
+        return;
+    }
+    if (changed)
+        log_warn("client %s reports partition '%s', the run so far recorded '%s'; recorded as "
+                 "a change from round %u", name, partition, co->partition[0] ? co->partition :
+                 "another", co->last_round + 1);
+    snprintf(co->partition, sizeof co->partition, "%s", partition);
+}
+
 static void coord_on_hello(peer *p, const Sefl__Hello *h)
 {
     coord *co = p->co;
@@ -324,6 +346,7 @@ static void coord_on_hello(peer *p, const Sefl__Hello *h)
 
     char err[SEFL_ERRLEN];
     if (state_client_seen(co->st, p->name, err)) log_warn("%s", err);
+    coord_note_partition(co, p->name, h->partition);
     log_info("client %s joined from %s (train %u, test %u; connected %d)", p->name,
              conn_peer_addr(p->c), p->train_examples, p->test_examples, co->n_ready);
     if (co->phase == CO_EVAL) coord_eval_join(co, p);
@@ -916,6 +939,7 @@ int coord_start(uv_loop_t *loop, const coord_config *cfg, coord **out, char *err
     co->loop = loop;
     co->cfg = *cfg;
     co->phase = CO_IDLE;
+    co->lock_fd = -1;
     int ret = params_build_cnn_se(&co->t, cfg->r, 1, err);
     if (ret) goto fail;
     co->shared = params_shared(cfg->private_mask);
@@ -940,9 +964,21 @@ int coord_start(uv_loop_t *loop, const coord_config *cfg, coord **out, char *err
     memcpy(co->global, model_params(m), co->t.total * sizeof(float));
     model_free(m);
 
-    /* Certificates first: a typo in --certs must not leave a new database. */
+    /* Certificates, then the listening socket, then the database: a typo in
+     * --certs or a busy port must not leave a new or changed database. The
+     * lock comes before the file is read so that a second coordinator on
+     * the same file stops before it reads or writes anything. */
     if ((ret = tls_ctx_new_server(&co->tls, cfg->certs_dir, err))) goto fail;
-    state_config sc = { .t = &co->t, .private_mask = cfg->private_mask, .init_seed = cfg->seed };
+    conn_limits lim = conn_limits_default();
+    static const conn_callbacks cb = {
+        .on_open = coord_on_open, .on_frame = coord_on_frame, .on_close = coord_on_close,
+    };
+    if ((ret = conn_listen(loop, cfg->listen, co->tls, &lim, &cb, co, &co->lis, err))) goto fail;
+    if ((ret = store_lock(cfg->db_path, &co->lock_fd, err))) goto fail;
+    settings run;
+    coord_run_settings(cfg, &run);
+    state_config sc = { .t = &co->t, .private_mask = cfg->private_mask, .init_seed = cfg->seed,
+                        .run = &run, .allow_change = cfg->allow_change };
     if ((ret = state_open(cfg->db_path, &sc, co->global, &co->st, err))) goto fail;
     if ((ret = state_load(co->st, co->global, &co->last_round, err))) goto fail;
     co->round = co->last_round;
@@ -950,13 +986,15 @@ int coord_start(uv_loop_t *loop, const coord_config *cfg, coord **out, char *err
         log_info("resuming after round %u from %s (model checksum %016llx)", co->last_round,
                  cfg->db_path,
                  (unsigned long long)params_checksum(&co->t, params_group(PARAM_ALL), co->global));
-    co->eval_due = cfg->rounds > 0 && co->last_round >= (uint32_t)cfg->rounds;
-
-    conn_limits lim = conn_limits_default();
-    static const conn_callbacks cb = {
-        .on_open = coord_on_open, .on_frame = coord_on_frame, .on_close = coord_on_close,
-    };
-    if ((ret = conn_listen(loop, cfg->listen, co->tls, &lim, &cb, co, &co->lis, err))) goto fail;
+    int finished = 0;
+    if (cfg->rounds > 0 && co->last_round >= (uint32_t)cfg->rounds) {
+        /* The final evaluation is what a run that stopped right after its
+         * last commit still owes; once stored, there is nothing left to do. */
+        int evaluated = 0;
+        if ((ret = state_eval_count(co->st, co->last_round, &evaluated, err))) goto fail;
+        finished = evaluated > 0;
+        co->eval_due = !finished;
+    }
 
     uv_timer_init(loop, &co->deadline);
     uv_timer_init(loop, &co->heartbeat);
@@ -976,9 +1014,17 @@ int coord_start(uv_loop_t *loop, const coord_config *cfg, coord **out, char *err
              cfg->r, co->t.total, co->n_shared, params_private_name(cfg->private_mask),
              co->last_round);
     *out = co;
+    if (finished) {
+        log_info("run already finished: %u of --rounds %d committed and evaluated in %s; "
+                 "nothing to do", co->last_round, cfg->rounds, cfg->db_path);
+        coord_finish(co, "done");
+        return 0;
+    }
     coord_advance(co);
     return 0;
 fail:
+    /* The listener closes in the loop the caller still runs. */
+    conn_listener_close(co->lis);
     coord_free(co);
     return ret;
 }
@@ -1004,6 +1050,8 @@ void coord_free(coord *co)
 {
     if (!co) return;
     state_close(co->st);
+    /* Only after SQLite has closed the file (see store_lock). */
+    if (co->lock_fd >= 0) close(co->lock_fd);
     tls_ctx_free(co->tls);
     agg_free(&co->sum);
     free(co->global);

@@ -39,6 +39,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "common/fl/settings.h"
+
 #define COORD_MAX_PEERS 10000        /* default max_peers */
 #define COORD_SEND_WINDOW (64u << 20) /* default send_window: about 27 tasks */
 
@@ -63,10 +65,15 @@ typedef struct {
     int max_peers;              /* connections at once (COORD_MAX_PEERS); more are closed */
     size_t send_window;         /* task bytes queued on all connections at once
                                    (COORD_SEND_WINDOW); tasks wait for room */
+    int allow_change;           /* resume with run settings that differ from the
+                                   recorded ones, recording the change */
 } coord_config;
 
 /* The defaults sefl-server documents. */
 void coord_config_default(coord_config *c);
+
+/* The run settings of c (settings.h), in server/coord_settings.c. */
+void coord_run_settings(const coord_config *c, settings *s);
 
 /* Opens (or creates) the database, loads the last committed model (or
  * initialises round 0), loads the certificates and starts listening; logs

@@ -55,6 +55,10 @@ static const char usage[] =
     "  --r R                   SE reduction ratio (default 8)\n"
     "  --heartbeat SEC         heartbeat to idle clients every SEC seconds; silent for\n"
     "                          3 of them closes the client (default 10)\n"
+    "  --allow-change          resume although a run setting (lr, momentum,\n"
+    "                          weight-decay, prox-mu, batch, epochs, clients-per-round,\n"
+    "                          min-clients, over-select) differs from the one FILE\n"
+    "                          recorded; the change and its round are recorded\n"
     "  --help                  this text\n"
     "Logs one line per event to stderr (SEFL_LOG=debug|info|warn|error).\n";
 
@@ -74,7 +78,7 @@ static void server_on_signal(uv_signal_t *h, int signum)
 static int server_parse(int argc, char **argv, coord_config *c, char *err)
 {
     enum { O_LISTEN = 256, O_CERTS, O_DB, O_ROUNDS, O_K, O_M, O_F, O_TIMEOUT, O_EVAL, O_PRIV,
-           O_LR, O_MOM, O_WD, O_MU, O_BATCH, O_EPOCHS, O_SEED, O_R, O_HB, O_HELP };
+           O_LR, O_MOM, O_WD, O_MU, O_BATCH, O_EPOCHS, O_SEED, O_R, O_HB, O_ALLOW, O_HELP };
     static const struct option opts[] = {
         { "listen", 1, 0, O_LISTEN }, { "certs", 1, 0, O_CERTS }, { "db", 1, 0, O_DB },
         { "rounds", 1, 0, O_ROUNDS }, { "clients-per-round", 1, 0, O_K },
@@ -83,7 +87,8 @@ static int server_parse(int argc, char **argv, coord_config *c, char *err)
         { "private", 1, 0, O_PRIV }, { "lr", 1, 0, O_LR }, { "momentum", 1, 0, O_MOM },
         { "weight-decay", 1, 0, O_WD }, { "prox-mu", 1, 0, O_MU }, { "batch", 1, 0, O_BATCH },
         { "epochs", 1, 0, O_EPOCHS }, { "seed", 1, 0, O_SEED }, { "r", 1, 0, O_R },
-        { "heartbeat", 1, 0, O_HB }, { "help", 0, 0, O_HELP }, { 0, 0, 0, 0 },
+        { "heartbeat", 1, 0, O_HB }, { "allow-change", 0, 0, O_ALLOW }, { "help", 0, 0, O_HELP },
+        { 0, 0, 0, 0 },
     };
     coord_config_default(c);
     c->certs_dir = c->db_path = NULL;
@@ -142,6 +147,7 @@ static int server_parse(int argc, char **argv, coord_config *c, char *err)
         case O_HB:
             if (!(rc = cli_parse_long("--heartbeat", optarg, 1, 3600, &v, err))) c->heartbeat = (int)v;
             break;
+        case O_ALLOW: c->allow_change = 1; break;
         case O_HELP: return 1;
         default: cli_bad_option(argv, err); return -1;
         }

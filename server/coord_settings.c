@@ -1,0 +1,29 @@
+/* coord_settings: the coordinator's run settings, the ones that change a
+ * run's result; see settings.h for what server.db does with them.
+ *
+ * Adding a setting is one settings_add line here, named by its long flag.
+ * Settings that only change how the run is operated (listen address,
+ * timeouts' effect aside, heartbeat, eval cadence, limits) are not listed:
+ * a resume may change them freely.
+ */
+#include <inttypes.h>
+
+#include "common/nn/params.h"
+#include "server/coord.h"
+
+void coord_run_settings(const coord_config *c, settings *s)
+{
+    s->n = 0;
+    settings_add(s, "r", "%d", c->r);
+    settings_add(s, "private", "%s", params_private_name(c->private_mask));
+    settings_add(s, "seed", "%" PRIu64, c->seed);
+    settings_add(s, "lr", "%.9g", (double)c->lr);
+    settings_add(s, "momentum", "%.9g", (double)c->momentum);
+    settings_add(s, "weight-decay", "%.9g", (double)c->weight_decay);
+    settings_add(s, "prox-mu", "%.9g", (double)c->prox_mu);
+    settings_add(s, "batch", "%d", c->batch);
+    settings_add(s, "epochs", "%d", c->epochs);
+    settings_add(s, "clients-per-round", "%d", c->clients_per_round);
+    settings_add(s, "min-clients", "%d", c->min_clients);
+    settings_add(s, "over-select", "%.9g", c->over_select);
+}
