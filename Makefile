@@ -30,7 +30,7 @@ CFLAGS   += -fsanitize=$(SAN) -fno-sanitize-recover=all -fno-omit-frame-pointer
 LDFLAGS  += -fsanitize=$(SAN)
 endif
 
-PKGS     := libuv libprotobuf-c sqlite3 zlib
+PKGS     := libuv libprotobuf-c sqlite3 zlib inih
 LDLIBS   := $(shell pkg-config --libs $(PKGS) openblas 2>/dev/null) \
             -lmbedtls -lmbedx509 -lmbedcrypto -lm -lpthread
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
@@ -45,7 +45,8 @@ LIB_OBJ  := $(patsubst %.c,$(OBJ)/%.o,$(LIB_SRC)) $(OBJ)/proto/fl.pb-c.o
 DEB_PKGS := build-essential pkg-config libuv1-dev libprotobuf-c-dev \
             protobuf-c-compiler libmbedtls-dev libsqlite3-dev check \
             libopenblas-dev zlib1g-dev dataset-fashion-mnist openssl \
-            iproute2 sqlite3 clang libclang-rt-14-dev python3 procps
+            iproute2 sqlite3 clang libclang-rt-14-dev python3 procps \
+            libinih-dev
 
 .PHONY: all deps layers check check-asan bench demo results fuzz fuzz-corpus clean
 all: $(PROGS) $(TESTS)

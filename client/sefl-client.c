@@ -17,6 +17,7 @@
 
 #include "client/setup.h"
 #include "common/cli.h"
+#include "common/config.h"
 #include "common/log.h"
 #include "common/nn/params.h"
 #include "client/session.h"
@@ -49,7 +50,7 @@ static const char usage[] =
     "                       the coordinator's)\n"
     "  --backoff-min-ms MS  first reconnect delay (default 200)\n"
     "  --backoff-max-ms MS  longest reconnect delay (default 30000)\n"
-    "  --help               this text\n"
+    CONFIG_USAGE
     "Test-only environment switches (never for production use):\n"
     "  SEFL_TAP_DIR=DIR     append every frame sent to DIR/NAME.frames (before TLS)\n"
     "  SEFL_FAULT=nan|shape|stale|duplicate  corrupt the first Update sent\n"
@@ -82,7 +83,7 @@ static int client_parse(int argc, char **argv, client_args *a, char *err)
         { "partition", 1, 0, O_PART }, { "num-clients", 1, 0, O_NUM }, { "index", 1, 0, O_INDEX },
         { "seed", 1, 0, O_SEED }, { "data", 1, 0, O_DATA }, { "max-samples", 1, 0, O_MAX },
         { "r", 1, 0, O_R }, { "backoff-min-ms", 1, 0, O_BMIN }, { "backoff-max-ms", 1, 0, O_BMAX },
-        { "help", 0, 0, O_HELP }, { 0, 0, 0, 0 },
+        { "help", 0, 0, O_HELP }, CONFIG_OPTIONS, { 0, 0, 0, 0 },
     };
     memset(a, 0, sizeof *a);
     a->num_clients = -1;
@@ -90,9 +91,10 @@ static int client_parse(int argc, char **argv, client_args *a, char *err)
     a->r = 8;
     a->backoff_min = SESSION_BACKOFF_MIN_MS;
     a->backoff_max = SESSION_BACKOFF_MAX_MS;
+    if (config_begin("sefl-client", usage, opts, &argc, &argv, err)) return -1;
     opterr = 0;
     int c, rc = 0;
-    while (rc == 0 && (c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while (rc == 0 && (c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case O_SERVER: a->server = optarg; break;
         case O_CERTS: a->certs = optarg; break;
@@ -108,11 +110,16 @@ static int client_parse(int argc, char **argv, client_args *a, char *err)
         case O_R: rc = cli_parse_long("--r", optarg, 1, 64, &a->r, err); break;
         case O_BMIN: rc = cli_parse_long("--backoff-min-ms", optarg, 1, 3600000, &a->backoff_min, err); break;
         case O_BMAX: rc = cli_parse_long("--backoff-max-ms", optarg, 1, 3600000, &a->backoff_max, err); break;
+        case 'h':
         case O_HELP: return 1;
-        default: cli_bad_option(argv, err); return -1;
+        default: rc = config_option(c, argv, err); break;
         }
     }
-    if (rc < 0 || cli_no_operands(argc, argv, err) < 0) return -1;
+    if (rc < 0) {
+        config_where(err);
+        return -1;
+    }
+    if (cli_no_operands(argc, argv, err) < 0) return -1;
     if (!a->server || !a->certs || !a->name || !a->db) {
         err_set(err, "--server, --certs, --name and --db are required");
         return -1;
@@ -136,6 +143,7 @@ static int client_parse(int argc, char **argv, client_args *a, char *err)
         return -1;
     }
     if (setup_check_backoff(a->backoff_min, a->backoff_max, err) < 0) return -1;
+    config_end();
     return 0;
 }
 

@@ -17,40 +17,40 @@
 #include <string.h>
 
 #include "common/cli.h"
+#include "common/config.h"
 #include "common/log.h"
 #include "common/nn/model.h"
 #include "common/nn/params.h"
 #include "client/report.h"
 
-static void usage(FILE *f)
-{
-    fputs("usage: sefl-eval --db server.db [--round R] [--best] [--baseline other.db]\n"
-          "                 [--csv FILE] [--json FILE] [--svg FILE]\n"
-          "\n"
-          "Per-client personalized accuracy from the eval reports of a server.db (or of\n"
-          "the db that sefl-sim --local-only writes).\n"
-          "\n"
-          "  --db FILE        the run to report (required)\n"
-          "  --round R        the evaluated round to report (default: the last one)\n"
-          "  --best           also list every evaluated round and the best one by\n"
-          "                   sample-weighted accuracy\n"
-          "  --baseline FILE  another run on the same partition (e.g. --private none, or\n"
-          "                   sefl-sim --local-only), at its own last evaluated round:\n"
-          "                   adds its accuracy per client, the difference, its statistics\n"
-          "                   over the same clients, and clients better/worse/equal\n"
-          "  --csv FILE       write the numbers as CSV (kind,name,n,value,baseline,difference)\n"
-          "  --json FILE      write the same numbers as JSON\n"
-          "  --svg FILE       write a chart: per-client accuracy sorted, against the baseline\n"
-          "  --help           this text\n"
-          "\n"
-          "Prints `name value` lines: weighted_accuracy (sum acc*examples / sum examples,\n"
-          "as PFLlib reports it), mean_accuracy, std_accuracy (population), min_accuracy,\n"
-          "p10_accuracy, median_accuracy, with a baseline the same prefixed baseline_ and\n"
-          "better/worse/equal, and the model's cost: params_* per group, params_private,\n"
-          "private_fraction, macs_per_sample with and without the SE gates.\n"
-          "Exit status: 0 done, 1 the db cannot be read or has no such reports, 2 bad arguments.\n",
-          f);
-}
+static const char usage[] =
+    "usage: sefl-eval --db server.db [--round R] [--best] [--baseline other.db]\n"
+    "                 [--csv FILE] [--json FILE] [--svg FILE]\n"
+    "\n"
+    "Per-client personalized accuracy from the eval reports of a server.db (or of\n"
+    "the db that sefl-sim --local-only writes).\n"
+    "\n"
+    "  --db FILE        the run to report (required)\n"
+    "  --round R        the evaluated round to report (default: the last one)\n"
+    "  --best           also list every evaluated round and the best one by\n"
+    "                   sample-weighted accuracy\n"
+    "  --baseline FILE  another run on the same partition (e.g. --private none, or\n"
+    "                   sefl-sim --local-only), at its own last evaluated round:\n"
+    "                   adds its accuracy per client, the difference, its statistics\n"
+    "                   over the same clients, and clients better/worse/equal\n"
+    "  --csv FILE       write the numbers as CSV (kind,name,n,value,baseline,difference)\n"
+    "  --json FILE      write the same numbers as JSON\n"
+    "  --svg FILE       write a chart: per-client accuracy sorted, against the baseline\n"
+    "                   (FILE - of --csv, --json or --svg: stdout, without the\n"
+    "                   text report)\n"
+    CONFIG_USAGE
+    "\n"
+    "Prints `name value` lines: weighted_accuracy (sum acc*examples / sum examples,\n"
+    "as PFLlib reports it), mean_accuracy, std_accuracy (population), min_accuracy,\n"
+    "p10_accuracy, median_accuracy, with a baseline the same prefixed baseline_ and\n"
+    "better/worse/equal, and the model's cost: params_* per group, params_private,\n"
+    "private_fraction, macs_per_sample with and without the SE gates.\n"
+    "Exit status: 0 done, 1 the db cannot be read or has no such reports, 2 bad arguments.\n";
 
 /* Fills r->cost from the run's meta: the model is rebuilt from (arch, r,
  * fc1_gate) so the figures are those of the run, not of today's defaults.
@@ -88,10 +88,18 @@ static int cost_from_meta(const report_meta *m, report_cost *c, char *err)
     return 0;
 }
 
-/* Writes one output file with writer w; returns 0 or -1 with err. */
+/* Writes one output file with writer w (path "-": stdout); returns 0 or -1
+ * with err. */
 static int write_file(const char *path, int (*w)(FILE *, const report *), const report *r,
                       char *err)
 {
+    if (!strcmp(path, "-")) {
+        if (w(stdout, r) < 0 || fflush(stdout) != 0) {
+            err_set(err, "cannot write to stdout");
+            return -1;
+        }
+        return 0;
+    }
     FILE *f = fopen(path, "w");
     if (!f) {
         err_set(err, "cannot write %s: %s", path, strerror(errno));
@@ -116,6 +124,7 @@ int main(int argc, char **argv)
         { "json", required_argument, NULL, 'j' },
         { "svg", required_argument, NULL, 's' },
         { "help", no_argument, NULL, 'h' },
+        CONFIG_OPTIONS,
         { NULL, 0, NULL, 0 },
     };
     const char *db = NULL, *base = NULL, *csv = NULL, *json = NULL, *svg = NULL;
@@ -124,8 +133,9 @@ int main(int argc, char **argv)
     report r;
     memset(&r, 0, sizeof r);
 
+    if (config_begin("sefl-eval", usage, opts, &argc, &argv, err)) return cli_usage_error("sefl-eval", err);
     opterr = 0;
-    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (opt) {
         case 'd': db = optarg; break;
         case 'B': base = optarg; break;
@@ -133,25 +143,29 @@ int main(int argc, char **argv)
         case 'j': json = optarg; break;
         case 's': svg = optarg; break;
         case 'b': best = 1; break;
-        case 'h': usage(stdout); return 0;
+        case 'h': fputs(usage, stdout); return 0;
         case 'r': {
             char *end;
             errno = 0;
             long v = strtol(optarg, &end, 10);
             if (errno || *end || end == optarg || v < 0 || v > INT_MAX) {
-                fprintf(stderr, "sefl-eval: --round wants a round number >= 0, not '%s'\n", optarg);
-                return 2;
+                err_set(err, "--round wants a round number >= 0, not '%s'", optarg);
+                config_where(err);
+                return cli_usage_error("sefl-eval", err);
             }
             round = (int)v;
             break;
         }
         default:
-            cli_bad_option(argv, err);
-            return cli_usage_error("sefl-eval", err);
+            if (config_option(opt, argv, err)) return cli_usage_error("sefl-eval", err);
+            break;
         }
     }
     if (cli_no_operands(argc, argv, err) < 0) return cli_usage_error("sefl-eval", err);
     if (!db) return cli_usage_error("sefl-eval", "--db FILE is required");
+    int dashes = (csv && !strcmp(csv, "-")) + (json && !strcmp(json, "-")) + (svg && !strcmp(svg, "-"));
+    if (dashes > 1) return cli_usage_error("sefl-eval", "only one of --csv, --json and --svg can be - (stdout)");
+    config_end();
 
     int status = 1;
     if (report_load_run(db, round, &r.run, err) < 0) goto out;
@@ -172,7 +186,7 @@ int main(int argc, char **argv)
         log_warn("%d clients of %s have no report in the baseline's round %d", r.missing, db,
                  r.base.round);
 
-    if (report_print(stdout, &r) < 0 || fflush(stdout) != 0) {
+    if (!dashes && (report_print(stdout, &r) < 0 || fflush(stdout) != 0)) {
         err_set(err, "cannot write to stdout");
         goto out;
     }

@@ -27,6 +27,7 @@
 
 #include "client/setup.h"
 #include "common/cli.h"
+#include "common/config.h"
 #include "common/log.h"
 #include "common/nn/model.h"
 #include "common/nn/params.h"
@@ -79,7 +80,7 @@ static const char usage[] =
     "  --momentum M         (default 0)\n"
     "  --weight-decay W     (default 0)\n"
     "  --init-seed S        model initialisation seed (default: --seed)\n"
-    "  --help               this text\n"
+    CONFIG_USAGE
     "Progress: a refreshing line on a terminal, else one log line per round.\n"
     "Test-only environment switches (see sefl-client --help): SEFL_TAP_DIR, SEFL_FAULT.\n";
 
@@ -170,7 +171,7 @@ static int sim_parse(int argc, char **argv, sim_args *a, char *err)
         { "local-only", 0, 0, O_LOCAL }, { "db", 1, 0, O_DB }, { "rounds", 1, 0, O_ROUNDS },
         { "epochs", 1, 0, O_EPOCHS }, { "batch", 1, 0, O_BATCH }, { "lr", 1, 0, O_LR },
         { "momentum", 1, 0, O_MOM }, { "weight-decay", 1, 0, O_WD }, { "init-seed", 1, 0, O_INIT },
-        { "help", 0, 0, O_HELP }, { 0, 0, 0, 0 },
+        { "help", 0, 0, O_HELP }, CONFIG_OPTIONS, { 0, 0, 0, 0 },
     };
     memset(a, 0, sizeof *a);
     a->shard_n = 1;
@@ -181,9 +182,10 @@ static int sim_parse(int argc, char **argv, sim_args *a, char *err)
     a->epochs = 1;
     a->batch = 10;
     a->lr = 0.005;
+    if (config_begin("sefl-sim", usage, opts, &argc, &argv, err)) return -1;
     opterr = 0;
     int c, rc = 0;
-    while (rc == 0 && (c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while (rc == 0 && (c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case O_SERVER: a->server = optarg; break;
         case O_CERTS: a->certs = optarg; break;
@@ -208,11 +210,16 @@ static int sim_parse(int argc, char **argv, sim_args *a, char *err)
         case O_MOM: rc = cli_parse_double("--momentum", optarg, 0, 0.999, &a->momentum, err); break;
         case O_WD: rc = cli_parse_double("--weight-decay", optarg, 0, 1, &a->weight_decay, err); break;
         case O_INIT: rc = cli_parse_u64("--init-seed", optarg, &a->init_seed, err); a->have_init_seed = 1; break;
+        case 'h':
         case O_HELP: return 1;
-        default: cli_bad_option(argv, err); return -1;
+        default: rc = config_option(c, argv, err); break;
         }
     }
-    if (rc < 0 || cli_no_operands(argc, argv, err) < 0) return -1;
+    if (rc < 0) {
+        config_where(err);
+        return -1;
+    }
+    if (cli_no_operands(argc, argv, err) < 0) return -1;
     if (!a->clients || !a->partition || !a->have_seed || !a->state_dir) {
         err_set(err, "--clients, --partition, --seed and --state are required");
         return -1;
@@ -231,6 +238,7 @@ static int sim_parse(int argc, char **argv, sim_args *a, char *err)
     }
     if (setup_check_backoff(a->backoff_min, a->backoff_max, err) < 0) return -1;
     if (!a->have_init_seed) a->init_seed = a->seed;
+    config_end();
     return 0;
 }
 

@@ -23,8 +23,9 @@
 #include "common/rng.h"
 #include "common/net/tls.h"
 #include "common/fl/wire.h"
+#include "common/version.h"
 
-#define SESSION_SOFTWARE "sefl/0.1"
+#define SESSION_SOFTWARE "sefl/" SEFL_VERSION
 
 enum { ST_WAITING, ST_CONNECTING, ST_HELLO, ST_READY };
 enum { FAULT_NONE, FAULT_NAN, FAULT_SHAPE, FAULT_STALE, FAULT_DUPLICATE };

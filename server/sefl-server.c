@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include "common/cli.h"
+#include "common/config.h"
 #include "server/coord.h"
 #include "common/nn/model.h"
 #include "common/log.h"
@@ -59,8 +60,10 @@ static const char usage[] =
     "                          weight-decay, prox-mu, batch, epochs, clients-per-round,\n"
     "                          min-clients, over-select) differs from the one FILE\n"
     "                          recorded; the change and its round are recorded\n"
-    "  --help                  this text\n"
-    "Logs one line per event to stderr (SEFL_LOG=debug|info|warn|error).\n";
+    CONFIG_USAGE
+    "Logs one line per event to stderr (SEFL_LOG=debug|info|warn|error).\n"
+    "Exit status: 0 done or stopped, 1 cannot start or the database failed,\n"
+    "2 bad arguments or configuration.\n";
 
 typedef struct {
     coord *co;
@@ -88,15 +91,16 @@ static int server_parse(int argc, char **argv, coord_config *c, char *err)
         { "weight-decay", 1, 0, O_WD }, { "prox-mu", 1, 0, O_MU }, { "batch", 1, 0, O_BATCH },
         { "epochs", 1, 0, O_EPOCHS }, { "seed", 1, 0, O_SEED }, { "r", 1, 0, O_R },
         { "heartbeat", 1, 0, O_HB }, { "allow-change", 0, 0, O_ALLOW }, { "help", 0, 0, O_HELP },
-        { 0, 0, 0, 0 },
+        CONFIG_OPTIONS, { 0, 0, 0, 0 },
     };
     coord_config_default(c);
     c->certs_dir = c->db_path = NULL;
+    if (config_begin("sefl-server", usage, opts, &argc, &argv, err)) return -1;
     opterr = 0;
     int opt, rc = 0;
     long v = 0;
     double d = 0;
-    while (rc == 0 && (opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while (rc == 0 && (opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (opt) {
         case O_LISTEN: c->listen = optarg; break;
         case O_CERTS: c->certs_dir = optarg; break;
@@ -148,11 +152,16 @@ static int server_parse(int argc, char **argv, coord_config *c, char *err)
             if (!(rc = cli_parse_long("--heartbeat", optarg, 1, 3600, &v, err))) c->heartbeat = (int)v;
             break;
         case O_ALLOW: c->allow_change = 1; break;
+        case 'h':
         case O_HELP: return 1;
-        default: cli_bad_option(argv, err); return -1;
+        default: rc = config_option(opt, argv, err); break;
         }
     }
-    if (rc < 0 || cli_no_operands(argc, argv, err) < 0) return -1;
+    if (rc < 0) {
+        config_where(err);
+        return -1;
+    }
+    if (cli_no_operands(argc, argv, err) < 0) return -1;
     if (!c->certs_dir || !c->db_path) {
         err_set(err, "--certs and --db are required");
         return -1;
@@ -165,6 +174,7 @@ static int server_parse(int argc, char **argv, coord_config *c, char *err)
     /* Checked here so that a bad --r is a usage error, not a start failure. */
     param_table t;
     if (params_build_cnn_se(&t, c->r, 1, err)) return -1;
+    config_end();
     return 0;
 }
 
