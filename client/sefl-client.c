@@ -50,6 +50,10 @@ static const char usage[] =
     "                       the coordinator's)\n"
     "  --backoff-min-ms MS  first reconnect delay (default 200)\n"
     "  --backoff-max-ms MS  longest reconnect delay (default 30000)\n"
+    "  --max-attempts N     stop (exit 1) after N failures in a row that only a\n"
+    "                       person can fix: certificates not trusted, not naming\n"
+    "                       the server, expired, refused (default 3); refused or\n"
+    "                       dropped connections are retried without end\n"
     CONFIG_USAGE
     "Test-only environment switches (never for production use):\n"
     "  SEFL_TAP_DIR=DIR     append every frame sent to DIR/NAME.frames (before TLS)\n"
@@ -60,7 +64,7 @@ typedef struct {
     const char *server, *certs, *name, *db;
     const char *files[4];       /* train images, train labels, test images, test labels */
     const char *partition, *data_dir;
-    long num_clients, index, max_samples, r, backoff_min, backoff_max;
+    long num_clients, index, max_samples, r, backoff_min, backoff_max, max_attempts;
     uint64_t seed;
     int have_seed;
 } client_args;
@@ -75,7 +79,7 @@ typedef struct {
 static int client_parse(int argc, char **argv, client_args *a, char *err)
 {
     enum { O_SERVER = 256, O_CERTS, O_NAME, O_DB, O_TRI, O_TRL, O_TEI, O_TEL, O_PART, O_NUM,
-           O_INDEX, O_SEED, O_DATA, O_MAX, O_R, O_BMIN, O_BMAX, O_HELP };
+           O_INDEX, O_SEED, O_DATA, O_MAX, O_R, O_BMIN, O_BMAX, O_ATTEMPTS, O_HELP };
     static const struct option opts[] = {
         { "server", 1, 0, O_SERVER }, { "certs", 1, 0, O_CERTS }, { "name", 1, 0, O_NAME },
         { "db", 1, 0, O_DB }, { "train-images", 1, 0, O_TRI }, { "train-labels", 1, 0, O_TRL },
@@ -83,7 +87,7 @@ static int client_parse(int argc, char **argv, client_args *a, char *err)
         { "partition", 1, 0, O_PART }, { "num-clients", 1, 0, O_NUM }, { "index", 1, 0, O_INDEX },
         { "seed", 1, 0, O_SEED }, { "data", 1, 0, O_DATA }, { "max-samples", 1, 0, O_MAX },
         { "r", 1, 0, O_R }, { "backoff-min-ms", 1, 0, O_BMIN }, { "backoff-max-ms", 1, 0, O_BMAX },
-        { "help", 0, 0, O_HELP }, CONFIG_OPTIONS, { 0, 0, 0, 0 },
+        { "max-attempts", 1, 0, O_ATTEMPTS }, { "help", 0, 0, O_HELP }, CONFIG_OPTIONS, { 0, 0, 0, 0 },
     };
     memset(a, 0, sizeof *a);
     a->num_clients = -1;
@@ -91,6 +95,7 @@ static int client_parse(int argc, char **argv, client_args *a, char *err)
     a->r = 8;
     a->backoff_min = SESSION_BACKOFF_MIN_MS;
     a->backoff_max = SESSION_BACKOFF_MAX_MS;
+    a->max_attempts = SESSION_MAX_ATTEMPTS;
     if (config_begin("sefl-client", usage, opts, &argc, &argv, err)) return -1;
     opterr = 0;
     int c, rc = 0;
@@ -110,6 +115,7 @@ static int client_parse(int argc, char **argv, client_args *a, char *err)
         case O_R: rc = cli_parse_long("--r", optarg, 1, 64, &a->r, err); break;
         case O_BMIN: rc = cli_parse_long("--backoff-min-ms", optarg, 1, 3600000, &a->backoff_min, err); break;
         case O_BMAX: rc = cli_parse_long("--backoff-max-ms", optarg, 1, 3600000, &a->backoff_max, err); break;
+        case O_ATTEMPTS: rc = cli_parse_long("--max-attempts", optarg, 1, 1000000, &a->max_attempts, err); break;
         case 'h':
         case O_HELP: return 1;
         default: rc = config_option(c, argv, err); break;
@@ -207,7 +213,7 @@ int main(int argc, char **argv)
     char part_name[SETUP_PARTITION_LEN];
     if (a.partition) setup_partition_name(part_name, a.partition, a.num_clients, a.seed, a.max_samples);
     session_config cfg = {
-        .partition = a.partition ? part_name : NULL,
+        .partition = a.partition ? part_name : NULL, .max_attempts = (int)a.max_attempts,
         .server = a.server, .certs_dir = a.certs, .name = a.name, .db_path = a.db, .data = data,
         .backoff_min_ms = (uint64_t)a.backoff_min, .backoff_max_ms = (uint64_t)a.backoff_max,
         .jitter_seed = (uint64_t)time(NULL) ^ (uint64_t)uv_os_getpid(),

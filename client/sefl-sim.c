@@ -68,6 +68,9 @@ static const char usage[] =
     "  --r R                SE reduction ratio (default 8; must match the coordinator)\n"
     "  --backoff-min-ms MS  first reconnect delay (default 200)\n"
     "  --backoff-max-ms MS  longest reconnect delay (default 30000)\n"
+    "  --max-attempts N     a client stops after N failures in a row that only a\n"
+    "                       person can fix (certificates; see sefl-client --help)\n"
+    "                       (default 3)\n"
     "  --verbose            log every client's events, not one line per round\n"
     "Local-only baseline (no coordinator):\n"
     "  --local-only         train each client on its own data alone\n"
@@ -87,7 +90,7 @@ static const char usage[] =
 typedef struct {
     const char *server, *certs, *partition, *state_dir, *data_dir, *db;
     long clients, shard_i, shard_n, threads, max_samples, r, backoff_min, backoff_max;
-    long rounds, epochs, batch;
+    long rounds, epochs, batch, max_attempts;
     double lr, momentum, weight_decay;
     uint64_t seed, init_seed;
     int have_seed, have_init_seed, local_only, verbose;
@@ -105,6 +108,7 @@ typedef struct {
     session *s;                 /* federated mode */
     trainer_job job;            /* local-only mode */
     uint32_t resume;            /* local-only: rounds its file already holds */
+    int connected;              /* welcomed, and the connection not closed since */
     int finished;
 } sim_client;
 
@@ -126,6 +130,7 @@ struct sim {
     int n;
     int live;                   /* clients not finished */
     int failed;                 /* clients that finished with an error */
+    int connected;              /* clients with a welcomed connection */
     int tty;
     sim_round cur;
     double total_samples;
@@ -161,7 +166,7 @@ static int sim_parse(int argc, char **argv, sim_args *a, char *err)
 {
     enum { O_SERVER = 256, O_CERTS, O_CLIENTS, O_PART, O_SEED, O_STATE, O_SHARD, O_THREADS, O_DATA,
            O_MAX, O_R, O_BMIN, O_BMAX, O_VERBOSE, O_LOCAL, O_DB, O_ROUNDS, O_EPOCHS, O_BATCH, O_LR,
-           O_MOM, O_WD, O_INIT, O_HELP };
+           O_MOM, O_WD, O_INIT, O_ATTEMPTS, O_HELP };
     static const struct option opts[] = {
         { "server", 1, 0, O_SERVER }, { "certs", 1, 0, O_CERTS }, { "clients", 1, 0, O_CLIENTS },
         { "partition", 1, 0, O_PART }, { "seed", 1, 0, O_SEED }, { "state", 1, 0, O_STATE },
@@ -171,6 +176,7 @@ static int sim_parse(int argc, char **argv, sim_args *a, char *err)
         { "local-only", 0, 0, O_LOCAL }, { "db", 1, 0, O_DB }, { "rounds", 1, 0, O_ROUNDS },
         { "epochs", 1, 0, O_EPOCHS }, { "batch", 1, 0, O_BATCH }, { "lr", 1, 0, O_LR },
         { "momentum", 1, 0, O_MOM }, { "weight-decay", 1, 0, O_WD }, { "init-seed", 1, 0, O_INIT },
+        { "max-attempts", 1, 0, O_ATTEMPTS },
         { "help", 0, 0, O_HELP }, CONFIG_OPTIONS, { 0, 0, 0, 0 },
     };
     memset(a, 0, sizeof *a);
@@ -179,6 +185,7 @@ static int sim_parse(int argc, char **argv, sim_args *a, char *err)
     a->r = 8;
     a->backoff_min = SESSION_BACKOFF_MIN_MS;
     a->backoff_max = SESSION_BACKOFF_MAX_MS;
+    a->max_attempts = SESSION_MAX_ATTEMPTS;
     a->epochs = 1;
     a->batch = 10;
     a->lr = 0.005;
@@ -200,6 +207,7 @@ static int sim_parse(int argc, char **argv, sim_args *a, char *err)
         case O_R: rc = cli_parse_long("--r", optarg, 1, 64, &a->r, err); break;
         case O_BMIN: rc = cli_parse_long("--backoff-min-ms", optarg, 1, 3600000, &a->backoff_min, err); break;
         case O_BMAX: rc = cli_parse_long("--backoff-max-ms", optarg, 1, 3600000, &a->backoff_max, err); break;
+        case O_ATTEMPTS: rc = cli_parse_long("--max-attempts", optarg, 1, 1000000, &a->max_attempts, err); break;
         case O_VERBOSE: a->verbose = 1; break;
         case O_LOCAL: a->local_only = 1; break;
         case O_DB: a->db = optarg; break;
@@ -247,15 +255,24 @@ static double sim_seconds_since(uint64_t ns)
     return (double)(uv_hrtime() - ns) / 1e9;
 }
 
-/* The progress line (terminal) or nothing; rounds are logged on change. */
+/* The progress line (terminal) or nothing; rounds are logged on change.
+ * log_progress keeps it off the log lines' way. */
 static void sim_progress_cb(uv_timer_t *t)
 {
     sim *m = t->data;
     double dt = sim_seconds_since(m->cur.start_ns);
-    fprintf(stderr, "\rround %u | training %d, queued %d | trained %d, evaluated %d of %d | %.0f samples/s   ",
-            m->cur.round, trainer_running(m->tr), trainer_queued(m->tr), m->cur.trained,
-            m->cur.evaluated, m->n, dt > 0 ? m->cur.samples / dt : 0.0);
-    fflush(stderr);
+    char line[256];
+    if (m->a.local_only)
+        snprintf(line, sizeof line, "round %u | training %d, queued %d | trained %d of %d | failed %d"
+                 " | %.0f samples/s", m->cur.round, trainer_running(m->tr), trainer_queued(m->tr),
+                 m->cur.trained, m->n, m->failed, dt > 0 ? m->cur.samples / dt : 0.0);
+    else
+        snprintf(line, sizeof line, "round %u | connected %d, connecting %d, failed %d | training %d,"
+                 " queued %d | trained %d, evaluated %d of %d | %.0f samples/s", m->cur.round,
+                 m->connected, m->live - m->connected, m->failed, trainer_running(m->tr),
+                 trainer_queued(m->tr), m->cur.trained, m->cur.evaluated, m->n,
+                 dt > 0 ? m->cur.samples / dt : 0.0);
+    log_progress(line);
 }
 
 /* Logs the figures of the round that just ended (one line per round). */
@@ -263,7 +280,6 @@ static void sim_round_end(sim *m)
 {
     if (m->cur.round == 0 && m->cur.trained == 0 && m->cur.evaluated == 0) return;
     double dt = sim_seconds_since(m->cur.start_ns);
-    if (m->tty) fputc('\n', stderr);
     log_info("round %u: %d of %d clients trained, %d evaluated, %.0f samples in %.1f s (%.0f samples/s)",
              m->cur.round, m->cur.trained, m->n, m->cur.evaluated, m->cur.samples, dt,
              dt > 0 ? m->cur.samples / dt : 0.0);
@@ -324,6 +340,14 @@ static void sim_on_event(session *s, const session_event *ev)
     sim_client *c = session_user(s);
     sim *m = c->sim;
     switch (ev->type) {
+    case SESSION_WELCOMED:
+        if (!c->connected) m->connected++;
+        c->connected = 1;
+        break;
+    case SESSION_DISCONNECTED:
+        if (c->connected) m->connected--;
+        c->connected = 0;
+        break;
     case SESSION_TASK_START:
         if (ev->train && ev->round > m->cur.round) sim_round_begin(m, ev->round);
         break;
@@ -332,6 +356,8 @@ static void sim_on_event(session *s, const session_event *ev)
         break;
     case SESSION_FINISHED:
         if (ev->status < 0) log_error("%s: %s", c->name, ev->err);
+        if (c->connected) m->connected--;
+        c->connected = 0;
         sim_client_finished(m, c, ev->status);
         break;
     default:
@@ -470,7 +496,7 @@ static int sim_start_client(sim *m, sim_client *c, char *err)
         .data = c->data, .backoff_min_ms = (uint64_t)m->a.backoff_min,
         .backoff_max_ms = (uint64_t)m->a.backoff_max,
         .jitter_seed = rng_derive(m->a.seed ^ uv_hrtime(), (uint64_t)c->id),
-        .partition = m->part_name, .quiet = !m->a.verbose, .on_event = sim_on_event, .user = c,
+        .partition = m->part_name, .max_attempts = (int)m->a.max_attempts, .quiet = !m->a.verbose, .on_event = sim_on_event, .user = c,
     };
     return session_start(m->loop, m->tr, &cfg, &c->s, err);
 }
@@ -566,6 +592,12 @@ int main(int argc, char **argv)
     }
     uv_run(&loop, UV_RUN_DEFAULT);
     exit_code = m.failed ? 1 : 0;
+    /* A federated run in which no client trained (wrong coordinator, a run
+     * already over) did not do what was asked: a script must see that. */
+    if (!m.a.local_only && !m.stopping && m.total_samples == 0 && !m.failed) {
+        log_error("no client trained anything: was the run already finished?");
+        exit_code = 1;
+    }
     goto out;
 fail:
     fprintf(stderr, "sefl-sim: %s\n", err);
