@@ -16,6 +16,7 @@
 #include <uv.h>
 
 #include "client/setup.h"
+#include "client/testswitch.h"
 #include "common/cli.h"
 #include "common/config.h"
 #include "common/log.h"
@@ -55,9 +56,6 @@ static const char usage[] =
     "                       the server, expired, refused (default 3); refused or\n"
     "                       dropped connections are retried without end\n"
     CONFIG_USAGE
-    "Test-only environment switches (never for production use):\n"
-    "  SEFL_TAP_DIR=DIR     append every frame sent to DIR/NAME.frames (before TLS)\n"
-    "  SEFL_FAULT=nan|shape|stale|duplicate  corrupt the first Update sent\n"
     "Logs one line per event to stderr (SEFL_LOG=debug|info|warn|error).\n";
 
 typedef struct {
@@ -180,6 +178,7 @@ int main(int argc, char **argv)
     int rc = client_parse(argc, argv, &a, err);
     if (rc == 1) {
         fputs(usage, stdout);
+        fputs(testswitch_help(), stdout);
         return 0;
     }
     if (rc < 0) return cli_usage_error("sefl-client", err);
