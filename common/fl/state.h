@@ -39,6 +39,19 @@
  *                PRIMARY KEY(round, client))
  *       every EvalReport: the client's personalized test accuracy and loss
  *       on its own test split after that round
+ *   settings(name TEXT PRIMARY KEY, value TEXT, since_round INTEGER)
+ *       the run settings (settings.h): every setting that changes the
+ *       result, named by its long flag ('lr', 'clients-per-round', ...,
+ *       'partition' as clients report it), its value as text and the first
+ *       round that used it
+ *   setting_changes(round INTEGER, name TEXT, old_value TEXT,
+ *                   new_value TEXT, changed_at TEXT)
+ *       each change a resume with --allow-change (or a client reporting
+ *       another partition) made, from `round` on
+ * The last two tables came after schema_version 1 without a new version: a
+ * file made before them gets them, empty, on its next writable open (and
+ * then records the settings of that run from its last round), and readers
+ * that do not know them are unaffected.
  */
 #ifndef SEFL_STATE_H
 #define SEFL_STATE_H
