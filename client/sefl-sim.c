@@ -63,7 +63,11 @@ static const char usage[] =
     "                       DIR/client-NNNN.local.db); created when missing\n"
     "  --shard I/N          run only the I-th (0-based) of N contiguous slices of\n"
     "                       the client ids: ids [I*clients/N, (I+1)*clients/N)\n"
-    "  --threads T          trainings at once (default: one per core)\n"
+    "                       (auto: I and N from a Kubernetes Indexed Job,\n"
+    "                       JOB_COMPLETION_INDEX and JOB_COMPLETIONS, or a Slurm\n"
+    "                       array, SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT)\n"
+    "  --threads T          trainings at once (default: one per usable core: the\n"
+    "                       CPU affinity mask, capped by the cgroup CPU quota)\n"
     "  --data DIR           Fashion-MNIST directory (default " DATASET_DEFAULT_DIR ")\n"
     "  --max-samples N      each client uses at most N train and N test samples\n"
     "  --r R                SE reduction ratio (default 8; must match the coordinator)\n"
@@ -146,6 +150,7 @@ struct sim {
 
 static int sim_parse_shard(const char *s, sim_args *a, char *err)
 {
+    if (!strcmp(s, "auto")) return cli_shard_auto(&a->shard_i, &a->shard_n, err);
     char *end = NULL;
     errno = 0;
     long i = strtol(s, &end, 10);

@@ -3,9 +3,12 @@
  * Flags and signals only: the rounds are coord.c, the database state.c.
  * SIGTERM and SIGINT stop it cleanly (Bye{"shutdown"} to every client, the
  * database closed consistent, exit 0); after --rounds committed rounds it
- * sends Bye{"done"} and exits 0. Exit 1 when it cannot start (or its
- * database fails), 2 on bad arguments.
+ * sends Bye{"done"} and exits 0. Exit 2 on bad arguments and on start
+ * failures that a restart cannot fix (server_start_status), 1 on the others
+ * and when its database fails, so that a service manager restarts it only
+ * when that can help (deploy/sefl-server.service: RestartPreventExitStatus=2).
  */
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -62,8 +65,10 @@ static const char usage[] =
     "                          recorded; the change and its round are recorded\n"
     CONFIG_USAGE
     "Logs one line per event to stderr (SEFL_LOG=debug|info|warn|error).\n"
-    "Exit status: 0 done or stopped, 1 cannot start or the database failed,\n"
-    "2 bad arguments or configuration.\n";
+    "Exit status: 0 done or stopped; 2 bad arguments or configuration, including\n"
+    "certificates that cannot be read and a database made for other settings\n"
+    "(restarting cannot help); 1 any other failure (port in use, database locked\n"
+    "by another coordinator, the database failing while running).\n";
 
 typedef struct {
     coord *co;
@@ -178,6 +183,20 @@ static int server_parse(int argc, char **argv, coord_config *c, char *err)
     return 0;
 }
 
+/* A failed start that only a person can fix is a configuration error:
+ * files missing, unreadable or not what they must be (certificates, a
+ * database of another run or kind), a setting the database refuses. */
+static int server_start_status(int ret)
+{
+    switch (ret) {
+    case -EINVAL: case -ENOENT: case -EACCES: case -EPERM: case -EBADMSG: case -ENOTDIR:
+    case -EISDIR: case -ENAMETOOLONG:
+        return 2;
+    default:
+        return 1;
+    }
+}
+
 int main(int argc, char **argv)
 {
     coord_config cfg;
@@ -195,11 +214,11 @@ int main(int argc, char **argv)
     uv_loop_t loop;
     uv_loop_init(&loop);
     server_app app = { 0 };
-    if (coord_start(&loop, &cfg, &app.co, err)) {
+    if ((rc = coord_start(&loop, &cfg, &app.co, err))) {
         fprintf(stderr, "sefl-server: %s\n", err);
         uv_run(&loop, UV_RUN_DEFAULT);
         uv_loop_close(&loop);
-        return 1;
+        return server_start_status(rc);
     }
     const int signums[2] = { SIGTERM, SIGINT };
     for (int i = 0; i < 2; i++) {

@@ -58,7 +58,7 @@ sefl_check "the clients' partition is recorded" \
 # A longer run with fewer clients per round: refused without --allow-change.
 more=(--rounds 6 --min-clients 1 --clients-per-round 1)
 "$BIN/sefl-server" --listen 127.0.0.1:0 "${args[@]}" "${more[@]}" 2>"$T/changed.log"
-sefl_check "a changed setting on resume exits 1" [ $? = 1 ]
+sefl_check "a changed setting on resume exits 2 (a configuration error)" [ $? = 2 ]
 sefl_check "  with one line naming the setting" \
     grep -q 'the run was made with --clients-per-round 3, this one has --clients-per-round 1; give the same value, or --allow-change' "$T/changed.log"
 
