@@ -297,16 +297,14 @@ static void coord_on_close(conn *c, int status, const char *reason)
 static void coord_note_partition(coord *co, const char *name, const char *partition)
 {
     if (!partition[0] || !strcmp(partition, co->partition)) return;
-    char err[SEFL_ERRLEN];
-    int changed = 0;
-    if (state_observe_setting(co->st, "partition", partition, co->last_round + 1, &changed, err)) {
+    char err[SEFL_ERRLEN], was[SETTINGS_VALUE_MAX];
+    if (state_observe_setting(co->st, "partition", partition, co->last_round + 1, was, err)) {
         log_warn("%s", err);
         return;
     }
-    if (changed)
+    if (was[0])
         log_warn("client %s reports partition '%s', the run so far recorded '%s'; recorded as "
-                 "a change from round %u", name, partition, co->partition[0] ? co->partition :
-                 "another", co->last_round + 1);
+                 "a change from round %u", name, partition, was, co->last_round + 1);
     snprintf(co->partition, sizeof co->partition, "%s", partition);
 }
 

@@ -202,13 +202,13 @@ START_TEST(test_run_settings)
     ck_assert_int_eq(check_sql_file_int(path, "SELECT since_round FROM settings WHERE name = 'lr'"), 3);
 
     /* a setting learnt while running: first recorded, then a change */
-    int changed = -1;
-    ck_assert_int_eq(state_observe_setting(s, "partition", "pat:2 clients=3 seed=1", 3, &changed, err), 0);
-    ck_assert_int_eq(changed, 0);
-    ck_assert_int_eq(state_observe_setting(s, "partition", "pat:2 clients=3 seed=1", 3, &changed, err), 0);
-    ck_assert_int_eq(changed, 0);
-    ck_assert_int_eq(state_observe_setting(s, "partition", "iid clients=3 seed=1", 4, &changed, err), 0);
-    ck_assert_int_eq(changed, 1);
+    char was[SETTINGS_VALUE_MAX] = "x";
+    ck_assert_int_eq(state_observe_setting(s, "partition", "pat:2 clients=3 seed=1", 3, was, err), 0);
+    ck_assert_str_eq(was, "");
+    ck_assert_int_eq(state_observe_setting(s, "partition", "pat:2 clients=3 seed=1", 3, was, err), 0);
+    ck_assert_str_eq(was, "");
+    ck_assert_int_eq(state_observe_setting(s, "partition", "iid clients=3 seed=1", 4, was, err), 0);
+    ck_assert_str_eq(was, "pat:2 clients=3 seed=1");
     ck_assert_int_eq(check_sql_file_int(path, "SELECT count(*) FROM setting_changes WHERE round = 4"
                                               " AND name = 'partition'"), 1);
     int n = -1;

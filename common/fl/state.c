@@ -398,10 +398,10 @@ int state_eval_report(state *s, uint32_t round, const char *client, uint32_t exa
 }
 
 int state_observe_setting(state *s, const char *name, const char *value, uint32_t round,
-                          int *changed, char *err)
+                          char *replaced, char *err)
 {
     char have[SETTINGS_VALUE_MAX];
-    *changed = 0;
+    replaced[0] = 0;
     int ret = state_get_setting(s, name, have, err);
     if (ret && ret != -ENOENT) return ret;
     if (!ret && !strcmp(have, value)) return 0;
@@ -410,7 +410,7 @@ int state_observe_setting(state *s, const char *name, const char *value, uint32_
     ret = state_set_setting(s, name, had ? have : NULL, value, round, err);
     if (!ret) ret = store_commit(s->db, err);
     if (ret) store_rollback(s->db);
-    else *changed = had;
+    else if (had) snprintf(replaced, SETTINGS_VALUE_MAX, "%s", have);
     return ret;
 }
 

@@ -129,10 +129,11 @@ int state_round_times(state *s, uint32_t round, double seconds, double coord_sec
 
 /* Records a setting learnt while running (the partition a client reports):
  * inserted when absent; when it differs from the recorded value, the new
- * value replaces it with a setting_changes row for round. *changed is set
- * to 1 when a recorded value was replaced. Returns 0 or negative with err. */
+ * value replaces it with a setting_changes row for round. replaced
+ * (SETTINGS_VALUE_MAX bytes) gets the value it replaced, "" when it replaced
+ * none. Returns 0 or negative with err. */
 int state_observe_setting(state *s, const char *name, const char *value, uint32_t round,
-                          int *changed, char *err);
+                          char *replaced, char *err);
 
 /* Sets *n to the number of EvalReports stored for round. */
 int state_eval_count(state *s, uint32_t round, int *n, char *err);
