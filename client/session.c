@@ -265,13 +265,18 @@ static int session_permanent(session *s, int kind, const char *reason)
     int max = s->cfg.max_attempts > 0 ? s->cfg.max_attempts : SESSION_MAX_ATTEMPTS;
     s->permanent++;
     snprintf(line, sizeof line, "cannot join %s: %s. Fix: %s", s->cfg.server, reason, hint);
+    const log_field f[] = {
+        LOG_STR("event", "join_refused"), LOG_STR("client", s->cfg.name),
+        LOG_STR("server", s->cfg.server), LOG_INT("attempt", s->permanent),
+        LOG_INT("max_attempts", max),
+    };
     if (s->permanent < max) {
-        log_error("%s: %s (attempt %d of %d)", s->cfg.name, line, s->permanent, max);
+        log_fields(LOG_ERROR, f, 5, "%s: %s (attempt %d of %d)", s->cfg.name, line, s->permanent, max);
         return 0;
     }
     char err[SEFL_ERRLEN];
     snprintf(err, sizeof err, "giving up after %d attempts (--max-attempts)", max);
-    log_error("%s: %s", s->cfg.name, line);
+    log_fields(LOG_ERROR, f, 5, "%s: %s", s->cfg.name, line);
     session_fail(s, -EACCES, err);
     return 1;
 }

@@ -2,6 +2,7 @@
 #include "common/log.h"
 
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -74,7 +75,36 @@ static size_t log_json_text(char *buf, size_t n, size_t size, const char *s)
     return n;
 }
 
-void log_msg(int level, const char *fmt, ...)
+/* Appends the fields to a JSON record being built in buf (at n of size);
+ * returns the new length. */
+static size_t log_json_fields(char *buf, size_t n, size_t size, const log_field *f, int nf)
+{
+    for (int k = 0; k < nf && n + 8 < size; k++) {
+        buf[n++] = ',';
+        buf[n++] = '"';
+        n = log_json_text(buf, n, size - 4, f[k].key);
+        buf[n++] = '"';
+        buf[n++] = ':';
+        int w = 0;
+        if (f[k].type == LOG_F_STR) {
+            buf[n++] = '"';
+            n = log_json_text(buf, n, size - 2, f[k].s ? f[k].s : "");
+            buf[n++] = '"';
+        } else if (f[k].type == LOG_F_INT) {
+            w = snprintf(buf + n, size - n, "%lld", f[k].i);
+        } else if (isfinite(f[k].d)) {
+            w = snprintf(buf + n, size - n, "%.6g", f[k].d);
+        } else {
+            w = snprintf(buf + n, size - n, "null");
+        }
+        n += w > 0 ? (size_t)w : 0;
+        if (n >= size) n = size - 1;
+        buf[n] = 0;
+    }
+    return n;
+}
+
+static void log_vrecord(int level, const log_field *f, int nf, const char *fmt, va_list ap)
 {
     if (level < log_level) return;
     char msg[1024], line[2048], ts[40];
@@ -84,10 +114,7 @@ void log_msg(int level, const char *fmt, ...)
     gmtime_r(&now.tv_sec, &tm);
     size_t t = strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(ts + t, sizeof ts - t, ".%03ldZ", now.tv_nsec / 1000000);
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
 
     size_t n;
     if (log_format == LOG_JSON) {
@@ -95,8 +122,10 @@ void log_msg(int level, const char *fmt, ...)
                              "\"pid\":%ld,\"msg\":\"", ts, log_names[level], log_prog,
                              (long)getpid());
         n = log_json_text(line, n, sizeof line - 3, msg);
-        memcpy(line + n, "\"}", 3);
-        n += 2;
+        line[n++] = '"';
+        n = log_json_fields(line, n, sizeof line - 3, f, nf);
+        line[n++] = '}';
+        line[n] = 0;
     } else {
         /* Upper-case level names, as scripts and tests grep them. */
         static const char *const upper[] = { "DEBUG", "INFO", "WARN", "ERROR" };
@@ -113,6 +142,22 @@ void log_msg(int level, const char *fmt, ...)
     log_progress_shown = 0;
     fputs(line, stderr);
     pthread_mutex_unlock(&log_lock);
+}
+
+void log_msg(int level, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_vrecord(level, NULL, 0, fmt, ap);
+    va_end(ap);
+}
+
+void log_fields(int level, const log_field *f, int n, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_vrecord(level, f, n, fmt, ap);
+    va_end(ap);
 }
 
 void log_progress(const char *text)

@@ -4,8 +4,10 @@
  * produce lines a script can grep:
  *   text: "2026-11-27T22:56:50.123Z INFO round 3 committed ..."
  *   json: {"ts":"2026-11-27T22:56:50.123Z","level":"info","prog":"sefl-server",
- *          "pid":4242,"msg":"round 3 committed ..."}
- * (--log-format, set through config.h). A terminal progress line
+ *          "pid":4242,"msg":"round 3 committed ...","round":3,"clients":10}
+ * (--log-format, set through config.h). The structured fields after msg
+ * are those a log_fields call gives (a text line carries only the message,
+ * which says the same in words). A terminal progress line
  * (log_progress) is cleared before a log line is written, so the two never
  * share a line.
  */
@@ -33,6 +35,24 @@ int log_set_format(const char *name, char *err);
 void log_set_prog(const char *prog);
 
 void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* One structured field of a record: a key and a text, integer or number. */
+typedef struct {
+    const char *key;
+    int type;                   /* LOG_F_* */
+    const char *s;
+    long long i;
+    double d;
+} log_field;
+enum { LOG_F_STR, LOG_F_INT, LOG_F_NUM };
+#define LOG_STR(k, v) ((log_field){ .key = (k), .type = LOG_F_STR, .s = (v) })
+#define LOG_INT(k, v) ((log_field){ .key = (k), .type = LOG_F_INT, .i = (long long)(v) })
+#define LOG_NUM(k, v) ((log_field){ .key = (k), .type = LOG_F_NUM, .d = (double)(v) })
+
+/* log_msg with n fields f that JSON records carry as their own keys
+ * (numbers as JSON numbers; a NaN or infinity as null). */
+void log_fields(int level, const log_field *f, int n, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* Draws text as the terminal's progress line ("\r", the text, the rest of
  * the line cleared, no newline); the next log line clears it first. For

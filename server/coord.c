@@ -345,8 +345,12 @@ static void coord_on_hello(peer *p, const Sefl__Hello *h)
     char err[SEFL_ERRLEN];
     if (state_client_seen(co->st, p->name, err)) log_warn("%s", err);
     coord_note_partition(co, p->name, h->partition);
-    log_info("client %s joined from %s (train %u, test %u; connected %d)", p->name,
-             conn_peer_addr(p->c), p->train_examples, p->test_examples, co->n_ready);
+    const log_field f[] = {
+        LOG_STR("event", "client_joined"), LOG_STR("client", p->name),
+        LOG_STR("addr", conn_peer_addr(p->c)), LOG_INT("connected", co->n_ready),
+    };
+    log_fields(LOG_INFO, f, 4, "client %s joined from %s (train %u, test %u; connected %d)", p->name,
+               conn_peer_addr(p->c), p->train_examples, p->test_examples, co->n_ready);
     if (co->phase == CO_EVAL) coord_eval_join(co, p);
     coord_advance(co);
 }
@@ -642,10 +646,17 @@ static void coord_commit(coord *co, coord_clock t0)
     coord_stop_sending(co);
     for (peer *p = co->peers; p; p = p->next) p->task = 0;
     co->phase = CO_IDLE;
-    log_info("round %u committed: clients %d, examples %lld, train_loss %.4f, train_accuracy "
-             "%.4f, seconds %.3f, coord_seconds %.3f (cpu %.3f), attempt %d",
-             r.round, r.clients, r.examples, r.train_loss, r.train_accuracy, r.seconds,
-             r.coord_seconds, co->coord_cpu, r.attempt);
+    const log_field f[] = {
+        LOG_STR("event", "round_committed"), LOG_INT("round", r.round), LOG_INT("clients", r.clients),
+        LOG_INT("examples", r.examples), LOG_NUM("train_loss", r.train_loss),
+        LOG_NUM("train_accuracy", r.train_accuracy), LOG_NUM("seconds", r.seconds),
+        LOG_NUM("coord_seconds", r.coord_seconds), LOG_INT("attempt", r.attempt),
+    };
+    log_fields(LOG_INFO, f, (int)(sizeof f / sizeof f[0]),
+               "round %u committed: clients %d, examples %lld, train_loss %.4f, train_accuracy "
+               "%.4f, seconds %.3f, coord_seconds %.3f (cpu %.3f), attempt %d",
+               r.round, r.clients, r.examples, r.train_loss, r.train_accuracy, r.seconds,
+               r.coord_seconds, co->coord_cpu, r.attempt);
     int rounds = co->cfg.rounds;
     if ((co->cfg.eval_every > 0 && co->last_round % (uint32_t)co->cfg.eval_every == 0) ||
         (rounds > 0 && co->last_round == (uint32_t)rounds))

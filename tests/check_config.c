@@ -195,6 +195,38 @@ START_TEST(test_sefl_log)
 }
 END_TEST
 
+/* --log-format json: one object per line, fields typed, text escaped;
+ * text lines carry the message alone. (Each test runs in its own process,
+ * so stderr can be sent to a file here.) */
+START_TEST(test_log_json)
+{
+    char err[SEFL_ERRLEN] = "", file[160], line[1024];
+    snprintf(file, sizeof file, "%s/log", dir);
+    ck_assert_ptr_nonnull(freopen(file, "w", stderr));
+    args a;
+    char **v = ARGV("--log-format", "json");
+    ck_assert_msg(parse(ARGC(v), v, &a, err) == 0, "%s", err);
+    const log_field f[] = { LOG_STR("name", "x\"y"), LOG_INT("round", 3), LOG_NUM("loss", 0.25),
+                            LOG_NUM("bad", 0.0 / 0.0) };
+    log_fields(LOG_INFO, f, 4, "a \"quoted\"\tline %d", 7);
+    log_debug("not shown at info");
+    ck_assert_int_eq(log_set_format("text", err), 0);
+    log_fields(LOG_WARN, f, 4, "plain %s", "text");
+    fflush(stderr);
+    FILE *in = fopen(file, "r");
+    ck_assert_ptr_nonnull(in);
+    ck_assert_ptr_nonnull(fgets(line, sizeof line, in));
+    ck_assert_msg(!strncmp(line, "{\"ts\":\"", 7) && line[30] == 'Z' && line[26] == '.', "%s", line);
+    ck_assert_msg(strstr(line, "\"level\":\"info\",\"prog\":\"prog\",\"pid\":") != NULL, "%s", line);
+    ck_assert_msg(strstr(line, "\"msg\":\"a \\\"quoted\\\"\\u0009line 7\",\"name\":\"x\\\"y\","
+                               "\"round\":3,\"loss\":0.25,\"bad\":null}\n") != NULL, "%s", line);
+    ck_assert_ptr_nonnull(fgets(line, sizeof line, in));
+    ck_assert_msg(strstr(line, "Z WARN plain text\n") != NULL && line[23] == 'Z', "%s", line);
+    ck_assert_ptr_null(fgets(line, sizeof line, in));
+    fclose(in);
+}
+END_TEST
+
 /* --version prints and exits 0 (an exit test: Check forks each test). */
 START_TEST(test_version_exits_0)
 {
@@ -227,6 +259,7 @@ int main(void)
     tcase_add_test(tc, test_file_then_command_line);
     tcase_add_test(tc, test_refusals);
     tcase_add_test(tc, test_sefl_log);
+    tcase_add_test(tc, test_log_json);
     suite_add_tcase(s, tc);
     /* No fixture: these end the test's process, teardown would not run. */
     TCase *exits = tcase_create("exits");
