@@ -360,7 +360,7 @@ static void sim_on_event(session *s, const session_event *ev)
         if (ev->status == 0) sim_count_done(m, ev->train, ev->round, ev->epochs, ev->stats, ev->train_cpu);
         break;
     case SESSION_FINISHED:
-        if (ev->status < 0) log_error("%s: %s", c->name, ev->err);
+        /* A failed session has logged its error (session_fail). */
         if (c->connected) m->connected--;
         c->connected = 0;
         sim_client_finished(m, c, ev->status);

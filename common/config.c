@@ -54,11 +54,20 @@ static const struct option *config_find(const char *name)
 }
 
 /* ini_reader: fgets that counts lines, so that the handler knows its line
- * (Debian's inih is built without INI_HANDLER_LINENO). */
+ * (Debian's inih is built without INI_HANDLER_LINENO), and refuses a line
+ * longer than inih reads at once (INI_MAX_LINE), which inih would otherwise
+ * cut into two lines. */
 static char *config_reader(char *str, int num, void *stream)
 {
     char *s = fgets(str, num, stream);
-    if (s) cf.line++;
+    if (!s) return NULL;
+    cf.line++;
+    size_t len = strlen(s);
+    if (len == (size_t)num - 1 && s[len - 1] != '\n' && !feof(stream)) {
+        if (!cf.err[0])
+            err_set(cf.err, "%s:%d: line longer than %d characters", cf.path, cf.line, num - 2);
+        return NULL;
+    }
     return s;
 }
 
@@ -84,7 +93,7 @@ static int config_on_key(void *user, const char *section, const char *name, cons
     const struct option *o = config_find(name);
     if (!o || config_is_action(o))
         return config_fail("unknown key '%s' (%s has no such flag)", name, cf.prog);
-    if (cf.nfile == CONFIG_MAX_ARGS) return config_fail("more than %s%s keys", "1024", "");
+    if (cf.nfile == CONFIG_MAX_ARGS) return config_fail("more than %s keys%s", CONFIG_MAX_ARGS_TEXT, "");
     size_t len = strlen(name) + strlen(value) + 4;
     char *arg = malloc(len);
     if (!arg) return config_fail("out of memory%s%s", "", "");

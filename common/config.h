@@ -8,7 +8,10 @@
  *                   skipped, so one file can configure several. Unknown keys,
  *                   unknown sections and malformed lines are one-line errors
  *                   naming FILE:LINE, and so is a bad value (the program's
- *                   own check, located by config_where).
+ *                   own check, located by config_where). Limits: lines of
+ *                   CONFIG_MAX_LINE characters, CONFIG_MAX_ARGS keys; no
+ *                   indented lines (inih reads them as the continuation
+ *                   of the previous value).
  *   --print-config  prints the effective settings as an INI file that
  *                   --config reads back (flags given, then the others as
  *                   comments with the default --help states) and exits 0.
@@ -37,7 +40,10 @@
 
 #include <getopt.h>
 
-#define CONFIG_MAX_ARGS 1024        /* keys in a file plus arguments */
+#define CONFIG_MAX_ARGS 1024        /* keys in a file, and keys plus arguments */
+#define CONFIG_MAX_ARGS_TEXT "1024"
+#define CONFIG_MAX_LINE 198         /* characters in a line of the file (inih's
+                                       INI_MAX_LINE, less newline and NUL) */
 
 enum {
     CONFIG_OPT_CONFIG = 0x10000,     /* above any program's own option values */

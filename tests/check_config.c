@@ -154,6 +154,36 @@ START_TEST(test_refusals)
         ck_assert_ptr_null(strchr(err, '\n'));
     }
 
+    /* the limits: a line too long, too many keys */
+    {
+        char text[400];
+        memset(text, 'x', sizeof text);
+        memcpy(text, "name = ", 7);
+        text[7 + CONFIG_MAX_LINE - 6] = 0;          /* one character over */
+        char body[512];
+        snprintf(body, sizeof body, "lr = 1\n%s\n", text);
+        write_file(body);
+        char e2[SEFL_ERRLEN] = "";
+        args a2;
+        char **v = ARGV("--config", path);
+        ck_assert_int_eq(parse(ARGC(v), v, &a2, e2), -1);
+        char want[SEFL_ERRLEN];
+        snprintf(want, sizeof want, "%s:2: line longer than %d characters", path, CONFIG_MAX_LINE);
+        ck_assert_str_eq(e2, want);
+        text[7 + CONFIG_MAX_LINE - 7] = 0;          /* exactly the limit */
+        snprintf(body, sizeof body, "%s\n", text);
+        write_file(body);
+        ck_assert_msg(parse(ARGC(v), v, &a2, e2) == 0, "%s", e2);
+        ck_assert_int_eq((int)strlen(a2.name), CONFIG_MAX_LINE - 7);
+
+        FILE *f = fopen(path, "w");
+        for (int i = 0; i <= CONFIG_MAX_ARGS; i++) fputs("batch = 5\n", f);
+        fclose(f);
+        ck_assert_int_eq(parse(ARGC(v), v, &a2, e2), -1);
+        snprintf(want, sizeof want, "%s:%d: more than %d keys", path, CONFIG_MAX_ARGS + 1, CONFIG_MAX_ARGS);
+        ck_assert_str_eq(e2, want);
+    }
+
     /* a bad value on the command line names no file */
     write_file("lr = 0.5\n");
     char err[SEFL_ERRLEN] = "";

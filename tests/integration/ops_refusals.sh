@@ -96,6 +96,13 @@ if sefl_need_fmnist >/dev/null; then
         [ "$(grep -c "ERROR client-0000: cannot join 127.0.0.1:$port: TLS handshake failed: certificate verify failed: .*Fix: the coordinator's certificate is not signed by $T/other/ca.crt" "$T/untrusted.log")" = 2 ]
     sefl_check "  and saying it gave up" grep -q 'giving up after 2 attempts (--max-attempts)' "$T/untrusted.log"
 
+    timeout 60 "$BIN/sefl-sim" --server "127.0.0.1:$port" --certs "$T/other" --clients 1 \
+        --partition iid --seed 1 --max-samples 50 --state "$T/simstate" --backoff-min-ms 50 \
+        --backoff-max-ms 100 --max-attempts 2 2>"$T/sim.log"
+    sefl_check "sefl-sim whose clients cannot join exits 1" [ $? = 1 ]
+    sefl_check "  its client said why, and the summary counts it failed" \
+        [ "$(grep -c 'client-0000: giving up after 2 attempts' "$T/sim.log")-$(grep -c 'all 1 clients finished (1 failed)' "$T/sim.log")" = "1-1" ]
+
     # The right CA, but an address the server certificate does not carry.
     timeout 60 "$BIN/sefl-client" --server "127.0.0.2:$port" --certs "$T/certs" \
         --name client-0000 --db "$T/c2.db" "${client[@]}" \
