@@ -66,6 +66,8 @@ sefl_check "  with one line naming the setting" \
 # Bye{"shutdown"}, exit 0, round 5 not committed, the file intact.
 SEFL_CLIENT_PIDS=()
 sefl_start_server "$T/third.log" 127.0.0.1:0 "${args[@]}" "${more[@]}" --allow-change || exit 1
+sefl_check "sefl-eval prints the run settings and the changes" \
+    sh -c "'$BIN/sefl-eval' --db '$T/server.db' | grep -cxE 'setting lr 0.0500000007|setting partition pat:2 clients=3 seed=1 max-samples=600|setting_change 5 (clients-per-round|min-clients) 3 -> 1' | grep -qx 4"
 sefl_check "--allow-change records the changes from round 5" \
     [ "$(sefl_sql "$T/server.db" "SELECT group_concat(round || ':' || name || ':' || old_value || '>' || new_value) FROM setting_changes")" = "5:clients-per-round:3>1,5:min-clients:3>1" ]
 sefl_start_client "$T" 0 3 "$SEFL_PORT" --max-samples 3000
