@@ -203,7 +203,12 @@ int config_option(int opt, char *const argv[], char *err)
 {
     int ret = 0;
     switch (opt) {
-    case CONFIG_OPT_CONFIG: break;          /* taken out by config_begin */
+    case CONFIG_OPT_CONFIG:
+        /* config_begin took out every --config; getopt_long found an
+         * abbreviation of it ("--conf"), which would otherwise be ignored. */
+        err_set(err, "write --config in full");
+        ret = -EINVAL;
+        break;
     case CONFIG_OPT_PRINT: cf.print = 1; break;
     case CONFIG_OPT_LOG_FORMAT: ret = log_set_format(optarg, err); break;
     case CONFIG_OPT_VERSION:

@@ -206,6 +206,9 @@ START_TEST(test_refusals)
     char **v5 = ARGV("--config");
     ck_assert_int_eq(parse(ARGC(v5), v5, &a, err), -1);
     ck_assert_str_eq(err, "--config needs a FILE");
+    char **v6 = ARGV("--conf", path);
+    ck_assert_int_eq(parse(ARGC(v6), v6, &a, err), -1);
+    ck_assert_str_eq(err, "write --config in full");
 }
 END_TEST
 
