@@ -27,6 +27,11 @@ WARN     := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 # and tests/layers.sh can check it.
 CPPFLAGS += -std=c11 -D_GNU_SOURCE -I. -I$(BUILD) \
             $(shell pkg-config --cflags openblas 2>/dev/null) -MMD -MP
+# COVERAGE=1: gcov instrumentation (tests/coverage.sh, `make coverage`).
+ifneq ($(COVERAGE),)
+CFLAGS   += --coverage
+LDFLAGS  += --coverage
+endif
 ifneq ($(SAN),)
 CFLAGS   += -fsanitize=$(SAN) -fno-sanitize-recover=all -fno-omit-frame-pointer
 LDFLAGS  += -fsanitize=$(SAN)
@@ -51,8 +56,8 @@ TEST_PROGS := $(BUILD)/test-bin/sefl-client $(BUILD)/test-bin/sefl-sim
 DEB_PKGS := build-essential pkg-config libuv1-dev libprotobuf-c-dev \
             protobuf-c-compiler libmbedtls-dev libsqlite3-dev check \
             libopenblas-dev zlib1g-dev dataset-fashion-mnist openssl \
-            iproute2 sqlite3 clang libclang-rt-14-dev python3 procps \
-            libinih-dev help2man
+            iproute2 sqlite3 clang libclang-rt-14-dev python3 procps lcov \
+            protobuf-compiler python3-protobuf libinih-dev help2man
 
 # `make install PREFIX=/usr/local DESTDIR=`: the programs of server/ and
 # client/ (not the benchmarks) and their man pages, made by help2man from
@@ -71,7 +76,8 @@ MAN_NAME_sefl-sim    := many simulated federated-learning clients in one process
 MAN_NAME_sefl-eval   := per-client personalized accuracy of a run
 MAN_NAME_sefl-certs  := certificates for a sefl project
 
-.PHONY: all deps layers check check-asan bench demo results fuzz fuzz-corpus clean man install uninstall
+.PHONY: all deps layers check coverage check-asan bench demo results soak fuzz fuzz-corpus clean man install \
+        uninstall
 all: $(PROGS) $(TEST_PROGS) $(TESTS)
 
 # Installs only what is missing, so a second run is quiet and fast.
@@ -154,6 +160,10 @@ layers:
 check-asan:
 	$(MAKE) BUILD=build-asan SAN=address,undefined OPT=-O1 check
 
+# Line coverage per folder over the whole of make check (gcov + lcov), in build-cov.
+coverage:
+	@bash tests/coverage.sh
+
 bench: all
 	@bash tests/bench/bench.sh
 
@@ -162,6 +172,12 @@ demo:
 
 results: all
 	@bash tests/results.sh
+
+# Chaos run (issue 10): 20 clients, 200 rounds, shards killed, stalled and
+# cut off, the coordinator kill -9'd ten times, two attackers; asserts a
+# clean record and prints the figures. About 5-10 minutes; not in check.
+soak: all
+	@bash tests/soak.sh
 
 FUZZ_SECONDS ?= 60
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
@@ -209,6 +225,6 @@ uninstall:
 	rm -rf $(DESTDIR)$(DOCDIR)
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-fuzz build-cov
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

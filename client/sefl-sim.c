@@ -57,7 +57,7 @@ static const char usage[] =
     "  --server HOST:PORT   coordinator; HOST must match its certificate\n"
     "  --certs DIR          sefl-certs output (ca.crt, clients/client-NNNN.crt|.key)\n"
     "  --clients N          clients in the partition (1..100000)\n"
-    "  --partition SPEC     iid, dir:ALPHA, pat:K or feat:D\n"
+    "  --partition SPEC     iid, dir:ALPHA, pat:K, feat:D or feat:D+dir:ALPHA\n"
     "  --seed S             partition seed (the same on every machine)\n"
     "  --state DIR          private stores: DIR/client-NNNN.db (local-only:\n"
     "                       DIR/client-NNNN.local.db); created when missing\n"
@@ -459,7 +459,8 @@ static void sim_local_start(sim *m, sim_client *c)
     j->round = c->resume + 1;
     j->epochs = (int)m->a.epochs;
     j->batch = (int)m->a.batch;
-    j->sgd = (sgd_config){ (float)m->a.lr, (float)m->a.momentum, (float)m->a.weight_decay, 0 };
+    j->sgd = (sgd_config){ .lr = (float)m->a.lr, .momentum = (float)m->a.momentum,
+                          .weight_decay = (float)m->a.weight_decay };
     j->seed = sim_local_seed(m, c, j->round);
     j->done = sim_local_done;
     j->user = c;

@@ -41,6 +41,8 @@ typedef struct {
     int batch;
     sgd_config sgd;
     uint64_t seed;
+    int private_epochs;         /* local schedule (trainer_job) */
+    float private_lr;
 } session_task;
 
 struct session {
@@ -336,6 +338,8 @@ static int session_check_train(const Sefl__TrainTask *t, char *err)
         err_set(err, "TrainTask weight_decay %g is negative", (double)t->weight_decay);
     else if (!isfinite(t->prox_mu) || t->prox_mu < 0)
         err_set(err, "TrainTask prox_mu %g is negative", (double)t->prox_mu);
+    else if (!isfinite(t->private_lr) || t->private_lr < 0)
+        err_set(err, "TrainTask private_lr %g is negative", (double)t->private_lr);
     else
         return 0;
     return -EINVAL;
@@ -361,6 +365,7 @@ static int session_job_answers(const session *s, const session_task *task)
     return s->job_running && j->train && task->train && j->round == task->round &&
            j->globals == task->globals && j->private_mask == task->private_mask &&
            j->epochs == task->epochs && j->batch == task->batch && j->seed == task->seed &&
+           j->private_epochs == task->private_epochs && j->private_lr == task->private_lr &&
            !memcmp(&j->sgd, &task->sgd, sizeof j->sgd);
 }
 
@@ -422,8 +427,11 @@ static void session_on_task(session *s, int train, uint32_t round, const char *p
     if (tt) {
         task.epochs = (int)tt->epochs;
         task.batch = (int)tt->batch;
-        task.sgd = (sgd_config){ tt->lr, tt->momentum, tt->weight_decay, tt->prox_mu };
+        task.sgd = (sgd_config){ .lr = tt->lr, .momentum = tt->momentum,
+                                  .weight_decay = tt->weight_decay, .prox_mu = tt->prox_mu };
         task.seed = tt->seed;
+        task.private_epochs = (int)tt->private_epochs;
+        task.private_lr = tt->private_lr;
     }
     session_enqueue(s, &task);
 }
@@ -574,6 +582,16 @@ static void session_job_done(trainer_job *j)
         if (!live) {
             log_warn("%s: round %u %s done after the connection closed; answer dropped",
                      s->cfg.name, j->round, j->train ? "training" : "evaluation");
+        } else if (j->train && j->diverged) {
+            /* Nothing was committed: the private tensors stay the last good
+             * ones in the store. The coordinator counts the failure and
+             * keeps the connection. */
+            log_warn("%s: %s; reporting it instead of an update", s->cfg.name, j->err);
+            uint8_t *frame = NULL;
+            size_t len = 0;
+            if (wire_encode_error(WIRE_ERR_DIVERGED, j->err, &frame, &len) == 0)
+                session_send_frame(s, frame, len);
+            free(frame);
         } else if (j->train) {
             session_send_frame(s, s->out_frame, s->out_len);
             if (s->ts.fault == FAULT_DUPLICATE) session_send_frame(s, s->out_frame, s->out_len);
@@ -619,6 +637,8 @@ static void session_run_next(session *s)
     j->batch = task.batch;
     j->sgd = task.sgd;
     j->seed = task.seed;
+    j->private_epochs = task.private_epochs;
+    j->private_lr = task.private_lr;
     j->build = task.train ? session_build_update : NULL;
     j->done = session_job_done;
     j->user = s;

@@ -40,6 +40,8 @@
 #include <uv.h>
 
 #include "common/fl/settings.h"
+#include "common/net/conn.h"
+#include "server/guard.h"
 
 #define COORD_MAX_PEERS 10000        /* default max_peers */
 #define COORD_SEND_WINDOW (64u << 20) /* default send_window: about 27 tasks */
@@ -59,12 +61,16 @@ typedef struct {
     unsigned private_mask;      /* PARAM_* groups that never leave the clients */
     float lr, momentum, weight_decay, prox_mu;
     int batch, epochs;
+    int private_epochs;         /* local schedule: 0 joint, P private-first:P (TrainTask) */
+    float private_lr;           /* learning rate of the private tensors; 0: lr */
     uint64_t seed;              /* model_init seed; also derives each round's task seed */
     int r;                      /* SE reduction ratio */
     int heartbeat;              /* seconds between heartbeats to idle clients */
     int max_peers;              /* connections at once (COORD_MAX_PEERS); more are closed */
     size_t send_window;         /* task bytes queued on all connections at once
                                    (COORD_SEND_WINDOW); tasks wait for room */
+    guard_config guard;         /* weight share, update norm bound, penalty rounds */
+    conn_preauth preauth;       /* per-address limits before the TLS handshake ends */
     int allow_change;           /* resume with run settings that differ from the
                                    recorded ones, recording the change */
 } coord_config;

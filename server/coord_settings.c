@@ -5,11 +5,17 @@
  * Settings that only change how the run is operated (listen address,
  * timeouts' effect aside, heartbeat, eval cadence, limits) are not listed:
  * a resume may change them freely.
+ *
+ * local-schedule, private-lr and the guard's three were first bound to the
+ * file in meta (state.c's meta items and state_config.settings), which
+ * refuses a change before this list is compared; they are listed here too
+ * so that the settings table and sefl-eval show every setting of the run.
  */
 #include <inttypes.h>
 
 #include "common/nn/params.h"
 #include "server/coord.h"
+#include "server/guard.h"
 
 void coord_run_settings(const coord_config *c, settings *s)
 {
@@ -26,4 +32,12 @@ void coord_run_settings(const coord_config *c, settings *s)
     settings_add(s, "clients-per-round", "%d", c->clients_per_round);
     settings_add(s, "min-clients", "%d", c->min_clients);
     settings_add(s, "over-select", "%.9g", c->over_select);
+    if (c->private_epochs > 0) settings_add(s, "local-schedule", "private-first:%d", c->private_epochs);
+    else settings_add(s, "local-schedule", "joint");
+    settings_add(s, "private-lr", "%.9g", (double)c->private_lr);
+    settings_add(s, "max-weight-share", "%.9g", c->guard.max_weight_share);
+    char norm[32];
+    guard_norm_name(&c->guard, norm, sizeof norm);
+    settings_add(s, "max-update-norm", "%s", norm);
+    settings_add(s, "penalty-rounds", "%d", c->guard.penalty_rounds);
 }

@@ -67,12 +67,26 @@
 
 typedef struct state state;
 
+/* A further result-changing setting recorded in meta: key, its value as
+ * text, and the flag that sets it (for the message on a mismatch). */
+typedef struct {
+    const char *key;
+    const char *value;
+    const char *flag;
+} state_setting;
+
 typedef struct {
     const param_table *t;       /* the model every stored buffer is laid out by */
     unsigned private_mask;      /* PARAM_* groups kept on the clients */
     uint64_t init_seed;         /* model_init seed of the initial model */
     const char *kind;           /* meta kind: NULL for "server"; "local" for sefl-sim --local-only */
     const char *partition;      /* partition spec when known, else NULL */
+    int private_epochs;         /* local schedule: 0 joint, P private-first:P */
+    float private_lr;           /* learning rate of the private tensors; 0: the run's lr */
+    /* (n_settings) more settings a resume must keep; a file made before a
+     * setting existed adopts this run's value (and says so in the log). */
+    const state_setting *settings;
+    int n_settings;
     const settings *run;        /* the run settings (settings.h) to record and
                                    check; NULL for none (kind "local") */
     int allow_change;           /* a run setting that differs from the recorded
@@ -82,7 +96,9 @@ typedef struct {
 /* Opens or creates path. A new file gets meta from cfg, cfg->run in table
  * settings (since round 0) and init (table.total floats) as the model of
  * round 0. An existing file must be a sefl database of cfg's kind whose meta
- * (arch, r, fc1_gate, table_hash, private_groups, init_seed) matches cfg;
+ * (arch, r, fc1_gate, table_hash, private_groups, init_seed, local_schedule,
+ * private_lr, and cfg->settings) matches cfg (a file made before
+ * local_schedule and private_lr existed counts as joint, private_lr = lr);
  * otherwise one line in err says which setting differs. Then every setting
  * of cfg->run is compared with the recorded one: a difference is -EINVAL
  * with one line naming the setting, unless cfg->allow_change, when the new
@@ -140,6 +156,12 @@ int state_eval_count(state *s, uint32_t round, int *n, char *err);
 
 /* Records that a client connected now (first_seen once, last_seen each time). */
 int state_client_seen(state *s, const char *name, char *err);
+
+/* Records the counts name declared in its Hello (meta "declared:NAME").
+ * Returns 0 when they are new or unchanged, 1 when they differ from the
+ * stored ones (then *old_train, *old_test are those), or negative with err. */
+int state_client_declared(state *s, const char *name, uint32_t train, uint32_t test,
+                          uint32_t *old_train, uint32_t *old_test, char *err);
 
 /* Stores (or replaces) the EvalReport of client for round. */
 int state_eval_report(state *s, uint32_t round, const char *client, uint32_t examples,
