@@ -269,7 +269,8 @@ static void server_raise_nofile(coord_config *cfg)
         if (setrlimit(RLIMIT_NOFILE, &rl) != 0) getrlimit(RLIMIT_NOFILE, &rl);
     }
     long have = rl.rlim_cur == RLIM_INFINITY ? 1048576L : (long)rl.rlim_cur;
-    long reserve = have > 256 ? 64 : have / 4;
+    /* + 1: the database's lock (store_lock), open for the process's life. */
+    long reserve = (have > 256 ? 64 : have / 4) + 1;
     cfg->preauth.max_open = (int)(have - reserve > 1000000 ? 1000000 : have - reserve);
     log_info("open files limit %ld (was %ld, hard limit %ld): at most %d connections at once",
              have, (long)was, rl.rlim_max == RLIM_INFINITY ? -1L : (long)rl.rlim_max,
