@@ -76,8 +76,8 @@ MAN_NAME_sefl-sim    := many simulated federated-learning clients in one process
 MAN_NAME_sefl-eval   := per-client personalized accuracy of a run
 MAN_NAME_sefl-certs  := certificates for a sefl project
 
-.PHONY: all deps layers check coverage check-asan bench demo results soak fuzz fuzz-corpus clean man install \
-        uninstall
+.PHONY: all deps layers check coverage check-asan bench demo results arch-results soak r-sweep newcomers \
+        fuzz fuzz-corpus clean man install uninstall
 all: $(PROGS) $(TEST_PROGS) $(TESTS)
 
 # Installs only what is missing, so a second run is quiet and fast.
@@ -178,6 +178,18 @@ results: all
 # clean record and prints the figures. About 5-10 minutes; not in check.
 soak: all
 	@bash tests/soak.sh
+
+# Issue 14's personalization experiments (tests/bench/*.sh say what they
+# run and how to size them); minutes each, not part of make check.
+r-sweep: all
+	@bash tests/bench/r_sweep.sh
+
+newcomers: all
+	@bash tests/bench/newcomers.sh
+
+# One results row per model architecture (tests/bench/arch_results.sh).
+arch-results: all
+	@bash tests/bench/arch_results.sh
 
 FUZZ_SECONDS ?= 60
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)

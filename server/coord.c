@@ -940,7 +940,8 @@ static void coord_on_eval_report(peer *p, const Sefl__EvalReport *r)
 
 /* A client whose local training diverged answers its TrainTask with
  * Error{WIRE_ERR_DIVERGED} instead of an Update: it is counted, stays
- * connected, and owes the attempt nothing more. */
+ * connected, owes the attempt nothing more, and sits out the next rounds
+ * (a retry that selected it again would only wait for the same failure). */
 static void coord_on_diverged(peer *p, const char *msg, coord_clock t0)
 {
     coord *co = p->co;
@@ -952,6 +953,7 @@ static void coord_on_diverged(peer *p, const char *msg, coord_clock t0)
     }
     log_warn("client %s: training diverged in round %u (%s); it stays connected (diverged so "
              "far: %ld)", p->name, co->round, msg, co->g.diverged);
+    guard_penalise(&co->g, p->name, co->last_round, "its training diverged");
     p->reported = 1;
     co->open--;
     coord_settle_round(co, t0);
@@ -1068,7 +1070,7 @@ void coord_config_default(coord_config *c)
         .batch = 10,
         .epochs = 1,
         .seed = 1,
-        .r = 8,
+        .model = model_opts_default(),
         .heartbeat = 10,
         .max_peers = COORD_MAX_PEERS,
         .send_window = COORD_SEND_WINDOW,
@@ -1087,7 +1089,7 @@ int coord_start(uv_loop_t *loop, const coord_config *cfg, coord **out, char *err
     co->cfg = *cfg;
     co->phase = CO_IDLE;
     co->lock_fd = -1;
-    int ret = params_build_cnn_se(&co->t, cfg->r, 1, err);
+    int ret = params_build(&co->t, &cfg->model, err);
     if (ret) goto fail;
     co->shared = params_shared(cfg->private_mask);
     co->n_shared = params_count(&co->t, co->shared);
@@ -1170,9 +1172,10 @@ int coord_start(uv_loop_t *loop, const coord_config *cfg, coord **out, char *err
     char *colon = strrchr(host, ':');
     if (colon) *colon = 0;
     log_info("listening %s:%d", host, conn_listener_port(co->lis));
-    log_info("model cnn-se r=%d: %zu parameters, %zu shared (private %s), last committed "
+    log_info("model %s r=%d%s%s%s%s: %zu parameters, %zu shared (private %s), last committed "
              "round %u",
-             cfg->r, co->t.total, co->n_shared, params_private_name(cfg->private_mask),
+             co->t.arch, co->t.r, co->t.se_placement[0] ? " " : "", co->t.se_placement,
+             co->t.gate[0] ? " gate " : "", co->t.gate, co->t.total, co->n_shared, params_private_name(cfg->private_mask),
              co->last_round);
     *out = co;
     if (finished) {

@@ -6,7 +6,8 @@
  * timeouts' effect aside, heartbeat, eval cadence, limits) are not listed:
  * a resume may change them freely.
  *
- * local-schedule, private-lr and the guard's three were first bound to the
+ * arch and its options, local-schedule, private-lr and the guard's three
+ * were first bound to the
  * file in meta (state.c's meta items and state_config.settings), which
  * refuses a change before this list is compared; they are listed here too
  * so that the settings table and sefl-eval show every setting of the run.
@@ -20,7 +21,10 @@
 void coord_run_settings(const coord_config *c, settings *s)
 {
     s->n = 0;
-    settings_add(s, "r", "%d", c->r);
+    settings_add(s, "arch", "%s", c->model.arch);
+    settings_add(s, "r", "%d", c->model.r);
+    if (c->model.se_placement[0]) settings_add(s, "se-placement", "%s", c->model.se_placement);
+    if (c->model.gate[0]) settings_add(s, "gate", "%s", c->model.gate);
     settings_add(s, "private", "%s", params_private_name(c->private_mask));
     settings_add(s, "seed", "%" PRIu64, c->seed);
     settings_add(s, "lr", "%.9g", (double)c->lr);

@@ -36,9 +36,10 @@ static const char usage[] =
     "                          picks one; the log says `listening HOST:PORT`)\n"
     "  --certs DIR             DIR/ca.crt, DIR/server.crt, DIR/server.key (sefl-certs)\n"
     "  --db FILE               server.db: created when missing, locked while running;\n"
-    "                          an existing file must match --r, --private, --seed,\n"
-    "                          --local-schedule, --private-lr, the guard's settings\n"
-    "                          and the run settings it recorded (--allow-change)\n"
+    "                          an existing file must match --arch and its options,\n"
+    "                          --private, --seed, --local-schedule, --private-lr, the\n"
+    "                          guard's settings and the run settings it recorded\n"
+    "                          (--allow-change)\n"
     "  --rounds R              exit 0 after R committed rounds (default 0: run until\n"
     "                          SIGTERM)\n"
     "  --clients-per-round K   updates that commit a round at once (default 10)\n"
@@ -66,6 +67,7 @@ static const char usage[] =
     "  --seed S                initialisation seed of the model, also the rounds' task\n"
     "                          seeds (default 1)\n"
     "  --r R                   SE reduction ratio (default 8)\n"
+    MODEL_OPTS_USAGE
     "  --heartbeat SEC         heartbeat to idle clients every SEC seconds; silent for\n"
     "                          3 of them closes the client (default 10)\n"
     "  --max-weight-share F    one update's most share of the selected clients'\n"
@@ -74,7 +76,8 @@ static const char usage[] =
     "                          lower median), a number, or off (default 100x); a round\n"
     "                          over it is retried without that update\n"
     "  --penalty-rounds N      committed rounds a client sits out of selection after\n"
-    "                          stalling, bad frames, a refused report or update\n"
+    "                          stalling, bad frames, a refused report or update, or\n"
+    "                          a diverged training\n"
     "                          (default 3)\n"
     "  --preauth-per-addr N    connections from one address still in their TLS\n"
     "                          handshake at once (default 256; 0: no limit)\n"
@@ -127,7 +130,7 @@ static int server_parse(int argc, char **argv, coord_config *c, char *err)
 {
     enum { O_LISTEN = 256, O_CERTS, O_DB, O_ROUNDS, O_K, O_M, O_F, O_TIMEOUT, O_EVAL, O_PRIV,
            O_LR, O_MOM, O_WD, O_MU, O_BATCH, O_EPOCHS, O_SEED, O_R, O_HB, O_SCHED, O_PLR,
-           O_SHARE, O_NORM, O_PENALTY, O_PREAUTH, O_HSRATE, O_HSBURST, O_ALLOW, O_HELP };
+           O_SHARE, O_NORM, O_PENALTY, O_PREAUTH, O_HSRATE, O_HSBURST, O_ALLOW, O_HELP, O_MODEL = 512 };
     static const struct option opts[] = {
         { "listen", 1, 0, O_LISTEN }, { "certs", 1, 0, O_CERTS }, { "db", 1, 0, O_DB },
         { "rounds", 1, 0, O_ROUNDS }, { "clients-per-round", 1, 0, O_K },
@@ -141,7 +144,7 @@ static int server_parse(int argc, char **argv, coord_config *c, char *err)
         { "max-update-norm", 1, 0, O_NORM }, { "penalty-rounds", 1, 0, O_PENALTY },
         { "preauth-per-addr", 1, 0, O_PREAUTH }, { "handshakes-per-sec", 1, 0, O_HSRATE },
         { "handshake-burst", 1, 0, O_HSBURST }, { "allow-change", 0, 0, O_ALLOW },
-        { "help", 0, 0, O_HELP }, CONFIG_OPTIONS, { 0, 0, 0, 0 },
+        { "help", 0, 0, O_HELP }, MODEL_OPTS_LONGOPTS(O_MODEL), CONFIG_OPTIONS, { 0, 0, 0, 0 },
     };
     coord_config_default(c);
     c->certs_dir = c->db_path = NULL;
@@ -196,8 +199,11 @@ static int server_parse(int argc, char **argv, coord_config *c, char *err)
             break;
         case O_SEED: rc = cli_parse_u64("--seed", optarg, &c->seed, err); break;
         case O_R:
-            if (!(rc = cli_parse_long("--r", optarg, 1, 64, &v, err))) c->r = (int)v;
+            if (!(rc = cli_parse_long("--r", optarg, 1, 64, &v, err))) c->model.r = (int)v;
             break;
+        case O_MODEL + MODEL_OPT_ARCH:
+        case O_MODEL + MODEL_OPT_SE_PLACEMENT:
+        case O_MODEL + MODEL_OPT_GATE: rc = model_opts_set(&c->model, opt - O_MODEL, optarg, err); break;
         case O_HB:
             if (!(rc = cli_parse_long("--heartbeat", optarg, 1, 3600, &v, err))) c->heartbeat = (int)v;
             break;
@@ -249,9 +255,10 @@ static int server_parse(int argc, char **argv, coord_config *c, char *err)
         err_set(err, "--local-schedule private-first needs private tensors; --private is none");
         return -1;
     }
-    /* Checked here so that a bad --r is a usage error, not a start failure. */
+    /* Checked here so that a bad model option is a usage error, not a
+     * start failure. */
     param_table t;
-    if (params_build_cnn_se(&t, c->r, 1, err)) return -1;
+    if (params_build(&t, &c->model, err)) return -1;
     config_end();
     return 0;
 }

@@ -734,7 +734,7 @@ END_TEST
 int main(void)
 {
     char err[SEFL_ERRLEN];
-    if (params_build_cnn_se(&table, 8, 1, err)) {
+    if (params_build(&table, &(model_opts){ .arch = "cnn-se", .r = 8, .fc1_gate = 1 }, err)) {
         fprintf(stderr, "check_coord: %s\n", err);
         return 1;
     }
