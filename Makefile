@@ -37,7 +37,7 @@ CFLAGS   += -fsanitize=$(SAN) -fno-sanitize-recover=all -fno-omit-frame-pointer
 LDFLAGS  += -fsanitize=$(SAN)
 endif
 
-PKGS     := libuv libprotobuf-c sqlite3 zlib
+PKGS     := libuv libprotobuf-c sqlite3 zlib libmicrohttpd
 LDLIBS   := $(shell pkg-config --libs $(PKGS) openblas 2>/dev/null) \
             -lmbedtls -lmbedx509 -lmbedcrypto -lm -lpthread
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
@@ -57,7 +57,8 @@ DEB_PKGS := build-essential pkg-config libuv1-dev libprotobuf-c-dev \
             protobuf-c-compiler libmbedtls-dev libsqlite3-dev check \
             libopenblas-dev zlib1g-dev dataset-fashion-mnist openssl \
             iproute2 sqlite3 clang libclang-rt-14-dev python3 procps lcov \
-            protobuf-compiler python3-protobuf
+            protobuf-compiler python3-protobuf \
+            libmicrohttpd-dev prometheus curl
 
 .PHONY: all deps layers check coverage check-asan bench demo results arch-results soak r-sweep newcomers fuzz fuzz-corpus clean
 all: $(PROGS) $(TEST_PROGS) $(TESTS)
