@@ -37,7 +37,7 @@ CFLAGS   += -fsanitize=$(SAN) -fno-sanitize-recover=all -fno-omit-frame-pointer
 LDFLAGS  += -fsanitize=$(SAN)
 endif
 
-PKGS     := libuv libprotobuf-c sqlite3 zlib inih
+PKGS     := libuv libprotobuf-c sqlite3 zlib inih libmicrohttpd
 LDLIBS   := $(shell pkg-config --libs $(PKGS) openblas 2>/dev/null) \
             -lmbedtls -lmbedx509 -lmbedcrypto -lm -lpthread
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
@@ -57,7 +57,8 @@ DEB_PKGS := build-essential pkg-config libuv1-dev libprotobuf-c-dev \
             protobuf-c-compiler libmbedtls-dev libsqlite3-dev check \
             libopenblas-dev zlib1g-dev dataset-fashion-mnist openssl \
             iproute2 sqlite3 clang libclang-rt-14-dev python3 procps lcov \
-            protobuf-compiler python3-protobuf libinih-dev help2man
+            protobuf-compiler python3-protobuf \
+            libmicrohttpd-dev prometheus curl libinih-dev help2man
 
 # `make install PREFIX=/usr/local DESTDIR=`: the programs of server/ and
 # client/ (not the benchmarks) and their man pages, made by help2man from

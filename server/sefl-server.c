@@ -23,9 +23,13 @@
 #include "common/nn/model.h"
 #include "common/log.h"
 #include "common/nn/params.h"
+#include "server/http.h"
+#include "server/monitor.h"
+#include "server/status_cli.h"
 
 static const char usage[] =
     "usage: sefl-server --certs DIR --db FILE [options]\n"
+    "       sefl-server status --http HOST:PORT [--json]   (see status --help)\n"
     "\n"
     "Coordinator of federated rounds: selects clients, sends them the shared\n"
     "part of the global model, averages their updates (FedAvg by number of\n"
@@ -84,6 +88,9 @@ static const char usage[] =
     "  --handshakes-per-sec R  TLS handshakes one address may start per second\n"
     "                          (default 100; 0: no limit)\n"
     "  --handshake-burst N     ... and at once before that rate applies (default 256)\n"
+    "  --http HOST:PORT        serve plain HTTP for monitoring (default off; e.g.\n"
+    "                          " HTTP_SUGGESTED_ADDR "): /metrics (Prometheus), /status\n"
+    "                          (JSON), /healthz, /readyz\n"
     "  --allow-change          resume although a run setting (lr, momentum,\n"
     "                          weight-decay, prox-mu, batch, epochs, clients-per-round,\n"
     "                          min-clients, over-select) differs from the one FILE\n"
@@ -97,6 +104,7 @@ static const char usage[] =
 
 typedef struct {
     coord *co;
+    monitor *mon;               /* --http, else NULL */
     uv_signal_t sig[2];
 } server_app;
 
@@ -126,11 +134,12 @@ static int server_parse_schedule(const char *s, int *private_epochs, char *err)
 }
 
 /* Parses argv into c; returns 0, 1 for --help, or -1 with err. */
-static int server_parse(int argc, char **argv, coord_config *c, char *err)
+static int server_parse(int argc, char **argv, coord_config *c, const char **http_addr, char *err)
 {
     enum { O_LISTEN = 256, O_CERTS, O_DB, O_ROUNDS, O_K, O_M, O_F, O_TIMEOUT, O_EVAL, O_PRIV,
            O_LR, O_MOM, O_WD, O_MU, O_BATCH, O_EPOCHS, O_SEED, O_R, O_HB, O_SCHED, O_PLR,
-           O_SHARE, O_NORM, O_PENALTY, O_PREAUTH, O_HSRATE, O_HSBURST, O_ALLOW, O_HELP, O_MODEL = 512 };
+           O_SHARE, O_NORM, O_PENALTY, O_PREAUTH, O_HSRATE, O_HSBURST, O_HTTP, O_ALLOW, O_HELP,
+           O_MODEL = 512 };
     static const struct option opts[] = {
         { "listen", 1, 0, O_LISTEN }, { "certs", 1, 0, O_CERTS }, { "db", 1, 0, O_DB },
         { "rounds", 1, 0, O_ROUNDS }, { "clients-per-round", 1, 0, O_K },
@@ -143,8 +152,9 @@ static int server_parse(int argc, char **argv, coord_config *c, char *err)
         { "private-lr", 1, 0, O_PLR }, { "max-weight-share", 1, 0, O_SHARE },
         { "max-update-norm", 1, 0, O_NORM }, { "penalty-rounds", 1, 0, O_PENALTY },
         { "preauth-per-addr", 1, 0, O_PREAUTH }, { "handshakes-per-sec", 1, 0, O_HSRATE },
-        { "handshake-burst", 1, 0, O_HSBURST }, { "allow-change", 0, 0, O_ALLOW },
-        { "help", 0, 0, O_HELP }, MODEL_OPTS_LONGOPTS(O_MODEL), CONFIG_OPTIONS, { 0, 0, 0, 0 },
+        { "handshake-burst", 1, 0, O_HSBURST }, { "http", 1, 0, O_HTTP },
+        { "allow-change", 0, 0, O_ALLOW }, { "help", 0, 0, O_HELP }, MODEL_OPTS_LONGOPTS(O_MODEL),
+        CONFIG_OPTIONS, { 0, 0, 0, 0 },
     };
     coord_config_default(c);
     c->certs_dir = c->db_path = NULL;
@@ -231,6 +241,12 @@ static int server_parse(int argc, char **argv, coord_config *c, char *err)
             if (!(rc = cli_parse_long("--handshake-burst", optarg, 1, 1000000, &v, err)))
                 c->preauth.burst = (int)v;
             break;
+        case O_HTTP: {
+            char host[HTTP_HOST_MAX + 1], port[6];
+            rc = http_split_addr(optarg, host, port, err);
+            *http_addr = optarg;
+            break;
+        }
         case O_ALLOW: c->allow_change = 1; break;
         case 'h':
         case O_HELP: return 1;
@@ -300,9 +316,11 @@ static int server_start_status(int ret)
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && !strcmp(argv[1], "status")) return status_cli_main(argc - 1, argv + 1);
     coord_config cfg;
+    const char *http_addr = NULL;
     char err[SEFL_ERRLEN] = "";
-    int rc = server_parse(argc, argv, &cfg, err);
+    int rc = server_parse(argc, argv, &cfg, &http_addr, err);
     if (rc == 1) {
         fputs(usage, stdout);
         return 0;
@@ -316,12 +334,16 @@ int main(int argc, char **argv)
     uv_loop_t loop;
     uv_loop_init(&loop);
     server_app app = { 0 };
-    if ((rc = coord_start(&loop, &cfg, &app.co, err))) {
+    /* The HTTP port first: when it is taken, no database is made. */
+    if ((http_addr && (rc = monitor_start(&loop, http_addr, &app.mon, err))) ||
+        (rc = coord_start(&loop, &cfg, &app.co, err))) {
         fprintf(stderr, "sefl-server: %s\n", err);
+        monitor_free(app.mon);
         uv_run(&loop, UV_RUN_DEFAULT);
         uv_loop_close(&loop);
         return server_start_status(rc);
     }
+    if (app.mon) monitor_attach(app.mon, app.co);
     const int signums[2] = { SIGTERM, SIGINT };
     for (int i = 0; i < 2; i++) {
         uv_signal_init(&loop, &app.sig[i]);
@@ -333,7 +355,9 @@ int main(int argc, char **argv)
     }
     uv_run(&loop, UV_RUN_DEFAULT);
     for (int i = 0; i < 2; i++) uv_close((uv_handle_t *)&app.sig[i], NULL);
+    monitor_close(app.mon);
     uv_run(&loop, UV_RUN_DEFAULT);
+    monitor_free(app.mon);
     int status = coord_exit_status(app.co);
     coord_free(app.co);
     if (uv_loop_close(&loop)) log_warn("loop closed with handles still open");

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "common/log.h"
 #include "common/store.h"
@@ -223,6 +224,20 @@ out:
     return ret;
 }
 
+/* A new file's run id: 128 random bits in hex, so that monitoring can
+ * tell two runs apart even when all their settings are equal. */
+static int state_new_run_id(state *s, char *err)
+{
+    uint8_t b[STATE_RUN_ID_LEN / 2];
+    if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b) {
+        err_set(err, "getrandom: %s", strerror(errno));
+        return -EIO;
+    }
+    char hex[STATE_RUN_ID_LEN + 1];
+    for (size_t i = 0; i < sizeof b; i++) snprintf(hex + 2 * i, 3, "%02x", b[i]);
+    return store_meta_set(s->db, "run_id", hex, err);
+}
+
 /* Writes meta and the round-0 model of a new file in one transaction. */
 static int state_init_file(state *s, const state_config *cfg, const float *init, char *err)
 {
@@ -234,6 +249,7 @@ static int state_init_file(state *s, const state_config *cfg, const float *init,
     if (!ret && cfg->partition) ret = store_meta_set(s->db, "partition", cfg->partition, err);
     for (int i = 0; i < cfg->n_settings && !ret; i++)
         ret = store_meta_set(s->db, cfg->settings[i].key, cfg->settings[i].value, err);
+    if (!ret) ret = state_new_run_id(s, err);
     if (!ret) ret = store_exec(s->db, state_settings_ddl, err);
     for (int i = 0; cfg->run && i < cfg->run->n && !ret; i++)
         ret = state_set_setting(s, cfg->run->item[i].name, NULL, cfg->run->item[i].value, 0, err);
@@ -305,6 +321,16 @@ int state_open(const char *path, const state_config *cfg, const float *init, sta
     }
     *out = s;
     return 0;
+}
+
+int state_run_id(state *s, char out[STATE_RUN_ID_LEN + 1], char *err)
+{
+    int ret = store_meta_get(s->db, "run_id", out, STATE_RUN_ID_LEN + 1, err);
+    if (ret == -ENOENT) {
+        out[0] = 0;
+        return 0;
+    }
+    return ret;
 }
 
 /* Reads the meta integer key of s's file into *v (0..max); -EBADMSG with

@@ -20,8 +20,10 @@
  *       binds the file to one run: arch, r, fc1_gate, table_hash (16 hex
  *       digits), private_groups ('se', 'none', 'head', 'se,head'),
  *       init_seed, local_schedule ('joint' or 'private-first:P'),
- *       private_lr ('lr' when it is --lr, else the number), and partition
- *       (the spec, when known). A file without local_schedule or
+ *       private_lr ('lr' when it is --lr, else the number), partition
+ *       (the spec, when known), and run_id (32 hex digits of random bits
+ *       made with the file, absent in files made before it: what
+ *       monitoring names the run by). A file without local_schedule or
  *       private_lr (made before they existed) reads as joint and lr.
  *   rounds(round INTEGER PRIMARY KEY, committed_at TEXT, clients INTEGER,
  *          examples INTEGER, train_loss REAL, train_accuracy REAL,
@@ -128,6 +130,12 @@ typedef struct {
  * -EBADMSG foreign or damaged file (a local-only db included: it holds no
  * global model), -EINVAL meta this build cannot rebuild the model from. */
 int state_open_read(const char *path, state_run *run, state **out, char *err);
+
+/* The run id made with the file (meta run_id: STATE_RUN_ID_LEN hex digits of
+ * random bits), or "" for a file made before run ids. Returns 0 or
+ * negative with err. */
+#define STATE_RUN_ID_LEN 32
+int state_run_id(state *s, char out[STATE_RUN_ID_LEN + 1], char *err);
 
 /* Loads the model of the last committed round (0 before the first commit)
  * into buf (table.total floats) after verifying its size and checksum, and
