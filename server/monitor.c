@@ -53,7 +53,7 @@ typedef struct {
     int is_string;
 } monitor_setting;
 
-enum { MONITOR_SETTINGS = 21, MONITOR_TABLE_WIDTH = 80 };
+enum { MONITOR_SETTINGS = 24, MONITOR_TABLE_WIDTH = 80 };  /* room for every setting */
 
 /* Fills s and returns how many: the model options an architecture leaves
  * at its default ("") are left out. */

@@ -95,7 +95,7 @@ START_TEST(test_table)
         "run        (none recorded)\n", "phase      eval (not ready)\n",
         "evaluation 1 of 4 reports\n", "committed  round 0\n",
         "last eval  round 3: weighted accuracy 0.5000\n", "settings   --rounds 0 ",
-        " --heartbeat 10", " --local-schedule joint", " --private-lr 0.01\n",
+        " --heartbeat 10", " --local-schedule joint", " --private-lr 0.01\n", " --arch cnn-se",
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         ck_assert_msg(strstr(b.p, want[i]), "no '%s' in:\n%s", want[i], b.p);
