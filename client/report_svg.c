@@ -256,6 +256,7 @@ int report_write_xy_svg(FILE *f, const report_xy *c)
     }
     draw_frame(f, &ax, c->xlabel ? c->xlabel : "", c->ylabel ? c->ylabel : "");
 
+    int lx = SVG_L + 10, ly = 40;   /* the next legend entry */
     for (int i = 0; i < c->nseries; i++) {
         const report_series *s = &c->s[i];
         const char *color = series_color[i];
@@ -263,11 +264,18 @@ int report_write_xy_svg(FILE *f, const report_xy *c)
         if (!p) return -ENOMEM;
         memcpy(p, s->p, (size_t)s->n * sizeof *p);
         qsort(p, (size_t)s->n, sizeof *p, cmp_point_x);
-        int x = SVG_L + 10, y = 38 + 18 * i;
+        /* The legend runs along the top, wrapping to a second row; a
+         * character is taken as 7 px wide. */
+        const int w = 30 + 7 * (int)strlen(s->name);
+        if (lx + w > SVG_W - SVG_R && lx > SVG_L + 10) {
+            lx = SVG_L + 10;
+            ly += 16;
+        }
         fprintf(f, "<circle cx=\"%d\" cy=\"%d\" r=\"4\" fill=\"%s\"/>\n<text x=\"%d\" y=\"%d\">",
-                x, y - 4, color, x + 12, y);
+                lx, ly - 4, color, lx + 12, ly);
         xml_text(f, s->name);
         fputs("</text>\n", f);
+        lx += w;
         fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", color);
         for (int k = 0; k < s->n; k++) fprintf(f, "%.1f,%.1f ", px_x(&ax, p[k].x), px_y(&ax, p[k].y));
         fputs("\"/>\n", f);
