@@ -39,6 +39,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "common/fl/settings.h"
 #include "common/net/gate.h"
 
 #include "common/net/conn.h"
@@ -73,10 +74,15 @@ typedef struct {
                                    (COORD_SEND_WINDOW); tasks wait for room */
     guard_config guard;         /* weight share, update norm bound, penalty rounds */
     conn_preauth preauth;       /* per-address limits before the TLS handshake ends */
+    int allow_change;           /* resume with run settings that differ from the
+                                   recorded ones, recording the change */
 } coord_config;
 
 /* The defaults sefl-server documents. */
 void coord_config_default(coord_config *c);
+
+/* The run settings of c (settings.h), in server/coord_settings.c. */
+void coord_run_settings(const coord_config *c, settings *s);
 
 /* Opens (or creates) the database, loads the last committed model (or
  * initialises round 0), loads the certificates and starts listening; logs
