@@ -22,9 +22,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
-#include "server/agg.h"
+#include "server/rdp.h"
 #include "common/net/conn.h"
 #include "common/log.h"
 #include "common/nn/model.h"
@@ -71,8 +72,12 @@ struct coord {
     size_t n_shared;             /* floats in the shared set */
     float *global;               /* (t.total) the last committed model */
     float *scratch;              /* (t.total) an update applied, or the model being committed */
-    float *flat;                 /* (n_shared) the shared set of one update, or the mean */
-    agg sum;                     /* the round's running weighted sum */
+    float *flat;                 /* (n_shared) the shared set of one update, or the aggregate */
+    float *gflat;                /* (n_shared) the global shared set the round started from */
+    strategy *strat;             /* the round's aggregation */
+    sopt *opt;                   /* the server optimizer and its state */
+    rdp_acct acct;               /* DP: privacy spent by the committed rounds */
+    double dp_rate;              /* DP: the attempt's sampling rate, selected / connected */
     state *st;
     tls_ctx *tls;
     conn_listener *lis;
@@ -456,11 +461,13 @@ static void coord_start_round(coord *co)
     co->task = ++co->next_task;
     co->coord_seconds = co->coord_cpu = 0;
     co->round_start_ns = t0.wall;
-    agg_reset(&co->sum);
+    params_gather(&co->t, co->shared, co->global, co->gflat);
+    strategy_begin(co->strat, co->gflat);
 
     int k = co->cfg.clients_per_round;
     int want = (int)ceil(k * co->cfg.over_select - 1e-9);
     if (want > co->n_ready) want = co->n_ready;
+    co->dp_rate = (double)want / co->n_ready;
 
     wire_tensors wt;
     if (wire_tensors_build(&co->t, co->shared, co->global, &wt)) goto oom;
@@ -575,36 +582,75 @@ static void coord_end_eval(coord *co)
     coord_advance(co);
 }
 
-/* Commits the round: the mean of the folded updates becomes the shared set
- * of the new global model, whose private tensors keep their values; the
- * database gets the round, model and participants in one transaction. */
+static void coord_abandon(coord *co, const char *why);
+
+/* The seed of a round's DP noise: from the OS, never from --seed, which
+ * every client can learn from its task seeds (a DP run is therefore not
+ * bit-reproducible). */
+static uint64_t coord_noise_seed(void)
+{
+    uint64_t s = 0;
+    if (getrandom(&s, sizeof s, 0) != (ssize_t)sizeof s) s = uv_hrtime();
+    return s;
+}
+
+/* Commits the round: the strategy's aggregate, applied to the global shared
+ * set by the server optimizer, becomes the shared set of the new global
+ * model, whose private tensors keep their values; the database gets the
+ * round, model, optimizer state, privacy spent and participants in one
+ * transaction. */
 static void coord_commit(coord *co, coord_clock t0)
 {
     uv_timer_stop(&co->deadline);
     char err[SEFL_ERRLEN];
-    agg_mean(&co->sum, co->flat);
+    int n = strategy_count(co->strat);
+    const strategy_spec *ag = &co->cfg.agg;
+    strategy_finish(co->strat, ag->dp ? coord_noise_seed() : 0, co->flat);
+    if (sopt_step(co->opt, co->flat, co->gflat)) {
+        coord_abandon(co, ", but their aggregate would make the model non-finite");
+        return;
+    }
     memcpy(co->scratch, co->global, co->t.total * sizeof(float));
-    params_scatter(&co->t, co->shared, co->flat, co->scratch);
+    params_scatter(&co->t, co->shared, co->gflat, co->scratch);
+    if (strategy_clipped(co->strat))
+        log_info("round %u: clipped %d of %d updates to norm %g", co->round,
+                 strategy_clipped(co->strat), n, ag->clip);
 
     long long examples = 0;
-    for (int i = 0; i < co->sum.count; i++) examples += co->parts[i].examples;
+    for (int i = 0; i < n; i++) examples += co->parts[i].examples;
     state_round r = {
         .round = co->round,
-        .clients = co->sum.count,
+        .clients = n,
         .examples = examples,
-        .train_loss = co->sum.loss / co->sum.weight,
-        .train_accuracy = co->sum.accuracy / co->sum.weight,
+        .train_loss = strategy_train_loss(co->strat),
+        .train_accuracy = strategy_train_accuracy(co->strat),
         .attempt = co->attempt,
+        .opt_state = sopt_pending(co->opt),
+        .opt_len = sopt_state_len(&co->cfg.opt, co->n_shared),
     };
+    rdp_acct spent = co->acct;
+    if (ag->dp) {
+        rdp_compose(&spent, co->dp_rate, ag->dp_noise, 1);
+        r.dp = 1;
+        r.dp_rate = co->dp_rate;
+        r.dp_noise = ag->dp_noise;
+        r.dp_delta = co->cfg.dp_delta;
+        r.dp_epsilon = rdp_epsilon(&spent, co->cfg.dp_delta, NULL);
+    }
     r.coord_seconds = co->coord_seconds + coord_since(t0.wall);
     r.seconds = coord_since(co->round_start_ns);
     uint64_t tc = uv_hrtime();
-    if (state_commit_round(co->st, &r, co->scratch, co->parts, co->sum.count, err)) {
+    if (state_commit_round(co->st, &r, co->scratch, co->parts, n, err)) {
         log_error("round %u: commit failed: %s", co->round, err);
         co->exit_status = 1;
         coord_finish(co, "shutdown");
         return;
     }
+    sopt_accept(co->opt);
+    co->acct = spent;
+    if (ag->dp)
+        log_info("round %u: privacy spent epsilon %.4f at delta %g (sampling rate %.4f, noise "
+                 "multiplier %g)", r.round, r.dp_epsilon, r.dp_delta, r.dp_rate, r.dp_noise);
     /* The row was written inside the transaction whose time we now know:
      * put the whole of it in the figures (a crash before this leaves the
      * figures without the commit's own time, nothing worse). */
@@ -639,7 +685,7 @@ static void coord_abandon(coord *co, const char *why)
 {
     uv_timer_stop(&co->deadline);
     log_warn("round %u abandoned: %d of %d needed updates%s (attempt %d); retrying", co->round,
-             co->sum.count, co->cfg.min_clients, why, co->attempt);
+             strategy_count(co->strat), co->cfg.min_clients, why, co->attempt);
     coord_stop_sending(co);
     for (peer *p = co->peers; p; p = p->next) p->task = 0;
     co->phase = CO_IDLE;
@@ -650,7 +696,7 @@ static void coord_on_deadline(uv_timer_t *t)
 {
     coord *co = t->data;
     if (co->phase == CO_TRAIN) {
-        if (co->sum.count >= co->cfg.min_clients) coord_commit(co, coord_clock_now());
+        if (strategy_count(co->strat) >= co->cfg.min_clients) coord_commit(co, coord_clock_now());
         else coord_abandon(co, " by the deadline");
     } else if (co->phase == CO_EVAL) {
         coord_end_eval(co);
@@ -663,10 +709,10 @@ static void coord_on_deadline(uv_timer_t *t)
  * once the updates in and those still owed cannot reach min_clients. */
 static void coord_settle_round(coord *co, coord_clock t0)
 {
-    int need = co->cfg.min_clients;
-    if (co->sum.count >= co->target || (co->open == 0 && co->sum.count >= need)) {
+    int need = co->cfg.min_clients, got = strategy_count(co->strat);
+    if (got >= co->target || (co->open == 0 && got >= need)) {
         coord_commit(co, t0);
-    } else if (co->sum.count + co->open < need) {
+    } else if (got + co->open < need) {
         char why[64];
         snprintf(why, sizeof why, ", at most %d more to come: selected clients left", co->open);
         coord_abandon(co, why);
@@ -752,19 +798,22 @@ static void coord_on_update(peer *p, const Sefl__Update *u, coord_clock t0)
         goto reject;
     }
     params_gather(&co->t, co->shared, co->scratch, co->flat);
-    int ret = agg_add(&co->sum, co->flat, u->examples, u->train_loss, u->train_accuracy);
+    int ret = strategy_add(co->strat, co->flat, u->examples, u->train_loss, u->train_accuracy);
     if (ret) {
-        snprintf(reason, sizeof reason, ret == -EDOM ? "a value is not finite"
-                                                     : "examples over the limit");
+        snprintf(reason, sizeof reason, "%s",
+                 ret == -EDOM     ? "a value is not finite"
+                 : ret == -ERANGE ? "its difference from the global model is beyond float range"
+                 : ret == -ENOSPC ? "the round already holds all the updates it folds in"
+                                  : "examples over the limit");
         goto reject;
     }
     p->reported = 1;
-    int i = co->sum.count - 1;
+    int i = strategy_count(co->strat) - 1;
     snprintf(co->part_names[i], COORD_NAME_MAX, "%s", p->name);
     co->parts[i].name = co->part_names[i];
     co->parts[i].examples = u->examples;
     log_info("update from %s for round %u: examples %u, train_loss %.4f (%d of %d)", p->name,
-             co->round, u->examples, u->train_loss, co->sum.count, co->target);
+             co->round, u->examples, u->train_loss, strategy_count(co->strat), co->target);
     co->open--;
     coord_settle_round(co, t0);
     return;
@@ -904,7 +953,17 @@ void coord_config_default(coord_config *c)
         .heartbeat = 10,
         .max_peers = COORD_MAX_PEERS,
         .send_window = COORD_SEND_WINDOW,
+        .agg = { .rule = STRATEGY_FEDAVG },
+        .max_agg_memory = STRATEGY_MAX_AGG_MEMORY,
+        .dp_delta = 1e-5,
     };
+    sopt_spec_default(&c->opt);
+}
+
+/* Adds the privacy of one stored DP round to the accountant (resume). */
+static void coord_replay_privacy(void *user, double rate, double noise)
+{
+    rdp_compose(user, rate, noise, 1);
 }
 
 int coord_start(uv_loop_t *loop, const coord_config *cfg, coord **out, char *err)
@@ -924,16 +983,25 @@ int coord_start(uv_loop_t *loop, const coord_config *cfg, coord **out, char *err
     co->global = malloc(co->t.total * sizeof(float));
     co->scratch = malloc(co->t.total * sizeof(float));
     co->flat = malloc((co->n_shared ? co->n_shared : 1) * sizeof(float));
+    co->gflat = malloc((co->n_shared ? co->n_shared : 1) * sizeof(float));
     co->parts = calloc((size_t)cap, sizeof *co->parts);
     co->part_names = calloc((size_t)cap, sizeof *co->part_names);
     model *m = model_new(&co->t, 1);
     ret = -ENOMEM;
-    if (!co->global || !co->scratch || !co->flat || !co->parts || !co->part_names || !m ||
-        agg_init(&co->sum, co->n_shared)) {
+    if ((ret = strategy_check(&cfg->agg, co->n_shared, cfg->clients_per_round,
+                              cfg->max_agg_memory, err))) {
         model_free(m);
+        goto fail;
+    }
+    if (!co->global || !co->scratch || !co->flat || !co->gflat || !co->parts ||
+        !co->part_names || !m || sopt_new(&cfg->opt, co->n_shared, &co->opt) ||
+        strategy_new(&cfg->agg, co->n_shared, cfg->clients_per_round, &co->strat, err)) {
+        model_free(m);
+        ret = -ENOMEM;
         err_set(err, "out of memory");
         goto fail;
     }
+    rdp_init(&co->acct);
     /* The initial model is what a new database starts from; on resume the
      * stored model replaces it. */
     model_init(m, cfg->seed);
@@ -942,9 +1010,32 @@ int coord_start(uv_loop_t *loop, const coord_config *cfg, coord **out, char *err
 
     /* Certificates first: a typo in --certs must not leave a new database. */
     if ((ret = tls_ctx_new_server(&co->tls, cfg->certs_dir, err))) goto fail;
-    state_config sc = { .t = &co->t, .private_mask = cfg->private_mask, .init_seed = cfg->seed };
+    /* The aggregation settings change the results: recorded in the file,
+     * and a resume with others is refused. */
+    char agg_name[STRATEGY_NAME_MAX], clip[32], opt_name[SOPT_NAME_MAX], dp[64];
+    strategy_name(&cfg->agg, agg_name, sizeof agg_name);
+    snprintf(clip, sizeof clip, "%g", cfg->agg.clip);
+    sopt_name(&cfg->opt, opt_name, sizeof opt_name);
+    if (cfg->agg.dp) snprintf(dp, sizeof dp, "noise=%g delta=%g", cfg->agg.dp_noise, cfg->dp_delta);
+    else snprintf(dp, sizeof dp, "off");
+    const state_setting settings[] = {
+        { "aggregate", agg_name, "--aggregate", "fedavg" },
+        { "clip", clip, "--clip or --dp-clip", "0" },
+        { "server_opt", opt_name, "--server-opt and its --server-lr, --server-momentum, "
+                                  "--beta1, --beta2, --tau", "sgd lr=1" },
+        { "dp", dp, "--dp-noise, --dp-delta", "off" },
+    };
+    state_config sc = { .t = &co->t, .private_mask = cfg->private_mask, .init_seed = cfg->seed,
+                        .settings = settings, .n_settings = 4 };
     if ((ret = state_open(cfg->db_path, &sc, co->global, &co->st, err))) goto fail;
     if ((ret = state_load(co->st, co->global, &co->last_round, err))) goto fail;
+    size_t opt_len = sopt_state_len(&cfg->opt, co->n_shared);
+    if (co->last_round > 0 && opt_len &&
+        (ret = state_load_opt(co->st, co->last_round, sopt_state(co->opt), opt_len, err)))
+        goto fail;
+    if (cfg->agg.dp &&
+        (ret = state_privacy_rounds(co->st, coord_replay_privacy, &co->acct, err)))
+        goto fail;
     co->round = co->last_round;
     if (co->last_round > 0)
         log_info("resuming after round %u from %s (model checksum %016llx)", co->last_round,
@@ -975,6 +1066,9 @@ int coord_start(uv_loop_t *loop, const coord_config *cfg, coord **out, char *err
              "round %u",
              cfg->r, co->t.total, co->n_shared, params_private_name(cfg->private_mask),
              co->last_round);
+    log_info("aggregate %s, clip %s, server optimizer %s, dp %s: the rule holds %.1f MB", agg_name,
+             clip, opt_name, dp,
+             strategy_memory(&cfg->agg, co->n_shared, cfg->clients_per_round) / 1e6);
     *out = co;
     coord_advance(co);
     return 0;
@@ -1005,8 +1099,10 @@ void coord_free(coord *co)
     if (!co) return;
     state_close(co->st);
     tls_ctx_free(co->tls);
-    agg_free(&co->sum);
+    strategy_free(co->strat);
+    sopt_free(co->opt);
     free(co->global);
+    free(co->gflat);
     free(co->scratch);
     free(co->flat);
     free(co->parts);

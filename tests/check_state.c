@@ -222,6 +222,62 @@ START_TEST(test_clients_and_eval_reports)
 }
 END_TEST
 
+/* Settings beyond the model's (the aggregation rule, the server optimizer):
+ * recorded, refused when they differ, a file without them matches only the
+ * default; the optimizer state and privacy rows commit with the round and
+ * are pruned with the models. */
+START_TEST(test_settings_opt_state_privacy)
+{
+    state *s;
+    char err[SEFL_ERRLEN] = "";
+    state_config c = config(PARAM_SE, 42);
+    ck_assert_int_eq(state_open(path, &c, init, &s, err), 0);   /* an "older" file: no settings */
+    state_close(s);
+    state_setting set = { "aggregate", "median", "--aggregate", "fedavg" };
+    c.settings = &set;
+    c.n_settings = 1;
+    ck_assert_int_eq(state_open(path, &c, init, &s, err), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "made with aggregate = fedavg, this run has median"));
+    set.value = "fedavg";
+    ck_assert_int_eq(state_open(path, &c, init, &s, err), 0);
+    state_close(s);
+
+    ck_assert_int_eq(unlink(path), 0);
+    set.value = "krum:2";
+    ck_assert_int_eq(state_open(path, &c, init, &s, err), 0);
+    double opt[3] = { 1.5, -2, 1e-300 }, back_opt[3];
+    for (uint32_t r = 1; r <= STATE_KEEP_MODELS + 2; r++) {
+        opt[0] = r;
+        state_round rr = { .round = r, .clients = 1, .examples = 1, .attempt = 1,
+                           .opt_state = opt, .opt_len = 3, .dp = 1, .dp_rate = 0.5,
+                           .dp_noise = 1.1, .dp_epsilon = r * 0.25, .dp_delta = 1e-5 };
+        for (size_t i = 0; i < table.total; i++) buf[i] = (float)r;
+        state_participant p = { "client-0000", 1 };
+        ck_assert_msg(state_commit_round(s, &rr, buf, &p, 1, err) == 0, "%s", err);
+    }
+    uint32_t last = 0;
+    ck_assert_int_eq(state_load(s, back, &last, err), 0);
+    ck_assert_int_eq(state_load_opt(s, last, back_opt, 3, err), 0);
+    ck_assert_double_eq(back_opt[0], STATE_KEEP_MODELS + 2);
+    ck_assert_double_eq(back_opt[2], 1e-300);
+    ck_assert_int_eq(state_load_opt(s, last, back_opt, 4, err), -EBADMSG);
+    ck_assert_int_eq(state_load_opt(s, 1, back_opt, 3, err), -EBADMSG);   /* pruned */
+    ck_assert_int_eq(check_sql_file_int(path, "SELECT count(*) FROM opt_state"), STATE_KEEP_MODELS);
+    ck_assert_int_eq(check_sql_file_int(path, "SELECT count(*) FROM privacy"), STATE_KEEP_MODELS + 2);
+    state_close(s);
+    set.value = "median";
+    ck_assert_int_eq(state_open(path, &c, init, &s, err), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "aggregate = krum:2"));
+    /* A damaged optimizer state is refused. */
+    exec_raw("UPDATE opt_state SET state = zeroblob(24)");
+    set.value = "krum:2";
+    ck_assert_int_eq(state_open(path, &c, init, &s, err), 0);
+    ck_assert_int_eq(state_load_opt(s, last, back_opt, 3, err), -EBADMSG);
+    ck_assert_ptr_nonnull(strstr(err, "checksum"));
+    state_close(s);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("state");
@@ -232,6 +288,7 @@ int main(void)
     tcase_add_test(tc, test_refuses_other_settings);
     tcase_add_test(tc, test_detects_damaged_model);
     tcase_add_test(tc, test_clients_and_eval_reports);
+    tcase_add_test(tc, test_settings_opt_state_privacy);
     suite_add_tcase(s, tc);
     return check_run(s);
 }

@@ -8,6 +8,10 @@
  * models) or not at all, with synchronous=FULL, so a kill -9 at any instant
  * leaves either the previous round or the new one.
  *
+ * With a server optimizer its state is stored beside each kept model
+ * (opt_state), and a DP run stores each round's privacy spent (privacy);
+ * both in the round's transaction.
+ *
  * The initial model is stored as round 0 when the file is created (no rounds
  * row), so resuming before the first commit and comparing the first round's
  * model against its start work like any other round.
@@ -31,7 +35,19 @@ typedef struct {
     uint64_t init_seed;         /* model_init seed of the initial model */
     const char *kind;           /* meta kind: NULL for "server"; "local" for sefl-sim --local-only */
     const char *partition;      /* partition spec when known, else NULL */
+    const struct state_setting *settings; /* more result-changing settings, recorded */
+    int n_settings;             /* in meta like the ones above (may be 0) */
 } state_config;
+
+/* A setting recorded in meta when the file is created and compared on
+ * every open, like the model's own; a file made before the setting existed
+ * (key absent) matches only the value dflt. */
+typedef struct state_setting {
+    const char *key;            /* meta key */
+    const char *value;          /* this run's value, as text */
+    const char *flag;           /* the option(s) that set it, for the message */
+    const char *dflt;           /* the value an older file implies */
+} state_setting;
 
 /* Opens or creates path. A new file gets meta from cfg and init (table.total
  * floats) as the model of round 0. An existing file must be a sefl database
@@ -57,6 +73,13 @@ typedef struct {
     double seconds;             /* selection to commit */
     double coord_seconds;       /* the coordinator's own work in the round */
     int attempt;                /* 1 + abandoned attempts before this one */
+    const double *opt_state;    /* server optimizer state saved with the model (sopt.h), */
+    size_t opt_len;             /* opt_len doubles; 0: none */
+    int dp;                     /* 1: a DP-FedAvg round; the privacy row below is stored */
+    double dp_rate;             /* the round's client sampling rate q */
+    double dp_noise;            /* noise multiplier z */
+    double dp_epsilon;          /* epsilon spent after this round, at dp_delta */
+    double dp_delta;
 } state_round;
 
 typedef struct {
@@ -70,6 +93,17 @@ typedef struct {
  * written (e.g. r->round already committed). */
 int state_commit_round(state *s, const state_round *r, const float *buf,
                        const state_participant *p, int n, char *err);
+
+/* Loads the server optimizer state committed with round's model into buf
+ * (len doubles). Returns 0, or -EBADMSG with err when it is missing, of
+ * another size or damaged (buf then untouched). */
+int state_load_opt(state *s, uint32_t round, double *buf, size_t len, char *err);
+
+/* Calls fn with the sampling rate and noise multiplier of every committed
+ * DP round, oldest first (the accountant's history on resume). Returns 0
+ * or negative with err. */
+int state_privacy_rounds(state *s, void (*fn)(void *user, double rate, double noise), void *user,
+                         char *err);
 
 /* Sets the seconds and coord_seconds of a committed round: the coordinator
  * learns how long the commit took only after it. Returns 0 or negative. */
