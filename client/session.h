@@ -36,6 +36,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "client/attack.h"
 #include "common/log.h"
 #include "client/trainer.h"
 
@@ -75,6 +76,8 @@ typedef struct {
     uint64_t backoff_max_ms;    /* cap on the delay (0: SESSION_BACKOFF_MAX_MS) */
     uint64_t jitter_seed;       /* seeds the backoff jitter */
     int quiet;                  /* per-task log lines at debug level (many clients) */
+    const attack_spec *attack;  /* TEST TOOL (sefl-sim --attack): rewrites each Update
+                                   (attack.h); NULL for an honest client */
     void (*on_event)(session *s, const session_event *ev);   /* may be NULL */
     void *user;
 } session_config;
