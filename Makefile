@@ -47,7 +47,7 @@ DEB_PKGS := build-essential pkg-config libuv1-dev libprotobuf-c-dev \
             libopenblas-dev zlib1g-dev dataset-fashion-mnist openssl \
             iproute2 sqlite3 clang libclang-rt-14-dev python3 procps
 
-.PHONY: all deps layers check check-asan bench demo results fuzz fuzz-corpus clean
+.PHONY: all deps layers check check-asan bench demo results robust fuzz fuzz-corpus clean
 all: $(PROGS) $(TESTS)
 
 # Installs only what is missing, so a second run is quiet and fast.
@@ -129,6 +129,11 @@ demo:
 
 results: all
 	@bash tests/results.sh
+
+# The robustness table (aggregation rules under attack, DP, strategy memory):
+# long, see tests/bench/robust.sh for ROUNDS, MAX_SAMPLES and the rest.
+robust: all
+	@bash tests/bench/robust.sh
 
 FUZZ_SECONDS ?= 60
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)

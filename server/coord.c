@@ -612,6 +612,8 @@ static void coord_commit(coord *co, coord_clock t0)
     }
     memcpy(co->scratch, co->global, co->t.total * sizeof(float));
     params_scatter(&co->t, co->shared, co->gflat, co->scratch);
+    log_info("round %u: update norms mean %.4g, max %.4g", co->round,
+             strategy_norm_mean(co->strat), strategy_norm_max(co->strat));
     if (strategy_clipped(co->strat))
         log_info("round %u: clipped %d of %d updates to norm %g", co->round,
                  strategy_clipped(co->strat), n, ag->clip);

@@ -26,6 +26,7 @@ struct strategy {
     double *dist;               /* krum: (k, k) squared distances */
     int *pick;                  /* krum: (k) chosen indices */
     int clipped;
+    double norm_sum, norm_max;  /* of the updates folded in, before clipping */
 };
 
 static int strategy_holds(const strategy_spec *spec)
@@ -181,6 +182,7 @@ void strategy_begin(strategy *s, const float *global)
     agg_reset(&s->figures);
     if (!strategy_holds(&s->spec)) agg_reset(&s->sum);
     s->clipped = 0;
+    s->norm_sum = s->norm_max = 0;
 }
 
 int strategy_add(strategy *s, const float *v, uint32_t w, float loss, float accuracy)
@@ -210,6 +212,8 @@ int strategy_add(strategy *s, const float *v, uint32_t w, float loss, float accu
     }
     agg_add(&s->figures, NULL, w, loss, accuracy);
     if (scale < 1) s->clipped++;
+    s->norm_sum += norm;
+    if (norm > s->norm_max) s->norm_max = norm;
     return 0;
 }
 
@@ -249,6 +253,16 @@ int strategy_count(const strategy *s)
 int strategy_clipped(const strategy *s)
 {
     return s->clipped;
+}
+
+double strategy_norm_max(const strategy *s)
+{
+    return s->norm_max;
+}
+
+double strategy_norm_mean(const strategy *s)
+{
+    return s->figures.count ? s->norm_sum / s->figures.count : 0;
 }
 
 double strategy_train_loss(const strategy *s)

@@ -99,6 +99,12 @@ int strategy_finish(strategy *s, uint64_t seed, float *out);
 int strategy_count(const strategy *s);
 int strategy_clipped(const strategy *s);
 
+/* The largest and the mean L2 norm of the updates (new - global) before
+ * clipping, since strategy_begin (0 with no update): what --clip should
+ * be chosen against. */
+double strategy_norm_max(const strategy *s);
+double strategy_norm_mean(const strategy *s);
+
 /* Example-weighted means of the updates' train figures (0 with no update). */
 double strategy_train_loss(const strategy *s);
 double strategy_train_accuracy(const strategy *s);
