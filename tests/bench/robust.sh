@@ -5,15 +5,17 @@
 # all 20 selected every round, lr 0.05, momentum 0.9, batch 10, 1 local
 # epoch (few rounds must learn something), at most
 # MAX_SAMPLES (default 100) train and test samples per client, ROUNDS
-# (default 15) rounds for every cell. Rows: aggregation rules (fedavg,
+# (default 10) rounds for every cell. Rows: aggregation rules (fedavg,
 # median, trimmed:0.2, krum:4, fedavg + --clip CLIP, fedavg + --server-opt
 # adam); columns: no attack, then 20% of the clients (4) attacking with
 # signflip, scale:100 and gauss:SIGMA (sefl-sim --attack, a test tool).
 # Cell: weighted per-client accuracy (sefl-eval weighted_accuracy, %) at the
-# last evaluated round. A run that cannot finish (a collapsed model makes
-# the clients' training produce NaN, which the coordinator refuses, so the
-# round never gathers its updates) is stopped after CAP seconds (default
-# 240) and its cell shows its last evaluation, marked "stalled at rN".
+# last evaluated round (every EVERY = 5 rounds and the last). A run that
+# cannot finish (a collapsed model makes the clients' training produce NaN,
+# which the coordinator refuses, so the round never gathers its updates) is
+# stopped once a round reaches its STALL-th attempt (default 5), or after
+# CAP seconds (default 900), and its cell shows its last evaluation, marked
+# "stalled at rN".
 #
 # Then DP-FedAvg (fedavg, --dp-clip CLIP, no attack) at three noise
 # multipliers: accuracy and the epsilon at delta 1e-5 the coordinator stored
@@ -30,9 +32,10 @@ START=$(date +%s)
 
 CLIENTS=20
 SEED=1
-ROUNDS=${ROUNDS:-15}
+ROUNDS=${ROUNDS:-10}
 MAX_SAMPLES=${MAX_SAMPLES:-100}
-CAP=${CAP:-240}
+CAP=${CAP:-900}
+STALL=${STALL:-5}
 CLIP=${CLIP:-2}
 SIGMA=${SIGMA:-0.1}
 EVERY=${EVERY:-5}
@@ -59,16 +62,46 @@ rule_args() {
     esac
 }
 
+# run DIR SERVER_ARGS SIM_ARGS: one federated run, as sefl_run_federated,
+# but stopped (status 1) when a round reaches its STALL-th attempt or after
+# CAP seconds.
+run() {
+    local dir=$1 port t0 rc
+    mkdir -p "$dir"
+    # shellcheck disable=SC2086  # the argument strings are split on purpose
+    "$BIN/sefl-server" --listen 127.0.0.1:0 --certs "$OUT/certs" --db "$dir/server.db" $2 \
+        >"$dir/server.log" 2>&1 &
+    SEFL_SERVER_PID=$!
+    port=$(sefl_wait_port "$dir/server.log" "$SEFL_SERVER_PID" 30) || return 1
+    # shellcheck disable=SC2086
+    "$BIN/sefl-sim" --server "127.0.0.1:$port" --certs "$OUT/certs" --state "$dir/clients" $3 \
+        >"$dir/sim.log" 2>&1 &
+    SEFL_SIM_PID=$!
+    t0=$(date +%s)
+    while kill -0 "$SEFL_SERVER_PID" 2>/dev/null; do
+        if grep -qE "\(attempt ([$STALL-9]|[0-9]{2,})," "$dir/server.log" ||
+            [ $(($(date +%s) - t0)) -gt "$CAP" ]; then
+            sefl_stop "$SEFL_SERVER_PID" "$SEFL_SIM_PID"
+            return 1
+        fi
+        sleep 2
+    done
+    wait "$SEFL_SERVER_PID"
+    rc=$?
+    sefl_wait_exit "$SEFL_SIM_PID" 60 || rc=1
+    return $rc
+}
+
 # cell DIR RULE ATTACK: one run; prints the cell's text.
 cell() {
     local dir=$1 rule=$2 attack=$3 sim_attack="" acc last note=""
     [ "$attack" != none ] && sim_attack="--attack $attack --attackers 0.2"
-    if ! sefl_run_federated "$dir" "$OUT/certs" "$CAP" \
+    if ! run "$dir" \
         "--rounds $ROUNDS --clients-per-round $CLIENTS --min-clients $CLIENTS --over-select 1
-         --round-timeout 120 --eval-every $EVERY --private se --seed $SEED $HYPER
+         --round-timeout 60 --eval-every $EVERY --private se --seed $SEED $HYPER
          $(rule_args "$rule")" \
         "--clients $CLIENTS --partition dir:0.1 --seed $SEED --max-samples $MAX_SAMPLES
-         $sim_attack" >"$dir.run.txt" 2>&1; then
+         $sim_attack"; then
         sefl_stop "${SEFL_SERVER_PID:-}" "${SEFL_SIM_PID:-}"
         last=$(sqlite3 "$dir/server.db" "SELECT coalesce(max(round), 0) FROM rounds" 2>/dev/null)
         note=" (stalled at r$((${last:-0} + 1)))"
