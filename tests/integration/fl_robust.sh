@@ -38,6 +38,7 @@ for rule in fedavg median trimmed:0.2 krum:2 clip; do
     else
         sefl_check "$rule: server and sim exit 0" \
             sefl_run_federated "$dir" "$T/certs" 120 "$SERVER $args" "$SIM"
+        sefl_stop "${SEFL_SERVER_PID:-}" "${SEFL_SIM_PID:-}"
     fi
     "$BIN/sefl-eval" --db "$dir/server.db" --round 4 >"$dir/eval.txt" 2>&1
     ACC[$rule]=$(sefl_value "$dir/eval.txt" weighted_accuracy)
