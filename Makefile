@@ -6,6 +6,8 @@
 #   common/**/*.c server/*.c client/*.c -> build/libsefl.a (the modules)
 #   {server,client,tests/bench}/sefl-*.c -> build/bin/sefl-*  (one program each)
 #   tests/check_*.c                    -> build/tests/check_* (one Check suite each)
+#   client/sefl-{client,sim}.c         -> also build/test-bin/* (test builds: with
+#                                         the test-only switches of client/testswitch.h)
 #   tests/integration/*.sh             -> run by `make check` after the suites
 #   tests/fuzz/fuzz_*.c                -> build-fuzz/fuzz_* (libFuzzer, `make fuzz`)
 
@@ -25,6 +27,11 @@ WARN     := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 # and tests/layers.sh can check it.
 CPPFLAGS += -std=c11 -D_GNU_SOURCE -I. -I$(BUILD) \
             $(shell pkg-config --cflags openblas 2>/dev/null) -MMD -MP
+# COVERAGE=1: gcov instrumentation (tests/coverage.sh, `make coverage`).
+ifneq ($(COVERAGE),)
+CFLAGS   += --coverage
+LDFLAGS  += --coverage
+endif
 ifneq ($(SAN),)
 CFLAGS   += -fsanitize=$(SAN) -fno-sanitize-recover=all -fno-omit-frame-pointer
 LDFLAGS  += -fsanitize=$(SAN)
@@ -41,14 +48,19 @@ TEST_SRC := $(wildcard tests/check_*.c)
 PROGS    := $(patsubst %.c,$(BIN)/%,$(notdir $(PROG_SRC)))
 TESTS    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 LIB_OBJ  := $(patsubst %.c,$(OBJ)/%.o,$(LIB_SRC)) $(OBJ)/proto/fl.pb-c.o
+# Test builds link this object ahead of the library, so its switches replace
+# the release build's empty ones; release programs never contain them.
+TEST_SWITCH_OBJ := $(OBJ)/test/client/testswitch.o
+TEST_PROGS := $(BUILD)/test-bin/sefl-client $(BUILD)/test-bin/sefl-sim
 
 DEB_PKGS := build-essential pkg-config libuv1-dev libprotobuf-c-dev \
             protobuf-c-compiler libmbedtls-dev libsqlite3-dev check \
             libopenblas-dev zlib1g-dev dataset-fashion-mnist openssl \
-            iproute2 sqlite3 clang libclang-rt-14-dev python3 procps
+            iproute2 sqlite3 clang libclang-rt-14-dev python3 procps lcov \
+            protobuf-compiler python3-protobuf
 
-.PHONY: all deps layers check check-asan bench demo results robust fuzz fuzz-corpus clean
-all: $(PROGS) $(TESTS)
+.PHONY: all deps layers check coverage check-asan bench demo results robust soak fuzz fuzz-corpus clean
+all: $(PROGS) $(TEST_PROGS) $(TESTS)
 
 # Installs only what is missing, so a second run is quiet and fast.
 deps:
@@ -75,6 +87,10 @@ $(OBJ)/%.o: %.c | $(GEN)/fl.pb-c.h
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -c -o $@ $<
 
+$(TEST_SWITCH_OBJ): client/testswitch.c | $(GEN)/fl.pb-c.h
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -DSEFL_TEST_SWITCHES $(CFLAGS) $(WARN) -c -o $@ $<
+
 $(LIB): $(LIB_OBJ)
 	@rm -f $@
 	$(AR) rcs $@ $^
@@ -86,7 +102,12 @@ $(BIN)/$(basename $(notdir $(1))): $(OBJ)/$(1:.c=.o) $(LIB)
 endef
 $(foreach p,$(PROG_SRC),$(eval $(call prog_rule,$(p))))
 
-$(BUILD)/tests/%: $(OBJ)/tests/%.o $(LIB)
+$(BUILD)/test-bin/%: $(OBJ)/client/%.o $(TEST_SWITCH_OBJ) $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# Suites run the real sefl-certs (check_main.h's check_certs): it is built first.
+$(BUILD)/tests/%: $(OBJ)/tests/%.o $(TEST_SWITCH_OBJ) $(LIB) | $(BIN)/sefl-certs
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CHECK_LIBS)
 
@@ -121,6 +142,10 @@ layers:
 check-asan:
 	$(MAKE) BUILD=build-asan SAN=address,undefined OPT=-O1 check
 
+# Line coverage per folder over the whole of make check (gcov + lcov), in build-cov.
+coverage:
+	@bash tests/coverage.sh
+
 bench: all
 	@bash tests/bench/bench.sh
 
@@ -134,6 +159,12 @@ results: all
 # long, see tests/bench/robust.sh for ROUNDS, MAX_SAMPLES and the rest.
 robust: all
 	@bash tests/bench/robust.sh
+
+# Chaos run (issue 10): 20 clients, 200 rounds, shards killed, stalled and
+# cut off, the coordinator kill -9'd ten times, two attackers; asserts a
+# clean record and prints the figures. About 5-10 minutes; not in check.
+soak: all
+	@bash tests/soak.sh
 
 FUZZ_SECONDS ?= 60
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
@@ -163,6 +194,6 @@ $(BUILD)/fuzz/gen_corpus: $(OBJ)/tests/fuzz/gen_corpus.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-fuzz build-cov
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

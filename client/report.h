@@ -65,6 +65,7 @@ typedef struct {
     int round;                   /* the selected round */
     report_client *c;            /* (n) sorted by name */
     int n;
+    long skipped;                /* eval reports out of range, left out of everything */
 } report_run;
 
 /* Summary of one series of per-client accuracies. */
@@ -105,7 +106,9 @@ typedef struct {
  * db of kind server or local (store_open). Returns 0, or negative with one
  * line in err: store_open's errors for a missing (-ENOENT) or foreign or
  * damaged (-EBADMSG) file, -EINVAL for a db without eval_reports or without
- * any report, -ERANGE for a round with no reports or a value over a limit,
+ * any report in range, -ERANGE for a round with no reports, a meta value or
+ * a count over a limit (a report out of range is skipped and counted in
+ * run->skipped instead),
  * -EIO for a SQLite failure, -ENOMEM. run is released with report_run_free
  * whatever the result. */
 int report_load_run(const char *db, int round, report_run *run, char *err);

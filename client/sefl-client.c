@@ -16,6 +16,7 @@
 #include <uv.h>
 
 #include "client/setup.h"
+#include "client/testswitch.h"
 #include "common/cli.h"
 #include "common/log.h"
 #include "common/nn/params.h"
@@ -38,7 +39,7 @@ static const char usage[] =
     "DATA is either its own IDX files (gzip or plain):\n"
     "  --train-images F --train-labels F --test-images F --test-labels F\n"
     "or its share of a partition of the pooled 70,000 Fashion-MNIST samples:\n"
-    "  --partition SPEC     iid, dir:ALPHA, pat:K or feat:D\n"
+    "  --partition SPEC     iid, dir:ALPHA, pat:K, feat:D or feat:D+dir:ALPHA\n"
     "  --num-clients N      clients in the partition\n"
     "  --index I            this client's index, 0..N-1\n"
     "  --seed S             partition seed (same on every client)\n"
@@ -50,9 +51,6 @@ static const char usage[] =
     "  --backoff-min-ms MS  first reconnect delay (default 200)\n"
     "  --backoff-max-ms MS  longest reconnect delay (default 30000)\n"
     "  --help               this text\n"
-    "Test-only environment switches (never for production use):\n"
-    "  SEFL_TAP_DIR=DIR     append every frame sent to DIR/NAME.frames (before TLS)\n"
-    "  SEFL_FAULT=nan|shape|stale|duplicate  corrupt the first Update sent\n"
     "Logs one line per event to stderr (SEFL_LOG=debug|info|warn|error).\n";
 
 typedef struct {
@@ -166,6 +164,7 @@ int main(int argc, char **argv)
     int rc = client_parse(argc, argv, &a, err);
     if (rc == 1) {
         fputs(usage, stdout);
+        fputs(testswitch_help(), stdout);
         return 0;
     }
     if (rc < 0) return cli_usage_error("sefl-client", err);

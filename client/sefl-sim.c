@@ -27,6 +27,7 @@
 
 #include "client/attack.h"
 #include "client/setup.h"
+#include "client/testswitch.h"
 #include "common/cli.h"
 #include "common/log.h"
 #include "common/nn/model.h"
@@ -56,7 +57,7 @@ static const char usage[] =
     "  --server HOST:PORT   coordinator; HOST must match its certificate\n"
     "  --certs DIR          sefl-certs output (ca.crt, clients/client-NNNN.crt|.key)\n"
     "  --clients N          clients in the partition (1..100000)\n"
-    "  --partition SPEC     iid, dir:ALPHA, pat:K or feat:D\n"
+    "  --partition SPEC     iid, dir:ALPHA, pat:K, feat:D or feat:D+dir:ALPHA\n"
     "  --seed S             partition seed (the same on every machine)\n"
     "  --state DIR          private stores: DIR/client-NNNN.db (local-only:\n"
     "                       DIR/client-NNNN.local.db); created when missing\n"
@@ -88,8 +89,7 @@ static const char usage[] =
     "                       (train on labels 9 - y); u = trained - global\n"
     "  --attackers F        fraction of the partition's clients attacking: the\n"
     "                       first ceil(F * N) client ids (default 0.2 with --attack)\n"
-    "Progress: a refreshing line on a terminal, else one log line per round.\n"
-    "Test-only environment switches (see sefl-client --help): SEFL_TAP_DIR, SEFL_FAULT.\n";
+    "Progress: a refreshing line on a terminal, else one log line per round.\n";
 
 typedef struct {
     const char *server, *certs, *partition, *state_dir, *data_dir, *db;
@@ -444,7 +444,8 @@ static void sim_local_start(sim *m, sim_client *c)
     j->round = c->resume + 1;
     j->epochs = (int)m->a.epochs;
     j->batch = (int)m->a.batch;
-    j->sgd = (sgd_config){ (float)m->a.lr, (float)m->a.momentum, (float)m->a.weight_decay, 0 };
+    j->sgd = (sgd_config){ .lr = (float)m->a.lr, .momentum = (float)m->a.momentum,
+                          .weight_decay = (float)m->a.weight_decay };
     j->seed = sim_local_seed(m, c, j->round);
     j->done = sim_local_done;
     j->user = c;
@@ -506,6 +507,7 @@ int main(int argc, char **argv)
     int rc = sim_parse(argc, argv, &m.a, err);
     if (rc == 1) {
         fputs(usage, stdout);
+        fputs(testswitch_help(), stdout);
         return 0;
     }
     if (rc < 0) return cli_usage_error("sefl-sim", err);

@@ -9,6 +9,7 @@
  * only the job, the session's out_frame and the fault switch.
  */
 #include "client/session.h"
+#include "client/testswitch.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -27,7 +28,6 @@
 #define SESSION_SOFTWARE "sefl/0.1"
 
 enum { ST_WAITING, ST_CONNECTING, ST_HELLO, ST_READY };
-enum { FAULT_NONE, FAULT_NAN, FAULT_SHAPE, FAULT_STALE, FAULT_DUPLICATE };
 
 /* A task received and not yet given to the trainer. */
 typedef struct {
@@ -39,6 +39,8 @@ typedef struct {
     int batch;
     sgd_config sgd;
     uint64_t seed;
+    int private_epochs;         /* local schedule (trainer_job) */
+    float private_lr;
 } session_task;
 
 struct session {
@@ -73,8 +75,7 @@ struct session {
     int status;                 /* final status: 0 or the fatal error */
     char err[SEFL_ERRLEN];
 
-    char *tap_path;             /* NULL unless SEFL_TAP_DIR is set */
-    int fault;                  /* FAULT_*: applied to the next Update, then cleared */
+    testswitch ts;              /* test-only switches (testswitch.h); off in release builds */
 };
 
 static void session_connect(session *s);
@@ -107,24 +108,11 @@ void *session_user(const session *s)
     return s->cfg.user;
 }
 
-/* Appends one wire frame to the tap file (test-only switch SEFL_TAP_DIR). */
-static void session_tap(session *s, const uint8_t *frame, size_t len)
-{
-    if (!s->tap_path) return;
-    FILE *f = fopen(s->tap_path, "ab");
-    if (!f) {
-        log_warn("%s: cannot append to tap file %s", s->cfg.name, s->tap_path);
-        return;
-    }
-    if (fwrite(frame, 1, len, f) != len) log_warn("%s: short write to tap file %s", s->cfg.name, s->tap_path);
-    fclose(f);
-}
-
 /* Sends an encoded frame on the current connection (and taps it). */
 static int session_send_frame(session *s, const uint8_t *frame, size_t len)
 {
     if (!s->c) return -ENOTCONN;
-    session_tap(s, frame, len);
+    testswitch_tap(&s->ts, s->cfg.name, frame, len);
     int rc = conn_send_frame(s->c, frame, len);
     if (rc < 0) log_warn("%s: cannot send a frame: %s", s->cfg.name, strerror(-rc));
     return rc;
@@ -285,6 +273,8 @@ static int session_check_train(const Sefl__TrainTask *t, char *err)
         err_set(err, "TrainTask weight_decay %g is negative", (double)t->weight_decay);
     else if (!isfinite(t->prox_mu) || t->prox_mu < 0)
         err_set(err, "TrainTask prox_mu %g is negative", (double)t->prox_mu);
+    else if (!isfinite(t->private_lr) || t->private_lr < 0)
+        err_set(err, "TrainTask private_lr %g is negative", (double)t->private_lr);
     else
         return 0;
     return -EINVAL;
@@ -310,6 +300,7 @@ static int session_job_answers(const session *s, const session_task *task)
     return s->job_running && j->train && task->train && j->round == task->round &&
            j->globals == task->globals && j->private_mask == task->private_mask &&
            j->epochs == task->epochs && j->batch == task->batch && j->seed == task->seed &&
+           j->private_epochs == task->private_epochs && j->private_lr == task->private_lr &&
            !memcmp(&j->sgd, &task->sgd, sizeof j->sgd);
 }
 
@@ -371,8 +362,11 @@ static void session_on_task(session *s, int train, uint32_t round, const char *p
     if (tt) {
         task.epochs = (int)tt->epochs;
         task.batch = (int)tt->batch;
-        task.sgd = (sgd_config){ tt->lr, tt->momentum, tt->weight_decay, tt->prox_mu };
+        task.sgd = (sgd_config){ .lr = tt->lr, .momentum = tt->momentum,
+                                  .weight_decay = tt->weight_decay, .prox_mu = tt->prox_mu };
         task.seed = tt->seed;
+        task.private_epochs = (int)tt->private_epochs;
+        task.private_lr = tt->private_lr;
     }
     session_enqueue(s, &task);
 }
@@ -456,7 +450,7 @@ static int session_build_update(trainer_job *j, const float *params)
     int rc;
 
     attack_spec nan_fault = { .kind = ATTACK_NAN };
-    const attack_spec *att = s->fault == FAULT_NAN ? &nan_fault : s->cfg.attack;
+    const attack_spec *att = s->ts.fault == FAULT_NAN ? &nan_fault : s->cfg.attack;
     if (att && att->kind != ATTACK_NONE && att->kind != ATTACK_LABELFLIP && j->globals) {
         copy = malloc(t->total * sizeof *copy);
         if (!copy) goto nomem;
@@ -465,11 +459,11 @@ static int session_build_update(trainer_job *j, const float *params)
         src = copy;
     }
     if (wire_tensors_build(t, sel, src, &wt) < 0) goto nomem;
-    if (s->fault == FAULT_SHAPE && wt.n > 0) wt.t[0].shape[0] += 1;
+    if (s->ts.fault == FAULT_SHAPE && wt.n > 0) wt.t[0].shape[0] += 1;
 
     Sefl__Update u = SEFL__UPDATE__INIT;
     Sefl__Envelope e = SEFL__ENVELOPE__INIT;
-    u.round = s->fault == FAULT_STALE ? j->round - 1 : j->round;
+    u.round = s->ts.fault == FAULT_STALE ? j->round - 1 : j->round;
     u.examples = (uint32_t)j->data->n_train;
     u.n_tensors = wt.n;
     u.tensors = wt.v;
@@ -518,10 +512,20 @@ static void session_job_done(trainer_job *j)
         if (!live) {
             log_warn("%s: round %u %s done after the connection closed; answer dropped",
                      s->cfg.name, j->round, j->train ? "training" : "evaluation");
+        } else if (j->train && j->diverged) {
+            /* Nothing was committed: the private tensors stay the last good
+             * ones in the store. The coordinator counts the failure and
+             * keeps the connection. */
+            log_warn("%s: %s; reporting it instead of an update", s->cfg.name, j->err);
+            uint8_t *frame = NULL;
+            size_t len = 0;
+            if (wire_encode_error(WIRE_ERR_DIVERGED, j->err, &frame, &len) == 0)
+                session_send_frame(s, frame, len);
+            free(frame);
         } else if (j->train) {
             session_send_frame(s, s->out_frame, s->out_len);
-            if (s->fault == FAULT_DUPLICATE) session_send_frame(s, s->out_frame, s->out_len);
-            s->fault = FAULT_NONE;
+            if (s->ts.fault == FAULT_DUPLICATE) session_send_frame(s, s->out_frame, s->out_len);
+            s->ts.fault = FAULT_NONE;
         } else {
             session_send_eval_report(s, j);
         }
@@ -563,6 +567,8 @@ static void session_run_next(session *s)
     j->batch = task.batch;
     j->sgd = task.sgd;
     j->seed = task.seed;
+    j->private_epochs = task.private_epochs;
+    j->private_lr = task.private_lr;
     j->build = task.train ? session_build_update : NULL;
     j->done = session_job_done;
     j->user = s;
@@ -610,25 +616,9 @@ static int session_parse_server(session *s, const char *server, char *err)
     return 0;
 }
 
-static int session_parse_fault(const char *v, int *fault, char *err)
-{
-    static const char *names[] = { "", "nan", "shape", "stale", "duplicate" };
-    *fault = FAULT_NONE;
-    if (!v || !*v) return 0;
-    for (int i = 1; i < 5; i++) {
-        if (!strcmp(v, names[i])) {
-            *fault = i;
-            return 0;
-        }
-    }
-    err_set(err, "SEFL_FAULT must be nan, shape, stale or duplicate, got '%s'", v);
-    return -EINVAL;
-}
-
 int session_start(uv_loop_t *loop, trainer *tr, const session_config *cfg, session **out, char *err)
 {
     pstore *ps = NULL;
-    const char *tap = getenv("SEFL_TAP_DIR");
     int rc;
 
     if (cfg->data.n_train < 1 || cfg->data.n_test < 1) {
@@ -650,17 +640,8 @@ int session_start(uv_loop_t *loop, trainer *tr, const session_config *cfg, sessi
 
     rc = session_parse_server(s, cfg->server, err);
     if (rc < 0) goto fail;
-    rc = session_parse_fault(getenv("SEFL_FAULT"), &s->fault, err);
+    rc = testswitch_init(&s->ts, cfg->name, err);
     if (rc < 0) goto fail;
-    if (tap && *tap) {
-        size_t n = strlen(tap) + strlen(cfg->name) + sizeof "/.frames";
-        if (n > PATH_MAX || !(s->tap_path = malloc(n))) {
-            err_set(err, "SEFL_TAP_DIR path too long or out of memory");
-            rc = -ENAMETOOLONG;
-            goto fail;
-        }
-        snprintf(s->tap_path, n, "%s/%s.frames", tap, cfg->name);
-    }
     /* Checked now so that a corrupt or foreign file stops the program at
      * start rather than at its first task. */
     rc = pstore_open(cfg->db_path, cfg->name, trainer_table(tr), &ps, err);
@@ -679,7 +660,7 @@ int session_start(uv_loop_t *loop, trainer *tr, const session_config *cfg, sessi
     return 0;
 fail:
     tls_ctx_free(s->tls);
-    free(s->tap_path);
+    testswitch_free(&s->ts);
     free(s);
     return rc;
 }
@@ -689,6 +670,6 @@ void session_free(session *s)
     if (!s) return;
     tls_ctx_free(s->tls);
     free(s->out_frame);
-    free(s->tap_path);
+    testswitch_free(&s->ts);
     free(s);
 }

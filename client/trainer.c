@@ -9,12 +9,14 @@
 #include "client/trainer.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "client/pstore.h"
 #include "common/fl/wire.h"
+#include "common/rng.h"
 
 /* Models get workspace for at least this many samples, so that evaluation
  * (which runs in chunks of the model's batch) is not one sample at a time
@@ -172,6 +174,15 @@ static double trainer_thread_cpu(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* 1 when the loss and every one of the n parameters w are finite. */
+static int trainer_finite(double loss, const float *w, size_t n)
+{
+    if (!isfinite(loss)) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(w[i])) return 0;
+    return 1;
+}
+
 static int trainer_train(trainer *tr, trainer_job *j, pstore *ps, model *m)
 {
     const param_table *t = &tr->table;
@@ -188,17 +199,41 @@ static int trainer_train(trainer *tr, trainer_job *j, pstore *ps, model *m)
         }
         memcpy(ref, w, t->total * sizeof *ref);
     }
+    /* The schedule, as per-tensor choices of the SGD step: private tensors
+     * at their own rate; private-first trains them first with the shared
+     * ones frozen, then freezes them. The frozen sets are disjoint, so the
+     * momentum of one phase never reaches the other. */
+    const param_sel priv = params_private(j->private_mask);
+    sgd_config c = j->sgd;
+    c.alt = priv;
+    c.alt_lr = j->private_lr > 0 ? j->private_lr : j->sgd.lr;
     uint64_t t0 = uv_hrtime();
     double c0 = trainer_thread_cpu();
     model_reset_momentum(m); /* a job starts afresh: the pool's model ran another */
-    rc = model_train(m, d->train_x, d->train_y, d->train, d->n_train, j->epochs, j->batch, &j->sgd, ref,
-                     j->seed, &j->train_stats);
+    rc = 0;
+    if (j->private_epochs > 0 && j->globals) {
+        c.frozen = params_shared(j->private_mask);
+        rc = model_train(m, d->train_x, d->train_y, d->train, d->n_train, j->private_epochs, j->batch,
+                         &c, ref, rng_derive(j->seed, 1), &j->train_stats);
+        c.frozen = priv;
+    }
+    if (rc == 0)
+        rc = model_train(m, d->train_x, d->train_y, d->train, d->n_train, j->epochs, j->batch, &c, ref,
+                         j->seed, &j->train_stats);
     j->train_cpu = trainer_thread_cpu() - c0;
     j->train_stats.seconds = (double)(uv_hrtime() - t0) / 1e9;
     free(ref);
     if (rc < 0) {
         err_set(j->err, "training failed: batch %d out of range 1..%d", j->batch, MODEL_MAX_BATCH);
         return rc;
+    }
+    /* A diverged training commits nothing: the store keeps the last good
+     * private tensors, which the next task starts from, and the caller
+     * reports the failure instead of an update. */
+    if (!trainer_finite(j->train_stats.loss, w, t->total)) {
+        j->diverged = 1;
+        err_set(j->err, "training diverged in round %u: loss %g", j->round, j->train_stats.loss);
+        return 0;
     }
     pstore_figures fig = { j->round, j->train_stats.examples, j->train_stats.loss,
                            j->train_stats.accuracy, j->train_stats.seconds };
@@ -232,7 +267,7 @@ static int trainer_run(trainer *tr, trainer_job *j)
         rc = trainer_train(tr, j, ps, m);
         if (rc < 0) goto out;
     }
-    if (j->eval) {
+    if (j->eval && !j->diverged) {
         model_evaluate(m, j->data->test_x, j->data->test_y, j->data->test, j->data->n_test,
                        &j->eval_stats);
         pstore_figures fig = { j->round, j->eval_stats.examples, j->eval_stats.loss,

@@ -1,7 +1,7 @@
 /* coord: the coordinator's rounds on one libuv loop.
  *
  * A coord accepts mutually authenticated clients (conn.h), answers Hello
- * with Welcome, and runs federated rounds as DESIGN.md and the conversation
+ * with Welcome, and runs federated rounds as server/README.md and the conversation
  * in proto/fl.proto describe:
  *   wait until min_clients are connected (not a round);
  *   select ceil(K * over_select) of the connected clients at random (all of
@@ -43,6 +43,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "common/net/conn.h"
+#include "server/guard.h"
 #include "server/sopt.h"
 #include "server/strategy.h"
 
@@ -64,12 +66,16 @@ typedef struct {
     unsigned private_mask;      /* PARAM_* groups that never leave the clients */
     float lr, momentum, weight_decay, prox_mu;
     int batch, epochs;
+    int private_epochs;         /* local schedule: 0 joint, P private-first:P (TrainTask) */
+    float private_lr;           /* learning rate of the private tensors; 0: lr */
     uint64_t seed;              /* model_init seed; also derives each round's task seed */
     int r;                      /* SE reduction ratio */
     int heartbeat;              /* seconds between heartbeats to idle clients */
     int max_peers;              /* connections at once (COORD_MAX_PEERS); more are closed */
     size_t send_window;         /* task bytes queued on all connections at once
                                    (COORD_SEND_WINDOW); tasks wait for room */
+    guard_config guard;         /* weight share, update norm bound, penalty rounds */
+    conn_preauth preauth;       /* per-address limits before the TLS handshake ends */
     strategy_spec agg;          /* aggregation rule, --clip, DP-FedAvg */
     sopt_spec opt;              /* server optimizer */
     uint64_t max_agg_memory;    /* bytes the rule may hold (STRATEGY_MAX_AGG_MEMORY) */

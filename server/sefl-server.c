@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <uv.h>
 
 #include "common/cli.h"
@@ -32,7 +33,8 @@ static const char usage[] =
     "                          picks one; the log says `listening HOST:PORT`)\n"
     "  --certs DIR             DIR/ca.crt, DIR/server.crt, DIR/server.key (sefl-certs)\n"
     "  --db FILE               server.db: created when missing; an existing file must\n"
-    "                          match --r, --private and --seed\n"
+    "                          match --r, --private, --seed, --local-schedule and\n"
+    "                          --private-lr\n"
     "  --rounds R              exit 0 after R committed rounds (default 0: run until\n"
     "                          SIGTERM)\n"
     "  --clients-per-round K   updates that commit a round at once (default 10)\n"
@@ -51,11 +53,30 @@ static const char usage[] =
     "  --prox-mu X             FedProx proximal term, 0 for FedAvg (default 0)\n"
     "  --batch B               local mini-batch size (default 10)\n"
     "  --epochs N              local epochs per round (default 1)\n"
+    "  --local-schedule S      joint (default): every tensor trained together for\n"
+    "                          --epochs; private-first:P (1..1000): the private\n"
+    "                          tensors alone for P epochs with the shared ones frozen,\n"
+    "                          then the shared ones for --epochs with the private\n"
+    "                          ones frozen (FedRep's schedule); needs --private\n"
+    "  --private-lr X          learning rate of the private tensors (default: --lr)\n"
     "  --seed S                initialisation seed of the model, also the rounds' task\n"
     "                          seeds (default 1)\n"
     "  --r R                   SE reduction ratio (default 8)\n"
     "  --heartbeat SEC         heartbeat to idle clients every SEC seconds; silent for\n"
     "                          3 of them closes the client (default 10)\n"
+    "  --max-weight-share F    one update's most share of the selected clients'\n"
+    "                          declared examples, (0, 1] (default 0.5; 1: no cap)\n"
+    "  --max-update-norm V     bound on ||update - global||: Nx (N times the round's\n"
+    "                          lower median), a number, or off (default 100x); a round\n"
+    "                          over it is retried without that update\n"
+    "  --penalty-rounds N      committed rounds a client sits out of selection after\n"
+    "                          stalling, bad frames, a refused report or update\n"
+    "                          (default 3)\n"
+    "  --preauth-per-addr N    connections from one address still in their TLS\n"
+    "                          handshake at once (default 256; 0: no limit)\n"
+    "  --handshakes-per-sec R  TLS handshakes one address may start per second\n"
+    "                          (default 100; 0: no limit)\n"
+    "  --handshake-burst N     ... and at once before that rate applies (default 256)\n"
     "Aggregation (the file records these; a resume with others is refused):\n"
     "  --aggregate RULE        fedavg (example-weighted mean), median, trimmed:BETA\n"
     "                          (drop the BETA fraction at each end per coordinate),\n"
@@ -91,13 +112,31 @@ static void server_on_signal(uv_signal_t *h, int signum)
     coord_stop(app->co);
 }
 
+/* Parses --local-schedule: "joint" (0) or "private-first:P" (P epochs, 1..1000). */
+static int server_parse_schedule(const char *s, int *private_epochs, char *err)
+{
+    static const char pf[] = "private-first:";
+    long v;
+    if (!strcmp(s, "joint")) {
+        *private_epochs = 0;
+        return 0;
+    }
+    if (strncmp(s, pf, sizeof pf - 1) ||
+        cli_parse_long("--local-schedule private-first:P", s + sizeof pf - 1, 1, 1000, &v, err)) {
+        err_set(err, "--local-schedule must be joint or private-first:P (P 1..1000), got '%s'", s);
+        return -1;
+    }
+    *private_epochs = (int)v;
+    return 0;
+}
+
 /* Parses argv into c; returns 0, 1 for --help, or -1 with err. */
 static int server_parse(int argc, char **argv, coord_config *c, char *err)
 {
     enum { O_LISTEN = 256, O_CERTS, O_DB, O_ROUNDS, O_K, O_M, O_F, O_TIMEOUT, O_EVAL, O_PRIV,
-           O_LR, O_MOM, O_WD, O_MU, O_BATCH, O_EPOCHS, O_SEED, O_R, O_HB, O_HELP, O_AGG,
-           O_AGGMEM, O_CLIP, O_SOPT, O_SLR, O_SMOM, O_B1, O_B2, O_TAU, O_DPCLIP, O_DPNOISE,
-           O_DPDELTA };
+           O_LR, O_MOM, O_WD, O_MU, O_BATCH, O_EPOCHS, O_SEED, O_R, O_HB, O_SCHED, O_PLR,
+           O_SHARE, O_NORM, O_PENALTY, O_PREAUTH, O_HSRATE, O_HSBURST, O_HELP, O_AGG, O_AGGMEM,
+           O_CLIP, O_SOPT, O_SLR, O_SMOM, O_B1, O_B2, O_TAU, O_DPCLIP, O_DPNOISE, O_DPDELTA };
     static const struct option opts[] = {
         { "listen", 1, 0, O_LISTEN }, { "certs", 1, 0, O_CERTS }, { "db", 1, 0, O_DB },
         { "rounds", 1, 0, O_ROUNDS }, { "clients-per-round", 1, 0, O_K },
@@ -106,12 +145,16 @@ static int server_parse(int argc, char **argv, coord_config *c, char *err)
         { "private", 1, 0, O_PRIV }, { "lr", 1, 0, O_LR }, { "momentum", 1, 0, O_MOM },
         { "weight-decay", 1, 0, O_WD }, { "prox-mu", 1, 0, O_MU }, { "batch", 1, 0, O_BATCH },
         { "epochs", 1, 0, O_EPOCHS }, { "seed", 1, 0, O_SEED }, { "r", 1, 0, O_R },
-        { "heartbeat", 1, 0, O_HB }, { "help", 0, 0, O_HELP }, { "aggregate", 1, 0, O_AGG },
+        { "heartbeat", 1, 0, O_HB }, { "local-schedule", 1, 0, O_SCHED },
+        { "private-lr", 1, 0, O_PLR }, { "max-weight-share", 1, 0, O_SHARE },
+        { "max-update-norm", 1, 0, O_NORM }, { "penalty-rounds", 1, 0, O_PENALTY },
+        { "preauth-per-addr", 1, 0, O_PREAUTH }, { "handshakes-per-sec", 1, 0, O_HSRATE },
+        { "handshake-burst", 1, 0, O_HSBURST }, { "aggregate", 1, 0, O_AGG },
         { "max-agg-memory", 1, 0, O_AGGMEM }, { "clip", 1, 0, O_CLIP },
         { "server-opt", 1, 0, O_SOPT }, { "server-lr", 1, 0, O_SLR },
         { "server-momentum", 1, 0, O_SMOM }, { "beta1", 1, 0, O_B1 }, { "beta2", 1, 0, O_B2 },
         { "tau", 1, 0, O_TAU }, { "dp-clip", 1, 0, O_DPCLIP }, { "dp-noise", 1, 0, O_DPNOISE },
-        { "dp-delta", 1, 0, O_DPDELTA }, { 0, 0, 0, 0 },
+        { "dp-delta", 1, 0, O_DPDELTA }, { "help", 0, 0, O_HELP }, { 0, 0, 0, 0 },
     };
     coord_config_default(c);
     c->certs_dir = c->db_path = NULL;
@@ -170,6 +213,30 @@ static int server_parse(int argc, char **argv, coord_config *c, char *err)
         case O_HB:
             if (!(rc = cli_parse_long("--heartbeat", optarg, 1, 3600, &v, err))) c->heartbeat = (int)v;
             break;
+        case O_SCHED: rc = server_parse_schedule(optarg, &c->private_epochs, err); break;
+        case O_PLR:
+            if (!(rc = cli_parse_double("--private-lr", optarg, 1e-9, 100, &d, err))) c->private_lr = (float)d;
+            break;
+        case O_SHARE:
+            rc = cli_parse_double("--max-weight-share", optarg, 1e-6, 1, &c->guard.max_weight_share,
+                                  err);
+            break;
+        case O_NORM: rc = guard_parse_norm(optarg, &c->guard, err); break;
+        case O_PENALTY:
+            if (!(rc = cli_parse_long("--penalty-rounds", optarg, 0, 1000000, &v, err)))
+                c->guard.penalty_rounds = (int)v;
+            break;
+        case O_PREAUTH:
+            if (!(rc = cli_parse_long("--preauth-per-addr", optarg, 0, 1000000, &v, err)))
+                c->preauth.max_per_addr = (int)v;
+            break;
+        case O_HSRATE:
+            rc = cli_parse_double("--handshakes-per-sec", optarg, 0, 1e6, &c->preauth.per_sec, err);
+            break;
+        case O_HSBURST:
+            if (!(rc = cli_parse_long("--handshake-burst", optarg, 1, 1000000, &v, err)))
+                c->preauth.burst = (int)v;
+            break;
         case O_AGG: rc = strategy_parse(optarg, &c->agg, err); break;
         case O_AGGMEM:
             if (!(rc = cli_parse_long("--max-agg-memory", optarg, 1, 1L << 30, &v, err)))
@@ -215,10 +282,34 @@ static int server_parse(int argc, char **argv, coord_config *c, char *err)
                 c->clients_per_round);
         return -1;
     }
+    if (c->private_epochs > 0 && !c->private_mask) {
+        err_set(err, "--local-schedule private-first needs private tensors; --private is none");
+        return -1;
+    }
     /* Checked here so that a bad --r is a usage error, not a start failure. */
     param_table t;
     if (params_build_cnn_se(&t, c->r, 1, err)) return -1;
     return 0;
+}
+
+/* Raises the open-files limit to the hard limit (one descriptor per
+ * client), logs what it has, and keeps a reserve out of the connections'
+ * budget so that the database, certificates and logs never run out. */
+static void server_raise_nofile(coord_config *cfg)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    rlim_t was = rl.rlim_cur;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    long have = rl.rlim_cur == RLIM_INFINITY ? 1048576L : (long)rl.rlim_cur;
+    long reserve = have > 256 ? 64 : have / 4;
+    cfg->preauth.max_open = (int)(have - reserve > 1000000 ? 1000000 : have - reserve);
+    log_info("open files limit %ld (was %ld, hard limit %ld): at most %d connections at once",
+             have, (long)was, rl.rlim_max == RLIM_INFINITY ? -1L : (long)rl.rlim_max,
+             cfg->preauth.max_open);
 }
 
 int main(int argc, char **argv)
@@ -234,6 +325,7 @@ int main(int argc, char **argv)
     /* A peer that vanishes mid-write must be an error on that connection,
      * not the end of the process. */
     signal(SIGPIPE, SIG_IGN);
+    server_raise_nofile(&cfg);
 
     uv_loop_t loop;
     uv_loop_init(&loop);

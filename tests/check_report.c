@@ -31,8 +31,7 @@ static const char *schema_sql =
 
 static void setup(void)
 {
-    strcpy(dir, "/tmp/check_report.XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
+    check_mkdtemp(dir, sizeof dir, "/tmp/check_report.XXXXXX");
     snprintf(path, sizeof path, "%s/server.db", dir);
 }
 
@@ -356,27 +355,52 @@ START_TEST(test_load_refusals)
 }
 END_TEST
 
-/* Each bad row on its own must be refused with -ERANGE. */
+/* A bad report row is skipped and counted, beside a good one that loads;
+ * a bad meta value still refuses the file. */
 START_TEST(test_load_limits)
 {
-    static const char *bad[] = {
+    static const char *bad_rows[] = {
         "INSERT INTO eval_reports VALUES(1, 'c', 10, 1.5, 0.1, NULL)",
         "INSERT INTO eval_reports VALUES(1, 'c', 10, -0.1, 0.1, NULL)",
         "INSERT INTO eval_reports VALUES(1, 'c', -1, 0.5, 0.1, NULL)",
         "INSERT INTO eval_reports VALUES(1, 'c', 100000001, 0.5, 0.1, NULL)",
+        "INSERT INTO eval_reports VALUES(1, 'c', 4294967295, 1.0, 0.0, NULL)",
         "INSERT INTO eval_reports VALUES(1, 'c', 'ten', 0.5, 0.1, NULL)",
         "INSERT INTO eval_reports VALUES(-1, 'c', 10, 0.5, 0.1, NULL)",
-        /* REPORT_NAME_MAX - 1 = 63 bytes is the longest name; 64 is refused. */
+        /* REPORT_NAME_MAX - 1 = 63 bytes is the longest name; 64 is skipped. */
         "INSERT INTO eval_reports VALUES(1, printf('%.64c', 'n'), 10, 0.5, 0.1, NULL)",
         "INSERT INTO eval_reports VALUES(1, '', 10, 0.5, 0.1, NULL)",
+    };
+    for (size_t i = 0; i < sizeof bad_rows / sizeof bad_rows[0]; i++) {
+        char sql[512];
+        snprintf(sql, sizeof sql, "%s; INSERT INTO eval_reports VALUES(1, 'good', 20, 0.25, 0.1, NULL)",
+                 bad_rows[i]);
+        make_db(path, sql);
+        report_run run;
+        char err[SEFL_ERRLEN] = "";
+        ck_assert_msg(report_load_run(path, -1, &run, err) == 0, "case %zu: %s", i, err);
+        ck_assert_int_eq(run.skipped, 1);
+        ck_assert_int_eq(run.n, 1);
+        ck_assert_str_eq(run.c[0].name, "good");
+        ck_assert_double_eq_tol(run.curve[0].weighted_accuracy, 0.25, TOL);
+        report_run_free(&run);
+        unlink(path);
+        /* Alone, it leaves no report in range: an error naming the skipped. */
+        make_db(path, bad_rows[i]);
+        ck_assert_int_eq(report_load_run(path, -1, &run, err), -EINVAL);
+        ck_assert_msg(strstr(err, "1 skipped") != NULL, "case %zu: %s", i, err);
+        report_run_free(&run);
+        unlink(path);
+    }
+    static const char *bad_meta[] = {
         /* REPORT_META_MAX - 1 = 63 bytes per meta text value. */
         "INSERT INTO eval_reports VALUES(1, 'c', 10, 0.5, 0.1, NULL);"
         " UPDATE meta SET value = printf('%.64c', 'p') WHERE key = 'partition'",
         "INSERT INTO eval_reports VALUES(1, 'c', 10, 0.5, 0.1, NULL);"
         " UPDATE meta SET value = 'eight' WHERE key = 'r'",
     };
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        make_db(path, bad[i]);
+    for (size_t i = 0; i < sizeof bad_meta / sizeof bad_meta[0]; i++) {
+        make_db(path, bad_meta[i]);
         report_run run;
         char err[SEFL_ERRLEN] = "";
         ck_assert_msg(report_load_run(path, -1, &run, err) == -ERANGE, "case %zu: %s", i, err);

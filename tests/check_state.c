@@ -23,8 +23,7 @@ static float *init, *buf, *back;   /* (table.total) each */
 static void setup(void)
 {
     char err[SEFL_ERRLEN];
-    strcpy(dir, "/tmp/check_state.XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
+    check_mkdtemp(dir, sizeof dir, "/tmp/check_state.XXXXXX");
     snprintf(path, sizeof path, "%s/server.db", dir);
     ck_assert_int_eq(params_build_cnn_se(&table, 8, 1, err), 0);
     init = malloc(table.total * sizeof(float));
@@ -151,6 +150,36 @@ START_TEST(test_refuses_other_settings)
     ck_assert_int_eq(state_open(path, &r4, init, &s, err), -EINVAL);
     ck_assert_ptr_nonnull(strstr(err, "--r"));
 
+    /* The local schedule and the private rate are recorded and checked. */
+    state_config pf = c;
+    pf.private_epochs = 2;
+    ck_assert_int_eq(state_open(path, &pf, init, &s, err), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "local_schedule = joint, this run has private-first:2 (--local-schedule)"));
+    state_config plr = c;
+    plr.private_lr = 0.05f;
+    ck_assert_int_eq(state_open(path, &plr, init, &s, err), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "private_lr = lr, this run has 0.05 (--private-lr)"));
+    char sched[160];
+    snprintf(sched, sizeof sched, "%s/sched.db", dir);
+    pf.private_lr = 0.05f;
+    ck_assert_int_eq(state_open(sched, &pf, init, &s, err), 0);
+    state_close(s);
+    ck_assert_int_eq(check_sql_file_int(sched, "SELECT value = 'private-first:2' FROM meta"
+                                               " WHERE key = 'local_schedule'"), 1);
+    ck_assert_int_eq(state_open(sched, &pf, init, &s, err), 0);
+    state_close(s);
+    ck_assert_int_eq(state_open(sched, &c, init, &s, err), -EINVAL);
+    /* A file made before the two settings existed resumes as joint at lr,
+     * and only so. */
+    sqlite3 *db;
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, "DELETE FROM meta WHERE key IN ('local_schedule', 'private_lr')",
+                                  NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    ck_assert_int_eq(state_open(path, &c, init, &s, err), 0);
+    state_close(s);
+    ck_assert_int_eq(state_open(path, &pf, init, &s, err), -EINVAL);
+
     /* a file of sefl-sim --local-only is not one the coordinator resumes */
     char local[160];
     snprintf(local, sizeof local, "%s/local.db", dir);
@@ -222,28 +251,17 @@ START_TEST(test_clients_and_eval_reports)
 }
 END_TEST
 
-/* Settings beyond the model's (the aggregation rule, the server optimizer):
- * recorded, refused when they differ, a file without them matches only the
- * default; the optimizer state and privacy rows commit with the round and
- * are pruned with the models. */
+/* The aggregation settings ride on the same mechanism (a new rule refused
+ * on resume); the optimizer state and privacy rows commit with the round
+ * and the optimizer state is pruned with the models. */
 START_TEST(test_settings_opt_state_privacy)
 {
     state *s;
     char err[SEFL_ERRLEN] = "";
     state_config c = config(PARAM_SE, 42);
-    ck_assert_int_eq(state_open(path, &c, init, &s, err), 0);   /* an "older" file: no settings */
-    state_close(s);
-    state_setting set = { "aggregate", "median", "--aggregate", "fedavg" };
+    state_setting set = { "aggregate", "krum:2", "--aggregate" };
     c.settings = &set;
     c.n_settings = 1;
-    ck_assert_int_eq(state_open(path, &c, init, &s, err), -EINVAL);
-    ck_assert_ptr_nonnull(strstr(err, "made with aggregate = fedavg, this run has median"));
-    set.value = "fedavg";
-    ck_assert_int_eq(state_open(path, &c, init, &s, err), 0);
-    state_close(s);
-
-    ck_assert_int_eq(unlink(path), 0);
-    set.value = "krum:2";
     ck_assert_int_eq(state_open(path, &c, init, &s, err), 0);
     double opt[3] = { 1.5, -2, 1e-300 }, back_opt[3];
     for (uint32_t r = 1; r <= STATE_KEEP_MODELS + 2; r++) {
@@ -278,6 +296,61 @@ START_TEST(test_settings_opt_state_privacy)
 }
 END_TEST
 
+/* Further settings (the coordinator's defences) are written into a new
+ * file, checked on resume, and adopted by a file made before they existed. */
+START_TEST(test_settings_recorded)
+{
+    char err[SEFL_ERRLEN] = "";
+    state *s = NULL;
+    state_setting set[] = { { "max_weight_share", "0.5", "--max-weight-share" },
+                            { "max_update_norm", "100x", "--max-update-norm" } };
+    state_config c = config(PARAM_SE, 1);
+    c.settings = set;
+    c.n_settings = 2;
+    ck_assert_int_eq(state_open(path, &c, init, &s, err), 0);
+    state_close(s);
+    ck_assert_int_eq(state_open(path, &c, init, &s, err), 0);
+    state_close(s);
+    state_setting other[] = { { "max_weight_share", "0.25", "--max-weight-share" },
+                              { "max_update_norm", "100x", "--max-update-norm" } };
+    c.settings = other;
+    ck_assert_int_eq(state_open(path, &c, init, &s, err), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "made with max_weight_share = 0.5, this run has 0.25 "
+                                      "(--max-weight-share)"));
+    /* A file without the key takes this run's value, then holds to it. */
+    exec_raw("DELETE FROM meta WHERE key = 'max_weight_share'");
+    ck_assert_int_eq(state_open(path, &c, init, &s, err), 0);
+    state_close(s);
+    c.settings = set;
+    ck_assert_int_eq(state_open(path, &c, init, &s, err), -EINVAL);
+}
+END_TEST
+
+/* The counts a client declares are kept per name; a change is reported
+ * with the old ones. */
+START_TEST(test_declared_counts)
+{
+    char err[SEFL_ERRLEN] = "";
+    state *s = NULL;
+    state_config c = config(PARAM_SE, 1);
+    ck_assert_int_eq(state_open(path, &c, init, &s, err), 0);
+    uint32_t ot = 7, oe = 7;
+    ck_assert_int_eq(state_client_declared(s, "client-0001", 2000, 500, &ot, &oe, err), 0);
+    ck_assert_int_eq(state_client_declared(s, "client-0001", 2000, 500, &ot, &oe, err), 0);
+    ck_assert_uint_eq(ot, 7);
+    ck_assert_int_eq(state_client_declared(s, "client-0002", 10, 5, &ot, &oe, err), 0);
+    ck_assert_int_eq(state_client_declared(s, "client-0001", 1000000, 500, &ot, &oe, err), 1);
+    ck_assert_uint_eq(ot, 2000);
+    ck_assert_uint_eq(oe, 500);
+    state_close(s);
+    /* Kept across a restart. */
+    ck_assert_int_eq(state_open(path, &c, init, &s, err), 0);
+    ck_assert_int_eq(state_client_declared(s, "client-0001", 2000, 500, &ot, &oe, err), 1);
+    ck_assert_uint_eq(ot, 1000000);
+    state_close(s);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("state");
@@ -288,6 +361,8 @@ int main(void)
     tcase_add_test(tc, test_refuses_other_settings);
     tcase_add_test(tc, test_detects_damaged_model);
     tcase_add_test(tc, test_clients_and_eval_reports);
+    tcase_add_test(tc, test_settings_recorded);
+    tcase_add_test(tc, test_declared_counts);
     tcase_add_test(tc, test_settings_opt_state_privacy);
     suite_add_tcase(s, tc);
     return check_run(s);

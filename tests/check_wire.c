@@ -210,6 +210,8 @@ START_TEST(test_tensor_messages)
     tt.epochs = 2;
     tt.seed = 99;
     tt.private_groups = "se";
+    tt.private_epochs = 3;
+    tt.private_lr = 0.02f;
     Sefl__Update up = SEFL__UPDATE__INIT;
     up.round = 4;
     up.examples = 600;
@@ -243,6 +245,8 @@ START_TEST(test_tensor_messages)
             ck_assert_uint_eq(d->train_task->seed, 99);
             ck_assert_float_eq(d->train_task->momentum, 0.9f);
             ck_assert_str_eq(d->train_task->private_groups, "se");
+            ck_assert_uint_eq(d->train_task->private_epochs, 3);
+            ck_assert_float_eq(d->train_task->private_lr, 0.02f);
             v = d->train_task->tensors;
             n = d->train_task->n_tensors;
             break;
@@ -729,6 +733,20 @@ START_TEST(test_reject_fields)
     tt.epochs = WIRE_MAX_EPOCHS + 1;
     expect_fail(&e, WIRE_ERR_LIMIT, "TrainTask.epochs");
     tt.epochs = 1;
+    /* The local schedule: 0 (joint) and 1..WIRE_MAX_EPOCHS private epochs,
+     * a finite non-negative private rate (0: lr). */
+    tt.private_epochs = WIRE_MAX_EPOCHS;
+    p = enc(&e);
+    wire_free(dec_ok(&p));
+    free(p.frame);
+    tt.private_epochs = WIRE_MAX_EPOCHS + 1;
+    expect_fail(&e, WIRE_ERR_LIMIT, "TrainTask.private_epochs");
+    tt.private_epochs = 0;
+    tt.private_lr = -0.5f;
+    expect_fail(&e, WIRE_ERR_MALFORMED, "TrainTask.private_lr");
+    tt.private_lr = NAN;
+    expect_fail(&e, WIRE_ERR_MALFORMED, "TrainTask.private_lr");
+    tt.private_lr = 0;
     tt.private_groups = "";
     expect_fail(&e, WIRE_ERR_MALFORMED, "TrainTask.private_groups");
 

@@ -1,5 +1,5 @@
-/* state: server.db, the coordinator's durable state; see state.h and
- * notes/db.md for the schema that sefl-eval reads as written. */
+/* state: server.db, the coordinator's durable state; see state.h, whose
+ * schema comment sefl-eval and scripts read the file by. */
 #include "common/fl/state.h"
 
 #include <errno.h>
@@ -42,9 +42,10 @@ typedef struct {
     const char *key;
     char value[64];
     const char *flag;           /* the command-line option that sets it, for the message */
+    const char *absent;         /* the value of a file made before the key existed, or NULL */
 } state_meta_item;
 
-enum { STATE_META_N = 6 };
+enum { STATE_META_N = 8 };
 
 static void state_meta_items(const state_config *cfg, state_meta_item it[STATE_META_N])
 {
@@ -61,6 +62,14 @@ static void state_meta_items(const state_config *cfg, state_meta_item it[STATE_M
     snprintf(it[4].value, sizeof it[4].value, "%s", params_private_name(cfg->private_mask));
     it[5] = (state_meta_item){ .key = "init_seed", .flag = "--seed" };
     snprintf(it[5].value, sizeof it[5].value, "%" PRIu64, cfg->init_seed);
+    it[6] = (state_meta_item){ .key = "local_schedule", .flag = "--local-schedule", .absent = "joint" };
+    if (cfg->private_epochs > 0)
+        snprintf(it[6].value, sizeof it[6].value, "private-first:%d", cfg->private_epochs);
+    else
+        snprintf(it[6].value, sizeof it[6].value, "joint");
+    it[7] = (state_meta_item){ .key = "private_lr", .flag = "--private-lr", .absent = "lr" };
+    if (cfg->private_lr > 0) snprintf(it[7].value, sizeof it[7].value, "%g", (double)cfg->private_lr);
+    else snprintf(it[7].value, sizeof it[7].value, "lr");
 }
 
 /* Inserts the model of round into models; part of a caller's transaction. */
@@ -109,7 +118,8 @@ static int state_check_meta(state *s, const state_config *cfg, char *err)
     for (int i = 0; i < STATE_META_N; i++) {
         char have[STORE_META_MAX];
         int ret = store_meta_get(s->db, it[i].key, have, sizeof have, err);
-        if (ret) return ret == -ENOENT ? -EBADMSG : ret;
+        if (ret == -ENOENT && it[i].absent) snprintf(have, sizeof have, "%s", it[i].absent);
+        else if (ret) return ret == -ENOENT ? -EBADMSG : ret;
         if (strcmp(have, it[i].value)) {
             err_set(err, "%s: made with %s = %s, this run has %s (%s); use the same "
                     "settings or another --db", s->path, it[i].key, have, it[i].value,
@@ -118,14 +128,20 @@ static int state_check_meta(state *s, const state_config *cfg, char *err)
         }
     }
     for (int i = 0; i < cfg->n_settings; i++) {
-        const state_setting *x = &cfg->settings[i];
+        const state_setting *set = &cfg->settings[i];
         char have[STORE_META_MAX];
-        int ret = store_meta_get(s->db, x->key, have, sizeof have, err);
-        if (ret == -ENOENT) snprintf(have, sizeof have, "%s", x->dflt);
-        else if (ret) return ret;
-        if (strcmp(have, x->value)) {
+        int ret = store_meta_get(s->db, set->key, have, sizeof have, err);
+        if (ret == -ENOENT) {
+            log_info("%s: recording %s = %s (made before the setting existed)", s->path,
+                     set->key, set->value);
+            ret = store_meta_set(s->db, set->key, set->value, err);
+            if (ret) return ret;
+            continue;
+        }
+        if (ret) return ret;
+        if (strcmp(have, set->value)) {
             err_set(err, "%s: made with %s = %s, this run has %s (%s); use the same "
-                    "settings or another --db", s->path, x->key, have, x->value, x->flag);
+                    "settings or another --db", s->path, set->key, have, set->value, set->flag);
             return -EINVAL;
         }
     }
@@ -365,6 +381,27 @@ int state_client_seen(state *s, const char *name, char *err)
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, now, -1, SQLITE_STATIC);
     return state_step(s, st, err);
+}
+
+int state_client_declared(state *s, const char *name, uint32_t train, uint32_t test,
+                          uint32_t *old_train, uint32_t *old_test, char *err)
+{
+    char key[128], have[STORE_META_MAX], now[32];
+    snprintf(key, sizeof key, "declared:%s", name);
+    snprintf(now, sizeof now, "%u,%u", train, test);
+    int ret = store_meta_get(s->db, key, have, sizeof have, err);
+    if (ret && ret != -ENOENT) return ret;
+    if (!ret && !strcmp(have, now)) return 0;
+    int changed = 0;
+    if (!ret) {
+        unsigned a = 0, b = 0;
+        changed = 1;
+        if (sscanf(have, "%u,%u", &a, &b) != 2) a = b = 0;
+        *old_train = a;
+        *old_test = b;
+    }
+    ret = store_meta_set(s->db, key, now, err);
+    return ret ? ret : changed;
 }
 
 int state_eval_report(state *s, uint32_t round, const char *client, uint32_t examples,

@@ -1,4 +1,4 @@
-/* state: the coordinator's server.db (schema in notes/db.md).
+/* state: the coordinator's server.db (its schema is below).
  *
  * What a restarted coordinator needs lives here: meta (the model and private
  * set the file was made for), committed rounds with their figures, the
@@ -15,6 +15,34 @@
  * The initial model is stored as round 0 when the file is created (no rounds
  * row), so resuming before the first commit and comparing the first round's
  * model against its start work like any other round.
+ *
+ * Schema (schema_version 1; sefl-eval, tests and users' scripts read the
+ * file by it, so a change here is a new schema_version):
+ *   meta(key TEXT PRIMARY KEY, value)
+ *       schema_version, kind ('server', or 'local' for the file
+ *       `sefl-sim --local-only` writes), created_at (UTC ISO 8601), and what
+ *       binds the file to one run: arch, r, fc1_gate, table_hash (16 hex
+ *       digits), private_groups ('se', 'none', 'head', 'se,head'),
+ *       init_seed, and partition (the spec, when known)
+ *   rounds(round INTEGER PRIMARY KEY, committed_at TEXT, clients INTEGER,
+ *          examples INTEGER, train_loss REAL, train_accuracy REAL,
+ *          seconds REAL, coord_seconds REAL, attempt INTEGER)
+ *       one row per committed round: updates folded in, their examples,
+ *       example-weighted train figures, selection-to-commit wall time, the
+ *       coordinator's own CPU share of it, and 1 + abandoned attempts
+ *   models(round INTEGER PRIMARY KEY, params BLOB, checksum TEXT)
+ *       the whole parameter buffer (table.total float32, little-endian) of
+ *       round 0 and of the last STATE_KEEP_MODELS committed rounds, with its
+ *       FNV-1a 64 checksum as 16 lowercase hex digits
+ *   clients(name TEXT PRIMARY KEY, first_seen TEXT, last_seen TEXT,
+ *           rounds INTEGER, examples INTEGER)
+ *       every client (certificate CN) that said Hello, the rounds it took
+ *       part in and the training examples it contributed
+ *   eval_reports(round INTEGER, client TEXT, examples INTEGER,
+ *                accuracy REAL, loss REAL, received_at TEXT,
+ *                PRIMARY KEY(round, client))
+ *       every EvalReport: the client's personalized test accuracy and loss
+ *       on its own test split after that round
  */
 #ifndef SEFL_STATE_H
 #define SEFL_STATE_H
@@ -29,30 +57,33 @@
 
 typedef struct state state;
 
+/* A further result-changing setting recorded in meta: key, its value as
+ * text, and the flag that sets it (for the message on a mismatch). */
+typedef struct {
+    const char *key;
+    const char *value;
+    const char *flag;
+} state_setting;
+
 typedef struct {
     const param_table *t;       /* the model every stored buffer is laid out by */
     unsigned private_mask;      /* PARAM_* groups kept on the clients */
     uint64_t init_seed;         /* model_init seed of the initial model */
     const char *kind;           /* meta kind: NULL for "server"; "local" for sefl-sim --local-only */
     const char *partition;      /* partition spec when known, else NULL */
-    const struct state_setting *settings; /* more result-changing settings, recorded */
-    int n_settings;             /* in meta like the ones above (may be 0) */
+    int private_epochs;         /* local schedule: 0 joint, P private-first:P */
+    float private_lr;           /* learning rate of the private tensors; 0: the run's lr */
+    /* (n_settings) more settings a resume must keep; a file made before a
+     * setting existed adopts this run's value (and says so in the log). */
+    const state_setting *settings;
+    int n_settings;
 } state_config;
-
-/* A setting recorded in meta when the file is created and compared on
- * every open, like the model's own; a file made before the setting existed
- * (key absent) matches only the value dflt. */
-typedef struct state_setting {
-    const char *key;            /* meta key */
-    const char *value;          /* this run's value, as text */
-    const char *flag;           /* the option(s) that set it, for the message */
-    const char *dflt;           /* the value an older file implies */
-} state_setting;
 
 /* Opens or creates path. A new file gets meta from cfg and init (table.total
  * floats) as the model of round 0. An existing file must be a sefl database
  * of cfg's kind whose meta (arch, r, fc1_gate, table_hash, private_groups,
- * init_seed) matches cfg; otherwise one line in err says which setting
+ * init_seed, local_schedule, private_lr) matches cfg (a file made before
+ * the last two existed counts as joint, private_lr = lr); otherwise one line in err says which setting
  * differs. Returns 0 with *out (close with state_close), or negative. */
 int state_open(const char *path, const state_config *cfg, const float *init, state **out,
                char *err);
@@ -111,6 +142,12 @@ int state_round_times(state *s, uint32_t round, double seconds, double coord_sec
 
 /* Records that a client connected now (first_seen once, last_seen each time). */
 int state_client_seen(state *s, const char *name, char *err);
+
+/* Records the counts name declared in its Hello (meta "declared:NAME").
+ * Returns 0 when they are new or unchanged, 1 when they differ from the
+ * stored ones (then *old_train, *old_test are those), or negative with err. */
+int state_client_declared(state *s, const char *name, uint32_t train, uint32_t test,
+                          uint32_t *old_train, uint32_t *old_test, char *err);
 
 /* Stores (or replaces) the EvalReport of client for round. */
 int state_eval_report(state *s, uint32_t round, const char *client, uint32_t examples,

@@ -395,6 +395,9 @@ static int wire_check_envelope(const Sefl__Envelope *e, const param_table *t, ui
             (rc = wire_check_float(m->prox_mu, FLT_MAX, "TrainTask.prox_mu", code, err)) ||
             (rc = wire_check_count(m->batch, WIRE_MAX_BATCH, "TrainTask.batch", code, err)) ||
             (rc = wire_check_count(m->epochs, WIRE_MAX_EPOCHS, "TrainTask.epochs", code, err)) ||
+            (rc = wire_check_float(m->private_lr, FLT_MAX, "TrainTask.private_lr", code, err)) ||
+            (m->private_epochs && (rc = wire_check_count(m->private_epochs, WIRE_MAX_EPOCHS,
+                                                          "TrainTask.private_epochs", code, err))) ||
             (rc = wire_check_groups(m->private_groups, "TrainTask.private_groups", code, err)))
             return rc;
         return wire_check_tensors(t, m->tensors, m->n_tensors, "TrainTask", code, err);
@@ -419,7 +422,8 @@ static int wire_check_envelope(const Sefl__Envelope *e, const param_table *t, ui
         return wire_check_float(m->loss, FLT_MAX, "EvalReport.loss", code, err);
     }
     case SEFL__ENVELOPE__MSG_ERROR:
-        if (e->error->code < WIRE_ERR_MALFORMED || e->error->code > WIRE_ERR_SHUTDOWN) {
+        if ((e->error->code < WIRE_ERR_MALFORMED || e->error->code > WIRE_ERR_SHUTDOWN) &&
+            e->error->code != WIRE_ERR_DIVERGED) {
             *code = WIRE_ERR_MALFORMED;
             err_set(err, "Error.code %u is not a known error code", e->error->code);
             return -EBADMSG;

@@ -1,4 +1,4 @@
-/* model: the `cnn-se` network of DESIGN.md, trained with SGD; see model.h.
+/* model: the `cnn-se` network of common/README.md, trained with SGD; see model.h.
  *
  * A model is its parameter table, three buffers of table.total floats
  * (weights, gradients, momentum) and one workspace of activations. The
@@ -234,6 +234,17 @@ float *model_grads(model *m)
     return m->g;
 }
 
+const float *model_momentum(const model *m)
+{
+    return m->v;
+}
+
+int model_is_gate_bias(const param_info *p)
+{
+    const size_t n = strlen(p->name), k = strlen(".fc2.bias");
+    return (p->groups & PARAM_SE) && n > k && !strcmp(p->name + n - k, ".fc2.bias");
+}
+
 void model_init(model *m, uint64_t seed)
 {
     /* PyTorch's default: kaiming_uniform(a = sqrt(5)) on a weight is
@@ -249,6 +260,10 @@ void model_init(model *m, uint64_t seed)
         if (p->ndim > 1) bound = 1.0 / sqrt((double)(p->size / (size_t)p->shape[0]));
         float *w = m->w + p->offset;
         for (size_t k = 0; k < p->size; k++) w[k] = (float)((2.0 * rng_uniform(&r) - 1.0) * bound);
+        /* The gates start open (model.h); the draws above still happen, so
+         * every other tensor gets the same bytes as under the plain scheme. */
+        if (model_is_gate_bias(p))
+            for (size_t k = 0; k < p->size; k++) w[k] = MODEL_GATE_BIAS;
     }
     model_reset_momentum(m);
 }
@@ -362,7 +377,17 @@ float model_forward_backward(model *m, const float *x, const uint8_t *y, int B, 
 
 void model_sgd_step(model *m, const sgd_config *c, const float *ref)
 {
-    sgd_step(m->w, m->g, m->v, ref, m->t.total, c);
+    /* Tensor by tensor, so that each can be frozen or get its own rate;
+     * the table has a few dozen tensors, so the calls cost nothing next to
+     * the floats they step. */
+    sgd_config one = *c;
+    for (int i = 0; i < m->t.n; i++) {
+        const param_info *p = &m->t.p[i];
+        if (params_selected(p, c->frozen)) continue;
+        one.lr = params_selected(p, c->alt) ? c->alt_lr : c->lr;
+        sgd_step(m->w + p->offset, m->g + p->offset, m->v + p->offset, ref ? ref + p->offset : NULL,
+                 p->size, &one);
+    }
 }
 
 static double model_now(void)

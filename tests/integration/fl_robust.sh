@@ -10,6 +10,9 @@
 # stalls) -- both count as accuracy 0. median, trimmed:0.2, krum:2 and
 # fedavg with --clip 2 keep learning: each must beat fedavg by a clear gap
 # (GAP, 0.1 in accuracy: at least twice chance), not reach a fixed figure.
+# The coordinator's own norm guard (--max-update-norm, 100x the median by
+# default) would refuse these updates before any rule sees them: it is
+# turned off here, so that the rules alone are measured.
 # Also: a `nan` attacker's updates are refused by the coordinator's checks
 # and the rounds commit without them; sefl-server refuses bad --aggregate
 # settings with one line and exit 2, and a resume with another rule.
@@ -21,7 +24,7 @@ sefl_fl_begin fl_robust 10 15 '*/*.log'
 
 GAP=0.1
 SERVER="--rounds 4 --clients-per-round 10 --min-clients 10 --over-select 1 --round-timeout 30
-        --eval-every 0 --lr 0.05 --momentum 0.9 --seed 3"
+        --eval-every 0 --lr 0.05 --momentum 0.9 --seed 3 --max-update-norm off"
 SIM="--clients 10 --partition iid --seed 5 --max-samples 150 --threads 2
      --attack scale:1000 --attackers 0.2"
 
