@@ -47,7 +47,9 @@ static void usage(FILE *f)
           "as PFLlib reports it), mean_accuracy, std_accuracy (population), min_accuracy,\n"
           "p10_accuracy, median_accuracy, with a baseline the same prefixed baseline_ and\n"
           "better/worse/equal, and the model's cost: params_* per group, params_private,\n"
-          "private_fraction, macs_per_sample with and without the SE gates.\n"
+          "private_fraction, macs_per_sample with and without the SE gates; for a\n"
+          "DP-FedAvg run (sefl-server --dp-clip) dp_epsilon, dp_delta and dp_noise: the\n"
+          "privacy spent up to the reported round, as the coordinator stored it.\n"
           "Exit status: 0 done, 1 the db cannot be read or has no such reports, 2 bad arguments.\n",
           f);
 }

@@ -7,6 +7,11 @@
 # restarted on the same server.db and port. The model and the optimizer
 # state of round 3 must be the same bytes in both files. Two clients, as
 # the sum of two updates does not depend on their arrival order.
+# Then DP-FedAvg (z 0.001: two clients cannot hide in more noise without
+# the model diverging; the epsilon is accordingly huge): a 3-round run and
+# a run stopped after 2 rounds and resumed for the third store the same
+# epsilon for round 3 (the accountant is rebuilt from the privacy rows),
+# epsilon grows each round, and sefl-eval prints the stored value.
 cd "$(dirname "$0")/../.." || exit 1
 source tests/lib.sh
 sefl_need_fmnist || exit 0
@@ -61,4 +66,23 @@ sefl_check "the setting is recorded" \
     ${SERVER/adam/yogi} --rounds 4 >"$T/b/third.log" 2>&1
 sefl_check "a resume with another server optimizer is refused" \
     grep -q "made with server_opt = adam .* this run has yogi" "$T/b/third.log"
+DP="--clients-per-round 2 --min-clients 2 --over-select 1 --round-timeout 60 --eval-every 0
+    --private none --lr 0.05 --seed 4 --dp-clip 1 --dp-noise 0.001"
+sefl_check "DP run of 3 rounds exits 0" \
+    sefl_run_federated "$T/dpa" "$T/certs" 90 "--rounds 3 $DP" "$SIM"
+sefl_check "DP run of 2 rounds exits 0" \
+    sefl_run_federated "$T/dpb" "$T/certs" 90 "--rounds 2 $DP" "$SIM"
+sefl_check "... resumed for round 3, exits 0" \
+    sefl_run_federated "$T/dpb" "$T/certs" 90 "--rounds 3 $DP" "$SIM"
+eps() { sefl_sql "$1" "SELECT group_concat(epsilon, ' ') FROM privacy ORDER BY round"; }
+ea=$(eps "$T/dpa/server.db")
+eb=$(eps "$T/dpb/server.db")
+sefl_check "the same epsilon per round with and without the resume ($ea)" \
+    [ -n "$ea" -a "$ea" = "$eb" ]
+sefl_check "epsilon grows each round" \
+    awk -v e="$ea" 'BEGIN { n = split(e, v, " "); exit !(n == 3 && v[1] < v[2] && v[2] < v[3]) }'
+"$BIN/sefl-eval" --db "$T/dpb/server.db" >"$T/dpb/eval.txt" 2>&1
+sefl_check "sefl-eval prints the stored epsilon of round 3" \
+    awk -v e="${ea##* }" '$1 == "dp_epsilon" { ok = ($2 - e < 1e-4 && e - $2 < 1e-4) } END { exit !ok }' \
+    "$T/dpb/eval.txt"
 sefl_summary
