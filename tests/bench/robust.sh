@@ -9,6 +9,8 @@
 # median, trimmed:0.2, krum:4, fedavg + --clip CLIP, fedavg + --server-opt
 # adam); columns: no attack, then 20% of the clients (4) attacking with
 # signflip, scale:100 and gauss:SIGMA (sefl-sim --attack, a test tool).
+# The coordinator's own norm guard (--max-update-norm) is off, so that the
+# rules alone are measured (it would refuse the largest attacks itself).
 # Cell: weighted per-client accuracy (sefl-eval weighted_accuracy, %) at the
 # last evaluated round (every EVERY = 5 rounds and the last). A run that
 # cannot finish (a collapsed model makes the clients' training produce NaN,
@@ -24,7 +26,8 @@
 # set's size to fedavg and median, K = 20 and 200).
 #
 # Writes robust-out/ (each run's server.db and logs) and robust-out/table.md,
-# which it also prints. RULES, ATTACKS, DP_NOISES override the lists.
+# which it also prints. RULES, ATTACKS, DP_NOISES override the lists (" " for
+# none), OUT the directory.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 START=$(date +%s)
@@ -45,7 +48,10 @@ ATTACKS=${ATTACKS:-"none signflip scale:100 gauss:$SIGMA"}
 DP_NOISES=${DP_NOISES:-"0.01 0.1 1"}
 HYPER="--lr 0.05 --momentum 0.9 --batch 10 --epochs 1"
 
-make -s -j2 "$BIN/sefl-certs" "$BIN/sefl-server" "$BIN/sefl-sim" "$BIN/sefl-eval" "$BIN/sefl-aggbench"
+# SKIP_BUILD=1 runs the binaries already in $BIN as they are (e.g. a second
+# process finishing some rows with the same binaries as a first).
+[ -n "${SKIP_BUILD:-}" ] ||
+    make -s -j2 "$BIN/sefl-certs" "$BIN/sefl-server" "$BIN/sefl-sim" "$BIN/sefl-eval" "$BIN/sefl-aggbench"
 rm -rf "$OUT"
 mkdir -p "$OUT"
 "$BIN/sefl-certs" init --dir "$OUT/certs" --clients "$CLIENTS" --server-name 127.0.0.1 \
@@ -99,7 +105,7 @@ cell() {
     if ! run "$dir" \
         "--rounds $ROUNDS --clients-per-round $CLIENTS --min-clients $CLIENTS --over-select 1
          --round-timeout 60 --eval-every $EVERY --private se --seed $SEED $HYPER
-         $(rule_args "$rule")" \
+         --max-update-norm off $(rule_args "$rule")" \
         "--clients $CLIENTS --partition dir:0.1 --seed $SEED --max-samples $MAX_SAMPLES
          $sim_attack"; then
         sefl_stop "${SEFL_SERVER_PID:-}" "${SEFL_SIM_PID:-}"
