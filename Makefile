@@ -37,7 +37,7 @@ CFLAGS   += -fsanitize=$(SAN) -fno-sanitize-recover=all -fno-omit-frame-pointer
 LDFLAGS  += -fsanitize=$(SAN)
 endif
 
-PKGS     := libuv libprotobuf-c sqlite3 zlib
+PKGS     := libuv libprotobuf-c sqlite3 zlib libmicrohttpd
 LDLIBS   := $(shell pkg-config --libs $(PKGS) openblas 2>/dev/null) \
             -lmbedtls -lmbedx509 -lmbedcrypto -lm -lpthread
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
@@ -57,9 +57,10 @@ DEB_PKGS := build-essential pkg-config libuv1-dev libprotobuf-c-dev \
             protobuf-c-compiler libmbedtls-dev libsqlite3-dev check \
             libopenblas-dev zlib1g-dev dataset-fashion-mnist openssl \
             iproute2 sqlite3 clang libclang-rt-14-dev python3 procps lcov \
-            protobuf-compiler python3-protobuf
+            protobuf-compiler python3-protobuf \
+            libmicrohttpd-dev prometheus curl
 
-.PHONY: all deps layers check coverage check-asan bench demo results robust soak fuzz fuzz-corpus clean
+.PHONY: all deps layers check coverage check-asan bench demo results robust arch-results soak r-sweep newcomers fuzz fuzz-corpus clean
 all: $(PROGS) $(TEST_PROGS) $(TESTS)
 
 # Installs only what is missing, so a second run is quiet and fast.
@@ -165,6 +166,18 @@ robust: all
 # clean record and prints the figures. About 5-10 minutes; not in check.
 soak: all
 	@bash tests/soak.sh
+
+# Issue 14's personalization experiments (tests/bench/*.sh say what they
+# run and how to size them); minutes each, not part of make check.
+r-sweep: all
+	@bash tests/bench/r_sweep.sh
+
+newcomers: all
+	@bash tests/bench/newcomers.sh
+
+# One results row per model architecture (tests/bench/arch_results.sh).
+arch-results: all
+	@bash tests/bench/arch_results.sh
 
 FUZZ_SECONDS ?= 60
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)

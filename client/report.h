@@ -11,8 +11,8 @@
  *
  * Use: report_load_run() for the run and, if wanted, the baseline;
  * report_compute(); then report_print / report_write_csv / _json / _svg;
- * report_free(). report_db.c reads SQLite, report_svg.c draws the chart,
- * report.c does the rest.
+ * report_free(). report_db.c reads SQLite, report_svg.c draws the charts,
+ * report_xy.c reads the points of an x-y chart, report.c does the rest.
  */
 #ifndef SEFL_REPORT_H
 #define SEFL_REPORT_H
@@ -46,7 +46,9 @@ typedef struct {
 
 /* The meta table, as far as sefl-eval needs it; absent keys stay empty / -1. */
 typedef struct {
-    char arch[REPORT_META_MAX];           /* "cnn-se" */
+    char arch[REPORT_META_MAX];           /* "cnn-se", "mbv2-se" */
+    char se_placement[REPORT_META_MAX];   /* mbv2-se's option, empty if absent */
+    char gate[REPORT_META_MAX];           /* mbv2-se's option, empty if absent */
     int r;                                /* SE reduction ratio, -1 if absent */
     int fc1_gate;                         /* -1 if absent */
     char private_groups[REPORT_META_MAX]; /* "se", "none", "head", "se,head" */
@@ -145,5 +147,44 @@ int report_print(FILE *f, const report *r);
 int report_write_csv(FILE *f, const report *r);
 int report_write_json(FILE *f, const report *r);
 int report_write_svg(FILE *f, const report *r);
+
+/* A line chart of named series of (x, y) points with y an accuracy in
+ * [0, 1] (sefl-eval --plot: the r sweep's private parameters against
+ * accuracy). */
+#define REPORT_XY_MAX_SERIES 8
+#define REPORT_XY_MAX_POINTS 10000       /* per series */
+#define REPORT_XY_NAME_MAX 32            /* a series name or point label, with its NUL */
+
+typedef struct {
+    double x, y;
+    char label[REPORT_XY_NAME_MAX];      /* drawn beside the point; may be empty */
+} report_point_xy;
+
+typedef struct {
+    char name[REPORT_XY_NAME_MAX];
+    int n;
+    report_point_xy *p;                  /* (n) in file order */
+} report_series;
+
+typedef struct {
+    const char *title, *xlabel, *ylabel; /* the caller's strings, may be NULL */
+    int logx;                            /* x on a log scale (every x > 0) */
+    int nseries;
+    report_series s[REPORT_XY_MAX_SERIES];
+} report_xy;
+
+/* Reads points from f, one per line "SERIES X Y [LABEL]" (whitespace
+ * separated; blank lines and lines starting with # skipped) into c's series,
+ * in order of first appearance. X must be finite (> 0 when c->logx), Y in
+ * [0, 1], names and labels at most REPORT_XY_NAME_MAX - 1 bytes, within the
+ * limits above. Returns 0, or -EINVAL / -ERANGE with "PATH:LINE: why" in err
+ * (path names f in messages), -ENOMEM. Free c with report_xy_free either way. */
+int report_xy_read(FILE *f, const char *path, report_xy *c, char *err);
+void report_xy_free(report_xy *c);      /* accepts a zeroed or freed one */
+
+/* Draws c as a static SVG: one coloured line with markers per series, points
+ * joined in ascending x, labels beside their points. Returns 0, -EINVAL
+ * without any point, -ENOMEM or -EIO. */
+int report_write_xy_svg(FILE *f, const report_xy *c);
 
 #endif

@@ -79,6 +79,8 @@ static int load_meta(sqlite3 *db, const char *path, report_meta *m, char *err)
     m->r = -1;
     m->fc1_gate = -1;
     if ((ret = meta_text(db, "arch", m->arch, err)) < 0 ||
+        (ret = meta_text(db, "se_placement", m->se_placement, err)) < 0 ||
+        (ret = meta_text(db, "gate", m->gate, err)) < 0 ||
         (ret = meta_text(db, "private_groups", m->private_groups, err)) < 0 ||
         (ret = meta_text(db, "kind", m->kind, err)) < 0 ||
         (ret = meta_text(db, "partition", m->partition, err)) < 0 ||

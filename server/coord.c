@@ -25,6 +25,7 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "server/coord_metrics.h"
 #include "server/guard.h"
 #include "server/rdp.h"
 #include "common/net/conn.h"
@@ -122,12 +123,27 @@ struct coord {
     uint64_t hb_nonce;
     guard g;                     /* report, weight and norm checks; the penalty box */
     char norm_name[32];          /* --max-update-norm as given, for log lines */
+
+    coord_metrics met;           /* event metrics, for monitoring */
+    char run_id[STATE_RUN_ID_LEN + 1];
+    double last_commit_unix;     /* wall clock of the last commit; 0: none yet */
+    int has_eval;                /* the figures of the last evaluation below are set */
+    uint32_t last_eval_round;
+    double last_eval_acc;
 };
 
 static void coord_advance(coord *co);
 static void coord_on_deadline(uv_timer_t *t);
 static void coord_on_settle(uv_timer_t *t);
 static void coord_eval_join(coord *co, peer *p);
+
+/* Seconds since the Unix epoch, for figures an operator reads. */
+static double coord_unix_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 static double coord_since(uint64_t start_ns)
 {
@@ -626,6 +642,11 @@ static void coord_end_eval(coord *co)
     log_info("eval round %u done: %d of %d reports, weighted accuracy %.4f", co->eval_round,
              co->eval_got, co->eval_sent,
              co->eval_examples ? co->eval_acc_sum / (double)co->eval_examples : 0.0);
+    if (co->eval_examples) {
+        co->has_eval = 1;
+        co->last_eval_round = co->eval_round;
+        co->last_eval_acc = co->eval_acc_sum / (double)co->eval_examples;
+    }
     co->phase = CO_IDLE;
     coord_advance(co);
 }
@@ -748,6 +769,9 @@ static void coord_commit(coord *co, coord_clock t0)
     r.seconds = coord_since(co->round_start_ns);
     if (state_round_times(co->st, r.round, r.seconds, r.coord_seconds, err)) log_warn("%s", err);
     log_debug("round %u: database commit took %.3f s", r.round, coord_since(tc));
+    metric_add(co->met.committed, 0, 1);
+    metric_observe(co->met.duration, r.seconds);
+    co->last_commit_unix = coord_unix_now();
     /* Swap: scratch now holds the committed model. */
     float *tmp = co->global;
     co->global = co->scratch;
@@ -775,6 +799,7 @@ static void coord_abandon(coord *co, const char *why)
     uv_timer_stop(&co->deadline);
     log_warn("round %u abandoned: %d of %d needed updates%s (attempt %d); retrying", co->round,
              strategy_count(co->strat), co->cfg.min_clients, why, co->attempt);
+    metric_add(co->met.abandoned, 0, 1);
     coord_stop_sending(co);
     for (peer *p = co->peers; p; p = p->next) p->task = 0;
     co->phase = CO_IDLE;
@@ -844,8 +869,9 @@ static void coord_advance(coord *co)
 
 /* ---- updates and reports ----------------------------------------------- */
 
-static void coord_reject(peer *p, const char *reason)
+static void coord_reject(peer *p, int kind, const char *reason)
 {
+    metric_add(p->co->met.rejected, kind, 1);
     log_warn("rejected update from %s: %s", p->name, reason);
     peer_send_error(p, WIRE_ERR_REJECTED, reason);
 }
@@ -857,32 +883,38 @@ static void coord_on_update(peer *p, const Sefl__Update *u, coord_clock t0)
 {
     coord *co = p->co;
     char reason[SEFL_ERRLEN + 32];
+    int kind = COORD_REJ_NO_ROUND;
     if (co->phase != CO_TRAIN) {
         snprintf(reason, sizeof reason, "round %u: no round in progress (last committed %u)",
                  u->round, co->last_round);
         goto reject;
     }
     if (u->round != co->round) {
+        kind = u->round < co->round ? COORD_REJ_STALE : COORD_REJ_UNKNOWN_ROUND;
         snprintf(reason, sizeof reason, "%s round %u, round %u is in progress",
                  u->round < co->round ? "stale" : "unknown", u->round, co->round);
         goto reject;
     }
     if (p->task != co->task) {
+        kind = COORD_REJ_NOT_SELECTED;
         snprintf(reason, sizeof reason, "not selected for round %u attempt %d", co->round,
                  co->attempt);
         goto reject;
     }
     if (p->reported) {
+        kind = COORD_REJ_DUPLICATE;
         snprintf(reason, sizeof reason, "duplicate update for round %u", co->round);
         goto reject;
     }
     if (u->examples == 0 || u->examples > p->train_examples) {
+        kind = COORD_REJ_EXAMPLES;
         snprintf(reason, sizeof reason, "examples %u outside 1..%u (its train split)",
                  u->examples, p->train_examples);
         goto reject;
     }
     char err[SEFL_ERRLEN];
     if (wire_tensors_apply(&co->t, co->shared, u->tensors, u->n_tensors, co->scratch, err)) {
+        kind = COORD_REJ_TENSORS;
         snprintf(reason, sizeof reason, "tensor set: %s", err);
         goto reject;
     }
@@ -890,6 +922,7 @@ static void coord_on_update(peer *p, const Sefl__Update *u, coord_clock t0)
     uint32_t weight = u->examples < p->weight_cap ? u->examples : p->weight_cap;
     int ret = strategy_add(co->strat, co->flat, weight, u->train_loss, u->train_accuracy);
     if (ret) {
+        kind = ret == -EDOM || ret == -ERANGE ? COORD_REJ_NOT_FINITE : COORD_REJ_EXAMPLES;
         snprintf(reason, sizeof reason, "%s",
                  ret == -EDOM     ? "a value is not finite"
                  : ret == -ERANGE ? "its difference from the global model is beyond float range"
@@ -904,6 +937,7 @@ static void coord_on_update(peer *p, const Sefl__Update *u, coord_clock t0)
                  weight, co->cfg.guard.max_weight_share);
     }
     p->reported = 1;
+    metric_add(co->met.accepted, 0, 1);
     int i = strategy_count(co->strat) - 1;
     /* ||update - global|| over the shared set, in the running pass: the
      * bound is checked against the round's median before the commit. */
@@ -917,7 +951,7 @@ static void coord_on_update(peer *p, const Sefl__Update *u, coord_clock t0)
     coord_settle_round(co, t0);
     return;
 reject:
-    coord_reject(p, reason);
+    coord_reject(p, kind, reason);
 }
 
 static void coord_on_eval_report(peer *p, const Sefl__EvalReport *r)
@@ -957,7 +991,8 @@ static void coord_on_eval_report(peer *p, const Sefl__EvalReport *r)
 
 /* A client whose local training diverged answers its TrainTask with
  * Error{WIRE_ERR_DIVERGED} instead of an Update: it is counted, stays
- * connected, and owes the attempt nothing more. */
+ * connected, owes the attempt nothing more, and sits out the next rounds
+ * (a retry that selected it again would only wait for the same failure). */
 static void coord_on_diverged(peer *p, const char *msg, coord_clock t0)
 {
     coord *co = p->co;
@@ -969,6 +1004,7 @@ static void coord_on_diverged(peer *p, const char *msg, coord_clock t0)
     }
     log_warn("client %s: training diverged in round %u (%s); it stays connected (diverged so "
              "far: %ld)", p->name, co->round, msg, co->g.diverged);
+    guard_penalise(&co->g, p->name, co->last_round, "its training diverged");
     p->reported = 1;
     co->open--;
     coord_settle_round(co, t0);
@@ -1085,7 +1121,7 @@ void coord_config_default(coord_config *c)
         .batch = 10,
         .epochs = 1,
         .seed = 1,
-        .r = 8,
+        .model = model_opts_default(),
         .heartbeat = 10,
         .max_peers = COORD_MAX_PEERS,
         .send_window = COORD_SEND_WINDOW,
@@ -1113,7 +1149,7 @@ int coord_start(uv_loop_t *loop, const coord_config *cfg, coord **out, char *err
     co->loop = loop;
     co->cfg = *cfg;
     co->phase = CO_IDLE;
-    int ret = params_build_cnn_se(&co->t, cfg->r, 1, err);
+    int ret = params_build(&co->t, &cfg->model, err);
     if (ret) goto fail;
     co->shared = params_shared(cfg->private_mask);
     co->n_shared = params_count(&co->t, co->shared);
@@ -1124,6 +1160,7 @@ int coord_start(uv_loop_t *loop, const coord_config *cfg, coord **out, char *err
     co->gflat = malloc((co->n_shared ? co->n_shared : 1) * sizeof(float));
     co->parts = calloc((size_t)cap, sizeof *co->parts);
     co->part_names = calloc((size_t)cap, sizeof *co->part_names);
+    if ((ret = coord_metrics_init(&co->met, err))) goto fail;
     model *m = model_new(&co->t, 1);
     ret = -ENOMEM;
     if ((ret = strategy_check(&cfg->agg, co->n_shared, cfg->clients_per_round,
@@ -1178,6 +1215,7 @@ int coord_start(uv_loop_t *loop, const coord_config *cfg, coord **out, char *err
                         .n_settings = (int)(sizeof settings / sizeof *settings) };
     if ((ret = state_open(cfg->db_path, &sc, co->global, &co->st, err))) goto fail;
     if ((ret = state_load(co->st, co->global, &co->last_round, err))) goto fail;
+    if ((ret = state_run_id(co->st, co->run_id, err))) goto fail;
     size_t opt_len = sopt_state_len(&cfg->opt, co->n_shared);
     if (co->last_round > 0 && opt_len &&
         (ret = state_load_opt(co->st, co->last_round, sopt_state(co->opt), opt_len, err)))
@@ -1212,9 +1250,10 @@ int coord_start(uv_loop_t *loop, const coord_config *cfg, coord **out, char *err
     char *colon = strrchr(host, ':');
     if (colon) *colon = 0;
     log_info("listening %s:%d", host, conn_listener_port(co->lis));
-    log_info("model cnn-se r=%d: %zu parameters, %zu shared (private %s), last committed "
+    log_info("model %s r=%d%s%s%s%s: %zu parameters, %zu shared (private %s), last committed "
              "round %u",
-             cfg->r, co->t.total, co->n_shared, params_private_name(cfg->private_mask),
+             co->t.arch, co->t.r, co->t.se_placement[0] ? " " : "", co->t.se_placement,
+             co->t.gate[0] ? " gate " : "", co->t.gate, co->t.total, co->n_shared, params_private_name(cfg->private_mask),
              co->last_round);
     log_info("aggregate %s, clip %s, server optimizer %s, dp %s: the rule holds %.1f MB", agg_name,
              clip, opt_name, dp,
@@ -1248,6 +1287,7 @@ void coord_free(coord *co)
 {
     if (!co) return;
     state_close(co->st);
+    coord_metrics_free(&co->met);
     tls_ctx_free(co->tls);
     strategy_free(co->strat);
     sopt_free(co->opt);
@@ -1260,4 +1300,47 @@ void coord_free(coord *co)
     free(co->part_names);
     free(co->task_frame);
     free(co);
+}
+
+static double coord_unix_from_timer(const coord *co, const uv_timer_t *t)
+{
+    if (!uv_is_active((const uv_handle_t *)t)) return 0;
+    return coord_unix_now() + (double)uv_timer_get_due_in(t) / 1e3;
+}
+
+void coord_get_status(const coord *co, coord_status *out)
+{
+    static const char *const phases[] = { "idle", "train", "eval", "done" };
+    int train = co->phase == CO_TRAIN, eval = co->phase == CO_EVAL;
+    *out = (coord_status){
+        .cfg = &co->cfg,
+        .run_id = co->run_id,
+        .phase = phases[co->phase],
+        .ready = co->lis != NULL && co->phase != CO_DONE,
+        .round = co->round,
+        .last_round = co->last_round,
+        .attempt = co->attempt,
+        .deadline = train || eval ? coord_unix_from_timer(co, &co->deadline) : 0,
+        .connected = co->n_ready,
+        .selected = train ? co->selected : 0,
+        .reported = train ? strategy_count(co->strat) : 0,
+        .eval_sent = eval ? co->eval_sent : 0,
+        .eval_got = eval ? co->eval_got : 0,
+        .last_commit = co->last_commit_unix,
+        .has_eval = co->has_eval,
+        .eval_round = co->last_eval_round,
+        .eval_accuracy = co->last_eval_acc,
+        .candidates_refused = co->g.updates_refused,
+        .reports_refused = co->g.reports_refused,
+        .weights_capped = co->g.weights_capped,
+        .penalised = co->g.penalised,
+        .diverged = co->g.diverged,
+        .has_gate = co->lis != NULL,
+    };
+    if (co->lis) conn_listener_stats(co->lis, &out->gate);
+}
+
+const struct metrics *coord_event_metrics(const coord *co)
+{
+    return co->met.reg;
 }

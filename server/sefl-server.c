@@ -19,9 +19,13 @@
 #include "common/nn/model.h"
 #include "common/log.h"
 #include "common/nn/params.h"
+#include "server/http.h"
+#include "server/monitor.h"
+#include "server/status_cli.h"
 
 static const char usage[] =
     "usage: sefl-server --certs DIR --db FILE [options]\n"
+    "       sefl-server status --http HOST:PORT [--json]   (see status --help)\n"
     "\n"
     "Coordinator of federated rounds: selects clients, sends them the shared\n"
     "part of the global model, aggregates their updates (FedAvg by number of\n"
@@ -33,8 +37,8 @@ static const char usage[] =
     "                          picks one; the log says `listening HOST:PORT`)\n"
     "  --certs DIR             DIR/ca.crt, DIR/server.crt, DIR/server.key (sefl-certs)\n"
     "  --db FILE               server.db: created when missing; an existing file must\n"
-    "                          match --r, --private, --seed, --local-schedule and\n"
-    "                          --private-lr\n"
+    "                          match --arch and its options, --private, --seed,\n"
+    "                          --local-schedule and --private-lr\n"
     "  --rounds R              exit 0 after R committed rounds (default 0: run until\n"
     "                          SIGTERM)\n"
     "  --clients-per-round K   updates that commit a round at once (default 10)\n"
@@ -62,6 +66,7 @@ static const char usage[] =
     "  --seed S                initialisation seed of the model, also the rounds' task\n"
     "                          seeds (default 1)\n"
     "  --r R                   SE reduction ratio (default 8)\n"
+    MODEL_OPTS_USAGE
     "  --heartbeat SEC         heartbeat to idle clients every SEC seconds; silent for\n"
     "                          3 of them closes the client (default 10)\n"
     "  --max-weight-share F    one update's most share of the selected clients'\n"
@@ -70,13 +75,17 @@ static const char usage[] =
     "                          lower median), a number, or off (default 100x); a round\n"
     "                          over it is retried without that update\n"
     "  --penalty-rounds N      committed rounds a client sits out of selection after\n"
-    "                          stalling, bad frames, a refused report or update\n"
+    "                          stalling, bad frames, a refused report or update, or\n"
+    "                          a diverged training\n"
     "                          (default 3)\n"
     "  --preauth-per-addr N    connections from one address still in their TLS\n"
     "                          handshake at once (default 256; 0: no limit)\n"
     "  --handshakes-per-sec R  TLS handshakes one address may start per second\n"
     "                          (default 100; 0: no limit)\n"
     "  --handshake-burst N     ... and at once before that rate applies (default 256)\n"
+    "  --http HOST:PORT        serve plain HTTP for monitoring (default off; e.g.\n"
+    "                          " HTTP_SUGGESTED_ADDR "): /metrics (Prometheus), /status\n"
+    "                          (JSON), /healthz, /readyz\n"
     "Aggregation (the file records these; a resume with others is refused):\n"
     "  --aggregate RULE        fedavg (example-weighted mean), median, trimmed:BETA\n"
     "                          (drop the BETA fraction at each end per coordinate),\n"
@@ -102,6 +111,7 @@ static const char usage[] =
 
 typedef struct {
     coord *co;
+    monitor *mon;               /* --http, else NULL */
     uv_signal_t sig[2];
 } server_app;
 
@@ -131,12 +141,13 @@ static int server_parse_schedule(const char *s, int *private_epochs, char *err)
 }
 
 /* Parses argv into c; returns 0, 1 for --help, or -1 with err. */
-static int server_parse(int argc, char **argv, coord_config *c, char *err)
+static int server_parse(int argc, char **argv, coord_config *c, const char **http_addr, char *err)
 {
     enum { O_LISTEN = 256, O_CERTS, O_DB, O_ROUNDS, O_K, O_M, O_F, O_TIMEOUT, O_EVAL, O_PRIV,
            O_LR, O_MOM, O_WD, O_MU, O_BATCH, O_EPOCHS, O_SEED, O_R, O_HB, O_SCHED, O_PLR,
-           O_SHARE, O_NORM, O_PENALTY, O_PREAUTH, O_HSRATE, O_HSBURST, O_HELP, O_AGG, O_AGGMEM,
-           O_CLIP, O_SOPT, O_SLR, O_SMOM, O_B1, O_B2, O_TAU, O_DPCLIP, O_DPNOISE, O_DPDELTA };
+           O_SHARE, O_NORM, O_PENALTY, O_PREAUTH, O_HSRATE, O_HSBURST, O_HTTP, O_HELP, O_AGG,
+           O_AGGMEM, O_CLIP, O_SOPT, O_SLR, O_SMOM, O_B1, O_B2, O_TAU, O_DPCLIP, O_DPNOISE,
+           O_DPDELTA, O_MODEL = 512 };
     static const struct option opts[] = {
         { "listen", 1, 0, O_LISTEN }, { "certs", 1, 0, O_CERTS }, { "db", 1, 0, O_DB },
         { "rounds", 1, 0, O_ROUNDS }, { "clients-per-round", 1, 0, O_K },
@@ -149,12 +160,13 @@ static int server_parse(int argc, char **argv, coord_config *c, char *err)
         { "private-lr", 1, 0, O_PLR }, { "max-weight-share", 1, 0, O_SHARE },
         { "max-update-norm", 1, 0, O_NORM }, { "penalty-rounds", 1, 0, O_PENALTY },
         { "preauth-per-addr", 1, 0, O_PREAUTH }, { "handshakes-per-sec", 1, 0, O_HSRATE },
-        { "handshake-burst", 1, 0, O_HSBURST }, { "aggregate", 1, 0, O_AGG },
-        { "max-agg-memory", 1, 0, O_AGGMEM }, { "clip", 1, 0, O_CLIP },
+        { "handshake-burst", 1, 0, O_HSBURST }, { "http", 1, 0, O_HTTP },
+        { "aggregate", 1, 0, O_AGG }, { "max-agg-memory", 1, 0, O_AGGMEM }, { "clip", 1, 0, O_CLIP },
         { "server-opt", 1, 0, O_SOPT }, { "server-lr", 1, 0, O_SLR },
         { "server-momentum", 1, 0, O_SMOM }, { "beta1", 1, 0, O_B1 }, { "beta2", 1, 0, O_B2 },
         { "tau", 1, 0, O_TAU }, { "dp-clip", 1, 0, O_DPCLIP }, { "dp-noise", 1, 0, O_DPNOISE },
-        { "dp-delta", 1, 0, O_DPDELTA }, { "help", 0, 0, O_HELP }, { 0, 0, 0, 0 },
+        { "dp-delta", 1, 0, O_DPDELTA }, { "help", 0, 0, O_HELP }, MODEL_OPTS_LONGOPTS(O_MODEL),
+        { 0, 0, 0, 0 },
     };
     coord_config_default(c);
     c->certs_dir = c->db_path = NULL;
@@ -208,8 +220,11 @@ static int server_parse(int argc, char **argv, coord_config *c, char *err)
             break;
         case O_SEED: rc = cli_parse_u64("--seed", optarg, &c->seed, err); break;
         case O_R:
-            if (!(rc = cli_parse_long("--r", optarg, 1, 64, &v, err))) c->r = (int)v;
+            if (!(rc = cli_parse_long("--r", optarg, 1, 64, &v, err))) c->model.r = (int)v;
             break;
+        case O_MODEL + MODEL_OPT_ARCH:
+        case O_MODEL + MODEL_OPT_SE_PLACEMENT:
+        case O_MODEL + MODEL_OPT_GATE: rc = model_opts_set(&c->model, opt - O_MODEL, optarg, err); break;
         case O_HB:
             if (!(rc = cli_parse_long("--heartbeat", optarg, 1, 3600, &v, err))) c->heartbeat = (int)v;
             break;
@@ -258,6 +273,12 @@ static int server_parse(int argc, char **argv, coord_config *c, char *err)
         case O_DPDELTA:
             rc = cli_parse_double("--dp-delta", optarg, 1e-300, 0.5, &c->dp_delta, err);
             break;
+        case O_HTTP: {
+            char host[HTTP_HOST_MAX + 1], port[6];
+            rc = http_split_addr(optarg, host, port, err);
+            *http_addr = optarg;
+            break;
+        }
         case O_HELP: return 1;
         default: cli_bad_option(argv, err); return -1;
         }
@@ -286,9 +307,10 @@ static int server_parse(int argc, char **argv, coord_config *c, char *err)
         err_set(err, "--local-schedule private-first needs private tensors; --private is none");
         return -1;
     }
-    /* Checked here so that a bad --r is a usage error, not a start failure. */
+    /* Checked here so that a bad model option is a usage error, not a
+     * start failure. */
     param_table t;
-    if (params_build_cnn_se(&t, c->r, 1, err)) return -1;
+    if (params_build(&t, &c->model, err)) return -1;
     return 0;
 }
 
@@ -314,9 +336,11 @@ static void server_raise_nofile(coord_config *cfg)
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && !strcmp(argv[1], "status")) return status_cli_main(argc - 1, argv + 1);
     coord_config cfg;
+    const char *http_addr = NULL;
     char err[SEFL_ERRLEN] = "";
-    int rc = server_parse(argc, argv, &cfg, err);
+    int rc = server_parse(argc, argv, &cfg, &http_addr, err);
     if (rc == 1) {
         fputs(usage, stdout);
         return 0;
@@ -330,12 +354,16 @@ int main(int argc, char **argv)
     uv_loop_t loop;
     uv_loop_init(&loop);
     server_app app = { 0 };
-    if (coord_start(&loop, &cfg, &app.co, err)) {
+    /* The HTTP port first: when it is taken, no database is made. */
+    if ((http_addr && monitor_start(&loop, http_addr, &app.mon, err)) ||
+        coord_start(&loop, &cfg, &app.co, err)) {
         fprintf(stderr, "sefl-server: %s\n", err);
+        monitor_free(app.mon);
         uv_run(&loop, UV_RUN_DEFAULT);
         uv_loop_close(&loop);
         return 1;
     }
+    if (app.mon) monitor_attach(app.mon, app.co);
     const int signums[2] = { SIGTERM, SIGINT };
     for (int i = 0; i < 2; i++) {
         uv_signal_init(&loop, &app.sig[i]);
@@ -347,7 +375,9 @@ int main(int argc, char **argv)
     }
     uv_run(&loop, UV_RUN_DEFAULT);
     for (int i = 0; i < 2; i++) uv_close((uv_handle_t *)&app.sig[i], NULL);
+    monitor_close(app.mon);
     uv_run(&loop, UV_RUN_DEFAULT);
+    monitor_free(app.mon);
     int status = coord_exit_status(app.co);
     coord_free(app.co);
     if (uv_loop_close(&loop)) log_warn("loop closed with handles still open");

@@ -16,7 +16,7 @@ static float *g, *p, *orig;     /* (t.total) each */
 static void setup(void)
 {
     char err[SEFL_ERRLEN];
-    ck_assert_int_eq(params_build_cnn_se(&t, 8, 1, err), 0);
+    ck_assert_int_eq(params_build(&t, &(model_opts){ .arch = "cnn-se", .r = 8, .fc1_gate = 1 }, err), 0);
     g = malloc(t.total * sizeof *g);
     p = malloc(t.total * sizeof *p);
     orig = malloc(t.total * sizeof *orig);

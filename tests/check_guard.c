@@ -82,7 +82,7 @@ START_TEST(test_norms)
 {
     param_table t;
     char err[SEFL_ERRLEN];
-    ck_assert_int_eq(params_build_cnn_se(&t, 8, 1, err), 0);
+    ck_assert_int_eq(params_build(&t, &(model_opts){ .arch = "cnn-se", .r = 8, .fc1_gate = 1 }, err), 0);
     float *a = calloc(t.total, sizeof *a), *b = calloc(t.total, sizeof *b);
     ck_assert_ptr_nonnull(a);
     ck_assert_ptr_nonnull(b);

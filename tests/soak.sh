@@ -183,25 +183,31 @@ for f in "$T"/clients/*.db; do
     [ "$(sefl_sql "$f" "PRAGMA integrity_check")" = ok ] || bad_db=$((bad_db + 1))
 done
 check "every client file passes integrity_check ($(ls "$T"/clients/*.db | wc -l) files, $bad_db bad)" [ "$bad_db" = 0 ]
-leaks=$("$SEFL_PY" - "$T/tap" "$T/clients" <<'PY'
+# Private tensor names in any frame any client sent: grep scans the
+# gigabytes of taps at disk speed. The private bytes a client holds now
+# were made by its last training, so they could only travel in its last
+# frames: those are searched for them (the tail of each tap).
+names=$(for n in 1 2 3; do for j in 1 2; do printf 'se%d.fc%d.weight\nse%d.fc%d.bias\n' $n $j $n $j; done; done)
+name_hits=$(cat "$T"/tap/*.frames | grep -a -c -F "$names")
+tapped=$(cat "$T"/tap/*.frames | wc -c)
+byte_hits=$("$SEFL_PY" - "$T/tap" "$T/clients" <<'PY'
 import glob, os, sqlite3, sys
 tap, clients = sys.argv[1], sys.argv[2]
-se_names = [f"se{i}.fc{j}.{k}".encode() for i in (1, 2, 3) for j in (1, 2) for k in ("weight", "bias")]
-leaks = frames = 0
+hits = 0
 for f in glob.glob(os.path.join(tap, "*.frames")):
-    data = open(f, "rb").read()
-    frames += len(data)
-    name = os.path.basename(f)[:-len(".frames")]
-    leaks += sum(1 for s in se_names if s in data)
-    db = os.path.join(clients, name + ".db")
+    with open(f, "rb") as fh:
+        fh.seek(max(0, os.path.getsize(f) - (32 << 20)))
+        data = fh.read()
+    db = os.path.join(clients, os.path.basename(f)[:-len(".frames")] + ".db")
     if os.path.exists(db):
         con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
         for (blob,) in con.execute("SELECT data FROM tensors"):
-            leaks += (blob[:64] in data) + (blob[-64:] in data)
-print(leaks, frames)
+            hits += (blob[:64] in data) + (blob[-64:] in data)
+print(hits)
 PY
 )
-check "no private tensor name or bytes in $(echo "$leaks" | cut -d' ' -f2) tapped bytes" [ "${leaks%% *}" = 0 ]
+check "no private tensor name in $tapped tapped bytes, no private bytes in any client's last frames" \
+    [ "$name_hits:$byte_hits" = 0:0 ]
 check "the scaled update was refused at least once" [ "$(count 'candidate model refused, not')" -ge 1 ]
 check "the falsified report was refused at least once" [ "$(count 'refused eval report')" -ge 1 ]
 check "the falsified report was never stored" \

@@ -23,7 +23,12 @@
  *       `sefl-sim --local-only` writes), created_at (UTC ISO 8601), and what
  *       binds the file to one run: arch, r, fc1_gate, table_hash (16 hex
  *       digits), private_groups ('se', 'none', 'head', 'se,head'),
- *       init_seed, and partition (the spec, when known)
+ *       init_seed, local_schedule ('joint' or 'private-first:P'),
+ *       private_lr ('lr' when it is --lr, else the number), partition
+ *       (the spec, when known), and run_id (32 hex digits of random bits
+ *       made with the file, absent in files made before it: what
+ *       monitoring names the run by). A file without local_schedule or
+ *       private_lr (made before they existed) reads as joint and lr.
  *   rounds(round INTEGER PRIMARY KEY, committed_at TEXT, clients INTEGER,
  *          examples INTEGER, train_loss REAL, train_accuracy REAL,
  *          seconds REAL, coord_seconds REAL, attempt INTEGER)
@@ -88,6 +93,28 @@ typedef struct {
 int state_open(const char *path, const state_config *cfg, const float *init, state **out,
                char *err);
 void state_close(state *s);                    /* accepts NULL */
+
+/* What a finished run's file says about its model, for the tools that read
+ * it (sefl-eval --gates, --newcomers). */
+typedef struct {
+    param_table t;              /* rebuilt from meta (arch, r, fc1_gate), hash checked */
+    unsigned private_mask;
+    uint64_t init_seed;
+} state_run;
+
+/* Opens an existing server.db read-only and fills *run from its meta; then
+ * state_load reads its newest global model, and nothing can be written.
+ * run must outlive the state (the state lays buffers out by run->t).
+ * Returns 0 with *out, or negative with one line in err: -ENOENT missing,
+ * -EBADMSG foreign or damaged file (a local-only db included: it holds no
+ * global model), -EINVAL meta this build cannot rebuild the model from. */
+int state_open_read(const char *path, state_run *run, state **out, char *err);
+
+/* The run id made with the file (meta run_id: STATE_RUN_ID_LEN hex digits of
+ * random bits), or "" for a file made before run ids. Returns 0 or
+ * negative with err. */
+#define STATE_RUN_ID_LEN 32
+int state_run_id(state *s, char out[STATE_RUN_ID_LEN + 1], char *err);
 
 /* Loads the model of the last committed round (0 before the first commit)
  * into buf (table.total floats) after verifying its size and checksum, and

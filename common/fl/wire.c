@@ -235,13 +235,16 @@ static int wire_check_spec(const Sefl__ModelSpec *s, const param_table *t, const
         return -EBADMSG;
     }
     if (strcmp(s->arch, t->arch) || s->r != (uint32_t)t->r || !s->fc1_gate != !t->fc1_gate ||
+        strcmp(s->se_placement, t->se_placement) || strcmp(s->gate, t->gate) ||
         s->table_hash != t->hash) {
         *code = WIRE_ERR_MODEL;
         err_set(err,
-                "model mismatch: peer has %.32s r=%u fc1_gate=%d table %016llx, "
-                "this side has %s r=%d fc1_gate=%d table %016llx; run both with the same model",
-                s->arch, s->r, s->fc1_gate ? 1 : 0, (unsigned long long)s->table_hash, t->arch, t->r,
-                t->fc1_gate ? 1 : 0, (unsigned long long)t->hash);
+                "model mismatch: peer has %.32s r=%u fc1_gate=%d se_placement='%.32s' gate='%.32s' "
+                "table %016llx, this side has %s r=%d fc1_gate=%d se_placement='%s' gate='%s' "
+                "table %016llx; run both with the same --arch and options",
+                s->arch, s->r, s->fc1_gate ? 1 : 0, s->se_placement, s->gate,
+                (unsigned long long)s->table_hash, t->arch, t->r, t->fc1_gate ? 1 : 0,
+                t->se_placement, t->gate, (unsigned long long)t->hash);
         return -EBADMSG;
     }
     return 0;
@@ -542,6 +545,8 @@ void wire_spec_from_table(const param_table *t, Sefl__ModelSpec *spec)
     spec->r = (uint32_t)t->r;
     spec->fc1_gate = t->fc1_gate ? 1 : 0;
     spec->table_hash = t->hash;
+    spec->se_placement = (char *)t->se_placement;
+    spec->gate = (char *)t->gate;
 }
 
 /* ---- tensor sets ------------------------------------------------------ */

@@ -39,6 +39,7 @@
 #include <mbedtls/ssl.h>
 
 #include "common/net/frame.h"
+#include "common/net/netstats.h"
 #include "common/log.h"
 
 #define CONN_IN_CAP (64u << 10)      /* ciphertext input; > 3 TLS records */
@@ -96,6 +97,7 @@ struct conn {
     int handles;                     /* handles initialised and not yet closed */
     int shut;                        /* our half-close is done */
     int peer_eof;                    /* the peer's EOF arrived */
+    int accepted;                    /* from conn_listen: its failed handshakes are logged */
     uint8_t *in;                     /* (CONN_IN_CAP) ciphertext from uv_read */
     size_t in_off, in_len;           /* [in_off, in_len) not yet taken by mbedTLS */
     conn_wreq *wcur;                 /* ciphertext collected, not yet written */
@@ -295,6 +297,7 @@ static void conn_on_write(uv_write_t *req, int status)
     conn_wreq *w = (conn_wreq *)req;
     conn *c = w->c;
     c->inflight -= w->len;
+    if (status == 0) netstats_add_sent(w->len);
     conn_wreq_free(w);
     if (status < 0 && c->state != CONN_CLOSED) {
         conn_set_reason(c, status, "write failed: %s", uv_strerror(status));
@@ -386,6 +389,10 @@ static void conn_fail(conn *c, int status, int notify, const char *fmt, ...)
     va_start(ap, fmt);
     conn_vset_reason(c, status, fmt, ap);
     va_end(ap);
+    /* A client's own handshake failure reaches its owner through on_close;
+     * a server's would otherwise go unseen, so it is logged and counted. */
+    if (c->accepted && c->state == CONN_HANDSHAKE)
+        netstats_handshake_failed(c->peer_addr, status, c->reason);
     conn_begin_close(c, notify);
 }
 
@@ -540,6 +547,7 @@ static void conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     c->in_len += (size_t)nread;
+    netstats_add_received((size_t)nread);
     c->last_rx = uv_now(c->loop);
     conn_process(c);
 }
@@ -647,6 +655,7 @@ static void conn_on_accept(uv_stream_t *server, int status)
     gate_ref(l->gate);
     c->gate = l->gate;
     c->gate_pending = 1;
+    c->accepted = 1;
     conn_start_tls(c);
 }
 

@@ -1,14 +1,15 @@
 /* sefl-aggbench: the memory and time of an aggregation strategy at the
  * coordinator, fed K simulated updates of the real shared set's size.
  *
- * Builds the cnn-se table (r 8, --private se, as sefl-server's default),
- * creates the strategy the coordinator would (--aggregate RULE, at most K
- * updates), then folds in K updates of random values around a random global
- * model, one at a time through one buffer as the coordinator decodes them,
- * and aggregates. Prints `name value` lines: floats, updates,
- * strategy_mb (strategy_memory), peak_rss_mb (getrusage: the whole
- * process, the table and the three buffers of n floats included; MB =
- * 1e6 bytes), add_seconds (folding the K updates in), finish_seconds. One strategy per process, so peak RSS is its own.
+ * Builds the default model's table (model_opts_default, --private se, as
+ * sefl-server does by default), creates the strategy the coordinator would
+ * (--aggregate RULE, at most K updates), then folds in K updates of random
+ * values around a random global model, one at a time through one buffer as
+ * the coordinator decodes them, and aggregates. Prints `name value` lines:
+ * floats, updates, strategy_mb (strategy_memory), peak_rss_mb (getrusage:
+ * the whole process, the table and the three buffers of n floats included;
+ * MB = 1e6 bytes), add_seconds (folding the K updates in), finish_seconds.
+ * One strategy per process, so the peak RSS is its own.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -24,7 +25,7 @@
 
 static const char usage[] =
     "usage: sefl-aggbench --aggregate RULE --updates K\n"
-    "Feeds K simulated updates of the cnn-se shared set (r 8, private se) to the\n"
+    "Feeds K simulated updates of the default model's shared set (private se) to the\n"
     "aggregation strategy RULE (sefl-server --aggregate) and prints peak_rss_mb,\n"
     "strategy_mb, add_seconds and finish_seconds as `name value` lines.\n";
 
@@ -55,7 +56,8 @@ int main(int argc, char **argv)
     if (rc < 0 || cli_no_operands(argc, argv, err) < 0) return cli_usage_error("sefl-aggbench", err);
 
     param_table t;
-    if (params_build_cnn_se(&t, 8, 1, err)) return cli_usage_error("sefl-aggbench", err);
+    model_opts mo = model_opts_default();   /* what sefl-server builds by default */
+    if (params_build(&t, &mo, err)) return cli_usage_error("sefl-aggbench", err);
     size_t n = params_count(&t, params_shared(PARAM_SE));
     if (strategy_check(&sp, n, (int)k, STRATEGY_MAX_AGG_MEMORY, err)) {
         fprintf(stderr, "sefl-aggbench: %s\n", err);
