@@ -21,6 +21,8 @@ cd "$(dirname "$0")/../.."
 . tests/lib.sh
 sefl_need_fmnist || exit 0
 sefl_fl_begin fl_robust 10 15 '*/*.log'
+# A run that failed leaves its sim to this trap as well.
+trap 'sefl_stop "${SEFL_SIM_PID:-}"; sefl_fl_cleanup' EXIT
 
 GAP=0.1
 SERVER="--rounds 4 --clients-per-round 10 --min-clients 10 --over-select 1 --round-timeout 30

@@ -16,6 +16,8 @@ cd "$(dirname "$0")/../.." || exit 1
 source tests/lib.sh
 sefl_need_fmnist || exit 0
 sefl_fl_begin fl_sopt_resume 2 12 '*/*.log'
+# A run that failed leaves its sim to this trap as well.
+trap 'sefl_stop "${SEFL_SIM_PID:-}"; sefl_fl_cleanup' EXIT
 
 SERVER="--rounds 3 --clients-per-round 2 --min-clients 2 --over-select 1 --round-timeout 60
         --eval-every 0 --private none --lr 0.05 --seed 4 --heartbeat 1
