@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "server/coord_metrics.h"
 #include "server/guard.h"
@@ -33,6 +34,7 @@
 #include "common/nn/model.h"
 #include "common/nn/params.h"
 #include "common/rng.h"
+#include "common/store.h"
 #include "common/fl/state.h"
 #include "common/net/tls.h"
 #include "common/fl/wire.h"
@@ -130,6 +132,8 @@ struct coord {
     int has_eval;                /* the figures of the last evaluation below are set */
     uint32_t last_eval_round;
     double last_eval_acc;
+    int lock_fd;                 /* holds the db's lock (store_lock) while open */
+    char partition[SETTINGS_VALUE_MAX]; /* the last partition a client reported */
 };
 
 static void coord_advance(coord *co);
@@ -315,6 +319,22 @@ static void coord_on_close(conn *c, int status, const char *reason)
     free(p);
 }
 
+/* Records the partition a client's data comes from among the run settings;
+ * clients of one run report the same, so only a new one costs a write. */
+static void coord_note_partition(coord *co, const char *name, const char *partition)
+{
+    if (!partition[0] || !strcmp(partition, co->partition)) return;
+    char err[SEFL_ERRLEN], was[SETTINGS_VALUE_MAX];
+    if (state_observe_setting(co->st, "partition", partition, co->last_round + 1, was, err)) {
+        log_warn("%s", err);
+        return;
+    }
+    if (was[0])
+        log_warn("client %s reports partition '%s', the run so far recorded '%s'; recorded as "
+                 "a change from round %u", name, partition, was, co->last_round + 1);
+    snprintf(co->partition, sizeof co->partition, "%s", partition);
+}
+
 static void coord_on_hello(peer *p, const Sefl__Hello *h)
 {
     coord *co = p->co;
@@ -362,8 +382,13 @@ static void coord_on_hello(peer *p, const Sefl__Hello *h)
     else if (changed)
         log_warn("client %s declares other counts than before: train %u (was %u), test %u "
                  "(was %u)", p->name, p->train_examples, old_train, p->test_examples, old_test);
-    log_info("client %s joined from %s (train %u, test %u; connected %d)", p->name,
-             conn_peer_addr(p->c), p->train_examples, p->test_examples, co->n_ready);
+    coord_note_partition(co, p->name, h->partition);
+    const log_field f[] = {
+        LOG_STR("event", "client_joined"), LOG_STR("client", p->name),
+        LOG_STR("addr", conn_peer_addr(p->c)), LOG_INT("connected", co->n_ready),
+    };
+    log_fields(LOG_INFO, f, 4, "client %s joined from %s (train %u, test %u; connected %d)", p->name,
+               conn_peer_addr(p->c), p->train_examples, p->test_examples, co->n_ready);
     if (co->phase == CO_EVAL) coord_eval_join(co, p);
     coord_advance(co);
 }
@@ -780,10 +805,17 @@ static void coord_commit(coord *co, coord_clock t0)
     coord_stop_sending(co);
     for (peer *p = co->peers; p; p = p->next) p->task = 0;
     co->phase = CO_IDLE;
-    log_info("round %u committed: clients %d, examples %lld, train_loss %.4f, train_accuracy "
-             "%.4f, seconds %.3f, coord_seconds %.3f (cpu %.3f), attempt %d",
-             r.round, r.clients, r.examples, r.train_loss, r.train_accuracy, r.seconds,
-             r.coord_seconds, co->coord_cpu, r.attempt);
+    const log_field f[] = {
+        LOG_STR("event", "round_committed"), LOG_INT("round", r.round), LOG_INT("clients", r.clients),
+        LOG_INT("examples", r.examples), LOG_NUM("train_loss", r.train_loss),
+        LOG_NUM("train_accuracy", r.train_accuracy), LOG_NUM("seconds", r.seconds),
+        LOG_NUM("coord_seconds", r.coord_seconds), LOG_INT("attempt", r.attempt),
+    };
+    log_fields(LOG_INFO, f, (int)(sizeof f / sizeof f[0]),
+               "round %u committed: clients %d, examples %lld, train_loss %.4f, train_accuracy "
+               "%.4f, seconds %.3f, coord_seconds %.3f (cpu %.3f), attempt %d",
+               r.round, r.clients, r.examples, r.train_loss, r.train_accuracy, r.seconds,
+               r.coord_seconds, co->coord_cpu, r.attempt);
     int rounds = co->cfg.rounds;
     if ((co->cfg.eval_every > 0 && co->last_round % (uint32_t)co->cfg.eval_every == 0) ||
         (rounds > 0 && co->last_round == (uint32_t)rounds))
@@ -1149,6 +1181,7 @@ int coord_start(uv_loop_t *loop, const coord_config *cfg, coord **out, char *err
     co->loop = loop;
     co->cfg = *cfg;
     co->phase = CO_IDLE;
+    co->lock_fd = -1;
     int ret = params_build(&co->t, &cfg->model, err);
     if (ret) goto fail;
     co->shared = params_shared(cfg->private_mask);
@@ -1184,35 +1217,43 @@ int coord_start(uv_loop_t *loop, const coord_config *cfg, coord **out, char *err
     memcpy(co->global, model_params(m), co->t.total * sizeof(float));
     model_free(m);
 
-    /* Certificates first: a typo in --certs must not leave a new database. */
+    /* Certificates, then the listening socket, then the database: a typo in
+     * --certs or a busy port must not leave a new or changed database. The
+     * lock comes before the file is read so that a second coordinator on
+     * the same file stops before it reads or writes anything. */
     if ((ret = tls_ctx_new_server(&co->tls, cfg->certs_dir, err))) goto fail;
+    conn_limits lim = conn_limits_default();
+    static const conn_callbacks cb = {
+        .on_open = coord_on_open, .on_frame = coord_on_frame, .on_close = coord_on_close,
+    };
+    if ((ret = conn_listen(loop, cfg->listen, co->tls, &lim, &cb, co, &co->lis, err))) goto fail;
+    conn_listener_set_preauth(co->lis, &cfg->preauth);
+    if ((ret = store_lock(cfg->db_path, &co->lock_fd, err))) goto fail;
     /* The guard's settings change which updates count and how much: a
      * resume keeps them. */
     guard_norm_name(&cfg->guard, co->norm_name, sizeof co->norm_name);
     char share[32], penalty[16];
     snprintf(share, sizeof share, "%g", cfg->guard.max_weight_share);
     snprintf(penalty, sizeof penalty, "%d", cfg->guard.penalty_rounds);
-    /* So do the aggregation rule, clipping, server optimizer and DP. */
+    /* The aggregation settings are run settings (coord_settings.c); these
+     * texts are for the start-up log line. */
     char agg_name[STRATEGY_NAME_MAX], clip[32], opt_name[SOPT_NAME_MAX], dp[64];
     strategy_name(&cfg->agg, agg_name, sizeof agg_name);
     snprintf(clip, sizeof clip, "%g", cfg->agg.clip);
     sopt_name(&cfg->opt, opt_name, sizeof opt_name);
     if (cfg->agg.dp) snprintf(dp, sizeof dp, "noise=%g delta=%g", cfg->agg.dp_noise, cfg->dp_delta);
     else snprintf(dp, sizeof dp, "off");
-    const state_setting settings[] = {
+    const state_setting guard_settings[] = {
         { "max_weight_share", share, "--max-weight-share" },
         { "max_update_norm", co->norm_name, "--max-update-norm" },
         { "penalty_rounds", penalty, "--penalty-rounds" },
-        { "aggregate", agg_name, "--aggregate" },
-        { "clip", clip, "--clip or --dp-clip" },
-        { "server_opt", opt_name, "--server-opt and its --server-lr, --server-momentum, "
-                                  "--beta1, --beta2, --tau" },
-        { "dp", dp, "--dp-noise, --dp-delta" },
     };
+    settings run;
+    coord_run_settings(cfg, &run);
     state_config sc = { .t = &co->t, .private_mask = cfg->private_mask, .init_seed = cfg->seed,
                         .private_epochs = cfg->private_epochs, .private_lr = cfg->private_lr,
-                        .settings = settings,
-                        .n_settings = (int)(sizeof settings / sizeof *settings) };
+                        .settings = guard_settings, .n_settings = 3,
+                        .run = &run, .allow_change = cfg->allow_change };
     if ((ret = state_open(cfg->db_path, &sc, co->global, &co->st, err))) goto fail;
     if ((ret = state_load(co->st, co->global, &co->last_round, err))) goto fail;
     if ((ret = state_run_id(co->st, co->run_id, err))) goto fail;
@@ -1228,14 +1269,15 @@ int coord_start(uv_loop_t *loop, const coord_config *cfg, coord **out, char *err
         log_info("resuming after round %u from %s (model checksum %016llx)", co->last_round,
                  cfg->db_path,
                  (unsigned long long)params_checksum(&co->t, params_group(PARAM_ALL), co->global));
-    co->eval_due = cfg->rounds > 0 && co->last_round >= (uint32_t)cfg->rounds;
-
-    conn_limits lim = conn_limits_default();
-    static const conn_callbacks cb = {
-        .on_open = coord_on_open, .on_frame = coord_on_frame, .on_close = coord_on_close,
-    };
-    if ((ret = conn_listen(loop, cfg->listen, co->tls, &lim, &cb, co, &co->lis, err))) goto fail;
-    conn_listener_set_preauth(co->lis, &cfg->preauth);
+    int finished = 0;
+    if (cfg->rounds > 0 && co->last_round >= (uint32_t)cfg->rounds) {
+        /* The final evaluation is what a run that stopped right after its
+         * last commit still owes; once stored, there is nothing left to do. */
+        int evaluated = 0;
+        if ((ret = state_eval_count(co->st, co->last_round, &evaluated, err))) goto fail;
+        finished = evaluated > 0;
+        co->eval_due = !finished;
+    }
 
     uv_timer_init(loop, &co->deadline);
     uv_timer_init(loop, &co->heartbeat);
@@ -1259,9 +1301,17 @@ int coord_start(uv_loop_t *loop, const coord_config *cfg, coord **out, char *err
              clip, opt_name, dp,
              strategy_memory(&cfg->agg, co->n_shared, cfg->clients_per_round) / 1e6);
     *out = co;
+    if (finished) {
+        log_info("run already finished: %u of --rounds %d committed and evaluated in %s; "
+                 "nothing to do", co->last_round, cfg->rounds, cfg->db_path);
+        coord_finish(co, "done");
+        return 0;
+    }
     coord_advance(co);
     return 0;
 fail:
+    /* The listener closes in the loop the caller still runs. */
+    conn_listener_close(co->lis);
     coord_free(co);
     return ret;
 }
@@ -1287,6 +1337,8 @@ void coord_free(coord *co)
 {
     if (!co) return;
     state_close(co->st);
+    /* Only after SQLite has closed the file (see store_lock). */
+    if (co->lock_fd >= 0) close(co->lock_fd);
     coord_metrics_free(&co->met);
     tls_ctx_free(co->tls);
     strategy_free(co->strat);

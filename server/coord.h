@@ -43,6 +43,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "common/fl/settings.h"
 #include "common/net/gate.h"
 
 #include "common/net/conn.h"
@@ -83,10 +84,15 @@ typedef struct {
     sopt_spec opt;              /* server optimizer */
     uint64_t max_agg_memory;    /* bytes the rule may hold (STRATEGY_MAX_AGG_MEMORY) */
     double dp_delta;            /* DP: epsilon is reported at this delta */
+    int allow_change;           /* resume with run settings that differ from the
+                                   recorded ones, recording the change */
 } coord_config;
 
 /* The defaults sefl-server documents. */
 void coord_config_default(coord_config *c);
+
+/* The run settings of c (settings.h), in server/coord_settings.c. */
+void coord_run_settings(const coord_config *c, settings *s);
 
 /* Opens (or creates) the database, loads the last committed model (or
  * initialises round 0), loads the certificates and starts listening; logs

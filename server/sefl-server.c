@@ -3,9 +3,12 @@
  * Flags and signals only: the rounds are coord.c, the database state.c.
  * SIGTERM and SIGINT stop it cleanly (Bye{"shutdown"} to every client, the
  * database closed consistent, exit 0); after --rounds committed rounds it
- * sends Bye{"done"} and exits 0. Exit 1 when it cannot start (or its
- * database fails), 2 on bad arguments.
+ * sends Bye{"done"} and exits 0. Exit 2 on bad arguments and on start
+ * failures that a restart cannot fix (server_start_status), 1 on the others
+ * and when its database fails, so that a service manager restarts it only
+ * when that can help (deploy/sefl-server.service: RestartPreventExitStatus=2).
  */
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -15,6 +18,7 @@
 #include <uv.h>
 
 #include "common/cli.h"
+#include "common/config.h"
 #include "server/coord.h"
 #include "common/nn/model.h"
 #include "common/log.h"
@@ -36,9 +40,11 @@ static const char usage[] =
     "  --listen HOST:PORT      address to listen on (default 0.0.0.0:7443; port 0\n"
     "                          picks one; the log says `listening HOST:PORT`)\n"
     "  --certs DIR             DIR/ca.crt, DIR/server.crt, DIR/server.key (sefl-certs)\n"
-    "  --db FILE               server.db: created when missing; an existing file must\n"
-    "                          match --arch and its options, --private, --seed,\n"
-    "                          --local-schedule and --private-lr\n"
+    "  --db FILE               server.db: created when missing, locked while running;\n"
+    "                          an existing file must match --arch and its options,\n"
+    "                          --private, --seed, --local-schedule, --private-lr, the\n"
+    "                          guard's settings and the run settings it recorded\n"
+    "                          (--allow-change)\n"
     "  --rounds R              exit 0 after R committed rounds (default 0: run until\n"
     "                          SIGTERM)\n"
     "  --clients-per-round K   updates that commit a round at once (default 10)\n"
@@ -86,7 +92,7 @@ static const char usage[] =
     "  --http HOST:PORT        serve plain HTTP for monitoring (default off; e.g.\n"
     "                          " HTTP_SUGGESTED_ADDR "): /metrics (Prometheus), /status\n"
     "                          (JSON), /healthz, /readyz\n"
-    "Aggregation (the file records these; a resume with others is refused):\n"
+    "Aggregation (run settings: recorded in FILE like --lr):\n"
     "  --aggregate RULE        fedavg (example-weighted mean), median, trimmed:BETA\n"
     "                          (drop the BETA fraction at each end per coordinate),\n"
     "                          krum:F or multikrum:F,M (F attackers tolerated, needs\n"
@@ -106,8 +112,16 @@ static const char usage[] =
     "                          (needs --aggregate fedavg, excludes --clip)\n"
     "  --dp-noise Z            Gaussian noise of std Z*C/K on the mean (default 0)\n"
     "  --dp-delta D            epsilon is logged and stored per round at D (default 1e-5)\n"
-    "  --help                  this text\n"
-    "Logs one line per event to stderr (SEFL_LOG=debug|info|warn|error).\n";
+    "  --allow-change          resume although a run setting (lr, momentum,\n"
+    "                          weight-decay, prox-mu, batch, epochs, clients-per-round,\n"
+    "                          min-clients, over-select) differs from the one FILE\n"
+    "                          recorded; the change and its round are recorded\n"
+    CONFIG_USAGE
+    "Logs one line per event to stderr (SEFL_LOG=debug|info|warn|error).\n"
+    "Exit status: 0 done or stopped; 2 bad arguments or configuration, including\n"
+    "certificates that cannot be read and a database made for other settings\n"
+    "(restarting cannot help); 1 any other failure (port in use, database locked\n"
+    "by another coordinator, the database failing while running).\n";
 
 typedef struct {
     coord *co;
@@ -145,8 +159,8 @@ static int server_parse(int argc, char **argv, coord_config *c, const char **htt
 {
     enum { O_LISTEN = 256, O_CERTS, O_DB, O_ROUNDS, O_K, O_M, O_F, O_TIMEOUT, O_EVAL, O_PRIV,
            O_LR, O_MOM, O_WD, O_MU, O_BATCH, O_EPOCHS, O_SEED, O_R, O_HB, O_SCHED, O_PLR,
-           O_SHARE, O_NORM, O_PENALTY, O_PREAUTH, O_HSRATE, O_HSBURST, O_HTTP, O_HELP, O_AGG,
-           O_AGGMEM, O_CLIP, O_SOPT, O_SLR, O_SMOM, O_B1, O_B2, O_TAU, O_DPCLIP, O_DPNOISE,
+           O_SHARE, O_NORM, O_PENALTY, O_PREAUTH, O_HSRATE, O_HSBURST, O_HTTP, O_ALLOW, O_HELP,
+           O_AGG, O_AGGMEM, O_CLIP, O_SOPT, O_SLR, O_SMOM, O_B1, O_B2, O_TAU, O_DPCLIP, O_DPNOISE,
            O_DPDELTA, O_MODEL = 512 };
     static const struct option opts[] = {
         { "listen", 1, 0, O_LISTEN }, { "certs", 1, 0, O_CERTS }, { "db", 1, 0, O_DB },
@@ -165,16 +179,18 @@ static int server_parse(int argc, char **argv, coord_config *c, const char **htt
         { "server-opt", 1, 0, O_SOPT }, { "server-lr", 1, 0, O_SLR },
         { "server-momentum", 1, 0, O_SMOM }, { "beta1", 1, 0, O_B1 }, { "beta2", 1, 0, O_B2 },
         { "tau", 1, 0, O_TAU }, { "dp-clip", 1, 0, O_DPCLIP }, { "dp-noise", 1, 0, O_DPNOISE },
-        { "dp-delta", 1, 0, O_DPDELTA }, { "help", 0, 0, O_HELP }, MODEL_OPTS_LONGOPTS(O_MODEL),
-        { 0, 0, 0, 0 },
+        { "dp-delta", 1, 0, O_DPDELTA },
+        { "allow-change", 0, 0, O_ALLOW }, { "help", 0, 0, O_HELP }, MODEL_OPTS_LONGOPTS(O_MODEL),
+        CONFIG_OPTIONS, { 0, 0, 0, 0 },
     };
     coord_config_default(c);
     c->certs_dir = c->db_path = NULL;
+    if (config_begin("sefl-server", usage, opts, &argc, &argv, err)) return -1;
     opterr = 0;
     int opt, rc = 0;
     long v = 0;
     double d = 0, clip = 0, dp_clip = 0;
-    while (rc == 0 && (opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while (rc == 0 && (opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (opt) {
         case O_LISTEN: c->listen = optarg; break;
         case O_CERTS: c->certs_dir = optarg; break;
@@ -279,11 +295,17 @@ static int server_parse(int argc, char **argv, coord_config *c, const char **htt
             *http_addr = optarg;
             break;
         }
+        case O_ALLOW: c->allow_change = 1; break;
+        case 'h':
         case O_HELP: return 1;
-        default: cli_bad_option(argv, err); return -1;
+        default: rc = config_option(opt, argv, err); break;
         }
     }
-    if (rc < 0 || cli_no_operands(argc, argv, err) < 0) return -1;
+    if (rc < 0) {
+        config_where(err);
+        return -1;
+    }
+    if (cli_no_operands(argc, argv, err) < 0) return -1;
     if (!c->certs_dir || !c->db_path) {
         err_set(err, "--certs and --db are required");
         return -1;
@@ -311,6 +333,7 @@ static int server_parse(int argc, char **argv, coord_config *c, const char **htt
      * start failure. */
     param_table t;
     if (params_build(&t, &c->model, err)) return -1;
+    config_end();
     return 0;
 }
 
@@ -327,11 +350,26 @@ static void server_raise_nofile(coord_config *cfg)
         if (setrlimit(RLIMIT_NOFILE, &rl) != 0) getrlimit(RLIMIT_NOFILE, &rl);
     }
     long have = rl.rlim_cur == RLIM_INFINITY ? 1048576L : (long)rl.rlim_cur;
-    long reserve = have > 256 ? 64 : have / 4;
+    /* + 1: the database's lock (store_lock), open for the process's life. */
+    long reserve = (have > 256 ? 64 : have / 4) + 1;
     cfg->preauth.max_open = (int)(have - reserve > 1000000 ? 1000000 : have - reserve);
     log_info("open files limit %ld (was %ld, hard limit %ld): at most %d connections at once",
              have, (long)was, rl.rlim_max == RLIM_INFINITY ? -1L : (long)rl.rlim_max,
              cfg->preauth.max_open);
+}
+
+/* A failed start that only a person can fix is a configuration error:
+ * files missing, unreadable or not what they must be (certificates, a
+ * database of another run or kind), a setting the database refuses. */
+static int server_start_status(int ret)
+{
+    switch (ret) {
+    case -EINVAL: case -ENOENT: case -EACCES: case -EPERM: case -EBADMSG: case -ENOTDIR:
+    case -EISDIR: case -ENAMETOOLONG:
+        return 2;
+    default:
+        return 1;
+    }
 }
 
 int main(int argc, char **argv)
@@ -355,13 +393,13 @@ int main(int argc, char **argv)
     uv_loop_init(&loop);
     server_app app = { 0 };
     /* The HTTP port first: when it is taken, no database is made. */
-    if ((http_addr && monitor_start(&loop, http_addr, &app.mon, err)) ||
-        coord_start(&loop, &cfg, &app.co, err)) {
+    if ((http_addr && (rc = monitor_start(&loop, http_addr, &app.mon, err))) ||
+        (rc = coord_start(&loop, &cfg, &app.co, err))) {
         fprintf(stderr, "sefl-server: %s\n", err);
         monitor_free(app.mon);
         uv_run(&loop, UV_RUN_DEFAULT);
         uv_loop_close(&loop);
-        return 1;
+        return server_start_status(rc);
     }
     if (app.mon) monitor_attach(app.mon, app.co);
     const int signums[2] = { SIGTERM, SIGINT };

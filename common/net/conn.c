@@ -105,6 +105,7 @@ struct conn {
     frame_reader fr;
     uint64_t last_rx;                /* uv_now of the last bytes received */
     int status;                      /* for on_close: 0 or a negative error */
+    int tls_fail;                    /* TLS_FAIL_* of a failed handshake */
     int has_reason;
     char reason[SEFL_ERRLEN];
     char peer_name[CONN_NAME_MAX + 1];
@@ -490,7 +491,12 @@ static void conn_process(conn *c)
         if (ret != 0) {
             char why[SEFL_ERRLEN];
             tls_error_text(&c->ssl, ret, why, sizeof why);
-            conn_fail(c, ret, 0, "TLS handshake failed: %s", why);
+            c->tls_fail = tls_failure(&c->ssl, ret);
+            /* The names the refused certificate carries: what a fix needs. */
+            const char *names = c->tls_fail == TLS_FAIL_NONE || c->tls_fail == TLS_FAIL_REFUSED
+                                    ? "" : tls_peer_names(c->tls);
+            conn_fail(c, ret, 0, "TLS handshake failed: %s%s%s", why,
+                      names[0] ? "; its certificate carries " : "", names);
             return;
         }
         conn_handshake_done(c);
@@ -1018,4 +1024,9 @@ void *conn_user(const conn *c)
 void conn_set_user(conn *c, void *user)
 {
     c->user = user;
+}
+
+int conn_tls_failure(const conn *c)
+{
+    return c->tls_fail;
 }

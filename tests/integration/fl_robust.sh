@@ -58,7 +58,7 @@ done
 sefl_check "the sim says the attack is a test tool" \
     grep -q "TEST TOOL: clients 0..1 of 10 attack" "$T/median/sim.log"
 sefl_check "the rule is recorded in server.db" \
-    test "$(sefl_sql "$T/krum2/server.db" "SELECT value FROM meta WHERE key='aggregate'")" = krum:2
+    test "$(sefl_sql "$T/krum2/server.db" "SELECT value FROM settings WHERE name='aggregate'")" = krum:2
 sefl_check "--clip: the attackers' updates were clipped" \
     grep -qE "round 1: clipped [2-9] of 10 updates to norm 2" "$T/clip/server.log"
 
@@ -69,7 +69,7 @@ before=$(sefl_sql "$T/median/server.db" "SELECT max(round) FROM rounds")
     >"$T/resume.log" 2>&1
 rc=$?
 sefl_check "a resume with --aggregate fedavg on a median file exits 1 saying why" \
-    grep -q "made with aggregate = median, this run has fedavg" "$T/resume.log"
+    grep -q "made with --aggregate median, this one has --aggregate fedavg" "$T/resume.log"
 sefl_check "... exit status 1, rounds unchanged" \
     test "$rc:$(sefl_sql "$T/median/server.db" "SELECT max(round) FROM rounds")" = "1:$before"
 

@@ -61,13 +61,13 @@ sefl_check "round 3's model and adam state are the same bytes ($a, $b)" \
 a2=$(sums "$T/a/server.db" 2)
 sefl_check "the adam state moved between rounds 2 and 3 ($a2)" [ "${a2#*/}" != "${a#*/}" ]
 sefl_check "the setting is recorded" \
-    [ "$(sefl_sql "$T/b/server.db" "SELECT value FROM meta WHERE key = 'server_opt'")" = \
+    [ "$(sefl_sql "$T/b/server.db" "SELECT value FROM settings WHERE name = 'server-opt'")" = \
       "adam lr=0.01 beta1=0.9 beta2=0.99 tau=0.001" ]
 # shellcheck disable=SC2086
 "$BIN/sefl-server" --listen 127.0.0.1:0 --certs "$T/certs" --db "$T/b/server.db" \
     ${SERVER/adam/yogi} --rounds 4 >"$T/b/third.log" 2>&1
 sefl_check "a resume with another server optimizer is refused" \
-    grep -q "made with server_opt = adam .* this run has yogi" "$T/b/third.log"
+    grep -q "made with --server-opt adam .* this one has --server-opt yogi" "$T/b/third.log"
 DP="--clients-per-round 2 --min-clients 2 --over-select 1 --round-timeout 60 --eval-every 0
     --private none --lr 0.05 --seed 4 --dp-clip 1 --dp-noise 0.001"
 sefl_check "DP run of 3 rounds exits 0" \
