@@ -82,6 +82,9 @@ typedef struct {
     report_client *c;            /* (n) sorted by name */
     int n;
     long skipped;                /* eval reports out of range, left out of everything */
+    int dp;                      /* a DP-FedAvg run: the privacy spent up to `round` below */
+    double dp_epsilon, dp_delta, dp_noise;   /* from server.db's privacy row of the last
+                                                committed round <= round */
 } report_run;
 
 /* Summary of one series of per-client accuracies. */

@@ -505,27 +505,24 @@ out:
 }
 
 /* Worker thread: encodes the Update from the trained parameters, with the
- * test-only fault applied. */
+ * test-only fault or the test tool's attack applied. */
 static int session_build_update(trainer_job *j, const float *params)
 {
     session *s = j->user;
     const param_table *t = trainer_table(s->tr);
     param_sel sel = params_shared(j->private_mask);
     const float *src = params;
-    float *copy = NULL;         /* (table.total) params with a NaN, FAULT_NAN only */
+    float *copy = NULL;         /* (table.total) params altered: FAULT_NAN or an attack */
     wire_tensors wt = { 0 };
     int rc;
 
-    if (s->ts.fault == FAULT_NAN) {
+    attack_spec nan_fault = { .kind = ATTACK_NAN };
+    const attack_spec *att = s->ts.fault == FAULT_NAN ? &nan_fault : s->cfg.attack;
+    if (att && att->kind != ATTACK_NONE && att->kind != ATTACK_LABELFLIP && j->globals) {
         copy = malloc(t->total * sizeof *copy);
         if (!copy) goto nomem;
         memcpy(copy, params, t->total * sizeof *copy);
-        for (int i = 0; i < t->n; i++) {
-            if (params_selected(&t->p[i], sel)) {
-                copy[t->p[i].offset] = NAN;
-                break;
-            }
-        }
+        attack_apply(att, t, sel, trainer_globals_params(j->globals), copy, j->seed);
         src = copy;
     }
     if (wire_tensors_build(t, sel, src, &wt) < 0) goto nomem;

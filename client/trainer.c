@@ -393,3 +393,8 @@ void trainer_globals_put(trainer *tr, trainer_globals *g)
     free(g->buf);
     free(g);
 }
+
+const float *trainer_globals_params(const trainer_globals *g)
+{
+    return g->buf;
+}
