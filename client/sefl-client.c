@@ -47,6 +47,9 @@ static const char usage[] =
     "  --max-samples N      use at most N train and N test samples (fast tests)\n"
     "  --r R                SE reduction ratio of the model (default 8; must match\n"
     "                       the coordinator's)\n"
+    "  --threads T          threads one training (and evaluation) computes on,\n"
+    "                       each taking a slice of every mini-batch (default: one\n"
+    "                       per core, at most 64)\n"
     "  --backoff-min-ms MS  first reconnect delay (default 200)\n"
     "  --backoff-max-ms MS  longest reconnect delay (default 30000)\n"
     "  --help               this text\n"
@@ -59,7 +62,7 @@ typedef struct {
     const char *server, *certs, *name, *db;
     const char *files[4];       /* train images, train labels, test images, test labels */
     const char *partition, *data_dir;
-    long num_clients, index, max_samples, r, backoff_min, backoff_max;
+    long num_clients, index, max_samples, r, backoff_min, backoff_max, threads;
     uint64_t seed;
     int have_seed;
 } client_args;
@@ -74,7 +77,7 @@ typedef struct {
 static int client_parse(int argc, char **argv, client_args *a, char *err)
 {
     enum { O_SERVER = 256, O_CERTS, O_NAME, O_DB, O_TRI, O_TRL, O_TEI, O_TEL, O_PART, O_NUM,
-           O_INDEX, O_SEED, O_DATA, O_MAX, O_R, O_BMIN, O_BMAX, O_HELP };
+           O_INDEX, O_SEED, O_DATA, O_MAX, O_R, O_BMIN, O_BMAX, O_THREADS, O_HELP };
     static const struct option opts[] = {
         { "server", 1, 0, O_SERVER }, { "certs", 1, 0, O_CERTS }, { "name", 1, 0, O_NAME },
         { "db", 1, 0, O_DB }, { "train-images", 1, 0, O_TRI }, { "train-labels", 1, 0, O_TRL },
@@ -82,13 +85,14 @@ static int client_parse(int argc, char **argv, client_args *a, char *err)
         { "partition", 1, 0, O_PART }, { "num-clients", 1, 0, O_NUM }, { "index", 1, 0, O_INDEX },
         { "seed", 1, 0, O_SEED }, { "data", 1, 0, O_DATA }, { "max-samples", 1, 0, O_MAX },
         { "r", 1, 0, O_R }, { "backoff-min-ms", 1, 0, O_BMIN }, { "backoff-max-ms", 1, 0, O_BMAX },
-        { "help", 0, 0, O_HELP }, { 0, 0, 0, 0 },
+        { "threads", 1, 0, O_THREADS }, { "help", 0, 0, O_HELP }, { 0, 0, 0, 0 },
     };
     memset(a, 0, sizeof *a);
     a->num_clients = -1;
     a->index = -1;
     a->r = 8;
     a->backoff_min = SESSION_BACKOFF_MIN_MS;
+    a->threads = cli_cores() < MODEL_MAX_THREADS ? cli_cores() : MODEL_MAX_THREADS;
     a->backoff_max = SESSION_BACKOFF_MAX_MS;
     opterr = 0;
     int c, rc = 0;
@@ -108,6 +112,7 @@ static int client_parse(int argc, char **argv, client_args *a, char *err)
         case O_R: rc = cli_parse_long("--r", optarg, 1, 64, &a->r, err); break;
         case O_BMIN: rc = cli_parse_long("--backoff-min-ms", optarg, 1, 3600000, &a->backoff_min, err); break;
         case O_BMAX: rc = cli_parse_long("--backoff-max-ms", optarg, 1, 3600000, &a->backoff_max, err); break;
+        case O_THREADS: rc = cli_parse_long("--threads", optarg, 1, MODEL_MAX_THREADS, &a->threads, err); break;
         case O_HELP: return 1;
         default: cli_bad_option(argv, err); return -1;
         }
@@ -195,6 +200,7 @@ int main(int argc, char **argv)
     if ((rc = setup_loop_init(&loop, 1, err)) < 0) goto fail;
     loop_ok = 1;
     if ((rc = trainer_new(&loop, &table, 1, &tr, err)) < 0) goto fail;
+    if ((rc = trainer_set_job_threads(tr, (int)a.threads, err)) < 0) goto fail;
 
     session_config cfg = {
         .server = a.server, .certs_dir = a.certs, .name = a.name, .db_path = a.db, .data = data,

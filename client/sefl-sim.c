@@ -62,6 +62,10 @@ static const char usage[] =
     "  --shard I/N          run only the I-th (0-based) of N contiguous slices of\n"
     "                       the client ids: ids [I*clients/N, (I+1)*clients/N)\n"
     "  --threads T          trainings at once (default: one per core)\n"
+    "  --threads-per-training P  threads each of those trainings splits its\n"
+    "                       mini-batches across (default 1: with many clients,\n"
+    "                       T trainings at once already fill the cores; up to\n"
+    "                       T x P threads compute at once)\n"
     "  --data DIR           Fashion-MNIST directory (default " DATASET_DEFAULT_DIR ")\n"
     "  --max-samples N      each client uses at most N train and N test samples\n"
     "  --r R                SE reduction ratio (default 8; must match the coordinator)\n"
@@ -85,7 +89,7 @@ static const char usage[] =
 
 typedef struct {
     const char *server, *certs, *partition, *state_dir, *data_dir, *db;
-    long clients, shard_i, shard_n, threads, max_samples, r, backoff_min, backoff_max;
+    long clients, shard_i, shard_n, threads, job_threads, max_samples, r, backoff_min, backoff_max;
     long rounds, epochs, batch;
     double lr, momentum, weight_decay;
     uint64_t seed, init_seed;
@@ -159,7 +163,7 @@ static int sim_parse(int argc, char **argv, sim_args *a, char *err)
 {
     enum { O_SERVER = 256, O_CERTS, O_CLIENTS, O_PART, O_SEED, O_STATE, O_SHARD, O_THREADS, O_DATA,
            O_MAX, O_R, O_BMIN, O_BMAX, O_VERBOSE, O_LOCAL, O_DB, O_ROUNDS, O_EPOCHS, O_BATCH, O_LR,
-           O_MOM, O_WD, O_INIT, O_HELP };
+           O_MOM, O_WD, O_INIT, O_JOBTH, O_HELP };
     static const struct option opts[] = {
         { "server", 1, 0, O_SERVER }, { "certs", 1, 0, O_CERTS }, { "clients", 1, 0, O_CLIENTS },
         { "partition", 1, 0, O_PART }, { "seed", 1, 0, O_SEED }, { "state", 1, 0, O_STATE },
@@ -169,11 +173,12 @@ static int sim_parse(int argc, char **argv, sim_args *a, char *err)
         { "local-only", 0, 0, O_LOCAL }, { "db", 1, 0, O_DB }, { "rounds", 1, 0, O_ROUNDS },
         { "epochs", 1, 0, O_EPOCHS }, { "batch", 1, 0, O_BATCH }, { "lr", 1, 0, O_LR },
         { "momentum", 1, 0, O_MOM }, { "weight-decay", 1, 0, O_WD }, { "init-seed", 1, 0, O_INIT },
-        { "help", 0, 0, O_HELP }, { 0, 0, 0, 0 },
+        { "threads-per-training", 1, 0, O_JOBTH }, { "help", 0, 0, O_HELP }, { 0, 0, 0, 0 },
     };
     memset(a, 0, sizeof *a);
     a->shard_n = 1;
     a->threads = cli_cores();
+    a->job_threads = 1;
     a->r = 8;
     a->backoff_min = SESSION_BACKOFF_MIN_MS;
     a->backoff_max = SESSION_BACKOFF_MAX_MS;
@@ -192,6 +197,7 @@ static int sim_parse(int argc, char **argv, sim_args *a, char *err)
         case O_STATE: a->state_dir = optarg; break;
         case O_SHARD: rc = sim_parse_shard(optarg, a, err); break;
         case O_THREADS: rc = cli_parse_long("--threads", optarg, 1, TRAINER_MAX_THREADS, &a->threads, err); break;
+        case O_JOBTH: rc = cli_parse_long("--threads-per-training", optarg, 1, MODEL_MAX_THREADS, &a->job_threads, err); break;
         case O_DATA: a->data_dir = optarg; break;
         case O_MAX: rc = cli_parse_long("--max-samples", optarg, 1, DATASET_MAX_SAMPLES, &a->max_samples, err); break;
         case O_R: rc = cli_parse_long("--r", optarg, 1, 64, &a->r, err); break;
@@ -510,7 +516,9 @@ int main(int argc, char **argv)
     if ((rc = setup_loop_init(&loop, (int)m.a.threads, err)) < 0) goto fail;
     loop_ok = 1;
     m.loop = &loop;
-    if ((rc = trainer_new(&loop, &m.table, (int)m.a.threads, &m.tr, err)) < 0) goto fail;
+    if ((rc = trainer_new(&loop, &m.table, (int)m.a.threads, &m.tr, err)) < 0 ||
+        (rc = trainer_set_job_threads(m.tr, (int)m.a.job_threads, err)) < 0)
+        goto fail;
     if (m.a.local_only && ((rc = sim_local_prepare(&m, err)) < 0 || (rc = sim_open_out(&m, err)) < 0))
         goto fail;
 

@@ -37,6 +37,7 @@ struct trainer {
     uv_loop_t *loop;
     param_table table;
     int threads;                /* jobs run at once, at most */
+    int job_threads;            /* threads one job's model computes on */
     int running;
     int queued;
     trainer_job *head, *tail;   /* jobs waiting for a thread, FIFO */
@@ -67,6 +68,7 @@ int trainer_new(uv_loop_t *loop, const param_table *t, int threads, trainer **ou
     tr->loop = loop;
     tr->table = *t;
     tr->threads = threads;
+    tr->job_threads = 1;
     *out = tr;
     return 0;
 }
@@ -84,6 +86,16 @@ void trainer_free(trainer *tr)
     uv_mutex_destroy(&tr->pool_lock);
     free(tr->pool);
     free(tr);
+}
+
+int trainer_set_job_threads(trainer *tr, int threads, char *err)
+{
+    if (threads < 1 || threads > MODEL_MAX_THREADS) {
+        err_set(err, "threads per training must be 1..%d, got %d", MODEL_MAX_THREADS, threads);
+        return -EINVAL;
+    }
+    tr->job_threads = threads;
+    return 0;
 }
 
 const param_table *trainer_table(const trainer *tr)
@@ -114,7 +126,13 @@ static model *trainer_model_get(trainer *tr, int max_batch)
         else model_free(s.m);
     }
     uv_mutex_unlock(&tr->pool_lock);
-    return m ? m : model_new(&tr->table, max_batch);
+    if (m) return m;
+    m = model_new(&tr->table, max_batch);
+    if (m && model_set_threads(m, tr->job_threads) < 0) {
+        model_free(m);
+        m = NULL;
+    }
+    return m;
 }
 
 static void trainer_model_put(trainer *tr, model *m, int max_batch)

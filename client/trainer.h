@@ -104,6 +104,12 @@ struct trainer_job {
  * Returns 0 or negative with err. */
 int trainer_new(uv_loop_t *loop, const param_table *t, int threads, trainer **out, char *err);
 
+/* Lets each job's training and evaluation use `threads` threads
+ * (model_set_threads; 1..MODEL_MAX_THREADS, default 1), so one client trains
+ * on several cores. Up to threads x job-threads threads then compute at once.
+ * Before the first submit. Returns 0 or -EINVAL with err. */
+int trainer_set_job_threads(trainer *tr, int threads, char *err);
+
 /* Frees the trainer: every submitted job must be done. Accepts NULL. */
 void trainer_free(trainer *tr);
 

@@ -1,7 +1,7 @@
 /* sefl-bench: figures for the trainer, printed as `name value` lines.
  *
- *   sefl-bench train   --batch B --samples N [--data DIR] [--seed S]
- *       one thread, the default model, the first N Fashion-MNIST training
+ *   sefl-bench train   --batch B --samples N [--threads T] [--data DIR] [--seed S]
+ *       T threads (default 1, model_set_threads), the default model, the first N Fashion-MNIST training
  *       images: one warm-up epoch, then one timed epoch (as
  *       ../shared/bench/torch_ref.py speed does, plain SGD at lr 0.005);
  *       prints wall and CPU seconds, GFLOP/s from the model's FLOP count,
@@ -33,13 +33,14 @@
 #include "common/rng.h"
 
 static const char usage[] =
-    "usage: sefl-bench train   [--batch B] [--samples N] [--data DIR] [--seed S]\n"
+    "usage: sefl-bench train   [--batch B] [--samples N] [--threads T] [--data DIR] [--seed S]\n"
     "       sefl-bench sgemm\n"
     "       sefl-bench central [--epochs E] [--batch B] [--lr L] [--momentum M] [--seed S] [--data DIR]\n"
     "\n"
-    "  train    one-thread training speed of the default cnn-se model on the first N\n"
-    "           Fashion-MNIST training images (defaults: B 10, N 6000); one warm-up\n"
-    "           epoch, one timed epoch; last line `train_samples_per_s X`\n"
+    "  train    training speed of the default cnn-se model on the first N\n"
+    "           Fashion-MNIST training images (defaults: B 10, N 6000, T 1 thread\n"
+    "           splitting each mini-batch); one warm-up epoch, one timed epoch;\n"
+    "           last line `train_samples_per_s X`\n"
     "  sgemm    single-thread sgemm GFLOP/s at the model's shapes, for comparison\n"
     "  central  centralised training on all 60,000 images, `epoch E test_acc X` per\n"
     "           epoch (defaults: E 3, B 32, lr 0.05, momentum 0.9, seed 1)\n"
@@ -49,6 +50,7 @@ typedef struct {
     int batch;
     int samples;
     int epochs;
+    int threads;
     double lr;
     double momentum;
     unsigned long long seed;
@@ -114,6 +116,7 @@ static void bench_parse(int argc, char **argv, const char *allowed, bench_opts *
         if (!strcmp(f, "--batch")) o->batch = bench_int(f, v, 1, MODEL_MAX_BATCH);
         else if (!strcmp(f, "--samples")) o->samples = bench_int(f, v, 1, 60000);
         else if (!strcmp(f, "--epochs")) o->epochs = bench_int(f, v, 1, 1000);
+        else if (!strcmp(f, "--threads")) o->threads = bench_int(f, v, 1, MODEL_MAX_THREADS);
         else if (!strcmp(f, "--lr")) o->lr = bench_real(f, v, 0.0, 10.0);
         else if (!strcmp(f, "--momentum")) o->momentum = bench_real(f, v, 0.0, 0.999);
         else if (!strcmp(f, "--seed")) o->seed = (unsigned long long)bench_int(f, v, 0, 2147483647);
@@ -174,6 +177,10 @@ static int bench_train(const bench_opts *o)
     }
     m = bench_model(o->batch, o->seed);
     if (!m) goto out;
+    if (model_set_threads(m, o->threads)) {
+        fprintf(stderr, "sefl-bench: cannot start %d threads\n", o->threads);
+        goto out;
+    }
     /* torch_ref.py speed: plain SGD, lr 0.005, no momentum. */
     const sgd_config c = { .lr = 0.005f };
     model_stats st;
@@ -187,7 +194,7 @@ static int bench_train(const bench_opts *o)
     const double flop = 2.0 * 3.0 * (double)model_macs(model_table(m), 1);
     printf("arch cnn-se\n");
     printf("params %zu\n", model_table(m)->total);
-    printf("threads 1\n");
+    printf("threads %d\n", model_threads(m));
     printf("batch %d\n", o->batch);
     printf("samples %d\n", o->samples);
     printf("train_loss %.4f\n", st.loss);
@@ -307,7 +314,7 @@ out:
 
 int main(int argc, char **argv)
 {
-    bench_opts o = { .batch = 10, .samples = 6000, .epochs = 3, .lr = 0.05,
+    bench_opts o = { .batch = 10, .samples = 6000, .epochs = 3, .threads = 1, .lr = 0.05,
                      .momentum = 0.9, .seed = 1, .data = NULL };
     if (argc < 2) bench_bad("a command is needed: train, sgemm or central");
     const char *cmd = argv[1];
@@ -316,7 +323,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (!strcmp(cmd, "train")) {
-        bench_parse(argc, argv, "batch samples data seed", &o);
+        bench_parse(argc, argv, "batch samples threads data seed", &o);
         return bench_train(&o);
     }
     if (!strcmp(cmd, "sgemm")) {
