@@ -4,9 +4,9 @@
  *
  * Two backends behind one call: sefl's own kernel on a CPU with AVX-512
  * (checked at run time) and OpenBLAS's cblas_sgemm (one thread), which is
- * all there is elsewhere. The own kernel exists because the machines this trains on
- * run OpenBLAS with its Haswell (AVX2) kernels, which leave half of an
- * AVX-512 core's multiply-add width unused, and because the model's
+ * all there is elsewhere. The own kernel exists because some machines this
+ * trains on run OpenBLAS with its Haswell (AVX2) kernels, which leave half
+ * of an AVX-512 core's multiply-add width unused, and because the model's
  * matrices are small and oddly shaped (M = 10 or 32 or 64), where a general
  * library spends a large share of its time packing operands.
  *
