@@ -441,7 +441,7 @@ static int sim_open_out(sim *m, char *err)
         return -ENOMEM;
     }
     model_init(init, m->a.init_seed);
-    state_config sc = { &m->table, PARAM_ALL, m->a.init_seed, "local", m->a.partition };
+    state_config sc = { &m->table, PARAM_ALL, m->a.init_seed, "local", m->a.partition, NULL, NULL };
     int rc = state_open(m->a.db, &sc, model_params(init), &m->out, err);
     model_free(init);
     return rc;

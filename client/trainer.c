@@ -98,6 +98,11 @@ int trainer_set_job_threads(trainer *tr, int threads, char *err)
     return 0;
 }
 
+const float *trainer_globals_buf(const trainer_globals *g)
+{
+    return g->buf;
+}
+
 const param_table *trainer_table(const trainer *tr)
 {
     return &tr->table;

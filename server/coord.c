@@ -463,8 +463,10 @@ static void coord_start_round(coord *co)
     if (want > co->n_ready) want = co->n_ready;
 
     wire_tensors wt;
-    if (wire_tensors_build(&co->t, co->shared, co->global, &wt)) goto oom;
+    if (wire_tensors_encode(&co->t, co->shared, co->global, NULL, co->cfg.wire, 0, &wt)) goto oom;
     Sefl__TrainTask tt = SEFL__TRAIN_TASK__INIT;
+    tt.update_encoding = wire_enc_encoding(co->cfg.update);
+    tt.update_per_channel = co->cfg.update.per_channel;
     tt.round = round;
     tt.n_tensors = wt.n;
     tt.tensors = wt.v;
@@ -518,7 +520,7 @@ static void coord_start_eval(coord *co)
     wire_tensors wt;
     uint8_t *frame = NULL;
     size_t len;
-    if (wire_tensors_build(&co->t, co->shared, co->global, &wt)) goto oom;
+    if (wire_tensors_encode(&co->t, co->shared, co->global, NULL, co->cfg.wire, 0, &wt)) goto oom;
     Sefl__EvalTask et = SEFL__EVAL_TASK__INIT;
     et.round = co->last_round;
     et.n_tensors = wt.n;
@@ -718,7 +720,7 @@ static void coord_reject(peer *p, const char *reason)
 /* Validates one Update and folds it in: right round, selected, first
  * update, a plausible weight, exactly the shared tensor set, finite. The
  * update goes through scratch and flat; the sum changes only if all pass. */
-static void coord_on_update(peer *p, const Sefl__Update *u, coord_clock t0)
+static void coord_on_update(peer *p, const Sefl__Update *u, size_t len, coord_clock t0)
 {
     coord *co = p->co;
     char reason[SEFL_ERRLEN + 32];
@@ -747,7 +749,11 @@ static void coord_on_update(peer *p, const Sefl__Update *u, coord_clock t0)
         goto reject;
     }
     char err[SEFL_ERRLEN];
-    if (wire_tensors_apply(&co->t, co->shared, u->tensors, u->n_tensors, co->scratch, err)) {
+    /* A delta is against the model the task carried; adding it to the exact
+     * global (not to its f16/int8 rounding the client saw) keeps the
+     * rounding of what is sent from piling up in the global model. */
+    if (wire_tensors_apply_delta(&co->t, co->shared, u->tensors, u->n_tensors,
+                                 u->delta ? co->global : NULL, co->scratch, err)) {
         snprintf(reason, sizeof reason, "tensor set: %s", err);
         goto reject;
     }
@@ -763,8 +769,9 @@ static void coord_on_update(peer *p, const Sefl__Update *u, coord_clock t0)
     snprintf(co->part_names[i], COORD_NAME_MAX, "%s", p->name);
     co->parts[i].name = co->part_names[i];
     co->parts[i].examples = u->examples;
-    log_info("update from %s for round %u: examples %u, train_loss %.4f (%d of %d)", p->name,
-             co->round, u->examples, u->train_loss, co->sum.count, co->target);
+    log_info("update from %s for round %u: examples %u, train_loss %.4f, %zu bytes%s (%d of %d)",
+             p->name, co->round, u->examples, u->train_loss, len, u->delta ? " delta" : "",
+             co->sum.count, co->target);
     co->open--;
     coord_settle_round(co, t0);
     return;
@@ -822,7 +829,7 @@ static void coord_on_frame(conn *c, const uint8_t *payload, size_t len)
         else coord_on_hello(p, e->hello);
         break;
     case SEFL__ENVELOPE__MSG_UPDATE:
-        coord_on_update(p, e->update, t0);
+        coord_on_update(p, e->update, len, t0);
         break;
     case SEFL__ENVELOPE__MSG_EVAL_REPORT:
         coord_on_eval_report(p, e->eval_report);
@@ -942,7 +949,9 @@ int coord_start(uv_loop_t *loop, const coord_config *cfg, coord **out, char *err
 
     /* Certificates first: a typo in --certs must not leave a new database. */
     if ((ret = tls_ctx_new_server(&co->tls, cfg->certs_dir, err))) goto fail;
-    state_config sc = { .t = &co->t, .private_mask = cfg->private_mask, .init_seed = cfg->seed };
+    state_config sc = { .t = &co->t, .private_mask = cfg->private_mask, .init_seed = cfg->seed,
+                        .wire_dtype = wire_enc_name(cfg->wire),
+                        .update_dtype = wire_enc_name(cfg->update) };
     if ((ret = state_open(cfg->db_path, &sc, co->global, &co->st, err))) goto fail;
     if ((ret = state_load(co->st, co->global, &co->last_round, err))) goto fail;
     co->round = co->last_round;

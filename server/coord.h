@@ -39,6 +39,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "common/fl/wire_enc.h"
+
 #define COORD_MAX_PEERS 10000        /* default max_peers */
 #define COORD_SEND_WINDOW (64u << 20) /* default send_window: about 27 tasks */
 
@@ -63,6 +65,8 @@ typedef struct {
     int max_peers;              /* connections at once (COORD_MAX_PEERS); more are closed */
     size_t send_window;         /* task bytes queued on all connections at once
                                    (COORD_SEND_WINDOW); tasks wait for room */
+    wire_enc wire;              /* the global model in TrainTask and EvalTask */
+    wire_enc update;            /* what clients send back (TrainTask.update_encoding) */
 } coord_config;
 
 /* The defaults sefl-server documents. */

@@ -55,6 +55,13 @@ static const char usage[] =
     "  --r R                   SE reduction ratio (default 8)\n"
     "  --heartbeat SEC         heartbeat to idle clients every SEC seconds; silent for\n"
     "                          3 of them closes the client (default 10)\n"
+    "  --wire-dtype D          f32, f16 or int8: how the global model goes to the\n"
+    "                          clients (default f32)\n"
+    "  --update-dtype D        f32, f16 or int8: how clients send their updates; f16\n"
+    "                          and int8 send the difference from the global model,\n"
+    "                          int8 rounded stochastically (default f32)\n"
+    "  --int8-scale S          channel or tensor: one int8 scale per output channel\n"
+    "                          or one per tensor (default channel)\n"
     "  --help                  this text\n"
     "Logs one line per event to stderr (SEFL_LOG=debug|info|warn|error).\n";
 
@@ -74,7 +81,8 @@ static void server_on_signal(uv_signal_t *h, int signum)
 static int server_parse(int argc, char **argv, coord_config *c, char *err)
 {
     enum { O_LISTEN = 256, O_CERTS, O_DB, O_ROUNDS, O_K, O_M, O_F, O_TIMEOUT, O_EVAL, O_PRIV,
-           O_LR, O_MOM, O_WD, O_MU, O_BATCH, O_EPOCHS, O_SEED, O_R, O_HB, O_HELP };
+           O_LR, O_MOM, O_WD, O_MU, O_BATCH, O_EPOCHS, O_SEED, O_R, O_HB, O_WIRE, O_UPD, O_SCALE,
+           O_HELP };
     static const struct option opts[] = {
         { "listen", 1, 0, O_LISTEN }, { "certs", 1, 0, O_CERTS }, { "db", 1, 0, O_DB },
         { "rounds", 1, 0, O_ROUNDS }, { "clients-per-round", 1, 0, O_K },
@@ -83,7 +91,8 @@ static int server_parse(int argc, char **argv, coord_config *c, char *err)
         { "private", 1, 0, O_PRIV }, { "lr", 1, 0, O_LR }, { "momentum", 1, 0, O_MOM },
         { "weight-decay", 1, 0, O_WD }, { "prox-mu", 1, 0, O_MU }, { "batch", 1, 0, O_BATCH },
         { "epochs", 1, 0, O_EPOCHS }, { "seed", 1, 0, O_SEED }, { "r", 1, 0, O_R },
-        { "heartbeat", 1, 0, O_HB }, { "help", 0, 0, O_HELP }, { 0, 0, 0, 0 },
+        { "heartbeat", 1, 0, O_HB }, { "wire-dtype", 1, 0, O_WIRE }, { "update-dtype", 1, 0, O_UPD },
+        { "int8-scale", 1, 0, O_SCALE }, { "help", 0, 0, O_HELP }, { 0, 0, 0, 0 },
     };
     coord_config_default(c);
     c->certs_dir = c->db_path = NULL;
@@ -91,6 +100,7 @@ static int server_parse(int argc, char **argv, coord_config *c, char *err)
     int opt, rc = 0;
     long v = 0;
     double d = 0;
+    const char *wire = "f32", *update = "f32", *scale = "channel";
     while (rc == 0 && (opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (opt) {
         case O_LISTEN: c->listen = optarg; break;
@@ -142,11 +152,21 @@ static int server_parse(int argc, char **argv, coord_config *c, char *err)
         case O_HB:
             if (!(rc = cli_parse_long("--heartbeat", optarg, 1, 3600, &v, err))) c->heartbeat = (int)v;
             break;
+        case O_WIRE: wire = optarg; break;
+        case O_UPD: update = optarg; break;
+        case O_SCALE: scale = optarg; break;
         case O_HELP: return 1;
         default: cli_bad_option(argv, err); return -1;
         }
     }
     if (rc < 0 || cli_no_operands(argc, argv, err) < 0) return -1;
+    if (strcmp(scale, "channel") && strcmp(scale, "tensor")) {
+        err_set(err, "--int8-scale must be channel or tensor, got '%s'", scale);
+        return -1;
+    }
+    if (wire_enc_parse("--wire-dtype", wire, !strcmp(scale, "channel"), &c->wire, err) < 0 ||
+        wire_enc_parse("--update-dtype", update, !strcmp(scale, "channel"), &c->update, err) < 0)
+        return -1;
     if (!c->certs_dir || !c->db_path) {
         err_set(err, "--certs and --db are required");
         return -1;

@@ -151,6 +151,33 @@ START_TEST(test_refuses_other_settings)
     ck_assert_int_eq(state_open(path, &r4, init, &s, err), -EINVAL);
     ck_assert_ptr_nonnull(strstr(err, "--r"));
 
+    /* the wire encodings: recorded, and a resume with others refused; a
+     * file made before they were recorded reads as f32 both ways */
+    state_config wd = c;
+    wd.update_dtype = "int8/channel";
+    ck_assert_int_eq(state_open(path, &wd, init, &s, err), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "update_dtype = f32, this run has int8/channel (--update-dtype)"));
+    wd.update_dtype = "f32";
+    wd.wire_dtype = "f32";
+    ck_assert_int_eq(state_open(path, &wd, init, &s, err), 0);
+    state_close(s);
+    char wfile[160];
+    snprintf(wfile, sizeof wfile, "%s/wire.db", dir);
+    state_config w8 = c;
+    w8.wire_dtype = "int8/tensor";
+    ck_assert_int_eq(state_open(wfile, &w8, init, &s, err), 0);
+    state_close(s);
+    ck_assert_int_eq(state_open(wfile, &c, init, &s, err), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "wire_dtype = int8/tensor"));
+    sqlite3 *db;
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, "DELETE FROM meta WHERE key LIKE '%_dtype'", NULL, NULL, NULL),
+                     SQLITE_OK);
+    ck_assert_int_eq(sqlite3_changes(db), 2);
+    sqlite3_close(db);
+    ck_assert_int_eq(state_open(path, &c, init, &s, err), 0);
+    state_close(s);
+
     /* a file of sefl-sim --local-only is not one the coordinator resumes */
     char local[160];
     snprintf(local, sizeof local, "%s/local.db", dir);

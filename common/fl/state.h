@@ -31,13 +31,16 @@ typedef struct {
     uint64_t init_seed;         /* model_init seed of the initial model */
     const char *kind;           /* meta kind: NULL for "server"; "local" for sefl-sim --local-only */
     const char *partition;      /* partition spec when known, else NULL */
+    const char *wire_dtype;     /* --wire-dtype as wire_enc_name says it; NULL: "f32" */
+    const char *update_dtype;   /* --update-dtype likewise */
 } state_config;
 
 /* Opens or creates path. A new file gets meta from cfg and init (table.total
  * floats) as the model of round 0. An existing file must be a sefl database
  * of cfg's kind whose meta (arch, r, fc1_gate, table_hash, private_groups,
- * init_seed) matches cfg; otherwise one line in err says which setting
- * differs. Returns 0 with *out (close with state_close), or negative. */
+ * init_seed, wire_dtype, update_dtype; the last two read as "f32" in a file
+ * made before they were recorded) matches cfg; otherwise one line in err
+ * says which setting differs. Returns 0 with *out (close with state_close), or negative. */
 int state_open(const char *path, const state_config *cfg, const float *init, state **out,
                char *err);
 void state_close(state *s);                    /* accepts NULL */
