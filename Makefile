@@ -6,6 +6,8 @@
 #   common/**/*.c server/*.c client/*.c -> build/libsefl.a (the modules)
 #   {server,client,tests/bench}/sefl-*.c -> build/bin/sefl-*  (one program each)
 #   tests/check_*.c                    -> build/tests/check_* (one Check suite each)
+#   client/sefl-{client,sim}.c         -> also build/test-bin/* (test builds: with
+#                                         the test-only switches of client/testswitch.h)
 #   tests/integration/*.sh             -> run by `make check` after the suites
 #   tests/fuzz/fuzz_*.c                -> build-fuzz/fuzz_* (libFuzzer, `make fuzz`)
 
@@ -41,6 +43,10 @@ TEST_SRC := $(wildcard tests/check_*.c)
 PROGS    := $(patsubst %.c,$(BIN)/%,$(notdir $(PROG_SRC)))
 TESTS    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 LIB_OBJ  := $(patsubst %.c,$(OBJ)/%.o,$(LIB_SRC)) $(OBJ)/proto/fl.pb-c.o
+# Test builds link this object ahead of the library, so its switches replace
+# the release build's empty ones; release programs never contain them.
+TEST_SWITCH_OBJ := $(OBJ)/test/client/testswitch.o
+TEST_PROGS := $(BUILD)/test-bin/sefl-client $(BUILD)/test-bin/sefl-sim
 
 DEB_PKGS := build-essential pkg-config libuv1-dev libprotobuf-c-dev \
             protobuf-c-compiler libmbedtls-dev libsqlite3-dev check \
@@ -48,7 +54,7 @@ DEB_PKGS := build-essential pkg-config libuv1-dev libprotobuf-c-dev \
             iproute2 sqlite3 clang libclang-rt-14-dev python3 procps
 
 .PHONY: all deps layers check check-asan bench demo results fuzz fuzz-corpus clean
-all: $(PROGS) $(TESTS)
+all: $(PROGS) $(TEST_PROGS) $(TESTS)
 
 # Installs only what is missing, so a second run is quiet and fast.
 deps:
@@ -75,6 +81,10 @@ $(OBJ)/%.o: %.c | $(GEN)/fl.pb-c.h
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -c -o $@ $<
 
+$(TEST_SWITCH_OBJ): client/testswitch.c | $(GEN)/fl.pb-c.h
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -DSEFL_TEST_SWITCHES $(CFLAGS) $(WARN) -c -o $@ $<
+
 $(LIB): $(LIB_OBJ)
 	@rm -f $@
 	$(AR) rcs $@ $^
@@ -86,7 +96,12 @@ $(BIN)/$(basename $(notdir $(1))): $(OBJ)/$(1:.c=.o) $(LIB)
 endef
 $(foreach p,$(PROG_SRC),$(eval $(call prog_rule,$(p))))
 
-$(BUILD)/tests/%: $(OBJ)/tests/%.o $(LIB)
+$(BUILD)/test-bin/%: $(OBJ)/client/%.o $(TEST_SWITCH_OBJ) $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# Suites run the real sefl-certs (check_main.h's check_certs): it is built first.
+$(BUILD)/tests/%: $(OBJ)/tests/%.o $(TEST_SWITCH_OBJ) $(LIB) | $(BIN)/sefl-certs
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CHECK_LIBS)
 

@@ -16,6 +16,7 @@
 #include <uv.h>
 
 #include "client/setup.h"
+#include "client/testswitch.h"
 #include "common/cli.h"
 #include "common/log.h"
 #include "common/nn/params.h"
@@ -53,9 +54,6 @@ static const char usage[] =
     "  --backoff-min-ms MS  first reconnect delay (default 200)\n"
     "  --backoff-max-ms MS  longest reconnect delay (default 30000)\n"
     "  --help               this text\n"
-    "Test-only environment switches (never for production use):\n"
-    "  SEFL_TAP_DIR=DIR     append every frame sent to DIR/NAME.frames (before TLS)\n"
-    "  SEFL_FAULT=nan|shape|stale|duplicate  corrupt the first Update sent\n"
     "Logs one line per event to stderr (SEFL_LOG=debug|info|warn|error).\n";
 
 typedef struct {
@@ -171,6 +169,7 @@ int main(int argc, char **argv)
     int rc = client_parse(argc, argv, &a, err);
     if (rc == 1) {
         fputs(usage, stdout);
+        fputs(testswitch_help(), stdout);
         return 0;
     }
     if (rc < 0) return cli_usage_error("sefl-client", err);

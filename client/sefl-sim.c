@@ -26,6 +26,7 @@
 #include <uv.h>
 
 #include "client/setup.h"
+#include "client/testswitch.h"
 #include "common/cli.h"
 #include "common/log.h"
 #include "common/nn/model.h"
@@ -84,8 +85,7 @@ static const char usage[] =
     "  --weight-decay W     (default 0)\n"
     "  --init-seed S        model initialisation seed (default: --seed)\n"
     "  --help               this text\n"
-    "Progress: a refreshing line on a terminal, else one log line per round.\n"
-    "Test-only environment switches (see sefl-client --help): SEFL_TAP_DIR, SEFL_FAULT.\n";
+    "Progress: a refreshing line on a terminal, else one log line per round.\n";
 
 typedef struct {
     const char *server, *certs, *partition, *state_dir, *data_dir, *db;
@@ -478,6 +478,7 @@ int main(int argc, char **argv)
     int rc = sim_parse(argc, argv, &m.a, err);
     if (rc == 1) {
         fputs(usage, stdout);
+        fputs(testswitch_help(), stdout);
         return 0;
     }
     if (rc < 0) return cli_usage_error("sefl-sim", err);

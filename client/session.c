@@ -9,6 +9,7 @@
  * only the job, the session's out_frame and the fault switch.
  */
 #include "client/session.h"
+#include "client/testswitch.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -29,7 +30,6 @@
 #define SESSION_SOFTWARE "sefl/0.1"
 
 enum { ST_WAITING, ST_CONNECTING, ST_HELLO, ST_READY };
-enum { FAULT_NONE, FAULT_NAN, FAULT_SHAPE, FAULT_STALE, FAULT_DUPLICATE };
 
 /* A task received and not yet given to the trainer. */
 typedef struct {
@@ -77,8 +77,7 @@ struct session {
     int status;                 /* final status: 0 or the fatal error */
     char err[SEFL_ERRLEN];
 
-    char *tap_path;             /* NULL unless SEFL_TAP_DIR is set */
-    int fault;                  /* FAULT_*: applied to the next Update, then cleared */
+    testswitch ts;              /* test-only switches (testswitch.h); off in release builds */
 };
 
 static void session_connect(session *s);
@@ -111,24 +110,11 @@ void *session_user(const session *s)
     return s->cfg.user;
 }
 
-/* Appends one wire frame to the tap file (test-only switch SEFL_TAP_DIR). */
-static void session_tap(session *s, const uint8_t *frame, size_t len)
-{
-    if (!s->tap_path) return;
-    FILE *f = fopen(s->tap_path, "ab");
-    if (!f) {
-        log_warn("%s: cannot append to tap file %s", s->cfg.name, s->tap_path);
-        return;
-    }
-    if (fwrite(frame, 1, len, f) != len) log_warn("%s: short write to tap file %s", s->cfg.name, s->tap_path);
-    fclose(f);
-}
-
 /* Sends an encoded frame on the current connection (and taps it). */
 static int session_send_frame(session *s, const uint8_t *frame, size_t len)
 {
     if (!s->c) return -ENOTCONN;
-    session_tap(s, frame, len);
+    testswitch_tap(&s->ts, s->cfg.name, frame, len);
     int rc = conn_send_frame(s->c, frame, len);
     if (rc < 0) log_warn("%s: cannot send a frame: %s", s->cfg.name, strerror(-rc));
     return rc;
@@ -463,7 +449,7 @@ static int session_build_update(trainer_job *j, const float *params)
     wire_tensors wt = { 0 };
     int rc;
 
-    if (s->fault == FAULT_NAN) {
+    if (s->ts.fault == FAULT_NAN) {
         copy = malloc(t->total * sizeof *copy);
         if (!copy) goto nomem;
         memcpy(copy, params, t->total * sizeof *copy);
@@ -483,11 +469,11 @@ static int session_build_update(trainer_job *j, const float *params)
     if (wire_tensors_encode(t, sel, src, delta ? trainer_globals_buf(j->globals) : NULL,
                             s->job_enc, rng_derive(j->seed, name_hash) | 1, &wt) < 0)
         goto nomem;
-    if (s->fault == FAULT_SHAPE && wt.n > 0) wt.t[0].shape[0] += 1;
+    if (s->ts.fault == FAULT_SHAPE && wt.n > 0) wt.t[0].shape[0] += 1;
 
     Sefl__Update u = SEFL__UPDATE__INIT;
     Sefl__Envelope e = SEFL__ENVELOPE__INIT;
-    u.round = s->fault == FAULT_STALE ? j->round - 1 : j->round;
+    u.round = s->ts.fault == FAULT_STALE ? j->round - 1 : j->round;
     u.examples = (uint32_t)j->data->n_train;
     u.n_tensors = wt.n;
     u.tensors = wt.v;
@@ -539,8 +525,8 @@ static void session_job_done(trainer_job *j)
                      s->cfg.name, j->round, j->train ? "training" : "evaluation");
         } else if (j->train) {
             session_send_frame(s, s->out_frame, s->out_len);
-            if (s->fault == FAULT_DUPLICATE) session_send_frame(s, s->out_frame, s->out_len);
-            s->fault = FAULT_NONE;
+            if (s->ts.fault == FAULT_DUPLICATE) session_send_frame(s, s->out_frame, s->out_len);
+            s->ts.fault = FAULT_NONE;
         } else {
             session_send_eval_report(s, j);
         }
@@ -630,25 +616,9 @@ static int session_parse_server(session *s, const char *server, char *err)
     return 0;
 }
 
-static int session_parse_fault(const char *v, int *fault, char *err)
-{
-    static const char *names[] = { "", "nan", "shape", "stale", "duplicate" };
-    *fault = FAULT_NONE;
-    if (!v || !*v) return 0;
-    for (int i = 1; i < 5; i++) {
-        if (!strcmp(v, names[i])) {
-            *fault = i;
-            return 0;
-        }
-    }
-    err_set(err, "SEFL_FAULT must be nan, shape, stale or duplicate, got '%s'", v);
-    return -EINVAL;
-}
-
 int session_start(uv_loop_t *loop, trainer *tr, const session_config *cfg, session **out, char *err)
 {
     pstore *ps = NULL;
-    const char *tap = getenv("SEFL_TAP_DIR");
     int rc;
 
     if (cfg->data.n_train < 1 || cfg->data.n_test < 1) {
@@ -670,17 +640,8 @@ int session_start(uv_loop_t *loop, trainer *tr, const session_config *cfg, sessi
 
     rc = session_parse_server(s, cfg->server, err);
     if (rc < 0) goto fail;
-    rc = session_parse_fault(getenv("SEFL_FAULT"), &s->fault, err);
+    rc = testswitch_init(&s->ts, cfg->name, err);
     if (rc < 0) goto fail;
-    if (tap && *tap) {
-        size_t n = strlen(tap) + strlen(cfg->name) + sizeof "/.frames";
-        if (n > PATH_MAX || !(s->tap_path = malloc(n))) {
-            err_set(err, "SEFL_TAP_DIR path too long or out of memory");
-            rc = -ENAMETOOLONG;
-            goto fail;
-        }
-        snprintf(s->tap_path, n, "%s/%s.frames", tap, cfg->name);
-    }
     /* Checked now so that a corrupt or foreign file stops the program at
      * start rather than at its first task. */
     rc = pstore_open(cfg->db_path, cfg->name, trainer_table(tr), &ps, err);
@@ -699,7 +660,7 @@ int session_start(uv_loop_t *loop, trainer *tr, const session_config *cfg, sessi
     return 0;
 fail:
     tls_ctx_free(s->tls);
-    free(s->tap_path);
+    testswitch_free(&s->ts);
     free(s);
     return rc;
 }
@@ -709,6 +670,6 @@ void session_free(session *s)
     if (!s) return;
     tls_ctx_free(s->tls);
     free(s->out_frame);
-    free(s->tap_path);
+    testswitch_free(&s->ts);
     free(s);
 }

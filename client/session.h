@@ -17,14 +17,8 @@
  * repeats the running training's (the coordinator retrying the round: same
  * round, model, settings and seed) is answered by that training's Update.
  *
- * Test-only switches, read from the environment when a session starts:
- *   SEFL_TAP_DIR=DIR   every frame the session sends is appended to
- *                      DIR/NAME.frames as on the wire before encryption
- *                      (4-byte big-endian length + Envelope);
- *   SEFL_FAULT=nan|shape|stale|duplicate
- *                      the session's first Update is corrupted: a NaN in
- *                      its first tensor, a wrong first dimension of its
- *                      first tensor, round - 1, or sent twice.
+ * Test builds add switches read from the environment when a session starts
+ * (a tap of every frame sent, a corrupted first Update): client/testswitch.h.
  *
  * Ownership: a session lives from session_start until its SESSION_FINISHED
  * event; the program frees it with session_free after that event (or after

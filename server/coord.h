@@ -1,7 +1,7 @@
 /* coord: the coordinator's rounds on one libuv loop.
  *
  * A coord accepts mutually authenticated clients (conn.h), answers Hello
- * with Welcome, and runs federated rounds as DESIGN.md and the conversation
+ * with Welcome, and runs federated rounds as server/README.md and the conversation
  * in proto/fl.proto describe:
  *   wait until min_clients are connected (not a round);
  *   select ceil(K * over_select) of the connected clients at random (all of

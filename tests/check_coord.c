@@ -622,22 +622,13 @@ int main(void)
         return 1;
     }
     log_set_level(getenv("SEFL_LOG") ? LOG_DEBUG : LOG_ERROR);
-    const char *build = getenv("BUILD") ? getenv("BUILD") : "build";
-    snprintf(base_dir, sizeof base_dir, "/tmp/check_coord.XXXXXX");
-    if (!mkdtemp(base_dir)) return 1;
+    check_mkdtemp(base_dir, sizeof base_dir, "/tmp/check_coord.XXXXXX");
     snprintf(certs_dir, sizeof certs_dir, "%s/certs", base_dir);
-    char cmd[512];
     char longest[65];
     memset(longest, 'n', 64);
     longest[64] = 0;
-    snprintf(cmd, sizeof cmd,
-             "%s/bin/sefl-certs init --dir %s --clients %d >/dev/null && "
-             "%s/bin/sefl-certs issue --dir %s --name %s >/dev/null",
-             build, certs_dir, N_FAKES, build, certs_dir, longest);
-    if (system(cmd) != 0) {
-        fprintf(stderr, "check_coord: setup failed: %s\n", cmd);
-        return 1;
-    }
+    check_certs("init --dir %s --clients %d", certs_dir, N_FAKES);
+    check_certs("issue --dir %s --name %s", certs_dir, longest);
     Suite *s = suite_create("coord");
     TCase *tc = tcase_create("coord");
     tcase_set_timeout(tc, 30);

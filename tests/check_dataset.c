@@ -13,7 +13,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-static char tmpdir[] = "/tmp/check_dataset.XXXXXX";
+static char tmpdir[64];
 
 static const char *tmp_path(char *buf, const char *name)
 {
@@ -253,10 +253,7 @@ END_TEST
 
 int main(void)
 {
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    check_mkdtemp(tmpdir, sizeof tmpdir, "/tmp/check_dataset.XXXXXX");
     Suite *s = suite_create("dataset");
     TCase *tc = tcase_create("dataset");
     tcase_set_timeout(tc, 30);

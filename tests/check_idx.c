@@ -14,7 +14,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-static char tmpdir[] = "/tmp/check_idx.XXXXXX";
+static char tmpdir[64];
 
 /* A path in the suite's temporary directory; returns a static buffer. */
 static const char *tmp_path(const char *name)
@@ -321,10 +321,7 @@ END_TEST
 
 int main(void)
 {
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    check_mkdtemp(tmpdir, sizeof tmpdir, "/tmp/check_idx.XXXXXX");
     Suite *s = suite_create("idx");
     TCase *tc = tcase_create("idx");
     tcase_add_test(tc, test_good_plain);

@@ -84,7 +84,7 @@ START_TEST(test_init)
 END_TEST
 
 /* ---- a reference forward pass in double ----
- * The network written out directly from DESIGN.md (and torch_ref.py's Net)
+ * The network written out directly from common/README.md (and tests/bench/torch_ref.py's Net)
  * with plain loops over (C, H, W) per sample, in double. It checks the
  * model's forward pass (layouts, flatten order, gate placement), and its
  * finite differences are precise enough to check every gradient. */

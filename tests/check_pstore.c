@@ -23,8 +23,7 @@ static param_table table;
 static void setup(void)
 {
     char err[SEFL_ERRLEN];
-    snprintf(dir, sizeof dir, "/tmp/check_pstore.XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
+    check_mkdtemp(dir, sizeof dir, "/tmp/check_pstore.XXXXXX");
     ck_assert_int_eq(params_build_cnn_se(&table, 8, 1, err), 0);
 }
 

@@ -31,8 +31,7 @@ static const char *schema_sql =
 
 static void setup(void)
 {
-    strcpy(dir, "/tmp/check_report.XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
+    check_mkdtemp(dir, sizeof dir, "/tmp/check_report.XXXXXX");
     snprintf(path, sizeof path, "%s/server.db", dir);
 }
 

@@ -633,19 +633,10 @@ END_TEST
 
 static void setup_all(void)
 {
-    const char *build = getenv("BUILD") ? getenv("BUILD") : "build";
-    char cmd[512], err[SEFL_ERRLEN];
-    snprintf(base_dir, sizeof base_dir, "/tmp/check_session.XXXXXX");
-    if (!mkdtemp(base_dir)) {
-        perror("mkdtemp");
-        exit(1);
-    }
+    char err[SEFL_ERRLEN];
+    check_mkdtemp(base_dir, sizeof base_dir, "/tmp/check_session.XXXXXX");
     snprintf(certs_dir, sizeof certs_dir, "%s/certs", base_dir);
-    snprintf(cmd, sizeof cmd, "%s/bin/sefl-certs init --dir %s --clients 1 >/dev/null 2>&1", build, certs_dir);
-    if (system(cmd) != 0) {
-        fprintf(stderr, "check_session: setup failed: %s\n", cmd);
-        exit(1);
-    }
+    check_certs("init --dir %s --clients 1", certs_dir);
     if (params_build_cnn_se(&table, 8, 1, err) < 0) {
         fprintf(stderr, "check_session: %s\n", err);
         exit(1);

@@ -23,8 +23,7 @@ static float *init, *buf, *back;   /* (table.total) each */
 static void setup(void)
 {
     char err[SEFL_ERRLEN];
-    strcpy(dir, "/tmp/check_state.XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
+    check_mkdtemp(dir, sizeof dir, "/tmp/check_state.XXXXXX");
     snprintf(path, sizeof path, "%s/server.db", dir);
     ck_assert_int_eq(params_build_cnn_se(&table, 8, 1, err), 0);
     init = malloc(table.total * sizeof(float));

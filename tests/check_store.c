@@ -23,8 +23,7 @@ static const store_schema schema = {
 
 static void setup(void)
 {
-    strcpy(dir, "/tmp/check_store.XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
+    check_mkdtemp(dir, sizeof dir, "/tmp/check_store.XXXXXX");
     snprintf(path, sizeof path, "%s/a.db", dir);
 }
 

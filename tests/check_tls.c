@@ -116,16 +116,9 @@ END_TEST
 
 int main(void)
 {
-    const char *build = getenv("BUILD") ? getenv("BUILD") : "build";
-    char cmd[512];
-    snprintf(dir, sizeof dir, "/tmp/check_tls.XXXXXX");
-    if (!mkdtemp(dir)) return 1;
+    check_mkdtemp(dir, sizeof dir, "/tmp/check_tls.XXXXXX");
     snprintf(certs, sizeof certs, "%s/project", dir);
-    snprintf(cmd, sizeof cmd, "%s/bin/sefl-certs init --dir %s --clients 1 >/dev/null", build, certs);
-    if (system(cmd) != 0) {
-        fprintf(stderr, "check_tls: setup failed: %s\n", cmd);
-        return 1;
-    }
+    check_certs("init --dir %s --clients 1", certs);
     Suite *s = suite_create("tls");
     TCase *tc = tcase_create("config");
     tcase_add_test(tc, test_load_project);

@@ -3,10 +3,12 @@
 # meaning of existing ones.
 #
 # Expects the caller to be at the repository root. Sets BUILD (default
-# build) and BIN.
+# build), BIN (release programs) and TEST_BIN (the test builds of sefl-client
+# and sefl-sim, with the switches of client/testswitch.h).
 
 BUILD=${BUILD:-build}
 BIN=$BUILD/bin
+TEST_BIN=$BUILD/test-bin
 
 # sefl_wait_port LOG PID [TIMEOUT_S]: waits until the coordinator logging to
 # LOG prints its `listening ... HOST:PORT` line and prints PORT. Fails (1) when
@@ -192,12 +194,13 @@ sefl_start_server() {
 # sefl_start_client DIR I N PORT ARGS...: starts sefl-client client-000I
 # (certificates in DIR/certs, store DIR/cI.db, log DIR/cI.log) on its share
 # I of a pat:2 partition of Fashion-MNIST over N clients; appends its pid to
-# SEFL_CLIENT_PIDS and sets SEFL_CLIENT_PID.
+# SEFL_CLIENT_PIDS and sets SEFL_CLIENT_PID. SEFL_CLIENT_BIN (default the
+# release sefl-client) names the program, e.g. "$TEST_BIN/sefl-client".
 SEFL_CLIENT_PIDS=()
 sefl_start_client() {
     local dir=$1 i=$2 n=$3 port=$4
     shift 4
-    "$BIN/sefl-client" --server "127.0.0.1:$port" --certs "$dir/certs" \
+    "${SEFL_CLIENT_BIN:-$BIN/sefl-client}" --server "127.0.0.1:$port" --certs "$dir/certs" \
         --name "$(printf 'client-%04d' "$i")" --db "$dir/c$i.db" \
         --partition pat:2 --num-clients "$n" --index "$i" --seed 1 \
         --backoff-min-ms 100 --backoff-max-ms 1000 "$@" 2>>"$dir/c$i.log" &

@@ -1,5 +1,5 @@
-/* state: server.db, the coordinator's durable state; see state.h and
- * notes/db.md for the schema that sefl-eval reads as written. */
+/* state: server.db, the coordinator's durable state; see state.h, whose
+ * schema comment sefl-eval and scripts read the file by. */
 #include "common/fl/state.h"
 
 #include <errno.h>

@@ -1,4 +1,4 @@
-/* state: the coordinator's server.db (schema in notes/db.md).
+/* state: the coordinator's server.db (its schema is below).
  *
  * What a restarted coordinator needs lives here: meta (the model and private
  * set the file was made for), committed rounds with their figures, the
@@ -11,6 +11,34 @@
  * The initial model is stored as round 0 when the file is created (no rounds
  * row), so resuming before the first commit and comparing the first round's
  * model against its start work like any other round.
+ *
+ * Schema (schema_version 1; sefl-eval, tests and users' scripts read the
+ * file by it, so a change here is a new schema_version):
+ *   meta(key TEXT PRIMARY KEY, value)
+ *       schema_version, kind ('server', or 'local' for the file
+ *       `sefl-sim --local-only` writes), created_at (UTC ISO 8601), and what
+ *       binds the file to one run: arch, r, fc1_gate, table_hash (16 hex
+ *       digits), private_groups ('se', 'none', 'head', 'se,head'),
+ *       init_seed, and partition (the spec, when known)
+ *   rounds(round INTEGER PRIMARY KEY, committed_at TEXT, clients INTEGER,
+ *          examples INTEGER, train_loss REAL, train_accuracy REAL,
+ *          seconds REAL, coord_seconds REAL, attempt INTEGER)
+ *       one row per committed round: updates folded in, their examples,
+ *       example-weighted train figures, selection-to-commit wall time, the
+ *       coordinator's own CPU share of it, and 1 + abandoned attempts
+ *   models(round INTEGER PRIMARY KEY, params BLOB, checksum TEXT)
+ *       the whole parameter buffer (table.total float32, little-endian) of
+ *       round 0 and of the last STATE_KEEP_MODELS committed rounds, with its
+ *       FNV-1a 64 checksum as 16 lowercase hex digits
+ *   clients(name TEXT PRIMARY KEY, first_seen TEXT, last_seen TEXT,
+ *           rounds INTEGER, examples INTEGER)
+ *       every client (certificate CN) that said Hello, the rounds it took
+ *       part in and the training examples it contributed
+ *   eval_reports(round INTEGER, client TEXT, examples INTEGER,
+ *                accuracy REAL, loss REAL, received_at TEXT,
+ *                PRIMARY KEY(round, client))
+ *       every EvalReport: the client's personalized test accuracy and loss
+ *       on its own test split after that round
  */
 #ifndef SEFL_STATE_H
 #define SEFL_STATE_H

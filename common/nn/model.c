@@ -1,4 +1,4 @@
-/* model: the `cnn-se` network of DESIGN.md, trained with SGD; see model.h.
+/* model: the `cnn-se` network of common/README.md, trained with SGD; see model.h.
  *
  * A model is its parameter table, three buffers of table.total floats
  * (weights, gradients, momentum) and one workspace of activations. The

@@ -1,4 +1,4 @@
-/* model: the `cnn-se` network (DESIGN.md) with its training and evaluation.
+/* model: the `cnn-se` network (common/README.md) with its training and evaluation.
  *
  *   conv1 1->32 5x5, ReLU, SE(32, r), maxpool 2      -> 32x12x12
  *   conv2 32->64 5x5, ReLU, SE(64, r), maxpool 2     -> 64x4x4

@@ -60,7 +60,7 @@ static inline param_sel params_shared(unsigned private_mask) { return (param_sel
 static inline param_sel params_private(unsigned private_mask) { return (param_sel){ private_mask, 0 }; }
 static inline param_sel params_group(unsigned g) { return (param_sel){ g, 0 }; }
 
-/* Fills t with the table of the default `cnn-se` architecture (DESIGN.md)
+/* Fills t with the table of the default `cnn-se` architecture (common/README.md)
  * for reduction ratio r (1..64, dividing 32) and with or without the fc1
  * gate. Returns 0, or -EINVAL (with err) for a bad r. */
 int params_build_cnn_se(param_table *t, int r, int fc1_gate, char *err);

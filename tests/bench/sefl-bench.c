@@ -3,7 +3,7 @@
  *   sefl-bench train   --batch B --samples N [--threads T] [--data DIR] [--seed S]
  *       T threads (default 1, model_set_threads), the default model, the first N Fashion-MNIST training
  *       images: one warm-up epoch, then one timed epoch (as
- *       ../shared/bench/torch_ref.py speed does, plain SGD at lr 0.005);
+ *       tests/bench/torch_ref.py speed does, plain SGD at lr 0.005);
  *       prints wall and CPU seconds, GFLOP/s from the model's FLOP count,
  *       and last `train_samples_per_s X` (wall time).
  *   sefl-bench sgemm

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # eval_cli: sefl-eval as a user runs it, on server.db files made with the
-# sqlite3 CLI in the schema of notes/db.md: the name-value lines scripts
+# sqlite3 CLI in the schema of common/fl/state.h: the name-value lines scripts
 # grep, the baseline comparison, --round/--best, the CSV/JSON/SVG files, and
 # the exit status and one-line message of each error (1: unreadable db or no
 # such reports, 2: bad arguments).

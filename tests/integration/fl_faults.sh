@@ -16,6 +16,7 @@
 cd "$(dirname "$0")/../.." || exit 1
 source tests/lib.sh
 sefl_need_fmnist || exit 0
+SEFL_CLIENT_BIN=$TEST_BIN/sefl-client   # the switches exist in test builds only
 
 sefl_fl_begin fl_faults 6 12 '*.log'
 sefl_start_server "$T/server.log" 127.0.0.1:0 --certs "$T/certs" --db "$T/server.db" \

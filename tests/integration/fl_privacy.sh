@@ -9,6 +9,7 @@
 cd "$(dirname "$0")/../.." || exit 1
 source tests/lib.sh
 sefl_need_fmnist || exit 0
+SEFL_CLIENT_BIN=$TEST_BIN/sefl-client   # the switches exist in test builds only
 
 sefl_fl_begin fl_privacy 3 8 '*/*.log'
 
