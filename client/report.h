@@ -53,6 +53,7 @@ typedef struct {
     char kind[REPORT_META_MAX];           /* "server" or "local" */
     char partition[REPORT_META_MAX];      /* partition spec, may be empty */
     char table_hash[REPORT_META_MAX];     /* hex text, may be empty */
+    char eval_clients[REPORT_META_MAX];   /* --eval-clients: "all" or N; empty if absent */
 } report_meta;
 
 /* One run read from a db: its meta, the curve of every evaluated round, and
@@ -65,6 +66,7 @@ typedef struct {
     int round;                   /* the selected round */
     report_client *c;            /* (n) sorted by name */
     int n;
+    long seen;                   /* clients the coordinator has seen (clients table), -1 if none */
 } report_run;
 
 /* Summary of one series of per-client accuracies. */

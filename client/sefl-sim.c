@@ -28,6 +28,7 @@
 #include "client/setup.h"
 #include "client/testswitch.h"
 #include "common/cli.h"
+#include "common/fdlimit.h"
 #include "common/log.h"
 #include "common/nn/model.h"
 #include "common/nn/params.h"
@@ -441,7 +442,7 @@ static int sim_open_out(sim *m, char *err)
         return -ENOMEM;
     }
     model_init(init, m->a.init_seed);
-    state_config sc = { &m->table, PARAM_ALL, m->a.init_seed, "local", m->a.partition, NULL, NULL };
+    state_config sc = { &m->table, PARAM_ALL, m->a.init_seed, "local", m->a.partition, NULL, NULL, NULL };
     int rc = state_open(m->a.db, &sc, model_params(init), &m->out, err);
     model_free(init);
     return rc;
@@ -471,6 +472,19 @@ static int sim_start_client(sim *m, sim_client *c, char *err)
     return session_start(m->loop, m->tr, &cfg, &c->s, err);
 }
 
+/* One socket per client, and per training at once a pstore file with its
+ * journal, plus what the process holds anyway (data files, the loop's own). */
+static int sim_fd_limit(const sim *m, long clients, char *err)
+{
+    char what[64];
+    long have;
+    snprintf(what, sizeof what, "%ld clients", clients);
+    const long need = (m->a.local_only ? 0 : clients) + 3 * m->a.threads + 64;
+    int rc = fdlimit_raise(need, what, &have, err);
+    if (rc == 0) log_debug("sefl-sim: open-files limit %ld, about %ld needed", have, need);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     char err[SEFL_ERRLEN];
@@ -492,6 +506,7 @@ int main(int argc, char **argv)
     long hi = (m.a.shard_i + 1) * m.a.clients / m.a.shard_n;
 
     if ((rc = sim_mkdir(m.a.state_dir, err)) < 0) goto fail;
+    if ((rc = sim_fd_limit(&m, hi - lo, err)) < 0) goto fail;
     if ((rc = setup_load_partition(m.a.data_dir, m.a.partition, (int)m.a.clients, m.a.seed, &pool, &part, err)) < 0)
         goto fail;
     m.n = (int)(hi - lo);

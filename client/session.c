@@ -465,7 +465,7 @@ static int session_build_update(trainer_job *j, const float *params)
      * int8 rounds stochastically, from a seed of its own per client and
      * round so that the clients' rounding errors are independent. */
     const int delta = s->job_enc.dtype != WIRE_F32;
-    const uint64_t name_hash = hash_fnv1a(0, s->cfg.name, strlen(s->cfg.name));
+    const uint64_t name_hash = hash_fnv1a(HASH_FNV_INIT, s->cfg.name, strlen(s->cfg.name));
     if (wire_tensors_encode(t, sel, src, delta ? trainer_globals_buf(j->globals) : NULL,
                             s->job_enc, rng_derive(j->seed, name_hash) | 1, &wt) < 0)
         goto nomem;

@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "server/agg.h"
+#include "server/sample.h"
 #include "common/net/conn.h"
 #include "common/log.h"
 #include "common/nn/model.h"
@@ -108,6 +109,7 @@ struct coord {
     int eval_due;                /* an evaluation of last_round is to run */
     uint32_t eval_round;
     int eval_sent, eval_got;
+    uint64_t eval_cut;           /* sample_key at most this: in the evaluation's sample */
     double eval_acc_sum;         /* sum of examples * accuracy of the reports */
     long long eval_examples;
 
@@ -515,6 +517,23 @@ static void coord_eval_add(coord *co, peer *p)
     co->eval_sent++;
 }
 
+/* Sets eval_cut so that the evaluation asks the cfg.eval_clients connected
+ * clients of smallest sample_key (all of them when eval_clients is 0 or at
+ * least the number connected). Returns 0 or -ENOMEM. */
+static int coord_eval_sample(coord *co)
+{
+    co->eval_cut = UINT64_MAX;
+    if (co->cfg.eval_clients <= 0 || co->cfg.eval_clients >= co->n_ready) return 0;
+    uint64_t *keys = malloc((size_t)co->n_ready * sizeof *keys);
+    if (!keys) return -ENOMEM;
+    size_t n = 0;
+    for (peer *p = co->peers; p && n < (size_t)co->n_ready; p = p->next)
+        if (peer_ready(p)) keys[n++] = sample_key(co->cfg.seed, p->name);
+    co->eval_cut = sample_cut(keys, n, (size_t)co->cfg.eval_clients);
+    free(keys);
+    return 0;
+}
+
 static void coord_start_eval(coord *co)
 {
     wire_tensors wt;
@@ -539,9 +558,15 @@ static void coord_start_eval(coord *co)
     co->eval_sent = co->eval_got = 0;
     co->eval_acc_sum = 0;
     co->eval_examples = 0;
+    if (coord_eval_sample(co) < 0) goto oom;
     for (peer *p = co->peers; p; p = p->next)
-        if (peer_ready(p)) coord_eval_add(co, p);
-    log_info("eval round %u started: %d clients", co->eval_round, co->eval_sent);
+        if (peer_ready(p) && sample_key(co->cfg.seed, p->name) <= co->eval_cut) coord_eval_add(co, p);
+    if (co->cfg.eval_clients > 0)
+        log_info("eval round %u started: %d clients (--eval-clients %d: the sample of seed %llu "
+                 "among %d connected)", co->eval_round, co->eval_sent, co->cfg.eval_clients,
+                 (unsigned long long)co->cfg.seed, co->n_ready);
+    else
+        log_info("eval round %u started: %d clients", co->eval_round, co->eval_sent);
     uv_timer_start(&co->deadline, coord_on_deadline,
                    co->eval_sent ? (uint64_t)(co->cfg.round_timeout * 1000) : 0, 0);
     /* A failed send un-counts its peer; coord_on_settle ends an evaluation
@@ -559,6 +584,9 @@ oom:
  * window and its report is due by the same deadline. */
 static void coord_eval_join(coord *co, peer *p)
 {
+    /* Under --eval-clients, only a client that would have been in the
+     * sample had it been connected at the start. */
+    if (sample_key(co->cfg.seed, p->name) > co->eval_cut) return;
     coord_eval_add(co, p);
     log_info("eval round %u: client %s joined it (%d clients)", co->eval_round, p->name,
              co->eval_sent);
@@ -949,9 +977,11 @@ int coord_start(uv_loop_t *loop, const coord_config *cfg, coord **out, char *err
 
     /* Certificates first: a typo in --certs must not leave a new database. */
     if ((ret = tls_ctx_new_server(&co->tls, cfg->certs_dir, err))) goto fail;
+    char evaln[16] = "all";
+    if (cfg->eval_clients > 0) snprintf(evaln, sizeof evaln, "%d", cfg->eval_clients);
     state_config sc = { .t = &co->t, .private_mask = cfg->private_mask, .init_seed = cfg->seed,
                         .wire_dtype = wire_enc_name(cfg->wire),
-                        .update_dtype = wire_enc_name(cfg->update) };
+                        .update_dtype = wire_enc_name(cfg->update), .eval_clients = evaln };
     if ((ret = state_open(cfg->db_path, &sc, co->global, &co->st, err))) goto fail;
     if ((ret = state_load(co->st, co->global, &co->last_round, err))) goto fail;
     co->round = co->last_round;

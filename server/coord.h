@@ -67,6 +67,7 @@ typedef struct {
                                    (COORD_SEND_WINDOW); tasks wait for room */
     wire_enc wire;              /* the global model in TrainTask and EvalTask */
     wire_enc update;            /* what clients send back (TrainTask.update_encoding) */
+    int eval_clients;           /* evaluate this many connected clients (sample.h); 0: all */
 } coord_config;
 
 /* The defaults sefl-server documents. */

@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include "common/cli.h"
+#include "common/fdlimit.h"
 #include "server/coord.h"
 #include "common/nn/model.h"
 #include "common/log.h"
@@ -62,6 +63,9 @@ static const char usage[] =
     "                          int8 rounded stochastically (default f32)\n"
     "  --int8-scale S          channel or tensor: one int8 scale per output channel\n"
     "                          or one per tensor (default channel)\n"
+    "  --eval-clients N|all    evaluate N connected clients, the same sample each\n"
+    "                          time (smallest hash of seed and name), or all of them\n"
+    "                          (default all)\n"
     "  --help                  this text\n"
     "Logs one line per event to stderr (SEFL_LOG=debug|info|warn|error).\n";
 
@@ -82,7 +86,7 @@ static int server_parse(int argc, char **argv, coord_config *c, char *err)
 {
     enum { O_LISTEN = 256, O_CERTS, O_DB, O_ROUNDS, O_K, O_M, O_F, O_TIMEOUT, O_EVAL, O_PRIV,
            O_LR, O_MOM, O_WD, O_MU, O_BATCH, O_EPOCHS, O_SEED, O_R, O_HB, O_WIRE, O_UPD, O_SCALE,
-           O_HELP };
+           O_EVALN, O_HELP };
     static const struct option opts[] = {
         { "listen", 1, 0, O_LISTEN }, { "certs", 1, 0, O_CERTS }, { "db", 1, 0, O_DB },
         { "rounds", 1, 0, O_ROUNDS }, { "clients-per-round", 1, 0, O_K },
@@ -92,7 +96,8 @@ static int server_parse(int argc, char **argv, coord_config *c, char *err)
         { "weight-decay", 1, 0, O_WD }, { "prox-mu", 1, 0, O_MU }, { "batch", 1, 0, O_BATCH },
         { "epochs", 1, 0, O_EPOCHS }, { "seed", 1, 0, O_SEED }, { "r", 1, 0, O_R },
         { "heartbeat", 1, 0, O_HB }, { "wire-dtype", 1, 0, O_WIRE }, { "update-dtype", 1, 0, O_UPD },
-        { "int8-scale", 1, 0, O_SCALE }, { "help", 0, 0, O_HELP }, { 0, 0, 0, 0 },
+        { "int8-scale", 1, 0, O_SCALE }, { "eval-clients", 1, 0, O_EVALN },
+        { "help", 0, 0, O_HELP }, { 0, 0, 0, 0 },
     };
     coord_config_default(c);
     c->certs_dir = c->db_path = NULL;
@@ -155,6 +160,11 @@ static int server_parse(int argc, char **argv, coord_config *c, char *err)
         case O_WIRE: wire = optarg; break;
         case O_UPD: update = optarg; break;
         case O_SCALE: scale = optarg; break;
+        case O_EVALN:
+            if (!strcmp(optarg, "all")) c->eval_clients = 0;
+            else if (!(rc = cli_parse_long("--eval-clients", optarg, 1, 1000000, &v, err)))
+                c->eval_clients = (int)v;
+            break;
         case O_HELP: return 1;
         default: cli_bad_option(argv, err); return -1;
         }
@@ -195,6 +205,13 @@ int main(int argc, char **argv)
     /* A peer that vanishes mid-write must be an error on that connection,
      * not the end of the process. */
     signal(SIGPIPE, SIG_IGN);
+    /* One descriptor per client: raise the soft limit to the hard one. A
+     * hard limit below max_peers is not fatal here (connections past it are
+     * refused one by one, as past max_peers), but is said once. */
+    char what[64];
+    long have;
+    snprintf(what, sizeof what, "%d connections (the coordinator's limit)", cfg.max_peers);
+    if (fdlimit_raise((long)cfg.max_peers + 64, what, &have, err) < 0) log_warn("%s", err);
 
     uv_loop_t loop;
     uv_loop_init(&loop);

@@ -132,6 +132,9 @@ int state_open(const char *path, const state_config *cfg, const float *init, sta
     int created = 0;
     int ret = store_open(path, &schema, STORE_CREATE, &s->db, &created, err);
     if (!ret) ret = created ? state_init_file(s, cfg, init, err) : state_check_meta(s, cfg, err);
+    /* Not a result of training: recorded for sefl-eval, whatever an earlier
+     * run of the file had. */
+    if (!ret && cfg->eval_clients) ret = store_meta_set(s->db, "eval_clients", cfg->eval_clients, err);
     if (ret) {
         state_close(s);
         return ret;

@@ -61,6 +61,9 @@ typedef struct {
     const char *partition;      /* partition spec when known, else NULL */
     const char *wire_dtype;     /* --wire-dtype as wire_enc_name says it; NULL: "f32" */
     const char *update_dtype;   /* --update-dtype likewise */
+    const char *eval_clients;   /* --eval-clients ("all" or N), rewritten at each open (it
+                                   changes what is evaluated, not what is trained); NULL:
+                                   not recorded */
 } state_config;
 
 /* Opens or creates path. A new file gets meta from cfg and init (table.total
