@@ -29,6 +29,7 @@
 #include "client/testswitch.h"
 #include "common/cli.h"
 #include "common/fdlimit.h"
+#include "common/memtune.h"
 #include "common/log.h"
 #include "common/nn/model.h"
 #include "common/nn/params.h"
@@ -489,6 +490,7 @@ int main(int argc, char **argv)
 {
     char err[SEFL_ERRLEN];
     sim m = { 0 };
+    memtune_init();
     int rc = sim_parse(argc, argv, &m.a, err);
     if (rc == 1) {
         fputs(usage, stdout);

@@ -15,6 +15,7 @@
 
 #include "common/cli.h"
 #include "common/fdlimit.h"
+#include "common/memtune.h"
 #include "server/coord.h"
 #include "common/nn/model.h"
 #include "common/log.h"
@@ -196,6 +197,7 @@ int main(int argc, char **argv)
 {
     coord_config cfg;
     char err[SEFL_ERRLEN] = "";
+    memtune_init();
     int rc = server_parse(argc, argv, &cfg, err);
     if (rc == 1) {
         fputs(usage, stdout);
