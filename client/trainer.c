@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "client/pstore.h"
+#include "common/data/dataset.h"
 #include "common/fl/wire.h"
 
 /* Models get workspace for at least this many samples, so that evaluation
@@ -195,6 +196,45 @@ static double trainer_thread_cpu(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* A client's train (test = 0) or test split as model_train and
+ * model_evaluate take it: the data's own arrays, or floats gathered from a
+ * pool of raw pixels into buffers of the job's (own = 1). */
+typedef struct {
+    const float *x;
+    const uint8_t *y;
+    const int *idx;
+    float *own_x;
+    uint8_t *own_y;
+} trainer_samples;
+
+static void trainer_samples_free(trainer_samples *s)
+{
+    free(s->own_x);
+    free(s->own_y);
+}
+
+static int trainer_samples_get(const trainer_data *d, int test, trainer_samples *s)
+{
+    const int n = test ? d->n_test : d->n_train;
+    const int *idx = test ? d->test : d->train;
+    memset(s, 0, sizeof *s);
+    if (!d->pix) {
+        *s = (trainer_samples){ test ? d->test_x : d->train_x, test ? d->test_y : d->train_y, idx,
+                                NULL, NULL };
+        return 0;
+    }
+    s->own_x = malloc((size_t)(n > 0 ? n : 1) * MODEL_PIXELS * sizeof *s->own_x);
+    s->own_y = malloc((size_t)(n > 0 ? n : 1));
+    if (!s->own_x || !s->own_y) {
+        trainer_samples_free(s);
+        return -ENOMEM;
+    }
+    dataset_gather(d->pix, test ? d->test_y : d->train_y, idx, n, d->domain, s->own_x, s->own_y);
+    s->x = s->own_x;
+    s->y = s->own_y;
+    return 0;
+}
+
 static int trainer_train(trainer *tr, trainer_job *j, pstore *ps, model *m)
 {
     const param_table *t = &tr->table;
@@ -211,11 +251,20 @@ static int trainer_train(trainer *tr, trainer_job *j, pstore *ps, model *m)
         }
         memcpy(ref, w, t->total * sizeof *ref);
     }
+    trainer_samples s;
+    if ((rc = trainer_samples_get(d, 0, &s)) < 0) {
+        free(ref);
+        err_set(j->err, "out of memory for %d samples", d->n_train);
+        return rc;
+    }
     uint64_t t0 = uv_hrtime();
     double c0 = trainer_thread_cpu();
     model_reset_momentum(m); /* a job starts afresh: the pool's model ran another */
-    rc = model_train(m, d->train_x, d->train_y, d->train, d->n_train, j->epochs, j->batch, &j->sgd, ref,
-                     j->seed, &j->train_stats);
+    /* Gathered samples are in index order, so the shuffle picks the same
+     * samples in the same order as from the pool. */
+    rc = model_train(m, s.x, s.y, s.idx, d->n_train, j->epochs, j->batch, &j->sgd, ref, j->seed,
+                     &j->train_stats);
+    trainer_samples_free(&s);
     j->train_cpu = trainer_thread_cpu() - c0;
     j->train_stats.seconds = (double)(uv_hrtime() - t0) / 1e9;
     free(ref);
@@ -256,8 +305,13 @@ static int trainer_run(trainer *tr, trainer_job *j)
         if (rc < 0) goto out;
     }
     if (j->eval) {
-        model_evaluate(m, j->data->test_x, j->data->test_y, j->data->test, j->data->n_test,
-                       &j->eval_stats);
+        trainer_samples s;
+        if ((rc = trainer_samples_get(j->data, 1, &s)) < 0) {
+            err_set(j->err, "out of memory for %d samples", j->data->n_test);
+            goto out;
+        }
+        model_evaluate(m, s.x, s.y, s.idx, j->data->n_test, &j->eval_stats);
+        trainer_samples_free(&s);
         pstore_figures fig = { j->round, j->eval_stats.examples, j->eval_stats.loss,
                                j->eval_stats.accuracy, j->eval_stats.seconds };
         rc = pstore_record_eval(ps, &fig, j->err);

@@ -43,7 +43,10 @@ typedef struct trainer trainer;
 /* One client's data: indices into image sets that the caller keeps alive
  * and unchanged while the trainer runs (in sefl-sim every client's indices
  * point into one pooled set; sefl-client with its own files has a train
- * set and a test set, indices NULL). */
+ * set and a test set, indices NULL). A pool of raw pixels (pix, with
+ * train_x and test_x NULL and both index lists set) is turned into floats
+ * for the client's job only (dataset_gather, in its image domain), so a
+ * process holds its images once, as bytes, however many clients it runs. */
 typedef struct {
     const float *train_x;       /* (N, 784) images the train indices point into */
     const uint8_t *train_y;     /* (N) labels */
@@ -53,6 +56,8 @@ typedef struct {
     const uint8_t *test_y;      /* (M) */
     const int *test;            /* (n_test) indices, or NULL for 0..n_test-1 */
     int n_test;
+    const uint8_t *pix;         /* (N, 784) raw pixels both index lists point into, or NULL */
+    int domain;                 /* with pix: the client's feat:D image domain */
 } trainer_data;
 
 /* The shared set of a global model, decoded once and shared by reference
