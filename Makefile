@@ -27,6 +27,11 @@ WARN     := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 # and tests/layers.sh can check it.
 CPPFLAGS += -std=c11 -D_GNU_SOURCE -I. -I$(BUILD) \
             $(shell pkg-config --cflags openblas 2>/dev/null) -MMD -MP
+# COVERAGE=1: gcov instrumentation (tests/coverage.sh, `make coverage`).
+ifneq ($(COVERAGE),)
+CFLAGS   += --coverage
+LDFLAGS  += --coverage
+endif
 ifneq ($(SAN),)
 CFLAGS   += -fsanitize=$(SAN) -fno-sanitize-recover=all -fno-omit-frame-pointer
 LDFLAGS  += -fsanitize=$(SAN)
@@ -51,9 +56,9 @@ TEST_PROGS := $(BUILD)/test-bin/sefl-client $(BUILD)/test-bin/sefl-sim
 DEB_PKGS := build-essential pkg-config libuv1-dev libprotobuf-c-dev \
             protobuf-c-compiler libmbedtls-dev libsqlite3-dev check \
             libopenblas-dev zlib1g-dev dataset-fashion-mnist openssl \
-            iproute2 sqlite3 clang libclang-rt-14-dev python3 procps
+            iproute2 sqlite3 clang libclang-rt-14-dev python3 procps lcov
 
-.PHONY: all deps layers check check-asan bench demo results fuzz fuzz-corpus clean
+.PHONY: all deps layers check coverage check-asan bench demo results fuzz fuzz-corpus clean
 all: $(PROGS) $(TEST_PROGS) $(TESTS)
 
 # Installs only what is missing, so a second run is quiet and fast.
@@ -136,6 +141,10 @@ layers:
 check-asan:
 	$(MAKE) BUILD=build-asan SAN=address,undefined OPT=-O1 check
 
+# Line coverage per folder over the whole of make check (gcov + lcov), in build-cov.
+coverage:
+	@bash tests/coverage.sh
+
 bench: all
 	@bash tests/bench/bench.sh
 
@@ -173,6 +182,6 @@ $(BUILD)/fuzz/gen_corpus: $(OBJ)/tests/fuzz/gen_corpus.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-fuzz build-cov
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -58,7 +58,7 @@ static const char usage[] =
     "  --server HOST:PORT   coordinator; HOST must match its certificate\n"
     "  --certs DIR          sefl-certs output (ca.crt, clients/client-NNNN.crt|.key)\n"
     "  --clients N          clients in the partition (1..100000)\n"
-    "  --partition SPEC     iid, dir:ALPHA, pat:K or feat:D\n"
+    "  --partition SPEC     iid, dir:ALPHA, pat:K, feat:D or feat:D+dir:ALPHA\n"
     "  --seed S             partition seed (the same on every machine)\n"
     "  --state DIR          private stores: DIR/client-NNNN.db (local-only:\n"
     "                       DIR/client-NNNN.local.db); created when missing\n"
@@ -427,7 +427,8 @@ static void sim_local_start(sim *m, sim_client *c)
     j->round = c->resume + 1;
     j->epochs = (int)m->a.epochs;
     j->batch = (int)m->a.batch;
-    j->sgd = (sgd_config){ (float)m->a.lr, (float)m->a.momentum, (float)m->a.weight_decay, 0 };
+    j->sgd = (sgd_config){ .lr = (float)m->a.lr, .momentum = (float)m->a.momentum,
+                          .weight_decay = (float)m->a.weight_decay };
     j->seed = sim_local_seed(m, c, j->round);
     j->done = sim_local_done;
     j->user = c;
@@ -443,7 +444,8 @@ static int sim_open_out(sim *m, char *err)
         return -ENOMEM;
     }
     model_init(init, m->a.init_seed);
-    state_config sc = { &m->table, PARAM_ALL, m->a.init_seed, "local", m->a.partition, NULL, NULL, NULL };
+    state_config sc = { .t = &m->table, .private_mask = PARAM_ALL, .init_seed = m->a.init_seed,
+                        .kind = "local", .partition = m->a.partition };
     int rc = state_open(m->a.db, &sc, model_params(init), &m->out, err);
     model_free(init);
     return rc;

@@ -42,6 +42,8 @@ typedef struct {
     sgd_config sgd;
     uint64_t seed;
     wire_enc update_enc;        /* how the Update goes back (TrainTask.update_encoding) */
+    int private_epochs;         /* local schedule (trainer_job) */
+    float private_lr;
 } session_task;
 
 struct session {
@@ -275,6 +277,8 @@ static int session_check_train(const Sefl__TrainTask *t, char *err)
         err_set(err, "TrainTask weight_decay %g is negative", (double)t->weight_decay);
     else if (!isfinite(t->prox_mu) || t->prox_mu < 0)
         err_set(err, "TrainTask prox_mu %g is negative", (double)t->prox_mu);
+    else if (!isfinite(t->private_lr) || t->private_lr < 0)
+        err_set(err, "TrainTask private_lr %g is negative", (double)t->private_lr);
     else
         return 0;
     return -EINVAL;
@@ -300,6 +304,7 @@ static int session_job_answers(const session *s, const session_task *task)
     return s->job_running && j->train && task->train && j->round == task->round &&
            j->globals == task->globals && j->private_mask == task->private_mask &&
            j->epochs == task->epochs && j->batch == task->batch && j->seed == task->seed &&
+           j->private_epochs == task->private_epochs && j->private_lr == task->private_lr &&
            !memcmp(&j->sgd, &task->sgd, sizeof j->sgd) &&
            s->job_enc.dtype == task->update_enc.dtype &&
            s->job_enc.per_channel == task->update_enc.per_channel;
@@ -363,10 +368,13 @@ static void session_on_task(session *s, int train, uint32_t round, const char *p
     if (tt) {
         task.epochs = (int)tt->epochs;
         task.batch = (int)tt->batch;
-        task.sgd = (sgd_config){ tt->lr, tt->momentum, tt->weight_decay, tt->prox_mu };
+        task.sgd = (sgd_config){ .lr = tt->lr, .momentum = tt->momentum,
+                                  .weight_decay = tt->weight_decay, .prox_mu = tt->prox_mu };
         task.seed = tt->seed;
         /* wire_decode checked that the encoding is a known one. */
         wire_enc_from_encoding(tt->update_encoding, tt->update_per_channel, &task.update_enc);
+        task.private_epochs = (int)tt->private_epochs;
+        task.private_lr = tt->private_lr;
     }
     session_enqueue(s, &task);
 }
@@ -569,6 +577,8 @@ static void session_run_next(session *s)
     j->sgd = task.sgd;
     j->seed = task.seed;
     s->job_enc = task.update_enc;
+    j->private_epochs = task.private_epochs;
+    j->private_lr = task.private_lr;
     j->build = task.train ? session_build_update : NULL;
     j->done = session_job_done;
     j->user = s;

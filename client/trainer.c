@@ -16,6 +16,7 @@
 #include "client/pstore.h"
 #include "common/data/dataset.h"
 #include "common/fl/wire.h"
+#include "common/rng.h"
 
 /* Models get workspace for at least this many samples, so that evaluation
  * (which runs in chunks of the model's batch) is not one sample at a time
@@ -257,13 +258,29 @@ static int trainer_train(trainer *tr, trainer_job *j, pstore *ps, model *m)
         err_set(j->err, "out of memory for %d samples", d->n_train);
         return rc;
     }
+    /* The schedule, as per-tensor choices of the SGD step: private tensors
+     * at their own rate; private-first trains them first with the shared
+     * ones frozen, then freezes them. The frozen sets are disjoint, so the
+     * momentum of one phase never reaches the other. */
+    const param_sel priv = params_private(j->private_mask);
+    sgd_config c = j->sgd;
+    c.alt = priv;
+    c.alt_lr = j->private_lr > 0 ? j->private_lr : j->sgd.lr;
     uint64_t t0 = uv_hrtime();
     double c0 = trainer_thread_cpu();
     model_reset_momentum(m); /* a job starts afresh: the pool's model ran another */
     /* Gathered samples are in index order, so the shuffle picks the same
      * samples in the same order as from the pool. */
-    rc = model_train(m, s.x, s.y, s.idx, d->n_train, j->epochs, j->batch, &j->sgd, ref, j->seed,
-                     &j->train_stats);
+    rc = 0;
+    if (j->private_epochs > 0 && j->globals) {
+        c.frozen = params_shared(j->private_mask);
+        rc = model_train(m, s.x, s.y, s.idx, d->n_train, j->private_epochs, j->batch, &c, ref,
+                         rng_derive(j->seed, 1), &j->train_stats);
+        c.frozen = priv;
+    }
+    if (rc == 0)
+        rc = model_train(m, s.x, s.y, s.idx, d->n_train, j->epochs, j->batch, &c, ref, j->seed,
+                         &j->train_stats);
     trainer_samples_free(&s);
     j->train_cpu = trainer_thread_cpu() - c0;
     j->train_stats.seconds = (double)(uv_hrtime() - t0) / 1e9;

@@ -18,7 +18,9 @@
  *      yet from model_init(init_seed), so a first-time client starts equal
  *      to the global model's initialisation), then the shared tensors from
  *      globals;
- *   2. train: model_train on the client's train split, then pstore_commit of
+ *   2. train: model_train on the client's train split (per the job's local
+ *      schedule: one call, or the private tensors then the shared ones),
+ *      then pstore_commit of
  *      the private set with the round, then the job's build hook (which
  *      encodes the Update from the trained parameters);
  *   3. eval: model_evaluate on the test split, history row in the pstore.
@@ -79,8 +81,15 @@ struct trainer_job {
     uint32_t round;
     int epochs;
     int batch;
-    sgd_config sgd;
+    sgd_config sgd;             /* frozen/alt are set by the trainer from the schedule */
     uint64_t seed;              /* shuffle seed */
+    /* Local schedule (TrainTask.private_epochs, .private_lr). 0: joint,
+     * every tensor trained together for `epochs`. P > 0: private-first:P,
+     * the private tensors alone for P epochs (shared frozen), then the
+     * shared ones for `epochs` (private frozen). With no globals (local
+     * only) everything is private and the schedule is joint. */
+    int private_epochs;
+    float private_lr;           /* learning rate of the private tensors; 0: sgd.lr */
     /* Runs on the worker after a successful training with the trained
      * parameters (table.total floats); may be NULL. Returns 0 or negative
      * with err filled. */

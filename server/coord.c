@@ -478,6 +478,8 @@ static void coord_start_round(coord *co)
     tt.prox_mu = co->cfg.prox_mu;
     tt.batch = (uint32_t)co->cfg.batch;
     tt.epochs = (uint32_t)co->cfg.epochs;
+    tt.private_epochs = (uint32_t)co->cfg.private_epochs;
+    tt.private_lr = co->cfg.private_lr;
     tt.seed = rng_derive(co->cfg.seed, round);
     tt.private_groups = (char *)params_private_name(co->cfg.private_mask);
     Sefl__Envelope e = SEFL__ENVELOPE__INIT;
@@ -980,6 +982,7 @@ int coord_start(uv_loop_t *loop, const coord_config *cfg, coord **out, char *err
     char evaln[16] = "all";
     if (cfg->eval_clients > 0) snprintf(evaln, sizeof evaln, "%d", cfg->eval_clients);
     state_config sc = { .t = &co->t, .private_mask = cfg->private_mask, .init_seed = cfg->seed,
+                        .private_epochs = cfg->private_epochs, .private_lr = cfg->private_lr,
                         .wire_dtype = wire_enc_name(cfg->wire),
                         .update_dtype = wire_enc_name(cfg->update), .eval_clients = evaln };
     if ((ret = state_open(cfg->db_path, &sc, co->global, &co->st, err))) goto fail;

@@ -59,6 +59,8 @@ typedef struct {
     unsigned private_mask;      /* PARAM_* groups that never leave the clients */
     float lr, momentum, weight_decay, prox_mu;
     int batch, epochs;
+    int private_epochs;         /* local schedule: 0 joint, P private-first:P (TrainTask) */
+    float private_lr;           /* learning rate of the private tensors; 0: lr */
     uint64_t seed;              /* model_init seed; also derives each round's task seed */
     int r;                      /* SE reduction ratio */
     int heartbeat;              /* seconds between heartbeats to idle clients */

@@ -33,7 +33,8 @@ static const char usage[] =
     "                          picks one; the log says `listening HOST:PORT`)\n"
     "  --certs DIR             DIR/ca.crt, DIR/server.crt, DIR/server.key (sefl-certs)\n"
     "  --db FILE               server.db: created when missing; an existing file must\n"
-    "                          match --r, --private and --seed\n"
+    "                          match --r, --private, --seed, --local-schedule and\n"
+    "                          --private-lr\n"
     "  --rounds R              exit 0 after R committed rounds (default 0: run until\n"
     "                          SIGTERM)\n"
     "  --clients-per-round K   updates that commit a round at once (default 10)\n"
@@ -52,6 +53,12 @@ static const char usage[] =
     "  --prox-mu X             FedProx proximal term, 0 for FedAvg (default 0)\n"
     "  --batch B               local mini-batch size (default 10)\n"
     "  --epochs N              local epochs per round (default 1)\n"
+    "  --local-schedule S      joint (default): every tensor trained together for\n"
+    "                          --epochs; private-first:P (1..1000): the private\n"
+    "                          tensors alone for P epochs with the shared ones frozen,\n"
+    "                          then the shared ones for --epochs with the private\n"
+    "                          ones frozen (FedRep's schedule); needs --private\n"
+    "  --private-lr X          learning rate of the private tensors (default: --lr)\n"
     "  --seed S                initialisation seed of the model, also the rounds' task\n"
     "                          seeds (default 1)\n"
     "  --r R                   SE reduction ratio (default 8)\n"
@@ -82,12 +89,30 @@ static void server_on_signal(uv_signal_t *h, int signum)
     coord_stop(app->co);
 }
 
+/* Parses --local-schedule: "joint" (0) or "private-first:P" (P epochs, 1..1000). */
+static int server_parse_schedule(const char *s, int *private_epochs, char *err)
+{
+    static const char pf[] = "private-first:";
+    long v;
+    if (!strcmp(s, "joint")) {
+        *private_epochs = 0;
+        return 0;
+    }
+    if (strncmp(s, pf, sizeof pf - 1) ||
+        cli_parse_long("--local-schedule private-first:P", s + sizeof pf - 1, 1, 1000, &v, err)) {
+        err_set(err, "--local-schedule must be joint or private-first:P (P 1..1000), got '%s'", s);
+        return -1;
+    }
+    *private_epochs = (int)v;
+    return 0;
+}
+
 /* Parses argv into c; returns 0, 1 for --help, or -1 with err. */
 static int server_parse(int argc, char **argv, coord_config *c, char *err)
 {
     enum { O_LISTEN = 256, O_CERTS, O_DB, O_ROUNDS, O_K, O_M, O_F, O_TIMEOUT, O_EVAL, O_PRIV,
-           O_LR, O_MOM, O_WD, O_MU, O_BATCH, O_EPOCHS, O_SEED, O_R, O_HB, O_WIRE, O_UPD, O_SCALE,
-           O_EVALN, O_HELP };
+           O_LR, O_MOM, O_WD, O_MU, O_BATCH, O_EPOCHS, O_SEED, O_R, O_HB, O_SCHED, O_PLR, O_WIRE,
+           O_UPD, O_SCALE, O_EVALN, O_HELP };
     static const struct option opts[] = {
         { "listen", 1, 0, O_LISTEN }, { "certs", 1, 0, O_CERTS }, { "db", 1, 0, O_DB },
         { "rounds", 1, 0, O_ROUNDS }, { "clients-per-round", 1, 0, O_K },
@@ -96,7 +121,8 @@ static int server_parse(int argc, char **argv, coord_config *c, char *err)
         { "private", 1, 0, O_PRIV }, { "lr", 1, 0, O_LR }, { "momentum", 1, 0, O_MOM },
         { "weight-decay", 1, 0, O_WD }, { "prox-mu", 1, 0, O_MU }, { "batch", 1, 0, O_BATCH },
         { "epochs", 1, 0, O_EPOCHS }, { "seed", 1, 0, O_SEED }, { "r", 1, 0, O_R },
-        { "heartbeat", 1, 0, O_HB }, { "wire-dtype", 1, 0, O_WIRE }, { "update-dtype", 1, 0, O_UPD },
+        { "heartbeat", 1, 0, O_HB }, { "local-schedule", 1, 0, O_SCHED },
+        { "private-lr", 1, 0, O_PLR }, { "wire-dtype", 1, 0, O_WIRE }, { "update-dtype", 1, 0, O_UPD },
         { "int8-scale", 1, 0, O_SCALE }, { "eval-clients", 1, 0, O_EVALN },
         { "help", 0, 0, O_HELP }, { 0, 0, 0, 0 },
     };
@@ -158,6 +184,10 @@ static int server_parse(int argc, char **argv, coord_config *c, char *err)
         case O_HB:
             if (!(rc = cli_parse_long("--heartbeat", optarg, 1, 3600, &v, err))) c->heartbeat = (int)v;
             break;
+        case O_SCHED: rc = server_parse_schedule(optarg, &c->private_epochs, err); break;
+        case O_PLR:
+            if (!(rc = cli_parse_double("--private-lr", optarg, 1e-9, 100, &d, err))) c->private_lr = (float)d;
+            break;
         case O_WIRE: wire = optarg; break;
         case O_UPD: update = optarg; break;
         case O_SCALE: scale = optarg; break;
@@ -185,6 +215,10 @@ static int server_parse(int argc, char **argv, coord_config *c, char *err)
     if (c->min_clients > c->clients_per_round) {
         err_set(err, "--min-clients %d is more than --clients-per-round %d", c->min_clients,
                 c->clients_per_round);
+        return -1;
+    }
+    if (c->private_epochs > 0 && !c->private_mask) {
+        err_set(err, "--local-schedule private-first needs private tensors; --private is none");
         return -1;
     }
     /* Checked here so that a bad --r is a usage error, not a start failure. */

@@ -621,7 +621,7 @@ static long model_fb_op(void *ctx, long k, int persist)
     return fault.calls;
 }
 
-static const sgd_config model_sgd = { 0.05f, 0.9f, 1e-4f, 0 };
+static const sgd_config model_sgd = { .lr = 0.05f, .momentum = 0.9f, .weight_decay = 1e-4f };
 
 static long model_train_op(void *ctx, long k, int persist)
 {

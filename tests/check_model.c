@@ -4,6 +4,7 @@
  * synthetic data, and the argument checks. */
 #include <check.h>
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -48,11 +49,18 @@ START_TEST(test_init)
     /* Same bytes on every machine: this checksum was recorded on x86-64 and
      * depends only on integer arithmetic, IEEE sqrt and float rounding. */
     ck_assert_uint_eq(params_checksum(t, params_group(PARAM_ALL), model_params(a)),
-                      0xe71fc4761601da60ULL);
+                      0x3a2766eca827a760ULL);
     /* Bounds 1/sqrt(fan_in) for a weight and for the bias after it, and the
      * draws fill the range (max near the bound, mean near zero). */
+    int gates = 0;
     for (int i = 0; i < t->n; i++) {
         const param_info *p = &t->p[i];
+        if (model_is_gate_bias(p)) {
+            /* The excitations' output biases start every gate open. */
+            for (size_t k = 0; k < p->size; k++) ck_assert_float_eq(model_params(a)[p->offset + k], MODEL_GATE_BIAS);
+            gates++;
+            continue;
+        }
         const param_info *w = p->ndim > 1 ? p : p - 1;
         const double bound = 1.0 / sqrt((double)(w->size / (size_t)w->shape[0]));
         const float *v = model_params(a) + p->offset;
@@ -67,6 +75,7 @@ START_TEST(test_init)
             ck_assert_double_lt(fabs(sum / (double)p->size), 0.2 * bound);
         }
     }
+    ck_assert_int_eq(gates, 3);
     /* init also clears momentum: a momentum step right after init equals a
      * plain step */
     float *g = model_grads(a);
@@ -416,6 +425,87 @@ START_TEST(test_train_determinism_and_args)
 }
 END_TEST
 
+/* 1 when every float of the selected tensors of a equals b's. */
+static int same_selected(const param_table *t, param_sel sel, const float *a, const float *b)
+{
+    for (int i = 0; i < t->n; i++)
+        if (params_selected(&t->p[i], sel) &&
+            memcmp(a + t->p[i].offset, b + t->p[i].offset, t->p[i].size * sizeof *a))
+            return 0;
+    return 1;
+}
+
+/* The primitive of the local schedules: frozen tensors get no update and
+ * keep their momentum (zero when never trained, what it was otherwise);
+ * the others train, at alt_lr where `alt` selects them. */
+START_TEST(test_frozen_and_alt_lr)
+{
+    enum { N = 30, B = 10 };
+    float *x = malloc(N * MODEL_PIXELS * sizeof *x);
+    uint8_t y[N];
+    rng r;
+    rng_seed(&r, 21);
+    random_batch(&r, x, y, N);
+    model *a = new_model(8, 1, B, 4);
+    const param_table *t = model_table(a);
+    const size_t n = t->total;
+    const param_sel se = params_private(PARAM_SE), rest = params_shared(PARAM_SE);
+    float *w0 = malloc(n * sizeof *w0), *w1 = malloc(n * sizeof *w1), *v1 = malloc(n * sizeof *v1);
+    float *zero = calloc(n, sizeof *zero);
+    memcpy(w0, model_params(a), n * sizeof *w0);
+
+    /* Phase 1 (private-first): the gates alone, momentum on. */
+    sgd_config c = { .lr = 0.05f, .momentum = 0.9f, .frozen = rest };
+    model_stats st;
+    ck_assert_int_eq(model_train(a, x, y, NULL, N, 2, B, &c, NULL, 5, &st), 0);
+    ck_assert(same_selected(t, rest, model_params(a), w0));
+    ck_assert(same_selected(t, rest, model_momentum(a), zero));
+    ck_assert(!same_selected(t, se, model_params(a), w0));
+    ck_assert(!same_selected(t, se, model_momentum(a), zero));
+
+    /* Phase 2: the rest alone; the gates and their momentum stay put. */
+    memcpy(w1, model_params(a), n * sizeof *w1);
+    memcpy(v1, model_momentum(a), n * sizeof *v1);
+    c.frozen = se;
+    ck_assert_int_eq(model_train(a, x, y, NULL, N, 1, B, &c, NULL, 6, &st), 0);
+    ck_assert(same_selected(t, se, model_params(a), w1));
+    ck_assert(same_selected(t, se, model_momentum(a), v1));
+    ck_assert(!same_selected(t, rest, model_params(a), w1));
+
+    /* A rate for the selected tensors: one plain step from the same point
+     * and gradient moves the gates by 3x, everything else by 1x. */
+    model *b = new_model(8, 1, B, 4), *p = new_model(8, 1, B, 4);
+    const sgd_config plain = { .lr = 0.01f };
+    const sgd_config fast = { .lr = 0.01f, .alt = se, .alt_lr = 0.03f };
+    model_forward_backward(b, x, y, B, NULL);
+    model_forward_backward(p, x, y, B, NULL);
+    model_sgd_step(b, &fast, NULL);
+    model_sgd_step(p, &plain, NULL);
+    int checked = 0;
+    for (size_t k = 0; k < n; k++) {
+        const double db = model_params(b)[k] - w0[k], dp = model_params(p)[k] - w0[k];
+        if (fabs(dp) < 1e-6) continue;
+        const param_info *pi = t->p;
+        while (k >= pi->offset + pi->size) pi++;
+        const double want = params_selected(pi, se) ? 3.0 : 1.0;
+        /* Both deltas are differences of rounded floats: a few ulps of w. */
+        const double ulps = 8 * FLT_EPSILON * fabs(w0[k]);
+        ck_assert_msg(fabs(db - want * dp) <= 1e-3 * fabs(want * dp) + ulps, "%s: %g vs %g x %g",
+                      pi->name, db, want, dp);
+        checked++;
+    }
+    ck_assert_int_gt(checked, 1000);
+    free(w0);
+    free(w1);
+    free(v1);
+    free(zero);
+    free(x);
+    model_free(a);
+    model_free(b);
+    model_free(p);
+}
+END_TEST
+
 /* sefl-sim trains several models on several threads at once: the results
  * must be the bytes a model trained alone gets (no shared mutable state). */
 typedef struct {
@@ -583,6 +673,7 @@ int main(void)
     tcase_add_test(tc, test_chunks);
     tcase_add_test(tc, test_train_synthetic);
     tcase_add_test(tc, test_train_determinism_and_args);
+    tcase_add_test(tc, test_frozen_and_alt_lr);
     tcase_add_test(tc, test_threads);
     tcase_add_test(tc, test_split_threads);
     tcase_add_test(tc, test_new_and_macs);

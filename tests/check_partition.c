@@ -120,6 +120,21 @@ START_TEST(test_feat)
     ck_assert(same(&p, &q));
     partition_free(&p);
     partition_free(&q);
+
+    /* feat:D+dir:A: the owners of dir:A, the domains of feat:D. */
+    p = make("feat:4+dir:0.3", labels, N, 20, 1);
+    q = make("dir:0.3", labels, N, 20, 1);
+    check_structure(&p, N, 1);
+    ck_assert(same(&p, &q));
+    ck_assert_int_eq(p.domains, 4);
+    ck_assert_int_eq(q.domains, 1);
+    for (int c = 0; c < 20; c++) ck_assert_int_eq(partition_domain(&p, c), c % 4);
+    /* and its labels are skewed: fewer classes per client than iid's 10 */
+    int k = 0;
+    for (int c = 0; c < 20; c++) k += classes_of(&p, labels, c);
+    ck_assert_int_lt(k, 20 * 10);
+    partition_free(&p);
+    partition_free(&q);
 }
 END_TEST
 
@@ -188,8 +203,8 @@ END_TEST
 
 START_TEST(test_seeds)
 {
-    static const char *specs[] = { "iid", "feat:4", "pat:2", "dir:0.3" };
-    for (int t = 0; t < 4; t++) {
+    static const char *specs[] = { "iid", "feat:4", "pat:2", "dir:0.3", "feat:4+dir:0.3" };
+    for (int t = 0; t < 5; t++) {
         partition a = make(specs[t], skewed, N, 12, 42), b = make(specs[t], skewed, N, 12, 42),
                   c = make(specs[t], skewed, N, 12, 43);
         ck_assert_msg(same(&a, &b), "%s: same seed, different partition", specs[t]);
@@ -238,11 +253,18 @@ START_TEST(test_parse)
     ck_assert_int_eq(partition_parse("feat:4", &s, err), 0);
     ck_assert_int_eq(s.kind, PART_FEAT);
     ck_assert_int_eq(s.domains, 4);
+    ck_assert_double_eq(s.alpha, 0);
+    ck_assert_int_eq(partition_parse("feat:3+dir:0.3", &s, err), 0);
+    ck_assert_int_eq(s.kind, PART_FEAT);
+    ck_assert_int_eq(s.domains, 3);
+    ck_assert_double_eq(s.alpha, 0.3);
 
     static const char *bad[] = {
         "", "IID", "iid ", "iid:2", "dir", "dir:", "dir:0", "dir:-1", "dir:abc", "dir:nan",
         "dir:inf", "dir:0.1x", "dir:1e999", "pat", "pat:", "pat:0", "pat:-1", "pat:2.5", "pat:2x",
         "pat:257", "pat:99999999999999999999", "feat:", "feat:0", "feat:5", "feat:1.5", "shards:2",
+        "feat:4+", "feat:4+dir:", "feat:4+dir:0", "feat:4+dir:-1", "feat:4+dir:nan", "feat:4+pat:2",
+        "feat:4+dir:0.3x", "feat:+dir:0.3", "feat:5+dir:0.3", "feat:4dir:0.3", "feat:00000000000000004+dir:1",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err[0] = 0;
@@ -297,6 +319,8 @@ START_TEST(test_refusals)
 
     partition_spec feat = { .kind = PART_FEAT, .domains = 5 };
     expect_refused(&feat, labels, N, 10, 10, "D must be 1..4");
+    partition_spec feat_dir = { .kind = PART_FEAT, .domains = 2, .alpha = -1 };
+    expect_refused(&feat_dir, labels, N, 10, 10, "ALPHA must be a number > 0");
     partition_spec odd = { .kind = 99, .domains = 1 };
     expect_refused(&odd, labels, N, 10, 10, "unknown partition kind");
 }

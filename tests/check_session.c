@@ -631,6 +631,87 @@ START_TEST(test_first_task_starts_from_init)
 }
 END_TEST
 
+static float *schedule_out;     /* (table.total) what schedule_build saw */
+
+static int schedule_build(trainer_job *j, const float *params)
+{
+    memcpy(schedule_out, params, table.total * sizeof *params);
+    return 0;
+}
+
+/* The local schedule private-first:2 with --private-lr: the trainer's
+ * parameters are exactly those of the gates trained alone for two epochs
+ * at the private rate (rest frozen, shuffle seed rng_derive(seed, 1)),
+ * then the rest alone for one epoch at lr (gates frozen, the task's seed),
+ * momentum starting at zero. */
+START_TEST(test_private_first_schedule)
+{
+    char err[SEFL_ERRLEN], db[160];
+    uv_loop_t loop;
+    trainer *tr = NULL;
+    trainer_globals *g = NULL;
+    wire_tensors wt;
+    int done = 0;
+    snprintf(db, sizeof db, "%s/schedule.db", base_dir);
+    remove(db);
+    schedule_out = calloc(table.total, sizeof *schedule_out);
+
+    model *m = model_new(&table, 32);
+    ck_assert_ptr_nonnull(m);
+    model_init(m, INIT_SEED);
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    ck_assert_msg(trainer_new(&loop, &table, 1, &tr, err) == 0, "%s", err);
+    ck_assert_int_eq(wire_tensors_build(&table, params_shared(PARAM_SE), model_params(m), &wt), 0);
+    ck_assert_msg(trainer_globals_get(tr, PARAM_SE, wt.v, wt.n, &g, err) == 0, "%s", err);
+    wire_tensors_release(&wt);
+    trainer_data data = { images, labels, NULL, N_TRAIN, images + N_TRAIN * MODEL_PIXELS,
+                          labels + N_TRAIN, NULL, N_TEST, NULL, 0 };
+    trainer_job j = { .train = 1, .db_path = db, .name = "client-0000", .data = &data,
+                      .init_seed = INIT_SEED, .private_mask = PARAM_SE, .globals = g, .round = 1,
+                      .epochs = 1, .batch = 10, .sgd = { .lr = 0.05f, .momentum = 0.9f }, .seed = 9,
+                      .private_epochs = 2, .private_lr = 0.2f,
+                      .build = schedule_build, .done = eval_done, .user = &done };
+    trainer_submit(tr, &j);
+    ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    ck_assert_int_eq(done, 1);
+    ck_assert_msg(j.status == 0, "%s", j.err);
+
+    /* The same by hand on the model. */
+    const param_sel se = params_private(PARAM_SE), rest = params_shared(PARAM_SE);
+    const size_t bytes = table.total * sizeof(float);
+    float *init = malloc(bytes), *gates = malloc(bytes);
+    memcpy(init, model_params(m), bytes);
+    sgd_config c = { .lr = 0.05f, .momentum = 0.9f, .frozen = rest, .alt = se, .alt_lr = 0.2f };
+    model_stats st;
+    ck_assert_int_eq(model_train(m, images, labels, NULL, N_TRAIN, 2, 10, &c, NULL, rng_derive(9, 1), &st), 0);
+    memcpy(gates, model_params(m), bytes);
+    c.frozen = se;
+    ck_assert_int_eq(model_train(m, images, labels, NULL, N_TRAIN, 1, 10, &c, NULL, 9, &st), 0);
+    ck_assert_int_eq(memcmp(schedule_out, model_params(m), bytes), 0);
+    /* Both parts moved; the gates only in the first phase. */
+    ck_assert(memcmp(gates, init, bytes) != 0);
+    ck_assert(memcmp(model_params(m), gates, bytes) != 0);
+    float *stored = calloc(table.total, sizeof *stored);
+    pstore *ps = NULL;
+    uint32_t round = 0;
+    ck_assert_msg(pstore_open(db, "client-0000", &table, &ps, err) == 0, "%s", err);
+    ck_assert_int_gt(pstore_load(ps, se, stored, &round, err), 0);
+    pstore_close(ps);
+    for (int i = 0; i < table.n; i++) {
+        const param_info *p = &table.p[i];
+        if (params_selected(p, se))
+            ck_assert_int_eq(memcmp(stored + p->offset, gates + p->offset, p->size * sizeof(float)), 0);
+    }
+    trainer_free(tr);
+    ck_assert_int_eq(uv_loop_close(&loop), 0);
+    model_free(m);
+    free(init);
+    free(gates);
+    free(stored);
+    free(schedule_out);
+}
+END_TEST
+
 static void setup_all(void)
 {
     char err[SEFL_ERRLEN];
@@ -669,6 +750,7 @@ int main(void)
     tcase_add_test(tc, test_fault_switches);
     tcase_add_test(tc, test_tap);
     tcase_add_test(tc, test_first_task_starts_from_init);
+    tcase_add_test(tc, test_private_first_schedule);
     suite_add_tcase(s, tc);
     int status = check_run(s);
     if (check_rm_rf(base_dir) != 0) fprintf(stderr, "check_session: could not remove %s\n", base_dir);

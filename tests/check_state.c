@@ -150,6 +150,35 @@ START_TEST(test_refuses_other_settings)
     ck_assert_int_eq(state_open(path, &r4, init, &s, err), -EINVAL);
     ck_assert_ptr_nonnull(strstr(err, "--r"));
 
+    /* The local schedule and the private rate are recorded and checked. */
+    state_config pf = c;
+    pf.private_epochs = 2;
+    ck_assert_int_eq(state_open(path, &pf, init, &s, err), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "local_schedule = joint, this run has private-first:2 (--local-schedule)"));
+    state_config plr = c;
+    plr.private_lr = 0.05f;
+    ck_assert_int_eq(state_open(path, &plr, init, &s, err), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "private_lr = lr, this run has 0.05 (--private-lr)"));
+    char sched[160];
+    snprintf(sched, sizeof sched, "%s/sched.db", dir);
+    pf.private_lr = 0.05f;
+    ck_assert_int_eq(state_open(sched, &pf, init, &s, err), 0);
+    state_close(s);
+    ck_assert_int_eq(check_sql_file_int(sched, "SELECT value = 'private-first:2' FROM meta"
+                                               " WHERE key = 'local_schedule'"), 1);
+    ck_assert_int_eq(state_open(sched, &pf, init, &s, err), 0);
+    state_close(s);
+    ck_assert_int_eq(state_open(sched, &c, init, &s, err), -EINVAL);
+    /* A file made before the two settings existed resumes as joint at lr,
+     * and only so. */
+    sqlite3 *db;
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, "DELETE FROM meta WHERE key IN ('local_schedule', 'private_lr')",
+                                  NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    ck_assert_int_eq(state_open(path, &c, init, &s, err), 0);
+    state_close(s);
+    ck_assert_int_eq(state_open(path, &pf, init, &s, err), -EINVAL);
     /* the wire encodings: recorded, and a resume with others refused; a
      * file made before they were recorded reads as f32 both ways */
     state_config wd = c;
@@ -168,7 +197,6 @@ START_TEST(test_refuses_other_settings)
     state_close(s);
     ck_assert_int_eq(state_open(wfile, &c, init, &s, err), -EINVAL);
     ck_assert_ptr_nonnull(strstr(err, "wire_dtype = int8/tensor"));
-    sqlite3 *db;
     ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
     ck_assert_int_eq(sqlite3_exec(db, "DELETE FROM meta WHERE key LIKE '%_dtype'", NULL, NULL, NULL),
                      SQLITE_OK);

@@ -211,6 +211,8 @@ START_TEST(test_tensor_messages)
     tt.epochs = 2;
     tt.seed = 99;
     tt.private_groups = "se";
+    tt.private_epochs = 3;
+    tt.private_lr = 0.02f;
     Sefl__Update up = SEFL__UPDATE__INIT;
     up.round = 4;
     up.examples = 600;
@@ -244,6 +246,8 @@ START_TEST(test_tensor_messages)
             ck_assert_uint_eq(d->train_task->seed, 99);
             ck_assert_float_eq(d->train_task->momentum, 0.9f);
             ck_assert_str_eq(d->train_task->private_groups, "se");
+            ck_assert_uint_eq(d->train_task->private_epochs, 3);
+            ck_assert_float_eq(d->train_task->private_lr, 0.02f);
             v = d->train_task->tensors;
             n = d->train_task->n_tensors;
             break;
@@ -730,6 +734,20 @@ START_TEST(test_reject_fields)
     tt.epochs = WIRE_MAX_EPOCHS + 1;
     expect_fail(&e, WIRE_ERR_LIMIT, "TrainTask.epochs");
     tt.epochs = 1;
+    /* The local schedule: 0 (joint) and 1..WIRE_MAX_EPOCHS private epochs,
+     * a finite non-negative private rate (0: lr). */
+    tt.private_epochs = WIRE_MAX_EPOCHS;
+    p = enc(&e);
+    wire_free(dec_ok(&p));
+    free(p.frame);
+    tt.private_epochs = WIRE_MAX_EPOCHS + 1;
+    expect_fail(&e, WIRE_ERR_LIMIT, "TrainTask.private_epochs");
+    tt.private_epochs = 0;
+    tt.private_lr = -0.5f;
+    expect_fail(&e, WIRE_ERR_MALFORMED, "TrainTask.private_lr");
+    tt.private_lr = NAN;
+    expect_fail(&e, WIRE_ERR_MALFORMED, "TrainTask.private_lr");
+    tt.private_lr = 0;
     tt.private_groups = "";
     expect_fail(&e, WIRE_ERR_MALFORMED, "TrainTask.private_groups");
 
@@ -915,13 +933,15 @@ START_TEST(test_f16_bits)
 }
 END_TEST
 
-/* The backbone of M through every encoding, as a delta from a base and as
- * values: the decoded tensors are within each encoding's rounding bound of
- * the exact ones, and the bytes shrink as they should. */
+/* The SE tensors of M (vectors and matrices of 4 to 512 rows, a ninth of
+ * the backbone's floats, so the test stays quick) through every encoding,
+ * as a delta from a base and as values: the decoded tensors are within each
+ * encoding's rounding bound of the exact ones, and the bytes shrink as they
+ * should. */
 START_TEST(test_encode_round_trip)
 {
     char err[SEFL_ERRLEN];
-    const param_sel sel = params_shared(PARAM_SE);
+    const param_sel sel = params_group(PARAM_SE);
     float *base = malloc(T.total * sizeof *base), *out = malloc(T.total * sizeof *out);
     ck_assert(base && out);
     rng g;
@@ -976,10 +996,11 @@ START_TEST(test_encode_round_trip)
                 wire_free(d);
                 free(pk.frame);
             }
-    /* f32 4 bytes per value, f16 2, int8 1 (plus a scale per row) */
+    /* f32 4 bytes per value, f16 2, int8 1 (plus a scale per row: 4 bytes
+     * in 64 or more, over 3.5x still) */
     ck_assert_uint_gt(bytes[0][0], 19 * bytes[1][0] / 10);
     ck_assert_uint_gt(bytes[0][0], 39 * bytes[2][0] / 10);
-    ck_assert_uint_gt(bytes[0][0], 39 * bytes[3][0] / 10);
+    ck_assert_uint_gt(bytes[0][0], 35 * bytes[3][0] / 10);
     ck_assert_uint_gt(bytes[3][0], bytes[2][0]);
     free(base);
     free(out);

@@ -17,6 +17,9 @@
  *   dir:A  per class, proportions ~ Dir(A) over the clients, with PFLlib's
  *          balancing (a client already holding n/n_clients samples gets no
  *          more), redrawn whole until every client has PARTITION_MIN_SAMPLES.
+ *   feat:D the owners of iid, or of dir:A with feat:D+dir:A; the domain is a
+ *          property of the client (partition_domain), applied to its images
+ *          by the caller (dataset_apply_domain).
  */
 #include "common/data/partition.h"
 
@@ -74,15 +77,31 @@ int partition_parse(const char *s, partition_spec *out, char *err)
         return 0;
     }
     if (!strncmp(s, "feat:", 5)) {
-        if (parse_int(s + 5, 1, 4, &out->domains)) {
-            out->domains = 1;
-            err_set(err, "partition '%s': feat:D needs D image domains, 1..4, e.g. feat:4", s);
-            return -EINVAL;
+        /* feat:D, or feat:D+dir:ALPHA for Dirichlet labels on top. */
+        char d[16];
+        const char *plus = strchr(s + 5, '+');
+        const size_t len = plus ? (size_t)(plus - (s + 5)) : strlen(s + 5);
+        char *end;
+        if (len >= sizeof d) goto bad_feat;
+        memcpy(d, s + 5, len);
+        d[len] = 0;
+        if (parse_int(d, 1, 4, &out->domains)) goto bad_feat;
+        if (plus) {
+            errno = 0;
+            out->alpha = strncmp(plus, "+dir:", 5) ? NAN : strtod(plus + 5, &end);
+            if (errno || !isfinite(out->alpha) || end == plus + 5 || *end || out->alpha <= 0)
+                goto bad_feat;
         }
         out->kind = PART_FEAT;
         return 0;
+    bad_feat:
+        memset(out, 0, sizeof *out);
+        out->domains = 1;
+        err_set(err, "partition '%s': feat:D needs D image domains, 1..4, optionally with "
+                "Dirichlet labels +dir:ALPHA (ALPHA > 0), e.g. feat:4 or feat:4+dir:0.3", s);
+        return -EINVAL;
     }
-    err_set(err, "partition '%s' unknown: use iid, dir:ALPHA, pat:K or feat:D", s);
+    err_set(err, "partition '%s' unknown: use iid, dir:ALPHA, pat:K, feat:D or feat:D+dir:ALPHA", s);
     return -EINVAL;
 }
 
@@ -151,6 +170,19 @@ static int make_dir_once(rng *r, double alpha, int n, int n_classes, int n_clien
     return 1;
 }
 
+/* dir:ALPHA's owners: draws until every client has PARTITION_MIN_SAMPLES, at
+ * most PART_DIR_ATTEMPTS times. Returns 0 or -EINVAL with err. */
+static int make_dir(rng *r, double alpha, int n, int n_classes, int n_clients, const int *cstart,
+                    int *cls, double *prop, int *size, int *owner, char *err)
+{
+    for (int a = 0; a < PART_DIR_ATTEMPTS; a++)
+        if (make_dir_once(r, alpha, n, n_classes, n_clients, cstart, cls, prop, size, owner)) return 0;
+    err_set(err, "dir:%g could not give each of %d clients %d samples in %d draws: "
+            "use a larger ALPHA, fewer clients or more samples",
+            alpha, n_clients, PARTITION_MIN_SAMPLES, PART_DIR_ATTEMPTS);
+    return -EINVAL;
+}
+
 /* Groups samples by owner into out (owner -1: left out), shuffles each
  * client's share with r and sets its 75% train split. */
 static int group_by_owner(rng *r, const int *owner, int n, int n_clients, partition *out, char *err)
@@ -209,7 +241,8 @@ int partition_make(const partition_spec *spec, const uint8_t *y, int n, int n_cl
         err_set(err, "pat:%d: K must be 1..%d (the number of classes)", spec->k, n_classes);
         goto out;
     }
-    if (spec->kind == PART_DIR && !(spec->alpha > 0 && isfinite(spec->alpha))) {
+    if ((spec->kind == PART_DIR || (spec->kind == PART_FEAT && spec->alpha != 0)) &&
+        !(spec->alpha > 0 && isfinite(spec->alpha))) {
         err_set(err, "dir:%g: ALPHA must be a number > 0", spec->alpha);
         goto out;
     }
@@ -246,26 +279,23 @@ int partition_make(const partition_spec *spec, const uint8_t *y, int n, int n_cl
     rng r;
     rng_seed(&r, seed);
     switch (spec->kind) {
-    case PART_IID:
     case PART_FEAT:
+        /* Domains are per client; the labels are IID unless +dir:ALPHA. */
+        if (spec->alpha == 0) {
+            make_iid(&r, n, n_clients, cls, owner);
+            break;
+        }
+        /* fall through */
+    case PART_DIR:
+        rc = make_dir(&r, spec->alpha, n, n_classes, n_clients, cstart, cls, prop, size, owner, err);
+        if (rc) goto out;
+        break;
+    case PART_IID:
         make_iid(&r, n, n_clients, cls, owner);
         break;
     case PART_PAT:
         make_pat(&r, spec->k, n_classes, n_clients, cstart, cls, holders, owner);
         break;
-    case PART_DIR: {
-        int ok = 0;
-        for (int a = 0; a < PART_DIR_ATTEMPTS && !ok; a++)
-            ok = make_dir_once(&r, spec->alpha, n, n_classes, n_clients, cstart, cls, prop, size, owner);
-        if (!ok) {
-            rc = -EINVAL;
-            err_set(err, "dir:%g could not give each of %d clients %d samples in %d draws: "
-                    "use a larger ALPHA, fewer clients or more samples",
-                    spec->alpha, n_clients, PARTITION_MIN_SAMPLES, PART_DIR_ATTEMPTS);
-            goto out;
-        }
-        break;
-    }
     default:
         rc = -EINVAL;
         err_set(err, "unknown partition kind %d", spec->kind);

@@ -5,7 +5,15 @@
  *   dir:ALPHA  per class, proportions over clients ~ Dir(ALPHA), redrawn until
  *              every client has >= PARTITION_MIN_SAMPLES (PFLlib's "practical")
  *   pat:K      K classes per client (PFLlib's "pathological")
- *   feat:D     IID labels; client c sees image domain c mod D (dataset.h)
+ *   feat:D     IID labels; client c sees image domain c mod D (dataset.h):
+ *              0 the image as it is, 1 inverted (1 - x: dark garment on a
+ *              white ground), 2 rotated 90 degrees (the same pixels, other
+ *              spatial features), 3 low contrast (0.3 x + 0.35: the same
+ *              mean brightness, a third of the contrast). Only the input
+ *              statistics differ, so re-weighting channels (SE) has
+ *              something to adapt that the classifier (head) does not.
+ *   feat:D+dir:ALPHA  the domains of feat:D with the labels of dir:ALPHA
+ *              (feature shift and label skew at once)
  * Each client's samples are shuffled and split 75% train / 25% test
  * (train gets floor(0.75 n)).
  */
@@ -21,7 +29,7 @@ enum { PART_IID, PART_DIR, PART_PAT, PART_FEAT };
 
 typedef struct {
     int kind;                   /* PART_* */
-    double alpha;               /* dir */
+    double alpha;               /* dir; feat: 0 for IID labels, else Dir(alpha) labels */
     int k;                      /* pat: classes per client */
     int domains;                /* feat: D (1..4) */
 } partition_spec;
@@ -34,7 +42,8 @@ typedef struct {
     int domains;                /* feat:D, else 1 */
 } partition;
 
-/* Parses "iid", "dir:0.1", "pat:2", "feat:4". Returns 0 or -EINVAL with err. */
+/* Parses "iid", "dir:0.1", "pat:2", "feat:4", "feat:4+dir:0.3". Returns 0 or
+ * -EINVAL with err. */
 int partition_parse(const char *s, partition_spec *out, char *err);
 
 /* Partitions n samples with labels y (classes 0..n_classes-1) over n_clients.

@@ -34,10 +34,10 @@ typedef struct {
     const char *key;
     char value[64];
     const char *flag;           /* the command-line option that sets it, for the message */
-    const char *missing;        /* its value in a file made before it was recorded, or NULL */
+    const char *absent;         /* the value of a file made before the key existed, or NULL */
 } state_meta_item;
 
-enum { STATE_META_N = 8 };
+enum { STATE_META_N = 10 };
 
 static void state_meta_items(const state_config *cfg, state_meta_item it[STATE_META_N])
 {
@@ -54,10 +54,18 @@ static void state_meta_items(const state_config *cfg, state_meta_item it[STATE_M
     snprintf(it[4].value, sizeof it[4].value, "%s", params_private_name(cfg->private_mask));
     it[5] = (state_meta_item){ .key = "init_seed", .flag = "--seed" };
     snprintf(it[5].value, sizeof it[5].value, "%" PRIu64, cfg->init_seed);
-    it[6] = (state_meta_item){ .key = "wire_dtype", .flag = "--wire-dtype", .missing = "f32" };
-    snprintf(it[6].value, sizeof it[6].value, "%s", cfg->wire_dtype ? cfg->wire_dtype : "f32");
-    it[7] = (state_meta_item){ .key = "update_dtype", .flag = "--update-dtype", .missing = "f32" };
-    snprintf(it[7].value, sizeof it[7].value, "%s", cfg->update_dtype ? cfg->update_dtype : "f32");
+    it[6] = (state_meta_item){ .key = "local_schedule", .flag = "--local-schedule", .absent = "joint" };
+    if (cfg->private_epochs > 0)
+        snprintf(it[6].value, sizeof it[6].value, "private-first:%d", cfg->private_epochs);
+    else
+        snprintf(it[6].value, sizeof it[6].value, "joint");
+    it[7] = (state_meta_item){ .key = "private_lr", .flag = "--private-lr", .absent = "lr" };
+    if (cfg->private_lr > 0) snprintf(it[7].value, sizeof it[7].value, "%g", (double)cfg->private_lr);
+    else snprintf(it[7].value, sizeof it[7].value, "lr");
+    it[8] = (state_meta_item){ .key = "wire_dtype", .flag = "--wire-dtype", .absent = "f32" };
+    snprintf(it[8].value, sizeof it[8].value, "%s", cfg->wire_dtype ? cfg->wire_dtype : "f32");
+    it[9] = (state_meta_item){ .key = "update_dtype", .flag = "--update-dtype", .absent = "f32" };
+    snprintf(it[9].value, sizeof it[9].value, "%s", cfg->update_dtype ? cfg->update_dtype : "f32");
 }
 
 /* Inserts the model of round into models; part of a caller's transaction. */
@@ -104,7 +112,7 @@ static int state_check_meta(state *s, const state_config *cfg, char *err)
     for (int i = 0; i < STATE_META_N; i++) {
         char have[STORE_META_MAX];
         int ret = store_meta_get(s->db, it[i].key, have, sizeof have, err);
-        if (ret == -ENOENT && it[i].missing) snprintf(have, sizeof have, "%s", it[i].missing);
+        if (ret == -ENOENT && it[i].absent) snprintf(have, sizeof have, "%s", it[i].absent);
         else if (ret) return ret == -ENOENT ? -EBADMSG : ret;
         if (strcmp(have, it[i].value)) {
             err_set(err, "%s: made with %s = %s, this run has %s (%s); use the same "

@@ -59,6 +59,8 @@ typedef struct {
     uint64_t init_seed;         /* model_init seed of the initial model */
     const char *kind;           /* meta kind: NULL for "server"; "local" for sefl-sim --local-only */
     const char *partition;      /* partition spec when known, else NULL */
+    int private_epochs;         /* local schedule: 0 joint, P private-first:P */
+    float private_lr;           /* learning rate of the private tensors; 0: the run's lr */
     const char *wire_dtype;     /* --wire-dtype as wire_enc_name says it; NULL: "f32" */
     const char *update_dtype;   /* --update-dtype likewise */
     const char *eval_clients;   /* --eval-clients ("all" or N), rewritten at each open (it
@@ -69,9 +71,10 @@ typedef struct {
 /* Opens or creates path. A new file gets meta from cfg and init (table.total
  * floats) as the model of round 0. An existing file must be a sefl database
  * of cfg's kind whose meta (arch, r, fc1_gate, table_hash, private_groups,
- * init_seed, wire_dtype, update_dtype; the last two read as "f32" in a file
- * made before they were recorded) matches cfg; otherwise one line in err
- * says which setting differs. Returns 0 with *out (close with state_close), or negative. */
+ * init_seed, local_schedule, private_lr, wire_dtype, update_dtype) matches
+ * cfg (a file made before the last four existed counts as joint,
+ * private_lr = lr, f32 and f32); otherwise one line in err says which
+ * setting differs. Returns 0 with *out (close with state_close), or negative. */
 int state_open(const char *path, const state_config *cfg, const float *init, state **out,
                char *err);
 void state_close(state *s);                    /* accepts NULL */

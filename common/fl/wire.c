@@ -428,6 +428,9 @@ static int wire_check_envelope(const Sefl__Envelope *e, const param_table *t, ui
             (rc = wire_check_float(m->prox_mu, FLT_MAX, "TrainTask.prox_mu", code, err)) ||
             (rc = wire_check_count(m->batch, WIRE_MAX_BATCH, "TrainTask.batch", code, err)) ||
             (rc = wire_check_count(m->epochs, WIRE_MAX_EPOCHS, "TrainTask.epochs", code, err)) ||
+            (rc = wire_check_float(m->private_lr, FLT_MAX, "TrainTask.private_lr", code, err)) ||
+            (m->private_epochs && (rc = wire_check_count(m->private_epochs, WIRE_MAX_EPOCHS,
+                                                          "TrainTask.private_epochs", code, err))) ||
             (rc = wire_check_groups(m->private_groups, "TrainTask.private_groups", code, err)))
             return rc;
         wire_enc ue;

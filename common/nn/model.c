@@ -304,6 +304,17 @@ float *model_grads(model *m)
     return m->g;
 }
 
+const float *model_momentum(const model *m)
+{
+    return m->v;
+}
+
+int model_is_gate_bias(const param_info *p)
+{
+    const size_t n = strlen(p->name), k = strlen(".fc2.bias");
+    return (p->groups & PARAM_SE) && n > k && !strcmp(p->name + n - k, ".fc2.bias");
+}
+
 void model_init(model *m, uint64_t seed)
 {
     /* PyTorch's default: kaiming_uniform(a = sqrt(5)) on a weight is
@@ -319,6 +330,10 @@ void model_init(model *m, uint64_t seed)
         if (p->ndim > 1) bound = 1.0 / sqrt((double)(p->size / (size_t)p->shape[0]));
         float *w = m->w + p->offset;
         for (size_t k = 0; k < p->size; k++) w[k] = (float)((2.0 * rng_uniform(&r) - 1.0) * bound);
+        /* The gates start open (model.h); the draws above still happen, so
+         * every other tensor gets the same bytes as under the plain scheme. */
+        if (model_is_gate_bias(p))
+            for (size_t k = 0; k < p->size; k++) w[k] = MODEL_GATE_BIAS;
     }
     model_reset_momentum(m);
 }
@@ -461,6 +476,24 @@ static void model_batch_fb(void *v, int i)
                                    1.0f / (float)b->B, &b->correct[i]);
 }
 
+/* The SGD step c over the parameters [lo, hi) of m, tensor by tensor, so
+ * that each can be frozen or get its own rate (sgd_config); the table has a
+ * few dozen tensors, so the calls cost nothing next to the floats they
+ * step. The whole step is [0, total); the threads of a model each step a
+ * block. */
+static void model_step_range(model *m, const sgd_config *c, const float *ref, size_t lo, size_t hi)
+{
+    sgd_config one = *c;
+    for (int i = 0; i < m->t.n; i++) {
+        const param_info *p = &m->t.p[i];
+        const size_t a = p->offset > lo ? p->offset : lo;
+        const size_t b = p->offset + p->size < hi ? p->offset + p->size : hi;
+        if (a >= b || params_selected(p, c->frozen)) continue;
+        one.lr = params_selected(p, c->alt) ? c->alt_lr : c->lr;
+        sgd_step(m->w + a, m->g + a, m->v + a, ref ? ref + a : NULL, b - a, &one);
+    }
+}
+
 /* Parameters summed and stepped at a time: small enough to stay in L1
  * between the sum and the step. */
 #define MODEL_STEP_BLOCK 1024
@@ -490,7 +523,7 @@ static void model_batch_step(void *v, int i)
             for (; k + 4 <= n; k += 4) v4_store(g + k, v4_load(g + k) + v4_load(gl + k));
             for (; k < n; k++) g[k] += gl[k];
         }
-        if (b->c) sgd_step(m->w + o, g, m->v + o, b->ref ? b->ref + o : NULL, (size_t)n, b->c);
+        if (b->c) model_step_range(m, b->c, b->ref, (size_t)o, (size_t)(o + n));
     }
 }
 
@@ -503,7 +536,7 @@ static float model_batch_run(model *m, const float *x, const uint8_t *y, int B, 
     if (m->lanes == 1) {
         int right = 0;
         const double loss = model_lane_fb(m, x, y, B, 1.0f / (float)B, &right);
-        if (c) sgd_step(m->w, m->g, m->v, ref, m->t.total, c);
+        if (c) model_sgd_step(m, c, ref);
         *correct = right;
         return (float)(loss / B);
     }
@@ -531,7 +564,7 @@ float model_forward_backward(model *m, const float *x, const uint8_t *y, int B, 
 
 void model_sgd_step(model *m, const sgd_config *c, const float *ref)
 {
-    sgd_step(m->w, m->g, m->v, ref, m->t.total, c);
+    model_step_range(m, c, ref, 0, m->t.total);
 }
 
 static double model_now(void)

@@ -54,12 +54,28 @@ int model_threads(const model *m);
 const param_table *model_table(const model *m);
 float *model_params(model *m);           /* (table.total) */
 float *model_grads(model *m);            /* (table.total) */
+const float *model_momentum(const model *m); /* (table.total) SGD momentum, for tests */
+
+/* Every excitation's output bias (se*.fc2.bias) starts at this value, so
+ * every gate starts near sigmoid(3) = 0.95 instead of PyTorch's default
+ * sigmoid(~0) = 0.5. Three gates of 0.5 in series scale the signal, and so
+ * every backbone gradient, by about 1/8; at PFLlib's lr 0.005 a federated
+ * run then learns little but the output biases for its first 10-25 rounds
+ * (the start-up plateau; `sefl-bench grads` measures the per-layer gradient
+ * norms at initialisation with either start, tests/bench/plateau.sh the
+ * round-by-round accuracy). The excitation can still close a gate: the
+ * bias is trained like every other parameter. */
+#define MODEL_GATE_BIAS 3.0f
 
 /* Deterministic initialisation from seed (same seed, same bytes on every
  * machine): PyTorch's default scheme (kaiming-uniform weights, uniform
- * biases with bound 1/sqrt(fan_in)) from an integer PRNG. Also zeroes the
+ * biases with bound 1/sqrt(fan_in)) from an integer PRNG, except the
+ * excitations' output biases, which are MODEL_GATE_BIAS. Also zeroes the
  * momentum buffer. */
 void model_init(model *m, uint64_t seed);
+
+/* 1 when p is an excitation's output bias (the tensors MODEL_GATE_BIAS sets). */
+int model_is_gate_bias(const param_info *p);
 
 /* Zeroes the momentum buffer (start of a local training job). */
 void model_reset_momentum(model *m);
@@ -74,7 +90,9 @@ float model_forward(model *m, const float *x, const uint8_t *y, int B, float *lo
 float model_forward_backward(model *m, const float *x, const uint8_t *y, int B, int *correct);
 
 /* One SGD step with the current gradients (optim.h); ref (table.total) is the
- * proximal reference or NULL. */
+ * proximal reference or NULL. c->frozen and c->alt choose, tensor by tensor,
+ * which are left alone (weights and momentum) and which step at c->alt_lr:
+ * the primitive of the local schedules (client/trainer.h). */
 void model_sgd_step(model *m, const sgd_config *c, const float *ref);
 
 typedef struct {

@@ -1,6 +1,6 @@
 #!/bin/bash
 # bench.sh (`make bench`): one-thread training speed of sefl against the
-# PyTorch reference peer (../shared/bench/torch_ref.py, Debian's
+# PyTorch peer (tests/bench/torch_ref.py, Debian's
 # python3-torch) on the same machine, same model, same data.
 #
 # For each batch size it runs `sefl-bench train` and `torch_ref.py speed`
@@ -13,7 +13,7 @@ set -u
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build}
 BENCH=$BUILD/bin/sefl-bench
-REF=../shared/bench/torch_ref.py
+REF=tests/bench/torch_ref.py
 PY=/usr/bin/python3              # Debian's torch is installed for the system python
 PAIRS=${PAIRS:-3}
 SAMPLES=${SAMPLES:-6000}

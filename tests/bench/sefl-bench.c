@@ -17,10 +17,19 @@
  *   sefl-bench central --epochs E --batch B --lr L --momentum M [--seed S] [--data DIR]
  *       trains on all 60,000 training images and prints `epoch E test_acc X`
  *       after each epoch (the 10,000 test images).
+ *   sefl-bench grads --batch B --batches K --gate-bias G|default [--seed S] [--data DIR]
+ *       the gradient norm of every tensor at initialisation
+ *       (`grad_norm_TENSOR X`, the mean over K mini-batches of the first
+ *       training images) and per group (`grad_norm_group_backbone X`): the
+ *       measurement behind MODEL_GATE_BIAS (model.h). --gate-bias replaces
+ *       the excitations' output biases after model_init: a number, or
+ *       `default` for PyTorch's uniform draw (sefl's start before the fix).
+ *       torch_ref.py grads prints the same lines for PyTorch.
  *
  * A benchmark, not a test: it asserts nothing and prints what it measured.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +47,7 @@ static const char usage[] =
     "usage: sefl-bench train   [--batch B] [--samples N] [--threads T] [--data DIR] [--seed S]\n"
     "       sefl-bench sgemm\n"
     "       sefl-bench central [--epochs E] [--batch B] [--lr L] [--momentum M] [--seed S] [--data DIR]\n"
+    "       sefl-bench grads   [--batch B] [--batches K] [--gate-bias G|default] [--seed S] [--data DIR]\n"
     "\n"
     "  train    training speed of the default cnn-se model on the first N\n"
     "           Fashion-MNIST training images (defaults: B 10, N 6000, T 1 thread\n"
@@ -46,6 +56,9 @@ static const char usage[] =
     "  sgemm    single-thread sgemm GFLOP/s at the model's shapes, for comparison\n"
     "  central  centralised training on all 60,000 images, `epoch E test_acc X` per\n"
     "           epoch (defaults: E 3, B 32, lr 0.05, momentum 0.9, seed 1)\n"
+    "  grads    per-tensor gradient norms at initialisation, mean over K batches of B\n"
+    "           (defaults: B 10, K 20, gate bias as model_init sets it; `--gate-bias\n"
+    "           default` draws it as PyTorch does)\n"
     "  --data DIR  Fashion-MNIST directory (default " DATASET_DEFAULT_DIR ")\n";
 
 typedef struct {
@@ -57,6 +70,8 @@ typedef struct {
     double momentum;
     unsigned long long seed;
     const char *data;
+    int batches;
+    const char *gate_bias;      /* NULL: as model_init sets it */
 } bench_opts;
 
 /* Prints one line about a bad argument and exits 2, as every sefl program does. */
@@ -123,7 +138,11 @@ static void bench_parse(int argc, char **argv, const char *allowed, bench_opts *
         else if (!strcmp(f, "--momentum")) o->momentum = bench_real(f, v, 0.0, 0.999);
         else if (!strcmp(f, "--seed")) o->seed = (unsigned long long)bench_int(f, v, 0, 2147483647);
         else if (!strcmp(f, "--data")) o->data = v;
-        else bench_bad("unknown option '%s' for %s", f, argv[1]);
+        else if (!strcmp(f, "--batches")) o->batches = bench_int(f, v, 1, 1000);
+        else if (!strcmp(f, "--gate-bias")) {
+            if (strcmp(v, "default")) bench_real(f, v, -20.0, 20.0);
+            o->gate_bias = v;
+        } else bench_bad("unknown option '%s' for %s", f, argv[1]);
     }
 }
 
@@ -324,11 +343,79 @@ out:
     return rc;
 }
 
+/* Replaces the excitations' output biases: `default` draws them
+ * U(-1/sqrt(fan_in), 1/sqrt(fan_in)) as PyTorch's nn.Linear does, a number
+ * sets every one to it. */
+static void bench_set_gate_bias(model *m, const char *how, unsigned long long seed)
+{
+    const param_table *t = model_table(m);
+    rng r;
+    rng_seed(&r, seed);
+    for (int i = 0; i < t->n; i++) {
+        const param_info *p = &t->p[i];
+        if (!model_is_gate_bias(p)) continue;
+        /* fc2.weight (C, R) comes just before: its fan-in is R. */
+        const double bound = 1.0 / sqrt((double)p[-1].shape[1]);
+        for (size_t k = 0; k < p->size; k++)
+            model_params(m)[p->offset + k] = strcmp(how, "default")
+                ? (float)strtod(how, NULL) : (float)((2.0 * rng_uniform(&r) - 1.0) * bound);
+    }
+}
+
+static int bench_grads(const bench_opts *o)
+{
+    dataset d = { 0 };
+    model *m = NULL;
+    double *sum = NULL;         /* (table.n) summed norms per tensor */
+    int rc = 1;
+    if (bench_load(o->data, 1, &d)) goto out;
+    if ((long)o->batch * o->batches > d.n) {
+        fprintf(stderr, "sefl-bench: %d batches of %d are more than the %d training images\n",
+                o->batches, o->batch, d.n);
+        goto out;
+    }
+    m = bench_model(o->batch, o->seed);
+    if (!m) goto out;
+    if (o->gate_bias) bench_set_gate_bias(m, o->gate_bias, o->seed);
+    const param_table *t = model_table(m);
+    sum = calloc((size_t)t->n, sizeof *sum);
+    if (!sum) goto out;
+    for (int k = 0; k < o->batches; k++) {
+        const long first = (long)k * o->batch;
+        model_forward_backward(m, d.x + first * MODEL_PIXELS, d.y + first, o->batch, NULL);
+        for (int i = 0; i < t->n; i++) {
+            const float *g = model_grads(m) + t->p[i].offset;
+            double ss = 0.0;
+            for (size_t j = 0; j < t->p[i].size; j++) ss += (double)g[j] * g[j];
+            sum[i] += sqrt(ss);
+        }
+    }
+    /* A group's norm is the root of its tensors' squared norms; fc is in
+     * both backbone and head, as in params.h. */
+    static const struct { const char *name; unsigned group; } groups[] = {
+        { "backbone", PARAM_BACKBONE }, { "se", PARAM_SE }, { "head", PARAM_HEAD },
+    };
+    for (int i = 0; i < t->n; i++) printf("grad_norm_%s %.6g\n", t->p[i].name, sum[i] / o->batches);
+    for (size_t gi = 0; gi < sizeof groups / sizeof groups[0]; gi++) {
+        double ss = 0.0;
+        for (int i = 0; i < t->n; i++)
+            if (t->p[i].groups & groups[gi].group) ss += (sum[i] / o->batches) * (sum[i] / o->batches);
+        printf("grad_norm_group_%s %.6g\n", groups[gi].name, sqrt(ss));
+    }
+    rc = 0;
+out:
+    free(sum);
+    model_free(m);
+    dataset_free(&d);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     bench_opts o = { .batch = 10, .samples = 6000, .epochs = 3, .threads = 1, .lr = 0.05,
-                     .momentum = 0.9, .seed = 1, .data = NULL };
-    if (argc < 2) bench_bad("a command is needed: train, sgemm or central");
+                     .momentum = 0.9, .seed = 1, .data = NULL,
+                     .batches = 20, .gate_bias = NULL };
+    if (argc < 2) bench_bad("a command is needed: train, sgemm, central or grads");
     const char *cmd = argv[1];
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
         fputs(usage, stdout);
@@ -347,5 +434,9 @@ int main(int argc, char **argv)
         bench_parse(argc, argv, "epochs batch lr momentum seed data", &o);
         return bench_central(&o);
     }
-    bench_bad("unknown command '%s': use train, sgemm or central", cmd);
+    if (!strcmp(cmd, "grads")) {
+        bench_parse(argc, argv, "batch batches gate-bias seed data", &o);
+        return bench_grads(&o);
+    }
+    bench_bad("unknown command '%s': use train, sgemm, central or grads", cmd);
 }
