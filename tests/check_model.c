@@ -610,6 +610,21 @@ START_TEST(test_split_threads)
     ck_assert_double_gt(moved, 1e-3);
     ck_assert_double_lt(err, 1e-4 * moved);
     ck_assert_float_eq_tol(sa.loss, sc.loss, 1e-5);
+    /* each thread steps its block tensor by tensor: frozen tensors stay
+     * put, the others move, with T = 2 as with one thread */
+    sgd_config fz = cfg;
+    fz.frozen = params_group(PARAM_SE);
+    model *f = new_model(8, 1, 10, 2);
+    ck_assert_int_eq(model_set_threads(f, 2), 0);
+    ck_assert_int_eq(model_train(f, x, y, NULL, N, 1, 10, &fz, NULL, 3, &sa), 0);
+    const param_table *tt = model_table(f);
+    for (int i = 0; i < tt->n; i++) {
+        const param_info *p = &tt->p[i];
+        const int same = !memcmp(model_params(f) + p->offset, model_params(init) + p->offset,
+                                 p->size * sizeof(float));
+        ck_assert_msg(same == params_selected(p, fz.frozen), "%s", p->name);
+    }
+    model_free(f);
     /* evaluation over the lanes counts what one thread counts */
     model_stats ea, ec;
     model_evaluate(a, x, y, NULL, B, &ea);
