@@ -1065,7 +1065,7 @@ START_TEST(test_reject_encodings)
     Sefl__Tensor *v[1] = { &a };
     Sefl__Update u;
     Sefl__Envelope e = update_with(&u, v, 1);
-    uint16_t h[10] = { 0 };   /* (10) fc.bias as f16 */
+    uint16_t h[20] = { 0 };   /* (20): fc.bias as f16 in the first 10, room for a long length */
     tensor_of(&a, sa, "fc.bias");
     a.encoding = SEFL__ENCODING__F16;
     a.data.data = (uint8_t *)h;
