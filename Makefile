@@ -56,9 +56,10 @@ TEST_PROGS := $(BUILD)/test-bin/sefl-client $(BUILD)/test-bin/sefl-sim
 DEB_PKGS := build-essential pkg-config libuv1-dev libprotobuf-c-dev \
             protobuf-c-compiler libmbedtls-dev libsqlite3-dev check \
             libopenblas-dev zlib1g-dev dataset-fashion-mnist openssl \
-            iproute2 sqlite3 clang libclang-rt-14-dev python3 procps lcov
+            iproute2 sqlite3 clang libclang-rt-14-dev python3 procps lcov \
+            protobuf-compiler python3-protobuf
 
-.PHONY: all deps layers check coverage check-asan bench demo results fuzz fuzz-corpus clean
+.PHONY: all deps layers check coverage check-asan bench demo results arch-results soak r-sweep newcomers fuzz fuzz-corpus clean
 all: $(PROGS) $(TEST_PROGS) $(TESTS)
 
 # Installs only what is missing, so a second run is quiet and fast.
@@ -153,6 +154,24 @@ demo:
 
 results: all
 	@bash tests/results.sh
+
+# Chaos run (issue 10): 20 clients, 200 rounds, shards killed, stalled and
+# cut off, the coordinator kill -9'd ten times, two attackers; asserts a
+# clean record and prints the figures. About 5-10 minutes; not in check.
+soak: all
+	@bash tests/soak.sh
+
+# Issue 14's personalization experiments (tests/bench/*.sh say what they
+# run and how to size them); minutes each, not part of make check.
+r-sweep: all
+	@bash tests/bench/r_sweep.sh
+
+newcomers: all
+	@bash tests/bench/newcomers.sh
+
+# One results row per model architecture (tests/bench/arch_results.sh).
+arch-results: all
+	@bash tests/bench/arch_results.sh
 
 FUZZ_SECONDS ?= 60
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)

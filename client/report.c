@@ -199,6 +199,7 @@ int report_print(FILE *f, const report *r)
     }
     fprintf(f, "clients %d\n", r->s.clients);
     fprintf(f, "examples %ld\n", r->s.examples);
+    if (a->skipped) fprintf(f, "skipped_reports %ld\n", a->skipped);
     for (size_t k = 0; k < N_STATS; k++) fprintf(f, "%s %.4f\n", stat_fields[k].name, stat_get(&r->s, k));
     if (r->has_base) {
         for (size_t k = 0; k < N_STATS; k++)

@@ -11,8 +11,8 @@
  *
  * Use: report_load_run() for the run and, if wanted, the baseline;
  * report_compute(); then report_print / report_write_csv / _json / _svg;
- * report_free(). report_db.c reads SQLite, report_svg.c draws the chart,
- * report.c does the rest.
+ * report_free(). report_db.c reads SQLite, report_svg.c draws the charts,
+ * report_xy.c reads the points of an x-y chart, report.c does the rest.
  */
 #ifndef SEFL_REPORT_H
 #define SEFL_REPORT_H
@@ -46,7 +46,9 @@ typedef struct {
 
 /* The meta table, as far as sefl-eval needs it; absent keys stay empty / -1. */
 typedef struct {
-    char arch[REPORT_META_MAX];           /* "cnn-se" */
+    char arch[REPORT_META_MAX];           /* "cnn-se", "mbv2-se" */
+    char se_placement[REPORT_META_MAX];   /* mbv2-se's option, empty if absent */
+    char gate[REPORT_META_MAX];           /* mbv2-se's option, empty if absent */
     int r;                                /* SE reduction ratio, -1 if absent */
     int fc1_gate;                         /* -1 if absent */
     char private_groups[REPORT_META_MAX]; /* "se", "none", "head", "se,head" */
@@ -67,6 +69,7 @@ typedef struct {
     report_client *c;            /* (n) sorted by name */
     int n;
     long seen;                   /* clients the coordinator has seen (clients table), -1 if none */
+    long skipped;                /* eval reports out of range, left out of everything */
 } report_run;
 
 /* Summary of one series of per-client accuracies. */
@@ -107,7 +110,9 @@ typedef struct {
  * db of kind server or local (store_open). Returns 0, or negative with one
  * line in err: store_open's errors for a missing (-ENOENT) or foreign or
  * damaged (-EBADMSG) file, -EINVAL for a db without eval_reports or without
- * any report, -ERANGE for a round with no reports or a value over a limit,
+ * any report in range, -ERANGE for a round with no reports, a meta value or
+ * a count over a limit (a report out of range is skipped and counted in
+ * run->skipped instead),
  * -EIO for a SQLite failure, -ENOMEM. run is released with report_run_free
  * whatever the result. */
 int report_load_run(const char *db, int round, report_run *run, char *err);
@@ -141,5 +146,44 @@ int report_print(FILE *f, const report *r);
 int report_write_csv(FILE *f, const report *r);
 int report_write_json(FILE *f, const report *r);
 int report_write_svg(FILE *f, const report *r);
+
+/* A line chart of named series of (x, y) points with y an accuracy in
+ * [0, 1] (sefl-eval --plot: the r sweep's private parameters against
+ * accuracy). */
+#define REPORT_XY_MAX_SERIES 8
+#define REPORT_XY_MAX_POINTS 10000       /* per series */
+#define REPORT_XY_NAME_MAX 32            /* a series name or point label, with its NUL */
+
+typedef struct {
+    double x, y;
+    char label[REPORT_XY_NAME_MAX];      /* drawn beside the point; may be empty */
+} report_point_xy;
+
+typedef struct {
+    char name[REPORT_XY_NAME_MAX];
+    int n;
+    report_point_xy *p;                  /* (n) in file order */
+} report_series;
+
+typedef struct {
+    const char *title, *xlabel, *ylabel; /* the caller's strings, may be NULL */
+    int logx;                            /* x on a log scale (every x > 0) */
+    int nseries;
+    report_series s[REPORT_XY_MAX_SERIES];
+} report_xy;
+
+/* Reads points from f, one per line "SERIES X Y [LABEL]" (whitespace
+ * separated; blank lines and lines starting with # skipped) into c's series,
+ * in order of first appearance. X must be finite (> 0 when c->logx), Y in
+ * [0, 1], names and labels at most REPORT_XY_NAME_MAX - 1 bytes, within the
+ * limits above. Returns 0, or -EINVAL / -ERANGE with "PATH:LINE: why" in err
+ * (path names f in messages), -ENOMEM. Free c with report_xy_free either way. */
+int report_xy_read(FILE *f, const char *path, report_xy *c, char *err);
+void report_xy_free(report_xy *c);      /* accepts a zeroed or freed one */
+
+/* Draws c as a static SVG: one coloured line with markers per series, points
+ * joined in ascending x, labels beside their points. Returns 0, -EINVAL
+ * without any point, -ENOMEM or -EIO. */
+int report_write_xy_svg(FILE *f, const report_xy *c);
 
 #endif

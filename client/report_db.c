@@ -6,7 +6,9 @@
  * coordinator that is still running (WAL lets a reader see the last commit).
  * Every count and value is checked against the limits in report.h before it
  * is used: the file may come from another machine, another version, or a
- * hand edit.
+ * hand edit. A stored EvalReport out of range (a client that lied before
+ * the coordinator checked reports, or a hand edit) is skipped and counted,
+ * never a reason to refuse the whole file.
  */
 #include "client/report.h"
 
@@ -77,6 +79,8 @@ static int load_meta(sqlite3 *db, const char *path, report_meta *m, char *err)
     m->r = -1;
     m->fc1_gate = -1;
     if ((ret = meta_text(db, "arch", m->arch, err)) < 0 ||
+        (ret = meta_text(db, "se_placement", m->se_placement, err)) < 0 ||
+        (ret = meta_text(db, "gate", m->gate, err)) < 0 ||
         (ret = meta_text(db, "private_groups", m->private_groups, err)) < 0 ||
         (ret = meta_text(db, "kind", m->kind, err)) < 0 ||
         (ret = meta_text(db, "partition", m->partition, err)) < 0 ||
@@ -97,26 +101,39 @@ static int prepare(sqlite3 *db, const char *path, const char *sql, sqlite3_stmt 
     return -EIO;
 }
 
-/* Checks every eval report of the file at once, so that the curve built by
- * aggregate queries only ever sees values within bounds. */
-static int check_reports(sqlite3 *db, const char *path, char *err)
+/* The rows every query reads: round, examples (0..REPORT_MAX_EXAMPLES) and
+ * accuracy (0..1) in range, a client name of 1..REPORT_NAME_MAX - 1 bytes
+ * without a NUL. */
+#define REPORT_STR(x) #x
+#define REPORT_XSTR(x) REPORT_STR(x)
+/* SQL has no L suffix: the limit is spelled out, and checked to agree. */
+#define VALID_MAX_EXAMPLES "100000000"
+_Static_assert(REPORT_MAX_EXAMPLES == 100000000L, "VALID_MAX_EXAMPLES must equal it");
+#define VALID_ROW                                                                              \
+    "(typeof(examples) = 'integer' AND typeof(accuracy) IN ('real', 'integer')"               \
+    " AND typeof(round) = 'integer' AND examples >= 0"                                        \
+    " AND examples <= " VALID_MAX_EXAMPLES " AND accuracy >= 0 AND accuracy <= 1" \
+    " AND round >= 0 AND round <= 2147483647 AND typeof(client) = 'text'"                    \
+    " AND length(CAST(client AS BLOB)) BETWEEN 1 AND " REPORT_XSTR(REPORT_NAME_MAX) " - 1"     \
+    " AND instr(CAST(client AS BLOB), X'00') = 0)"
+
+/* Counts the eval reports out of range, which every later query skips, and
+ * says so on stderr. */
+static int count_skipped(sqlite3 *db, const char *path, report_run *run, char *err)
 {
-    static const char *sql =
-        "SELECT COUNT(*) FROM eval_reports WHERE typeof(examples) != 'integer'"
-        " OR typeof(accuracy) NOT IN ('real', 'integer') OR typeof(round) != 'integer'"
-        " OR examples < 0 OR examples > ?1 OR accuracy < 0 OR accuracy > 1"
-        " OR round < 0 OR round > 2147483647";
     sqlite3_stmt *st = NULL;
     int ret = 0;
-    if (prepare(db, path, sql, &st, err) < 0) return -EIO;
-    sqlite3_bind_int64(st, 1, REPORT_MAX_EXAMPLES);
+    if (prepare(db, path, "SELECT COUNT(*) FROM eval_reports WHERE NOT " VALID_ROW, &st, err) < 0)
+        return -EIO;
     if (sqlite3_step(st) != SQLITE_ROW) {
         err_set(err, "%s: checking eval_reports: %s", path, sqlite3_errmsg(db));
         ret = -EIO;
-    } else if (sqlite3_column_int64(st, 0) > 0) {
-        err_set(err, "%s: %lld eval reports have a round, examples (0..%ld) or accuracy (0..1)"
-                " out of range", path, (long long)sqlite3_column_int64(st, 0), REPORT_MAX_EXAMPLES);
-        ret = -ERANGE;
+    } else {
+        run->skipped = (long)sqlite3_column_int64(st, 0);
+        if (run->skipped > 0)
+            log_warn("%s: skipped %ld eval reports with a round, examples (0..%ld), accuracy "
+                     "(0..1) or client name out of range", path, run->skipped,
+                     REPORT_MAX_EXAMPLES);
     }
     sqlite3_finalize(st);
     return ret;
@@ -141,10 +158,14 @@ static int query_count(sqlite3 *db, const char *path, const char *sql, int bind,
 static int load_curve(sqlite3 *db, const char *path, report_run *run, char *err)
 {
     sqlite3_int64 n = 0;
-    if (query_count(db, path, "SELECT COUNT(DISTINCT round) FROM eval_reports", 0, 0, &n, err) < 0)
+    if (query_count(db, path, "SELECT COUNT(DISTINCT round) FROM eval_reports WHERE " VALID_ROW,
+                    0, 0, &n, err) < 0)
         return -EIO;
     if (n == 0) {
-        err_set(err, "%s has no eval reports yet (no round was evaluated)", path);
+        if (run->skipped)
+            err_set(err, "%s has no eval reports in range (%ld skipped)", path, run->skipped);
+        else
+            err_set(err, "%s has no eval reports yet (no round was evaluated)", path);
         return -EINVAL;
     }
     if (n > REPORT_MAX_ROUNDS) {
@@ -159,7 +180,7 @@ static int load_curve(sqlite3 *db, const char *path, report_run *run, char *err)
     int ret = 0;
     if (prepare(db, path,
                 "SELECT round, COUNT(*), SUM(examples), SUM(accuracy * examples) FROM eval_reports"
-                " GROUP BY round ORDER BY round", &st, err) < 0)
+                " WHERE " VALID_ROW " GROUP BY round ORDER BY round", &st, err) < 0)
         return -EIO;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -191,8 +212,8 @@ out:
 static int load_round(sqlite3 *db, const char *path, report_run *run, char *err)
 {
     sqlite3_int64 n = 0;
-    if (query_count(db, path, "SELECT COUNT(*) FROM eval_reports WHERE round = ?", 1, run->round,
-                    &n, err) < 0)
+    if (query_count(db, path, "SELECT COUNT(*) FROM eval_reports WHERE round = ? AND " VALID_ROW,
+                    1, run->round, &n, err) < 0)
         return -EIO;
     if (n == 0) {
         err_set(err, "%s has no eval reports for round %d (evaluated rounds: %d..%d, %d of them)",
@@ -211,8 +232,8 @@ static int load_round(sqlite3 *db, const char *path, report_run *run, char *err)
     sqlite3_stmt *st = NULL;
     int ret = 0;
     if (prepare(db, path,
-                "SELECT client, examples, accuracy FROM eval_reports WHERE round = ?"
-                " ORDER BY client", &st, err) < 0)
+                "SELECT client, examples, accuracy FROM eval_reports WHERE round = ? AND "
+                VALID_ROW " ORDER BY client", &st, err) < 0)
         return -EIO;
     sqlite3_bind_int(st, 1, run->round);
     int rc;
@@ -282,7 +303,7 @@ int report_load_run(const char *path, int round, report_run *run, char *err)
         goto out;
     }
     if ((ret = load_meta(db, path, &run->meta, err)) < 0) goto out;
-    if ((ret = check_reports(db, path, err)) < 0) goto out;
+    if ((ret = count_skipped(db, path, run, err)) < 0) goto out;
     if ((ret = load_curve(db, path, run, err)) < 0) goto out;
     run->round = round >= 0 ? round : run->curve[run->ncurve - 1].round;
     if ((ret = load_round(db, path, run, err)) < 0) goto out;

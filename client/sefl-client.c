@@ -51,6 +51,7 @@ static const char usage[] =
     "  --threads T          threads one training (and evaluation) computes on,\n"
     "                       each taking a slice of every mini-batch (default: one\n"
     "                       per core, at most 64)\n"
+    MODEL_OPTS_USAGE
     "  --backoff-min-ms MS  first reconnect delay (default 200)\n"
     "  --backoff-max-ms MS  longest reconnect delay (default 30000)\n"
     "  --help               this text\n"
@@ -60,7 +61,8 @@ typedef struct {
     const char *server, *certs, *name, *db;
     const char *files[4];       /* train images, train labels, test images, test labels */
     const char *partition, *data_dir;
-    long num_clients, index, max_samples, r, backoff_min, backoff_max, threads;
+    long num_clients, index, max_samples, backoff_min, backoff_max, threads;
+    model_opts model;           /* --arch, its options, --r */
     uint64_t seed;
     int have_seed;
 } client_args;
@@ -75,7 +77,7 @@ typedef struct {
 static int client_parse(int argc, char **argv, client_args *a, char *err)
 {
     enum { O_SERVER = 256, O_CERTS, O_NAME, O_DB, O_TRI, O_TRL, O_TEI, O_TEL, O_PART, O_NUM,
-           O_INDEX, O_SEED, O_DATA, O_MAX, O_R, O_BMIN, O_BMAX, O_THREADS, O_HELP };
+           O_INDEX, O_SEED, O_DATA, O_MAX, O_R, O_BMIN, O_BMAX, O_THREADS, O_HELP, O_MODEL = 512 };
     static const struct option opts[] = {
         { "server", 1, 0, O_SERVER }, { "certs", 1, 0, O_CERTS }, { "name", 1, 0, O_NAME },
         { "db", 1, 0, O_DB }, { "train-images", 1, 0, O_TRI }, { "train-labels", 1, 0, O_TRL },
@@ -83,17 +85,19 @@ static int client_parse(int argc, char **argv, client_args *a, char *err)
         { "partition", 1, 0, O_PART }, { "num-clients", 1, 0, O_NUM }, { "index", 1, 0, O_INDEX },
         { "seed", 1, 0, O_SEED }, { "data", 1, 0, O_DATA }, { "max-samples", 1, 0, O_MAX },
         { "r", 1, 0, O_R }, { "backoff-min-ms", 1, 0, O_BMIN }, { "backoff-max-ms", 1, 0, O_BMAX },
-        { "threads", 1, 0, O_THREADS }, { "help", 0, 0, O_HELP }, { 0, 0, 0, 0 },
+        { "threads", 1, 0, O_THREADS }, { "help", 0, 0, O_HELP }, MODEL_OPTS_LONGOPTS(O_MODEL),
+        { 0, 0, 0, 0 },
     };
     memset(a, 0, sizeof *a);
     a->num_clients = -1;
     a->index = -1;
-    a->r = 8;
+    a->model = model_opts_default();
     a->backoff_min = SESSION_BACKOFF_MIN_MS;
     a->threads = cli_cores() < MODEL_MAX_THREADS ? cli_cores() : MODEL_MAX_THREADS;
     a->backoff_max = SESSION_BACKOFF_MAX_MS;
     opterr = 0;
     int c, rc = 0;
+    long v = 0;
     while (rc == 0 && (c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
         case O_SERVER: a->server = optarg; break;
@@ -107,7 +111,12 @@ static int client_parse(int argc, char **argv, client_args *a, char *err)
         case O_SEED: rc = cli_parse_u64("--seed", optarg, &a->seed, err); a->have_seed = 1; break;
         case O_DATA: a->data_dir = optarg; break;
         case O_MAX: rc = cli_parse_long("--max-samples", optarg, 1, DATASET_MAX_SAMPLES, &a->max_samples, err); break;
-        case O_R: rc = cli_parse_long("--r", optarg, 1, 64, &a->r, err); break;
+        case O_R:
+            if (!(rc = cli_parse_long("--r", optarg, 1, 64, &v, err))) a->model.r = (int)v;
+            break;
+        case O_MODEL + MODEL_OPT_ARCH:
+        case O_MODEL + MODEL_OPT_SE_PLACEMENT:
+        case O_MODEL + MODEL_OPT_GATE: rc = model_opts_set(&a->model, c - O_MODEL, optarg, err); break;
         case O_BMIN: rc = cli_parse_long("--backoff-min-ms", optarg, 1, 3600000, &a->backoff_min, err); break;
         case O_BMAX: rc = cli_parse_long("--backoff-max-ms", optarg, 1, 3600000, &a->backoff_max, err); break;
         case O_THREADS: rc = cli_parse_long("--threads", optarg, 1, MODEL_MAX_THREADS, &a->threads, err); break;
@@ -175,7 +184,7 @@ int main(int argc, char **argv)
     if (rc < 0) return cli_usage_error("sefl-client", err);
 
     param_table table;
-    if (params_build_cnn_se(&table, (int)a.r, 1, err) < 0) return cli_usage_error("sefl-client", err);
+    if (params_build(&table, &a.model, err) < 0) return cli_usage_error("sefl-client", err);
 
     dataset pool = { 0 }, test = { 0 };
     partition part = { 0 };
@@ -186,7 +195,7 @@ int main(int argc, char **argv)
     int loop_ok = 0, exit_code = 1;
 
     if (a.partition) {
-        rc = setup_load_partition(a.data_dir, a.partition, (int)a.num_clients, a.seed, &pool, &part, err);
+        rc = setup_load_partition(a.data_dir, a.partition, (int)a.num_clients, a.seed, 1, &pool, &part, err);
         if (rc == 0) setup_client_data(&pool, &part, (int)a.index, (int)a.max_samples, &data);
     } else {
         rc = setup_load_files(a.files[0], a.files[1], a.files[2], a.files[3], (int)a.max_samples,

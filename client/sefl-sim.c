@@ -8,7 +8,9 @@
  * dataset is loaded and partitioned once per process; an idle client holds
  * no model. --shard I/N runs the I-th of N contiguous slices of the client
  * ids, so N machines running the same command together run every client
- * exactly once.
+ * exactly once. --holdout H never runs the last H client ids (of the whole
+ * partition, whatever the shard): they keep their share of the data but
+ * take part in no round, the newcomers sefl-eval --newcomers adapts.
  *
  * --local-only trains every client of the slice on its own data alone (no
  * coordinator) for --rounds rounds of --epochs epochs, evaluating after each
@@ -64,6 +66,8 @@ static const char usage[] =
     "                       DIR/client-NNNN.local.db); created when missing\n"
     "  --shard I/N          run only the I-th (0-based) of N contiguous slices of\n"
     "                       the client ids: ids [I*clients/N, (I+1)*clients/N)\n"
+    "  --holdout H          never run the last H client ids (held out of every\n"
+    "                       round; sefl-eval --newcomers adapts them later)\n"
     "  --threads T          trainings at once (default: one per core)\n"
     "  --threads-per-training P  threads each of those trainings splits its\n"
     "                       mini-batches across (default 1: with many clients,\n"
@@ -72,6 +76,7 @@ static const char usage[] =
     "  --data DIR           Fashion-MNIST directory (default " DATASET_DEFAULT_DIR ")\n"
     "  --max-samples N      each client uses at most N train and N test samples\n"
     "  --r R                SE reduction ratio (default 8; must match the coordinator)\n"
+    MODEL_OPTS_USAGE
     "  --backoff-min-ms MS  first reconnect delay (default 200)\n"
     "  --backoff-max-ms MS  longest reconnect delay (default 30000)\n"
     "  --verbose            log every client's events, not one line per round\n"
@@ -91,7 +96,8 @@ static const char usage[] =
 
 typedef struct {
     const char *server, *certs, *partition, *state_dir, *data_dir, *db;
-    long clients, shard_i, shard_n, threads, job_threads, max_samples, r, backoff_min, backoff_max;
+    long clients, shard_i, shard_n, threads, job_threads, max_samples, backoff_min, backoff_max, holdout;
+    model_opts model;           /* --arch, its options, --r */
     long rounds, epochs, batch;
     double lr, momentum, weight_decay;
     uint64_t seed, init_seed;
@@ -165,7 +171,7 @@ static int sim_parse(int argc, char **argv, sim_args *a, char *err)
 {
     enum { O_SERVER = 256, O_CERTS, O_CLIENTS, O_PART, O_SEED, O_STATE, O_SHARD, O_THREADS, O_DATA,
            O_MAX, O_R, O_BMIN, O_BMAX, O_VERBOSE, O_LOCAL, O_DB, O_ROUNDS, O_EPOCHS, O_BATCH, O_LR,
-           O_MOM, O_WD, O_INIT, O_JOBTH, O_HELP };
+           O_MOM, O_WD, O_INIT, O_HOLDOUT, O_JOBTH, O_HELP, O_MODEL = 512 };
     static const struct option opts[] = {
         { "server", 1, 0, O_SERVER }, { "certs", 1, 0, O_CERTS }, { "clients", 1, 0, O_CLIENTS },
         { "partition", 1, 0, O_PART }, { "seed", 1, 0, O_SEED }, { "state", 1, 0, O_STATE },
@@ -175,13 +181,14 @@ static int sim_parse(int argc, char **argv, sim_args *a, char *err)
         { "local-only", 0, 0, O_LOCAL }, { "db", 1, 0, O_DB }, { "rounds", 1, 0, O_ROUNDS },
         { "epochs", 1, 0, O_EPOCHS }, { "batch", 1, 0, O_BATCH }, { "lr", 1, 0, O_LR },
         { "momentum", 1, 0, O_MOM }, { "weight-decay", 1, 0, O_WD }, { "init-seed", 1, 0, O_INIT },
-        { "threads-per-training", 1, 0, O_JOBTH }, { "help", 0, 0, O_HELP }, { 0, 0, 0, 0 },
+        { "holdout", 1, 0, O_HOLDOUT }, { "threads-per-training", 1, 0, O_JOBTH },
+        { "help", 0, 0, O_HELP }, MODEL_OPTS_LONGOPTS(O_MODEL), { 0, 0, 0, 0 },
     };
     memset(a, 0, sizeof *a);
     a->shard_n = 1;
     a->threads = cli_cores();
     a->job_threads = 1;
-    a->r = 8;
+    a->model = model_opts_default();
     a->backoff_min = SESSION_BACKOFF_MIN_MS;
     a->backoff_max = SESSION_BACKOFF_MAX_MS;
     a->epochs = 1;
@@ -189,6 +196,7 @@ static int sim_parse(int argc, char **argv, sim_args *a, char *err)
     a->lr = 0.005;
     opterr = 0;
     int c, rc = 0;
+    long v = 0;
     while (rc == 0 && (c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
         case O_SERVER: a->server = optarg; break;
@@ -202,7 +210,12 @@ static int sim_parse(int argc, char **argv, sim_args *a, char *err)
         case O_JOBTH: rc = cli_parse_long("--threads-per-training", optarg, 1, MODEL_MAX_THREADS, &a->job_threads, err); break;
         case O_DATA: a->data_dir = optarg; break;
         case O_MAX: rc = cli_parse_long("--max-samples", optarg, 1, DATASET_MAX_SAMPLES, &a->max_samples, err); break;
-        case O_R: rc = cli_parse_long("--r", optarg, 1, 64, &a->r, err); break;
+        case O_R:
+            if (!(rc = cli_parse_long("--r", optarg, 1, 64, &v, err))) a->model.r = (int)v;
+            break;
+        case O_MODEL + MODEL_OPT_ARCH:
+        case O_MODEL + MODEL_OPT_SE_PLACEMENT:
+        case O_MODEL + MODEL_OPT_GATE: rc = model_opts_set(&a->model, c - O_MODEL, optarg, err); break;
         case O_BMIN: rc = cli_parse_long("--backoff-min-ms", optarg, 1, 3600000, &a->backoff_min, err); break;
         case O_BMAX: rc = cli_parse_long("--backoff-max-ms", optarg, 1, 3600000, &a->backoff_max, err); break;
         case O_VERBOSE: a->verbose = 1; break;
@@ -215,6 +228,7 @@ static int sim_parse(int argc, char **argv, sim_args *a, char *err)
         case O_MOM: rc = cli_parse_double("--momentum", optarg, 0, 0.999, &a->momentum, err); break;
         case O_WD: rc = cli_parse_double("--weight-decay", optarg, 0, 1, &a->weight_decay, err); break;
         case O_INIT: rc = cli_parse_u64("--init-seed", optarg, &a->init_seed, err); a->have_init_seed = 1; break;
+        case O_HOLDOUT: rc = cli_parse_long("--holdout", optarg, 0, PARTITION_MAX_CLIENTS - 1, &a->holdout, err); break;
         case O_HELP: return 1;
         default: cli_bad_option(argv, err); return -1;
         }
@@ -234,6 +248,10 @@ static int sim_parse(int argc, char **argv, sim_args *a, char *err)
     }
     if (a->shard_n > a->clients) {
         err_set(err, "--shard N (%ld) must not exceed --clients (%ld)", a->shard_n, a->clients);
+        return -1;
+    }
+    if (a->holdout >= a->clients) {
+        err_set(err, "--holdout %ld leaves no client of --clients %ld to train", a->holdout, a->clients);
         return -1;
     }
     if (setup_check_backoff(a->backoff_min, a->backoff_max, err) < 0) return -1;
@@ -500,7 +518,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (rc < 0) return cli_usage_error("sefl-sim", err);
-    if (params_build_cnn_se(&m.table, (int)m.a.r, 1, err) < 0) return cli_usage_error("sefl-sim", err);
+    if (params_build(&m.table, &m.a.model, err) < 0) return cli_usage_error("sefl-sim", err);
 
     dataset pool = { 0 };
     partition part = { 0 };
@@ -508,10 +526,17 @@ int main(int argc, char **argv)
     int loop_ok = 0, exit_code = 1, started = 0;
     long lo = m.a.shard_i * m.a.clients / m.a.shard_n;
     long hi = (m.a.shard_i + 1) * m.a.clients / m.a.shard_n;
+    /* Held-out ids are cut from whichever slice holds them. */
+    if (hi > m.a.clients - m.a.holdout) hi = m.a.clients - m.a.holdout;
+    if (hi <= lo) {
+        log_info("sefl-sim: clients %ld..%ld of this shard are all held out (--holdout %ld): nothing to run",
+                 lo, (m.a.shard_i + 1) * m.a.clients / m.a.shard_n - 1, m.a.holdout);
+        return 0;
+    }
 
     if ((rc = sim_mkdir(m.a.state_dir, err)) < 0) goto fail;
     if ((rc = sim_fd_limit(&m, hi - lo, err)) < 0) goto fail;
-    if ((rc = setup_load_partition(m.a.data_dir, m.a.partition, (int)m.a.clients, m.a.seed, &pool, &part, err)) < 0)
+    if ((rc = setup_load_partition(m.a.data_dir, m.a.partition, (int)m.a.clients, m.a.seed, 1, &pool, &part, err)) < 0)
         goto fail;
     m.n = (int)(hi - lo);
     m.cl = calloc((size_t)m.n, sizeof *m.cl);
@@ -552,9 +577,9 @@ int main(int argc, char **argv)
         uv_signal_init(&loop, &m.sig[i]);
         m.sig[i].data = &m;
     }
-    log_info("sefl-sim: clients %ld..%ld of %ld (%s, seed %llu), %ld training threads%s", lo, hi - 1,
-             m.a.clients, m.a.partition, (unsigned long long)m.a.seed, m.a.threads,
-             m.a.local_only ? ", local-only" : "");
+    log_info("sefl-sim: clients %ld..%ld of %ld (%s, seed %llu, %ld held out), %ld training threads%s",
+             lo, hi - 1, m.a.clients, m.a.partition, (unsigned long long)m.a.seed, m.a.holdout,
+             m.a.threads, m.a.local_only ? ", local-only" : "");
 
     /* Signals are taken before the clients start: starting thousands of
      * them takes a while, and a background process would otherwise ignore

@@ -531,6 +531,16 @@ static void session_job_done(trainer_job *j)
         if (!live) {
             log_warn("%s: round %u %s done after the connection closed; answer dropped",
                      s->cfg.name, j->round, j->train ? "training" : "evaluation");
+        } else if (j->train && j->diverged) {
+            /* Nothing was committed: the private tensors stay the last good
+             * ones in the store. The coordinator counts the failure and
+             * keeps the connection. */
+            log_warn("%s: %s; reporting it instead of an update", s->cfg.name, j->err);
+            uint8_t *frame = NULL;
+            size_t len = 0;
+            if (wire_encode_error(WIRE_ERR_DIVERGED, j->err, &frame, &len) == 0)
+                session_send_frame(s, frame, len);
+            free(frame);
         } else if (j->train) {
             session_send_frame(s, s->out_frame, s->out_len);
             if (s->ts.fault == FAULT_DUPLICATE) session_send_frame(s, s->out_frame, s->out_len);

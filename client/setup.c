@@ -18,12 +18,12 @@ int setup_check_backoff(long min_ms, long max_ms, char *err)
 }
 
 int setup_load_partition(const char *dir, const char *spec, int n_clients, uint64_t seed,
-                       dataset *pool, partition *part, char *err)
+                         int bytes, dataset *pool, partition *part, char *err)
 {
     partition_spec ps;
     int rc = partition_parse(spec, &ps, err);
     if (rc < 0) return rc;
-    rc = dataset_load_fmnist_pool(dir, pool, err);
+    rc = bytes ? dataset_load_fmnist_pool(dir, pool, err) : dataset_load_fmnist_all(dir, pool, err);
     if (rc < 0) return rc;
     rc = partition_make(&ps, pool->y, pool->n, MODEL_CLASSES, n_clients, seed, part, err);
     if (rc < 0) dataset_free(pool);

@@ -9,6 +9,7 @@
 #include "client/trainer.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -236,6 +237,15 @@ static int trainer_samples_get(const trainer_data *d, int test, trainer_samples 
     return 0;
 }
 
+/* 1 when the loss and every one of the n parameters w are finite. */
+static int trainer_finite(double loss, const float *w, size_t n)
+{
+    if (!isfinite(loss)) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(w[i])) return 0;
+    return 1;
+}
+
 static int trainer_train(trainer *tr, trainer_job *j, pstore *ps, model *m)
 {
     const param_table *t = &tr->table;
@@ -289,6 +299,14 @@ static int trainer_train(trainer *tr, trainer_job *j, pstore *ps, model *m)
         err_set(j->err, "training failed: batch %d out of range 1..%d", j->batch, MODEL_MAX_BATCH);
         return rc;
     }
+    /* A diverged training commits nothing: the store keeps the last good
+     * private tensors, which the next task starts from, and the caller
+     * reports the failure instead of an update. */
+    if (!trainer_finite(j->train_stats.loss, w, t->total)) {
+        j->diverged = 1;
+        err_set(j->err, "training diverged in round %u: loss %g", j->round, j->train_stats.loss);
+        return 0;
+    }
     pstore_figures fig = { j->round, j->train_stats.examples, j->train_stats.loss,
                            j->train_stats.accuracy, j->train_stats.seconds };
     rc = pstore_commit(ps, params_private(j->private_mask), w, &fig, j->err);
@@ -321,7 +339,7 @@ static int trainer_run(trainer *tr, trainer_job *j)
         rc = trainer_train(tr, j, ps, m);
         if (rc < 0) goto out;
     }
-    if (j->eval) {
+    if (j->eval && !j->diverged) {
         trainer_samples s;
         if ((rc = trainer_samples_get(j->data, 1, &s)) < 0) {
             err_set(j->err, "out of memory for %d samples", j->data->n_test);

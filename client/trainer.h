@@ -102,6 +102,8 @@ struct trainer_job {
     int status;                 /* 0 or a negative error (err says why) */
     char err[SEFL_ERRLEN];
     model_stats train_stats;    /* the last epoch's figures; seconds: all epochs */
+    int diverged;               /* training gave a NaN or infinite loss or parameter:
+                                   nothing was committed or built (status 0) */
     double train_cpu;           /* CPU seconds of the worker thread in model_train */
     model_stats eval_stats;
 

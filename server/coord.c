@@ -26,6 +26,7 @@
 
 #include "server/agg.h"
 #include "server/sample.h"
+#include "server/guard.h"
 #include "common/net/conn.h"
 #include "common/log.h"
 #include "common/nn/model.h"
@@ -61,6 +62,8 @@ struct peer {
     int eval_pending;            /* an EvalTask of the current evaluation is unanswered */
     int send_pending;            /* the current task frame is still to be queued for it */
     uint64_t last_rx_ms;         /* loop time of its last frame (or of the open) */
+    uint32_t weight_cap;         /* the most weight its update carries this attempt */
+    int part;                    /* its index in parts once its update is folded in */
 };
 
 struct coord {
@@ -114,6 +117,8 @@ struct coord {
     long long eval_examples;
 
     uint64_t hb_nonce;
+    guard g;                     /* report, weight and norm checks; the penalty box */
+    char norm_name[32];          /* --max-update-norm as given, for log lines */
 };
 
 static void coord_advance(coord *co);
@@ -250,6 +255,7 @@ static void peer_fail(peer *p, uint32_t code, const char *msg)
 {
     log_warn("client %s (%s): %s; closing", p->name[0] ? p->name : "?", conn_peer_addr(p->c), msg);
     peer_send_error(p, code, msg);
+    if (p->welcomed) guard_penalise(&p->co->g, p->name, p->co->last_round, msg);
     peer_close(p, msg);
 }
 
@@ -303,6 +309,11 @@ static void coord_on_hello(peer *p, const Sefl__Hello *h)
     for (peer *q = co->peers; q; q = q->next)
         if (q != p && q->welcomed && !q->closing && !strcmp(q->name, name))
             peer_close(q, "replaced by a newer connection");
+    char err[SEFL_ERRLEN];
+    if (guard_check_hello(h->train_examples, h->test_examples, err)) {
+        peer_fail(p, WIRE_ERR_LIMIT, err);
+        return;
+    }
     snprintf(p->name, sizeof p->name, "%s", name);
     p->train_examples = h->train_examples;
     p->test_examples = h->test_examples;
@@ -324,8 +335,14 @@ static void coord_on_hello(peer *p, const Sefl__Hello *h)
     p->welcomed = 1;
     co->n_ready++;
 
-    char err[SEFL_ERRLEN];
     if (state_client_seen(co->st, p->name, err)) log_warn("%s", err);
+    uint32_t old_train, old_test;
+    int changed = state_client_declared(co->st, p->name, p->train_examples, p->test_examples,
+                                        &old_train, &old_test, err);
+    if (changed < 0) log_warn("%s", err);
+    else if (changed)
+        log_warn("client %s declares other counts than before: train %u (was %u), test %u "
+                 "(was %u)", p->name, p->train_examples, old_train, p->test_examples, old_test);
     log_info("client %s joined from %s (train %u, test %u; connected %d)", p->name,
              conn_peer_addr(p->c), p->train_examples, p->test_examples, co->n_ready);
     if (co->phase == CO_EVAL) coord_eval_join(co, p);
@@ -407,16 +424,15 @@ static void coord_stop_sending(coord *co)
     if (!uv_is_closing((uv_handle_t *)&co->pump)) uv_timer_stop(&co->pump);
 }
 
-/* Selects `want` of the n_ready peers uniformly (Knuth's selection
- * sampling: one pass, no array of candidates) and marks them for the task. */
-static int coord_select(coord *co, int want)
+/* Selects `want` of the `left` ready peers that are (boxed = 1) or are not
+ * (boxed = 0) in the penalty box, uniformly (Knuth's selection sampling:
+ * one pass, no array of candidates), and marks them for the task. */
+static int coord_select_from(coord *co, rng *r, int want, int left, int boxed)
 {
-    rng r;
-    rng_seed(&r, rng_derive(co->cfg.seed, ((uint64_t)co->round << 20) + (uint64_t)co->attempt));
-    int left = co->n_ready, chosen = 0;
+    int chosen = 0;
     for (peer *p = co->peers; p && want > 0; p = p->next) {
-        if (!peer_ready(p)) continue;
-        if ((int)rng_below(&r, (uint64_t)left--) < want) {
+        if (!peer_ready(p) || guard_penalised(&co->g, p->name, co->last_round) != boxed) continue;
+        if ((int)rng_below(r, (uint64_t)left--) < want) {
             want--;
             p->task = co->task;
             p->reported = 0;
@@ -424,6 +440,35 @@ static int coord_select(coord *co, int want)
             chosen++;
         }
     }
+    return chosen;
+}
+
+/* Selects `want` of the ready peers outside the penalty box; penalised ones
+ * fill up only when the others are fewer than min_clients, so a penalty
+ * never stops the run. Then gives each selected peer its weight cap
+ * against the counts the others declared. */
+static int coord_select(coord *co, int want)
+{
+    rng r;
+    rng_seed(&r, rng_derive(co->cfg.seed, ((uint64_t)co->round << 20) + (uint64_t)co->attempt));
+    int boxed = 0;
+    for (peer *p = co->peers; p; p = p->next)
+        boxed += peer_ready(p) && guard_penalised(&co->g, p->name, co->last_round);
+    int free_n = co->n_ready - boxed;
+    int chosen = coord_select_from(co, &r, want, free_n, 0);
+    if (boxed > 0 && free_n < co->cfg.min_clients) {
+        int more = want - chosen < boxed ? want - chosen : boxed;
+        log_warn("round %u: only %d connected clients are outside the penalty box, %d needed; "
+                 "selecting %d penalised ones", co->round, free_n, co->cfg.min_clients, more);
+        chosen += coord_select_from(co, &r, more, boxed, 1);
+    }
+    unsigned long long declared = 0;
+    for (peer *p = co->peers; p; p = p->next)
+        if (p->task == co->task) declared += p->train_examples;
+    for (peer *p = co->peers; p; p = p->next)
+        if (p->task == co->task)
+            p->weight_cap = guard_weight_cap(&co->cfg.guard, p->train_examples,
+                                             declared - p->train_examples);
     return chosen;
 }
 
@@ -459,6 +504,7 @@ static void coord_start_round(coord *co)
     co->coord_seconds = co->coord_cpu = 0;
     co->round_start_ns = t0.wall;
     agg_reset(&co->sum);
+    guard_round_reset(&co->g);
 
     int k = co->cfg.clients_per_round;
     int want = (int)ceil(k * co->cfg.over_select - 1e-9);
@@ -607,6 +653,46 @@ static void coord_end_eval(coord *co)
     coord_advance(co);
 }
 
+static void coord_abandon(coord *co, const char *why);
+
+/* The candidate model (its shared set in flat) is checked before a commit:
+ * every update's norm within --max-update-norm, and the mean finite. A
+ * failing candidate is not committed: its worst update's client is
+ * penalised (so the retry selects it only when it must) and the attempt is
+ * abandoned and retried. Returns 1 when it refused (and abandoned). */
+static int coord_refuse_candidate(coord *co)
+{
+    double norm = 0, bound = 0;
+    char why[SEFL_ERRLEN + 96], name_line[SEFL_ERRLEN];
+    int who = guard_find_outlier(&co->g, &norm, &bound);
+    if (who >= 0) {
+        snprintf(name_line, sizeof name_line, "update norm %.4g over the bound %.4g "
+                 "(--max-update-norm %s) in round %u", norm, bound, co->norm_name, co->round);
+        snprintf(why, sizeof why, ": update from %s refused, %s", co->part_names[who], name_line);
+    } else {
+        int finite = 1;
+        for (size_t i = 0; i < co->n_shared && finite; i++) finite = isfinite(co->flat[i]);
+        if (finite) return 0;
+        who = guard_largest(&co->g);
+        snprintf(name_line, sizeof name_line, "the mean of round %u is not finite and its update "
+                 "was the largest", co->round);
+        snprintf(why, sizeof why, ": candidate model not finite, largest update from %s",
+                 who >= 0 ? co->part_names[who] : "?");
+    }
+    co->g.updates_refused++;
+    log_warn("round %u: candidate model refused, not committed%s", co->round, why);
+    if (who >= 0) {
+        char who_name[COORD_NAME_MAX];
+        snprintf(who_name, sizeof who_name, "%s", co->part_names[who]);
+        guard_penalise(&co->g, who_name, co->last_round, name_line);
+        for (peer *p = co->peers; p; p = p->next)
+            if (peer_ready(p) && !strcmp(p->name, who_name))
+                peer_send_error(p, WIRE_ERR_REJECTED, name_line);
+    }
+    coord_abandon(co, ", candidate model refused");
+    return 1;
+}
+
 /* Commits the round: the mean of the folded updates becomes the shared set
  * of the new global model, whose private tensors keep their values; the
  * database gets the round, model and participants in one transaction. */
@@ -615,6 +701,7 @@ static void coord_commit(coord *co, coord_clock t0)
     uv_timer_stop(&co->deadline);
     char err[SEFL_ERRLEN];
     agg_mean(&co->sum, co->flat);
+    if (coord_refuse_candidate(co)) return;
     memcpy(co->scratch, co->global, co->t.total * sizeof(float));
     params_scatter(&co->t, co->shared, co->flat, co->scratch);
 
@@ -788,17 +875,27 @@ static void coord_on_update(peer *p, const Sefl__Update *u, size_t len, coord_cl
         goto reject;
     }
     params_gather(&co->t, co->shared, co->scratch, co->flat);
-    int ret = agg_add(&co->sum, co->flat, u->examples, u->train_loss, u->train_accuracy);
+    uint32_t weight = u->examples < p->weight_cap ? u->examples : p->weight_cap;
+    int ret = agg_add(&co->sum, co->flat, weight, u->train_loss, u->train_accuracy);
     if (ret) {
         snprintf(reason, sizeof reason, ret == -EDOM ? "a value is not finite"
                                                      : "examples over the limit");
         goto reject;
     }
+    if (weight < u->examples) {
+        co->g.weights_capped++;
+        log_warn("update from %s for round %u: weight %u capped to %u (--max-weight-share %g "
+                 "of the selected clients' declared examples)", p->name, co->round, u->examples,
+                 weight, co->cfg.guard.max_weight_share);
+    }
     p->reported = 1;
     int i = co->sum.count - 1;
+    /* ||update - global|| over the shared set, in the running pass: the
+     * bound is checked against the round's median before the commit. */
+    guard_add_norm(&co->g, guard_update_norm(&co->t, co->shared, co->scratch, co->global), i);
     snprintf(co->part_names[i], COORD_NAME_MAX, "%s", p->name);
     co->parts[i].name = co->part_names[i];
-    co->parts[i].examples = u->examples;
+    co->parts[i].examples = weight;   /* what it weighs in the mean */
     log_info("update from %s for round %u: examples %u, train_loss %.4f, %zu bytes%s (%d of %d)",
              p->name, co->round, u->examples, u->train_loss, len, u->delta ? " delta" : "",
              co->sum.count, co->target);
@@ -818,6 +915,17 @@ static void coord_on_eval_report(peer *p, const Sefl__EvalReport *r)
         return;
     }
     char err[SEFL_ERRLEN];
+    if (guard_check_report(r->examples, r->accuracy, r->loss, p->test_examples, err)) {
+        co->g.reports_refused++;
+        log_warn("refused eval report from %s for round %u: %s (refused so far: %ld)", p->name,
+                 r->round, err, co->g.reports_refused);
+        peer_send_error(p, WIRE_ERR_REJECTED, err);
+        guard_penalise(&co->g, p->name, co->last_round, "a falsified eval report");
+        p->eval_pending = 0;
+        co->eval_sent--;
+        if (co->eval_got == co->eval_sent) coord_end_eval(co);
+        return;
+    }
     if (state_eval_report(co->st, r->round, p->name, r->examples, r->accuracy, r->loss, err)) {
         log_error("eval round %u: %s", r->round, err);
         co->exit_status = 1;
@@ -831,6 +939,27 @@ static void coord_on_eval_report(peer *p, const Sefl__EvalReport *r)
     log_info("eval report from %s for round %u: accuracy %.4f, loss %.4f, examples %u", p->name,
              r->round, r->accuracy, r->loss, r->examples);
     if (co->eval_got == co->eval_sent) coord_end_eval(co);
+}
+
+/* A client whose local training diverged answers its TrainTask with
+ * Error{WIRE_ERR_DIVERGED} instead of an Update: it is counted, stays
+ * connected, owes the attempt nothing more, and sits out the next rounds
+ * (a retry that selected it again would only wait for the same failure). */
+static void coord_on_diverged(peer *p, const char *msg, coord_clock t0)
+{
+    coord *co = p->co;
+    co->g.diverged++;
+    if (!peer_training(p)) {
+        log_warn("client %s: training diverged (%s), no task of it was open (diverged so far: "
+                 "%ld)", p->name, msg, co->g.diverged);
+        return;
+    }
+    log_warn("client %s: training diverged in round %u (%s); it stays connected (diverged so "
+             "far: %ld)", p->name, co->round, msg, co->g.diverged);
+    guard_penalise(&co->g, p->name, co->last_round, "its training diverged");
+    p->reported = 1;
+    co->open--;
+    coord_settle_round(co, t0);
 }
 
 static void coord_on_frame(conn *c, const uint8_t *payload, size_t len)
@@ -873,8 +1002,11 @@ static void coord_on_frame(conn *c, const uint8_t *payload, size_t len)
         }
         break;
     case SEFL__ENVELOPE__MSG_ERROR:
-        log_warn("client %s sent error %u: %s", p->name, e->error->code, e->error->message);
-        peer_close(p, "it sent an error");
+        if (e->error->code == WIRE_ERR_DIVERGED) coord_on_diverged(p, e->error->message, t0);
+        else {
+            log_warn("client %s sent error %u: %s", p->name, e->error->code, e->error->message);
+            peer_close(p, "it sent an error");
+        }
         break;
     case SEFL__ENVELOPE__MSG_BYE:
         peer_close(p, e->bye->reason[0] ? e->bye->reason : "bye");
@@ -893,9 +1025,11 @@ out:
 
 /* ---- heartbeats -------------------------------------------------------- */
 
-/* Pings idle clients and closes those silent for COORD_SILENT_BEATS
- * heartbeats (or that never said Hello in that time). A client with a task
- * outstanding is left alone: the round's deadline bounds it. */
+/* Pings every welcomed client and closes those silent for
+ * COORD_SILENT_BEATS heartbeats (or that never said Hello in that time).
+ * A client answers pings from its loop while it trains, so one holding a
+ * task is closed like an idle one when it stops reading, and penalised:
+ * the round goes on with the others instead of waiting for its deadline. */
 static void coord_on_heartbeat(uv_timer_t *t)
 {
     coord *co = t->data;
@@ -904,8 +1038,10 @@ static void coord_on_heartbeat(uv_timer_t *t)
     for (peer *p = co->peers, *next; p; p = next) {
         next = p->next;
         if (p->closing) continue;
-        if (p->eval_pending || peer_training(p)) continue;
         if (now - p->last_rx_ms > silent) {
+            if (p->eval_pending || peer_training(p))
+                guard_penalise(&co->g, p->name, co->last_round,
+                               "silent for 3 heartbeats while holding a task");
             peer_close(p, p->welcomed ? "silent for 3 heartbeats" : "no Hello in time");
             continue;
         }
@@ -937,11 +1073,13 @@ void coord_config_default(coord_config *c)
         .batch = 10,
         .epochs = 1,
         .seed = 1,
-        .r = 8,
+        .model = model_opts_default(),
         .heartbeat = 10,
         .max_peers = COORD_MAX_PEERS,
         .send_window = COORD_SEND_WINDOW,
     };
+    guard_config_default(&c->guard);
+    c->preauth = conn_preauth_default();
 }
 
 int coord_start(uv_loop_t *loop, const coord_config *cfg, coord **out, char *err)
@@ -953,7 +1091,7 @@ int coord_start(uv_loop_t *loop, const coord_config *cfg, coord **out, char *err
     co->loop = loop;
     co->cfg = *cfg;
     co->phase = CO_IDLE;
-    int ret = params_build_cnn_se(&co->t, cfg->r, 1, err);
+    int ret = params_build(&co->t, &cfg->model, err);
     if (ret) goto fail;
     co->shared = params_shared(cfg->private_mask);
     co->n_shared = params_count(&co->t, co->shared);
@@ -966,7 +1104,7 @@ int coord_start(uv_loop_t *loop, const coord_config *cfg, coord **out, char *err
     model *m = model_new(&co->t, 1);
     ret = -ENOMEM;
     if (!co->global || !co->scratch || !co->flat || !co->parts || !co->part_names || !m ||
-        agg_init(&co->sum, co->n_shared)) {
+        agg_init(&co->sum, co->n_shared) || guard_init(&co->g, &cfg->guard, cap)) {
         model_free(m);
         err_set(err, "out of memory");
         goto fail;
@@ -979,12 +1117,25 @@ int coord_start(uv_loop_t *loop, const coord_config *cfg, coord **out, char *err
 
     /* Certificates first: a typo in --certs must not leave a new database. */
     if ((ret = tls_ctx_new_server(&co->tls, cfg->certs_dir, err))) goto fail;
+    /* The guard's settings change which updates count and how much: a
+     * resume keeps them; so do the wire encodings, which change what the
+     * clients train from and what the coordinator averages. */
+    guard_norm_name(&cfg->guard, co->norm_name, sizeof co->norm_name);
+    char share[32], penalty[16];
+    snprintf(share, sizeof share, "%g", cfg->guard.max_weight_share);
+    snprintf(penalty, sizeof penalty, "%d", cfg->guard.penalty_rounds);
     char evaln[16] = "all";
     if (cfg->eval_clients > 0) snprintf(evaln, sizeof evaln, "%d", cfg->eval_clients);
+    const state_setting settings[] = {
+        { "max_weight_share", share, "--max-weight-share" },
+        { "max_update_norm", co->norm_name, "--max-update-norm" },
+        { "penalty_rounds", penalty, "--penalty-rounds" },
+        { "wire_dtype", wire_enc_name(cfg->wire), "--wire-dtype" },
+        { "update_dtype", wire_enc_name(cfg->update), "--update-dtype" },
+    };
     state_config sc = { .t = &co->t, .private_mask = cfg->private_mask, .init_seed = cfg->seed,
                         .private_epochs = cfg->private_epochs, .private_lr = cfg->private_lr,
-                        .wire_dtype = wire_enc_name(cfg->wire),
-                        .update_dtype = wire_enc_name(cfg->update), .eval_clients = evaln };
+                        .settings = settings, .n_settings = 5, .eval_clients = evaln };
     if ((ret = state_open(cfg->db_path, &sc, co->global, &co->st, err))) goto fail;
     if ((ret = state_load(co->st, co->global, &co->last_round, err))) goto fail;
     co->round = co->last_round;
@@ -999,6 +1150,7 @@ int coord_start(uv_loop_t *loop, const coord_config *cfg, coord **out, char *err
         .on_open = coord_on_open, .on_frame = coord_on_frame, .on_close = coord_on_close,
     };
     if ((ret = conn_listen(loop, cfg->listen, co->tls, &lim, &cb, co, &co->lis, err))) goto fail;
+    conn_listener_set_preauth(co->lis, &cfg->preauth);
 
     uv_timer_init(loop, &co->deadline);
     uv_timer_init(loop, &co->heartbeat);
@@ -1013,9 +1165,10 @@ int coord_start(uv_loop_t *loop, const coord_config *cfg, coord **out, char *err
     char *colon = strrchr(host, ':');
     if (colon) *colon = 0;
     log_info("listening %s:%d", host, conn_listener_port(co->lis));
-    log_info("model cnn-se r=%d: %zu parameters, %zu shared (private %s), last committed "
+    log_info("model %s r=%d%s%s%s%s: %zu parameters, %zu shared (private %s), last committed "
              "round %u",
-             cfg->r, co->t.total, co->n_shared, params_private_name(cfg->private_mask),
+             co->t.arch, co->t.r, co->t.se_placement[0] ? " " : "", co->t.se_placement,
+             co->t.gate[0] ? " gate " : "", co->t.gate, co->t.total, co->n_shared, params_private_name(cfg->private_mask),
              co->last_round);
     *out = co;
     coord_advance(co);
@@ -1048,6 +1201,7 @@ void coord_free(coord *co)
     state_close(co->st);
     tls_ctx_free(co->tls);
     agg_free(&co->sum);
+    guard_free(&co->g);
     free(co->global);
     free(co->scratch);
     free(co->flat);

@@ -40,6 +40,9 @@
 #include <uv.h>
 
 #include "common/fl/wire_enc.h"
+#include "common/net/conn.h"
+#include "server/guard.h"
+#include "common/nn/params.h"
 
 #define COORD_MAX_PEERS 10000        /* default max_peers */
 #define COORD_SEND_WINDOW (64u << 20) /* default send_window: about 27 tasks */
@@ -62,7 +65,7 @@ typedef struct {
     int private_epochs;         /* local schedule: 0 joint, P private-first:P (TrainTask) */
     float private_lr;           /* learning rate of the private tensors; 0: lr */
     uint64_t seed;              /* model_init seed; also derives each round's task seed */
-    int r;                      /* SE reduction ratio */
+    model_opts model;           /* architecture and options (params.h) */
     int heartbeat;              /* seconds between heartbeats to idle clients */
     int max_peers;              /* connections at once (COORD_MAX_PEERS); more are closed */
     size_t send_window;         /* task bytes queued on all connections at once
@@ -70,6 +73,8 @@ typedef struct {
     wire_enc wire;              /* the global model in TrainTask and EvalTask */
     wire_enc update;            /* what clients send back (TrainTask.update_encoding) */
     int eval_clients;           /* evaluate this many connected clients (sample.h); 0: all */
+    guard_config guard;         /* weight share, update norm bound, penalty rounds */
+    conn_preauth preauth;       /* per-address limits before the TLS handshake ends */
 } coord_config;
 
 /* The defaults sefl-server documents. */

@@ -11,10 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <uv.h>
 
 #include "common/cli.h"
-#include "common/fdlimit.h"
 #include "common/memtune.h"
 #include "server/coord.h"
 #include "common/nn/model.h"
@@ -33,8 +33,8 @@ static const char usage[] =
     "                          picks one; the log says `listening HOST:PORT`)\n"
     "  --certs DIR             DIR/ca.crt, DIR/server.crt, DIR/server.key (sefl-certs)\n"
     "  --db FILE               server.db: created when missing; an existing file must\n"
-    "                          match --r, --private, --seed, --local-schedule and\n"
-    "                          --private-lr\n"
+    "                          match --arch and its options, --private, --seed,\n"
+    "                          --local-schedule and --private-lr\n"
     "  --rounds R              exit 0 after R committed rounds (default 0: run until\n"
     "                          SIGTERM)\n"
     "  --clients-per-round K   updates that commit a round at once (default 10)\n"
@@ -62,6 +62,7 @@ static const char usage[] =
     "  --seed S                initialisation seed of the model, also the rounds' task\n"
     "                          seeds (default 1)\n"
     "  --r R                   SE reduction ratio (default 8)\n"
+    MODEL_OPTS_USAGE
     "  --heartbeat SEC         heartbeat to idle clients every SEC seconds; silent for\n"
     "                          3 of them closes the client (default 10)\n"
     "  --wire-dtype D          f32, f16 or int8: how the global model goes to the\n"
@@ -74,6 +75,20 @@ static const char usage[] =
     "  --eval-clients N|all    evaluate N connected clients, the same sample each\n"
     "                          time (smallest hash of seed and name), or all of them\n"
     "                          (default all)\n"
+    "  --max-weight-share F    one update's most share of the selected clients'\n"
+    "                          declared examples, (0, 1] (default 0.5; 1: no cap)\n"
+    "  --max-update-norm V     bound on ||update - global||: Nx (N times the round's\n"
+    "                          lower median), a number, or off (default 100x); a round\n"
+    "                          over it is retried without that update\n"
+    "  --penalty-rounds N      committed rounds a client sits out of selection after\n"
+    "                          stalling, bad frames, a refused report or update, or\n"
+    "                          a diverged training\n"
+    "                          (default 3)\n"
+    "  --preauth-per-addr N    connections from one address still in their TLS\n"
+    "                          handshake at once (default 256; 0: no limit)\n"
+    "  --handshakes-per-sec R  TLS handshakes one address may start per second\n"
+    "                          (default 100; 0: no limit)\n"
+    "  --handshake-burst N     ... and at once before that rate applies (default 256)\n"
     "  --help                  this text\n"
     "Logs one line per event to stderr (SEFL_LOG=debug|info|warn|error).\n";
 
@@ -111,8 +126,9 @@ static int server_parse_schedule(const char *s, int *private_epochs, char *err)
 static int server_parse(int argc, char **argv, coord_config *c, char *err)
 {
     enum { O_LISTEN = 256, O_CERTS, O_DB, O_ROUNDS, O_K, O_M, O_F, O_TIMEOUT, O_EVAL, O_PRIV,
-           O_LR, O_MOM, O_WD, O_MU, O_BATCH, O_EPOCHS, O_SEED, O_R, O_HB, O_SCHED, O_PLR, O_WIRE,
-           O_UPD, O_SCALE, O_EVALN, O_HELP };
+           O_LR, O_MOM, O_WD, O_MU, O_BATCH, O_EPOCHS, O_SEED, O_R, O_HB, O_SCHED, O_PLR,
+           O_SHARE, O_NORM, O_PENALTY, O_PREAUTH, O_HSRATE, O_HSBURST, O_WIRE, O_UPD, O_SCALE,
+           O_EVALN, O_HELP, O_MODEL = 512 };
     static const struct option opts[] = {
         { "listen", 1, 0, O_LISTEN }, { "certs", 1, 0, O_CERTS }, { "db", 1, 0, O_DB },
         { "rounds", 1, 0, O_ROUNDS }, { "clients-per-round", 1, 0, O_K },
@@ -122,9 +138,13 @@ static int server_parse(int argc, char **argv, coord_config *c, char *err)
         { "weight-decay", 1, 0, O_WD }, { "prox-mu", 1, 0, O_MU }, { "batch", 1, 0, O_BATCH },
         { "epochs", 1, 0, O_EPOCHS }, { "seed", 1, 0, O_SEED }, { "r", 1, 0, O_R },
         { "heartbeat", 1, 0, O_HB }, { "local-schedule", 1, 0, O_SCHED },
-        { "private-lr", 1, 0, O_PLR }, { "wire-dtype", 1, 0, O_WIRE }, { "update-dtype", 1, 0, O_UPD },
-        { "int8-scale", 1, 0, O_SCALE }, { "eval-clients", 1, 0, O_EVALN },
-        { "help", 0, 0, O_HELP }, { 0, 0, 0, 0 },
+        { "private-lr", 1, 0, O_PLR }, { "max-weight-share", 1, 0, O_SHARE },
+        { "max-update-norm", 1, 0, O_NORM }, { "penalty-rounds", 1, 0, O_PENALTY },
+        { "preauth-per-addr", 1, 0, O_PREAUTH }, { "handshakes-per-sec", 1, 0, O_HSRATE },
+        { "handshake-burst", 1, 0, O_HSBURST }, { "wire-dtype", 1, 0, O_WIRE },
+        { "update-dtype", 1, 0, O_UPD }, { "int8-scale", 1, 0, O_SCALE },
+        { "eval-clients", 1, 0, O_EVALN },
+        { "help", 0, 0, O_HELP }, MODEL_OPTS_LONGOPTS(O_MODEL), { 0, 0, 0, 0 },
     };
     coord_config_default(c);
     c->certs_dir = c->db_path = NULL;
@@ -179,8 +199,11 @@ static int server_parse(int argc, char **argv, coord_config *c, char *err)
             break;
         case O_SEED: rc = cli_parse_u64("--seed", optarg, &c->seed, err); break;
         case O_R:
-            if (!(rc = cli_parse_long("--r", optarg, 1, 64, &v, err))) c->r = (int)v;
+            if (!(rc = cli_parse_long("--r", optarg, 1, 64, &v, err))) c->model.r = (int)v;
             break;
+        case O_MODEL + MODEL_OPT_ARCH:
+        case O_MODEL + MODEL_OPT_SE_PLACEMENT:
+        case O_MODEL + MODEL_OPT_GATE: rc = model_opts_set(&c->model, opt - O_MODEL, optarg, err); break;
         case O_HB:
             if (!(rc = cli_parse_long("--heartbeat", optarg, 1, 3600, &v, err))) c->heartbeat = (int)v;
             break;
@@ -195,6 +218,26 @@ static int server_parse(int argc, char **argv, coord_config *c, char *err)
             if (!strcmp(optarg, "all")) c->eval_clients = 0;
             else if (!(rc = cli_parse_long("--eval-clients", optarg, 1, 1000000, &v, err)))
                 c->eval_clients = (int)v;
+            break;
+        case O_SHARE:
+            rc = cli_parse_double("--max-weight-share", optarg, 1e-6, 1, &c->guard.max_weight_share,
+                                  err);
+            break;
+        case O_NORM: rc = guard_parse_norm(optarg, &c->guard, err); break;
+        case O_PENALTY:
+            if (!(rc = cli_parse_long("--penalty-rounds", optarg, 0, 1000000, &v, err)))
+                c->guard.penalty_rounds = (int)v;
+            break;
+        case O_PREAUTH:
+            if (!(rc = cli_parse_long("--preauth-per-addr", optarg, 0, 1000000, &v, err)))
+                c->preauth.max_per_addr = (int)v;
+            break;
+        case O_HSRATE:
+            rc = cli_parse_double("--handshakes-per-sec", optarg, 0, 1e6, &c->preauth.per_sec, err);
+            break;
+        case O_HSBURST:
+            if (!(rc = cli_parse_long("--handshake-burst", optarg, 1, 1000000, &v, err)))
+                c->preauth.burst = (int)v;
             break;
         case O_HELP: return 1;
         default: cli_bad_option(argv, err); return -1;
@@ -221,10 +264,31 @@ static int server_parse(int argc, char **argv, coord_config *c, char *err)
         err_set(err, "--local-schedule private-first needs private tensors; --private is none");
         return -1;
     }
-    /* Checked here so that a bad --r is a usage error, not a start failure. */
+    /* Checked here so that a bad model option is a usage error, not a
+     * start failure. */
     param_table t;
-    if (params_build_cnn_se(&t, c->r, 1, err)) return -1;
+    if (params_build(&t, &c->model, err)) return -1;
     return 0;
+}
+
+/* Raises the open-files limit to the hard limit (one descriptor per
+ * client), logs what it has, and keeps a reserve out of the connections'
+ * budget so that the database, certificates and logs never run out. */
+static void server_raise_nofile(coord_config *cfg)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    rlim_t was = rl.rlim_cur;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    long have = rl.rlim_cur == RLIM_INFINITY ? 1048576L : (long)rl.rlim_cur;
+    long reserve = have > 256 ? 64 : have / 4;
+    cfg->preauth.max_open = (int)(have - reserve > 1000000 ? 1000000 : have - reserve);
+    log_info("open files limit %ld (was %ld, hard limit %ld): at most %d connections at once",
+             have, (long)was, rl.rlim_max == RLIM_INFINITY ? -1L : (long)rl.rlim_max,
+             cfg->preauth.max_open);
 }
 
 int main(int argc, char **argv)
@@ -241,13 +305,7 @@ int main(int argc, char **argv)
     /* A peer that vanishes mid-write must be an error on that connection,
      * not the end of the process. */
     signal(SIGPIPE, SIG_IGN);
-    /* One descriptor per client: raise the soft limit to the hard one. A
-     * hard limit below max_peers is not fatal here (connections past it are
-     * refused one by one, as past max_peers), but is said once. */
-    char what[64];
-    long have;
-    snprintf(what, sizeof what, "%d connections (the coordinator's limit)", cfg.max_peers);
-    if (fdlimit_raise((long)cfg.max_peers + 64, what, &have, err) < 0) log_warn("%s", err);
+    server_raise_nofile(&cfg);
 
     uv_loop_t loop;
     uv_loop_init(&loop);

@@ -1325,7 +1325,7 @@ static Suite *conn_suite(void)
 int main(void)
 {
     char err[SEFL_ERRLEN];
-    if (params_build_cnn_se(&table, 8, 1, err) < 0) {
+    if (params_build(&table, &(model_opts){ .arch = "cnn-se", .r = 8, .fc1_gate = 1 }, err) < 0) {
         fprintf(stderr, "check_conn: %s\n", err);
         return 1;
     }

@@ -58,6 +58,8 @@ typedef struct {
     uint32_t quit_round;        /* closes on its TrainTask of this round, 0: never */
     int rejoin;                 /* after quitting, connects again (and stays) */
     int hold_eval;              /* keeps its EvalReport (fake_eval_report sends it) */
+    uint32_t poison_round;      /* its update of this round is scaled by 1e6, 0: never */
+    uint32_t diverge_round;     /* answers this round with Error{DIVERGED}, 0: never */
     uint32_t eval_round;        /* round of the EvalTask it got last */
     int welcomed, errors, byes, evals, trains, closed, sent, pings;
     char bye[32];
@@ -125,13 +127,43 @@ static void fake_update(fake *f, uint32_t round, float value, uint32_t examples,
     f->sent++;
 }
 
+/* A good client's answer to its TrainTask of round: its update (scaled by
+ * 1e6 in its poison_round), or Error{DIVERGED} in its diverge_round. */
+static void fake_answer(fake *f, uint32_t round)
+{
+    if (round == f->diverge_round) {
+        uint8_t *frame;
+        size_t len;
+        ck_assert_int_eq(wire_encode_error(WIRE_ERR_DIVERGED, "training diverged", &frame, &len), 0);
+        ck_assert_int_eq(conn_send_frame(f->c, frame, len), 0);
+        free(frame);
+        return;
+    }
+    fake_update(f, round, round == f->poison_round ? f->value * 1e6f : f->value, f->examples, 0);
+}
+
 /* From now on the good clients send their updates, first those they held. */
 static void release(void)
 {
     released = 1;
     for (int i = 0; i < N_FAKES; i++)
-        if (fakes[i].role == ROLE_GOOD && fakes[i].task_round)
-            fake_update(&fakes[i], fakes[i].task_round, fakes[i].value, fakes[i].examples, 0);
+        if (fakes[i].role == ROLE_GOOD && fakes[i].task_round) fake_answer(&fakes[i], fakes[i].task_round);
+}
+
+static void fake_connect(fake *f);
+
+/* Round 1 with clients 3, 0 and 1 (min_clients 3 starts it when they are
+ * in), their answers held until client 2 is connected too. */
+static void start_with_3_0_1_then_2(void)
+{
+    fake_connect(&fakes[3]);
+    fake_connect(&fakes[0]);
+    fake_connect(&fakes[1]);
+    while (!fakes[3].task_round || !fakes[0].task_round || !fakes[1].task_round)
+        uv_run(&loop, UV_RUN_ONCE);
+    fake_connect(&fakes[2]);
+    while (!fakes[2].welcomed) uv_run(&loop, UV_RUN_ONCE);
+    release();
 }
 
 /* The good clients send once every malformed update has been answered, so
@@ -155,8 +187,6 @@ static void fake_eval_report(fake *f)
     e.eval_report = &r;
     fake_send(f, &e);
 }
-
-static void fake_connect(fake *f);
 
 static void fake_on_open(conn *c)
 {
@@ -199,7 +229,7 @@ static void fake_on_train(fake *f, const Sefl__TrainTask *t)
         /* The client that was not selected joins now, with the round open. */
         fake_connect(&fakes[3]);
     } else if (f->role == ROLE_GOOD && released) {
-        fake_update(f, t->round, f->value, f->examples, 0);
+        fake_answer(f, t->round);
     }
 }
 
@@ -558,6 +588,93 @@ START_TEST(test_abandon_when_min_unreachable)
 }
 END_TEST
 
+/* Checks that the shared set committed in round is the mean of values
+ * v[0..n) (each update's element i being v + (i % 7) / 4) with weights w. */
+static void check_mean(uint32_t round, const double *w, const double *v, int n)
+{
+    float *got = malloc(table.total * sizeof(float));
+    load_model(round, got);
+    param_sel sh = params_shared(PARAM_SE);
+    size_t count = params_count(&table, sh);
+    float *flat = malloc(count * sizeof(float));
+    params_gather(&table, sh, got, flat);
+    double wsum = 0;
+    for (int k = 0; k < n; k++) wsum += w[k];
+    for (size_t i = 0; i < count; i++) {
+        double d = (double)(i % 7) * 0.25, s = 0;
+        for (int k = 0; k < n; k++) s += w[k] * (v[k] + d);
+        ck_assert_float_eq_tol(flat[i], (float)(s / wsum), 1e-4f);
+    }
+    free(flat);
+    free(got);
+}
+
+/* Round 1's first attempt has clients 3, 0 and 1; client 3's update is
+ * scaled by 1e6. The candidate is refused before the commit (its norm is
+ * far over 100x the round's median), client 3 gets an Error and is
+ * penalised, and the retry, without it, commits exactly the mean of the
+ * three honest updates of clients 0, 1 and 2. */
+START_TEST(test_poisoned_update_refused)
+{
+    char err[SEFL_ERRLEN];
+    coord_config cfg = test_config();
+    all_good();
+    fakes[3].role = ROLE_GOOD;
+    fakes[3].examples = 100;
+    fakes[3].poison_round = 1;
+    cfg.clients_per_round = 4;
+    cfg.round_timeout = 3600;
+    ck_assert_msg(coord_start(&loop, &cfg, &co, err) == 0, "%s", err);
+    start_with_3_0_1_then_2();
+    finish_loop();
+
+    ck_assert_int_eq(fakes[3].trains, 1);
+    ck_assert_int_eq(fakes[3].errors, 1);
+    ck_assert_int_eq(fakes[2].trains, 1);
+    for (int i = 0; i < 3; i++) ck_assert_int_eq(fakes[i].errors, 0);
+    for (int i = 0; i < 2; i++) ck_assert_int_eq(fakes[i].trains, 2);
+    ck_assert_int_eq(check_sql_file_int(db_path,
+                                        "SELECT clients * 10 + attempt FROM rounds WHERE round = 1"),
+                     32);
+    ck_assert_int_eq(check_sql_file_int(db_path, "SELECT rounds FROM clients WHERE name = 'client-0003'"), 0);
+    const double w[3] = { 100, 200, 100 }, v[3] = { 1, 4, 2 };
+    check_mean(1, w, v, 3);
+}
+END_TEST
+
+/* Round 1 has clients 3, 0 and 1: client 3 declares 1000 examples against
+ * 300 for the two others, so its weight is capped to 300 (max share 0.5).
+ * In round 2 (all four) it reports a diverged training: counted, kept
+ * connected, and the round commits with the three others at once. */
+START_TEST(test_weight_cap_and_diverged)
+{
+    char err[SEFL_ERRLEN];
+    coord_config cfg = test_config();
+    all_good();
+    fakes[3].role = ROLE_GOOD;
+    fakes[3].value = 8;
+    fakes[3].diverge_round = 2;
+    cfg.clients_per_round = 4;
+    cfg.rounds = 2;
+    cfg.round_timeout = 3600;
+    ck_assert_msg(coord_start(&loop, &cfg, &co, err) == 0, "%s", err);
+    start_with_3_0_1_then_2();
+    finish_loop();
+
+    const double w1[3] = { 300, 100, 200 }, v1[3] = { 8, 1, 4 };
+    check_mean(1, w1, v1, 3);
+    ck_assert_int_eq(check_sql_file_int(db_path, "SELECT examples FROM rounds WHERE round = 1"), 600);
+    ck_assert_int_eq(check_sql_file_int(db_path,
+                                        "SELECT clients * 10 + attempt FROM rounds WHERE round = 2"),
+                     31);
+    ck_assert_int_eq(fakes[3].trains, 2);
+    ck_assert_int_eq(fakes[3].closed, 1);            /* only by the final Bye */
+    ck_assert_str_eq(fakes[3].bye, "done");
+    const double w2[3] = { 100, 200, 100 }, v2[3] = { 1, 4, 2 };
+    check_mean(2, w2, v2, 3);
+}
+END_TEST
+
 /* The evaluation after round 1 waits for client 0's report; client 2,
  * welcomed meanwhile, gets the EvalTask too (through a one-byte send
  * window) and its report is stored. Client 0 then leaves without a report,
@@ -617,7 +734,7 @@ END_TEST
 int main(void)
 {
     char err[SEFL_ERRLEN];
-    if (params_build_cnn_se(&table, 8, 1, err)) {
+    if (params_build(&table, &(model_opts){ .arch = "cnn-se", .r = 8, .fc1_gate = 1 }, err)) {
         fprintf(stderr, "check_coord: %s\n", err);
         return 1;
     }
@@ -640,6 +757,8 @@ int main(void)
     tcase_add_test(tc, test_heartbeat_closes_silent_client);
     tcase_add_test(tc, test_commit_when_the_rest_left);
     tcase_add_test(tc, test_abandon_when_min_unreachable);
+    tcase_add_test(tc, test_poisoned_update_refused);
+    tcase_add_test(tc, test_weight_cap_and_diverged);
     tcase_add_test(tc, test_eval_takes_late_joiner);
     suite_add_tcase(s, tc);
     int status = check_run(s);

@@ -198,7 +198,7 @@ static void setup(void)
         snprintf(dir, sizeof dir, "/tmp/check_fault.XXXXXX");
         ck_assert_ptr_nonnull(mkdtemp(dir));
     }
-    ck_assert_int_eq(params_build_cnn_se(&table, 8, 1, err), 0);
+    ck_assert_int_eq(params_build(&table, &(model_opts){ .arch = "cnn-se", .r = 8, .fc1_gate = 1 }, err), 0);
 }
 
 static void teardown(void)

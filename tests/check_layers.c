@@ -426,6 +426,276 @@ START_TEST(test_se_vec)
 }
 END_TEST
 
+/* ---- pointwise convolution ---- */
+
+enum { PB = 2, PC = 5, PHW = 7, PO = 3 };
+#define PN ((long)PB * PHW)
+static float *px, *pw, *pbias, *py, *pg;
+
+static double pw_loss(void)
+{
+    conv1x1_forward(px, pw, pbias, py, PB, PC, PHW, PO);
+    return dot(pg, py, PO * PN);
+}
+
+START_TEST(test_conv1x1)
+{
+    rng_seed(&R, 8);
+    px = rnd(PC * PN, -1, 1);      /* (C, B, HW) */
+    pw = rnd(PO * PC, -1, 1);      /* (O, C) */
+    pbias = rnd(PO, -1, 1);
+    py = zeros(PO * PN);
+    pg = rnd(PO * PN, -1, 1);
+    pw_loss();
+    for (int o = 0; o < PO; o++)
+        for (long i = 0; i < PN; i++) {
+            double s = pbias[o];
+            for (int c = 0; c < PC; c++) s += (double)pw[o * PC + c] * px[c * PN + i];
+            ck_assert_double_eq_tol(py[o * PN + i], s, 1e-5);
+        }
+    float *dw = zeros(PO * PC), *db = zeros(PO), *dx = zeros(PC * PN);
+    conv1x1_backward(pg, px, pw, dw, db, dx, PB, PC, PHW, PO, 0);
+    ck_assert_int_eq(fd_check("pw.x", pw_loss, px, dx, PC * PN, 1e-2f), 0);
+    ck_assert_int_eq(fd_check("pw.w", pw_loss, pw, dw, PO * PC, 1e-2f), 0);
+    ck_assert_int_eq(fd_check("pw.b", pw_loss, pbias, db, PO, 1e-2f), 0);
+    /* acc adds; dx NULL is allowed */
+    float *dw2 = zeros(PO * PC), *db2 = zeros(PO);
+    conv1x1_backward(pg, px, pw, dw2, db2, NULL, PB, PC, PHW, PO, 0);
+    conv1x1_backward(pg, px, pw, dw2, db2, NULL, PB, PC, PHW, PO, 1);
+    for (int i = 0; i < PO * PC; i++) ck_assert_float_eq_tol(dw2[i], 2 * dw[i], 1e-5);
+    for (int i = 0; i < PO; i++) ck_assert_float_eq_tol(db2[i], 2 * db[i], 1e-5);
+    float *all[] = { dw2, db2, dw, db, dx, px, pw, pbias, py, pg };
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
+}
+END_TEST
+
+/* ---- depthwise 3x3 convolution, padding 1 ---- */
+
+static int dB, dC, dH, dW, dS, dOH, dOW;
+static float *dx_, *dw_, *db_, *dy_, *dg_;
+
+static double dw_loss(void)
+{
+    dwconv3_forward(dx_, dw_, db_, dy_, dB, dC, dH, dW, dS);
+    return dot(dg_, dy_, (long)dC * dB * dOH * dOW);
+}
+
+/* Forward against the definition (zero padding at every border), backward
+ * against finite differences, acc, on an H x W input with stride s. */
+static void dw_run(int B, int C, int H, int W, int s)
+{
+    dB = B, dC = C, dH = H, dW = W, dS = s;
+    dOH = (H - 1) / s + 1, dOW = (W - 1) / s + 1;
+    const long nx = (long)C * B * H * W, ny = (long)C * B * dOH * dOW;
+    dx_ = rnd(nx, -1, 1);
+    dw_ = rnd(C * 9, -1, 1);
+    db_ = rnd(C, -1, 1);
+    dy_ = zeros(ny);
+    dg_ = rnd(ny, -1, 1);
+    dw_loss();
+    for (int c = 0; c < C; c++)
+        for (int b = 0; b < B; b++)
+            for (int i = 0; i < dOH; i++)
+                for (int j = 0; j < dOW; j++) {
+                    double v = db_[c];
+                    for (int u = 0; u < 3; u++)
+                        for (int q = 0; q < 3; q++) {
+                            const int ih = i * s + u - 1, iw = j * s + q - 1;
+                            if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                            v += (double)dw_[c * 9 + u * 3 + q] * dx_[((long)(c * B + b) * H + ih) * W + iw];
+                        }
+                    ck_assert_double_eq_tol(dy_[((long)(c * B + b) * dOH + i) * dOW + j], v, 1e-5);
+                }
+    float *gw = zeros(C * 9), *gb = zeros(C), *gx = zeros(nx);
+    /* dx is written, not added: start it dirty */
+    for (long i = 0; i < nx; i++) gx[i] = 7.0f;
+    dwconv3_backward(dg_, dx_, dw_, gw, gb, gx, B, C, H, W, s, 0);
+    ck_assert_int_eq(fd_check("dw.x", dw_loss, dx_, gx, nx, 1e-2f), 0);
+    ck_assert_int_eq(fd_check("dw.w", dw_loss, dw_, gw, C * 9, 1e-2f), 0);
+    ck_assert_int_eq(fd_check("dw.b", dw_loss, db_, gb, C, 1e-2f), 0);
+    float *gw2 = zeros(C * 9), *gb2 = zeros(C);
+    for (int i = 0; i < C * 9; i++) gw2[i] = 1.0f;
+    for (int i = 0; i < C; i++) gb2[i] = -2.0f;
+    dwconv3_backward(dg_, dx_, dw_, gw2, gb2, NULL, B, C, H, W, s, 1);
+    for (int i = 0; i < C * 9; i++) ck_assert_float_eq_tol(gw2[i], gw[i] + 1.0f, 1e-5);
+    for (int i = 0; i < C; i++) ck_assert_float_eq_tol(gb2[i], gb[i] - 2.0f, 1e-5);
+    float *all[] = { gw2, gb2, gw, gb, gx, dx_, dw_, db_, dy_, dg_ };
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
+}
+
+START_TEST(test_dwconv3)
+{
+    rng_seed(&R, 9);
+    dw_run(2, 3, 6, 7, 1);      /* stride 1: the output is the input's size */
+    dw_run(2, 3, 7, 7, 2);      /* stride 2, odd side: 7 -> 4, both borders padded */
+    dw_run(1, 2, 8, 6, 2);      /* stride 2, even sides: 8 -> 4, 6 -> 3 */
+    dw_run(1, 1, 13, 13, 2);    /* mbv2-se's 13 -> 7 */
+}
+END_TEST
+
+/* ---- channel gates on a feature map: SE and ECA ---- */
+
+enum { GB = 2, GC = 12, GR = 3, GHW = 6 };
+#define GN ((long)GC * GB * GHW)
+static float *gx, *gy, *gg, *g_s, *g_h, *g_e, *gw1, *gb1, *gw2, *gb2, *gk;
+static int g_eca, g_k;
+
+static double gate_loss(void)
+{
+    if (g_eca) {
+        eca_cache c = { g_s, g_e };
+        eca_forward(gx, gk, &c, gy, GB, GC, GHW, g_k);
+    } else {
+        se_weights p = { gw1, gb1, gw2, gb2 };
+        se_cache c = { g_s, g_h, g_e };
+        se_map_forward(gx, &p, &c, gy, GB, GC, GR, GHW);
+    }
+    return dot(gg, gy, GN);
+}
+
+/* The gate of sample b, channel c computed in double from the definition. */
+static double gate_ref(int b, int c)
+{
+    double s[GC];
+    for (int ch = 0; ch < GC; ch++) {
+        s[ch] = 0;
+        for (int i = 0; i < GHW; i++) s[ch] += gx[((long)ch * GB + b) * GHW + i];
+        s[ch] /= GHW;
+    }
+    double z = 0;
+    if (g_eca) {
+        for (int j = 0; j < g_k; j++) {
+            const int src = c + j - (g_k - 1) / 2;
+            if (src >= 0 && src < GC) z += (double)gk[j] * s[src];
+        }
+    } else {
+        z = gb2[c];
+        for (int r = 0; r < GR; r++) {
+            double h = gb1[r];
+            for (int ch = 0; ch < GC; ch++) h += (double)gw1[r * GC + ch] * s[ch];
+            z += (double)gw2[c * GR + r] * (h > 0 ? h : 0);
+        }
+    }
+    return 1.0 / (1.0 + exp(-z));
+}
+
+static void gate_run(int eca, int k)
+{
+    g_eca = eca, g_k = k;
+    gx = rnd(GN, -1, 2);
+    gy = zeros(GN);
+    gg = rnd(GN, -1, 1);
+    g_s = zeros(GB * GC);
+    g_h = zeros(GB * GR);
+    g_e = zeros(GB * GC);
+    gw1 = rnd(GR * GC, -1, 1);
+    gb1 = rnd(GR, 0.2f, 0.5f);
+    gw2 = rnd(GC * GR, -1, 1);
+    gb2 = rnd(GC, -1, 1);
+    gk = rnd(k, -1, 1);
+    gate_loss();
+    for (int c = 0; c < GC; c++)
+        for (int b = 0; b < GB; b++) {
+            const double e = gate_ref(b, c);
+            for (int i = 0; i < GHW; i++) {
+                const long at = ((long)c * GB + b) * GHW + i;
+                ck_assert_double_eq_tol(gy[at], gx[at] * e, 1e-5);
+            }
+        }
+    float *dx = zeros(GN), *dh = zeros(GB * GR), *dg = zeros(GB * GC);
+    float *dw1 = zeros(GR * GC), *db1 = zeros(GR), *dw2 = zeros(GC * GR), *db2 = zeros(GC);
+    float *dk = zeros(k);
+    se_weights p = { gw1, gb1, gw2, gb2 };
+    se_cache c = { g_s, g_h, g_e };
+    se_grads g = { dw1, db1, dw2, db2 };
+    eca_cache ec = { g_s, g_e };
+    if (eca) eca_backward(gg, gx, gk, &ec, dk, dg, dx, GB, GC, GHW, k, 0);
+    else se_map_backward(gg, gx, &p, &c, &g, dh, dg, dx, GB, GC, GR, GHW, 0);
+    ck_assert_int_eq(fd_check("gate.x", gate_loss, gx, dx, GN, 3e-3f), 0);
+    if (eca) {
+        ck_assert_int_eq(fd_check("eca.w", gate_loss, gk, dk, k, 3e-3f), 0);
+    } else {
+        ck_assert_int_eq(fd_check("se_map.w1", gate_loss, gw1, dw1, GR * GC, 3e-3f), 0);
+        ck_assert_int_eq(fd_check("se_map.b1", gate_loss, gb1, db1, GR, 3e-3f), 0);
+        ck_assert_int_eq(fd_check("se_map.w2", gate_loss, gw2, dw2, GC * GR, 3e-3f), 0);
+        ck_assert_int_eq(fd_check("se_map.b2", gate_loss, gb2, db2, GC, 3e-3f), 0);
+    }
+    /* dx may be dy, and acc adds to the parameter gradients */
+    float *t = malloc((size_t)GN * sizeof *t), *dk2 = malloc((size_t)k * sizeof *dk2);
+    memcpy(t, gg, (size_t)GN * sizeof *t);
+    memcpy(dk2, dk, (size_t)k * sizeof *dk2);
+    float *dw1b = malloc(GR * GC * sizeof *dw1b);
+    memcpy(dw1b, dw1, GR * GC * sizeof *dw1b);
+    gate_loss();
+    if (eca) eca_backward(t, gx, gk, &ec, dk2, dg, t, GB, GC, GHW, k, 1);
+    else {
+        se_grads g2 = { dw1b, db1, dw2, db2 };
+        se_map_backward(t, gx, &p, &c, &g2, dh, dg, t, GB, GC, GR, GHW, 1);
+    }
+    for (long i = 0; i < GN; i++) ck_assert_float_eq_tol(t[i], dx[i], 1e-6);
+    if (eca) for (int j = 0; j < k; j++) ck_assert_float_eq_tol(dk2[j], 2 * dk[j], 1e-5);
+    else for (int j = 0; j < GR * GC; j++) ck_assert_float_eq_tol(dw1b[j], 2 * dw1[j], 1e-5);
+    float *all[] = { t, dk2, dw1b, dx, dh, dg, dw1, db1, dw2, db2, dk, gx, gy, gg, g_s, g_h, g_e,
+                     gw1, gb1, gw2, gb2, gk };
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
+}
+
+START_TEST(test_se_map)
+{
+    rng_seed(&R, 10);
+    gate_run(0, 1);
+}
+END_TEST
+
+START_TEST(test_eca)
+{
+    rng_seed(&R, 11);
+    gate_run(1, 3);
+    gate_run(1, 5);
+    gate_run(1, 1);
+    /* k from the channel count: |(log2 C + 1) / 2|, odd (the ECA paper's
+     * table: 64 -> 3, 128 -> 5 (4 made odd), 256 -> 5, 512 -> 5) */
+    static const int ck[][2] = { { 8, 3 }, { 16, 3 }, { 24, 3 }, { 32, 3 }, { 64, 3 },
+                                 { 96, 3 }, { 128, 5 }, { 256, 5 }, { 512, 5 }, { 2048, 7 } };
+    for (size_t i = 0; i < sizeof ck / sizeof ck[0]; i++)
+        ck_assert_int_eq(eca_kernel_size(ck[i][0]), ck[i][1]);
+}
+END_TEST
+
+/* ---- global average pool ---- */
+
+enum { AB = 3, AC = 4, AHW = 5 };
+static float *ax, *ay, *ag;
+
+static double gap_loss(void)
+{
+    gap_forward(ax, ay, AB, AC, AHW);
+    return dot(ag, ay, AB * AC);
+}
+
+START_TEST(test_gap)
+{
+    rng_seed(&R, 12);
+    ax = rnd(AC * AB * AHW, -1, 1);
+    ay = zeros(AB * AC);
+    ag = rnd(AB * AC, -1, 1);
+    gap_loss();
+    for (int b = 0; b < AB; b++)
+        for (int c = 0; c < AC; c++) {
+            double m = 0;
+            for (int i = 0; i < AHW; i++) m += ax[(c * AB + b) * AHW + i];
+            ck_assert_double_eq_tol(ay[b * AC + c], m / AHW, 1e-6);
+        }
+    float *dx = zeros(AC * AB * AHW);
+    gap_backward(ag, dx, AB, AC, AHW);
+    ck_assert_int_eq(fd_check("gap.x", gap_loss, ax, dx, AC * AB * AHW, 1e-2f), 0);
+    free(dx);
+    free(ax);
+    free(ay);
+    free(ag);
+}
+END_TEST
+
 /* ---- softmax cross-entropy ---- */
 
 enum { XB = 3, XK = 5 };
@@ -486,6 +756,11 @@ int main(void)
     tcase_add_test(tc, test_linear);
     tcase_add_test(tc, test_se_pool);
     tcase_add_test(tc, test_se_vec);
+    tcase_add_test(tc, test_conv1x1);
+    tcase_add_test(tc, test_dwconv3);
+    tcase_add_test(tc, test_se_map);
+    tcase_add_test(tc, test_eca);
+    tcase_add_test(tc, test_gap);
     tcase_add_test(tc, test_softmax_xent);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

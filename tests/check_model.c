@@ -20,7 +20,7 @@ static param_table table(int r, int gate)
 {
     param_table t;
     char err[SEFL_ERRLEN];
-    ck_assert_int_eq(params_build_cnn_se(&t, r, gate, err), 0);
+    ck_assert_int_eq(params_build(&t, &(model_opts){ .arch = "cnn-se", .r = r, .fc1_gate = gate }, err), 0);
     return t;
 }
 

@@ -1,5 +1,7 @@
 /* check_params: the cnn-se parameter table (names, shapes, offsets, groups,
- * hash), selections, gather/scatter, private-set names and checksums. */
+ * hash, unchanged since before architectures were pluggable), building by
+ * architecture name and options, selections, gather/scatter, private-set
+ * names and checksums. */
 #include <check.h>
 #include <errno.h>
 #include <math.h>
@@ -14,7 +16,7 @@ static param_table build(int r, int gate)
 {
     param_table t;
     char err[SEFL_ERRLEN] = "";
-    ck_assert_int_eq(params_build_cnn_se(&t, r, gate, err), 0);
+    ck_assert_int_eq(params_build(&t, &(model_opts){ .arch = "cnn-se", .r = r, .fc1_gate = gate }, err), 0);
     return t;
 }
 
@@ -99,12 +101,72 @@ START_TEST(test_bad_ratio)
     const int bad[] = { 0, -8, 3, 5, 6, 12, 64, 33 };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char err[SEFL_ERRLEN] = "";
-        ck_assert_int_eq(params_build_cnn_se(&t, bad[i], 1, err), -EINVAL);
+        ck_assert_int_eq(params_build(&t, &(model_opts){ .arch = "cnn-se", .r = bad[i], .fc1_gate = 1 }, err), -EINVAL);
         ck_assert_ptr_nonnull(strstr(err, "ratio"));
     }
     const int good[] = { 1, 2, 4, 8, 16, 32 };
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
-        ck_assert_int_eq(params_build_cnn_se(&t, good[i], 1, NULL), 0);
+        ck_assert_int_eq(params_build(&t, &(model_opts){ .arch = "cnn-se", .r = good[i], .fc1_gate = 1 }, NULL), 0);
+}
+END_TEST
+
+/* cnn-se's tables are byte for byte what sefl built before the
+ * architecture seam: the hashes and sizes below were printed by
+ * params_build_cnn_se at commit a77a6d4. Peers, server.db and client files
+ * of older runs therefore still match. */
+START_TEST(test_cnn_se_unchanged)
+{
+    static const struct { int r, gate; uint64_t hash; size_t total; } golden[] = {
+        { 8, 0, 0xd261fdc6cf9cdfb2ULL, 583414 },  { 8, 1, 0x964ca580060e34e3ULL, 649526 },
+        { 4, 0, 0xd2d3f4f210994a7aULL, 584706 },  { 4, 1, 0xcbee00aa3550d293ULL, 716418 },
+        { 1, 0, 0x5dcea29661aabd27ULL, 592458 },  { 1, 1, 0xa2b0d6cdf4cf0a24ULL, 1117770 },
+        { 32, 0, 0xa9bd1c87f62af295ULL, 582445 }, { 32, 1, 0x5b2dab66765ed404ULL, 599357 },
+    };
+    for (size_t i = 0; i < sizeof golden / sizeof golden[0]; i++) {
+        param_table t = build(golden[i].r, golden[i].gate);
+        ck_assert_uint_eq(t.hash, golden[i].hash);
+        ck_assert_uint_eq(t.total, golden[i].total);
+        ck_assert_str_eq(t.se_placement, "");
+        ck_assert_str_eq(t.gate, "");
+    }
+    /* The programs' defaults are that cnn-se, r 8 with the fc1 gate. */
+    param_table t;
+    model_opts o = model_opts_default();
+    ck_assert_int_eq(params_build(&t, &o, NULL), 0);
+    ck_assert_uint_eq(t.hash, 0x964ca580060e34e3ULL);
+    /* params_opts gives back what rebuilds the same table. */
+    param_table u;
+    o = params_opts(&t);
+    ck_assert_int_eq(params_build(&u, &o, NULL), 0);
+    ck_assert_uint_eq(u.hash, t.hash);
+}
+END_TEST
+
+/* Unknown architectures and options of another architecture are refused
+ * with a line that says what to use; too long values do not reach the
+ * table. */
+START_TEST(test_build_by_name)
+{
+    param_table t;
+    char err[SEFL_ERRLEN] = "";
+    model_opts o = model_opts_default();
+    ck_assert_int_eq(model_opts_set(&o, MODEL_OPT_ARCH, "resnet", err), 0);
+    ck_assert_int_eq(params_build(&t, &o, err), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "'resnet' is unknown"));
+    ck_assert_ptr_nonnull(strstr(err, "cnn-se"));
+    o = model_opts_default();
+    ck_assert_int_eq(model_opts_set(&o, MODEL_OPT_GATE, "eca", err), 0);
+    ck_assert_int_eq(params_build(&t, &o, err), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "--gate is an option of mbv2-se"));
+    o = model_opts_default();
+    ck_assert_int_eq(model_opts_set(&o, MODEL_OPT_SE_PLACEMENT, "after-depthwise", err), 0);
+    ck_assert_int_eq(params_build(&t, &o, err), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "--se-placement"));
+    o = model_opts_default();
+    ck_assert_int_eq(model_opts_set(&o, MODEL_OPT_ARCH, "a-name-longer-than-sixteen", err), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "--arch"));
+    ck_assert_str_eq(o.arch, "cnn-se");
+    ck_assert_int_eq(model_opts_set(&o, MODEL_OPT_N, "x", err), -EINVAL);
 }
 END_TEST
 
@@ -244,6 +306,28 @@ START_TEST(test_checksum)
 }
 END_TEST
 
+/* params_copy writes the selected tensors' slices and nothing else. */
+START_TEST(test_copy)
+{
+    param_table t;
+    char err[SEFL_ERRLEN];
+    ck_assert_int_eq(params_build(&t, &(model_opts){ .arch = "cnn-se", .r = 8, .fc1_gate = 1 }, err), 0);
+    float *src = malloc(t.total * sizeof *src), *dst = malloc(t.total * sizeof *dst);
+    for (size_t i = 0; i < t.total; i++) {
+        src[i] = 1.0f;
+        dst[i] = 2.0f;
+    }
+    params_copy(&t, params_shared(PARAM_SE), src, dst);
+    for (int k = 0; k < t.n; k++) {
+        const param_info *p = &t.p[k];
+        const float want = params_selected(p, params_shared(PARAM_SE)) ? 1.0f : 2.0f;
+        for (size_t j = 0; j < p->size; j++) ck_assert_float_eq(dst[p->offset + j], want);
+    }
+    free(src);
+    free(dst);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("params");
@@ -251,10 +335,13 @@ int main(void)
     tcase_add_test(tc, test_table_layout);
     tcase_add_test(tc, test_no_gate_and_ratio);
     tcase_add_test(tc, test_bad_ratio);
+    tcase_add_test(tc, test_cnn_se_unchanged);
+    tcase_add_test(tc, test_build_by_name);
     tcase_add_test(tc, test_selection_counts);
     tcase_add_test(tc, test_gather_scatter);
     tcase_add_test(tc, test_private_names);
     tcase_add_test(tc, test_checksum);
+    tcase_add_test(tc, test_copy);
     suite_add_tcase(s, tc);
     return check_run(s);
 }

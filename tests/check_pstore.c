@@ -24,7 +24,7 @@ static void setup(void)
 {
     char err[SEFL_ERRLEN];
     check_mkdtemp(dir, sizeof dir, "/tmp/check_pstore.XXXXXX");
-    ck_assert_int_eq(params_build_cnn_se(&table, 8, 1, err), 0);
+    ck_assert_int_eq(params_build(&table, &(model_opts){ .arch = "cnn-se", .r = 8, .fc1_gate = 1 }, err), 0);
 }
 
 static void teardown(void)
@@ -205,7 +205,7 @@ START_TEST(test_foreign_files)
     ck_assert_int_eq(pstore_open(path, "client-0002", &table, &ps, err), -EBADMSG);
     ck_assert_ptr_nonnull(strstr(err, "client-0001"));
     param_table other;
-    ck_assert_int_eq(params_build_cnn_se(&other, 16, 1, err), 0);
+    ck_assert_int_eq(params_build(&other, &(model_opts){ .arch = "cnn-se", .r = 16, .fc1_gate = 1 }, err), 0);
     ck_assert_int_eq(pstore_open(path, "client-0001", &other, &ps, err), -EBADMSG);
     ck_assert_ptr_nonnull(strstr(err, "another model"));
     free(w);

@@ -355,27 +355,52 @@ START_TEST(test_load_refusals)
 }
 END_TEST
 
-/* Each bad row on its own must be refused with -ERANGE. */
+/* A bad report row is skipped and counted, beside a good one that loads;
+ * a bad meta value still refuses the file. */
 START_TEST(test_load_limits)
 {
-    static const char *bad[] = {
+    static const char *bad_rows[] = {
         "INSERT INTO eval_reports VALUES(1, 'c', 10, 1.5, 0.1, NULL)",
         "INSERT INTO eval_reports VALUES(1, 'c', 10, -0.1, 0.1, NULL)",
         "INSERT INTO eval_reports VALUES(1, 'c', -1, 0.5, 0.1, NULL)",
         "INSERT INTO eval_reports VALUES(1, 'c', 100000001, 0.5, 0.1, NULL)",
+        "INSERT INTO eval_reports VALUES(1, 'c', 4294967295, 1.0, 0.0, NULL)",
         "INSERT INTO eval_reports VALUES(1, 'c', 'ten', 0.5, 0.1, NULL)",
         "INSERT INTO eval_reports VALUES(-1, 'c', 10, 0.5, 0.1, NULL)",
-        /* REPORT_NAME_MAX - 1 = 63 bytes is the longest name; 64 is refused. */
+        /* REPORT_NAME_MAX - 1 = 63 bytes is the longest name; 64 is skipped. */
         "INSERT INTO eval_reports VALUES(1, printf('%.64c', 'n'), 10, 0.5, 0.1, NULL)",
         "INSERT INTO eval_reports VALUES(1, '', 10, 0.5, 0.1, NULL)",
+    };
+    for (size_t i = 0; i < sizeof bad_rows / sizeof bad_rows[0]; i++) {
+        char sql[512];
+        snprintf(sql, sizeof sql, "%s; INSERT INTO eval_reports VALUES(1, 'good', 20, 0.25, 0.1, NULL)",
+                 bad_rows[i]);
+        make_db(path, sql);
+        report_run run;
+        char err[SEFL_ERRLEN] = "";
+        ck_assert_msg(report_load_run(path, -1, &run, err) == 0, "case %zu: %s", i, err);
+        ck_assert_int_eq(run.skipped, 1);
+        ck_assert_int_eq(run.n, 1);
+        ck_assert_str_eq(run.c[0].name, "good");
+        ck_assert_double_eq_tol(run.curve[0].weighted_accuracy, 0.25, TOL);
+        report_run_free(&run);
+        unlink(path);
+        /* Alone, it leaves no report in range: an error naming the skipped. */
+        make_db(path, bad_rows[i]);
+        ck_assert_int_eq(report_load_run(path, -1, &run, err), -EINVAL);
+        ck_assert_msg(strstr(err, "1 skipped") != NULL, "case %zu: %s", i, err);
+        report_run_free(&run);
+        unlink(path);
+    }
+    static const char *bad_meta[] = {
         /* REPORT_META_MAX - 1 = 63 bytes per meta text value. */
         "INSERT INTO eval_reports VALUES(1, 'c', 10, 0.5, 0.1, NULL);"
         " UPDATE meta SET value = printf('%.64c', 'p') WHERE key = 'partition'",
         "INSERT INTO eval_reports VALUES(1, 'c', 10, 0.5, 0.1, NULL);"
         " UPDATE meta SET value = 'eight' WHERE key = 'r'",
     };
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        make_db(path, bad[i]);
+    for (size_t i = 0; i < sizeof bad_meta / sizeof bad_meta[0]; i++) {
+        make_db(path, bad_meta[i]);
         report_run run;
         char err[SEFL_ERRLEN] = "";
         ck_assert_msg(report_load_run(path, -1, &run, err) == -ERANGE, "case %zu: %s", i, err);
@@ -448,6 +473,106 @@ START_TEST(test_load_round_limit)
 }
 END_TEST
 
+/* Reads text into c through a memory stream; returns report_xy_read's result. */
+static int xy_read(const char *text, int logx, report_xy *c, char *err)
+{
+    FILE *f = fmemopen((void *)text, strlen(text), "r");
+    ck_assert_ptr_nonnull(f);
+    c->logx = logx;
+    int rc = report_xy_read(f, "pts", c, err);
+    fclose(f);
+    return rc;
+}
+
+/* Counts the occurrences of needle in hay. */
+static int count_of(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = strstr(hay, needle); p; p = strstr(p + 1, needle)) n++;
+    return n;
+}
+
+START_TEST(test_xy_read)
+{
+    report_xy c = { 0 };
+    char err[SEFL_ERRLEN];
+    ck_assert_int_eq(xy_read("# r sweep\n\nse 270000 0.8 r=2\nhead 5130 0.81\n  se 17000\t0.79 r=32\n",
+                             1, &c, err), 0);
+    ck_assert_int_eq(c.nseries, 2);
+    ck_assert_str_eq(c.s[0].name, "se");
+    ck_assert_int_eq(c.s[0].n, 2);
+    ck_assert_double_eq(c.s[0].p[1].x, 17000);
+    ck_assert_double_eq(c.s[0].p[1].y, 0.79);
+    ck_assert_str_eq(c.s[0].p[1].label, "r=32");
+    ck_assert_str_eq(c.s[1].p[0].label, "");
+    report_xy_free(&c);
+    report_xy_free(&c);
+
+    struct { const char *text; int logx, rc; const char *msg; } bad[] = {
+        { "se 1 0.5\nse 2\n", 0, -EINVAL, "pts:2: want" },
+        { "se 1 0.5 a b\n", 0, -EINVAL, "pts:1: want" },
+        { "se x 0.5\n", 0, -EINVAL, "pts:1" },
+        { "se 1 nan\n", 0, -EINVAL, "pts:1" },
+        { "se 1 1.5\n", 0, -ERANGE, "[0, 1]" },
+        { "se 0 0.5\n", 1, -ERANGE, "log scale" },
+        { "se -3 0.5\n", 0, 0, NULL },
+        { "a 1 0\nb 1 0\nc 1 0\nd 1 0\ne 1 0\nf 1 0\ng 1 0\nh 1 0\ni 1 0\n", 0, -ERANGE, "pts:9: over 8 series" },
+        { "abcdefghijabcdefghijabcdefghijabc 1 0.5\n", 0, -ERANGE, "over 31 bytes" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        report_xy d = { 0 };
+        err[0] = 0;
+        ck_assert_int_eq(xy_read(bad[i].text, bad[i].logx, &d, err), bad[i].rc);
+        if (bad[i].msg) ck_assert_msg(strstr(err, bad[i].msg), "case %zu: %s", i, err);
+        report_xy_free(&d);
+    }
+    /* A line over the buffer is refused, not split into two points. */
+    char longline[600];
+    memset(longline, ' ', sizeof longline);
+    memcpy(longline, "se 1 0.5", 8);
+    longline[sizeof longline - 2] = '\n';
+    longline[sizeof longline - 1] = 0;
+    ck_assert_int_eq(xy_read(longline, 0, &c, err), -ERANGE);
+    report_xy_free(&c);
+}
+END_TEST
+
+START_TEST(test_xy_svg)
+{
+    report_xy c = { 0 };
+    char err[SEFL_ERRLEN], *buf = NULL;
+    size_t len = 0;
+    ck_assert_int_eq(xy_read("se 270000 0.8 r=2\nse 17000 0.7 r<32\nse 67500 0.9\nhead 5130 0.85\n",
+                             1, &c, err), 0);
+    c.title = "r & accuracy";
+    c.xlabel = "private parameters";
+    FILE *f = open_memstream(&buf, &len);
+    ck_assert_int_eq(report_write_xy_svg(f, &c), 0);
+    fclose(f);
+    ck_assert_int_eq(count_of(buf, "<polyline"), 2);
+    ck_assert_int_eq(count_of(buf, "<circle"), 4 + 2);          /* points + legend markers */
+    ck_assert_ptr_nonnull(strstr(buf, "r &amp; accuracy"));
+    ck_assert_ptr_nonnull(strstr(buf, "r&lt;32"));
+    ck_assert_ptr_nonnull(strstr(buf, ">5130</text>"));         /* a tick at each distinct x */
+    ck_assert_ptr_nonnull(strstr(buf, "</svg>"));
+    ck_assert_ptr_null(strstr(buf, "<script"));
+    /* The se line joins its points by ascending x: 17000, 67500, 270000,
+     * so its x pixel coordinates rise along the polyline. */
+    const char *pl = strstr(buf, "points=\"");
+    double x1, y1, x2, y2, x3, y3;
+    ck_assert_int_eq(sscanf(pl, "points=\"%lf,%lf %lf,%lf %lf,%lf", &x1, &y1, &x2, &y2, &x3, &y3), 6);
+    ck_assert(x1 < x2 && x2 < x3);
+    ck_assert(y2 < y1);                                          /* 0.9 above 0.7 */
+    free(buf);
+    report_xy_free(&c);
+    report_xy none = { 0 };
+    f = open_memstream(&buf, &len);
+    ck_assert_int_eq(report_write_xy_svg(f, &none), -EINVAL);
+    fclose(f);
+    free(buf);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("report");
@@ -463,6 +588,8 @@ int main(void)
     tcase_add_test(out, test_csv);
     tcase_add_test(out, test_json);
     tcase_add_test(out, test_svg);
+    tcase_add_test(out, test_xy_read);
+    tcase_add_test(out, test_xy_svg);
     suite_add_tcase(s, out);
 
     TCase *db = tcase_create("db");

@@ -718,7 +718,7 @@ static void setup_all(void)
     check_mkdtemp(base_dir, sizeof base_dir, "/tmp/check_session.XXXXXX");
     snprintf(certs_dir, sizeof certs_dir, "%s/certs", base_dir);
     check_certs("init --dir %s --clients 1", certs_dir);
-    if (params_build_cnn_se(&table, 8, 1, err) < 0) {
+    if (params_build(&table, &(model_opts){ .arch = "cnn-se", .r = 8, .fc1_gate = 1 }, err) < 0) {
         fprintf(stderr, "check_session: %s\n", err);
         exit(1);
     }

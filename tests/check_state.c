@@ -25,7 +25,7 @@ static void setup(void)
     char err[SEFL_ERRLEN];
     check_mkdtemp(dir, sizeof dir, "/tmp/check_state.XXXXXX");
     snprintf(path, sizeof path, "%s/server.db", dir);
-    ck_assert_int_eq(params_build_cnn_se(&table, 8, 1, err), 0);
+    ck_assert_int_eq(params_build(&table, &(model_opts){ .arch = "cnn-se", .r = 8, .fc1_gate = 1 }, err), 0);
     init = malloc(table.total * sizeof(float));
     buf = malloc(table.total * sizeof(float));
     back = malloc(table.total * sizeof(float));
@@ -145,7 +145,7 @@ START_TEST(test_refuses_other_settings)
     ck_assert_ptr_nonnull(strstr(err, "--seed"));
 
     param_table t4;
-    ck_assert_int_eq(params_build_cnn_se(&t4, 4, 1, err), 0);
+    ck_assert_int_eq(params_build(&t4, &(model_opts){ .arch = "cnn-se", .r = 4, .fc1_gate = 1 }, err), 0);
     state_config r4 = { .t = &t4, .private_mask = PARAM_SE, .init_seed = 42 };
     ck_assert_int_eq(state_open(path, &r4, init, &s, err), -EINVAL);
     ck_assert_ptr_nonnull(strstr(err, "--r"));
@@ -179,31 +179,6 @@ START_TEST(test_refuses_other_settings)
     ck_assert_int_eq(state_open(path, &c, init, &s, err), 0);
     state_close(s);
     ck_assert_int_eq(state_open(path, &pf, init, &s, err), -EINVAL);
-    /* the wire encodings: recorded, and a resume with others refused; a
-     * file made before they were recorded reads as f32 both ways */
-    state_config wd = c;
-    wd.update_dtype = "int8/channel";
-    ck_assert_int_eq(state_open(path, &wd, init, &s, err), -EINVAL);
-    ck_assert_ptr_nonnull(strstr(err, "update_dtype = f32, this run has int8/channel (--update-dtype)"));
-    wd.update_dtype = "f32";
-    wd.wire_dtype = "f32";
-    ck_assert_int_eq(state_open(path, &wd, init, &s, err), 0);
-    state_close(s);
-    char wfile[160];
-    snprintf(wfile, sizeof wfile, "%s/wire.db", dir);
-    state_config w8 = c;
-    w8.wire_dtype = "int8/tensor";
-    ck_assert_int_eq(state_open(wfile, &w8, init, &s, err), 0);
-    state_close(s);
-    ck_assert_int_eq(state_open(wfile, &c, init, &s, err), -EINVAL);
-    ck_assert_ptr_nonnull(strstr(err, "wire_dtype = int8/tensor"));
-    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
-    ck_assert_int_eq(sqlite3_exec(db, "DELETE FROM meta WHERE key LIKE '%_dtype'", NULL, NULL, NULL),
-                     SQLITE_OK);
-    ck_assert_int_eq(sqlite3_changes(db), 2);
-    sqlite3_close(db);
-    ck_assert_int_eq(state_open(path, &c, init, &s, err), 0);
-    state_close(s);
 
     /* a file of sefl-sim --local-only is not one the coordinator resumes */
     char local[160];
@@ -276,6 +251,105 @@ START_TEST(test_clients_and_eval_reports)
 }
 END_TEST
 
+/* Further settings (the coordinator's defences) are written into a new
+ * file, checked on resume, and adopted by a file made before they existed. */
+START_TEST(test_settings_recorded)
+{
+    char err[SEFL_ERRLEN] = "";
+    state *s = NULL;
+    state_setting set[] = { { "max_weight_share", "0.5", "--max-weight-share" },
+                            { "max_update_norm", "100x", "--max-update-norm" } };
+    state_config c = config(PARAM_SE, 1);
+    c.settings = set;
+    c.n_settings = 2;
+    ck_assert_int_eq(state_open(path, &c, init, &s, err), 0);
+    state_close(s);
+    ck_assert_int_eq(state_open(path, &c, init, &s, err), 0);
+    state_close(s);
+    state_setting other[] = { { "max_weight_share", "0.25", "--max-weight-share" },
+                              { "max_update_norm", "100x", "--max-update-norm" } };
+    c.settings = other;
+    ck_assert_int_eq(state_open(path, &c, init, &s, err), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "made with max_weight_share = 0.5, this run has 0.25 "
+                                      "(--max-weight-share)"));
+    /* A file without the key takes this run's value, then holds to it. */
+    exec_raw("DELETE FROM meta WHERE key = 'max_weight_share'");
+    ck_assert_int_eq(state_open(path, &c, init, &s, err), 0);
+    state_close(s);
+    c.settings = set;
+    ck_assert_int_eq(state_open(path, &c, init, &s, err), -EINVAL);
+}
+END_TEST
+
+/* The counts a client declares are kept per name; a change is reported
+ * with the old ones. */
+START_TEST(test_declared_counts)
+{
+    char err[SEFL_ERRLEN] = "";
+    state *s = NULL;
+    state_config c = config(PARAM_SE, 1);
+    ck_assert_int_eq(state_open(path, &c, init, &s, err), 0);
+    uint32_t ot = 7, oe = 7;
+    ck_assert_int_eq(state_client_declared(s, "client-0001", 2000, 500, &ot, &oe, err), 0);
+    ck_assert_int_eq(state_client_declared(s, "client-0001", 2000, 500, &ot, &oe, err), 0);
+    ck_assert_uint_eq(ot, 7);
+    ck_assert_int_eq(state_client_declared(s, "client-0002", 10, 5, &ot, &oe, err), 0);
+    ck_assert_int_eq(state_client_declared(s, "client-0001", 1000000, 500, &ot, &oe, err), 1);
+    ck_assert_uint_eq(ot, 2000);
+    ck_assert_uint_eq(oe, 500);
+    state_close(s);
+    /* Kept across a restart. */
+    ck_assert_int_eq(state_open(path, &c, init, &s, err), 0);
+    ck_assert_int_eq(state_client_declared(s, "client-0001", 2000, 500, &ot, &oe, err), 1);
+    ck_assert_uint_eq(ot, 1000000);
+    state_close(s);
+}
+END_TEST
+
+/* The read-only view the eval tools use: the model rebuilt from meta, the
+ * newest model readable, nothing writable; a local-only db, a missing file
+ * and meta this build cannot rebuild are refused with one line. */
+START_TEST(test_open_read)
+{
+    state *s, *rd;
+    state_run run;
+    char err[SEFL_ERRLEN] = "";
+    state_config c = config(PARAM_SE | PARAM_HEAD, 42);
+    ck_assert_msg(state_open(path, &c, init, &s, err) == 0, "%s", err);
+    commit(s, 1, 0.25f);
+    state_close(s);
+    ck_assert_msg(state_open_read(path, &run, &rd, err) == 0, "%s", err);
+    ck_assert_uint_eq(run.t.hash, table.hash);
+    ck_assert_uint_eq(run.private_mask, PARAM_SE | PARAM_HEAD);
+    ck_assert_uint_eq(run.init_seed, 42);
+    uint32_t round = 0;
+    ck_assert_int_eq(state_load(rd, back, &round, err), 0);
+    ck_assert_uint_eq(round, 1);
+    ck_assert_int_eq(memcmp(back, buf, table.total * sizeof(float)), 0);
+    ck_assert_int_ne(state_client_seen(rd, "client-0009", err), 0);
+    state_close(rd);
+
+    exec_raw("UPDATE meta SET value = '3' WHERE key = 'r'");
+    ck_assert_int_eq(state_open_read(path, &run, &rd, err), -EINVAL);
+    ck_assert_ptr_null(rd);
+    ck_assert_ptr_nonnull(strstr(err, "cannot rebuild"));
+    exec_raw("UPDATE meta SET value = 'x8' WHERE key = 'r'");
+    ck_assert_int_eq(state_open_read(path, &run, &rd, err), -EBADMSG);
+    exec_raw("UPDATE meta SET value = '8' WHERE key = 'r'; UPDATE meta SET value = '0' WHERE key = 'fc1_gate'");
+    ck_assert_int_eq(state_open_read(path, &run, &rd, err), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "parameter table"));
+    exec_raw("UPDATE meta SET value = '1' WHERE key = 'fc1_gate'; DELETE FROM meta WHERE key = 'init_seed'");
+    ck_assert_int_eq(state_open_read(path, &run, &rd, err), -EBADMSG);
+    ck_assert_ptr_nonnull(strstr(err, "init_seed"));
+    exec_raw("INSERT INTO meta VALUES('init_seed', '42'); UPDATE meta SET value = 'local' WHERE key = 'kind'");
+    ck_assert_int_eq(state_open_read(path, &run, &rd, err), -EBADMSG);
+    char missing[160];
+    snprintf(missing, sizeof missing, "%s/none.db", dir);
+    ck_assert_int_eq(state_open_read(missing, &run, &rd, err), -ENOENT);
+    ck_assert_int_ne(access(missing, F_OK), 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("state");
@@ -286,6 +360,9 @@ int main(void)
     tcase_add_test(tc, test_refuses_other_settings);
     tcase_add_test(tc, test_detects_damaged_model);
     tcase_add_test(tc, test_clients_and_eval_reports);
+    tcase_add_test(tc, test_settings_recorded);
+    tcase_add_test(tc, test_declared_counts);
+    tcase_add_test(tc, test_open_read);
     suite_add_tcase(s, tc);
     return check_run(s);
 }

@@ -21,7 +21,7 @@ static float *M;                /* (T.total) a model buffer with distinct values
 static void setup(void)
 {
     char err[SEFL_ERRLEN];
-    ck_assert_int_eq(params_build_cnn_se(&T, 8, 1, err), 0);
+    ck_assert_int_eq(params_build(&T, &(model_opts){ .arch = "cnn-se", .r = 8, .fc1_gate = 1 }, err), 0);
     M = malloc(T.total * sizeof *M);
     ck_assert_ptr_nonnull(M);
     rng g;

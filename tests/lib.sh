@@ -268,3 +268,35 @@ sefl_make_certs() {
         return 1
     fi
 }
+
+# ---- the Python client (tests/integration/py_client.py) -------------------
+
+# sefl_need_py DIR: finds a Python 3 with google.protobuf (Debian's
+# python3-protobuf lives in /usr/bin/python3's path) and protoc, generates
+# DIR/fl_pb2.py from proto/fl.proto, and sets SEFL_PY. Returns 1 (after
+# saying why) when either is missing.
+sefl_need_py() {
+    local py
+    SEFL_PY=
+    for py in /usr/bin/python3 python3; do
+        if "$py" -c 'import google.protobuf' 2>/dev/null; then SEFL_PY=$py; break; fi
+    done
+    if [ -z "$SEFL_PY" ] || ! command -v protoc >/dev/null; then
+        echo "skipped: needs python3-protobuf and protobuf-compiler (make deps installs them)"
+        echo "0 passed, 0 failed"
+        return 1
+    fi
+    protoc --python_out="$1" -Iproto proto/fl.proto
+}
+
+# sefl_start_py DIR NAME PORT [ARGS...]: starts py_client.py as NAME against
+# 127.0.0.1:PORT with DIR/certs and DIR/fl_pb2.py, output to DIR/NAME.py.log;
+# sets SEFL_PY_PID and adds it to SEFL_CLIENT_PIDS.
+sefl_start_py() {
+    local dir=$1 name=$2 port=$3
+    shift 3
+    "$SEFL_PY" tests/integration/py_client.py --server "127.0.0.1:$port" --certs "$dir/certs" \
+        --name "$name" --pb-dir "$dir" "$@" >>"$dir/$name.py.log" 2>&1 &
+    SEFL_PY_PID=$!
+    SEFL_CLIENT_PIDS+=("$SEFL_PY_PID")
+}

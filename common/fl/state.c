@@ -39,33 +39,46 @@ typedef struct {
 
 enum { STATE_META_N = 10 };
 
-static void state_meta_items(const state_config *cfg, state_meta_item it[STATE_META_N])
+/* Appends (key, value) to it[n] unless value is empty; absent as in
+ * state_meta_item. Returns the new count. */
+static int state_meta_add(state_meta_item *it, int n, const char *key, const char *flag,
+                          const char *absent, const char *value)
+{
+    if (!value[0]) return n;
+    it[n] = (state_meta_item){ .key = key, .flag = flag, .absent = absent };
+    snprintf(it[n].value, sizeof it[n].value, "%s", value);
+    return n + 1;
+}
+
+/* Fills it and returns how many items there are, in the order they are
+ * checked: the architecture and its own options first, so that a resume
+ * with another --gate says so rather than that r or the table differ. An
+ * option the architecture does not have (se_placement, gate: "") is not
+ * recorded, so a cnn-se file's meta is what it was before those options
+ * existed. */
+static int state_meta_items(const state_config *cfg, state_meta_item it[STATE_META_N])
 {
     const param_table *t = cfg->t;
-    it[0] = (state_meta_item){ .key = "arch", .flag = "the architecture" };
-    snprintf(it[0].value, sizeof it[0].value, "%s", t->arch);
-    it[1] = (state_meta_item){ .key = "r", .flag = "--r" };
-    snprintf(it[1].value, sizeof it[1].value, "%d", t->r);
-    it[2] = (state_meta_item){ .key = "fc1_gate", .flag = "the fc1 gate" };
-    snprintf(it[2].value, sizeof it[2].value, "%d", t->fc1_gate);
-    it[3] = (state_meta_item){ .key = "table_hash", .flag = "the parameter table" };
-    snprintf(it[3].value, sizeof it[3].value, "%016" PRIx64, t->hash);
-    it[4] = (state_meta_item){ .key = "private_groups", .flag = "--private" };
-    snprintf(it[4].value, sizeof it[4].value, "%s", params_private_name(cfg->private_mask));
-    it[5] = (state_meta_item){ .key = "init_seed", .flag = "--seed" };
-    snprintf(it[5].value, sizeof it[5].value, "%" PRIu64, cfg->init_seed);
-    it[6] = (state_meta_item){ .key = "local_schedule", .flag = "--local-schedule", .absent = "joint" };
-    if (cfg->private_epochs > 0)
-        snprintf(it[6].value, sizeof it[6].value, "private-first:%d", cfg->private_epochs);
-    else
-        snprintf(it[6].value, sizeof it[6].value, "joint");
-    it[7] = (state_meta_item){ .key = "private_lr", .flag = "--private-lr", .absent = "lr" };
-    if (cfg->private_lr > 0) snprintf(it[7].value, sizeof it[7].value, "%g", (double)cfg->private_lr);
-    else snprintf(it[7].value, sizeof it[7].value, "lr");
-    it[8] = (state_meta_item){ .key = "wire_dtype", .flag = "--wire-dtype", .absent = "f32" };
-    snprintf(it[8].value, sizeof it[8].value, "%s", cfg->wire_dtype ? cfg->wire_dtype : "f32");
-    it[9] = (state_meta_item){ .key = "update_dtype", .flag = "--update-dtype", .absent = "f32" };
-    snprintf(it[9].value, sizeof it[9].value, "%s", cfg->update_dtype ? cfg->update_dtype : "f32");
+    char r[16], gate[16], hash[24], seed[24], sched[32], plr[32];
+    snprintf(r, sizeof r, "%d", t->r);
+    snprintf(gate, sizeof gate, "%d", t->fc1_gate);
+    snprintf(hash, sizeof hash, "%016" PRIx64, t->hash);
+    snprintf(seed, sizeof seed, "%" PRIu64, cfg->init_seed);
+    if (cfg->private_epochs > 0) snprintf(sched, sizeof sched, "private-first:%d", cfg->private_epochs);
+    else snprintf(sched, sizeof sched, "joint");
+    if (cfg->private_lr > 0) snprintf(plr, sizeof plr, "%g", (double)cfg->private_lr);
+    else snprintf(plr, sizeof plr, "lr");
+    int n = state_meta_add(it, 0, "arch", "--arch", NULL, t->arch);
+    n = state_meta_add(it, n, "se_placement", "--se-placement", NULL, t->se_placement);
+    n = state_meta_add(it, n, "gate", "--gate", NULL, t->gate);
+    n = state_meta_add(it, n, "r", "--r", NULL, r);
+    n = state_meta_add(it, n, "fc1_gate", "the fc1 gate", NULL, gate);
+    n = state_meta_add(it, n, "table_hash", "the parameter table", NULL, hash);
+    n = state_meta_add(it, n, "private_groups", "--private", NULL,
+                       params_private_name(cfg->private_mask));
+    n = state_meta_add(it, n, "init_seed", "--seed", NULL, seed);
+    n = state_meta_add(it, n, "local_schedule", "--local-schedule", "joint", sched);
+    return state_meta_add(it, n, "private_lr", "--private-lr", "lr", plr);
 }
 
 /* Inserts the model of round into models; part of a caller's transaction. */
@@ -92,11 +105,13 @@ static int state_put_model(state *s, uint32_t round, const float *buf, char *err
 static int state_init_file(state *s, const state_config *cfg, const float *init, char *err)
 {
     state_meta_item it[STATE_META_N];
-    state_meta_items(cfg, it);
+    const int n = state_meta_items(cfg, it);
     int ret = store_begin(s->db, err);
     if (ret) return ret;
-    for (int i = 0; i < STATE_META_N && !ret; i++) ret = store_meta_set(s->db, it[i].key, it[i].value, err);
+    for (int i = 0; i < n && !ret; i++) ret = store_meta_set(s->db, it[i].key, it[i].value, err);
     if (!ret && cfg->partition) ret = store_meta_set(s->db, "partition", cfg->partition, err);
+    for (int i = 0; i < cfg->n_settings && !ret; i++)
+        ret = store_meta_set(s->db, cfg->settings[i].key, cfg->settings[i].value, err);
     if (!ret) ret = state_put_model(s, 0, init, err);
     if (!ret) ret = store_commit(s->db, err);
     if (ret) store_rollback(s->db);
@@ -108,8 +123,8 @@ static int state_init_file(state *s, const state_config *cfg, const float *init,
 static int state_check_meta(state *s, const state_config *cfg, char *err)
 {
     state_meta_item it[STATE_META_N];
-    state_meta_items(cfg, it);
-    for (int i = 0; i < STATE_META_N; i++) {
+    const int n = state_meta_items(cfg, it);
+    for (int i = 0; i < n; i++) {
         char have[STORE_META_MAX];
         int ret = store_meta_get(s->db, it[i].key, have, sizeof have, err);
         if (ret == -ENOENT && it[i].absent) snprintf(have, sizeof have, "%s", it[i].absent);
@@ -118,6 +133,24 @@ static int state_check_meta(state *s, const state_config *cfg, char *err)
             err_set(err, "%s: made with %s = %s, this run has %s (%s); use the same "
                     "settings or another --db", s->path, it[i].key, have, it[i].value,
                     it[i].flag);
+            return -EINVAL;
+        }
+    }
+    for (int i = 0; i < cfg->n_settings; i++) {
+        const state_setting *set = &cfg->settings[i];
+        char have[STORE_META_MAX];
+        int ret = store_meta_get(s->db, set->key, have, sizeof have, err);
+        if (ret == -ENOENT) {
+            log_info("%s: recording %s = %s (made before the setting existed)", s->path,
+                     set->key, set->value);
+            ret = store_meta_set(s->db, set->key, set->value, err);
+            if (ret) return ret;
+            continue;
+        }
+        if (ret) return ret;
+        if (strcmp(have, set->value)) {
+            err_set(err, "%s: made with %s = %s, this run has %s (%s); use the same "
+                    "settings or another --db", s->path, set->key, have, set->value, set->flag);
             return -EINVAL;
         }
     }
@@ -149,6 +182,91 @@ int state_open(const char *path, const state_config *cfg, const float *init, sta
     }
     *out = s;
     return 0;
+}
+
+/* Reads the meta integer key of s's file into *v (0..max); -EBADMSG with
+ * err when absent or not such a number. */
+static int state_meta_long(state *s, const char *key, unsigned long long max,
+                           unsigned long long *v, char *err)
+{
+    char buf[STORE_META_MAX], *end;
+    int ret = store_meta_get(s->db, key, buf, sizeof buf, err);
+    if (ret == -ENOENT || ret == -ENAMETOOLONG) {
+        err_set(err, "%s: meta %s is missing or too long; not a complete server.db", s->path, key);
+        return -EBADMSG;
+    }
+    if (ret) return ret;
+    errno = 0;
+    *v = strtoull(buf, &end, 10);
+    if (errno || end == buf || *end || buf[0] == '-' || *v > max) {
+        err_set(err, "%s: meta %s = '%s' is not a number in 0..%llu", s->path, key, buf, max);
+        return -EBADMSG;
+    }
+    return 0;
+}
+
+int state_open_read(const char *path, state_run *run, state **out, char *err)
+{
+    *out = NULL;
+    memset(run, 0, sizeof *run);
+    state *s = calloc(1, sizeof *s);
+    if (!s) return -ENOMEM;
+    s->t = &run->t;
+    snprintf(s->path, sizeof s->path, "%s", path);
+    store_schema schema = { .kind = "server", .version = STATE_SCHEMA_VERSION, .ddl = state_ddl };
+    char arch[STORE_META_MAX], priv[STORE_META_MAX], hash[STORE_META_MAX];
+    unsigned long long r = 0, gate = 0, seed = 0;
+    int ret = store_open(path, &schema, STORE_READONLY, &s->db, NULL, err);
+    if (!ret && ((ret = store_meta_get(s->db, "arch", arch, sizeof arch, err)) ||
+                 (ret = store_meta_get(s->db, "private_groups", priv, sizeof priv, err)) ||
+                 (ret = store_meta_get(s->db, "table_hash", hash, sizeof hash, err)))) {
+        if (ret == -ENOENT || ret == -ENAMETOOLONG) {
+            err_set(err, "%s: meta lacks arch, private_groups or table_hash; not a complete"
+                    " server.db", path);
+            ret = -EBADMSG;
+        }
+    }
+    if (!ret) ret = state_meta_long(s, "r", 64, &r, err);
+    if (!ret) ret = state_meta_long(s, "fc1_gate", 1, &gate, err);
+    if (!ret) ret = state_meta_long(s, "init_seed", UINT64_MAX, &seed, err);
+    if (ret) goto out;
+    /* The architecture's own options are in meta only when it has them. */
+    model_opts o = model_opts_default();
+    char tmp[SEFL_ERRLEN], opt[2][STORE_META_MAX] = { "", "" };
+    static const char *opt_keys[2] = { "se_placement", "gate" };
+    for (int i = 0; i < 2 && !ret; i++) {
+        ret = store_meta_get(s->db, opt_keys[i], opt[i], sizeof opt[i], err);
+        if (ret == -ENOENT) ret = 0;
+    }
+    if (ret) goto out;
+    o.r = (int)r;
+    o.fc1_gate = (int)gate;
+    if (model_opts_set(&o, MODEL_OPT_ARCH, arch, tmp) < 0 ||
+        model_opts_set(&o, MODEL_OPT_SE_PLACEMENT, opt[0], tmp) < 0 ||
+        model_opts_set(&o, MODEL_OPT_GATE, opt[1], tmp) < 0 || params_build(&run->t, &o, tmp) < 0) {
+        err_set(err, "%s: this build cannot rebuild its model (arch %.32s, r %llu): %s", path, arch,
+                r, tmp);
+        ret = -EINVAL;
+        goto out;
+    }
+    char want[STORE_CHECKSUM_LEN];
+    snprintf(want, sizeof want, "%016" PRIx64, run->t.hash);
+    if (strcmp(hash, want)) {
+        err_set(err, "%s: its parameter table (%s) is not this build's %s (%s)", path, hash,
+                run->t.arch, want);
+        ret = -EINVAL;
+        goto out;
+    }
+    if (params_parse_private(priv, &run->private_mask, tmp) < 0) {
+        err_set(err, "%s: meta private_groups '%s' is not a private set", path, priv);
+        ret = -EBADMSG;
+        goto out;
+    }
+    run->init_seed = seed;
+out:
+    if (ret) state_close(s);
+    else *out = s;
+    return ret;
 }
 
 void state_close(state *s)
@@ -276,6 +394,27 @@ int state_client_seen(state *s, const char *name, char *err)
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, now, -1, SQLITE_STATIC);
     return state_step(s, st, err);
+}
+
+int state_client_declared(state *s, const char *name, uint32_t train, uint32_t test,
+                          uint32_t *old_train, uint32_t *old_test, char *err)
+{
+    char key[128], have[STORE_META_MAX], now[32];
+    snprintf(key, sizeof key, "declared:%s", name);
+    snprintf(now, sizeof now, "%u,%u", train, test);
+    int ret = store_meta_get(s->db, key, have, sizeof have, err);
+    if (ret && ret != -ENOENT) return ret;
+    if (!ret && !strcmp(have, now)) return 0;
+    int changed = 0;
+    if (!ret) {
+        unsigned a = 0, b = 0;
+        changed = 1;
+        if (sscanf(have, "%u,%u", &a, &b) != 2) a = b = 0;
+        *old_train = a;
+        *old_test = b;
+    }
+    ret = store_meta_set(s->db, key, now, err);
+    return ret ? ret : changed;
 }
 
 int state_eval_report(state *s, uint32_t round, const char *client, uint32_t examples,

@@ -19,7 +19,10 @@
  *       `sefl-sim --local-only` writes), created_at (UTC ISO 8601), and what
  *       binds the file to one run: arch, r, fc1_gate, table_hash (16 hex
  *       digits), private_groups ('se', 'none', 'head', 'se,head'),
- *       init_seed, and partition (the spec, when known)
+ *       init_seed, local_schedule ('joint' or 'private-first:P'),
+ *       private_lr ('lr' when it is --lr, else the number), and partition
+ *       (the spec, when known). A file without local_schedule or
+ *       private_lr (made before they existed) reads as joint and lr.
  *   rounds(round INTEGER PRIMARY KEY, committed_at TEXT, clients INTEGER,
  *          examples INTEGER, train_loss REAL, train_accuracy REAL,
  *          seconds REAL, coord_seconds REAL, attempt INTEGER)
@@ -53,6 +56,14 @@
 
 typedef struct state state;
 
+/* A further result-changing setting recorded in meta: key, its value as
+ * text, and the flag that sets it (for the message on a mismatch). */
+typedef struct {
+    const char *key;
+    const char *value;
+    const char *flag;
+} state_setting;
+
 typedef struct {
     const param_table *t;       /* the model every stored buffer is laid out by */
     unsigned private_mask;      /* PARAM_* groups kept on the clients */
@@ -61,8 +72,10 @@ typedef struct {
     const char *partition;      /* partition spec when known, else NULL */
     int private_epochs;         /* local schedule: 0 joint, P private-first:P */
     float private_lr;           /* learning rate of the private tensors; 0: the run's lr */
-    const char *wire_dtype;     /* --wire-dtype as wire_enc_name says it; NULL: "f32" */
-    const char *update_dtype;   /* --update-dtype likewise */
+    /* (n_settings) more settings a resume must keep; a file made before a
+     * setting existed adopts this run's value (and says so in the log). */
+    const state_setting *settings;
+    int n_settings;
     const char *eval_clients;   /* --eval-clients ("all" or N), rewritten at each open (it
                                    changes what is evaluated, not what is trained); NULL:
                                    not recorded */
@@ -78,6 +91,22 @@ typedef struct {
 int state_open(const char *path, const state_config *cfg, const float *init, state **out,
                char *err);
 void state_close(state *s);                    /* accepts NULL */
+
+/* What a finished run's file says about its model, for the tools that read
+ * it (sefl-eval --gates, --newcomers). */
+typedef struct {
+    param_table t;              /* rebuilt from meta (arch, r, fc1_gate), hash checked */
+    unsigned private_mask;
+    uint64_t init_seed;
+} state_run;
+
+/* Opens an existing server.db read-only and fills *run from its meta; then
+ * state_load reads its newest global model, and nothing can be written.
+ * run must outlive the state (the state lays buffers out by run->t).
+ * Returns 0 with *out, or negative with one line in err: -ENOENT missing,
+ * -EBADMSG foreign or damaged file (a local-only db included: it holds no
+ * global model), -EINVAL meta this build cannot rebuild the model from. */
+int state_open_read(const char *path, state_run *run, state **out, char *err);
 
 /* Loads the model of the last committed round (0 before the first commit)
  * into buf (table.total floats) after verifying its size and checksum, and
@@ -114,6 +143,12 @@ int state_round_times(state *s, uint32_t round, double seconds, double coord_sec
 
 /* Records that a client connected now (first_seen once, last_seen each time). */
 int state_client_seen(state *s, const char *name, char *err);
+
+/* Records the counts name declared in its Hello (meta "declared:NAME").
+ * Returns 0 when they are new or unchanged, 1 when they differ from the
+ * stored ones (then *old_train, *old_test are those), or negative with err. */
+int state_client_declared(state *s, const char *name, uint32_t train, uint32_t test,
+                          uint32_t *old_train, uint32_t *old_test, char *err);
 
 /* Stores (or replaces) the EvalReport of client for round. */
 int state_eval_report(state *s, uint32_t round, const char *client, uint32_t examples,

@@ -238,13 +238,16 @@ static int wire_check_spec(const Sefl__ModelSpec *s, const param_table *t, const
         return -EBADMSG;
     }
     if (strcmp(s->arch, t->arch) || s->r != (uint32_t)t->r || !s->fc1_gate != !t->fc1_gate ||
+        strcmp(s->se_placement, t->se_placement) || strcmp(s->gate, t->gate) ||
         s->table_hash != t->hash) {
         *code = WIRE_ERR_MODEL;
         err_set(err,
-                "model mismatch: peer has %.32s r=%u fc1_gate=%d table %016llx, "
-                "this side has %s r=%d fc1_gate=%d table %016llx; run both with the same model",
-                s->arch, s->r, s->fc1_gate ? 1 : 0, (unsigned long long)s->table_hash, t->arch, t->r,
-                t->fc1_gate ? 1 : 0, (unsigned long long)t->hash);
+                "model mismatch: peer has %.32s r=%u fc1_gate=%d se_placement='%.32s' gate='%.32s' "
+                "table %016llx, this side has %s r=%d fc1_gate=%d se_placement='%s' gate='%s' "
+                "table %016llx; run both with the same --arch and options",
+                s->arch, s->r, s->fc1_gate ? 1 : 0, s->se_placement, s->gate,
+                (unsigned long long)s->table_hash, t->arch, t->r, t->fc1_gate ? 1 : 0,
+                t->se_placement, t->gate, (unsigned long long)t->hash);
         return -EBADMSG;
     }
     return 0;
@@ -462,7 +465,8 @@ static int wire_check_envelope(const Sefl__Envelope *e, const param_table *t, ui
         return wire_check_float(m->loss, FLT_MAX, "EvalReport.loss", code, err);
     }
     case SEFL__ENVELOPE__MSG_ERROR:
-        if (e->error->code < WIRE_ERR_MALFORMED || e->error->code > WIRE_ERR_SHUTDOWN) {
+        if ((e->error->code < WIRE_ERR_MALFORMED || e->error->code > WIRE_ERR_SHUTDOWN) &&
+            e->error->code != WIRE_ERR_DIVERGED) {
             *code = WIRE_ERR_MALFORMED;
             err_set(err, "Error.code %u is not a known error code", e->error->code);
             return -EBADMSG;
@@ -581,6 +585,8 @@ void wire_spec_from_table(const param_table *t, Sefl__ModelSpec *spec)
     spec->r = (uint32_t)t->r;
     spec->fc1_gate = t->fc1_gate ? 1 : 0;
     spec->table_hash = t->hash;
+    spec->se_placement = (char *)t->se_placement;
+    spec->gate = (char *)t->gate;
 }
 
 /* ---- tensor sets ------------------------------------------------------ */

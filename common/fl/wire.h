@@ -35,6 +35,9 @@ enum {
     WIRE_ERR_REJECTED = 6,      /* valid but refused (stale round, duplicate, ...) */
     WIRE_ERR_LIMIT = 7,         /* a frame or a field over its limit */
     WIRE_ERR_SHUTDOWN = 8,
+    /* A client's local training gave a NaN or infinite loss or parameter:
+     * it sends this instead of an Update and stays connected. */
+    WIRE_ERR_DIVERGED = 40,
 };
 
 /* Decodes and validates one frame payload (without the length prefix).

@@ -111,6 +111,9 @@ struct conn {
     char peer_name[CONN_NAME_MAX + 1];
     char peer_addr[64];
     char suite[96];                  /* "TLSv1.2 TLS-ECDHE-..." once open */
+    gate *gate;                      /* accepted: the listener's gate (a reference), else NULL */
+    int gate_slot;                   /* its address's slot in the gate */
+    int gate_pending;                /* counted as in the handshake by the gate */
 };
 
 struct conn_listener {
@@ -120,6 +123,7 @@ struct conn_listener {
     conn_callbacks cb;
     void *user;
     int port;
+    gate *gate;                      /* admission before authentication (a reference) */
 };
 
 static void conn_process(conn *c);
@@ -258,6 +262,10 @@ static void conn_wreq_free(conn_wreq *w)
 
 static void conn_free(conn *c)
 {
+    if (c->gate) {
+        gate_closed(c->gate, c->gate_slot, c->gate_pending);
+        gate_unref(c->gate);
+    }
     mbedtls_ssl_free(&c->ssl);
     frame_reader_free(&c->fr);
     conn_wreq_free(c->wcur);
@@ -489,6 +497,10 @@ static void conn_handshake_done(conn *c)
     snprintf(c->suite, sizeof c->suite, "%s %s", mbedtls_ssl_get_version(&c->ssl),
              mbedtls_ssl_get_ciphersuite(&c->ssl));
     c->state = CONN_OPEN;
+    if (c->gate && c->gate_pending) {
+        gate_opened(c->gate, c->gate_slot);
+        c->gate_pending = 0;
+    }
     uv_timer_stop(&c->timer);
     if (c->lim.idle_timeout_ms)
         uv_timer_start(&c->timer, conn_on_timer, c->lim.idle_timeout_ms, 0);
@@ -637,6 +649,10 @@ static void conn_start_tls(conn *c)
 static void conn_on_accept(uv_stream_t *server, int status)
 {
     conn_listener *l = server->data;
+    if (status == UV_EMFILE || status == UV_ENFILE) {
+        gate_out_of_fds(l->gate, uv_strerror(status), uv_now(server->loop));
+        return;
+    }
     if (status < 0) {
         log_warn("accept failed: %s", uv_strerror(status));
         return;
@@ -658,14 +674,30 @@ static void conn_on_accept(uv_stream_t *server, int status)
     }
     struct sockaddr_storage ss;
     int len = sizeof ss;
+    memset(&ss, 0, sizeof ss);
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0)
         conn_format_addr((struct sockaddr *)&ss, c->peer_addr, sizeof c->peer_addr);
+    /* Admission before any handshake work: a refused peer costs an accept
+     * and a close, nothing more (the gate logs why). */
+    int ok;
+    c->gate_slot = gate_admit(l->gate, (struct sockaddr *)&ss, c->peer_addr,
+                              uv_now(server->loop), &ok);
+    if (!ok) {
+        conn_set_reason(c, UV_ECONNREFUSED, "refused before the handshake");
+        conn_teardown(c);
+        return;
+    }
+    gate_ref(l->gate);
+    c->gate = l->gate;
+    c->gate_pending = 1;
     conn_start_tls(c);
 }
 
 static void conn_listener_on_closed(uv_handle_t *h)
 {
-    free(h->data);
+    conn_listener *l = h->data;
+    gate_unref(l->gate);
+    free(l);
 }
 
 int conn_listen(uv_loop_t *loop, const char *host_port, tls_ctx *tls, const conn_limits *lim,
@@ -692,6 +724,14 @@ int conn_listen(uv_loop_t *loop, const char *host_port, tls_ctx *tls, const conn
         err_set(err, "out of memory");
         return -ENOMEM;
     }
+    conn_preauth pre = conn_preauth_default();
+    l->gate = gate_new(&pre);
+    if (!l->gate) {
+        uv_freeaddrinfo(req.addrinfo);
+        free(l);
+        err_set(err, "out of memory");
+        return -ENOMEM;
+    }
     l->tls = tls;
     l->lim = lim ? *lim : conn_limits_default();
     l->cb = *cb;
@@ -699,6 +739,7 @@ int conn_listen(uv_loop_t *loop, const char *host_port, tls_ctx *tls, const conn
     l->tcp.data = l;
     if ((ret = uv_tcp_init(loop, &l->tcp)) < 0) {
         uv_freeaddrinfo(req.addrinfo);
+        gate_unref(l->gate);
         free(l);
         err_set(err, "cannot listen: %s", uv_strerror(ret));
         return ret;
@@ -723,6 +764,16 @@ int conn_listen(uv_loop_t *loop, const char *host_port, tls_ctx *tls, const conn
 int conn_listener_port(const conn_listener *l)
 {
     return l->port;
+}
+
+void conn_listener_set_preauth(conn_listener *l, const conn_preauth *p)
+{
+    gate_set(l->gate, p);
+}
+
+void conn_listener_stats(const conn_listener *l, gate_stats *out)
+{
+    gate_get_stats(l->gate, out);
 }
 
 void conn_listener_close(conn_listener *l)

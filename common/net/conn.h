@@ -27,6 +27,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "common/net/gate.h"
 #include "common/net/tls.h"
 
 typedef struct conn conn;
@@ -63,6 +64,11 @@ typedef struct {
 int conn_listen(uv_loop_t *loop, const char *host_port, tls_ctx *tls, const conn_limits *lim,
                 const conn_callbacks *cb, void *user, conn_listener **out, char *err);
 int conn_listener_port(const conn_listener *l);
+/* Sets the listener's admission limits before authentication (gate.h;
+ * default conn_preauth_default()). */
+void conn_listener_set_preauth(conn_listener *l, const conn_preauth *p);
+/* The listener's admission counters (gate.h). */
+void conn_listener_stats(const conn_listener *l, gate_stats *out);
 /* Stops accepting and frees the listener (in its close callback). */
 void conn_listener_close(conn_listener *l);
 

@@ -292,7 +292,7 @@ void linear_backward(const float *dy, const float *x, const float *w, float *dw,
     gemm(GEMM_N, GEMM_N, B, in, out, 1.0f, dy, out, w, in, 0.0f, dx, in);
 }
 
-/* The excitation shared by both SE forms: s (B, C) -> c->h (B, R) -> c->e (B, C). */
+/* The excitation shared by every SE form: s (B, C) -> c->h (B, R) -> c->e (B, C). */
 static void excite_forward(const float *s, const se_weights *p, se_cache *c, int B, int C, int R)
 {
     linear_forward(s, p->w1, p->b1, c->h, B, C, R);
@@ -375,6 +375,250 @@ void se_vec_backward(const float *dy, const float *x, const se_weights *p, const
     for (long i = 0; i < (long)B * C; i++) dg[i] = dy[i] * x[i];
     excite_backward(x, p, c, g, dh, dg, B, C, R, acc);
     for (long i = 0; i < (long)B * C; i++) dx[i] = dy[i] * c->e[i] + dg[i];
+}
+
+/* ---- pointwise convolution ---- */
+
+void conv1x1_forward(const float *x, const float *w, const float *bias, float *y,
+                     int B, int C, int HW, int O)
+{
+    const long n = (long)B * HW;
+    fill_rows(y, bias, O, n);
+    gemm(GEMM_N, GEMM_N, O, (int)n, C, 1.0f, w, C, x, (int)n, 1.0f, y, (int)n);
+}
+
+void conv1x1_backward(const float *dy, const float *x, const float *w, float *dw, float *dbias,
+                      float *dx, int B, int C, int HW, int O, int acc)
+{
+    const int n = B * HW;
+    sum_rows(dy, dbias, O, n, acc);
+    /* dw (O, C) = dy (O, n) x^T (n, C) */
+    gemm(GEMM_N, GEMM_T, O, C, n, 1.0f, dy, n, x, n, acc ? 1.0f : 0.0f, dw, C);
+    if (!dx) return;
+    /* dx (C, n) = w^T (C, O) dy (O, n) */
+    gemm(GEMM_T, GEMM_N, C, n, O, 1.0f, w, C, dy, n, 0.0f, dx, n);
+}
+
+/* ---- depthwise convolution ---- */
+
+/* The output columns ow whose input column ow*stride + v - 1 lies inside
+ * [0, W): [*lo, *hi). Rows are the same with H. */
+static void dw_range(int v, int stride, int W, int OW, int *lo, int *hi)
+{
+    *lo = v == 0 ? 1 : 0;   /* the left pad reaches only column -1, for v = 0 at ow = 0 */
+    int h = (W - v) / stride + 1;  /* ow*stride + v - 1 <= W - 1 */
+    *hi = h < OW ? h : OW;
+}
+
+void dwconv3_forward(const float *x, const float *w, const float *bias, float *y,
+                     int B, int C, int H, int W, int stride)
+{
+    const int OH = (H - 1) / stride + 1, OW = (W - 1) / stride + 1;
+    for (int c = 0; c < C; c++) {
+        const float *k = w + c * 9;
+        for (int b = 0; b < B; b++) {
+            const float *xp = x + ((long)c * B + b) * H * W;
+            float *yp = y + ((long)c * B + b) * OH * OW;
+            for (long i = 0; i < (long)OH * OW; i++) yp[i] = bias[c];
+            /* One tap (u, v) at a time over the rows it reaches: the inner
+             * loop is a strided multiply-add the compiler vectorises. */
+            for (int u = 0; u < 3; u++) {
+                int rlo, rhi;
+                dw_range(u, stride, H, OH, &rlo, &rhi);
+                for (int v = 0; v < 3; v++) {
+                    int clo, chi;
+                    dw_range(v, stride, W, OW, &clo, &chi);
+                    const float kv = k[u * 3 + v];
+                    for (int oh = rlo; oh < rhi; oh++) {
+                        const float *xr = xp + (long)(oh * stride + u - 1) * W;
+                        float *yr = yp + (long)oh * OW;
+                        for (int ow = clo; ow < chi; ow++) yr[ow] += kv * xr[ow * stride + v - 1];
+                    }
+                }
+            }
+        }
+    }
+}
+
+void dwconv3_backward(const float *dy, const float *x, const float *w, float *dw, float *dbias,
+                      float *dx, int B, int C, int H, int W, int stride, int acc)
+{
+    const int OH = (H - 1) / stride + 1, OW = (W - 1) / stride + 1;
+    for (int c = 0; c < C; c++) {
+        const float *k = w + c * 9;
+        double gk[9] = { 0 }, gb = 0.0;
+        for (int b = 0; b < B; b++) {
+            const float *xp = x + ((long)c * B + b) * H * W;
+            const float *dyp = dy + ((long)c * B + b) * OH * OW;
+            float *dxp = dx ? dx + ((long)c * B + b) * H * W : NULL;
+            gb += sum_n(dyp, (long)OH * OW);
+            if (dxp) memset(dxp, 0, (size_t)H * W * sizeof *dxp);
+            for (int u = 0; u < 3; u++) {
+                int rlo, rhi;
+                dw_range(u, stride, H, OH, &rlo, &rhi);
+                for (int v = 0; v < 3; v++) {
+                    int clo, chi;
+                    dw_range(v, stride, W, OW, &clo, &chi);
+                    const float kv = k[u * 3 + v];
+                    float acc_k = 0.0f;
+                    for (int oh = rlo; oh < rhi; oh++) {
+                        const long row = (long)(oh * stride + u - 1) * W;
+                        const float *xr = xp + row, *dyr = dyp + (long)oh * OW;
+                        for (int ow = clo; ow < chi; ow++) acc_k += dyr[ow] * xr[ow * stride + v - 1];
+                        if (dxp) {
+                            float *dxr = dxp + row;
+                            for (int ow = clo; ow < chi; ow++) dxr[ow * stride + v - 1] += kv * dyr[ow];
+                        }
+                    }
+                    gk[u * 3 + v] += acc_k;
+                }
+            }
+        }
+        for (int i = 0; i < 9; i++) dw[c * 9 + i] = (float)(acc ? dw[c * 9 + i] + gk[i] : gk[i]);
+        dbias[c] = (float)(acc ? dbias[c] + gb : gb);
+    }
+}
+
+/* ---- channel gates on a feature map ---- */
+
+/* s (B, C) = the mean of each plane of x (C, B, HW). */
+static void squeeze_map(const float *x, float *s, int B, int C, int HW)
+{
+    const float inv = 1.0f / (float)HW;
+    for (int ch = 0; ch < C; ch++)
+        for (int b = 0; b < B; b++) s[(long)b * C + ch] = sum_n(x + ((long)ch * B + b) * HW, HW) * inv;
+}
+
+/* y = x * e[b][c] per plane. */
+static void scale_map(const float *x, const float *e, float *y, int B, int C, int HW)
+{
+    for (int ch = 0; ch < C; ch++)
+        for (int b = 0; b < B; b++) {
+            const long off = ((long)ch * B + b) * HW;
+            scale_add_n(x + off, e[(long)b * C + ch], 0.0f, y + off, HW);
+        }
+}
+
+/* The backward pass of y = x * e(mean(x)) given dg: on entry dg (B, C) is
+ * unused; it gets d(loss)/d(e) = sum(dy * x) over each plane. */
+static void gate_grad_map(const float *dy, const float *x, float *dg, int B, int C, int HW)
+{
+    for (int ch = 0; ch < C; ch++)
+        for (int b = 0; b < B; b++) {
+            const long off = ((long)ch * B + b) * HW;
+            dg[(long)b * C + ch] = dot_n(dy + off, x + off, HW);
+        }
+}
+
+/* dx = dy * e + ds / HW per plane, where ds (B, C) = d(loss)/d(mean). */
+static void gate_dx_map(const float *dy, const float *e, const float *ds, float *dx,
+                        int B, int C, int HW)
+{
+    const float inv = 1.0f / (float)HW;
+    for (int ch = 0; ch < C; ch++)
+        for (int b = 0; b < B; b++) {
+            const long k = (long)b * C + ch, off = ((long)ch * B + b) * HW;
+            scale_add_n(dy + off, e[k], ds[k] * inv, dx + off, HW);
+        }
+}
+
+void se_map_forward(const float *x, const se_weights *p, se_cache *c, float *y,
+                    int B, int C, int R, int HW)
+{
+    squeeze_map(x, c->s, B, C, HW);
+    excite_forward(c->s, p, c, B, C, R);
+    scale_map(x, c->e, y, B, C, HW);
+}
+
+void se_map_backward(const float *dy, const float *x, const se_weights *p, const se_cache *c,
+                     se_grads *g, float *dh, float *dg, float *dx, int B, int C, int R, int HW,
+                     int acc)
+{
+    gate_grad_map(dy, x, dg, B, C, HW);
+    excite_backward(c->s, p, c, g, dh, dg, B, C, R, acc);
+    gate_dx_map(dy, c->e, dg, dx, B, C, HW);
+}
+
+int eca_kernel_size(int C)
+{
+    const int t = (int)fabs((log2((double)C) + 1.0) / 2.0);
+    return t % 2 ? t : t + 1;
+}
+
+void eca_forward(const float *x, const float *w, eca_cache *c, float *y, int B, int C, int HW,
+                 int k)
+{
+    const int pad = (k - 1) / 2;
+    squeeze_map(x, c->s, B, C, HW);
+    for (int b = 0; b < B; b++) {
+        const float *s = c->s + (long)b * C;
+        float *e = c->e + (long)b * C;
+        for (int ch = 0; ch < C; ch++) {
+            float z = 0.0f;
+            for (int j = 0; j < k; j++) {
+                const int src = ch + j - pad;
+                if (src >= 0 && src < C) z += w[j] * s[src];
+            }
+            e[ch] = 1.0f / (1.0f + expf(-z));
+        }
+    }
+    scale_map(x, c->e, y, B, C, HW);
+}
+
+void eca_backward(const float *dy, const float *x, const float *w, const eca_cache *c, float *dw,
+                  float *dg, float *dx, int B, int C, int HW, int k, int acc)
+{
+    const int pad = (k - 1) / 2;
+    gate_grad_map(dy, x, dg, B, C, HW);
+    if (!acc) memset(dw, 0, (size_t)k * sizeof *dw);
+    for (int b = 0; b < B; b++) {
+        const float *s = c->s + (long)b * C, *e = c->e + (long)b * C;
+        float *g = dg + (long)b * C;
+        /* dg: d/d(gate) -> d/dz through the sigmoid */
+        for (int ch = 0; ch < C; ch++) g[ch] *= e[ch] * (1.0f - e[ch]);
+        for (int j = 0; j < k; j++) {
+            float sum = 0.0f;
+            for (int ch = 0; ch < C; ch++) {
+                const int src = ch + j - pad;
+                if (src >= 0 && src < C) sum += g[ch] * s[src];
+            }
+            dw[j] += sum;
+        }
+    }
+    /* ds[src] = the sum over the outputs that read s[src]. dg becomes ds
+     * one sample at a time, from a copy of that sample's dz. */
+    for (int b = 0; b < B; b++) {
+        float *g = dg + (long)b * C;
+        float dz[ECA_MAX_CHANNELS];
+        memcpy(dz, g, (size_t)C * sizeof *dz);
+        for (int src = 0; src < C; src++) {
+            float sum = 0.0f;
+            for (int j = 0; j < k; j++) {
+                const int ch = src - j + pad;
+                if (ch >= 0 && ch < C) sum += dz[ch] * w[j];
+            }
+            g[src] = sum;
+        }
+    }
+    gate_dx_map(dy, c->e, dg, dx, B, C, HW);
+}
+
+/* ---- global average pool ---- */
+
+void gap_forward(const float *x, float *y, int B, int C, int HW)
+{
+    squeeze_map(x, y, B, C, HW);
+}
+
+void gap_backward(const float *dy, float *dx, int B, int C, int HW)
+{
+    const float inv = 1.0f / (float)HW;
+    for (int ch = 0; ch < C; ch++)
+        for (int b = 0; b < B; b++) {
+            float *p = dx + ((long)ch * B + b) * HW;
+            const float v = dy[(long)b * C + ch] * inv;
+            for (int i = 0; i < HW; i++) p[i] = v;
+        }
 }
 
 double softmax_xent_forward(const float *logits, const uint8_t *y, float *probs, int B, int K)

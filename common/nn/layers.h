@@ -1,4 +1,7 @@
-/* layers: the forward/backward pairs the `cnn-se` model is built from.
+/* layers: the forward/backward pairs the architectures (arch.h) are built
+ * from: cnn-se's convolution, pooling, linear and SE layers, and mbv2-se's
+ * pointwise and depthwise convolutions, channel gates on a feature map (SE,
+ * ECA) and global average pool.
  *
  * Every layer works on plain float arrays with explicit dimensions; nothing
  * here allocates, keeps state or touches globals, so several models may run
@@ -104,6 +107,63 @@ void se_vec_forward(const float *x, const se_weights *p, se_cache *c, float *y,
 /* dh (B, R) and dg (B, C) are scratch; dx (B, C) may be dy. */
 void se_vec_backward(const float *dy, const float *x, const se_weights *p, const se_cache *c,
                      se_grads *g, float *dh, float *dg, float *dx, int B, int C, int R, int acc);
+
+/* ---- pointwise (1x1) convolution ----
+ * y (O, B, H, W) = w (O, C) x (C, B, H, W) + bias (O), one gemm over the
+ * whole batch with N = B*HW (HW = H*W); w is PyTorch's (O, C, 1, 1). */
+void conv1x1_forward(const float *x, const float *w, const float *bias, float *y,
+                     int B, int C, int HW, int O);
+/* dw (O, C), dbias (O) per acc; dx (C, B, H, W) when dx != NULL (not dy). */
+void conv1x1_backward(const float *dy, const float *x, const float *w, float *dw, float *dbias,
+                      float *dx, int B, int C, int HW, int O, int acc);
+
+/* ---- depthwise 3x3 convolution, zero padding 1, stride 1 or 2 ----
+ * Each channel is convolved with its own 3x3 kernel: y (C, B, OH, OW) from
+ * x (C, B, H, W), w (C, 1, 3, 3), bias (C), OH = (H-1)/stride + 1 (PyTorch's
+ * Conv2d(C, C, 3, stride, padding=1, groups=C)). */
+void dwconv3_forward(const float *x, const float *w, const float *bias, float *y,
+                     int B, int C, int H, int W, int stride);
+/* dw (C, 1, 3, 3), dbias (C) per acc; dx (C, B, H, W) when dx != NULL. */
+void dwconv3_backward(const float *dy, const float *x, const float *w, float *dw, float *dbias,
+                      float *dx, int B, int C, int H, int W, int stride, int acc);
+
+/* ---- channel gates on a feature map x (C, B, H, W), HW = H*W ----
+ * Both squeeze each channel to its spatial mean s (B, C), compute a gate
+ * e (B, C) in (0, 1) from s, and scale: y = x * e[b][c]. y and x are
+ * distinct; in the backward passes dx may be dy. */
+
+/* SE: e = the excitation of se_weights (as above) on s; c->s, c->h, c->e
+ * are filled for the backward pass. */
+void se_map_forward(const float *x, const se_weights *p, se_cache *c, float *y,
+                    int B, int C, int R, int HW);
+/* dh (B, R), dg (B, C) are scratch. */
+void se_map_backward(const float *dy, const float *x, const se_weights *p, const se_cache *c,
+                     se_grads *g, float *dh, float *dg, float *dx, int B, int C, int R, int HW,
+                     int acc);
+
+/* ECA (Wang et al., 2020): e = sigmoid(conv1d(s)) along the channel axis,
+ * one kernel w (k) shared by every channel (PyTorch's Conv1d(1, 1, k,
+ * padding=(k-1)/2, bias=False), weight (1, 1, k)), zero padded at both
+ * ends; k odd, C <= ECA_MAX_CHANNELS. */
+#define ECA_MAX_CHANNELS 1024
+typedef struct {
+    float *s;          /* (B, C) squeezed input */
+    float *e;          /* (B, C) gate */
+} eca_cache;
+
+/* The kernel size ECA derives from the channel count: t = |(log2(C) + b) /
+ * gamma| with gamma = 2, b = 1, rounded down, made odd by adding 1. */
+int eca_kernel_size(int C);
+void eca_forward(const float *x, const float *w, eca_cache *c, float *y, int B, int C, int HW,
+                 int k);
+/* dw (k) per acc; dg (B, C) is scratch. */
+void eca_backward(const float *dy, const float *x, const float *w, const eca_cache *c, float *dw,
+                  float *dg, float *dx, int B, int C, int HW, int k, int acc);
+
+/* ---- global average pool: y (B, C) = the mean of each plane of x (C, B, HW) ---- */
+void gap_forward(const float *x, float *y, int B, int C, int HW);
+/* dx (C, B, HW) = dy[b][c] / HW everywhere in the plane. */
+void gap_backward(const float *dy, float *dx, int B, int C, int HW);
 
 /* ---- softmax cross-entropy over K classes ---- */
 

@@ -1,32 +1,26 @@
-/* model: the `cnn-se` network of common/README.md, trained with SGD; see model.h.
+/* model: a network of any registered architecture (arch.h), trained with
+ * SGD; see model.h.
  *
  * A model is its parameter table, three buffers of table.total floats
- * (weights, gradients, momentum) and one workspace of activations. The
+ * (weights, gradients, momentum), the architecture's network state (its
+ * tensors' places in those buffers and its activation workspace) and the
+ * softmax cross-entropy around it, which every architecture shares. The
  * workspace holds MODEL_CHUNK samples at most: a larger mini-batch is run in
- * chunks whose parameter gradients add up (nothing in the network mixes
+ * chunks whose parameter gradients add up (nothing in the networks mixes
  * samples, so this is exact), which keeps a model's memory bounded whatever
  * batch a coordinator asks for.
  *
- * Activations of the convolutional part are (C, B, H, W) (layers.h); the
- * pooled conv2 output is transposed once to (B, 1024) in PyTorch's flatten
- * order (c, h, w) for fc1.
- *
- * The layers are called one after the other; most of the time goes to
- * matrix multiplies (gemm.h), most of those in conv2 (forward, dw and dx). The
- * gradients of the convolutional part overwrite the activations they belong
- * to, so the backward pass needs no buffers of its own there.
- *
  * Threads (model_set_threads). A model with T threads has T lanes: itself
  * and T-1 replicas that read its weights and own their gradients and
- * workspace. A mini-batch is cut into T contiguous slices, lane i runs the
- * forward and backward pass of slice i, each gradient scaled by 1/(whole
- * batch); then every thread adds the lanes' gradients over its own part of
- * the parameters, in lane order, and applies the SGD step to that part.
- * Splitting the batch rather than each multiply keeps every layer, not only
- * the gemms, in parallel, and leaves two synchronisations per mini-batch.
- * The split is fixed by T, so results are deterministic for a given T; they
- * differ from one thread's only by the order in which the batch's samples
- * are summed (float reassociation), see model_set_threads.
+ * network workspace. A mini-batch is cut into T contiguous slices, lane i
+ * runs the forward and backward pass of slice i, each gradient scaled by
+ * 1/(whole batch); then every thread adds the lanes' gradients over its own
+ * block of the parameters, in lane order, and applies the SGD step to that
+ * block. Splitting the batch rather than each multiply keeps every layer,
+ * not only the gemms, in parallel, and leaves two synchronisations per
+ * mini-batch. The split is fixed by T, so results are deterministic for a
+ * given T; they differ from one thread's only by the order in which the
+ * batch's samples are summed (float reassociation), see model_set_threads.
  */
 #include "common/nn/model.h"
 
@@ -37,37 +31,21 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/nn/arch.h"
 #include "common/nn/layers.h"
 #include "common/nn/simd.h"
 #include "common/nn/tpool.h"
 #include "common/rng.h"
 
-/* Samples per chunk of workspace: large enough that conv2's sgemm has a wide
- * N (32 * 64 columns), small enough that a model stays near 20 MB (13 MB of
- * workspace, 8 MB of weights, gradients and momentum). */
+/* Samples per chunk of workspace: large enough that cnn-se's conv2 sgemm
+ * has a wide N (32 * 64 columns), small enough that a cnn-se model stays
+ * near 20 MB (13 MB of workspace, 8 MB of weights, gradients and momentum). */
 #define MODEL_CHUNK 32
-
-/* Geometry of cnn-se. */
-#define C1 32                   /* conv1 channels */
-#define C2 64                   /* conv2 channels */
-#define KS 5                    /* kernel size */
-#define H1 24                   /* conv1 output side */
-#define P1 12                   /* after pool 1 */
-#define H2 8                    /* conv2 output side */
-#define P2 4                    /* after pool 2 */
-#define FLAT (C2 * P2 * P2)     /* 1024, fc1's input */
-#define HID 512                 /* fc1's output */
-
-/* Pointers of one SE block into the weight and gradient buffers and into
- * the workspace. */
-typedef struct {
-    se_weights w;
-    se_grads g;
-    se_cache c;
-} se_block;
 
 struct model {
     param_table t;
+    const model_arch *arch;
+    void *net;                  /* the architecture's state (arch.h) */
     int max_batch;
     int chunk;                  /* samples the workspace holds */
 
@@ -82,116 +60,14 @@ struct model {
     int *lane_n;                /* (lanes) samples of the current batch per lane */
     tpool *pool;                /* NULL while lanes == 1 */
 
-    /* Tensors inside w, with their gradients inside g. */
-    const float *conv1_w, *conv1_b, *conv2_w, *conv2_b, *fc1_w, *fc1_b, *fc_w, *fc_b;
-    float *conv1_dw, *conv1_db, *conv2_dw, *conv2_db, *fc1_dw, *fc1_db, *fc_dw, *fc_db;
-    se_block se1, se2, se3;     /* se3 only when t.fc1_gate */
-
     /* Mini-batch gathered by model_train / model_evaluate. */
     float *xb;                  /* (max_batch, 784) */
     uint8_t *yb;                /* (max_batch) */
 
-    /* Workspace for `chunk` samples (B below). */
-    float *ws;                  /* the one allocation the buffers below point into */
-    uint8_t *arg;               /* the one allocation of the pooling winners */
-    float *col1;                /* (25, B*576) */
-    float *a1;                  /* (32, B, 24, 24) conv1, then relu(conv1); backward: its gradient */
-    float *m1;                  /* (32, B, 12, 12) pooled relu(conv1) */
-    uint8_t *arg1;              /* (32, B, 12, 12) */
-    float *p1;                  /* (32, B, 12, 12) after SE and pool; backward: its gradient */
-    float *col2;                /* (800, B*64); backward: d(col2) */
-    float *a2;                  /* (64, B, 8, 8) conv2, then relu(conv2); backward: its gradient */
-    float *m2;                  /* (64, B, 4, 4) pooled relu(conv2) */
-    uint8_t *arg2;              /* (64, B, 4, 4) */
-    float *p2;                  /* (64, B, 4, 4) after SE and pool; backward: its gradient */
-    float *f;                   /* (B, 1024) p2 flattened per sample */
-    float *df;                  /* (B, 1024) */
-    float *r3;                  /* (B, 512) relu(fc1) */
-    float *y3;                  /* (B, 512) after the gate (fc's input) */
-    float *d3;                  /* (B, 512) gradient at fc's input, then at fc1's output */
-    float *logits;              /* (B, 10) */
-    float *probs;               /* (B, 10) */
-    float *dlogits;             /* (B, 10) */
-    float *dh;                  /* (B, 512) SE scratch, at least (B, R) of every block */
-    float *dg;                  /* (B, 512) SE scratch, at least (B, C) of every block */
+    float *logits;              /* (chunk, 10) */
+    float *probs;               /* (chunk, 10) */
+    float *dlogits;             /* (chunk, 10) */
 };
-
-/* Assigns n floats at *off of base (NULL base: only counts), keeping every
- * buffer 64-byte aligned for sgemm. */
-static float *carve(float *base, long *off, long n)
-{
-    float *p = base ? base + *off : NULL;
-    *off += (n + 15) & ~15L;
-    return p;
-}
-
-/* Lays the workspace for B samples out in base; returns its size in floats.
- * Called once with base NULL to size the allocation. */
-static long model_layout(model *m, float *base, int B)
-{
-    const int r = m->t.r;
-    long off = 0;
-    m->col1 = carve(base, &off, (long)KS * KS * B * H1 * H1);
-    m->a1 = carve(base, &off, (long)C1 * B * H1 * H1);
-    m->m1 = carve(base, &off, (long)C1 * B * P1 * P1);
-    m->p1 = carve(base, &off, (long)C1 * B * P1 * P1);
-    m->col2 = carve(base, &off, (long)C1 * KS * KS * B * H2 * H2);
-    m->a2 = carve(base, &off, (long)C2 * B * H2 * H2);
-    m->m2 = carve(base, &off, (long)C2 * B * P2 * P2);
-    m->p2 = carve(base, &off, (long)C2 * B * P2 * P2);
-    m->f = carve(base, &off, (long)B * FLAT);
-    m->df = carve(base, &off, (long)B * FLAT);
-    m->r3 = carve(base, &off, (long)B * HID);
-    m->y3 = carve(base, &off, (long)B * HID);
-    m->d3 = carve(base, &off, (long)B * HID);
-    m->logits = carve(base, &off, (long)B * MODEL_CLASSES);
-    m->probs = carve(base, &off, (long)B * MODEL_CLASSES);
-    m->dlogits = carve(base, &off, (long)B * MODEL_CLASSES);
-    m->dh = carve(base, &off, (long)B * HID);
-    m->dg = carve(base, &off, (long)B * HID);
-    se_block *se[3] = { &m->se1, &m->se2, &m->se3 };
-    const int width[3] = { C1, C2, HID };
-    for (int i = 0; i < 3; i++) {
-        /* se3 gates fc1's features directly: nothing to squeeze. */
-        se[i]->c.s = i < 2 ? carve(base, &off, (long)B * width[i]) : NULL;
-        se[i]->c.h = carve(base, &off, (long)B * (width[i] / r));
-        se[i]->c.e = carve(base, &off, (long)B * width[i]);
-    }
-    return off;
-}
-
-static void model_bind_se(model *m, se_block *s, const char *prefix)
-{
-    static const char *parts[4] = { "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias" };
-    const float **w[4] = { &s->w.w1, &s->w.b1, &s->w.w2, &s->w.b2 };
-    float **g[4] = { &s->g.w1, &s->g.b1, &s->g.w2, &s->g.b2 };
-    char name[PARAM_NAME_MAX];
-    for (int i = 0; i < 4; i++) {
-        snprintf(name, sizeof name, "%s.%s", prefix, parts[i]);
-        const param_info *p = params_find(&m->t, name);
-        *w[i] = m->w + p->offset;
-        *g[i] = m->g + p->offset;
-    }
-}
-
-/* Points the named tensors into the weight and gradient buffers. */
-static void model_bind(model *m)
-{
-    static const char *names[8] = { "conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias",
-                                    "fc1.weight", "fc1.bias", "fc.weight", "fc.bias" };
-    const float **w[8] = { &m->conv1_w, &m->conv1_b, &m->conv2_w, &m->conv2_b,
-                           &m->fc1_w, &m->fc1_b, &m->fc_w, &m->fc_b };
-    float **g[8] = { &m->conv1_dw, &m->conv1_db, &m->conv2_dw, &m->conv2_db,
-                     &m->fc1_dw, &m->fc1_db, &m->fc_dw, &m->fc_db };
-    for (int i = 0; i < 8; i++) {
-        const param_info *p = params_find(&m->t, names[i]);
-        *w[i] = m->w + p->offset;
-        *g[i] = m->g + p->offset;
-    }
-    model_bind_se(m, &m->se1, "se1");
-    model_bind_se(m, &m->se2, "se2");
-    if (m->t.fc1_gate) model_bind_se(m, &m->se3, "se3");
-}
 
 /* A model of table t (already checked) for max_batch samples, owning its
  * weights when shared_w is NULL, else a replica computing with shared_w
@@ -201,38 +77,40 @@ static model *model_alloc(const param_table *t, int max_batch, float *shared_w)
     model *m = calloc(1, sizeof *m);
     if (!m) return NULL;
     m->t = *t;
+    m->arch = arch_find(t->arch);
     m->max_batch = max_batch;
     m->chunk = max_batch < MODEL_CHUNK ? max_batch : MODEL_CHUNK;
     m->lanes = 1;
-    const int B = m->chunk;
-    const long ws = model_layout(m, NULL, B);
     m->owns_w = !shared_w;
     m->w = shared_w ? shared_w : calloc(t->total, sizeof *m->w);
     m->g = calloc(t->total, sizeof *m->g);
     m->v = shared_w ? NULL : calloc(t->total, sizeof *m->v);
     m->xb = malloc((size_t)max_batch * MODEL_PIXELS * sizeof *m->xb);
     m->yb = malloc((size_t)max_batch);
-    m->ws = aligned_alloc(64, (size_t)ws * sizeof *m->ws);
-    /* Both pooling layers' winners, one byte per pooled output. */
-    m->arg = malloc((size_t)B * (C1 * P1 * P1 + C2 * P2 * P2));
-    if (!m->w || !m->g || (!shared_w && !m->v) || !m->xb || !m->yb || !m->ws || !m->arg) {
+    m->logits = malloc((size_t)m->chunk * 3 * MODEL_CLASSES * sizeof *m->logits);
+    if (!m->w || !m->g || (!shared_w && !m->v) || !m->xb || !m->yb || !m->logits) {
         model_free(m);
         return NULL;
     }
-    model_layout(m, m->ws, B);
-    m->arg1 = m->arg;
-    m->arg2 = m->arg + (size_t)B * C1 * P1 * P1;
-    model_bind(m);
+    m->probs = m->logits + (size_t)m->chunk * MODEL_CLASSES;
+    m->dlogits = m->probs + (size_t)m->chunk * MODEL_CLASSES;
+    m->net = m->arch->net_new(&m->t, m->w, m->g, m->chunk);
+    if (!m->net) {
+        model_free(m);
+        return NULL;
+    }
     return m;
 }
 
 model *model_new(const param_table *t, int max_batch)
 {
     if (max_batch < 1 || max_batch > MODEL_MAX_BATCH) return NULL;
-    /* The code below is the cnn-se network: refuse any other layout rather
-     * than index a tensor that is not there. */
+    /* The networks index their tensors by the table their architecture
+     * builds: refuse any other layout rather than index a tensor that is
+     * not there. */
     param_table want;
-    if (params_build_cnn_se(&want, t->r, t->fc1_gate, NULL) || want.hash != t->hash) return NULL;
+    const model_opts o = params_opts(t);
+    if (params_build(&want, &o, NULL) || want.hash != t->hash) return NULL;
     return model_alloc(&want, max_batch, NULL);
 }
 
@@ -279,13 +157,13 @@ void model_free(model *m)
 {
     if (!m) return;
     model_drop_lanes(m);
+    if (m->arch) m->arch->net_free(m->net);
     if (m->owns_w) free(m->w);
     free(m->g);
     free(m->v);
     free(m->xb);
     free(m->yb);
-    free(m->ws);
-    free(m->arg);
+    free(m->logits);
     free(m);
 }
 
@@ -321,15 +199,19 @@ void model_init(model *m, uint64_t seed)
      * U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and its bias uses the same bound.
      * Every bias follows its weight in the table, so it inherits the fan-in
      * of the tensor before it. The draws are integer-derived doubles and
-     * sqrt is correctly rounded, so every machine gets the same floats. */
+     * sqrt is correctly rounded, so every machine gets the same floats.
+     * A convolution's weights (4-D) have their bound times the
+     * architecture's conv_gain (arch.h); 1 for cnn-se, whose bytes this
+     * leaves as they were. */
     rng r;
     rng_seed(&r, seed);
     double bound = 1.0;
     for (int i = 0; i < m->t.n; i++) {
         const param_info *p = &m->t.p[i];
         if (p->ndim > 1) bound = 1.0 / sqrt((double)(p->size / (size_t)p->shape[0]));
+        const double b = p->ndim == 4 ? bound * m->arch->conv_gain : bound;
         float *w = m->w + p->offset;
-        for (size_t k = 0; k < p->size; k++) w[k] = (float)((2.0 * rng_uniform(&r) - 1.0) * bound);
+        for (size_t k = 0; k < p->size; k++) w[k] = (float)((2.0 * rng_uniform(&r) - 1.0) * b);
         /* The gates start open (model.h); the draws above still happen, so
          * every other tensor gets the same bytes as under the plain scheme. */
         if (model_is_gate_bias(p))
@@ -347,26 +229,7 @@ void model_reset_momentum(model *m)
  * in the workspace and returns the summed cross-entropy. */
 static double model_forward_chunk(model *m, const float *x, const uint8_t *y, int B)
 {
-    const int r = m->t.r;
-    conv2d_forward(x, m->conv1_w, m->conv1_b, m->col1, m->a1, B, 1, MODEL_IMG, MODEL_IMG, C1, KS);
-    se_pool_forward(m->a1, &m->se1.w, &m->se1.c, m->m1, m->arg1, m->p1, B, C1, C1 / r, H1, H1);
-    conv2d_forward(m->p1, m->conv2_w, m->conv2_b, m->col2, m->a2, B, C1, P1, P1, C2, KS);
-    se_pool_forward(m->a2, &m->se2.w, &m->se2.c, m->m2, m->arg2, m->p2, B, C2, C2 / r, H2, H2);
-
-    /* (64, B, 16) -> (B, 64*16): PyTorch's flatten order per sample. */
-    for (int c = 0; c < C2; c++)
-        for (int b = 0; b < B; b++)
-            memcpy(m->f + (long)b * FLAT + c * P2 * P2, m->p2 + ((long)c * B + b) * P2 * P2,
-                   P2 * P2 * sizeof *m->f);
-
-    linear_forward(m->f, m->fc1_w, m->fc1_b, m->r3, B, FLAT, HID);
-    relu_forward(m->r3, m->r3, (long)B * HID);
-    const float *feat = m->r3;
-    if (m->t.fc1_gate) {
-        se_vec_forward(m->r3, &m->se3.w, &m->se3.c, m->y3, B, HID, HID / r);
-        feat = m->y3;
-    }
-    linear_forward(feat, m->fc_w, m->fc_b, m->logits, B, HID, MODEL_CLASSES);
+    m->arch->forward(m->net, x, m->logits, B);
     return softmax_xent_forward(m->logits, y, m->probs, B, MODEL_CLASSES);
 }
 
@@ -374,32 +237,8 @@ static double model_forward_chunk(model *m, const float *x, const uint8_t *y, in
  * written (acc 0) or added (acc 1); scale is 1/(whole batch). */
 static void model_backward_chunk(model *m, const uint8_t *y, int B, float scale, int acc)
 {
-    const int r = m->t.r;
     softmax_xent_backward(m->probs, y, m->dlogits, B, MODEL_CLASSES, scale);
-    const float *feat = m->t.fc1_gate ? m->y3 : m->r3;
-    linear_backward(m->dlogits, feat, m->fc_w, m->fc_dw, m->fc_db, m->d3, B, HID, MODEL_CLASSES, acc);
-    if (m->t.fc1_gate)
-        se_vec_backward(m->d3, m->r3, &m->se3.w, &m->se3.c, &m->se3.g, m->dh, m->dg, m->d3,
-                        B, HID, HID / r, acc);
-    relu_backward(m->r3, m->d3, m->d3, (long)B * HID);
-    linear_backward(m->d3, m->f, m->fc1_w, m->fc1_dw, m->fc1_db, m->df, B, FLAT, HID, acc);
-
-    /* Gradients of the convolutional part overwrite the activations they
-     * belong to, which the backward pass no longer needs. */
-    float *dp2 = m->p2, *dp1 = m->p1;
-    for (int c = 0; c < C2; c++)
-        for (int b = 0; b < B; b++)
-            memcpy(dp2 + ((long)c * B + b) * P2 * P2, m->df + (long)b * FLAT + c * P2 * P2,
-                   P2 * P2 * sizeof *dp2);
-    se_pool_backward(dp2, m->a2, m->arg2, m->m2, &m->se2.w, &m->se2.c, &m->se2.g, m->dh, m->dg,
-                     B, C2, C2 / r, H2, H2, acc);
-    conv2d_backward(m->a2, m->col2, m->conv2_w, m->conv2_dw, m->conv2_db, dp1,
-                    B, C1, P1, P1, C2, KS, acc);
-    se_pool_backward(dp1, m->a1, m->arg1, m->m1, &m->se1.w, &m->se1.c, &m->se1.g, m->dh, m->dg,
-                     B, C1, C1 / r, H1, H1, acc);
-    /* The input image needs no gradient. */
-    conv2d_backward(m->a1, m->col1, m->conv1_w, m->conv1_dw, m->conv1_db, NULL,
-                    B, 1, MODEL_IMG, MODEL_IMG, C1, KS, acc);
+    m->arch->backward(m->net, m->dlogits, B, acc);
 }
 
 /* Samples among the B in the workspace whose highest logit is the label. */
@@ -675,25 +514,20 @@ void model_evaluate(model *m, const float *x, const uint8_t *y, const int *idx, 
     st->seconds = model_now() - t0;
 }
 
-/* Multiply-accumulates of one SE block: its two linear layers and the
- * per-element scaling (the squeeze's additions are not counted). */
-static long model_se_macs(const param_table *t, const char *prefix, long elems)
+long model_macs(const param_table *t, int with_gates)
 {
-    char name[PARAM_NAME_MAX];
-    snprintf(name, sizeof name, "%s.fc1.weight", prefix);
-    return (long)params_find(t, name)->size * 2 + elems;
+    const model_arch *a = arch_find(t->arch);
+    return a ? a->macs(t, with_gates) : -1;
 }
 
-long model_macs(const param_table *t, int with_se)
+long model_macs_pruned(const param_table *t, const int removed[MODEL_SE_BLOCKS])
 {
-    long macs = (long)params_find(t, "conv1.weight")->size * H1 * H1
-              + (long)params_find(t, "conv2.weight")->size * H2 * H2
-              + (long)params_find(t, "fc1.weight")->size
-              + (long)params_find(t, "fc.weight")->size;
-    if (with_se) {
-        macs += model_se_macs(t, "se1", (long)C1 * H1 * H1);
-        macs += model_se_macs(t, "se2", (long)C2 * H2 * H2);
-        if (t->fc1_gate) macs += model_se_macs(t, "se3", HID);
-    }
-    return macs;
+    const model_arch *a = arch_find(t->arch);
+    return a && a->macs_pruned ? a->macs_pruned(t, removed) : -1;
+}
+
+const float *model_gates(const model *m, int block, int *channels)
+{
+    if (block < 0 || block >= MODEL_SE_BLOCKS || !m->arch->gates) return NULL;
+    return m->arch->gates(m->net, block, channels);
 }

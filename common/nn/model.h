@@ -1,9 +1,6 @@
-/* model: the `cnn-se` network (common/README.md) with its training and evaluation.
- *
- *   conv1 1->32 5x5, ReLU, SE(32, r), maxpool 2      -> 32x12x12
- *   conv2 32->64 5x5, ReLU, SE(64, r), maxpool 2     -> 64x4x4
- *   fc1 1024->512, ReLU, SE-vec(512, r) (optional)
- *   fc  512->10, softmax cross-entropy
+/* model: a network of the architecture its parameter table names (arch.h:
+ * cnn-se, the default, or mbv2-se) with its training and evaluation; every
+ * architecture ends in 10 logits and softmax cross-entropy.
  *
  * A model owns one parameter buffer (laid out by its param_table), one
  * gradient buffer of the same size, one momentum buffer, and activation
@@ -32,7 +29,8 @@ typedef struct model model;
 /* Creates a model for table t (copied) with workspace for max_batch samples
  * (1..MODEL_MAX_BATCH). Parameters are zero until model_init. Returns NULL
  * if malloc fails, max_batch is out of range or t is not a table that
- * params_build_cnn_se makes (its hash differs). */
+ * params_build makes from t's own architecture and options (its hash
+ * differs). */
 model *model_new(const param_table *t, int max_batch);
 void model_free(model *m);               /* accepts NULL */
 
@@ -116,8 +114,31 @@ int model_train(model *m, const float *x, const uint8_t *y, const int *idx, int 
 void model_evaluate(model *m, const float *x, const uint8_t *y, const int *idx, int n,
                     model_stats *st);
 
-/* Multiply-accumulates per sample of a forward pass, with or without the SE
- * gates (for sefl-eval's cost view). */
-long model_macs(const param_table *t, int with_se);
+/* Multiply-accumulates per sample of a forward pass of t's architecture,
+ * with or without the gates (PARAM_SE), for sefl-eval's cost view and
+ * sefl-bench; -1 for a table of no registered architecture. */
+long model_macs(const param_table *t, int with_gates);
+
+/* The gate view of sefl-eval --gates (client/gates.h), which cnn-se has
+ * (arch.h: gates, macs_pruned); for another architecture model_macs_pruned
+ * is -1 and model_gates NULL.
+ * SE blocks, in forward order: the gate of conv1's channels, of conv2's,
+ * and of fc1's features (the last only when the table has the fc1 gate). */
+enum { MODEL_SE_BLOCKS = 3 };
+
+/* The same with the SE gates and with removed[k] channels of SE block k's
+ * layer pruned away (conv1's or conv2's output channels, fc1's outputs):
+ * every multiply that reads or writes a removed channel is gone, in the
+ * layer, in its SE block and in the layer after it. The SE blocks' hidden
+ * widths stay. removed[k] must be within 0..that layer's width. */
+long model_macs_pruned(const param_table *t, const int removed[MODEL_SE_BLOCKS]);
+
+/* The gates (n, C) of SE block `block` (0..MODEL_SE_BLOCKS-1) computed by
+ * the last model_forward or model_evaluate, one row per sample of the last
+ * workspace chunk: all of a model_forward call's B samples when B <=
+ * min(max_batch, 32). *channels gets C. Returns NULL for a block the model
+ * lacks (se3 without the fc1 gate) or out of range. The rows belong to the
+ * model and change with the next pass. */
+const float *model_gates(const model *m, int block, int *channels);
 
 #endif

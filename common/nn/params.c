@@ -1,5 +1,6 @@
-/* params: the parameter table of the `cnn-se` model and the loops over its
- * slices (gather, scatter, count, checksum); see params.h.
+/* params: the parameter table of a model, built by its architecture
+ * (arch.h), and the loops over its slices (gather, scatter, count,
+ * checksum); see params.h.
  *
  * The table is the single description of where every tensor lives in a
  * model's one parameter buffer. model.c finds its tensors here by name, the
@@ -15,10 +16,34 @@
 
 #include "common/hash.h"
 #include "common/log.h"
+#include "common/nn/arch.h"
 
-/* Appends one tensor after the last one; shapes have 1..4 dims. */
-static void params_add(param_table *t, const char *name, unsigned groups,
-                       int ndim, int d0, int d1, int d2, int d3)
+model_opts model_opts_default(void)
+{
+    return (model_opts){ .arch = "cnn-se", .r = 8, .fc1_gate = 1 };
+}
+
+int model_opts_set(model_opts *o, int which, const char *value, char *err)
+{
+    static const char *flags[MODEL_OPT_N] = { "--arch", "--se-placement", "--gate" };
+    char *fields[MODEL_OPT_N] = { o->arch, o->se_placement, o->gate };
+    /* Every text field of model_opts has the same size. */
+    _Static_assert(sizeof o->arch == PARAM_OPT_MAX && sizeof o->se_placement == PARAM_OPT_MAX &&
+                   sizeof o->gate == PARAM_OPT_MAX, "model_opts text fields differ in size");
+    if (which < 0 || which >= MODEL_OPT_N) {
+        err_set(err, "model option %d does not exist", which);
+        return -EINVAL;
+    }
+    if (strlen(value) >= PARAM_OPT_MAX) {
+        err_set(err, "%s '%.32s' is too long to be a valid value", flags[which], value);
+        return -EINVAL;
+    }
+    snprintf(fields[which], PARAM_OPT_MAX, "%s", value);
+    return 0;
+}
+
+void params_add(param_table *t, const char *name, unsigned groups, int ndim, int d0, int d1,
+                int d2, int d3)
 {
     param_info *p = &t->p[t->n++];
     int dims[PARAM_MAX_DIMS] = { d0, d1, d2, d3 };
@@ -35,9 +60,7 @@ static void params_add(param_table *t, const char *name, unsigned groups,
     t->total += p->size;
 }
 
-/* The four tensors of an excitation on c channels: fc1 squeezes c -> c/r,
- * fc2 expands back; PyTorch's nn.Linear(c, c/r), nn.Linear(c/r, c). */
-static void params_add_se(param_table *t, const char *prefix, int c, int r)
+void params_add_se(param_table *t, const char *prefix, int c, int r)
 {
     char name[PARAM_NAME_MAX];
     snprintf(name, sizeof name, "%s.fc1.weight", prefix);
@@ -59,12 +82,16 @@ static uint64_t params_hash_u32(uint64_t h, uint32_t v)
 }
 
 /* Names are folded with their terminating NUL so "ab"+"c" and "a"+"bc"
- * differ. */
+ * differ. An option the architecture does not have ("") is not folded, so
+ * adding an option to the table left the hashes of older tables (cnn-se's)
+ * unchanged. */
 static uint64_t params_hash_table(const param_table *t)
 {
     uint64_t h = hash_fnv1a(HASH_FNV_INIT, t->arch, strlen(t->arch) + 1);
     h = params_hash_u32(h, (uint32_t)t->r);
     h = params_hash_u32(h, (uint32_t)t->fc1_gate);
+    if (t->se_placement[0]) h = hash_fnv1a(h, t->se_placement, strlen(t->se_placement) + 1);
+    if (t->gate[0]) h = hash_fnv1a(h, t->gate, strlen(t->gate) + 1);
     for (int i = 0; i < t->n; i++) {
         const param_info *p = &t->p[i];
         h = hash_fnv1a(h, p->name, strlen(p->name) + 1);
@@ -75,32 +102,30 @@ static uint64_t params_hash_table(const param_table *t)
     return h;
 }
 
-int params_build_cnn_se(param_table *t, int r, int fc1_gate, char *err)
+int params_build(param_table *t, const model_opts *o, char *err)
 {
-    /* Every SE width (32, 64, 512) must divide by r; 32 is the narrowest. */
-    if (r < 1 || r > 32 || 32 % r != 0) {
-        err_set(err, "SE reduction ratio %d is invalid: use one of 1, 2, 4, 8, 16, 32", r);
+    const model_arch *a = arch_find(o->arch);
+    if (!a) {
+        char names[128];
+        arch_names(names, sizeof names);
+        err_set(err, "architecture '%.32s' is unknown: use one of %s", o->arch, names);
         return -EINVAL;
     }
     memset(t, 0, sizeof *t);
-    snprintf(t->arch, sizeof t->arch, "cnn-se");
-    t->r = r;
-    t->fc1_gate = fc1_gate ? 1 : 0;
-
-    params_add(t, "conv1.weight", PARAM_BACKBONE, 4, 32, 1, 5, 5);
-    params_add(t, "conv1.bias", PARAM_BACKBONE, 1, 32, 0, 0, 0);
-    params_add_se(t, "se1", 32, r);
-    params_add(t, "conv2.weight", PARAM_BACKBONE, 4, 64, 32, 5, 5);
-    params_add(t, "conv2.bias", PARAM_BACKBONE, 1, 64, 0, 0, 0);
-    params_add_se(t, "se2", 64, r);
-    params_add(t, "fc1.weight", PARAM_BACKBONE, 2, 512, 1024, 0, 0);
-    params_add(t, "fc1.bias", PARAM_BACKBONE, 1, 512, 0, 0, 0);
-    if (t->fc1_gate) params_add_se(t, "se3", 512, r);
-    params_add(t, "fc.weight", PARAM_BACKBONE | PARAM_HEAD, 2, 10, 512, 0, 0);
-    params_add(t, "fc.bias", PARAM_BACKBONE | PARAM_HEAD, 1, 10, 0, 0, 0);
-
+    snprintf(t->arch, sizeof t->arch, "%s", a->name);
+    int ret = a->build(t, o, err);
+    if (ret) return ret;
     t->hash = params_hash_table(t);
     return 0;
+}
+
+model_opts params_opts(const param_table *t)
+{
+    model_opts o = { .r = t->r, .fc1_gate = t->fc1_gate };
+    snprintf(o.arch, sizeof o.arch, "%s", t->arch);
+    snprintf(o.se_placement, sizeof o.se_placement, "%s", t->se_placement);
+    snprintf(o.gate, sizeof o.gate, "%s", t->gate);
+    return o;
 }
 
 const param_info *params_find(const param_table *t, const char *name)
@@ -140,6 +165,15 @@ void params_scatter(const param_table *t, param_sel sel, const float *flat, floa
         if (!params_selected(p, sel)) continue;
         memcpy(buf + p->offset, flat, p->size * sizeof *flat);
         flat += p->size;
+    }
+}
+
+void params_copy(const param_table *t, param_sel sel, const float *src, float *dst)
+{
+    for (int i = 0; i < t->n; i++) {
+        const param_info *p = &t->p[i];
+        if (params_selected(p, sel))
+            memcpy(dst + p->offset, src + p->offset, p->size * sizeof *dst);
     }
 }
 

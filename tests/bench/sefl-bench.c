@@ -1,11 +1,14 @@
 /* sefl-bench: figures for the trainer, printed as `name value` lines.
  *
- *   sefl-bench train   --batch B --samples N [--threads T] [--data DIR] [--seed S]
- *       T threads (default 1, model_set_threads), the default model, the first N Fashion-MNIST training
- *       images: one warm-up epoch, then one timed epoch (as
- *       tests/bench/torch_ref.py speed does, plain SGD at lr 0.005);
- *       prints wall and CPU seconds, GFLOP/s from the model's FLOP count,
- *       and last `train_samples_per_s X` (wall time).
+ *   sefl-bench train   --batch B --samples N [--threads T] [--data DIR] [--seed S] [MODEL]
+ *       T threads (default 1, model_set_threads), the model (MODEL: --arch,
+ *       --r, --se-placement, --gate; default cnn-se), the first N
+ *       Fashion-MNIST training images: one warm-up epoch, then one timed
+ *       epoch (as tests/bench/torch_ref.py speed does, plain SGD at lr
+ *       0.005); prints the model's cost (parameters in all and in the
+ *       gates, the private set under --private se; MACs per sample with and
+ *       without the gates), wall and CPU seconds, GFLOP/s from the model's
+ *       FLOP count, and last `train_samples_per_s X` (wall time).
  *   sefl-bench sgemm
  *       single-thread GFLOP/s (per CPU-second) of gemm (gemm.h) at the shapes
  *       the model multiplies: conv2's three products at batch 10 and 32,
@@ -14,7 +17,7 @@
  *       it) and `used_SHAPE_gflops` (gemm as the model calls it), then
  *       `sgemm_SHAPE_gflops` on sefl's kernel alone (CPUs with AVX-512) and
  *       `openblas_SHAPE_gflops` on OpenBLAS alone.
- *   sefl-bench central --epochs E --batch B --lr L --momentum M [--seed S] [--data DIR]
+ *   sefl-bench central --epochs E --batch B --lr L --momentum M [--seed S] [--data DIR] [MODEL]
  *       trains on all 60,000 training images and prints `epoch E test_acc X`
  *       after each epoch (the 10,000 test images).
  *   sefl-bench grads --batch B --batches K --gate-bias G|default [--seed S] [--data DIR]
@@ -44,22 +47,27 @@
 #include "common/rng.h"
 
 static const char usage[] =
-    "usage: sefl-bench train   [--batch B] [--samples N] [--threads T] [--data DIR] [--seed S]\n"
+    "usage: sefl-bench train   [--batch B] [--samples N] [--threads T] [--data DIR] [--seed S] [MODEL]\n"
     "       sefl-bench sgemm\n"
     "       sefl-bench central [--epochs E] [--batch B] [--lr L] [--momentum M] [--seed S] [--data DIR]\n"
-    "       sefl-bench grads   [--batch B] [--batches K] [--gate-bias G|default] [--seed S] [--data DIR]\n"
+    "                          [MODEL]\n"
+    "       sefl-bench grads   [--batch B] [--batches K] [--gate-bias G|default] [--seed S] [--data DIR] [MODEL]\n"
     "\n"
-    "  train    training speed of the default cnn-se model on the first N\n"
-    "           Fashion-MNIST training images (defaults: B 10, N 6000, T 1 thread\n"
-    "           splitting each mini-batch); one warm-up epoch, one timed epoch;\n"
-    "           last line `train_samples_per_s X`\n"
+    "  train    the model's cost (params, params_private with the gates private,\n"
+    "           macs_per_sample with and without the gates) and its training speed\n"
+    "           on the first N Fashion-MNIST training images (defaults: B 10, N 6000,\n"
+    "           T 1 thread splitting each mini-batch); one warm-up epoch, one timed\n"
+    "           epoch; last line `train_samples_per_s X`\n"
     "  sgemm    single-thread sgemm GFLOP/s at the model's shapes, for comparison\n"
     "  central  centralised training on all 60,000 images, `epoch E test_acc X` per\n"
     "           epoch (defaults: E 3, B 32, lr 0.05, momentum 0.9, seed 1)\n"
     "  grads    per-tensor gradient norms at initialisation, mean over K batches of B\n"
     "           (defaults: B 10, K 20, gate bias as model_init sets it; `--gate-bias\n"
     "           default` draws it as PyTorch does)\n"
-    "  --data DIR  Fashion-MNIST directory (default " DATASET_DEFAULT_DIR ")\n";
+    "  --data DIR  Fashion-MNIST directory (default " DATASET_DEFAULT_DIR ")\n"
+    "MODEL (default cnn-se, r 8, with its fc1 gate):\n"
+    "  --r R                SE reduction ratio (default 8)\n"
+    MODEL_OPTS_USAGE;
 
 typedef struct {
     int batch;
@@ -72,6 +80,7 @@ typedef struct {
     const char *data;
     int batches;
     const char *gate_bias;      /* NULL: as model_init sets it */
+    model_opts model;
 } bench_opts;
 
 /* Prints one line about a bad argument and exits 2, as every sefl program does. */
@@ -116,6 +125,20 @@ static double bench_real(const char *flag, const char *s, double lo, double hi)
     return v;
 }
 
+/* Sets the text model option of flag f to v: 1 when f is one, 0 when not;
+ * a bad value exits. */
+static int bench_model_flag(const char *f, const char *v, model_opts *m)
+{
+    static const char *flags[MODEL_OPT_N] = { "--arch", "--se-placement", "--gate" };
+    for (int k = 0; k < MODEL_OPT_N; k++) {
+        if (strcmp(f, flags[k])) continue;
+        char err[SEFL_ERRLEN];
+        if (model_opts_set(m, k, v, err)) bench_bad("%s", err);
+        return 1;
+    }
+    return 0;
+}
+
 /* Parses the flags after the command; `allowed` lists the flags the command
  * takes, so `sgemm --batch 3` is an error rather than silently ignored. */
 static void bench_parse(int argc, char **argv, const char *allowed, bench_opts *o)
@@ -142,8 +165,14 @@ static void bench_parse(int argc, char **argv, const char *allowed, bench_opts *
         else if (!strcmp(f, "--gate-bias")) {
             if (strcmp(v, "default")) bench_real(f, v, -20.0, 20.0);
             o->gate_bias = v;
-        } else bench_bad("unknown option '%s' for %s", f, argv[1]);
+        } else if (!strcmp(f, "--r")) o->model.r = bench_int(f, v, 1, 64);
+        else if (bench_model_flag(f, v, &o->model)) continue;
+        else bench_bad("unknown option '%s' for %s", f, argv[1]);
     }
+    /* A bad model option is a usage error, before any data is loaded. */
+    param_table t;
+    char err[SEFL_ERRLEN];
+    if (params_build(&t, &o->model, err)) bench_bad("%s", err);
 }
 
 static double bench_clock(clockid_t id)
@@ -158,12 +187,12 @@ static double bench_now(void)
     return bench_clock(CLOCK_MONOTONIC);
 }
 
-/* The default model (r 8, fc1 gate) initialised from seed, or NULL. */
-static model *bench_model(int batch, unsigned long long seed)
+/* The model of mo initialised from seed, or NULL. */
+static model *bench_model(const model_opts *mo, int batch, unsigned long long seed)
 {
     param_table t;
     char err[SEFL_ERRLEN];
-    if (params_build_cnn_se(&t, 8, 1, err)) {
+    if (params_build(&t, mo, err)) {
         fprintf(stderr, "sefl-bench: %s\n", err);
         return NULL;
     }
@@ -196,7 +225,7 @@ static int bench_train(const bench_opts *o)
         fprintf(stderr, "sefl-bench: --samples %d is more than the %d training images\n", o->samples, d.n);
         goto out;
     }
-    m = bench_model(o->batch, o->seed);
+    m = bench_model(&o->model, o->batch, o->seed);
     if (!m) goto out;
     if (model_set_threads(m, o->threads)) {
         fprintf(stderr, "sefl-bench: cannot start %d threads\n", o->threads);
@@ -212,9 +241,16 @@ static int bench_train(const bench_opts *o)
     model_train(m, d.x, d.y, NULL, o->samples, 1, o->batch, &c, NULL, o->seed + 1, &st);
     const double dt = bench_now() - t0, cpu = bench_clock(CLOCK_PROCESS_CPUTIME_ID) - c0;
     /* forward + backward is about three forward passes of multiply-adds */
-    const double flop = 2.0 * 3.0 * (double)model_macs(model_table(m), 1);
-    printf("arch cnn-se\n");
-    printf("params %zu\n", model_table(m)->total);
+    const param_table *t = model_table(m);
+    const double flop = 2.0 * 3.0 * (double)model_macs(t, 1);
+    printf("arch %s\n", t->arch);
+    if (t->se_placement[0]) printf("se_placement %s\n", t->se_placement);
+    if (t->gate[0]) printf("gate %s\n", t->gate);
+    printf("r %d\n", t->r);
+    printf("params %zu\n", t->total);
+    printf("params_private %zu\n", params_count(t, params_private(PARAM_SE)));
+    printf("macs_per_sample %ld\n", model_macs(t, 1));
+    printf("macs_per_sample_no_gates %ld\n", model_macs(t, 0));
     printf("threads %d\n", model_threads(m));
     printf("batch %d\n", o->batch);
     printf("samples %d\n", o->samples);
@@ -316,7 +352,7 @@ static int bench_central(const bench_opts *o)
     model *m = NULL;
     int rc = 1;
     if (bench_load(o->data, 1, &tr) || bench_load(o->data, 0, &te)) goto out;
-    m = bench_model(o->batch, o->seed);
+    m = bench_model(&o->model, o->batch, o->seed);
     if (!m) goto out;
     const sgd_config c = { .lr = (float)o->lr, .momentum = (float)o->momentum };
     for (int e = 1; e <= o->epochs; e++) {
@@ -374,7 +410,7 @@ static int bench_grads(const bench_opts *o)
                 o->batches, o->batch, d.n);
         goto out;
     }
-    m = bench_model(o->batch, o->seed);
+    m = bench_model(&o->model, o->batch, o->seed);
     if (!m) goto out;
     if (o->gate_bias) bench_set_gate_bias(m, o->gate_bias, o->seed);
     const param_table *t = model_table(m);
@@ -414,7 +450,7 @@ int main(int argc, char **argv)
 {
     bench_opts o = { .batch = 10, .samples = 6000, .epochs = 3, .threads = 1, .lr = 0.05,
                      .momentum = 0.9, .seed = 1, .data = NULL,
-                     .batches = 20, .gate_bias = NULL };
+                     .batches = 20, .gate_bias = NULL, .model = model_opts_default() };
     if (argc < 2) bench_bad("a command is needed: train, sgemm, central or grads");
     const char *cmd = argv[1];
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
@@ -422,7 +458,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (!strcmp(cmd, "train")) {
-        bench_parse(argc, argv, "batch samples threads data seed", &o);
+        bench_parse(argc, argv, "batch samples threads data seed arch r se-placement gate", &o);
         return bench_train(&o);
     }
     if (!strcmp(cmd, "sgemm")) {
@@ -431,11 +467,11 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "central")) {
         o.batch = 32;
-        bench_parse(argc, argv, "epochs batch lr momentum seed data", &o);
+        bench_parse(argc, argv, "epochs batch lr momentum seed data arch r se-placement gate", &o);
         return bench_central(&o);
     }
     if (!strcmp(cmd, "grads")) {
-        bench_parse(argc, argv, "batch batches gate-bias seed data", &o);
+        bench_parse(argc, argv, "batch batches gate-bias seed data arch r se-placement gate", &o);
         return bench_grads(&o);
     }
     bench_bad("unknown command '%s': use train, sgemm, central or grads", cmd);

@@ -27,7 +27,7 @@ static float *orig;             /* (T.total) what buf held before apply */
 static void fuzz_init(void)
 {
     char err[SEFL_ERRLEN];
-    if (params_build_cnn_se(&T, 8, 0, err)) abort();
+    if (params_build(&T, &(model_opts){ .arch = "cnn-se", .r = 8, .fc1_gate = 0 }, err)) abort();
     buf = malloc(T.total * sizeof *buf);
     orig = malloc(T.total * sizeof *orig);
     if (!buf || !orig) abort();

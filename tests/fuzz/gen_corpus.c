@@ -382,7 +382,7 @@ int main(int argc, char **argv)
         perror(out_dir);
         return 1;
     }
-    if (params_build_cnn_se(&T, 8, 0, err)) {
+    if (params_build(&T, &(model_opts){ .arch = "cnn-se", .r = 8, .fc1_gate = 0 }, err)) {
         fprintf(stderr, "gen_corpus: %s\n", err);
         return 1;
     }

@@ -3,7 +3,7 @@
 # sqlite3 CLI in the schema of common/fl/state.h: the name-value lines scripts
 # grep, the baseline comparison, --round/--best, the CSV/JSON/SVG files, and
 # the exit status and one-line message of each error (1: unreadable db or no
-# such reports, 2: bad arguments).
+# such reports, 2: bad arguments); --plot's chart and its errors.
 set -u
 cd "$(dirname "$0")/../.."
 . tests/lib.sh
@@ -98,6 +98,21 @@ err 2 "required" --round 1
 err 2 "round number" --db "$W/a.db" --round -1
 err 2 "unknown" --db "$W/a.db" --frobnicate
 "$EVAL" --help | grep -q "usage: sefl-eval" && ok "--help" || bad "--help"
+
+# --plot: an x-y chart of accuracy from a points file.
+printf '# r sweep\nprivate-se 270000 0.80 r=2\nprivate-se 17000 0.79 r=32\nprivate-head 5130 0.81\n' >"$W/pts"
+if "$EVAL" --plot "$W/pts" --svg "$W/xy.svg" --logx --title "r sweep" >/dev/null 2>"$W/e" &&
+    [ "$(grep -c '<polyline' "$W/xy.svg")" = 2 ] && grep -q '>r=32</text>' "$W/xy.svg"; then
+    ok "--plot draws two series with their labels"
+else
+    bad "--plot: $(cat "$W/e")"
+fi
+printf 'se 1 1.5\n' >"$W/badpts"
+err 1 "badpts:1: y must be an accuracy" --plot "$W/badpts" --svg "$W/b.svg"
+err 1 "holds no points" --plot /dev/null --svg "$W/b.svg"
+err 1 "cannot read" --plot "$W/missing" --svg "$W/b.svg"
+err 2 "draws to --svg" --plot "$W/pts"
+err 2 "belong to --plot" --db "$W/a.db" --logx
 
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]

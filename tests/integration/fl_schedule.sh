@@ -21,12 +21,12 @@ done
 
 N=4
 sefl_fl_begin fl_schedule "$N" 20 '*/*.log'
-ARGS="--rounds 2 --clients-per-round $N --min-clients $N --over-select 1 --round-timeout 60
+ARGS="--rounds 2 --clients-per-round $N --min-clients $N --over-select 1 --round-timeout 300
       --eval-every 1 --lr 0.01 --seed 4 --heartbeat 1"
 SCHED="--local-schedule private-first:1 --private-lr 0.02"
 
 sefl_check "a private-first:1 run with --private-lr finishes" \
-    sefl_run_federated "$T/run" "$T/certs" 90 "$ARGS $SCHED" \
+    sefl_run_federated "$T/run" "$T/certs" 600 "$ARGS $SCHED" \
     "--clients $N --partition pat:2 --seed 5 --max-samples 60 --threads 2"
 DB=$T/run/server.db
 sefl_check "every client took part in both rounds" \

@@ -1,0 +1,196 @@
+/* check_guard: the coordinator's own checks: EvalReport and Hello bounds,
+ * the weight cap, update norms against the round's lower median and an
+ * absolute bound, the --max-update-norm parser, and the penalty box. */
+#include <check.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "server/guard.h"
+#include "tests/check_main.h"
+
+START_TEST(test_report_bounds)
+{
+    char err[SEFL_ERRLEN];
+    ck_assert_int_eq(guard_check_report(250, 0.9f, 0.3f, 250, err), 0);
+    ck_assert_int_eq(guard_check_report(1, 0.0f, 0.0f, 250, err), 0);
+    ck_assert_int_eq(guard_check_report(1, 1.0f, 0.0f, 1, err), 0);
+    /* The report: 2^32-1 examples against a test split of 250. */
+    ck_assert_int_eq(guard_check_report(4294967295u, 1.0f, 0.0f, 250, err), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "examples 4294967295 outside 1..250"));
+    ck_assert_int_eq(guard_check_report(251, 0.5f, 0.1f, 250, err), -EINVAL);
+    ck_assert_int_eq(guard_check_report(0, 0.5f, 0.1f, 250, err), -EINVAL);
+    ck_assert_int_eq(guard_check_report(10, 1.0001f, 0.1f, 250, err), -EINVAL);
+    ck_assert_int_eq(guard_check_report(10, -0.0001f, 0.1f, 250, err), -EINVAL);
+    ck_assert_int_eq(guard_check_report(10, NAN, 0.1f, 250, err), -EINVAL);
+    ck_assert_int_eq(guard_check_report(10, 0.5f, INFINITY, 250, err), -EINVAL);
+    ck_assert_int_eq(guard_check_report(10, 0.5f, NAN, 250, err), -EINVAL);
+    ck_assert_int_eq(guard_check_report(10, 0.5f, -1.0f, 250, err), -EINVAL);
+
+    ck_assert_int_eq(guard_check_hello(1, 0, err), 0);
+    ck_assert_int_eq(guard_check_hello(GUARD_MAX_DECLARED, GUARD_MAX_DECLARED, err), 0);
+    ck_assert_int_eq(guard_check_hello(0, 10, err), -EINVAL);
+    ck_assert_int_eq(guard_check_hello(GUARD_MAX_DECLARED + 1, 10, err), -EINVAL);
+    ck_assert_int_eq(guard_check_hello(10, GUARD_MAX_DECLARED + 1, err), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_weight_cap)
+{
+    guard_config c;
+    guard_config_default(&c);
+    /* 0.5: at most the others' total. The issue's 1,000,000 against ten
+     * clients of 2,000 is capped to 20,000: half the round, not 98%. */
+    ck_assert_uint_eq(guard_weight_cap(&c, 1000000, 20000), 20000);
+    ck_assert_uint_eq(guard_weight_cap(&c, 2000, 1018000), 2000);
+    ck_assert_uint_eq(guard_weight_cap(&c, 500, 0), 500);      /* alone in its round */
+    ck_assert_uint_eq(guard_weight_cap(&c, 500, 0), 500);
+    c.max_weight_share = 0.25;                                  /* w <= 1/3 of the others */
+    ck_assert_uint_eq(guard_weight_cap(&c, 1000, 300), 100);
+    ck_assert_uint_eq(guard_weight_cap(&c, 1000, 1), 1);        /* never 0 */
+    c.max_weight_share = 1;
+    ck_assert_uint_eq(guard_weight_cap(&c, 1000000, 1), 1000000);
+}
+END_TEST
+
+START_TEST(test_norm_parse)
+{
+    guard_config c;
+    guard_config_default(&c);
+    char err[SEFL_ERRLEN], name[32];
+    guard_norm_name(&c, name, sizeof name);
+    ck_assert_str_eq(name, "100x");
+    ck_assert_int_eq(guard_parse_norm("20x", &c, err), 0);
+    ck_assert_double_eq(c.norm_factor, 20);
+    ck_assert_double_eq(c.max_norm, 0);
+    ck_assert_int_eq(guard_parse_norm("3.5", &c, err), 0);
+    ck_assert_double_eq(c.max_norm, 3.5);
+    guard_norm_name(&c, name, sizeof name);
+    ck_assert_str_eq(name, "3.5");
+    ck_assert_int_eq(guard_parse_norm("off", &c, err), 0);
+    guard_norm_name(&c, name, sizeof name);
+    ck_assert_str_eq(name, "off");
+    static const char *bad[] = { "", "x", "0", "-1", "5y", "5xx", "nan", "inf", "1e13" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ck_assert_msg(guard_parse_norm(bad[i], &c, err) == -EINVAL, "'%s' accepted", bad[i]);
+}
+END_TEST
+
+START_TEST(test_norms)
+{
+    param_table t;
+    char err[SEFL_ERRLEN];
+    ck_assert_int_eq(params_build(&t, &(model_opts){ .arch = "cnn-se", .r = 8, .fc1_gate = 1 }, err), 0);
+    float *a = calloc(t.total, sizeof *a), *b = calloc(t.total, sizeof *b);
+    ck_assert_ptr_nonnull(a);
+    ck_assert_ptr_nonnull(b);
+    /* One shared value differs by 3 and one by 4: norm 5; a private (SE)
+     * tensor's difference does not count. */
+    const param_info *conv = params_find(&t, "conv1.weight"), *fc = params_find(&t, "fc.bias");
+    const param_info *se = params_find(&t, "se1.fc1.bias");
+    a[conv->offset + 7] = 3;
+    b[fc->offset] = -4;
+    a[se->offset] = 1000;
+    ck_assert_double_eq_tol(guard_update_norm(&t, params_shared(PARAM_SE), a, b), 5, 1e-12);
+    ck_assert_double_eq_tol(guard_update_norm(&t, params_shared(0), a, b), sqrt(25.0 + 1e6), 1e-9);
+    free(a);
+    free(b);
+
+    guard_config c;
+    guard_config_default(&c);
+    guard g;
+    ck_assert_int_eq(guard_init(&g, &c, 5), 0);
+    double norm, bound;
+    ck_assert_int_eq(guard_find_outlier(&g, &norm, &bound), -1);
+    /* Two updates: the lower median is the honest one, so 1e6 x is caught. */
+    guard_add_norm(&g, 2.0, 0);
+    guard_add_norm(&g, 2e6, 1);
+    ck_assert_int_eq(guard_find_outlier(&g, &norm, &bound), 1);
+    ck_assert_double_eq(norm, 2e6);
+    ck_assert_double_eq(bound, 200);
+    ck_assert_int_eq(guard_largest(&g), 1);
+    /* Honest spread within 100x passes. */
+    guard_round_reset(&g);
+    guard_add_norm(&g, 1.0, 0);
+    guard_add_norm(&g, 50.0, 1);
+    guard_add_norm(&g, 3.0, 2);
+    ck_assert_int_eq(guard_find_outlier(&g, &norm, &bound), -1);
+    /* The one over the bound is named; no more than cap norms are kept. */
+    guard_add_norm(&g, 400.0, 3);
+    guard_add_norm(&g, 9000.0, 4);
+    guard_add_norm(&g, 1e9, 5);               /* past cap: dropped */
+    ck_assert_int_eq(g.n_norms, 5);
+    ck_assert_int_eq(guard_find_outlier(&g, &norm, &bound), 4);
+    ck_assert_double_eq(bound, 5000);          /* lower median of 1 3 50 400 9000 = 50 */
+    /* A zero median (updates equal to the global model) sets no bound. */
+    guard_round_reset(&g);
+    guard_add_norm(&g, 0, 0);
+    guard_add_norm(&g, 0, 1);
+    guard_add_norm(&g, 7, 2);
+    ck_assert_int_eq(guard_find_outlier(&g, &norm, &bound), -1);
+    guard_free(&g);
+
+    /* An absolute bound applies whatever the median. */
+    c.max_norm = 10;
+    c.norm_factor = 0;
+    ck_assert_int_eq(guard_init(&g, &c, 2), 0);
+    guard_add_norm(&g, 11, 0);
+    guard_add_norm(&g, 12, 1);
+    ck_assert_int_eq(guard_find_outlier(&g, &norm, &bound), 1);
+    ck_assert_double_eq(bound, 10);
+    guard_free(&g);
+    guard_free(&g);                            /* a freed guard frees again */
+}
+END_TEST
+
+START_TEST(test_penalty_box)
+{
+    guard_config c;
+    guard_config_default(&c);
+    guard g;
+    ck_assert_int_eq(guard_init(&g, &c, 4), 0);
+    ck_assert_int_eq(guard_penalised(&g, "client-0001", 0), 0);
+    guard_penalise(&g, "client-0001", 5, "stalled");
+    ck_assert_int_eq(guard_penalised(&g, "client-0001", 5), 1);
+    ck_assert_int_eq(guard_penalised(&g, "client-0001", 5 + GUARD_PENALTY_ROUNDS - 1), 1);
+    ck_assert_int_eq(guard_penalised(&g, "client-0001", 5 + GUARD_PENALTY_ROUNDS), 0);
+    ck_assert_int_eq(guard_penalised(&g, "client-0002", 5), 0);
+    /* Penalised again later: the later term holds. */
+    guard_penalise(&g, "client-0001", 20, "again");
+    ck_assert_int_eq(guard_penalised(&g, "client-0001", 21), 1);
+    ck_assert_int_eq(g.penalised, 2);
+    /* The box is bounded: GUARD_MAX_PENALTIES + 1 live entries drop the oldest. */
+    for (int i = 0; i < GUARD_MAX_PENALTIES + 1; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "c%d", i);
+        guard_penalise(&g, name, 100, "many");
+    }
+    ck_assert_int_eq(g.n_box, GUARD_MAX_PENALTIES);
+    ck_assert_int_eq(guard_penalised(&g, "c0", 100), 0);
+    ck_assert_int_eq(guard_penalised(&g, "c1", 100), 1);
+    guard_free(&g);
+
+    /* --penalty-rounds 0: nobody is ever boxed. */
+    c.penalty_rounds = 0;
+    ck_assert_int_eq(guard_init(&g, &c, 1), 0);
+    guard_penalise(&g, "x", 1, "no");
+    ck_assert_int_eq(guard_penalised(&g, "x", 1), 0);
+    guard_free(&g);
+}
+END_TEST
+
+int main(void)
+{
+    log_set_level(LOG_ERROR);
+    Suite *s = suite_create("guard");
+    TCase *tc = tcase_create("guard");
+    tcase_add_test(tc, test_report_bounds);
+    tcase_add_test(tc, test_weight_cap);
+    tcase_add_test(tc, test_norm_parse);
+    tcase_add_test(tc, test_norms);
+    tcase_add_test(tc, test_penalty_box);
+    suite_add_tcase(s, tc);
+    return check_run(s);
+}
