@@ -37,7 +37,7 @@ CFLAGS   += -fsanitize=$(SAN) -fno-sanitize-recover=all -fno-omit-frame-pointer
 LDFLAGS  += -fsanitize=$(SAN)
 endif
 
-PKGS     := libuv libprotobuf-c sqlite3 zlib
+PKGS     := libuv libprotobuf-c sqlite3 zlib inih libmicrohttpd
 LDLIBS   := $(shell pkg-config --libs $(PKGS) openblas 2>/dev/null) \
             -lmbedtls -lmbedx509 -lmbedcrypto -lm -lpthread
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
@@ -57,9 +57,28 @@ DEB_PKGS := build-essential pkg-config libuv1-dev libprotobuf-c-dev \
             protobuf-c-compiler libmbedtls-dev libsqlite3-dev check \
             libopenblas-dev zlib1g-dev dataset-fashion-mnist openssl \
             iproute2 sqlite3 clang libclang-rt-14-dev python3 procps lcov \
-            protobuf-compiler python3-protobuf
+            protobuf-compiler python3-protobuf \
+            libmicrohttpd-dev prometheus curl libinih-dev help2man
 
-.PHONY: all deps layers check coverage check-asan bench demo results arch-results soak r-sweep newcomers fuzz fuzz-corpus clean
+# `make install PREFIX=/usr/local DESTDIR=`: the programs of server/ and
+# client/ (not the benchmarks) and their man pages, made by help2man from
+# their --help and --version, so the pages never disagree with the programs.
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+BINDIR   := $(PREFIX)/bin
+MANDIR   := $(PREFIX)/share/man/man1
+DOCDIR   := $(PREFIX)/share/doc/sefl
+INSTALL_PROGS := $(patsubst %.c,%,$(notdir $(wildcard server/sefl-*.c client/sefl-*.c)))
+MANPAGES := $(patsubst %,$(BUILD)/man/%.1,$(INSTALL_PROGS))
+# The NAME line of each man page (a program without one gets help2man's).
+MAN_NAME_sefl-server := federated-learning coordinator
+MAN_NAME_sefl-client := federated-learning client
+MAN_NAME_sefl-sim    := many simulated federated-learning clients in one process
+MAN_NAME_sefl-eval   := per-client personalized accuracy of a run
+MAN_NAME_sefl-certs  := certificates for a sefl project
+
+.PHONY: all deps layers check coverage check-asan bench demo results arch-results soak r-sweep newcomers \
+        fuzz fuzz-corpus clean man install uninstall
 all: $(PROGS) $(TEST_PROGS) $(TESTS)
 
 # Installs only what is missing, so a second run is quiet and fast.
@@ -199,6 +218,24 @@ fuzz-corpus: $(BUILD)/fuzz/gen_corpus
 $(BUILD)/fuzz/gen_corpus: $(OBJ)/tests/fuzz/gen_corpus.o $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+man: $(MANPAGES)
+
+$(BUILD)/man/%.1: $(BIN)/% common/version.h
+	@mkdir -p $(@D)
+	help2man --no-info --no-discard-stderr $(if $(MAN_NAME_$*),--name='$(MAN_NAME_$*)') \
+	  --output=$@ ./$<
+
+install: $(addprefix $(BIN)/,$(INSTALL_PROGS)) $(MANPAGES)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR) $(DESTDIR)$(DOCDIR)
+	install -m 0755 $(addprefix $(BIN)/,$(INSTALL_PROGS)) $(DESTDIR)$(BINDIR)/
+	install -m 0644 $(MANPAGES) $(DESTDIR)$(MANDIR)/
+	install -m 0644 LICENSE README.md $(DESTDIR)$(DOCDIR)/
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(INSTALL_PROGS)) \
+	  $(addprefix $(DESTDIR)$(MANDIR)/,$(addsuffix .1,$(INSTALL_PROGS)))
+	rm -rf $(DESTDIR)$(DOCDIR)
 
 clean:
 	rm -rf build build-asan build-fuzz build-cov

@@ -174,6 +174,11 @@ int report_print(FILE *f, const report *r)
     fprintf(f, "kind %s\n", text_or(a->meta.kind, "unknown"));
     fprintf(f, "partition %s\n", text_or(a->meta.partition, "unknown"));
     fprintf(f, "private_groups %s\n", text_or(a->meta.private_groups, "unknown"));
+    for (int i = 0; i < a->settings.n; i++)
+        fprintf(f, "setting %s %s\n", a->settings.item[i].name, a->settings.item[i].value);
+    for (int i = 0; i < a->nchanges; i++)
+        fprintf(f, "setting_change %d %s %s -> %s\n", a->changes[i].round, a->changes[i].name,
+                a->changes[i].old_value, a->changes[i].new_value);
     fprintf(f, "round %d\n", a->round);
     fprintf(f, "evaluated_rounds %d\n", a->ncurve);
     /* Which clients the round's figures are over: all that were connected,
@@ -331,6 +336,24 @@ static void json_run_head(FILE *f, const report_run *a)
     fputs(", \"private_groups\": ", f);
     json_str(f, a->meta.private_groups);
     fprintf(f, ", \"round\": %d, \"evaluated_rounds\": %d", a->round, a->ncurve);
+    fputs(", \"settings\": {", f);
+    for (int i = 0; i < a->settings.n; i++) {
+        if (i) fputs(", ", f);
+        json_str(f, a->settings.item[i].name);
+        fputs(": ", f);
+        json_str(f, a->settings.item[i].value);
+    }
+    fputs("}, \"setting_changes\": [", f);
+    for (int i = 0; i < a->nchanges; i++) {
+        fprintf(f, "%s{\"round\": %d, \"name\": ", i ? ", " : "", a->changes[i].round);
+        json_str(f, a->changes[i].name);
+        fputs(", \"old\": ", f);
+        json_str(f, a->changes[i].old_value);
+        fputs(", \"new\": ", f);
+        json_str(f, a->changes[i].new_value);
+        fputc('}', f);
+    }
+    fputc(']', f);
 }
 
 int report_write_json(FILE *f, const report *r)

@@ -19,6 +19,8 @@
 
 #include <stdio.h>
 
+#include "common/fl/settings.h"
+
 /* Limits on what is read from a db: a larger value is an error, not a
  * truncation, so a damaged or foreign file cannot make us allocate at will. */
 #define REPORT_MAX_CLIENTS 100000        /* eval reports in one round */
@@ -58,11 +60,23 @@ typedef struct {
     char eval_clients[REPORT_META_MAX];   /* --eval-clients: "all" or N; empty if absent */
 } report_meta;
 
-/* One run read from a db: its meta, the curve of every evaluated round, and
- * the reports of one selected round, sorted by client name. */
+/* A run setting changed on resume (--allow-change), from `round` on. */
+typedef struct {
+    int round;
+    char name[SETTINGS_NAME_MAX];
+    char old_value[SETTINGS_VALUE_MAX];
+    char new_value[SETTINGS_VALUE_MAX];
+} report_change;
+
+/* One run read from a db: its meta, its run settings and their changes, the
+ * curve of every evaluated round, and the reports of one selected round,
+ * sorted by client name. */
 typedef struct {
     char db[512];                /* path, as given */
     report_meta meta;
+    settings settings;           /* as recorded now; empty for a file without them */
+    report_change *changes;      /* (nchanges) by round, then as recorded */
+    int nchanges;
     report_point *curve;         /* (ncurve) ascending by round */
     int ncurve;
     int round;                   /* the selected round */

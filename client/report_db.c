@@ -101,6 +101,74 @@ static int prepare(sqlite3 *db, const char *path, const char *sql, sqlite3_stmt 
     return -EIO;
 }
 
+/* Copies column col of st's row into out (size bytes); a NULL or too long
+ * text is the file's fault. Returns 0 or -ERANGE with err. */
+static int column_text(sqlite3_stmt *st, int col, const char *path, char *out, size_t size,
+                       char *err)
+{
+    const unsigned char *v = sqlite3_column_text(st, col);
+    if (!v || strlen((const char *)v) >= size) {
+        err_set(err, "%s: a run setting is empty or longer than %zu bytes", path, size - 1);
+        return -ERANGE;
+    }
+    snprintf(out, size, "%s", (const char *)v);
+    return 0;
+}
+
+/* The run settings and their changes (state.h), when the file has them (a
+ * file from before them, or a local-only baseline, has none). */
+static int load_settings(sqlite3 *db, const char *path, report_run *run, char *err)
+{
+    sqlite3_stmt *st = NULL;
+    int ret = 0, rc;
+    if (sqlite3_table_column_metadata(db, NULL, "setting_changes", "round", NULL, NULL, NULL, NULL,
+                                      NULL) != SQLITE_OK)
+        return 0;
+    if ((ret = prepare(db, path, "SELECT name, value FROM settings ORDER BY rowid", &st, err)) < 0)
+        return ret;
+    while (!ret && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (run->settings.n == SETTINGS_MAX) {
+            err_set(err, "%s: more than %d run settings", path, SETTINGS_MAX);
+            ret = -ERANGE;
+            break;
+        }
+        setting *it = &run->settings.item[run->settings.n];
+        if (!(ret = column_text(st, 0, path, it->name, sizeof it->name, err)) &&
+            !(ret = column_text(st, 1, path, it->value, sizeof it->value, err)))
+            run->settings.n++;
+    }
+    if (!ret && rc != SQLITE_DONE) {
+        err_set(err, "%s: reading settings: %s", path, sqlite3_errmsg(db));
+        ret = -EIO;
+    }
+    sqlite3_finalize(st);
+    if (ret) return ret;
+    if ((ret = prepare(db, path, "SELECT round, name, old_value, new_value FROM setting_changes"
+                       " ORDER BY round, rowid", &st, err)) < 0)
+        return ret;
+    while (!ret && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        report_change *more = realloc(run->changes, (size_t)(run->nchanges + 1) * sizeof *more);
+        if (!more) {
+            err_set(err, "out of memory");
+            ret = -ENOMEM;
+            break;
+        }
+        run->changes = more;
+        report_change *c = &more[run->nchanges];
+        c->round = sqlite3_column_int(st, 0);
+        if (!(ret = column_text(st, 1, path, c->name, sizeof c->name, err)) &&
+            !(ret = column_text(st, 2, path, c->old_value, sizeof c->old_value, err)) &&
+            !(ret = column_text(st, 3, path, c->new_value, sizeof c->new_value, err)))
+            run->nchanges++;
+    }
+    if (!ret && rc != SQLITE_DONE) {
+        err_set(err, "%s: reading setting_changes: %s", path, sqlite3_errmsg(db));
+        ret = -EIO;
+    }
+    sqlite3_finalize(st);
+    return ret;
+}
+
 /* The rows every query reads: round, examples (0..REPORT_MAX_EXAMPLES) and
  * accuracy (0..1) in range, a client name of 1..REPORT_NAME_MAX - 1 bytes
  * without a NUL. */
@@ -303,6 +371,7 @@ int report_load_run(const char *path, int round, report_run *run, char *err)
         goto out;
     }
     if ((ret = load_meta(db, path, &run->meta, err)) < 0) goto out;
+    if ((ret = load_settings(db, path, run, err)) < 0) goto out;
     if ((ret = count_skipped(db, path, run, err)) < 0) goto out;
     if ((ret = load_curve(db, path, run, err)) < 0) goto out;
     run->round = round >= 0 ? round : run->curve[run->ncurve - 1].round;
@@ -316,6 +385,9 @@ out:
 void report_run_free(report_run *run)
 {
     if (!run) return;
+    free(run->changes);
+    run->changes = NULL;
+    run->nchanges = 0;
     free(run->curve);
     free(run->c);
     run->curve = NULL;

@@ -18,6 +18,7 @@
 #include "client/setup.h"
 #include "client/testswitch.h"
 #include "common/cli.h"
+#include "common/config.h"
 #include "common/log.h"
 #include "common/nn/params.h"
 #include "client/session.h"
@@ -54,14 +55,18 @@ static const char usage[] =
     MODEL_OPTS_USAGE
     "  --backoff-min-ms MS  first reconnect delay (default 200)\n"
     "  --backoff-max-ms MS  longest reconnect delay (default 30000)\n"
-    "  --help               this text\n"
+    "  --max-attempts N     stop (exit 1) after N failures in a row that only a\n"
+    "                       person can fix: certificates not trusted, not naming\n"
+    "                       the server, expired, refused (default 3); refused or\n"
+    "                       dropped connections are retried without end\n"
+    CONFIG_USAGE
     "Logs one line per event to stderr (SEFL_LOG=debug|info|warn|error).\n";
 
 typedef struct {
     const char *server, *certs, *name, *db;
     const char *files[4];       /* train images, train labels, test images, test labels */
     const char *partition, *data_dir;
-    long num_clients, index, max_samples, backoff_min, backoff_max, threads;
+    long num_clients, index, max_samples, backoff_min, backoff_max, max_attempts, threads;
     model_opts model;           /* --arch, its options, --r */
     uint64_t seed;
     int have_seed;
@@ -77,7 +82,8 @@ typedef struct {
 static int client_parse(int argc, char **argv, client_args *a, char *err)
 {
     enum { O_SERVER = 256, O_CERTS, O_NAME, O_DB, O_TRI, O_TRL, O_TEI, O_TEL, O_PART, O_NUM,
-           O_INDEX, O_SEED, O_DATA, O_MAX, O_R, O_BMIN, O_BMAX, O_THREADS, O_HELP, O_MODEL = 512 };
+           O_INDEX, O_SEED, O_DATA, O_MAX, O_R, O_BMIN, O_BMAX, O_ATTEMPTS, O_THREADS, O_HELP,
+           O_MODEL = 512 };
     static const struct option opts[] = {
         { "server", 1, 0, O_SERVER }, { "certs", 1, 0, O_CERTS }, { "name", 1, 0, O_NAME },
         { "db", 1, 0, O_DB }, { "train-images", 1, 0, O_TRI }, { "train-labels", 1, 0, O_TRL },
@@ -85,8 +91,8 @@ static int client_parse(int argc, char **argv, client_args *a, char *err)
         { "partition", 1, 0, O_PART }, { "num-clients", 1, 0, O_NUM }, { "index", 1, 0, O_INDEX },
         { "seed", 1, 0, O_SEED }, { "data", 1, 0, O_DATA }, { "max-samples", 1, 0, O_MAX },
         { "r", 1, 0, O_R }, { "backoff-min-ms", 1, 0, O_BMIN }, { "backoff-max-ms", 1, 0, O_BMAX },
-        { "threads", 1, 0, O_THREADS }, { "help", 0, 0, O_HELP }, MODEL_OPTS_LONGOPTS(O_MODEL),
-        { 0, 0, 0, 0 },
+        { "max-attempts", 1, 0, O_ATTEMPTS }, { "threads", 1, 0, O_THREADS },
+        { "help", 0, 0, O_HELP }, MODEL_OPTS_LONGOPTS(O_MODEL), CONFIG_OPTIONS, { 0, 0, 0, 0 },
     };
     memset(a, 0, sizeof *a);
     a->num_clients = -1;
@@ -95,10 +101,12 @@ static int client_parse(int argc, char **argv, client_args *a, char *err)
     a->backoff_min = SESSION_BACKOFF_MIN_MS;
     a->threads = cli_cores() < MODEL_MAX_THREADS ? cli_cores() : MODEL_MAX_THREADS;
     a->backoff_max = SESSION_BACKOFF_MAX_MS;
+    a->max_attempts = SESSION_MAX_ATTEMPTS;
+    if (config_begin("sefl-client", usage, opts, &argc, &argv, err)) return -1;
     opterr = 0;
     int c, rc = 0;
     long v = 0;
-    while (rc == 0 && (c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while (rc == 0 && (c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case O_SERVER: a->server = optarg; break;
         case O_CERTS: a->certs = optarg; break;
@@ -120,11 +128,17 @@ static int client_parse(int argc, char **argv, client_args *a, char *err)
         case O_BMIN: rc = cli_parse_long("--backoff-min-ms", optarg, 1, 3600000, &a->backoff_min, err); break;
         case O_BMAX: rc = cli_parse_long("--backoff-max-ms", optarg, 1, 3600000, &a->backoff_max, err); break;
         case O_THREADS: rc = cli_parse_long("--threads", optarg, 1, MODEL_MAX_THREADS, &a->threads, err); break;
+        case O_ATTEMPTS: rc = cli_parse_long("--max-attempts", optarg, 1, 1000000, &a->max_attempts, err); break;
+        case 'h':
         case O_HELP: return 1;
-        default: cli_bad_option(argv, err); return -1;
+        default: rc = config_option(c, argv, err); break;
         }
     }
-    if (rc < 0 || cli_no_operands(argc, argv, err) < 0) return -1;
+    if (rc < 0) {
+        config_where(err);
+        return -1;
+    }
+    if (cli_no_operands(argc, argv, err) < 0) return -1;
     if (!a->server || !a->certs || !a->name || !a->db) {
         err_set(err, "--server, --certs, --name and --db are required");
         return -1;
@@ -148,6 +162,7 @@ static int client_parse(int argc, char **argv, client_args *a, char *err)
         return -1;
     }
     if (setup_check_backoff(a->backoff_min, a->backoff_max, err) < 0) return -1;
+    config_end();
     return 0;
 }
 
@@ -210,7 +225,10 @@ int main(int argc, char **argv)
     if ((rc = trainer_new(&loop, &table, 1, &tr, err)) < 0) goto fail;
     if ((rc = trainer_set_job_threads(tr, (int)a.threads, err)) < 0) goto fail;
 
+    char part_name[SETUP_PARTITION_LEN];
+    if (a.partition) setup_partition_name(part_name, a.partition, a.num_clients, a.seed, a.max_samples);
     session_config cfg = {
+        .partition = a.partition ? part_name : NULL, .max_attempts = (int)a.max_attempts,
         .server = a.server, .certs_dir = a.certs, .name = a.name, .db_path = a.db, .data = data,
         .backoff_min_ms = (uint64_t)a.backoff_min, .backoff_max_ms = (uint64_t)a.backoff_max,
         .jitter_seed = (uint64_t)time(NULL) ^ (uint64_t)uv_os_getpid(),

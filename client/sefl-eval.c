@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "common/cli.h"
+#include "common/config.h"
 #include "common/log.h"
 #include "common/nn/model.h"
 #include "common/nn/params.h"
@@ -59,7 +60,9 @@ static void usage(FILE *f)
           "  --csv FILE       write the numbers as CSV (kind,name,n,value,baseline,difference)\n"
           "  --json FILE      write the same numbers as JSON\n"
           "  --svg FILE       write a chart: per-client accuracy sorted, against the baseline\n"
-          "  --help           this text\n"
+          "                   (FILE - of --csv, --json or --svg: stdout, without the\n"
+          "                   text report)\n"
+          CONFIG_USAGE
           "\n"
           "Prints `name value` lines: weighted_accuracy (sum acc*examples / sum examples,\n"
           "as PFLlib reports it), mean_accuracy, std_accuracy (population), min_accuracy,\n"
@@ -146,10 +149,18 @@ static int cost_from_meta(const report_meta *m, report_cost *c, char *err)
     return 0;
 }
 
-/* Writes one output file with writer w; returns 0 or -1 with err. */
+/* Writes one output file with writer w (path "-": stdout); returns 0 or -1
+ * with err. */
 static int write_file(const char *path, int (*w)(FILE *, const report *), const report *r,
                       char *err)
 {
+    if (!strcmp(path, "-")) {
+        if (w(stdout, r) < 0 || fflush(stdout) != 0) {
+            err_set(err, "cannot write to stdout");
+            return -1;
+        }
+        return 0;
+    }
     FILE *f = fopen(path, "w");
     if (!f) {
         err_set(err, "cannot write %s: %s", path, strerror(errno));
@@ -196,7 +207,15 @@ bad:
     return -EINVAL;
 }
 
-/* Parses argv into a; returns 0, 1 for --help, or -1 with err. */
+/* How many of the output files are "-" (stdout). */
+static int eval_dashes(const eval_args *a)
+{
+    return (a->csv && !strcmp(a->csv, "-")) + (a->json && !strcmp(a->json, "-")) +
+           (a->svg && !strcmp(a->svg, "-"));
+}
+
+/* Parses argv into a; returns 0, 1 for --help, or -1 with err; with
+ * --print-config, prints and exits 0 once the flags are checked. */
 static int eval_parse(int argc, char **argv, eval_args *a, char *err)
 {
     enum { O_DB = 256, O_ROUND, O_BEST, O_BASE, O_CSV, O_JSON, O_SVG, O_HELP, O_GATES, O_NEW,
@@ -212,8 +231,11 @@ static int eval_parse(int argc, char **argv, eval_args *a, char *err)
         { "holdout", 1, 0, O_HOLD }, { "epochs", 1, 0, O_EPOCHS }, { "at", 1, 0, O_AT },
         { "lr", 1, 0, O_LR }, { "batch", 1, 0, O_BATCH }, { "momentum", 1, 0, O_MOM },
         { "plot", 1, 0, O_PLOT }, { "logx", 0, 0, O_LOGX }, { "title", 1, 0, O_TITLE },
-        { "xlabel", 1, 0, O_XLABEL }, { "ylabel", 1, 0, O_YLABEL }, { 0, 0, 0, 0 },
+        { "xlabel", 1, 0, O_XLABEL }, { "ylabel", 1, 0, O_YLABEL }, CONFIG_OPTIONS,
+        { 0, 0, 0, 0 },
     };
+    /* usage is a function here: --print-config shows no defaults. */
+    if (config_begin("sefl-eval", NULL, opts, &argc, &argv, err)) return -1;
     memset(a, 0, sizeof *a);
     a->round = -1;
     a->client = -1;
@@ -227,7 +249,7 @@ static int eval_parse(int argc, char **argv, eval_args *a, char *err)
     int c, rc = 0, have_at = 0;
     long v;
     opterr = 0;
-    while (rc == 0 && (c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while (rc == 0 && (c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case O_DB: a->db = optarg; break;
         case O_BASE: a->base = optarg; break;
@@ -235,6 +257,7 @@ static int eval_parse(int argc, char **argv, eval_args *a, char *err)
         case O_JSON: a->json = optarg; break;
         case O_SVG: a->svg = optarg; break;
         case O_BEST: a->best = 1; break;
+        case 'h':
         case O_HELP: return 1;
         case O_ROUND:
             if (cli_parse_long("--round", optarg, 0, INT_MAX, &v, err) < 0) {
@@ -264,15 +287,24 @@ static int eval_parse(int argc, char **argv, eval_args *a, char *err)
         case O_TITLE: a->title = optarg; break;
         case O_XLABEL: a->xlabel = optarg; break;
         case O_YLABEL: a->ylabel = optarg; break;
-        default: cli_bad_option(argv, err); return -1;
+        default: rc = config_option(c, argv, err); break;
         }
     }
-    if (rc < 0 || cli_no_operands(argc, argv, err) < 0) return -1;
+    if (rc < 0) {
+        config_where(err);
+        return -1;
+    }
+    if (cli_no_operands(argc, argv, err) < 0) return -1;
+    if (eval_dashes(a) > 1) {
+        err_set(err, "only one of --csv, --json and --svg can be - (stdout)");
+        return -1;
+    }
     if (a->plot) {
         if (!a->svg || a->db || a->gates || a->newcomers) {
             err_set(err, "--plot POINTS draws to --svg FILE and takes no --db, --gates or --newcomers");
             return -1;
         }
+        config_end();
         return 0;
     }
     if (a->logx || a->title || a->xlabel || a->ylabel) {
@@ -287,7 +319,10 @@ static int eval_parse(int argc, char **argv, eval_args *a, char *err)
         err_set(err, "--gates and --newcomers are separate reports: give one");
         return -1;
     }
-    if (!a->gates && !a->newcomers) return 0;
+    if (!a->gates && !a->newcomers) {
+        config_end();
+        return 0;
+    }
     if (a->base || a->csv || a->json || a->svg || a->best || a->round >= 0) {
         err_set(err, "--round, --best, --baseline, --csv, --json and --svg belong to the accuracy"
                 " report, not to --%s", a->gates ? "gates" : "newcomers");
@@ -316,6 +351,7 @@ static int eval_parse(int argc, char **argv, eval_args *a, char *err)
             err_set(err, "--at %d is past --epochs %ld", a->at[i], a->epochs);
             return -1;
         }
+    config_end();
     return 0;
 }
 
@@ -343,7 +379,7 @@ static int eval_report(const eval_args *a, char *err)
         log_warn("%d clients of %s have no report in the baseline's round %d", r.missing, a->db,
                  r.base.round);
 
-    if (report_print(stdout, &r) < 0 || fflush(stdout) != 0) {
+    if (!eval_dashes(a) && (report_print(stdout, &r) < 0 || fflush(stdout) != 0)) {
         err_set(err, "cannot write to stdout");
         goto out;
     }

@@ -32,6 +32,7 @@
 #include "common/cli.h"
 #include "common/fdlimit.h"
 #include "common/memtune.h"
+#include "common/config.h"
 #include "common/log.h"
 #include "common/nn/model.h"
 #include "common/nn/params.h"
@@ -66,9 +67,13 @@ static const char usage[] =
     "                       DIR/client-NNNN.local.db); created when missing\n"
     "  --shard I/N          run only the I-th (0-based) of N contiguous slices of\n"
     "                       the client ids: ids [I*clients/N, (I+1)*clients/N)\n"
+    "                       (auto: I and N from a Kubernetes Indexed Job,\n"
+    "                       JOB_COMPLETION_INDEX and JOB_COMPLETIONS, or a Slurm\n"
+    "                       array, SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT)\n"
     "  --holdout H          never run the last H client ids (held out of every\n"
     "                       round; sefl-eval --newcomers adapts them later)\n"
-    "  --threads T          trainings at once (default: one per core)\n"
+    "  --threads T          trainings at once (default: one per usable core: the\n"
+    "                       CPU affinity mask, capped by the cgroup CPU quota)\n"
     "  --threads-per-training P  threads each of those trainings splits its\n"
     "                       mini-batches across (default 1: with many clients,\n"
     "                       T trainings at once already fill the cores; up to\n"
@@ -79,6 +84,9 @@ static const char usage[] =
     MODEL_OPTS_USAGE
     "  --backoff-min-ms MS  first reconnect delay (default 200)\n"
     "  --backoff-max-ms MS  longest reconnect delay (default 30000)\n"
+    "  --max-attempts N     a client stops after N failures in a row that only a\n"
+    "                       person can fix (certificates; see sefl-client --help)\n"
+    "                       (default 3)\n"
     "  --verbose            log every client's events, not one line per round\n"
     "Local-only baseline (no coordinator):\n"
     "  --local-only         train each client on its own data alone\n"
@@ -91,14 +99,14 @@ static const char usage[] =
     "  --momentum M         (default 0)\n"
     "  --weight-decay W     (default 0)\n"
     "  --init-seed S        model initialisation seed (default: --seed)\n"
-    "  --help               this text\n"
+    CONFIG_USAGE
     "Progress: a refreshing line on a terminal, else one log line per round.\n";
 
 typedef struct {
     const char *server, *certs, *partition, *state_dir, *data_dir, *db;
     long clients, shard_i, shard_n, threads, job_threads, max_samples, backoff_min, backoff_max, holdout;
     model_opts model;           /* --arch, its options, --r */
-    long rounds, epochs, batch;
+    long rounds, epochs, batch, max_attempts;
     double lr, momentum, weight_decay;
     uint64_t seed, init_seed;
     int have_seed, have_init_seed, local_only, verbose;
@@ -116,6 +124,7 @@ typedef struct {
     session *s;                 /* federated mode */
     trainer_job job;            /* local-only mode */
     uint32_t resume;            /* local-only: rounds its file already holds */
+    int connected;              /* welcomed, and the connection not closed since */
     int finished;
 } sim_client;
 
@@ -137,6 +146,7 @@ struct sim {
     int n;
     int live;                   /* clients not finished */
     int failed;                 /* clients that finished with an error */
+    int connected;              /* clients with a welcomed connection */
     int tty;
     sim_round cur;
     double total_samples;
@@ -147,10 +157,12 @@ struct sim {
     uv_signal_t sig[2];
     int stopping;
     state *out;                 /* local-only: the EvalReport database */
+    char part_name[SETUP_PARTITION_LEN]; /* Hello.partition of every client */
 };
 
 static int sim_parse_shard(const char *s, sim_args *a, char *err)
 {
+    if (!strcmp(s, "auto")) return cli_shard_auto(&a->shard_i, &a->shard_n, err);
     char *end = NULL;
     errno = 0;
     long i = strtol(s, &end, 10);
@@ -171,7 +183,7 @@ static int sim_parse(int argc, char **argv, sim_args *a, char *err)
 {
     enum { O_SERVER = 256, O_CERTS, O_CLIENTS, O_PART, O_SEED, O_STATE, O_SHARD, O_THREADS, O_DATA,
            O_MAX, O_R, O_BMIN, O_BMAX, O_VERBOSE, O_LOCAL, O_DB, O_ROUNDS, O_EPOCHS, O_BATCH, O_LR,
-           O_MOM, O_WD, O_INIT, O_HOLDOUT, O_JOBTH, O_HELP, O_MODEL = 512 };
+           O_MOM, O_WD, O_INIT, O_ATTEMPTS, O_HOLDOUT, O_JOBTH, O_HELP, O_MODEL = 512 };
     static const struct option opts[] = {
         { "server", 1, 0, O_SERVER }, { "certs", 1, 0, O_CERTS }, { "clients", 1, 0, O_CLIENTS },
         { "partition", 1, 0, O_PART }, { "seed", 1, 0, O_SEED }, { "state", 1, 0, O_STATE },
@@ -181,8 +193,9 @@ static int sim_parse(int argc, char **argv, sim_args *a, char *err)
         { "local-only", 0, 0, O_LOCAL }, { "db", 1, 0, O_DB }, { "rounds", 1, 0, O_ROUNDS },
         { "epochs", 1, 0, O_EPOCHS }, { "batch", 1, 0, O_BATCH }, { "lr", 1, 0, O_LR },
         { "momentum", 1, 0, O_MOM }, { "weight-decay", 1, 0, O_WD }, { "init-seed", 1, 0, O_INIT },
-        { "holdout", 1, 0, O_HOLDOUT }, { "threads-per-training", 1, 0, O_JOBTH },
-        { "help", 0, 0, O_HELP }, MODEL_OPTS_LONGOPTS(O_MODEL), { 0, 0, 0, 0 },
+        { "max-attempts", 1, 0, O_ATTEMPTS }, { "holdout", 1, 0, O_HOLDOUT },
+        { "threads-per-training", 1, 0, O_JOBTH },
+        { "help", 0, 0, O_HELP }, MODEL_OPTS_LONGOPTS(O_MODEL), CONFIG_OPTIONS, { 0, 0, 0, 0 },
     };
     memset(a, 0, sizeof *a);
     a->shard_n = 1;
@@ -191,13 +204,15 @@ static int sim_parse(int argc, char **argv, sim_args *a, char *err)
     a->model = model_opts_default();
     a->backoff_min = SESSION_BACKOFF_MIN_MS;
     a->backoff_max = SESSION_BACKOFF_MAX_MS;
+    a->max_attempts = SESSION_MAX_ATTEMPTS;
     a->epochs = 1;
     a->batch = 10;
     a->lr = 0.005;
+    if (config_begin("sefl-sim", usage, opts, &argc, &argv, err)) return -1;
     opterr = 0;
     int c, rc = 0;
     long v = 0;
-    while (rc == 0 && (c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while (rc == 0 && (c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case O_SERVER: a->server = optarg; break;
         case O_CERTS: a->certs = optarg; break;
@@ -218,6 +233,7 @@ static int sim_parse(int argc, char **argv, sim_args *a, char *err)
         case O_MODEL + MODEL_OPT_GATE: rc = model_opts_set(&a->model, c - O_MODEL, optarg, err); break;
         case O_BMIN: rc = cli_parse_long("--backoff-min-ms", optarg, 1, 3600000, &a->backoff_min, err); break;
         case O_BMAX: rc = cli_parse_long("--backoff-max-ms", optarg, 1, 3600000, &a->backoff_max, err); break;
+        case O_ATTEMPTS: rc = cli_parse_long("--max-attempts", optarg, 1, 1000000, &a->max_attempts, err); break;
         case O_VERBOSE: a->verbose = 1; break;
         case O_LOCAL: a->local_only = 1; break;
         case O_DB: a->db = optarg; break;
@@ -229,11 +245,16 @@ static int sim_parse(int argc, char **argv, sim_args *a, char *err)
         case O_WD: rc = cli_parse_double("--weight-decay", optarg, 0, 1, &a->weight_decay, err); break;
         case O_INIT: rc = cli_parse_u64("--init-seed", optarg, &a->init_seed, err); a->have_init_seed = 1; break;
         case O_HOLDOUT: rc = cli_parse_long("--holdout", optarg, 0, PARTITION_MAX_CLIENTS - 1, &a->holdout, err); break;
+        case 'h':
         case O_HELP: return 1;
-        default: cli_bad_option(argv, err); return -1;
+        default: rc = config_option(c, argv, err); break;
         }
     }
-    if (rc < 0 || cli_no_operands(argc, argv, err) < 0) return -1;
+    if (rc < 0) {
+        config_where(err);
+        return -1;
+    }
+    if (cli_no_operands(argc, argv, err) < 0) return -1;
     if (!a->clients || !a->partition || !a->have_seed || !a->state_dir) {
         err_set(err, "--clients, --partition, --seed and --state are required");
         return -1;
@@ -256,6 +277,7 @@ static int sim_parse(int argc, char **argv, sim_args *a, char *err)
     }
     if (setup_check_backoff(a->backoff_min, a->backoff_max, err) < 0) return -1;
     if (!a->have_init_seed) a->init_seed = a->seed;
+    config_end();
     return 0;
 }
 
@@ -264,15 +286,24 @@ static double sim_seconds_since(uint64_t ns)
     return (double)(uv_hrtime() - ns) / 1e9;
 }
 
-/* The progress line (terminal) or nothing; rounds are logged on change. */
+/* The progress line (terminal) or nothing; rounds are logged on change.
+ * log_progress keeps it off the log lines' way. */
 static void sim_progress_cb(uv_timer_t *t)
 {
     sim *m = t->data;
     double dt = sim_seconds_since(m->cur.start_ns);
-    fprintf(stderr, "\rround %u | training %d, queued %d | trained %d, evaluated %d of %d | %.0f samples/s   ",
-            m->cur.round, trainer_running(m->tr), trainer_queued(m->tr), m->cur.trained,
-            m->cur.evaluated, m->n, dt > 0 ? m->cur.samples / dt : 0.0);
-    fflush(stderr);
+    char line[256];
+    if (m->a.local_only)
+        snprintf(line, sizeof line, "round %u | training %d, queued %d | trained %d of %d | failed %d"
+                 " | %.0f samples/s", m->cur.round, trainer_running(m->tr), trainer_queued(m->tr),
+                 m->cur.trained, m->n, m->failed, dt > 0 ? m->cur.samples / dt : 0.0);
+    else
+        snprintf(line, sizeof line, "round %u | connected %d, connecting %d, failed %d | training %d,"
+                 " queued %d | trained %d, evaluated %d of %d | %.0f samples/s", m->cur.round,
+                 m->connected, m->live - m->connected, m->failed, trainer_running(m->tr),
+                 trainer_queued(m->tr), m->cur.trained, m->cur.evaluated, m->n,
+                 dt > 0 ? m->cur.samples / dt : 0.0);
+    log_progress(line);
 }
 
 /* Logs the figures of the round that just ended (one line per round). */
@@ -280,7 +311,6 @@ static void sim_round_end(sim *m)
 {
     if (m->cur.round == 0 && m->cur.trained == 0 && m->cur.evaluated == 0) return;
     double dt = sim_seconds_since(m->cur.start_ns);
-    if (m->tty) fputc('\n', stderr);
     log_info("round %u: %d of %d clients trained, %d evaluated, %.0f samples in %.1f s (%.0f samples/s)",
              m->cur.round, m->cur.trained, m->n, m->cur.evaluated, m->cur.samples, dt,
              dt > 0 ? m->cur.samples / dt : 0.0);
@@ -341,6 +371,14 @@ static void sim_on_event(session *s, const session_event *ev)
     sim_client *c = session_user(s);
     sim *m = c->sim;
     switch (ev->type) {
+    case SESSION_WELCOMED:
+        if (!c->connected) m->connected++;
+        c->connected = 1;
+        break;
+    case SESSION_DISCONNECTED:
+        if (c->connected) m->connected--;
+        c->connected = 0;
+        break;
     case SESSION_TASK_START:
         if (ev->train && ev->round > m->cur.round) sim_round_begin(m, ev->round);
         break;
@@ -348,7 +386,9 @@ static void sim_on_event(session *s, const session_event *ev)
         if (ev->status == 0) sim_count_done(m, ev->train, ev->round, ev->epochs, ev->stats, ev->train_cpu);
         break;
     case SESSION_FINISHED:
-        if (ev->status < 0) log_error("%s: %s", c->name, ev->err);
+        /* A failed session has logged its error (session_fail). */
+        if (c->connected) m->connected--;
+        c->connected = 0;
         sim_client_finished(m, c, ev->status);
         break;
     default:
@@ -488,7 +528,7 @@ static int sim_start_client(sim *m, sim_client *c, char *err)
         .data = c->data, .backoff_min_ms = (uint64_t)m->a.backoff_min,
         .backoff_max_ms = (uint64_t)m->a.backoff_max,
         .jitter_seed = rng_derive(m->a.seed ^ uv_hrtime(), (uint64_t)c->id),
-        .quiet = !m->a.verbose, .on_event = sim_on_event, .user = c,
+        .partition = m->part_name, .max_attempts = (int)m->a.max_attempts, .quiet = !m->a.verbose, .on_event = sim_on_event, .user = c,
     };
     return session_start(m->loop, m->tr, &cfg, &c->s, err);
 }
@@ -534,6 +574,7 @@ int main(int argc, char **argv)
         return 0;
     }
 
+    setup_partition_name(m.part_name, m.a.partition, m.a.clients, m.a.seed, m.a.max_samples);
     if ((rc = sim_mkdir(m.a.state_dir, err)) < 0) goto fail;
     if ((rc = sim_fd_limit(&m, hi - lo, err)) < 0) goto fail;
     if ((rc = setup_load_partition(m.a.data_dir, m.a.partition, (int)m.a.clients, m.a.seed, 1, &pool, &part, err)) < 0)
@@ -608,6 +649,12 @@ int main(int argc, char **argv)
     }
     uv_run(&loop, UV_RUN_DEFAULT);
     exit_code = m.failed ? 1 : 0;
+    /* A federated run in which no client trained (wrong coordinator, a run
+     * already over) did not do what was asked: a script must see that. */
+    if (!m.a.local_only && !m.stopping && m.total_samples == 0 && !m.failed) {
+        log_error("no client trained anything: was the run already finished?");
+        exit_code = 1;
+    }
     goto out;
 fail:
     fprintf(stderr, "sefl-sim: %s\n", err);

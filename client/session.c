@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/net/conn.h"
 #include "common/hash.h"
@@ -26,8 +27,9 @@
 #include "common/fl/wire.h"
 #include "common/fl/wire_enc.h"
 #include "common/hash.h"
+#include "common/version.h"
 
-#define SESSION_SOFTWARE "sefl/0.1"
+#define SESSION_SOFTWARE "sefl/" SEFL_VERSION
 
 enum { ST_WAITING, ST_CONNECTING, ST_HELLO, ST_READY };
 
@@ -57,6 +59,7 @@ struct session {
     int state;                  /* ST_* */
     uv_timer_t timer;           /* reconnect backoff */
     int attempt;                /* failed connections since the last Welcome */
+    int permanent;              /* permanent failures in a row (session.h) */
     rng jitter;
 
     /* From Welcome. */
@@ -218,6 +221,7 @@ static void session_on_open(conn *c)
     hello.train_examples = (uint32_t)s->cfg.data.n_train;
     hello.test_examples = (uint32_t)s->cfg.data.n_test;
     hello.software = SESSION_SOFTWARE;
+    if (s->cfg.partition) hello.partition = (char *)s->cfg.partition;
     e.msg_case = SEFL__ENVELOPE__MSG_HELLO;
     e.hello = &hello;
     session_log(s, "%s: connected to %s", s->cfg.name, s->cfg.server);
@@ -225,9 +229,68 @@ static void session_on_open(conn *c)
     if (session_send(s, &e) < 0) conn_close(c, "cannot send Hello");
 }
 
+/* What a person must do about a permanent handshake failure (tls.h). */
+static void session_hint(const session *s, int kind, char *out, size_t n)
+{
+    const char *dir = s->cfg.certs_dir, *name = s->cfg.name;
+    switch (kind) {
+    case TLS_FAIL_UNTRUSTED:
+        snprintf(out, n, "the coordinator's certificate is not signed by %s/ca.crt: use the ca.crt of "
+                 "the sefl-certs directory the coordinator runs with (sefl-server --certs)", dir);
+        break;
+    case TLS_FAIL_NAME:
+        snprintf(out, n, "the coordinator's certificate does not carry the name '%s' of --server: "
+                 "connect to a name it carries, or make its certificates with sefl-certs init "
+                 "--dir DIR --server-name %s", s->host, s->host);
+        break;
+    case TLS_FAIL_EXPIRED:
+    case TLS_FAIL_REVOKED:
+        snprintf(out, n, "the coordinator's certificate is %s: make new certificates with sefl-certs "
+                 "init --dir DIR --server-name %s and restart the coordinator with them",
+                 kind == TLS_FAIL_EXPIRED ? "expired or not yet valid" : "revoked", s->host);
+        break;
+    case TLS_FAIL_REFUSED:
+        snprintf(out, n, "the coordinator refused this client's certificate %s/clients/%s.crt (not "
+                 "signed by its CA, expired or revoked): issue one from the coordinator's CA with "
+                 "sefl-certs issue --dir DIR --name %s", dir, name, name);
+        break;
+    default:
+        snprintf(out, n, "the coordinator's certificate is unusable: make new certificates with "
+                 "sefl-certs init --dir DIR --server-name %s", s->host);
+        break;
+    }
+}
+
+/* A handshake failed for a reason retrying alone cannot fix: an ERROR line
+ * with the fix, and the end of the session after max_attempts in a row.
+ * Returns 1 when the session ended. */
+static int session_permanent(session *s, int kind, const char *reason)
+{
+    char hint[768], line[1280];
+    session_hint(s, kind, hint, sizeof hint);
+    int max = s->cfg.max_attempts > 0 ? s->cfg.max_attempts : SESSION_MAX_ATTEMPTS;
+    s->permanent++;
+    snprintf(line, sizeof line, "cannot join %s: %s. Fix: %s", s->cfg.server, reason, hint);
+    const log_field f[] = {
+        LOG_STR("event", "join_refused"), LOG_STR("client", s->cfg.name),
+        LOG_STR("server", s->cfg.server), LOG_INT("attempt", s->permanent),
+        LOG_INT("max_attempts", max),
+    };
+    if (s->permanent < max) {
+        log_fields(LOG_ERROR, f, 5, "%s: %s (attempt %d of %d)", s->cfg.name, line, s->permanent, max);
+        return 0;
+    }
+    char err[SEFL_ERRLEN];
+    snprintf(err, sizeof err, "giving up after %d attempts (--max-attempts)", max);
+    log_fields(LOG_ERROR, f, 5, "%s: %s", s->cfg.name, line);
+    session_fail(s, -EACCES, err);
+    return 1;
+}
+
 static void session_on_close(conn *c, int status, const char *reason)
 {
     session *s = conn_user(c);
+    int kind = conn_tls_failure(c);
     s->c = NULL;
     s->gen++;
     session_drop_pending(s);
@@ -236,6 +299,7 @@ static void session_on_close(conn *c, int status, const char *reason)
         session_maybe_finish(s);
         return;
     }
+    if (kind != TLS_FAIL_NONE && session_permanent(s, kind, reason ? reason : "closed")) return;
     session_emit(s, SESSION_DISCONNECTED, NULL, status, reason);
     session_schedule(s);
 }
@@ -256,6 +320,7 @@ static void session_on_welcome(session *s, const Sefl__Welcome *w)
     s->init_seed = w->init_seed;
     s->state = ST_READY;
     s->attempt = 0;
+    s->permanent = 0;
     conn_set_authenticated(s->c);
     session_log(s, "%s: welcomed: round %u, private %s, heartbeat %u s", s->cfg.name, w->round,
                 params_private_name(s->welcome_mask), w->heartbeat_seconds);
@@ -420,8 +485,10 @@ static void session_on_frame(conn *c, const uint8_t *payload, size_t len)
     case SEFL__ENVELOPE__MSG_ERROR: {
         const Sefl__Error *er = e->error;
         if (er->code == WIRE_ERR_MODEL || er->code == WIRE_ERR_VERSION) {
-            snprintf(err, sizeof err, "the coordinator refused this client: %s (error %u)",
-                     er->message, er->code);
+            snprintf(err, sizeof err, "the coordinator refused this client: %s (error %u). Fix: %s",
+                     er->message, er->code, er->code == WIRE_ERR_MODEL
+                     ? "give the client the coordinator's model settings (--r)"
+                     : "run the same sefl version (--version) on both sides");
             session_fail(s, -EPROTO, err);
         } else {
             log_warn("%s: coordinator error %u: %s", s->cfg.name, er->code, er->message);
@@ -668,7 +735,14 @@ int session_start(uv_loop_t *loop, trainer *tr, const session_config *cfg, sessi
     pstore_close(ps);
     if (rc < 0) goto fail;
     rc = tls_ctx_new_client(&s->tls, cfg->certs_dir, cfg->name, s->host, err);
-    if (rc < 0) goto fail;
+    if (rc < 0) {
+        char crt[PATH_MAX];
+        snprintf(crt, sizeof crt, "%s/clients/%s.crt", cfg->certs_dir, cfg->name);
+        if (access(crt, F_OK) != 0)
+            err_set(err, "no certificate for client '%s' (%s): issue one with sefl-certs issue "
+                    "--dir %s --name %s", cfg->name, crt, cfg->certs_dir, cfg->name);
+        goto fail;
+    }
     rc = uv_timer_init(loop, &s->timer);
     if (rc < 0) {
         err_set(err, "cannot create a timer: %s", uv_strerror(rc));

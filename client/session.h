@@ -8,7 +8,12 @@
  * the session; Bye "shutdown", an Error that closes, or a dropped connection
  * make it reconnect after an exponential backoff with jitter; an Error
  * saying the model or protocol version differs ends it with an error, as
- * retrying cannot help. Any number of sessions may share one loop and one
+ * retrying cannot help. A handshake that fails for a reason only a person
+ * can fix (the coordinator's certificate not signed by our CA, not carrying
+ * the --server name, expired or revoked; the coordinator refusing ours) is
+ * logged as an ERROR saying what to do, and ends the session with an error
+ * after max_attempts of them in a row; a refused, reset or timed-out
+ * connection is retried without end. Any number of sessions may share one loop and one
  * trainer (sefl-sim).
  *
  * Tasks that arrive while the session's job runs wait in a queue of at most
@@ -36,6 +41,7 @@
 #define SESSION_BACKOFF_MIN_MS 200
 #define SESSION_BACKOFF_MAX_MS 30000
 #define SESSION_MAX_PENDING 4         /* tasks waiting behind a running job */
+#define SESSION_MAX_ATTEMPTS 3        /* default max_attempts */
 
 typedef struct session session;
 
@@ -68,6 +74,11 @@ typedef struct {
     uint64_t backoff_min_ms;    /* first reconnect delay (0: SESSION_BACKOFF_MIN_MS) */
     uint64_t backoff_max_ms;    /* cap on the delay (0: SESSION_BACKOFF_MAX_MS) */
     uint64_t jitter_seed;       /* seeds the backoff jitter */
+    int max_attempts;           /* permanent failures (see below) in a row before
+                                   the session ends with an error; 0:
+                                   SESSION_MAX_ATTEMPTS */
+    const char *partition;      /* Hello.partition (setup_partition_name), NULL
+                                   when the client reads its own files */
     int quiet;                  /* per-task log lines at debug level (many clients) */
     void (*on_event)(session *s, const session_event *ev);   /* may be NULL */
     void *user;

@@ -3,6 +3,7 @@
 #include "client/setup.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,4 +88,12 @@ int setup_loop_init(uv_loop_t *loop, int threads, char *err)
     if (rc < 0) return rc;
     if ((rc = uv_loop_init(loop)) < 0) err_set(err, "cannot create the event loop: %s", uv_strerror(rc));
     return rc;
+}
+
+void setup_partition_name(char out[SETUP_PARTITION_LEN], const char *spec, long n_clients,
+                          uint64_t seed, long max_samples)
+{
+    int n = snprintf(out, SETUP_PARTITION_LEN, "%s clients=%ld seed=%" PRIu64, spec, n_clients, seed);
+    if (max_samples > 0 && n > 0 && n < SETUP_PARTITION_LEN)
+        snprintf(out + n, (size_t)(SETUP_PARTITION_LEN - n), " max-samples=%ld", max_samples);
 }

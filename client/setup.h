@@ -26,6 +26,14 @@ int setup_check_backoff(long min_ms, long max_ms, char *err);
 int setup_load_partition(const char *dir, const char *spec, int n_clients, uint64_t seed,
                          int bytes, dataset *pool, partition *part, char *err);
 
+#define SETUP_PARTITION_LEN 128     /* setup_partition_name's text, with its NUL */
+
+/* Names a partition as a run setting and Hello.partition carry it:
+ * "SPEC clients=N seed=S", with " max-samples=M" when M > 0, so two
+ * clients with equal names have their data from the same partition. */
+void setup_partition_name(char out[SETUP_PARTITION_LEN], const char *spec, long n_clients,
+                          uint64_t seed, long max_samples);
+
 /* Client c's data in a partition of pool: its train and test indices, each
  * capped at max_samples (0: no cap), and its feat:D domain applied in place
  * to its samples of pool (each sample belongs to one client, so applying

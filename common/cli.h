@@ -26,7 +26,22 @@ int cli_no_operands(int argc, char *const argv[], char *err);
  * Returns 2, the exit status of a usage error. */
 int cli_usage_error(const char *prog, const char *msg);
 
-/* The number of online cores (at least 1). */
+/* The cores this process may use (at least 1): the CPUs of its affinity
+ * mask (taskset, cpusets, Slurm's binding), lowered to the CPU quota of its
+ * cgroup rounded up (Kubernetes and systemd CPU limits: cgroup v2 cpu.max,
+ * or v1 cpu.cfs_quota_us / cpu.cfs_period_us), not the host's core count. */
 int cli_cores(void);
+
+/* The cores a cgroup CPU quota allows, ceil(quota / period), from the text
+ * of cgroup v2's cpu.max ("QUOTA PERIOD" or "max PERIOD"); 0 when there is
+ * no limit or the text is not that. */
+int cli_cpu_quota(const char *cpu_max);
+
+/* --shard auto: the slice I of N this process runs, from the environment of
+ * a Kubernetes Indexed Job (JOB_COMPLETION_INDEX, and JOB_COMPLETIONS, which
+ * the manifest sets to the Job's completions) or of a Slurm job array
+ * (SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN of SLURM_ARRAY_TASK_COUNT).
+ * Returns 0, or -EINVAL with err when neither is set or a value is bad. */
+int cli_shard_auto(long *i, long *n, char *err);
 
 #endif

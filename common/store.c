@@ -9,11 +9,14 @@
 #include "common/store.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/hash.h"
 #include "common/log.h"
@@ -332,5 +335,29 @@ int store_column_floats(sqlite3_stmt *st, int col, const char *checksum, float *
         return -EBADMSG;
     }
     if (n) memcpy(v, blob, bytes);
+    return 0;
+}
+
+int store_lock(const char *path, int *fd, char *err)
+{
+    *fd = -1;
+    int f = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (f < 0) {
+        int e = errno;
+        err_set(err, "%s: cannot open: %s", path, strerror(e));
+        return -e;
+    }
+    if (flock(f, LOCK_EX | LOCK_NB) < 0) {
+        int e = errno;
+        close(f);
+        if (e == EWOULDBLOCK) {
+            err_set(err, "%s is in use by another process (locked); stop it first or use "
+                    "another --db", path);
+            return -EBUSY;
+        }
+        err_set(err, "%s: cannot lock: %s", path, strerror(e));
+        return -e;
+    }
+    *fd = f;
     return 0;
 }

@@ -74,6 +74,15 @@ int store_meta_get(sqlite3 *db, const char *key, char *buf, size_t size, char *e
 int store_meta_set(sqlite3 *db, const char *key, const char *value, char *err);
 int store_meta_set_int(sqlite3 *db, const char *key, long long value, char *err);
 
+/* Takes an exclusive lock on the database path for as long as *fd stays
+ * open, so that two processes never write one run: flock(2) on the file
+ * itself (created empty when missing, which store_open then treats as a new
+ * file), independent of SQLite's own locks. Close *fd only after
+ * store_close: closing another descriptor of the file would drop SQLite's
+ * POSIX locks. Returns 0 with *fd, -EBUSY with err naming the file when
+ * another process holds it, or another negative errno with err. */
+int store_lock(const char *path, int *fd, char *err);
+
 /* FNV-1a 64 of n bytes as 16 lowercase hex digits. */
 void store_checksum_hex(const void *p, size_t n, char out[STORE_CHECKSUM_LEN]);
 

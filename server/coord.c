@@ -23,15 +23,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "server/agg.h"
 #include "server/sample.h"
+#include "server/coord_metrics.h"
 #include "server/guard.h"
 #include "common/net/conn.h"
 #include "common/log.h"
 #include "common/nn/model.h"
 #include "common/nn/params.h"
 #include "common/rng.h"
+#include "common/store.h"
 #include "common/fl/state.h"
 #include "common/net/tls.h"
 #include "common/fl/wire.h"
@@ -119,12 +122,29 @@ struct coord {
     uint64_t hb_nonce;
     guard g;                     /* report, weight and norm checks; the penalty box */
     char norm_name[32];          /* --max-update-norm as given, for log lines */
+
+    coord_metrics met;           /* event metrics, for monitoring */
+    char run_id[STATE_RUN_ID_LEN + 1];
+    double last_commit_unix;     /* wall clock of the last commit; 0: none yet */
+    int has_eval;                /* the figures of the last evaluation below are set */
+    uint32_t last_eval_round;
+    double last_eval_acc;
+    int lock_fd;                 /* holds the db's lock (store_lock) while open */
+    char partition[SETTINGS_VALUE_MAX]; /* the last partition a client reported */
 };
 
 static void coord_advance(coord *co);
 static void coord_on_deadline(uv_timer_t *t);
 static void coord_on_settle(uv_timer_t *t);
 static void coord_eval_join(coord *co, peer *p);
+
+/* Seconds since the Unix epoch, for figures an operator reads. */
+static double coord_unix_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 static double coord_since(uint64_t start_ns)
 {
@@ -296,6 +316,22 @@ static void coord_on_close(conn *c, int status, const char *reason)
     free(p);
 }
 
+/* Records the partition a client's data comes from among the run settings;
+ * clients of one run report the same, so only a new one costs a write. */
+static void coord_note_partition(coord *co, const char *name, const char *partition)
+{
+    if (!partition[0] || !strcmp(partition, co->partition)) return;
+    char err[SEFL_ERRLEN], was[SETTINGS_VALUE_MAX];
+    if (state_observe_setting(co->st, "partition", partition, co->last_round + 1, was, err)) {
+        log_warn("%s", err);
+        return;
+    }
+    if (was[0])
+        log_warn("client %s reports partition '%s', the run so far recorded '%s'; recorded as "
+                 "a change from round %u", name, partition, was, co->last_round + 1);
+    snprintf(co->partition, sizeof co->partition, "%s", partition);
+}
+
 static void coord_on_hello(peer *p, const Sefl__Hello *h)
 {
     coord *co = p->co;
@@ -343,8 +379,13 @@ static void coord_on_hello(peer *p, const Sefl__Hello *h)
     else if (changed)
         log_warn("client %s declares other counts than before: train %u (was %u), test %u "
                  "(was %u)", p->name, p->train_examples, old_train, p->test_examples, old_test);
-    log_info("client %s joined from %s (train %u, test %u; connected %d)", p->name,
-             conn_peer_addr(p->c), p->train_examples, p->test_examples, co->n_ready);
+    coord_note_partition(co, p->name, h->partition);
+    const log_field f[] = {
+        LOG_STR("event", "client_joined"), LOG_STR("client", p->name),
+        LOG_STR("addr", conn_peer_addr(p->c)), LOG_INT("connected", co->n_ready),
+    };
+    log_fields(LOG_INFO, f, 4, "client %s joined from %s (train %u, test %u; connected %d)", p->name,
+               conn_peer_addr(p->c), p->train_examples, p->test_examples, co->n_ready);
     if (co->phase == CO_EVAL) coord_eval_join(co, p);
     coord_advance(co);
 }
@@ -649,6 +690,11 @@ static void coord_end_eval(coord *co)
     log_info("eval round %u done: %d of %d reports, weighted accuracy %.4f", co->eval_round,
              co->eval_got, co->eval_sent,
              co->eval_examples ? co->eval_acc_sum / (double)co->eval_examples : 0.0);
+    if (co->eval_examples) {
+        co->has_eval = 1;
+        co->last_eval_round = co->eval_round;
+        co->last_eval_acc = co->eval_acc_sum / (double)co->eval_examples;
+    }
     co->phase = CO_IDLE;
     coord_advance(co);
 }
@@ -732,6 +778,9 @@ static void coord_commit(coord *co, coord_clock t0)
     r.seconds = coord_since(co->round_start_ns);
     if (state_round_times(co->st, r.round, r.seconds, r.coord_seconds, err)) log_warn("%s", err);
     log_debug("round %u: database commit took %.3f s", r.round, coord_since(tc));
+    metric_add(co->met.committed, 0, 1);
+    metric_observe(co->met.duration, r.seconds);
+    co->last_commit_unix = coord_unix_now();
     /* Swap: scratch now holds the committed model. */
     float *tmp = co->global;
     co->global = co->scratch;
@@ -740,10 +789,17 @@ static void coord_commit(coord *co, coord_clock t0)
     coord_stop_sending(co);
     for (peer *p = co->peers; p; p = p->next) p->task = 0;
     co->phase = CO_IDLE;
-    log_info("round %u committed: clients %d, examples %lld, train_loss %.4f, train_accuracy "
-             "%.4f, seconds %.3f, coord_seconds %.3f (cpu %.3f), attempt %d",
-             r.round, r.clients, r.examples, r.train_loss, r.train_accuracy, r.seconds,
-             r.coord_seconds, co->coord_cpu, r.attempt);
+    const log_field f[] = {
+        LOG_STR("event", "round_committed"), LOG_INT("round", r.round), LOG_INT("clients", r.clients),
+        LOG_INT("examples", r.examples), LOG_NUM("train_loss", r.train_loss),
+        LOG_NUM("train_accuracy", r.train_accuracy), LOG_NUM("seconds", r.seconds),
+        LOG_NUM("coord_seconds", r.coord_seconds), LOG_INT("attempt", r.attempt),
+    };
+    log_fields(LOG_INFO, f, (int)(sizeof f / sizeof f[0]),
+               "round %u committed: clients %d, examples %lld, train_loss %.4f, train_accuracy "
+               "%.4f, seconds %.3f, coord_seconds %.3f (cpu %.3f), attempt %d",
+               r.round, r.clients, r.examples, r.train_loss, r.train_accuracy, r.seconds,
+               r.coord_seconds, co->coord_cpu, r.attempt);
     int rounds = co->cfg.rounds;
     if ((co->cfg.eval_every > 0 && co->last_round % (uint32_t)co->cfg.eval_every == 0) ||
         (rounds > 0 && co->last_round == (uint32_t)rounds))
@@ -759,6 +815,7 @@ static void coord_abandon(coord *co, const char *why)
     uv_timer_stop(&co->deadline);
     log_warn("round %u abandoned: %d of %d needed updates%s (attempt %d); retrying", co->round,
              co->sum.count, co->cfg.min_clients, why, co->attempt);
+    metric_add(co->met.abandoned, 0, 1);
     coord_stop_sending(co);
     for (peer *p = co->peers; p; p = p->next) p->task = 0;
     co->phase = CO_IDLE;
@@ -828,8 +885,9 @@ static void coord_advance(coord *co)
 
 /* ---- updates and reports ----------------------------------------------- */
 
-static void coord_reject(peer *p, const char *reason)
+static void coord_reject(peer *p, int kind, const char *reason)
 {
+    metric_add(p->co->met.rejected, kind, 1);
     log_warn("rejected update from %s: %s", p->name, reason);
     peer_send_error(p, WIRE_ERR_REJECTED, reason);
 }
@@ -841,26 +899,31 @@ static void coord_on_update(peer *p, const Sefl__Update *u, size_t len, coord_cl
 {
     coord *co = p->co;
     char reason[SEFL_ERRLEN + 32];
+    int kind = COORD_REJ_NO_ROUND;
     if (co->phase != CO_TRAIN) {
         snprintf(reason, sizeof reason, "round %u: no round in progress (last committed %u)",
                  u->round, co->last_round);
         goto reject;
     }
     if (u->round != co->round) {
+        kind = u->round < co->round ? COORD_REJ_STALE : COORD_REJ_UNKNOWN_ROUND;
         snprintf(reason, sizeof reason, "%s round %u, round %u is in progress",
                  u->round < co->round ? "stale" : "unknown", u->round, co->round);
         goto reject;
     }
     if (p->task != co->task) {
+        kind = COORD_REJ_NOT_SELECTED;
         snprintf(reason, sizeof reason, "not selected for round %u attempt %d", co->round,
                  co->attempt);
         goto reject;
     }
     if (p->reported) {
+        kind = COORD_REJ_DUPLICATE;
         snprintf(reason, sizeof reason, "duplicate update for round %u", co->round);
         goto reject;
     }
     if (u->examples == 0 || u->examples > p->train_examples) {
+        kind = COORD_REJ_EXAMPLES;
         snprintf(reason, sizeof reason, "examples %u outside 1..%u (its train split)",
                  u->examples, p->train_examples);
         goto reject;
@@ -871,6 +934,7 @@ static void coord_on_update(peer *p, const Sefl__Update *u, size_t len, coord_cl
      * rounding of what is sent from piling up in the global model. */
     if (wire_tensors_apply_delta(&co->t, co->shared, u->tensors, u->n_tensors,
                                  u->delta ? co->global : NULL, co->scratch, err)) {
+        kind = COORD_REJ_TENSORS;
         snprintf(reason, sizeof reason, "tensor set: %s", err);
         goto reject;
     }
@@ -878,6 +942,7 @@ static void coord_on_update(peer *p, const Sefl__Update *u, size_t len, coord_cl
     uint32_t weight = u->examples < p->weight_cap ? u->examples : p->weight_cap;
     int ret = agg_add(&co->sum, co->flat, weight, u->train_loss, u->train_accuracy);
     if (ret) {
+        kind = ret == -EDOM ? COORD_REJ_NOT_FINITE : COORD_REJ_EXAMPLES;
         snprintf(reason, sizeof reason, ret == -EDOM ? "a value is not finite"
                                                      : "examples over the limit");
         goto reject;
@@ -889,6 +954,7 @@ static void coord_on_update(peer *p, const Sefl__Update *u, size_t len, coord_cl
                  weight, co->cfg.guard.max_weight_share);
     }
     p->reported = 1;
+    metric_add(co->met.accepted, 0, 1);
     int i = co->sum.count - 1;
     /* ||update - global|| over the shared set, in the running pass: the
      * bound is checked against the round's median before the commit. */
@@ -903,7 +969,7 @@ static void coord_on_update(peer *p, const Sefl__Update *u, size_t len, coord_cl
     coord_settle_round(co, t0);
     return;
 reject:
-    coord_reject(p, reason);
+    coord_reject(p, kind, reason);
 }
 
 static void coord_on_eval_report(peer *p, const Sefl__EvalReport *r)
@@ -1091,6 +1157,7 @@ int coord_start(uv_loop_t *loop, const coord_config *cfg, coord **out, char *err
     co->loop = loop;
     co->cfg = *cfg;
     co->phase = CO_IDLE;
+    co->lock_fd = -1;
     int ret = params_build(&co->t, &cfg->model, err);
     if (ret) goto fail;
     co->shared = params_shared(cfg->private_mask);
@@ -1101,6 +1168,7 @@ int coord_start(uv_loop_t *loop, const coord_config *cfg, coord **out, char *err
     co->flat = malloc((co->n_shared ? co->n_shared : 1) * sizeof(float));
     co->parts = calloc((size_t)cap, sizeof *co->parts);
     co->part_names = calloc((size_t)cap, sizeof *co->part_names);
+    if ((ret = coord_metrics_init(&co->met, err))) goto fail;
     model *m = model_new(&co->t, 1);
     ret = -ENOMEM;
     if (!co->global || !co->scratch || !co->flat || !co->parts || !co->part_names || !m ||
@@ -1115,42 +1183,54 @@ int coord_start(uv_loop_t *loop, const coord_config *cfg, coord **out, char *err
     memcpy(co->global, model_params(m), co->t.total * sizeof(float));
     model_free(m);
 
-    /* Certificates first: a typo in --certs must not leave a new database. */
+    /* Certificates, then the listening socket, then the database: a typo in
+     * --certs or a busy port must not leave a new or changed database. The
+     * lock comes before the file is read so that a second coordinator on
+     * the same file stops before it reads or writes anything. */
     if ((ret = tls_ctx_new_server(&co->tls, cfg->certs_dir, err))) goto fail;
-    /* The guard's settings change which updates count and how much: a
-     * resume keeps them; so do the wire encodings, which change what the
-     * clients train from and what the coordinator averages. */
-    guard_norm_name(&cfg->guard, co->norm_name, sizeof co->norm_name);
-    char share[32], penalty[16];
-    snprintf(share, sizeof share, "%g", cfg->guard.max_weight_share);
-    snprintf(penalty, sizeof penalty, "%d", cfg->guard.penalty_rounds);
-    char evaln[16] = "all";
-    if (cfg->eval_clients > 0) snprintf(evaln, sizeof evaln, "%d", cfg->eval_clients);
-    const state_setting settings[] = {
-        { "max_weight_share", share, "--max-weight-share" },
-        { "max_update_norm", co->norm_name, "--max-update-norm" },
-        { "penalty_rounds", penalty, "--penalty-rounds" },
-        { "wire_dtype", wire_enc_name(cfg->wire), "--wire-dtype" },
-        { "update_dtype", wire_enc_name(cfg->update), "--update-dtype" },
-    };
-    state_config sc = { .t = &co->t, .private_mask = cfg->private_mask, .init_seed = cfg->seed,
-                        .private_epochs = cfg->private_epochs, .private_lr = cfg->private_lr,
-                        .settings = settings, .n_settings = 5, .eval_clients = evaln };
-    if ((ret = state_open(cfg->db_path, &sc, co->global, &co->st, err))) goto fail;
-    if ((ret = state_load(co->st, co->global, &co->last_round, err))) goto fail;
-    co->round = co->last_round;
-    if (co->last_round > 0)
-        log_info("resuming after round %u from %s (model checksum %016llx)", co->last_round,
-                 cfg->db_path,
-                 (unsigned long long)params_checksum(&co->t, params_group(PARAM_ALL), co->global));
-    co->eval_due = cfg->rounds > 0 && co->last_round >= (uint32_t)cfg->rounds;
-
     conn_limits lim = conn_limits_default();
     static const conn_callbacks cb = {
         .on_open = coord_on_open, .on_frame = coord_on_frame, .on_close = coord_on_close,
     };
     if ((ret = conn_listen(loop, cfg->listen, co->tls, &lim, &cb, co, &co->lis, err))) goto fail;
     conn_listener_set_preauth(co->lis, &cfg->preauth);
+    if ((ret = store_lock(cfg->db_path, &co->lock_fd, err))) goto fail;
+    /* The guard's settings change which updates count and how much: a
+     * resume keeps them. */
+    guard_norm_name(&cfg->guard, co->norm_name, sizeof co->norm_name);
+    char share[32], penalty[16];
+    snprintf(share, sizeof share, "%g", cfg->guard.max_weight_share);
+    snprintf(penalty, sizeof penalty, "%d", cfg->guard.penalty_rounds);
+    const state_setting guard_settings[] = {
+        { "max_weight_share", share, "--max-weight-share" },
+        { "max_update_norm", co->norm_name, "--max-update-norm" },
+        { "penalty_rounds", penalty, "--penalty-rounds" },
+    };
+    settings run;
+    coord_run_settings(cfg, &run);
+    char evaln[16] = "all";
+    if (cfg->eval_clients > 0) snprintf(evaln, sizeof evaln, "%d", cfg->eval_clients);
+    state_config sc = { .t = &co->t, .private_mask = cfg->private_mask, .init_seed = cfg->seed,
+                        .private_epochs = cfg->private_epochs, .private_lr = cfg->private_lr,
+                        .settings = guard_settings, .n_settings = 3,
+                        .run = &run, .allow_change = cfg->allow_change, .eval_clients = evaln };
+    if ((ret = state_open(cfg->db_path, &sc, co->global, &co->st, err))) goto fail;
+    if ((ret = state_load(co->st, co->global, &co->last_round, err))) goto fail;
+    if ((ret = state_run_id(co->st, co->run_id, err))) goto fail;
+    co->round = co->last_round;
+    if (co->last_round > 0)
+        log_info("resuming after round %u from %s (model checksum %016llx)", co->last_round,
+                 cfg->db_path,
+                 (unsigned long long)params_checksum(&co->t, params_group(PARAM_ALL), co->global));
+    int finished = 0;
+    if (cfg->rounds > 0 && co->last_round >= (uint32_t)cfg->rounds) {
+        /* The final evaluation is what a run that stopped right after its
+         * last commit still owes; once stored, there is nothing left to do. */
+        int evaluated = 0;
+        if ((ret = state_eval_count(co->st, co->last_round, &evaluated, err))) goto fail;
+        finished = evaluated > 0;
+        co->eval_due = !finished;
+    }
 
     uv_timer_init(loop, &co->deadline);
     uv_timer_init(loop, &co->heartbeat);
@@ -1171,9 +1251,17 @@ int coord_start(uv_loop_t *loop, const coord_config *cfg, coord **out, char *err
              co->t.gate[0] ? " gate " : "", co->t.gate, co->t.total, co->n_shared, params_private_name(cfg->private_mask),
              co->last_round);
     *out = co;
+    if (finished) {
+        log_info("run already finished: %u of --rounds %d committed and evaluated in %s; "
+                 "nothing to do", co->last_round, cfg->rounds, cfg->db_path);
+        coord_finish(co, "done");
+        return 0;
+    }
     coord_advance(co);
     return 0;
 fail:
+    /* The listener closes in the loop the caller still runs. */
+    conn_listener_close(co->lis);
     coord_free(co);
     return ret;
 }
@@ -1199,6 +1287,9 @@ void coord_free(coord *co)
 {
     if (!co) return;
     state_close(co->st);
+    /* Only after SQLite has closed the file (see store_lock). */
+    if (co->lock_fd >= 0) close(co->lock_fd);
+    coord_metrics_free(&co->met);
     tls_ctx_free(co->tls);
     agg_free(&co->sum);
     guard_free(&co->g);
@@ -1209,4 +1300,47 @@ void coord_free(coord *co)
     free(co->part_names);
     free(co->task_frame);
     free(co);
+}
+
+static double coord_unix_from_timer(const coord *co, const uv_timer_t *t)
+{
+    if (!uv_is_active((const uv_handle_t *)t)) return 0;
+    return coord_unix_now() + (double)uv_timer_get_due_in(t) / 1e3;
+}
+
+void coord_get_status(const coord *co, coord_status *out)
+{
+    static const char *const phases[] = { "idle", "train", "eval", "done" };
+    int train = co->phase == CO_TRAIN, eval = co->phase == CO_EVAL;
+    *out = (coord_status){
+        .cfg = &co->cfg,
+        .run_id = co->run_id,
+        .phase = phases[co->phase],
+        .ready = co->lis != NULL && co->phase != CO_DONE,
+        .round = co->round,
+        .last_round = co->last_round,
+        .attempt = co->attempt,
+        .deadline = train || eval ? coord_unix_from_timer(co, &co->deadline) : 0,
+        .connected = co->n_ready,
+        .selected = train ? co->selected : 0,
+        .reported = train ? co->sum.count : 0,
+        .eval_sent = eval ? co->eval_sent : 0,
+        .eval_got = eval ? co->eval_got : 0,
+        .last_commit = co->last_commit_unix,
+        .has_eval = co->has_eval,
+        .eval_round = co->last_eval_round,
+        .eval_accuracy = co->last_eval_acc,
+        .candidates_refused = co->g.updates_refused,
+        .reports_refused = co->g.reports_refused,
+        .weights_capped = co->g.weights_capped,
+        .penalised = co->g.penalised,
+        .diverged = co->g.diverged,
+        .has_gate = co->lis != NULL,
+    };
+    if (co->lis) conn_listener_stats(co->lis, &out->gate);
+}
+
+const struct metrics *coord_event_metrics(const coord *co)
+{
+    return co->met.reg;
 }

@@ -40,6 +40,9 @@
 #include <uv.h>
 
 #include "common/fl/wire_enc.h"
+#include "common/fl/settings.h"
+#include "common/net/gate.h"
+
 #include "common/net/conn.h"
 #include "server/guard.h"
 #include "common/nn/params.h"
@@ -75,10 +78,15 @@ typedef struct {
     int eval_clients;           /* evaluate this many connected clients (sample.h); 0: all */
     guard_config guard;         /* weight share, update norm bound, penalty rounds */
     conn_preauth preauth;       /* per-address limits before the TLS handshake ends */
+    int allow_change;           /* resume with run settings that differ from the
+                                   recorded ones, recording the change */
 } coord_config;
 
 /* The defaults sefl-server documents. */
 void coord_config_default(coord_config *c);
+
+/* The run settings of c (settings.h), in server/coord_settings.c. */
+void coord_run_settings(const coord_config *c, settings *s);
 
 /* Opens (or creates) the database, loads the last committed model (or
  * initialises round 0), loads the certificates and starts listening; logs
@@ -96,6 +104,41 @@ void coord_stop(coord *co);
 /* 0 when the coord finished its rounds or was stopped, 1 when it stopped
  * because the database failed. */
 int coord_exit_status(const coord *co);
+
+/* What the coordinator is doing now, for monitoring (monitor.h). Valid
+ * until the next loop iteration; read it on the loop thread. */
+typedef struct {
+    const coord_config *cfg;    /* the run settings */
+    const char *run_id;         /* server.db's run id ("" for an old file) */
+    const char *phase;          /* "idle", "train", "eval" or "done" */
+    int ready;                  /* listening with the database open, not shutting down */
+    uint32_t round;             /* round of the attempt in progress, or last tried */
+    uint32_t last_round;        /* last committed round */
+    int attempt;                /* attempts at `round` so far */
+    double deadline;            /* Unix seconds of the phase's deadline; 0: none */
+    int connected;              /* clients welcomed and still connected */
+    int selected;               /* clients selected for the attempt in progress (0 otherwise) */
+    int reported;               /* their updates folded in so far */
+    int eval_sent, eval_got;    /* EvalTasks out and reports in (evaluation in progress) */
+    double last_commit;         /* Unix seconds of this process's last commit; 0: none yet */
+    int has_eval;               /* an evaluation ended in this process */
+    uint32_t eval_round;        /* the last evaluation's round */
+    double eval_accuracy;       /* its example-weighted accuracy */
+    /* The defences' counts since the process started (guard.h). */
+    long candidates_refused;    /* candidate models not committed (norm bound, not finite) */
+    long reports_refused;       /* EvalReports refused as impossible */
+    long weights_capped;        /* updates whose weight --max-weight-share capped */
+    long penalised;             /* clients put in the penalty box */
+    long diverged;              /* trainings the clients reported diverged */
+    int has_gate;               /* the listener is open and gate below is set */
+    gate_stats gate;            /* its admission counters before authentication */
+} coord_status;
+
+void coord_get_status(const coord *co, coord_status *out);
+
+/* The coordinator's event metrics (coord_metrics.h), owned by the coord;
+ * updated and read on the loop thread. */
+const struct metrics *coord_event_metrics(const coord *co);
 
 /* Frees the coord and closes its database; only after uv_run has returned
  * (every connection and timer closed). Accepts NULL. */

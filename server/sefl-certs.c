@@ -17,6 +17,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,8 @@
 #include <mbedtls/version.h>
 #include <mbedtls/x509_crt.h>
 
+#include "common/cli.h"
+#include "common/config.h"
 #include "common/log.h"
 
 #define CERTS_MAX_CLIENTS 100000     /* --clients */
@@ -465,9 +468,12 @@ out:
     return ret;
 }
 
-static void certs_usage(FILE *f)
+/* --help; built once (it names the limits) and read by config for defaults. */
+static const char *certs_usage(void)
 {
-    fprintf(f,
+    static char text[2048];
+    if (text[0]) return text;
+    snprintf(text, sizeof text,
         "usage: sefl-certs init  --dir DIR [--clients N] [--server-name NAME]...\n"
         "       sefl-certs issue --dir DIR --name NAME [--expired]\n"
         "\n"
@@ -477,14 +483,17 @@ static void certs_usage(FILE *f)
         "       DIR/clients/client-0000.crt/.key, ... Refuses an existing CA.\n"
         "issue  adds DIR/clients/NAME.crt/.key signed by the existing CA.\n"
         "\n"
-        "  --dir DIR           certificate directory (created by init)\n"
-        "  --clients N         client certificates to make (0..%d, default 0)\n"
-        "  --server-name NAME  DNS name or IP address of the server (repeatable, up to %d)\n"
-        "  --name NAME         client name and certificate CN ([A-Za-z0-9._-], 1..%d)\n"
-        "  --expired           (tests) issue a certificate that expired yesterday\n"
-        "  --help              this text\n"
-        "Keys are EC P-256, written 0600; certificates are valid %d days.\n",
+        "  --dir DIR               certificate directory (created by init)\n"
+        "  --clients N             client certificates to make (0..%d, default 0)\n"
+        "  --server-name NAME      DNS name or IP address of the server (repeatable, up\n"
+        "                          to %d)\n"
+        "  --name NAME             client name and certificate CN ([A-Za-z0-9._-], 1..%d)\n"
+        "  --expired               (tests) issue a certificate that expired yesterday\n"
+        CONFIG_USAGE
+        "Keys are EC P-256, written 0600; certificates are valid %d days.\n"
+        "Exit status: 0 done, 1 failed, 2 bad arguments.\n",
         CERTS_MAX_CLIENTS, CERTS_MAX_NAMES - 2, CERTS_NAME_MAX, CERTS_DAYS);
+    return text;
 }
 
 static int certs_bad(const char *msg, const char *arg)
@@ -495,48 +504,56 @@ static int certs_bad(const char *msg, const char *arg)
 
 int main(int argc, char **argv)
 {
+    enum { O_DIR = 256, O_CLIENTS, O_SNAME, O_NAME, O_EXPIRED, O_HELP };
+    static const struct option opts[] = {
+        { "dir", 1, 0, O_DIR }, { "clients", 1, 0, O_CLIENTS }, { "server-name", 1, 0, O_SNAME },
+        { "name", 1, 0, O_NAME }, { "expired", 0, 0, O_EXPIRED }, { "help", 0, 0, O_HELP },
+        CONFIG_OPTIONS, { 0, 0, 0, 0 },
+    };
     const char *dir = NULL, *name = NULL, *cmd = NULL;
     const char *names[CERTS_MAX_NAMES];
-    int nnames = 0, nclients = 0, expired = 0;
+    int nnames = 0, nclients = 0, expired = 0, opt;
     char err[SEFL_ERRLEN];
 
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            certs_usage(stdout);
-            return 0;
-        }
-        if (!strcmp(a, "--expired")) {
-            expired = 1;
-            continue;
-        }
-        if (a[0] != '-') {
-            if (cmd) return certs_bad("unexpected argument", a);
-            cmd = a;
-            continue;
-        }
-        if (i + 1 >= argc) return certs_bad("missing value for", a);
-        const char *v = argv[++i];
-        if (!strcmp(a, "--dir")) {
-            dir = v;
-        } else if (!strcmp(a, "--name")) {
-            if (!certs_name_ok(v)) return certs_bad("bad --name (want 1..64 of [A-Za-z0-9._-]):", v);
-            name = v;
-        } else if (!strcmp(a, "--server-name")) {
-            if (!certs_host_ok(v)) return certs_bad("bad --server-name (want a DNS name or IP):", v);
-            if (nnames >= CERTS_MAX_NAMES - 2) return certs_bad("too many --server-name", NULL);
-            names[nnames++] = v;
-        } else if (!strcmp(a, "--clients")) {
-            char *end;
-            errno = 0;
-            long n = strtol(v, &end, 10);
-            if (errno || *end || end == v || n < 0 || n > CERTS_MAX_CLIENTS)
-                return certs_bad("bad --clients (want 0..100000):", v);
+    if (config_begin("sefl-certs", certs_usage(), opts, &argc, &argv, err)) return certs_bad(err, NULL);
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        const char *bad = NULL;
+        switch (opt) {
+        case 'h':
+        case O_HELP: fputs(certs_usage(), stdout); return 0;
+        case O_EXPIRED: expired = 1; break;
+        case O_DIR: dir = optarg; break;
+        case O_NAME:
+            if (!certs_name_ok(optarg)) bad = "bad --name (want 1..64 of [A-Za-z0-9._-]):";
+            name = optarg;
+            break;
+        case O_SNAME:
+            if (!certs_host_ok(optarg)) bad = "bad --server-name (want a DNS name or IP):";
+            else if (nnames >= CERTS_MAX_NAMES - 2) bad = "too many --server-name:";
+            else names[nnames++] = optarg;
+            break;
+        case O_CLIENTS: {
+            long n;
+            if (cli_parse_long("--clients", optarg, 0, CERTS_MAX_CLIENTS, &n, err)) {
+                config_where(err);
+                return certs_bad(err, NULL);
+            }
             nclients = (int)n;
-        } else {
-            return certs_bad("unknown option", a);
+            break;
+        }
+        default:
+            if (config_option(opt, argv, err)) return certs_bad(err, NULL);
+            break;
+        }
+        if (bad) {
+            snprintf(err, sizeof err, "%s %s", bad, optarg);
+            config_where(err);
+            return certs_bad(err, NULL);
         }
     }
+    if (optind < argc) cmd = argv[optind++];
+    if (optind < argc) return certs_bad("unexpected argument", argv[optind]);
     if (!cmd) return certs_bad("missing command (init or issue)", NULL);
     int is_init = !strcmp(cmd, "init");
     if (!is_init && strcmp(cmd, "issue")) return certs_bad("unknown command", cmd);
@@ -544,6 +561,7 @@ int main(int argc, char **argv)
     if (is_init && (name || expired)) return certs_bad("--name and --expired are for issue", NULL);
     if (!is_init && !name) return certs_bad("issue needs --name", NULL);
     if (!is_init && (nnames || nclients)) return certs_bad("--server-name and --clients are for init", NULL);
+    config_end();
 
     certs s;
     int ret = certs_open(&s, dir, err);

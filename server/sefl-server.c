@@ -3,9 +3,12 @@
  * Flags and signals only: the rounds are coord.c, the database state.c.
  * SIGTERM and SIGINT stop it cleanly (Bye{"shutdown"} to every client, the
  * database closed consistent, exit 0); after --rounds committed rounds it
- * sends Bye{"done"} and exits 0. Exit 1 when it cannot start (or its
- * database fails), 2 on bad arguments.
+ * sends Bye{"done"} and exits 0. Exit 2 on bad arguments and on start
+ * failures that a restart cannot fix (server_start_status), 1 on the others
+ * and when its database fails, so that a service manager restarts it only
+ * when that can help (deploy/sefl-server.service: RestartPreventExitStatus=2).
  */
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -16,13 +19,18 @@
 
 #include "common/cli.h"
 #include "common/memtune.h"
+#include "common/config.h"
 #include "server/coord.h"
 #include "common/nn/model.h"
 #include "common/log.h"
 #include "common/nn/params.h"
+#include "server/http.h"
+#include "server/monitor.h"
+#include "server/status_cli.h"
 
 static const char usage[] =
     "usage: sefl-server --certs DIR --db FILE [options]\n"
+    "       sefl-server status --http HOST:PORT [--json]   (see status --help)\n"
     "\n"
     "Coordinator of federated rounds: selects clients, sends them the shared\n"
     "part of the global model, averages their updates (FedAvg by number of\n"
@@ -32,9 +40,11 @@ static const char usage[] =
     "  --listen HOST:PORT      address to listen on (default 0.0.0.0:7443; port 0\n"
     "                          picks one; the log says `listening HOST:PORT`)\n"
     "  --certs DIR             DIR/ca.crt, DIR/server.crt, DIR/server.key (sefl-certs)\n"
-    "  --db FILE               server.db: created when missing; an existing file must\n"
-    "                          match --arch and its options, --private, --seed,\n"
-    "                          --local-schedule and --private-lr\n"
+    "  --db FILE               server.db: created when missing, locked while running;\n"
+    "                          an existing file must match --arch and its options,\n"
+    "                          --private, --seed, --local-schedule, --private-lr, the\n"
+    "                          guard's settings and the run settings it recorded\n"
+    "                          (--allow-change)\n"
     "  --rounds R              exit 0 after R committed rounds (default 0: run until\n"
     "                          SIGTERM)\n"
     "  --clients-per-round K   updates that commit a round at once (default 10)\n"
@@ -89,11 +99,23 @@ static const char usage[] =
     "  --handshakes-per-sec R  TLS handshakes one address may start per second\n"
     "                          (default 100; 0: no limit)\n"
     "  --handshake-burst N     ... and at once before that rate applies (default 256)\n"
-    "  --help                  this text\n"
-    "Logs one line per event to stderr (SEFL_LOG=debug|info|warn|error).\n";
+    "  --http HOST:PORT        serve plain HTTP for monitoring (default off; e.g.\n"
+    "                          " HTTP_SUGGESTED_ADDR "): /metrics (Prometheus), /status\n"
+    "                          (JSON), /healthz, /readyz\n"
+    "  --allow-change          resume although a run setting (lr, momentum,\n"
+    "                          weight-decay, prox-mu, batch, epochs, clients-per-round,\n"
+    "                          min-clients, over-select) differs from the one FILE\n"
+    "                          recorded; the change and its round are recorded\n"
+    CONFIG_USAGE
+    "Logs one line per event to stderr (SEFL_LOG=debug|info|warn|error).\n"
+    "Exit status: 0 done or stopped; 2 bad arguments or configuration, including\n"
+    "certificates that cannot be read and a database made for other settings\n"
+    "(restarting cannot help); 1 any other failure (port in use, database locked\n"
+    "by another coordinator, the database failing while running).\n";
 
 typedef struct {
     coord *co;
+    monitor *mon;               /* --http, else NULL */
     uv_signal_t sig[2];
 } server_app;
 
@@ -123,12 +145,12 @@ static int server_parse_schedule(const char *s, int *private_epochs, char *err)
 }
 
 /* Parses argv into c; returns 0, 1 for --help, or -1 with err. */
-static int server_parse(int argc, char **argv, coord_config *c, char *err)
+static int server_parse(int argc, char **argv, coord_config *c, const char **http_addr, char *err)
 {
     enum { O_LISTEN = 256, O_CERTS, O_DB, O_ROUNDS, O_K, O_M, O_F, O_TIMEOUT, O_EVAL, O_PRIV,
            O_LR, O_MOM, O_WD, O_MU, O_BATCH, O_EPOCHS, O_SEED, O_R, O_HB, O_SCHED, O_PLR,
-           O_SHARE, O_NORM, O_PENALTY, O_PREAUTH, O_HSRATE, O_HSBURST, O_WIRE, O_UPD, O_SCALE,
-           O_EVALN, O_HELP, O_MODEL = 512 };
+           O_SHARE, O_NORM, O_PENALTY, O_PREAUTH, O_HSRATE, O_HSBURST, O_HTTP, O_ALLOW, O_WIRE,
+           O_UPD, O_SCALE, O_EVALN, O_HELP, O_MODEL = 512 };
     static const struct option opts[] = {
         { "listen", 1, 0, O_LISTEN }, { "certs", 1, 0, O_CERTS }, { "db", 1, 0, O_DB },
         { "rounds", 1, 0, O_ROUNDS }, { "clients-per-round", 1, 0, O_K },
@@ -141,19 +163,21 @@ static int server_parse(int argc, char **argv, coord_config *c, char *err)
         { "private-lr", 1, 0, O_PLR }, { "max-weight-share", 1, 0, O_SHARE },
         { "max-update-norm", 1, 0, O_NORM }, { "penalty-rounds", 1, 0, O_PENALTY },
         { "preauth-per-addr", 1, 0, O_PREAUTH }, { "handshakes-per-sec", 1, 0, O_HSRATE },
-        { "handshake-burst", 1, 0, O_HSBURST }, { "wire-dtype", 1, 0, O_WIRE },
+        { "handshake-burst", 1, 0, O_HSBURST }, { "http", 1, 0, O_HTTP },
+        { "allow-change", 0, 0, O_ALLOW }, { "wire-dtype", 1, 0, O_WIRE },
         { "update-dtype", 1, 0, O_UPD }, { "int8-scale", 1, 0, O_SCALE },
-        { "eval-clients", 1, 0, O_EVALN },
-        { "help", 0, 0, O_HELP }, MODEL_OPTS_LONGOPTS(O_MODEL), { 0, 0, 0, 0 },
+        { "eval-clients", 1, 0, O_EVALN }, { "help", 0, 0, O_HELP }, MODEL_OPTS_LONGOPTS(O_MODEL),
+        CONFIG_OPTIONS, { 0, 0, 0, 0 },
     };
     coord_config_default(c);
     c->certs_dir = c->db_path = NULL;
+    if (config_begin("sefl-server", usage, opts, &argc, &argv, err)) return -1;
     opterr = 0;
     int opt, rc = 0;
     long v = 0;
     double d = 0;
     const char *wire = "f32", *update = "f32", *scale = "channel";
-    while (rc == 0 && (opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while (rc == 0 && (opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (opt) {
         case O_LISTEN: c->listen = optarg; break;
         case O_CERTS: c->certs_dir = optarg; break;
@@ -239,11 +263,23 @@ static int server_parse(int argc, char **argv, coord_config *c, char *err)
             if (!(rc = cli_parse_long("--handshake-burst", optarg, 1, 1000000, &v, err)))
                 c->preauth.burst = (int)v;
             break;
+        case O_HTTP: {
+            char host[HTTP_HOST_MAX + 1], port[6];
+            rc = http_split_addr(optarg, host, port, err);
+            *http_addr = optarg;
+            break;
+        }
+        case O_ALLOW: c->allow_change = 1; break;
+        case 'h':
         case O_HELP: return 1;
-        default: cli_bad_option(argv, err); return -1;
+        default: rc = config_option(opt, argv, err); break;
         }
     }
-    if (rc < 0 || cli_no_operands(argc, argv, err) < 0) return -1;
+    if (rc < 0) {
+        config_where(err);
+        return -1;
+    }
+    if (cli_no_operands(argc, argv, err) < 0) return -1;
     if (strcmp(scale, "channel") && strcmp(scale, "tensor")) {
         err_set(err, "--int8-scale must be channel or tensor, got '%s'", scale);
         return -1;
@@ -268,6 +304,7 @@ static int server_parse(int argc, char **argv, coord_config *c, char *err)
      * start failure. */
     param_table t;
     if (params_build(&t, &c->model, err)) return -1;
+    config_end();
     return 0;
 }
 
@@ -284,19 +321,36 @@ static void server_raise_nofile(coord_config *cfg)
         if (setrlimit(RLIMIT_NOFILE, &rl) != 0) getrlimit(RLIMIT_NOFILE, &rl);
     }
     long have = rl.rlim_cur == RLIM_INFINITY ? 1048576L : (long)rl.rlim_cur;
-    long reserve = have > 256 ? 64 : have / 4;
+    /* + 1: the database's lock (store_lock), open for the process's life. */
+    long reserve = (have > 256 ? 64 : have / 4) + 1;
     cfg->preauth.max_open = (int)(have - reserve > 1000000 ? 1000000 : have - reserve);
     log_info("open files limit %ld (was %ld, hard limit %ld): at most %d connections at once",
              have, (long)was, rl.rlim_max == RLIM_INFINITY ? -1L : (long)rl.rlim_max,
              cfg->preauth.max_open);
 }
 
+/* A failed start that only a person can fix is a configuration error:
+ * files missing, unreadable or not what they must be (certificates, a
+ * database of another run or kind), a setting the database refuses. */
+static int server_start_status(int ret)
+{
+    switch (ret) {
+    case -EINVAL: case -ENOENT: case -EACCES: case -EPERM: case -EBADMSG: case -ENOTDIR:
+    case -EISDIR: case -ENAMETOOLONG:
+        return 2;
+    default:
+        return 1;
+    }
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 1 && !strcmp(argv[1], "status")) return status_cli_main(argc - 1, argv + 1);
     coord_config cfg;
+    const char *http_addr = NULL;
     char err[SEFL_ERRLEN] = "";
     memtune_init();
-    int rc = server_parse(argc, argv, &cfg, err);
+    int rc = server_parse(argc, argv, &cfg, &http_addr, err);
     if (rc == 1) {
         fputs(usage, stdout);
         return 0;
@@ -310,12 +364,16 @@ int main(int argc, char **argv)
     uv_loop_t loop;
     uv_loop_init(&loop);
     server_app app = { 0 };
-    if (coord_start(&loop, &cfg, &app.co, err)) {
+    /* The HTTP port first: when it is taken, no database is made. */
+    if ((http_addr && (rc = monitor_start(&loop, http_addr, &app.mon, err))) ||
+        (rc = coord_start(&loop, &cfg, &app.co, err))) {
         fprintf(stderr, "sefl-server: %s\n", err);
+        monitor_free(app.mon);
         uv_run(&loop, UV_RUN_DEFAULT);
         uv_loop_close(&loop);
-        return 1;
+        return server_start_status(rc);
     }
+    if (app.mon) monitor_attach(app.mon, app.co);
     const int signums[2] = { SIGTERM, SIGINT };
     for (int i = 0; i < 2; i++) {
         uv_signal_init(&loop, &app.sig[i]);
@@ -327,7 +385,9 @@ int main(int argc, char **argv)
     }
     uv_run(&loop, UV_RUN_DEFAULT);
     for (int i = 0; i < 2; i++) uv_close((uv_handle_t *)&app.sig[i], NULL);
+    monitor_close(app.mon);
     uv_run(&loop, UV_RUN_DEFAULT);
+    monitor_free(app.mon);
     int status = coord_exit_status(app.co);
     coord_free(app.co);
     if (uv_loop_close(&loop)) log_warn("loop closed with handles still open");

@@ -8,7 +8,9 @@
  * oversized weight, duplicate) are each answered with Error{REJECTED}, and
  * the committed model's shared set equals the example-weighted mean of the
  * three valid updates while its private tensors keep their initial values.
- * Its tasks go out one at a time (a send window of one byte).
+ * Its tasks go out one at a time (a send window of one byte). The same run
+ * checks what monitoring reads: coord_get_status before and after, and the
+ * event metrics counting the commit and each rejection under its reason.
  *
  * A client that leaves mid-round (its connection closed, as a killed
  * client's is) ends the round at once when waiting cannot change the
@@ -29,6 +31,7 @@
 
 #include "common/net/conn.h"
 #include "server/coord.h"
+#include "server/metrics.h"
 #include "common/log.h"
 #include "common/nn/model.h"
 #include "common/nn/params.h"
@@ -372,7 +375,36 @@ START_TEST(test_round_fedavg_exact_and_rejections)
     /* One task queued at a time: the tasks go out as the window drains. */
     cfg.send_window = 1;
     ck_assert_msg(coord_start(&loop, &cfg, &co, err) == 0, "%s", err);
+    coord_status st;
+    coord_get_status(co, &st);
+    ck_assert_str_eq(st.phase, "idle");
+    ck_assert_int_eq(st.ready, 1);
+    ck_assert_int_eq(strlen(st.run_id), STATE_RUN_ID_LEN);
+    ck_assert_double_eq(st.last_commit, 0);
     for (int i = 0; i < 3; i++) fake_connect(&fakes[i]);
+    uv_run(&loop, UV_RUN_DEFAULT);
+
+    /* What monitoring sees: one commit, each rejection under its reason. */
+    coord_get_status(co, &st);
+    ck_assert_str_eq(st.phase, "done");
+    ck_assert_int_eq(st.ready, 0);
+    ck_assert_uint_eq(st.last_round, 1);
+    ck_assert_double_gt(st.last_commit, 1e9);
+    ck_assert_int_eq(st.has_eval, 1);
+    ck_assert_uint_eq(st.eval_round, 1);
+    strbuf text = STRBUF_INIT;
+    ck_assert_int_eq(metrics_render(coord_event_metrics(co), &text), 0);
+    static const char *const want[] = {
+        "\nsefl_rounds_committed_total 1\n", "\nsefl_rounds_abandoned_total 0\n",
+        "\nsefl_updates_accepted_total 3\n", "\nsefl_round_duration_seconds_count 1\n",
+        "{reason=\"stale_round\"} 1\n", "{reason=\"unknown_round\"} 1\n",
+        "{reason=\"bad_tensors\"} 1\n", "{reason=\"bad_examples\"} 2\n",
+        "{reason=\"duplicate\"} 1\n", "{reason=\"not_selected\"} 1\n",
+        "{reason=\"no_round\"} 0\n", "{reason=\"not_finite\"} 0\n",
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        ck_assert_msg(strstr(text.p, want[i]), "no '%s' in:\n%s", want[i], text.p);
+    strbuf_free(&text);
     finish_loop();
 
     /* every malformed update and the unselected client's were refused */

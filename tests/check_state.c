@@ -1,6 +1,8 @@
 /* check_state: server.db: creation with the round-0 model, commits in one
  * transaction with pruning to the last STATE_KEEP_MODELS models, resume,
- * refusal of a file made for other settings, detection of damaged models,
+ * refusal of a file made for other settings, run settings recorded,
+ * compared on resume (refused, or recorded as a change with allow_change)
+ * and learnt while running, the db lock, detection of damaged models,
  * clients and eval_reports rows. */
 #include <check.h>
 #include <errno.h>
@@ -193,6 +195,81 @@ START_TEST(test_refuses_other_settings)
 }
 END_TEST
 
+START_TEST(test_run_settings)
+{
+    state *s;
+    char err[SEFL_ERRLEN] = "";
+    settings run = { .n = 0 };
+    settings_add(&run, "lr", "%.9g", 0.05);
+    settings_add(&run, "batch", "%d", 32);
+    state_config c = config(PARAM_SE, 42);
+    c.run = &run;
+    ck_assert_int_eq(state_open(path, &c, init, &s, err), 0);
+    commit(s, 1, 1.0f);
+    commit(s, 2, 2.0f);
+    state_close(s);
+    ck_assert_int_eq(check_sql_file_int(path, "SELECT count(*) FROM settings WHERE since_round = 0"
+                                              " AND ((name = 'lr' AND value = '0.05') OR"
+                                              " (name = 'batch' AND value = '32'))"), 2);
+
+    /* the same settings resume; another lr is refused naming it, file unchanged */
+    ck_assert_msg(state_open(path, &c, init, &s, err) == 0, "%s", err);
+    state_close(s);
+    settings other = run;
+    snprintf(other.item[0].value, sizeof other.item[0].value, "0.1");
+    c.run = &other;
+    ck_assert_int_eq(state_open(path, &c, init, &s, err), -EINVAL);
+    ck_assert_ptr_null(s);
+    ck_assert_msg(strstr(err, "made with --lr 0.05, this one has --lr 0.1") != NULL, "%s", err);
+    ck_assert_int_eq(check_sql_file_int(path, "SELECT count(*) FROM setting_changes"), 0);
+
+    /* allow_change: recorded from the next round, with the old value */
+    c.allow_change = 1;
+    ck_assert_msg(state_open(path, &c, init, &s, err) == 0, "%s", err);
+    ck_assert_int_eq(check_sql_file_int(path, "SELECT count(*) FROM setting_changes WHERE round = 3"
+                                              " AND name = 'lr' AND old_value = '0.05'"
+                                              " AND new_value = '0.1'"), 1);
+    ck_assert_int_eq(check_sql_file_int(path, "SELECT since_round FROM settings WHERE name = 'lr'"), 3);
+
+    /* a setting learnt while running: first recorded, then a change */
+    char was[SETTINGS_VALUE_MAX] = "x";
+    ck_assert_int_eq(state_observe_setting(s, "partition", "pat:2 clients=3 seed=1", 3, was, err), 0);
+    ck_assert_str_eq(was, "");
+    ck_assert_int_eq(state_observe_setting(s, "partition", "pat:2 clients=3 seed=1", 3, was, err), 0);
+    ck_assert_str_eq(was, "");
+    ck_assert_int_eq(state_observe_setting(s, "partition", "iid clients=3 seed=1", 4, was, err), 0);
+    ck_assert_str_eq(was, "pat:2 clients=3 seed=1");
+    ck_assert_int_eq(check_sql_file_int(path, "SELECT count(*) FROM setting_changes WHERE round = 4"
+                                              " AND name = 'partition'"), 1);
+    int n = -1;
+    ck_assert_int_eq(state_eval_count(s, 2, &n, err), 0);
+    ck_assert_int_eq(n, 0);
+    ck_assert_int_eq(state_eval_report(s, 2, "client-0000", 10, 0.5, 1.0, err), 0);
+    ck_assert_int_eq(state_eval_count(s, 2, &n, err), 0);
+    ck_assert_int_eq(n, 1);
+    state_close(s);
+}
+END_TEST
+
+/* One lock holder at a time; the lock goes with its descriptor. */
+START_TEST(test_lock)
+{
+    char err[SEFL_ERRLEN] = "";
+    int fd1 = -1, fd2 = -1;
+    ck_assert_int_eq(store_lock(path, &fd1, err), 0);
+    ck_assert_int_eq(access(path, F_OK), 0);
+    ck_assert_int_eq(store_lock(path, &fd2, err), -EBUSY);
+    ck_assert_int_eq(fd2, -1);
+    ck_assert_ptr_nonnull(strstr(err, "in use by another process"));
+    close(fd1);
+    ck_assert_int_eq(store_lock(path, &fd2, err), 0);
+    close(fd2);
+    char missing[160];
+    snprintf(missing, sizeof missing, "%s/no/such/dir/server.db", dir);
+    ck_assert_int_eq(store_lock(missing, &fd1, err), -ENOENT);
+}
+END_TEST
+
 START_TEST(test_detects_damaged_model)
 {
     state *s;
@@ -358,6 +435,8 @@ int main(void)
     tcase_add_test(tc, test_new_file_holds_round0);
     tcase_add_test(tc, test_commit_prune_resume);
     tcase_add_test(tc, test_refuses_other_settings);
+    tcase_add_test(tc, test_run_settings);
+    tcase_add_test(tc, test_lock);
     tcase_add_test(tc, test_detects_damaged_model);
     tcase_add_test(tc, test_clients_and_eval_reports);
     tcase_add_test(tc, test_settings_recorded);

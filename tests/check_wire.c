@@ -166,8 +166,31 @@ START_TEST(test_hello_welcome)
     ck_assert_str_eq(d->hello->software, "sefl 0.1");
     ck_assert_uint_eq(d->hello->spec->r, 8);
     ck_assert(d->hello->spec->fc1_gate);
+    ck_assert_str_eq(d->hello->partition, "");
     wire_free(d);
     free(p.frame);
+
+    /* Hello.partition: printable ASCII up to WIRE_MAX_PARTITION bytes */
+    char part[WIRE_MAX_PARTITION + 2], err[SEFL_ERRLEN];
+    memset(part, 'p', sizeof part);
+    part[WIRE_MAX_PARTITION] = 0;
+    h.partition = part;
+    p = enc(&e);
+    d = dec_ok(&p);
+    ck_assert_str_eq(d->hello->partition, part);
+    wire_free(d);
+    free(p.frame);
+    part[WIRE_MAX_PARTITION] = 'p';
+    part[WIRE_MAX_PARTITION + 1] = 0;
+    p = enc_raw(&e);
+    ck_assert_uint_eq(dec_bytes_fail(pl(&p), pl_len(&p), 1 << 16, err), WIRE_ERR_MALFORMED);
+    ck_assert_ptr_nonnull(strstr(err, "Hello.partition"));
+    free(p.frame);
+    h.partition = "dir:0.3 clients=10\nseed=1";
+    p = enc_raw(&e);
+    ck_assert_uint_eq(dec_bytes_fail(pl(&p), pl_len(&p), 1 << 16, err), WIRE_ERR_MALFORMED);
+    free(p.frame);
+    h.partition = "";
 
     Sefl__Welcome w = SEFL__WELCOME__INIT;
     w.spec = &spec;

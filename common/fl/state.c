@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "common/log.h"
 #include "common/store.h"
@@ -27,6 +28,14 @@ static const char state_ddl[] =
     "CREATE TABLE eval_reports(round INTEGER NOT NULL, client TEXT NOT NULL,"
     " examples INTEGER NOT NULL, accuracy REAL NOT NULL, loss REAL NOT NULL,"
     " received_at TEXT, PRIMARY KEY(round, client));";
+
+/* The run settings (settings.h) and their changes. Apart from state_ddl
+ * because a file made before they existed gets them on its next open. */
+static const char state_settings_ddl[] =
+    "CREATE TABLE IF NOT EXISTS settings(name TEXT PRIMARY KEY, value TEXT NOT NULL,"
+    " since_round INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS setting_changes(round INTEGER NOT NULL, name TEXT NOT NULL,"
+    " old_value TEXT NOT NULL, new_value TEXT NOT NULL, changed_at TEXT NOT NULL);";
 
 /* The meta entries that bind a file to one model and private set, as text
  * (the form store_meta_get returns), in the order they are checked. */
@@ -101,6 +110,134 @@ static int state_put_model(state *s, uint32_t round, const float *buf, char *err
     return ret;
 }
 
+/* Runs one prepared statement to completion; part of a transaction. */
+static int state_step(state *s, sqlite3_stmt *st, char *err)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc == SQLITE_DONE) return 0;
+    err_set(err, "%s: %s", s->path, sqlite3_errmsg(s->db));
+    return -EIO;
+}
+
+/* Reads the recorded value of setting name into buf (SETTINGS_VALUE_MAX).
+ * Returns 0, -ENOENT when there is none, or a SQLite failure. */
+static int state_get_setting(state *s, const char *name, char *buf, char *err)
+{
+    sqlite3_stmt *st;
+    int ret = store_prepare(s->db, "SELECT value FROM settings WHERE name = ?", &st, err);
+    if (ret) return ret;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const unsigned char *v = sqlite3_column_text(st, 0);
+        if (!v) {
+            err_set(err, "%s: reading setting %s: %s", s->path, name, sqlite3_errmsg(s->db));
+            ret = sqlite3_errcode(s->db) == SQLITE_NOMEM ? -ENOMEM : -EIO;
+        } else {
+            snprintf(buf, SETTINGS_VALUE_MAX, "%s", (const char *)v);
+        }
+    } else if (rc == SQLITE_DONE) {
+        ret = -ENOENT;
+    } else {
+        err_set(err, "%s: reading setting %s: %s", s->path, name, sqlite3_errmsg(s->db));
+        ret = -EIO;
+    }
+    sqlite3_finalize(st);
+    return ret;
+}
+
+/* Records name = value from round on; old (the value it replaces, NULL when
+ * there was none) also goes into setting_changes. Part of a transaction. */
+static int state_set_setting(state *s, const char *name, const char *old, const char *value,
+                             uint32_t round, char *err)
+{
+    sqlite3_stmt *st;
+    int ret = store_prepare(s->db, "INSERT OR REPLACE INTO settings(name, value, since_round)"
+                            " VALUES(?, ?, ?)", &st, err);
+    if (ret) return ret;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, round);
+    if ((ret = state_step(s, st, err)) || !old) return ret;
+    char now[STORE_TIME_LEN];
+    store_now_iso(now);
+    if ((ret = store_prepare(s->db, "INSERT INTO setting_changes(round, name, old_value, new_value,"
+                             " changed_at) VALUES(?, ?, ?, ?, ?)", &st, err)))
+        return ret;
+    sqlite3_bind_int64(st, 1, round);
+    sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, old, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, value, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, now, -1, SQLITE_STATIC);
+    return state_step(s, st, err);
+}
+
+/* The last committed round (0 before the first). */
+static int state_last_round(state *s, uint32_t *round, char *err)
+{
+    sqlite3_stmt *st;
+    int ret = store_prepare(s->db, "SELECT coalesce(max(round), 0) FROM rounds", &st, err);
+    if (ret) return ret;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        *round = (uint32_t)sqlite3_column_int64(st, 0);
+    } else {
+        err_set(err, "%s: %s", s->path, sqlite3_errmsg(s->db));
+        ret = -EIO;
+    }
+    sqlite3_finalize(st);
+    return ret;
+}
+
+/* Compares cfg->run with the recorded settings of an existing file and
+ * records what is new or (with allow_change) changed, in one transaction. */
+static int state_check_settings(state *s, const state_config *cfg, char *err)
+{
+    uint32_t last = 0;
+    int ret = store_begin(s->db, err);
+    if (ret) return ret;
+    if ((ret = store_exec(s->db, state_settings_ddl, err)) || (ret = state_last_round(s, &last, err)))
+        goto out;
+    for (int i = 0; cfg->run && i < cfg->run->n; i++) {
+        const setting *it = &cfg->run->item[i];
+        char have[SETTINGS_VALUE_MAX];
+        ret = state_get_setting(s, it->name, have, err);
+        if (ret == -ENOENT) {
+            ret = state_set_setting(s, it->name, NULL, it->value, last, err);
+        } else if (!ret && strcmp(have, it->value)) {
+            if (!cfg->allow_change) {
+                err_set(err, "%s: the run was made with --%s %s, this one has --%s %s; give the "
+                        "same value, or --allow-change to record the change from round %u",
+                        s->path, it->name, have, it->name, it->value, last + 1);
+                ret = -EINVAL;
+                goto out;
+            }
+            log_warn("setting --%s changed from %s to %s from round %u (--allow-change)", it->name,
+                     have, it->value, last + 1);
+            ret = state_set_setting(s, it->name, have, it->value, last + 1, err);
+        }
+        if (ret) goto out;
+    }
+    ret = store_commit(s->db, err);
+out:
+    if (ret) store_rollback(s->db);
+    return ret;
+}
+
+/* A new file's run id: 128 random bits in hex, so that monitoring can
+ * tell two runs apart even when all their settings are equal. */
+static int state_new_run_id(state *s, char *err)
+{
+    uint8_t b[STATE_RUN_ID_LEN / 2];
+    if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b) {
+        err_set(err, "getrandom: %s", strerror(errno));
+        return -EIO;
+    }
+    char hex[STATE_RUN_ID_LEN + 1];
+    for (size_t i = 0; i < sizeof b; i++) snprintf(hex + 2 * i, 3, "%02x", b[i]);
+    return store_meta_set(s->db, "run_id", hex, err);
+}
+
 /* Writes meta and the round-0 model of a new file in one transaction. */
 static int state_init_file(state *s, const state_config *cfg, const float *init, char *err)
 {
@@ -112,6 +249,10 @@ static int state_init_file(state *s, const state_config *cfg, const float *init,
     if (!ret && cfg->partition) ret = store_meta_set(s->db, "partition", cfg->partition, err);
     for (int i = 0; i < cfg->n_settings && !ret; i++)
         ret = store_meta_set(s->db, cfg->settings[i].key, cfg->settings[i].value, err);
+    if (!ret) ret = state_new_run_id(s, err);
+    if (!ret) ret = store_exec(s->db, state_settings_ddl, err);
+    for (int i = 0; cfg->run && i < cfg->run->n && !ret; i++)
+        ret = state_set_setting(s, cfg->run->item[i].name, NULL, cfg->run->item[i].value, 0, err);
     if (!ret) ret = state_put_model(s, 0, init, err);
     if (!ret) ret = store_commit(s->db, err);
     if (ret) store_rollback(s->db);
@@ -173,6 +314,7 @@ int state_open(const char *path, const state_config *cfg, const float *init, sta
     int created = 0;
     int ret = store_open(path, &schema, STORE_CREATE, &s->db, &created, err);
     if (!ret) ret = created ? state_init_file(s, cfg, init, err) : state_check_meta(s, cfg, err);
+    if (!ret && !created) ret = state_check_settings(s, cfg, err);
     /* Not a result of training: recorded for sefl-eval, whatever an earlier
      * run of the file had. */
     if (!ret && cfg->eval_clients) ret = store_meta_set(s->db, "eval_clients", cfg->eval_clients, err);
@@ -182,6 +324,16 @@ int state_open(const char *path, const state_config *cfg, const float *init, sta
     }
     *out = s;
     return 0;
+}
+
+int state_run_id(state *s, char out[STATE_RUN_ID_LEN + 1], char *err)
+{
+    int ret = store_meta_get(s->db, "run_id", out, STATE_RUN_ID_LEN + 1, err);
+    if (ret == -ENOENT) {
+        out[0] = 0;
+        return 0;
+    }
+    return ret;
 }
 
 /* Reads the meta integer key of s's file into *v (0..max); -EBADMSG with
@@ -306,16 +458,6 @@ out:
     return ret;
 }
 
-/* Runs one prepared statement to completion; part of a transaction. */
-static int state_step(state *s, sqlite3_stmt *st, char *err)
-{
-    int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc == SQLITE_DONE) return 0;
-    err_set(err, "%s: %s", s->path, sqlite3_errmsg(s->db));
-    return -EIO;
-}
-
 int state_commit_round(state *s, const state_round *r, const float *buf,
                        const state_participant *p, int n, char *err)
 {
@@ -435,4 +577,37 @@ int state_eval_report(state *s, uint32_t round, const char *client, uint32_t exa
     sqlite3_bind_double(st, 5, loss);
     sqlite3_bind_text(st, 6, now, -1, SQLITE_STATIC);
     return state_step(s, st, err);
+}
+
+int state_observe_setting(state *s, const char *name, const char *value, uint32_t round,
+                          char *replaced, char *err)
+{
+    char have[SETTINGS_VALUE_MAX];
+    replaced[0] = 0;
+    int ret = state_get_setting(s, name, have, err);
+    if (ret && ret != -ENOENT) return ret;
+    if (!ret && !strcmp(have, value)) return 0;
+    int had = ret == 0;
+    if ((ret = store_begin(s->db, err))) return ret;
+    ret = state_set_setting(s, name, had ? have : NULL, value, round, err);
+    if (!ret) ret = store_commit(s->db, err);
+    if (ret) store_rollback(s->db);
+    else if (had) snprintf(replaced, SETTINGS_VALUE_MAX, "%s", have);
+    return ret;
+}
+
+int state_eval_count(state *s, uint32_t round, int *n, char *err)
+{
+    sqlite3_stmt *st;
+    int ret = store_prepare(s->db, "SELECT count(*) FROM eval_reports WHERE round = ?", &st, err);
+    if (ret) return ret;
+    sqlite3_bind_int64(st, 1, round);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        *n = sqlite3_column_int(st, 0);
+    } else {
+        err_set(err, "%s: %s", s->path, sqlite3_errmsg(s->db));
+        ret = -EIO;
+    }
+    sqlite3_finalize(st);
+    return ret;
 }

@@ -20,8 +20,10 @@
  *       binds the file to one run: arch, r, fc1_gate, table_hash (16 hex
  *       digits), private_groups ('se', 'none', 'head', 'se,head'),
  *       init_seed, local_schedule ('joint' or 'private-first:P'),
- *       private_lr ('lr' when it is --lr, else the number), and partition
- *       (the spec, when known). A file without local_schedule or
+ *       private_lr ('lr' when it is --lr, else the number), partition
+ *       (the spec, when known), and run_id (32 hex digits of random bits
+ *       made with the file, absent in files made before it: what
+ *       monitoring names the run by). A file without local_schedule or
  *       private_lr (made before they existed) reads as joint and lr.
  *   rounds(round INTEGER PRIMARY KEY, committed_at TEXT, clients INTEGER,
  *          examples INTEGER, train_loss REAL, train_accuracy REAL,
@@ -42,6 +44,19 @@
  *                PRIMARY KEY(round, client))
  *       every EvalReport: the client's personalized test accuracy and loss
  *       on its own test split after that round
+ *   settings(name TEXT PRIMARY KEY, value TEXT, since_round INTEGER)
+ *       the run settings (settings.h): every setting that changes the
+ *       result, named by its long flag ('lr', 'clients-per-round', ...,
+ *       'partition' as clients report it), its value as text and the first
+ *       round that used it
+ *   setting_changes(round INTEGER, name TEXT, old_value TEXT,
+ *                   new_value TEXT, changed_at TEXT)
+ *       each change a resume with --allow-change (or a client reporting
+ *       another partition) made, from `round` on
+ * The last two tables came after schema_version 1 without a new version: a
+ * file made before them gets them, empty, on its next writable open (and
+ * then records the settings of that run from its last round), and readers
+ * that do not know them are unaffected.
  */
 #ifndef SEFL_STATE_H
 #define SEFL_STATE_H
@@ -49,6 +64,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/fl/settings.h"
 #include "common/nn/params.h"
 
 #define STATE_SCHEMA_VERSION 1
@@ -76,18 +92,28 @@ typedef struct {
      * setting existed adopts this run's value (and says so in the log). */
     const state_setting *settings;
     int n_settings;
+    const settings *run;        /* the run settings (settings.h) to record and
+                                   check; NULL for none (kind "local") */
+    int allow_change;           /* a run setting that differs from the recorded
+                                   one is recorded as a change, not refused */
     const char *eval_clients;   /* --eval-clients ("all" or N), rewritten at each open (it
                                    changes what is evaluated, not what is trained); NULL:
                                    not recorded */
 } state_config;
 
-/* Opens or creates path. A new file gets meta from cfg and init (table.total
- * floats) as the model of round 0. An existing file must be a sefl database
- * of cfg's kind whose meta (arch, r, fc1_gate, table_hash, private_groups,
- * init_seed, local_schedule, private_lr, wire_dtype, update_dtype) matches
- * cfg (a file made before the last four existed counts as joint,
- * private_lr = lr, f32 and f32); otherwise one line in err says which
- * setting differs. Returns 0 with *out (close with state_close), or negative. */
+/* Opens or creates path. A new file gets meta from cfg, cfg->run in table
+ * settings (since round 0) and init (table.total floats) as the model of
+ * round 0. An existing file must be a sefl database of cfg's kind whose meta
+ * (arch, r, fc1_gate, table_hash, private_groups, init_seed, local_schedule,
+ * private_lr, and cfg->settings) matches cfg (a file made before
+ * local_schedule and private_lr existed counts as joint, private_lr = lr);
+ * otherwise one line in err says which setting differs. Then every setting
+ * of cfg->run is compared with the recorded one: a difference is -EINVAL
+ * with one line naming the setting, unless cfg->allow_change, when the new
+ * value is recorded with a row in setting_changes (round = the next round,
+ * the first that uses it), in one transaction. A setting the file has no
+ * record of (a file from an older sefl) is recorded without complaint.
+ * Returns 0 with *out (close with state_close), or negative. */
 int state_open(const char *path, const state_config *cfg, const float *init, state **out,
                char *err);
 void state_close(state *s);                    /* accepts NULL */
@@ -107,6 +133,12 @@ typedef struct {
  * -EBADMSG foreign or damaged file (a local-only db included: it holds no
  * global model), -EINVAL meta this build cannot rebuild the model from. */
 int state_open_read(const char *path, state_run *run, state **out, char *err);
+
+/* The run id made with the file (meta run_id: STATE_RUN_ID_LEN hex digits of
+ * random bits), or "" for a file made before run ids. Returns 0 or
+ * negative with err. */
+#define STATE_RUN_ID_LEN 32
+int state_run_id(state *s, char out[STATE_RUN_ID_LEN + 1], char *err);
 
 /* Loads the model of the last committed round (0 before the first commit)
  * into buf (table.total floats) after verifying its size and checksum, and
@@ -140,6 +172,17 @@ int state_commit_round(state *s, const state_round *r, const float *buf,
 /* Sets the seconds and coord_seconds of a committed round: the coordinator
  * learns how long the commit took only after it. Returns 0 or negative. */
 int state_round_times(state *s, uint32_t round, double seconds, double coord_seconds, char *err);
+
+/* Records a setting learnt while running (the partition a client reports):
+ * inserted when absent; when it differs from the recorded value, the new
+ * value replaces it with a setting_changes row for round. replaced
+ * (SETTINGS_VALUE_MAX bytes) gets the value it replaced, "" when it replaced
+ * none. Returns 0 or negative with err. */
+int state_observe_setting(state *s, const char *name, const char *value, uint32_t round,
+                          char *replaced, char *err);
+
+/* Sets *n to the number of EvalReports stored for round. */
+int state_eval_count(state *s, uint32_t round, int *n, char *err);
 
 /* Records that a client connected now (first_seen once, last_seen each time). */
 int state_client_seen(state *s, const char *name, char *err);

@@ -412,6 +412,14 @@ static int wire_check_envelope(const Sefl__Envelope *e, const param_table *t, ui
     }
     switch (e->msg_case) {
     case SEFL__ENVELOPE__MSG_HELLO:
+        /* Printable ASCII only: it goes into server.db and log lines. */
+        for (const char *c = e->hello->partition; *c; c++)
+            if (*c < 0x20 || *c > 0x7e || c - e->hello->partition >= WIRE_MAX_PARTITION) {
+                *code = WIRE_ERR_MALFORMED;
+                err_set(err, "Hello.partition is longer than %d bytes or not printable ASCII",
+                        WIRE_MAX_PARTITION);
+                return -EBADMSG;
+            }
         return wire_check_spec(e->hello->spec, t, "Hello", code, err);
     case SEFL__ENVELOPE__MSG_WELCOME: {
         const Sefl__Welcome *w = e->welcome;

@@ -23,6 +23,8 @@
 #define WIRE_MAX_STRING 256                   /* any string field */
 #define WIRE_MAX_BATCH 65536                  /* TrainTask.batch: 1..this */
 #define WIRE_MAX_EPOCHS 1000                  /* TrainTask.epochs: 1..this */
+#define WIRE_MAX_PARTITION 127               /* Hello.partition: printable ASCII that fits
+                                                a run setting (settings.h) */
 #define WIRE_ALLOC_SLACK (16u << 10)          /* see wire_alloc_limit */
 
 /* Error codes carried in Error.code. */

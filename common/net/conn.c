@@ -39,6 +39,7 @@
 #include <mbedtls/ssl.h>
 
 #include "common/net/frame.h"
+#include "common/net/netstats.h"
 #include "common/log.h"
 
 #define CONN_IN_CAP (64u << 10)      /* ciphertext input; > 3 TLS records */
@@ -96,6 +97,7 @@ struct conn {
     int handles;                     /* handles initialised and not yet closed */
     int shut;                        /* our half-close is done */
     int peer_eof;                    /* the peer's EOF arrived */
+    int accepted;                    /* from conn_listen: its failed handshakes are logged */
     uint8_t *in;                     /* ciphertext mbedTLS reads: the thread's conn_rbuf
                                         during a read callback, else keep or NULL */
     uint8_t *keep;                   /* (CONN_IN_CAP) ciphertext left over from a read, or
@@ -106,6 +108,7 @@ struct conn {
     frame_reader fr;
     uint64_t last_rx;                /* uv_now of the last bytes received */
     int status;                      /* for on_close: 0 or a negative error */
+    int tls_fail;                    /* TLS_FAIL_* of a failed handshake */
     int has_reason;
     char reason[SEFL_ERRLEN];
     char peer_name[CONN_NAME_MAX + 1];
@@ -298,6 +301,7 @@ static void conn_on_write(uv_write_t *req, int status)
     conn_wreq *w = (conn_wreq *)req;
     conn *c = w->c;
     c->inflight -= w->len;
+    if (status == 0) netstats_add_sent(w->len);
     conn_wreq_free(w);
     if (status < 0 && c->state != CONN_CLOSED) {
         conn_set_reason(c, status, "write failed: %s", uv_strerror(status));
@@ -389,6 +393,10 @@ static void conn_fail(conn *c, int status, int notify, const char *fmt, ...)
     va_start(ap, fmt);
     conn_vset_reason(c, status, fmt, ap);
     va_end(ap);
+    /* A client's own handshake failure reaches its owner through on_close;
+     * a server's would otherwise go unseen, so it is logged and counted. */
+    if (c->accepted && c->state == CONN_HANDSHAKE)
+        netstats_handshake_failed(c->peer_addr, status, c->reason);
     conn_begin_close(c, notify);
 }
 
@@ -518,7 +526,12 @@ static void conn_process(conn *c)
         if (ret != 0) {
             char why[SEFL_ERRLEN];
             tls_error_text(&c->ssl, ret, why, sizeof why);
-            conn_fail(c, ret, 0, "TLS handshake failed: %s", why);
+            c->tls_fail = tls_failure(&c->ssl, ret);
+            /* The names the refused certificate carries: what a fix needs. */
+            const char *names = c->tls_fail == TLS_FAIL_NONE || c->tls_fail == TLS_FAIL_REFUSED
+                                    ? "" : tls_peer_names(c->tls);
+            conn_fail(c, ret, 0, "TLS handshake failed: %s%s%s", why,
+                      names[0] ? "; its certificate carries " : "", names);
             return;
         }
         conn_handshake_done(c);
@@ -584,6 +597,7 @@ static void conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         c->in = c->keep;
         c->in_len += (size_t)nread;
     }
+    netstats_add_received((size_t)nread);
     c->last_rx = uv_now(c->loop);
     conn_process(c);
     /* conn_process may have closed c, but not freed it: that waits for
@@ -690,6 +704,7 @@ static void conn_on_accept(uv_stream_t *server, int status)
     gate_ref(l->gate);
     c->gate = l->gate;
     c->gate_pending = 1;
+    c->accepted = 1;
     conn_start_tls(c);
 }
 
@@ -1052,4 +1067,9 @@ void *conn_user(const conn *c)
 void conn_set_user(conn *c, void *user)
 {
     c->user = user;
+}
+
+int conn_tls_failure(const conn *c)
+{
+    return c->tls_fail;
 }

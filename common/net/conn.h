@@ -127,6 +127,10 @@ void conn_set_on_drain(conn *c, void (*on_drain)(conn *c));
  * it again, or on a conn already closing, does nothing. */
 void conn_close(conn *c, const char *reason);
 
+/* TLS_FAIL_* (tls.h) when the handshake failed, else TLS_FAIL_NONE; valid
+ * until on_close returns, for a client to tell a permanent failure. */
+int conn_tls_failure(const conn *c);
+
 /* Raises the frame limit from max_frame_unauth to max_frame. */
 void conn_set_authenticated(conn *c);
 

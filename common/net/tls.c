@@ -78,6 +78,7 @@ static const mbedtls_ecp_group_id tls_groups[] = {
 /* ---- the context ----------------------------------------------------- */
 
 #define TLS_NAME_MAX 255             /* a DNS name or IP literal */
+#define TLS_PEER_NAMES_MAX 512       /* tls_peer_names' line, with its NUL */
 
 struct tls_ctx {
     mbedtls_ssl_config conf;         /* shared by every connection of this role */
@@ -90,6 +91,7 @@ struct tls_ctx {
     char server_name[TLS_NAME_MAX + 1];  /* client: name the server must carry */
     uint8_t ip[16];                  /* client: server_name as an address ... */
     size_t ip_len;                   /* ... 4 or 16 bytes, 0 if a DNS name */
+    char peer_names[TLS_PEER_NAMES_MAX]; /* tls_peer_names */
 };
 
 /* AEAD suites with ECDHE and ECDSA certificates, in the server's order of
@@ -181,13 +183,40 @@ void tls_ctx_free(tls_ctx *c)
     free(c);
 }
 
-/* Without TLS_NATIVE_IP_SAN: when the client expects an IP address, the
+/* Appends to c->peer_names the CN and the DNS and IP subject alternative
+ * names of crt, the leaf certificate being checked. */
+static void tls_note_names(tls_ctx *c, const mbedtls_x509_crt *crt)
+{
+    char *out = c->peer_names;
+    size_t n = sizeof c->peer_names, len = 0;
+    out[0] = 0;
+    for (const mbedtls_x509_name *nm = &crt->subject; nm; nm = nm->next)
+        if (!MBEDTLS_OID_CMP(MBEDTLS_OID_AT_CN, &nm->oid) && len < n)
+            len += (size_t)snprintf(out + len, n - len, "CN %.*s", (int)nm->val.len, nm->val.p);
+    for (const mbedtls_x509_sequence *s = &crt->subject_alt_names; s && len < n; s = s->next) {
+        if (!s->buf.p) continue;
+        char ip[INET6_ADDRSTRLEN];
+        if (s->buf.tag == (MBEDTLS_ASN1_CONTEXT_SPECIFIC | MBEDTLS_X509_SAN_DNS_NAME))
+            len += (size_t)snprintf(out + len, n - len, "%sDNS %.*s", len ? ", " : "",
+                                    (int)s->buf.len, s->buf.p);
+        else if (s->buf.tag == (MBEDTLS_ASN1_CONTEXT_SPECIFIC | MBEDTLS_X509_SAN_IP_ADDRESS) &&
+                 (s->buf.len == 4 || s->buf.len == 16) &&
+                 inet_ntop(s->buf.len == 4 ? AF_INET : AF_INET6, s->buf.p, ip, sizeof ip))
+            len += (size_t)snprintf(out + len, n - len, "%sIP %s", len ? ", " : "", ip);
+    }
+}
+
+/* Every certificate chain a client checks comes through here: the leaf's
+ * names are kept for the message of a failed handshake (tls_peer_names).
+ * Without TLS_NATIVE_IP_SAN, when the client expects an IP address, the
  * leaf certificate must list it as an iPAddress SAN (a DNS name or CN that
  * happens to spell the address does not count). */
-static int tls_verify_ip(void *arg, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
+static int tls_verify(void *arg, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
 {
-    const tls_ctx *c = arg;
+    tls_ctx *c = arg;
     if (depth != 0) return 0;
+    tls_note_names(c, crt);
+    if (!c->ip_len || TLS_NATIVE_IP_SAN) return 0;
     for (const mbedtls_x509_sequence *s = &crt->subject_alt_names; s; s = s->next) {
         if (s->buf.p && s->buf.tag == (MBEDTLS_ASN1_CONTEXT_SPECIFIC | MBEDTLS_X509_SAN_IP_ADDRESS) &&
             s->buf.len == c->ip_len && memcmp(s->buf.p, c->ip, c->ip_len) == 0)
@@ -301,7 +330,7 @@ int tls_ctx_new_client_files(tls_ctx **out, const char *ca, const char *cert, co
     snprintf(c->server_name, sizeof c->server_name, "%s", server_name);
     if (inet_pton(AF_INET, server_name, c->ip) == 1) c->ip_len = 4;
     else if (inet_pton(AF_INET6, server_name, c->ip) == 1) c->ip_len = 16;
-    if (c->ip_len && !TLS_NATIVE_IP_SAN) mbedtls_ssl_conf_verify(&c->conf, tls_verify_ip, c);
+    mbedtls_ssl_conf_verify(&c->conf, tls_verify, c);
     *out = c;
     return 0;
 }
@@ -359,4 +388,22 @@ void tls_error_text(const mbedtls_ssl_context *ssl, int ret, char *out, size_t n
         return;
     }
     tls_strerror(ret, out, n);
+}
+
+int tls_failure(const mbedtls_ssl_context *ssl, int ret)
+{
+    if (ret == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE) return TLS_FAIL_REFUSED;
+    if (ret != MBEDTLS_ERR_X509_CERT_VERIFY_FAILED) return TLS_FAIL_NONE;
+    uint32_t flags = mbedtls_ssl_get_verify_result(ssl);
+    if (flags == (uint32_t)-1) return TLS_FAIL_CERT;
+    if (flags & MBEDTLS_X509_BADCERT_NOT_TRUSTED) return TLS_FAIL_UNTRUSTED;
+    if (flags & (MBEDTLS_X509_BADCERT_EXPIRED | MBEDTLS_X509_BADCERT_FUTURE)) return TLS_FAIL_EXPIRED;
+    if (flags & MBEDTLS_X509_BADCERT_REVOKED) return TLS_FAIL_REVOKED;
+    if (flags & MBEDTLS_X509_BADCERT_CN_MISMATCH) return TLS_FAIL_NAME;
+    return TLS_FAIL_CERT;
+}
+
+const char *tls_peer_names(const tls_ctx *c)
+{
+    return c->peer_names;
 }

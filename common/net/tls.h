@@ -47,6 +47,28 @@ int tls_ssl_setup(tls_ctx *c, struct mbedtls_ssl_context *ssl);
  * that fits. */
 int tls_peer_cn(const struct mbedtls_ssl_context *ssl, char *out, size_t n);
 
+/* Why a handshake failed, for a client deciding whether retrying can help:
+ * TLS_FAIL_NONE for a transient failure (refused, reset, timeout, a
+ * malformed record), otherwise a permanent one: this side refused the
+ * peer's certificate (not signed by the CA, not carrying the expected name,
+ * expired or not yet valid, revoked, or another defect), or the peer sent a
+ * fatal alert during the handshake (it refused this side's certificate). */
+enum {
+    TLS_FAIL_NONE,
+    TLS_FAIL_UNTRUSTED,
+    TLS_FAIL_NAME,
+    TLS_FAIL_EXPIRED,
+    TLS_FAIL_REVOKED,
+    TLS_FAIL_CERT,
+    TLS_FAIL_REFUSED,
+};
+int tls_failure(const struct mbedtls_ssl_context *ssl, int ret);
+
+/* The names the last peer certificate checked by c carried, as one line:
+ * "CN server, DNS localhost, IP 127.0.0.1" ("" before any). Set during a
+ * handshake on c's loop, so read it right after the handshake failed. */
+const char *tls_peer_names(const tls_ctx *c);
+
 /* One line (into out, n bytes) for mbedTLS error ret on ssl:
  * "certificate verify failed: <reasons>" when a certificate was refused,
  * else mbedTLS's own text and code. */

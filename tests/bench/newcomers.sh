@@ -76,7 +76,7 @@ done
     cat "$OUT/rows.md"
 } >"$OUT/table.md"
 "$BIN/sefl-eval" --plot "$OUT/points.txt" --svg "$OUT/newcomers.svg" \
-    --title "Newcomers: $SPLIT, $HOLDOUT of $CLIENTS clients held out, global model of round $ROUNDS" \
+    --title "Newcomers: $SPLIT, $HOLDOUT of $CLIENTS clients held out, global model of round $ROUNDS, lr $LR" \
     --xlabel "local epochs training only the private tensors" \
     --ylabel "held-out clients' weighted test accuracy" || { echo "newcomers: drawing failed"; exit 1; }
 cat "$OUT/table.md"

@@ -84,7 +84,7 @@ if [ "$HEAD" = 1 ]; then run head-r8 head 8 || { echo "r_sweep: the head run fai
     cat "$OUT/rows.md"
 } >"$OUT/table.md"
 "$BIN/sefl-eval" --plot "$OUT/points.txt" --svg "$OUT/r_sweep.svg" --logx \
-    --title "SE reduction ratio r: $SPLIT, $CLIENTS clients, $ROUNDS rounds, max $MAX_SAMPLES samples" \
+    --title "SE reduction ratio r: $SPLIT, $CLIENTS clients, $ROUNDS rounds at lr $LR, max $MAX_SAMPLES samples" \
     --xlabel "private parameters per client (log scale)" --ylabel "sample-weighted test accuracy" ||
     { echo "r_sweep: drawing the curve failed"; exit 1; }
 cat "$OUT/table.md"

@@ -45,6 +45,7 @@
 #include "common/nn/model.h"
 #include "common/nn/params.h"
 #include "common/rng.h"
+#include "common/version.h"
 
 static const char usage[] =
     "usage: sefl-bench train   [--batch B] [--samples N] [--threads T] [--data DIR] [--seed S] [MODEL]\n"
@@ -455,6 +456,10 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
         fputs(usage, stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "--version")) {
+        printf("sefl-bench %s\n", SEFL_VERSION);
         return 0;
     }
     if (!strcmp(cmd, "train")) {

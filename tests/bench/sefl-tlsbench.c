@@ -39,6 +39,7 @@
 #include "common/net/conn.h"
 #include "common/log.h"
 #include "common/net/tls.h"
+#include "common/version.h"
 
 #define BENCH_MAX_CONNS 1024         /* open connections a server tracks */
 #define BENCH_MAX_HANDSHAKES 100000
@@ -521,6 +522,10 @@ int main(int argc, char **argv)
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
+            return 0;
+        }
+        if (!strcmp(a, "--version")) {
+            printf("sefl-tlsbench %s\n", SEFL_VERSION);
             return 0;
         }
         if (!strcmp(a, "serve") && i == 1) {

@@ -45,11 +45,31 @@ sefl_check "round 3 was committed by the restarted coordinator" \
 sefl_check "the clients were welcomed again at round 2" \
     [ "$(grep -c 'welcomed: round 2' "$T"/c[012].log | awk -F: '{ s += $2 } END { print s }')" -ge 3 ]
 
+# The same command again: the run reached --rounds 4 and was evaluated.
+"$BIN/sefl-server" --listen 127.0.0.1:0 "${args[@]}" 2>"$T/again.log"
+sefl_check "resuming a finished run says so and exits 0" [ $? = 0 ]
+sefl_check "  the log says there is nothing to do" \
+    grep -q 'run already finished: 4 of --rounds 4 committed and evaluated' "$T/again.log"
+sefl_check "the run settings are recorded (lr 0.05, batch 32)" \
+    [ "$(sefl_sql "$T/server.db" "SELECT group_concat(value) FROM (SELECT value FROM settings WHERE name IN ('lr', 'batch') ORDER BY name)")" = "32,0.0500000007" ]
+sefl_check "the clients' partition is recorded" \
+    [ "$(sefl_sql "$T/server.db" "SELECT value FROM settings WHERE name = 'partition'")" = "pat:2 clients=3 seed=1 max-samples=600" ]
+
+# A longer run with fewer clients per round: refused without --allow-change.
+more=(--rounds 6 --min-clients 1 --clients-per-round 1)
+"$BIN/sefl-server" --listen 127.0.0.1:0 "${args[@]}" "${more[@]}" 2>"$T/changed.log"
+sefl_check "a changed setting on resume exits 2 (a configuration error)" [ $? = 2 ]
+sefl_check "  with one line naming the setting" \
+    grep -q 'the run was made with --clients-per-round 3, this one has --clients-per-round 1; give the same value, or --allow-change' "$T/changed.log"
+
 # SIGTERM in the middle of round 5 of a longer run on the same database:
 # Bye{"shutdown"}, exit 0, round 5 not committed, the file intact.
 SEFL_CLIENT_PIDS=()
-sefl_start_server "$T/third.log" 127.0.0.1:0 "${args[@]}" --rounds 6 --min-clients 1 \
-    --clients-per-round 1 || exit 1
+sefl_start_server "$T/third.log" 127.0.0.1:0 "${args[@]}" "${more[@]}" --allow-change || exit 1
+sefl_check "sefl-eval prints the run settings and the changes" \
+    sh -c "'$BIN/sefl-eval' --db '$T/server.db' | grep -cxE 'setting lr 0.0500000007|setting partition pat:2 clients=3 seed=1 max-samples=600|setting_change 5 (clients-per-round|min-clients) 3 -> 1' | grep -qx 4"
+sefl_check "--allow-change records the changes from round 5" \
+    [ "$(sefl_sql "$T/server.db" "SELECT group_concat(round || ':' || name || ':' || old_value || '>' || new_value) FROM setting_changes")" = "5:clients-per-round:3>1,5:min-clients:3>1" ]
 sefl_start_client "$T" 0 3 "$SEFL_PORT" --max-samples 3000
 sefl_wait_log "$T/third.log" 'INFO round 5 started' 60
 kill -TERM "$SEFL_SERVER_PID"

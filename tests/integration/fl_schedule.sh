@@ -54,7 +54,7 @@ for change in "--local-schedule joint" "--local-schedule private-first:2 --priva
     flag=--local-schedule
     [ "$change" = "--local-schedule private-first:1" ] && flag=--private-lr
     sefl_check "resume with '$change' refused (exit $rc) naming $flag" \
-        eval '[ "$rc" = 1 ] && echo "$out" | grep -q -- "($flag)"'
+        eval '[ "$rc" = 2 ] && echo "$out" | grep -q -- "($flag)"'
 done
 sefl_check "the refused resumes left server.db as it was" [ "$(md5sum <"$DB")" = "$sum" ]
 

@@ -28,9 +28,9 @@ sefl_check "every sefl-client exits 0" [ $rc = 0 ]
 db=$T/server.db
 sefl_check "server.db: rounds 1 and 2, each with 3 clients" \
     [ "$(sefl_sql "$db" "SELECT group_concat(round||':'||clients, ' ') FROM rounds")" = "1:3 2:3" ]
-sefl_check "server.db records wire_dtype and update_dtype int8/channel" \
-    [ "$(sefl_sql "$db" "SELECT group_concat(key||'='||value, ' ') FROM (SELECT * FROM meta WHERE key LIKE '%_dtype' ORDER BY key)")" \
-      = "update_dtype=int8/channel wire_dtype=int8/channel" ]
+sefl_check "server.db's run settings hold wire-dtype and update-dtype int8/channel" \
+    [ "$(sefl_sql "$db" "SELECT group_concat(name||'='||value, ' ') FROM (SELECT * FROM settings WHERE name LIKE '%-dtype' ORDER BY name)")" \
+      = "update-dtype=int8/channel wire-dtype=int8/channel" ]
 task=$(grep -oE 'round 1 started: .*task [0-9]+ bytes' "$T/server.log" | grep -oE '[0-9]+ bytes' | grep -oE '[0-9]+')
 sefl_check "the int8 TrainTask is under 30% of f32's $F32_BYTES bytes (${task:-none})" \
     [ -n "$task" ] && [ "$task" -lt $((F32_BYTES * 3 / 10)) ]
@@ -64,11 +64,12 @@ sefl_check "round 2 train loss: int8 $l8, f32 $l32, within 0.02" \
 
 before=$(sefl_sql "$db" "SELECT group_concat(checksum) FROM models")
 "$BIN/sefl-server" --listen 127.0.0.1:0 --certs "$T/certs" --db "$db" --rounds 3 \
-    --clients-per-round 3 --min-clients 3 --update-dtype f16 --wire-dtype int8 2>"$T/resume.log"
+    --clients-per-round 3 --min-clients 3 --lr 0.05 --batch 32 --update-dtype f16 --wire-dtype int8 \
+    2>"$T/resume.log"
 rc=$?
 sefl_check "a restart with --update-dtype f16 is refused (exit $rc)" [ $rc != 0 ]
-sefl_check "with one line naming update_dtype and --update-dtype" \
-    grep -q "made with update_dtype = int8/channel, this run has f16 (--update-dtype)" "$T/resume.log"
+sefl_check "with one line naming --update-dtype, the recorded value and this one" \
+    grep -q "the run was made with --update-dtype int8/channel, this one has --update-dtype f16" "$T/resume.log"
 sefl_check "server.db unchanged by the refused restart" \
     [ "$(sefl_sql "$db" "SELECT group_concat(checksum) FROM models")" = "$before" ]
 

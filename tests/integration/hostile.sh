@@ -15,7 +15,7 @@ sefl_fl_begin hostile 9 25 '*.log'
 sefl_need_py "$T" || exit 0
 sefl_start_server "$T/server.log" 127.0.0.1:0 --certs "$T/certs" --db "$T/server.db" \
     --rounds 3 --clients-per-round 9 --min-clients 3 --eval-every 3 --round-timeout 60 \
-    --heartbeat 1 --lr 0.05 --batch 32 --penalty-rounds 5 || exit 1
+    --heartbeat 3 --lr 0.05 --batch 32 --penalty-rounds 5 || exit 1
 for i in 0 1 2; do sefl_start_client "$T" "$i" 8 "$SEFL_PORT" --max-samples 300; done
 sefl_start_py "$T" client-0003 "$SEFL_PORT" --attack scale
 sefl_start_py "$T" client-0004 "$SEFL_PORT" --attack report

@@ -6,7 +6,7 @@
 # 2. 30 connections at once against --handshakes-per-sec 2
 #    --handshake-burst 5: those over the rate are refused with a WARN line.
 # 3. The coordinator under `ulimit -n 64` raises its limit to the hard limit
-#    (64), logs it, and keeps 48 connections at most: 100 idle connections
+#    (64), logs it, and keeps 47 connections at most: 100 idle connections
 #    get a WARN with the count; once they close, accepting resumes (logged)
 #    and an honest client completes a round.
 cd "$(dirname "$0")/../.." || exit 1
@@ -73,12 +73,12 @@ sefl_stop "$SEFL_SERVER_PID"
 SEFL_SERVER_PID=$!
 SEFL_PORT=$(sefl_wait_port "$T/server3.log" "$SEFL_SERVER_PID" 20) || exit 1
 sefl_check "the open-files limit and the connection budget are logged" \
-    grep -qE 'open files limit 64 \(was 64, hard limit 64\): at most 48 connections at once' "$T/server3.log"
+    grep -qE 'open files limit 64 \(was 64, hard limit 64\): at most 47 connections at once' "$T/server3.log"
 flood "$SEFL_PORT" 100 3 >"$T/flood3.out"
 sefl_check "100 idle connections: those over the budget closed at once ($(cat "$T/flood3.out"))" \
     [ "$(cat "$T/flood3.out")" -ge 50 ]
 sefl_check "running out is a WARN with the count" \
-    grep -qE 'WARN connections at the descriptor budget \(48 open, limit 48\): refusing new connections \(refused so far: 1\)' "$T/server3.log"
+    grep -qE 'WARN connections at the descriptor budget \(47 open, limit 47\): refusing new connections \(refused so far: 1\)' "$T/server3.log"
 sefl_start_py "$T" client-0000 "$SEFL_PORT"
 sefl_wait_exit "$SEFL_SERVER_PID" 30
 sefl_check "once they closed, a client completes the round" [ $? = 0 ]

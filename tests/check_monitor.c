@@ -1,0 +1,111 @@
+/* check_monitor: the status documents /status serves (JSON and the table
+ * `sefl-server status` prints) rendered from a coord_status: every field,
+ * null for what did not happen yet, the run settings with their flag names,
+ * floats at float precision, strings escaped. */
+#include <check.h>
+#include <string.h>
+
+#include "common/nn/params.h"
+#include "common/strbuf.h"
+#include "server/coord.h"
+#include "server/monitor.h"
+#include "tests/check_main.h"
+
+static coord_config cfg;
+
+static coord_status status_idle(void)
+{
+    coord_config_default(&cfg);
+    return (coord_status){ .cfg = &cfg, .run_id = "ab\"c", .phase = "idle", .ready = 1 };
+}
+
+START_TEST(test_json_idle)
+{
+    coord_status st = status_idle();
+    strbuf b = STRBUF_INIT;
+    ck_assert_int_eq(monitor_status_json(&st, &b), 0);
+    ck_assert_str_eq(b.p,
+        "{\"run_id\":\"ab\\\"c\",\"phase\":\"idle\",\"ready\":true,\"round\":0,"
+        "\"last_committed_round\":0,\"attempt\":0,\"deadline\":null,"
+        "\"clients\":{\"connected\":0,\"selected\":0,\"reported\":0},"
+        "\"eval_tasks\":{\"sent\":0,\"reported\":0},\"last_commit\":null,\"last_eval\":null,"
+        "\"settings\":{\"rounds\":0,\"clients-per-round\":10,\"min-clients\":2,"
+        "\"over-select\":1.3,\"round-timeout\":300,\"eval-every\":5,\"private\":\"se\","
+        "\"lr\":0.01,\"momentum\":0,\"weight-decay\":0,\"prox-mu\":0,\"batch\":10,"
+        "\"epochs\":1,\"seed\":1,\"arch\":\"cnn-se\",\"r\":8,\"heartbeat\":10,\"local-schedule\":\"joint\","
+        "\"private-lr\":0.01}}\n");
+    strbuf_free(&b);
+}
+END_TEST
+
+START_TEST(test_json_training)
+{
+    coord_status st = status_idle();
+    st.phase = "train";
+    st.round = 7;
+    st.last_round = 6;
+    st.attempt = 2;
+    st.deadline = 1800000000.5;
+    st.connected = 5;
+    st.selected = 4;
+    st.reported = 3;
+    st.last_commit = 1799999999.25;
+    st.has_eval = 1;
+    st.eval_round = 5;
+    st.eval_accuracy = 0.875;
+    cfg.private_mask = PARAM_SE | PARAM_HEAD;
+    cfg.lr = 0.005f;
+    cfg.private_epochs = 2;
+    cfg.private_lr = 0.1f;
+    strbuf b = STRBUF_INIT;
+    ck_assert_int_eq(monitor_status_json(&st, &b), 0);
+    const char *want[] = {
+        "\"phase\":\"train\"", "\"round\":7,\"last_committed_round\":6,\"attempt\":2",
+        "\"deadline\":1800000000.500", "\"connected\":5,\"selected\":4,\"reported\":3",
+        "\"last_commit\":1799999999.250",
+        "\"last_eval\":{\"round\":5,\"weighted_accuracy\":0.875000}",
+        "\"private\":\"se,head\"", "\"lr\":0.005,",
+        "\"local-schedule\":\"private-first:2\",\"private-lr\":0.1}",
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        ck_assert_msg(strstr(b.p, want[i]), "no %s in %s", want[i], b.p);
+    strbuf_free(&b);
+}
+END_TEST
+
+START_TEST(test_table)
+{
+    coord_status st = status_idle();
+    st.run_id = "";
+    st.phase = "eval";
+    st.ready = 0;
+    st.eval_sent = 4;
+    st.eval_got = 1;
+    st.has_eval = 1;
+    st.eval_round = 3;
+    st.eval_accuracy = 0.5;
+    strbuf b = STRBUF_INIT;
+    ck_assert_int_eq(monitor_status_table(&st, &b), 0);
+    const char *want[] = {
+        "run        (none recorded)\n", "phase      eval (not ready)\n",
+        "evaluation 1 of 4 reports\n", "committed  round 0\n",
+        "last eval  round 3: weighted accuracy 0.5000\n", "settings   --rounds 0 ",
+        " --heartbeat 10", " --local-schedule joint", " --private-lr 0.01", " --arch cnn-se",
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        ck_assert_msg(strstr(b.p, want[i]), "no '%s' in:\n%s", want[i], b.p);
+    ck_assert_ptr_null(strstr(b.p, "deadline"));
+    strbuf_free(&b);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("monitor");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, test_json_idle);
+    tcase_add_test(tc, test_json_training);
+    tcase_add_test(tc, test_table);
+    suite_add_tcase(s, tc);
+    return check_run(s);
+}
