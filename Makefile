@@ -77,7 +77,7 @@ MAN_NAME_sefl-sim    := many simulated federated-learning clients in one process
 MAN_NAME_sefl-eval   := per-client personalized accuracy of a run
 MAN_NAME_sefl-certs  := certificates for a sefl project
 
-.PHONY: all deps layers check coverage check-asan bench demo results arch-results soak r-sweep newcomers \
+.PHONY: all deps layers check coverage check-asan bench demo results robust arch-results soak r-sweep newcomers \
         fuzz fuzz-corpus clean man install uninstall
 all: $(PROGS) $(TEST_PROGS) $(TESTS)
 
@@ -173,6 +173,11 @@ demo:
 
 results: all
 	@bash tests/results.sh
+
+# The robustness table (aggregation rules under attack, DP, strategy memory):
+# long, see tests/bench/robust.sh for ROUNDS, MAX_SAMPLES and the rest.
+robust: all
+	@bash tests/bench/robust.sh
 
 # Chaos run (issue 10): 20 clients, 200 rounds, shards killed, stalled and
 # cut off, the coordinator kill -9'd ten times, two attackers; asserts a

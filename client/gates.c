@@ -109,6 +109,13 @@ int gates_measure(const param_table *t, const float *w, const trainer_data *d, d
         err_set(err, "no test images to measure the gates on");
         return -EINVAL;
     }
+    /* The view reads the gates of MODEL_SE_BLOCKS blocks and prunes their
+     * channels: an architecture without the hooks (arch.h) has neither. */
+    const int none[MODEL_SE_BLOCKS] = { 0 };
+    if (model_macs_pruned(t, none) < 0) {
+        err_set(err, "the gate view is cnn-se's; %s has none", t->arch);
+        return -ENOTSUP;
+    }
     out->threshold = threshold;
     out->images = d->n_test;
     float *xb = malloc((size_t)GATES_BATCH * MODEL_PIXELS * sizeof *xb);   /* (32, 784) */

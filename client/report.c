@@ -206,6 +206,9 @@ int report_print(FILE *f, const report *r)
     fprintf(f, "examples %ld\n", r->s.examples);
     if (a->skipped) fprintf(f, "skipped_reports %ld\n", a->skipped);
     for (size_t k = 0; k < N_STATS; k++) fprintf(f, "%s %.4f\n", stat_fields[k].name, stat_get(&r->s, k));
+    if (a->dp)
+        fprintf(f, "dp_epsilon %.4f\ndp_delta %g\ndp_noise %g\n", a->dp_epsilon, a->dp_delta,
+                a->dp_noise);
     if (r->has_base) {
         for (size_t k = 0; k < N_STATS; k++)
             fprintf(f, "baseline_%s %.4f\n", stat_fields[k].name, stat_get(&r->bs, k));

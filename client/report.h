@@ -84,6 +84,9 @@ typedef struct {
     int n;
     long seen;                   /* clients the coordinator has seen (clients table), -1 if none */
     long skipped;                /* eval reports out of range, left out of everything */
+    int dp;                      /* a DP-FedAvg run: the privacy spent up to `round` below */
+    double dp_epsilon, dp_delta, dp_noise;   /* from server.db's privacy row of the last
+                                                committed round <= round */
 } report_run;
 
 /* Summary of one series of per-client accuracies. */

@@ -345,6 +345,33 @@ static int load_seen(sqlite3 *db, const char *path, report_run *run, char *err)
     return 0;
 }
 
+/* The privacy spent by a DP-FedAvg run (the coordinator's privacy table,
+ * absent from other runs) up to the selected round. */
+static int load_privacy(sqlite3 *db, const char *path, report_run *run, char *err)
+{
+    int ret = table_exists(db, "privacy");
+    if (ret < 0) err_set(err, "cannot read %s: %s", path, sqlite3_errmsg(db));
+    if (ret <= 0) return ret;
+    sqlite3_stmt *st = NULL;
+    if (prepare(db, path,
+                "SELECT epsilon, delta, noise FROM privacy WHERE round <= ? ORDER BY round DESC"
+                " LIMIT 1", &st, err) < 0)
+        return -EIO;
+    sqlite3_bind_int(st, 1, run->round);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        run->dp = 1;
+        run->dp_epsilon = sqlite3_column_double(st, 0);
+        run->dp_delta = sqlite3_column_double(st, 1);
+        run->dp_noise = sqlite3_column_double(st, 2);
+    } else if (rc != SQLITE_DONE) {
+        err_set(err, "%s: reading privacy: %s", path, sqlite3_errmsg(db));
+        ret = -EIO;
+    }
+    sqlite3_finalize(st);
+    return ret;
+}
+
 int report_load_run(const char *path, int round, report_run *run, char *err)
 {
     /* Both the coordinator's file and the one sefl-sim --local-only writes
@@ -376,7 +403,8 @@ int report_load_run(const char *path, int round, report_run *run, char *err)
     if ((ret = load_curve(db, path, run, err)) < 0) goto out;
     run->round = round >= 0 ? round : run->curve[run->ncurve - 1].round;
     if ((ret = load_round(db, path, run, err)) < 0) goto out;
-    ret = load_seen(db, path, run, err);
+    if ((ret = load_seen(db, path, run, err)) < 0) goto out;
+    ret = load_privacy(db, path, run, err);
 out:
     store_close(db);
     return ret;

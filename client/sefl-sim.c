@@ -27,6 +27,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "client/attack.h"
 #include "client/setup.h"
 #include "client/testswitch.h"
 #include "common/cli.h"
@@ -99,6 +100,13 @@ static const char usage[] =
     "  --momentum M         (default 0)\n"
     "  --weight-decay W     (default 0)\n"
     "  --init-seed S        model initialisation seed (default: --seed)\n"
+    "TEST TOOL, to measure aggregation rules (never for real clients):\n"
+    "  --attack KIND        the attacking clients poison their updates: signflip\n"
+    "                       (global - u), scale:S (global + S*u), gauss:SIGMA\n"
+    "                       (global + noise), nan (must be refused), labelflip\n"
+    "                       (train on labels 9 - y); u = trained - global\n"
+    "  --attackers F        fraction of the partition's clients attacking: the\n"
+    "                       first ceil(F * N) client ids (default 0.2 with --attack)\n"
     CONFIG_USAGE
     "Progress: a refreshing line on a terminal, else one log line per round.\n";
 
@@ -108,6 +116,8 @@ typedef struct {
     model_opts model;           /* --arch, its options, --r */
     long rounds, epochs, batch, max_attempts;
     double lr, momentum, weight_decay;
+    attack_spec attack;
+    double attackers;
     uint64_t seed, init_seed;
     int have_seed, have_init_seed, local_only, verbose;
 } sim_args;
@@ -123,6 +133,7 @@ typedef struct {
     trainer_data data;
     session *s;                 /* federated mode */
     trainer_job job;            /* local-only mode */
+    int attacker;               /* --attack applies to it */
     uint32_t resume;            /* local-only: rounds its file already holds */
     int connected;              /* welcomed, and the connection not closed since */
     int finished;
@@ -157,6 +168,7 @@ struct sim {
     uv_signal_t sig[2];
     int stopping;
     state *out;                 /* local-only: the EvalReport database */
+    uint8_t *flipped;           /* --attack labelflip: the pool's labels, 9 - y */
     char part_name[SETUP_PARTITION_LEN]; /* Hello.partition of every client */
 };
 
@@ -183,7 +195,8 @@ static int sim_parse(int argc, char **argv, sim_args *a, char *err)
 {
     enum { O_SERVER = 256, O_CERTS, O_CLIENTS, O_PART, O_SEED, O_STATE, O_SHARD, O_THREADS, O_DATA,
            O_MAX, O_R, O_BMIN, O_BMAX, O_VERBOSE, O_LOCAL, O_DB, O_ROUNDS, O_EPOCHS, O_BATCH, O_LR,
-           O_MOM, O_WD, O_INIT, O_ATTEMPTS, O_HOLDOUT, O_JOBTH, O_HELP, O_MODEL = 512 };
+           O_MOM, O_WD, O_INIT, O_ATTEMPTS, O_HOLDOUT, O_JOBTH, O_HELP, O_ATTACK, O_ATTACKERS,
+           O_MODEL = 512 };
     static const struct option opts[] = {
         { "server", 1, 0, O_SERVER }, { "certs", 1, 0, O_CERTS }, { "clients", 1, 0, O_CLIENTS },
         { "partition", 1, 0, O_PART }, { "seed", 1, 0, O_SEED }, { "state", 1, 0, O_STATE },
@@ -195,9 +208,11 @@ static int sim_parse(int argc, char **argv, sim_args *a, char *err)
         { "momentum", 1, 0, O_MOM }, { "weight-decay", 1, 0, O_WD }, { "init-seed", 1, 0, O_INIT },
         { "max-attempts", 1, 0, O_ATTEMPTS }, { "holdout", 1, 0, O_HOLDOUT },
         { "threads-per-training", 1, 0, O_JOBTH },
-        { "help", 0, 0, O_HELP }, MODEL_OPTS_LONGOPTS(O_MODEL), CONFIG_OPTIONS, { 0, 0, 0, 0 },
+        { "help", 0, 0, O_HELP }, { "attack", 1, 0, O_ATTACK }, { "attackers", 1, 0, O_ATTACKERS },
+        MODEL_OPTS_LONGOPTS(O_MODEL), CONFIG_OPTIONS, { 0, 0, 0, 0 },
     };
     memset(a, 0, sizeof *a);
+    a->attackers = -1;
     a->shard_n = 1;
     a->threads = cli_cores();
     a->job_threads = 1;
@@ -245,6 +260,8 @@ static int sim_parse(int argc, char **argv, sim_args *a, char *err)
         case O_WD: rc = cli_parse_double("--weight-decay", optarg, 0, 1, &a->weight_decay, err); break;
         case O_INIT: rc = cli_parse_u64("--init-seed", optarg, &a->init_seed, err); a->have_init_seed = 1; break;
         case O_HOLDOUT: rc = cli_parse_long("--holdout", optarg, 0, PARTITION_MAX_CLIENTS - 1, &a->holdout, err); break;
+        case O_ATTACK: rc = attack_parse(optarg, &a->attack, err); break;
+        case O_ATTACKERS: rc = cli_parse_double("--attackers", optarg, 0, 1, &a->attackers, err); break;
         case 'h':
         case O_HELP: return 1;
         default: rc = config_option(c, argv, err); break;
@@ -276,6 +293,15 @@ static int sim_parse(int argc, char **argv, sim_args *a, char *err)
         return -1;
     }
     if (setup_check_backoff(a->backoff_min, a->backoff_max, err) < 0) return -1;
+    if (a->attackers >= 0 && a->attack.kind == ATTACK_NONE) {
+        err_set(err, "--attackers needs --attack");
+        return -1;
+    }
+    if (a->attack.kind != ATTACK_NONE && a->local_only) {
+        err_set(err, "--attack poisons federated updates; not with --local-only");
+        return -1;
+    }
+    if (a->attackers < 0) a->attackers = 0.2;
     if (!a->have_init_seed) a->init_seed = a->seed;
     config_end();
     return 0;
@@ -516,6 +542,13 @@ static int sim_mkdir(const char *dir, char *err)
     return -errno;
 }
 
+static int sim_attackers(const sim *m)
+{
+    int k = 0;
+    for (int i = 0; i < m->n; i++) k += m->cl[i].attacker;
+    return k;
+}
+
 /* Starts client i of the shard (federated: its session; local: its first job). */
 static int sim_start_client(sim *m, sim_client *c, char *err)
 {
@@ -529,6 +562,7 @@ static int sim_start_client(sim *m, sim_client *c, char *err)
         .backoff_max_ms = (uint64_t)m->a.backoff_max,
         .jitter_seed = rng_derive(m->a.seed ^ uv_hrtime(), (uint64_t)c->id),
         .partition = m->part_name, .max_attempts = (int)m->a.max_attempts, .quiet = !m->a.verbose, .on_event = sim_on_event, .user = c,
+        .attack = c->attacker ? &m->a.attack : NULL,
     };
     return session_start(m->loop, m->tr, &cfg, &c->s, err);
 }
@@ -597,7 +631,20 @@ int main(int argc, char **argv)
         }
         snprintf(c->db, need, "%s/%s%s", m.a.state_dir, c->name, m.a.local_only ? ".local.db" : ".db");
         setup_client_data(&pool, &part, c->id, (int)m.a.max_samples, &c->data);
+        c->attacker = m.a.attack.kind != ATTACK_NONE &&
+                      c->id < attack_count(m.a.attackers, (int)m.a.clients);
+        if (c->attacker && m.a.attack.kind == ATTACK_LABELFLIP) {
+            if (!m.flipped && !(m.flipped = attack_flip_labels(pool.y, (size_t)pool.n))) {
+                err_set(err, "out of memory for the flipped labels");
+                goto fail;
+            }
+            c->data.train_y = m.flipped;
+        }
     }
+    if (m.a.attack.kind != ATTACK_NONE)
+        log_warn("TEST TOOL: clients 0..%d of %ld attack (--attack), this shard runs %d of them",
+                 attack_count(m.a.attackers, (int)m.a.clients) - 1, m.a.clients,
+                 sim_attackers(&m));
 
     if ((rc = setup_loop_init(&loop, (int)m.a.threads, err)) < 0) goto fail;
     loop_ok = 1;
@@ -669,5 +716,6 @@ out:
     if (loop_ok && uv_loop_close(&loop) != 0) log_warn("event loop closed with handles open");
     partition_free(&part);
     dataset_free(&pool);
+    free(m.flipped);
     return exit_code;
 }

@@ -513,27 +513,24 @@ out:
 }
 
 /* Worker thread: encodes the Update from the trained parameters, with the
- * test-only fault applied. */
+ * test-only fault or the test tool's attack applied. */
 static int session_build_update(trainer_job *j, const float *params)
 {
     session *s = j->user;
     const param_table *t = trainer_table(s->tr);
     param_sel sel = params_shared(j->private_mask);
     const float *src = params;
-    float *copy = NULL;         /* (table.total) params with a NaN, FAULT_NAN only */
+    float *copy = NULL;         /* (table.total) params altered: FAULT_NAN or an attack */
     wire_tensors wt = { 0 };
     int rc;
 
-    if (s->ts.fault == FAULT_NAN) {
+    attack_spec nan_fault = { .kind = ATTACK_NAN };
+    const attack_spec *att = s->ts.fault == FAULT_NAN ? &nan_fault : s->cfg.attack;
+    if (att && att->kind != ATTACK_NONE && att->kind != ATTACK_LABELFLIP && j->globals) {
         copy = malloc(t->total * sizeof *copy);
         if (!copy) goto nomem;
         memcpy(copy, params, t->total * sizeof *copy);
-        for (int i = 0; i < t->n; i++) {
-            if (params_selected(&t->p[i], sel)) {
-                copy[t->p[i].offset] = NAN;
-                break;
-            }
-        }
+        attack_apply(att, t, sel, trainer_globals_params(j->globals), copy, j->seed);
         src = copy;
     }
     /* f16 and int8 send the difference from the task's model as decoded;
@@ -541,7 +538,7 @@ static int session_build_update(trainer_job *j, const float *params)
      * round so that the clients' rounding errors are independent. */
     const int delta = s->job_enc.dtype != WIRE_F32;
     const uint64_t name_hash = hash_fnv1a(HASH_FNV_INIT, s->cfg.name, strlen(s->cfg.name));
-    if (wire_tensors_encode(t, sel, src, delta ? trainer_globals_buf(j->globals) : NULL,
+    if (wire_tensors_encode(t, sel, src, delta ? trainer_globals_params(j->globals) : NULL,
                             s->job_enc, rng_derive(j->seed, name_hash) | 1, &wt) < 0)
         goto nomem;
     if (s->ts.fault == FAULT_SHAPE && wt.n > 0) wt.t[0].shape[0] += 1;

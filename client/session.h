@@ -35,6 +35,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "client/attack.h"
 #include "common/log.h"
 #include "client/trainer.h"
 
@@ -80,6 +81,8 @@ typedef struct {
     const char *partition;      /* Hello.partition (setup_partition_name), NULL
                                    when the client reads its own files */
     int quiet;                  /* per-task log lines at debug level (many clients) */
+    const attack_spec *attack;  /* TEST TOOL (sefl-sim --attack): rewrites each Update
+                                   (attack.h); NULL for an honest client */
     void (*on_event)(session *s, const session_event *ev);   /* may be NULL */
     void *user;
 } session_config;

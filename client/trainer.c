@@ -101,11 +101,6 @@ int trainer_set_job_threads(trainer *tr, int threads, char *err)
     return 0;
 }
 
-const float *trainer_globals_buf(const trainer_globals *g)
-{
-    return g->buf;
-}
-
 const param_table *trainer_table(const trainer *tr)
 {
     return &tr->table;
@@ -469,4 +464,9 @@ void trainer_globals_put(trainer *tr, trainer_globals *g)
     }
     free(g->buf);
     free(g);
+}
+
+const float *trainer_globals_params(const trainer_globals *g)
+{
+    return g->buf;
 }

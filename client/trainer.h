@@ -148,9 +148,8 @@ int trainer_globals_get(trainer *tr, unsigned private_mask, Sefl__Tensor *const 
 /* Drops a reference (accepts NULL). Loop thread only. */
 void trainer_globals_put(trainer *tr, trainer_globals *g);
 
-/* The decoded model (table.total floats, shared tensors set, private ones
- * 0), valid while a reference is held: the base an Update's delta is taken
- * from. Any thread. */
-const float *trainer_globals_buf(const trainer_globals *g);
+/* The global model a globals buffer holds (table.total floats; the private
+ * tensors 0), read-only; valid while the reference is held. */
+const float *trainer_globals_params(const trainer_globals *g);
 
 #endif

@@ -22,13 +22,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "server/agg.h"
 #include "server/sample.h"
 #include "server/coord_metrics.h"
 #include "server/guard.h"
+#include "server/rdp.h"
 #include "common/net/conn.h"
 #include "common/log.h"
 #include "common/nn/model.h"
@@ -78,8 +79,12 @@ struct coord {
     size_t n_shared;             /* floats in the shared set */
     float *global;               /* (t.total) the last committed model */
     float *scratch;              /* (t.total) an update applied, or the model being committed */
-    float *flat;                 /* (n_shared) the shared set of one update, or the mean */
-    agg sum;                     /* the round's running weighted sum */
+    float *flat;                 /* (n_shared) the shared set of one update, or the aggregate */
+    float *gflat;                /* (n_shared) the global shared set the round started from */
+    strategy *strat;             /* the round's aggregation */
+    sopt *opt;                   /* the server optimizer and its state */
+    rdp_acct acct;               /* DP: privacy spent by the committed rounds */
+    double dp_rate;              /* DP: the attempt's sampling rate, selected / connected */
     state *st;
     tls_ctx *tls;
     conn_listener *lis;
@@ -544,12 +549,14 @@ static void coord_start_round(coord *co)
     co->task = ++co->next_task;
     co->coord_seconds = co->coord_cpu = 0;
     co->round_start_ns = t0.wall;
-    agg_reset(&co->sum);
+    params_gather(&co->t, co->shared, co->global, co->gflat);
+    strategy_begin(co->strat, co->gflat);
     guard_round_reset(&co->g);
 
     int k = co->cfg.clients_per_round;
     int want = (int)ceil(k * co->cfg.over_select - 1e-9);
     if (want > co->n_ready) want = co->n_ready;
+    co->dp_rate = (double)want / co->n_ready;
 
     wire_tensors wt;
     if (wire_tensors_encode(&co->t, co->shared, co->global, NULL, co->cfg.wire, 0, &wt)) goto oom;
@@ -739,37 +746,76 @@ static int coord_refuse_candidate(coord *co)
     return 1;
 }
 
-/* Commits the round: the mean of the folded updates becomes the shared set
- * of the new global model, whose private tensors keep their values; the
- * database gets the round, model and participants in one transaction. */
+/* The seed of a round's DP noise: from the OS, never from --seed, which
+ * every client can learn from its task seeds (a DP run is therefore not
+ * bit-reproducible). */
+static uint64_t coord_noise_seed(void)
+{
+    uint64_t s = 0;
+    if (getrandom(&s, sizeof s, 0) != (ssize_t)sizeof s) s = uv_hrtime();
+    return s;
+}
+
+/* Commits the round: the strategy's aggregate (in flat), once the guard
+ * accepts it, is applied to the global shared set by the server optimizer
+ * and becomes the shared set of the new global model, whose private tensors
+ * keep their values; the database gets the round, model, optimizer state,
+ * privacy spent and participants in one transaction. */
 static void coord_commit(coord *co, coord_clock t0)
 {
     uv_timer_stop(&co->deadline);
     char err[SEFL_ERRLEN];
-    agg_mean(&co->sum, co->flat);
+    int n = strategy_count(co->strat);
+    const strategy_spec *ag = &co->cfg.agg;
+    strategy_finish(co->strat, ag->dp ? coord_noise_seed() : 0, co->flat);
     if (coord_refuse_candidate(co)) return;
+    if (sopt_step(co->opt, co->flat, co->gflat)) {
+        coord_abandon(co, ", but their aggregate would make the model non-finite");
+        return;
+    }
     memcpy(co->scratch, co->global, co->t.total * sizeof(float));
-    params_scatter(&co->t, co->shared, co->flat, co->scratch);
+    params_scatter(&co->t, co->shared, co->gflat, co->scratch);
+    log_info("round %u: update norms mean %.4g, max %.4g", co->round,
+             strategy_norm_mean(co->strat), strategy_norm_max(co->strat));
+    if (strategy_clipped(co->strat))
+        log_info("round %u: clipped %d of %d updates to norm %g", co->round,
+                 strategy_clipped(co->strat), n, ag->clip);
 
     long long examples = 0;
-    for (int i = 0; i < co->sum.count; i++) examples += co->parts[i].examples;
+    for (int i = 0; i < n; i++) examples += co->parts[i].examples;
     state_round r = {
         .round = co->round,
-        .clients = co->sum.count,
+        .clients = n,
         .examples = examples,
-        .train_loss = co->sum.loss / co->sum.weight,
-        .train_accuracy = co->sum.accuracy / co->sum.weight,
+        .train_loss = strategy_train_loss(co->strat),
+        .train_accuracy = strategy_train_accuracy(co->strat),
         .attempt = co->attempt,
+        .opt_state = sopt_pending(co->opt),
+        .opt_len = sopt_state_len(&co->cfg.opt, co->n_shared),
     };
+    rdp_acct spent = co->acct;
+    if (ag->dp) {
+        rdp_compose(&spent, co->dp_rate, ag->dp_noise, 1);
+        r.dp = 1;
+        r.dp_rate = co->dp_rate;
+        r.dp_noise = ag->dp_noise;
+        r.dp_delta = co->cfg.dp_delta;
+        r.dp_epsilon = rdp_epsilon(&spent, co->cfg.dp_delta, NULL);
+    }
     r.coord_seconds = co->coord_seconds + coord_since(t0.wall);
     r.seconds = coord_since(co->round_start_ns);
     uint64_t tc = uv_hrtime();
-    if (state_commit_round(co->st, &r, co->scratch, co->parts, co->sum.count, err)) {
+    if (state_commit_round(co->st, &r, co->scratch, co->parts, n, err)) {
         log_error("round %u: commit failed: %s", co->round, err);
         co->exit_status = 1;
         coord_finish(co, "shutdown");
         return;
     }
+    sopt_accept(co->opt);
+    co->acct = spent;
+    if (ag->dp)
+        log_info("round %u: privacy spent epsilon %.4f at delta %g (sampling rate %.4f, noise "
+                 "multiplier %g)", r.round, r.dp_epsilon, r.dp_delta, r.dp_rate, r.dp_noise);
     /* The row was written inside the transaction whose time we now know:
      * put the whole of it in the figures (a crash before this leaves the
      * figures without the commit's own time, nothing worse). */
@@ -814,7 +860,7 @@ static void coord_abandon(coord *co, const char *why)
 {
     uv_timer_stop(&co->deadline);
     log_warn("round %u abandoned: %d of %d needed updates%s (attempt %d); retrying", co->round,
-             co->sum.count, co->cfg.min_clients, why, co->attempt);
+             strategy_count(co->strat), co->cfg.min_clients, why, co->attempt);
     metric_add(co->met.abandoned, 0, 1);
     coord_stop_sending(co);
     for (peer *p = co->peers; p; p = p->next) p->task = 0;
@@ -826,7 +872,7 @@ static void coord_on_deadline(uv_timer_t *t)
 {
     coord *co = t->data;
     if (co->phase == CO_TRAIN) {
-        if (co->sum.count >= co->cfg.min_clients) coord_commit(co, coord_clock_now());
+        if (strategy_count(co->strat) >= co->cfg.min_clients) coord_commit(co, coord_clock_now());
         else coord_abandon(co, " by the deadline");
     } else if (co->phase == CO_EVAL) {
         coord_end_eval(co);
@@ -840,9 +886,9 @@ static void coord_on_deadline(uv_timer_t *t)
 static void coord_settle_round(coord *co, coord_clock t0)
 {
     int need = co->cfg.min_clients;
-    if (co->sum.count >= co->target || (co->open == 0 && co->sum.count >= need)) {
+    if (strategy_count(co->strat) >= co->target || (co->open == 0 && strategy_count(co->strat) >= need)) {
         coord_commit(co, t0);
-    } else if (co->sum.count + co->open < need) {
+    } else if (strategy_count(co->strat) + co->open < need) {
         char why[64];
         snprintf(why, sizeof why, ", at most %d more to come: selected clients left", co->open);
         coord_abandon(co, why);
@@ -940,11 +986,14 @@ static void coord_on_update(peer *p, const Sefl__Update *u, size_t len, coord_cl
     }
     params_gather(&co->t, co->shared, co->scratch, co->flat);
     uint32_t weight = u->examples < p->weight_cap ? u->examples : p->weight_cap;
-    int ret = agg_add(&co->sum, co->flat, weight, u->train_loss, u->train_accuracy);
+    int ret = strategy_add(co->strat, co->flat, weight, u->train_loss, u->train_accuracy);
     if (ret) {
-        kind = ret == -EDOM ? COORD_REJ_NOT_FINITE : COORD_REJ_EXAMPLES;
-        snprintf(reason, sizeof reason, ret == -EDOM ? "a value is not finite"
-                                                     : "examples over the limit");
+        kind = ret == -EDOM || ret == -ERANGE ? COORD_REJ_NOT_FINITE : COORD_REJ_EXAMPLES;
+        snprintf(reason, sizeof reason, "%s",
+                 ret == -EDOM     ? "a value is not finite"
+                 : ret == -ERANGE ? "its difference from the global model is beyond float range"
+                 : ret == -ENOSPC ? "the round already holds all the updates it folds in"
+                                  : "examples over the limit");
         goto reject;
     }
     if (weight < u->examples) {
@@ -955,7 +1004,7 @@ static void coord_on_update(peer *p, const Sefl__Update *u, size_t len, coord_cl
     }
     p->reported = 1;
     metric_add(co->met.accepted, 0, 1);
-    int i = co->sum.count - 1;
+    int i = strategy_count(co->strat) - 1;
     /* ||update - global|| over the shared set, in the running pass: the
      * bound is checked against the round's median before the commit. */
     guard_add_norm(&co->g, guard_update_norm(&co->t, co->shared, co->scratch, co->global), i);
@@ -964,7 +1013,7 @@ static void coord_on_update(peer *p, const Sefl__Update *u, size_t len, coord_cl
     co->parts[i].examples = weight;   /* what it weighs in the mean */
     log_info("update from %s for round %u: examples %u, train_loss %.4f, %zu bytes%s (%d of %d)",
              p->name, co->round, u->examples, u->train_loss, len, u->delta ? " delta" : "",
-             co->sum.count, co->target);
+             strategy_count(co->strat), co->target);
     co->open--;
     coord_settle_round(co, t0);
     return;
@@ -1146,6 +1195,16 @@ void coord_config_default(coord_config *c)
     };
     guard_config_default(&c->guard);
     c->preauth = conn_preauth_default();
+    c->agg = (strategy_spec){ .rule = STRATEGY_FEDAVG };
+    c->max_agg_memory = STRATEGY_MAX_AGG_MEMORY;
+    c->dp_delta = 1e-5;
+    sopt_spec_default(&c->opt);
+}
+
+/* Adds the privacy of one stored DP round to the accountant (resume). */
+static void coord_replay_privacy(void *user, double rate, double noise)
+{
+    rdp_compose(user, rate, noise, 1);
 }
 
 int coord_start(uv_loop_t *loop, const coord_config *cfg, coord **out, char *err)
@@ -1166,17 +1225,27 @@ int coord_start(uv_loop_t *loop, const coord_config *cfg, coord **out, char *err
     co->global = malloc(co->t.total * sizeof(float));
     co->scratch = malloc(co->t.total * sizeof(float));
     co->flat = malloc((co->n_shared ? co->n_shared : 1) * sizeof(float));
+    co->gflat = malloc((co->n_shared ? co->n_shared : 1) * sizeof(float));
     co->parts = calloc((size_t)cap, sizeof *co->parts);
     co->part_names = calloc((size_t)cap, sizeof *co->part_names);
     if ((ret = coord_metrics_init(&co->met, err))) goto fail;
     model *m = model_new(&co->t, 1);
     ret = -ENOMEM;
-    if (!co->global || !co->scratch || !co->flat || !co->parts || !co->part_names || !m ||
-        agg_init(&co->sum, co->n_shared) || guard_init(&co->g, &cfg->guard, cap)) {
+    if ((ret = strategy_check(&cfg->agg, co->n_shared, cfg->clients_per_round,
+                              cfg->max_agg_memory, err))) {
         model_free(m);
+        goto fail;
+    }
+    if (!co->global || !co->scratch || !co->flat || !co->gflat || !co->parts ||
+        !co->part_names || !m || guard_init(&co->g, &cfg->guard, cap) ||
+        sopt_new(&cfg->opt, co->n_shared, &co->opt) ||
+        strategy_new(&cfg->agg, co->n_shared, cfg->clients_per_round, &co->strat, err)) {
+        model_free(m);
+        ret = -ENOMEM;
         err_set(err, "out of memory");
         goto fail;
     }
+    rdp_init(&co->acct);
     /* The initial model is what a new database starts from; on resume the
      * stored model replaces it. */
     model_init(m, cfg->seed);
@@ -1201,6 +1270,14 @@ int coord_start(uv_loop_t *loop, const coord_config *cfg, coord **out, char *err
     char share[32], penalty[16];
     snprintf(share, sizeof share, "%g", cfg->guard.max_weight_share);
     snprintf(penalty, sizeof penalty, "%d", cfg->guard.penalty_rounds);
+    /* The aggregation settings are run settings (coord_settings.c); these
+     * texts are for the start-up log line. */
+    char agg_name[STRATEGY_NAME_MAX], clip[32], opt_name[SOPT_NAME_MAX], dp[64];
+    strategy_name(&cfg->agg, agg_name, sizeof agg_name);
+    snprintf(clip, sizeof clip, "%g", cfg->agg.clip);
+    sopt_name(&cfg->opt, opt_name, sizeof opt_name);
+    if (cfg->agg.dp) snprintf(dp, sizeof dp, "noise=%g delta=%g", cfg->agg.dp_noise, cfg->dp_delta);
+    else snprintf(dp, sizeof dp, "off");
     const state_setting guard_settings[] = {
         { "max_weight_share", share, "--max-weight-share" },
         { "max_update_norm", co->norm_name, "--max-update-norm" },
@@ -1217,6 +1294,13 @@ int coord_start(uv_loop_t *loop, const coord_config *cfg, coord **out, char *err
     if ((ret = state_open(cfg->db_path, &sc, co->global, &co->st, err))) goto fail;
     if ((ret = state_load(co->st, co->global, &co->last_round, err))) goto fail;
     if ((ret = state_run_id(co->st, co->run_id, err))) goto fail;
+    size_t opt_len = sopt_state_len(&cfg->opt, co->n_shared);
+    if (co->last_round > 0 && opt_len &&
+        (ret = state_load_opt(co->st, co->last_round, sopt_state(co->opt), opt_len, err)))
+        goto fail;
+    if (cfg->agg.dp &&
+        (ret = state_privacy_rounds(co->st, coord_replay_privacy, &co->acct, err)))
+        goto fail;
     co->round = co->last_round;
     if (co->last_round > 0)
         log_info("resuming after round %u from %s (model checksum %016llx)", co->last_round,
@@ -1250,6 +1334,9 @@ int coord_start(uv_loop_t *loop, const coord_config *cfg, coord **out, char *err
              co->t.arch, co->t.r, co->t.se_placement[0] ? " " : "", co->t.se_placement,
              co->t.gate[0] ? " gate " : "", co->t.gate, co->t.total, co->n_shared, params_private_name(cfg->private_mask),
              co->last_round);
+    log_info("aggregate %s, clip %s, server optimizer %s, dp %s: the rule holds %.1f MB", agg_name,
+             clip, opt_name, dp,
+             strategy_memory(&cfg->agg, co->n_shared, cfg->clients_per_round) / 1e6);
     *out = co;
     if (finished) {
         log_info("run already finished: %u of --rounds %d committed and evaluated in %s; "
@@ -1291,9 +1378,11 @@ void coord_free(coord *co)
     if (co->lock_fd >= 0) close(co->lock_fd);
     coord_metrics_free(&co->met);
     tls_ctx_free(co->tls);
-    agg_free(&co->sum);
+    strategy_free(co->strat);
+    sopt_free(co->opt);
     guard_free(&co->g);
     free(co->global);
+    free(co->gflat);
     free(co->scratch);
     free(co->flat);
     free(co->parts);
@@ -1323,7 +1412,7 @@ void coord_get_status(const coord *co, coord_status *out)
         .deadline = train || eval ? coord_unix_from_timer(co, &co->deadline) : 0,
         .connected = co->n_ready,
         .selected = train ? co->selected : 0,
-        .reported = train ? co->sum.count : 0,
+        .reported = train ? strategy_count(co->strat) : 0,
         .eval_sent = eval ? co->eval_sent : 0,
         .eval_got = eval ? co->eval_got : 0,
         .last_commit = co->last_commit_unix,

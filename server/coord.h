@@ -7,10 +7,12 @@
  *   select ceil(K * over_select) of the connected clients at random (all of
  *   them when fewer) and send each a TrainTask with the shared set of the
  *   global model;
- *   fold each valid Update into a running weighted sum (agg.h) as it
- *   arrives, refusing anything else with Error{WIRE_ERR_REJECTED} and a log
+ *   fold each valid Update into the aggregation strategy (strategy.h:
+ *   FedAvg's running sum, or a robust rule holding the round's updates) as
+ *   it arrives, refusing anything else with Error{WIRE_ERR_REJECTED} and a log
  *   line "rejected update from NAME: REASON";
- *   commit (state.h) when min(K, selected) updates are in, or at the
+ *   commit (state.h) when min(K, selected) updates are in (the strategy's
+ *   aggregate applied by the server optimizer, sopt.h), or at the
  *   deadline with at least min_clients; otherwise abandon the attempt and
  *   retry the same round number. The attempt ends before its deadline when
  *   waiting cannot change its outcome: it commits once every selected
@@ -28,7 +30,9 @@
  * Either way the coord closes every connection, its listener and timers, so
  * uv_run returns once they are closed.
  *
- * Memory: the global model, one scratch model, the running sum and a small
+ * Memory: the global model, one scratch model, the strategy's memory
+ * (strategy_memory: n doubles for FedAvg, K updates for the robust rules),
+ * the server optimizer's state (up to 2n doubles) and a small
  * record per connection and per selected client; updates are decoded one at
  * a time and dropped once folded in, and tasks are queued on at most
  * send_window bytes' worth of connections at a time.
@@ -46,6 +50,8 @@
 #include "common/net/conn.h"
 #include "server/guard.h"
 #include "common/nn/params.h"
+#include "server/sopt.h"
+#include "server/strategy.h"
 
 #define COORD_MAX_PEERS 10000        /* default max_peers */
 #define COORD_SEND_WINDOW (64u << 20) /* default send_window: about 27 tasks */
@@ -78,6 +84,10 @@ typedef struct {
     int eval_clients;           /* evaluate this many connected clients (sample.h); 0: all */
     guard_config guard;         /* weight share, update norm bound, penalty rounds */
     conn_preauth preauth;       /* per-address limits before the TLS handshake ends */
+    strategy_spec agg;          /* aggregation rule, --clip, DP-FedAvg */
+    sopt_spec opt;              /* server optimizer */
+    uint64_t max_agg_memory;    /* bytes the rule may hold (STRATEGY_MAX_AGG_MEMORY) */
+    double dp_delta;            /* DP: epsilon is reported at this delta */
     int allow_change;           /* resume with run settings that differ from the
                                    recorded ones, recording the change */
 } coord_config;

@@ -44,6 +44,15 @@ void coord_run_settings(const coord_config *c, settings *s)
     guard_norm_name(&c->guard, norm, sizeof norm);
     settings_add(s, "max-update-norm", "%s", norm);
     settings_add(s, "penalty-rounds", "%d", c->guard.penalty_rounds);
+    char agg[STRATEGY_NAME_MAX], opt[SOPT_NAME_MAX];
+    strategy_name(&c->agg, agg, sizeof agg);
+    settings_add(s, "aggregate", "%s", agg);
+    settings_add(s, "clip", "%.9g", c->agg.dp ? 0 : c->agg.clip);
+    sopt_name(&c->opt, opt, sizeof opt);
+    settings_add(s, "server-opt", "%s", opt);     /* with the optimizer's own settings */
+    settings_add(s, "dp-clip", "%.9g", c->agg.dp ? c->agg.clip : 0);
+    settings_add(s, "dp-noise", "%.9g", c->agg.dp ? c->agg.dp_noise : 0);
+    settings_add(s, "dp-delta", "%.9g", c->dp_delta);
     settings_add(s, "wire-dtype", "%s", wire_enc_name(c->wire));
     settings_add(s, "update-dtype", "%s", wire_enc_name(c->update));
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/fl/settings.h"
 #include "common/log.h"
 #include "common/net/netstats.h"
 #include "common/nn/params.h"
@@ -45,48 +46,29 @@ static const char *const monitor_refusal[MONITOR_REFUSALS] = {
 
 /* ---- the settings of the run ------------------------------------------ */
 
-/* One run setting as the flag that sets it and its value as text; strings
- * are quoted in JSON, the rest are numbers. */
-typedef struct {
-    const char *flag;
-    char value[48];
-    int is_string;
-} monitor_setting;
+enum { MONITOR_TABLE_WIDTH = 80 };
 
-enum { MONITOR_SETTINGS = 24 };   /* room for every setting monitor_settings writes */
-
-/* Fills s with the run settings; returns how many. */
-static int monitor_settings(const coord_config *c, monitor_setting s[MONITOR_SETTINGS])
+/* The run settings as /status shows them: the ones that change the result,
+ * exactly as server.db records them (coord_run_settings), then those that
+ * only change how the run is operated. */
+static void monitor_settings(const coord_config *c, settings *s)
 {
-    int i = 0;
-#define SET(f, str, ...) \
-    do { s[i].flag = f; s[i].is_string = str; snprintf(s[i].value, sizeof s[i].value, __VA_ARGS__); i++; } while (0)
-    SET("rounds", 0, "%d", c->rounds);
-    SET("clients-per-round", 0, "%d", c->clients_per_round);
-    SET("min-clients", 0, "%d", c->min_clients);
-    SET("over-select", 0, "%.15g", c->over_select);
-    SET("round-timeout", 0, "%.15g", c->round_timeout);
-    SET("eval-every", 0, "%d", c->eval_every);
-    SET("private", 1, "%s", params_private_name(c->private_mask));
-    /* The float settings with float precision: 0.01, not 0.0099999998. */
-    SET("lr", 0, "%.7g", (double)c->lr);
-    SET("momentum", 0, "%.7g", (double)c->momentum);
-    SET("weight-decay", 0, "%.7g", (double)c->weight_decay);
-    SET("prox-mu", 0, "%.7g", (double)c->prox_mu);
-    SET("batch", 0, "%d", c->batch);
-    SET("epochs", 0, "%d", c->epochs);
-    SET("seed", 0, "%llu", (unsigned long long)c->seed);
-    SET("arch", 1, "%s", c->model.arch);
-    SET("r", 0, "%d", c->model.r);
-    if (c->model.se_placement[0]) SET("se-placement", 1, "%s", c->model.se_placement);
-    if (c->model.gate[0]) SET("gate", 1, "%s", c->model.gate);
-    SET("heartbeat", 0, "%d", c->heartbeat);
-    if (c->private_epochs > 0) SET("local-schedule", 1, "private-first:%d", c->private_epochs);
-    else SET("local-schedule", 1, "joint");
-    /* 0 means "the same as --lr", which is what the operator set. */
-    SET("private-lr", 0, "%.7g", (double)(c->private_lr > 0 ? c->private_lr : c->lr));
-#undef SET
-    return i;
+    coord_run_settings(c, s);
+    settings_add(s, "rounds", "%d", c->rounds);
+    settings_add(s, "round-timeout", "%.9g", c->round_timeout);
+    settings_add(s, "eval-every", "%d", c->eval_every);
+    settings_add(s, "heartbeat", "%d", c->heartbeat);
+}
+
+/* A value that reads whole as a finite JSON number goes out as one; the
+ * rest (names, "private-first:2", "100x") as strings. */
+static void monitor_json_value(strbuf *b, const char *v)
+{
+    char *end;
+    double d = strtod(v, &end);
+    int number = v[0] && *end == 0 && isfinite(d) && (v[0] == '-' || (v[0] >= '0' && v[0] <= '9'));
+    if (number) strbuf_append(b, v, strlen(v));
+    else strbuf_json_string(b, v);
 }
 
 /* ---- status documents -------------------------------------------------- */
@@ -116,12 +98,11 @@ int monitor_status_json(const coord_status *st, strbuf *b)
     else
         strbuf_append(b, ",\"last_eval\":null", 17);
     strbuf_append(b, ",\"settings\":{", 13);
-    monitor_setting s[MONITOR_SETTINGS];
-    int n = monitor_settings(st->cfg, s);
-    for (int i = 0; i < n; i++) {
-        strbuf_printf(b, "%s\"%s\":", i ? "," : "", s[i].flag);
-        if (s[i].is_string) strbuf_json_string(b, s[i].value);
-        else strbuf_append(b, s[i].value, strlen(s[i].value));
+    settings set;
+    monitor_settings(st->cfg, &set);
+    for (int i = 0; i < set.n; i++) {
+        strbuf_printf(b, "%s\"%s\":", i ? "," : "", set.item[i].name);
+        monitor_json_value(b, set.item[i].value);
     }
     strbuf_append(b, "}}\n", 3);
     return strbuf_error(b);
@@ -135,13 +116,17 @@ static void monitor_table_time(strbuf *b, double t, double now)
     struct tm tm;
     gmtime_r(&secs, &tm);
     strftime(s, sizeof s, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    if (t >= now) strbuf_printf(b, "%s (in %.0f s)", s, t - now);
+    /* The deadline is ahead, a commit behind: say which, never "in 0 s" for
+     * a commit a fraction of a second old. */
+    if (t > now) strbuf_printf(b, "%s (in %.0f s)", s, t - now);
     else strbuf_printf(b, "%s (%.0f s ago)", s, now - t);
 }
 
 int monitor_status_table(const coord_status *st, strbuf *b)
 {
-    double now = (double)time(NULL);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    double now = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
     strbuf_printf(b, "run        %s\n", st->run_id[0] ? st->run_id : "(none recorded)");
     strbuf_printf(b, "phase      %s%s\n", st->phase, st->ready ? "" : " (not ready)");
     if (!strcmp(st->phase, "train"))
@@ -164,12 +149,22 @@ int monitor_status_table(const coord_status *st, strbuf *b)
     if (st->has_eval)
         strbuf_printf(b, "last eval  round %u: weighted accuracy %.4f\n", st->eval_round,
                       st->eval_accuracy);
-    monitor_setting s[MONITOR_SETTINGS];
-    int n = monitor_settings(st->cfg, s);
+    settings set;
+    monitor_settings(st->cfg, &set);
     strbuf_append(b, "settings  ", 10);
-    for (int i = 0; i < n; i++)
-        strbuf_printf(b, "%s --%s %s", i && i % 6 == 0 ? "\n          " : "", s[i].flag,
-                      s[i].value);
+    /* Wrapped before MONITOR_TABLE_WIDTH columns, continuation lines
+     * indented under the first flag. */
+    size_t col = 10;
+    for (int i = 0; i < set.n; i++) {
+        const setting *it = &set.item[i];
+        size_t w = 4 + strlen(it->name) + strlen(it->value);   /* " --name value" */
+        if (i > 0 && col + w > MONITOR_TABLE_WIDTH) {
+            strbuf_append(b, "\n          ", 11);
+            col = 10;
+        }
+        strbuf_printf(b, " --%s %s", it->name, it->value);
+        col += w;
+    }
     strbuf_append(b, "\n", 1);
     return strbuf_error(b);
 }

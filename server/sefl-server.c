@@ -33,8 +33,9 @@ static const char usage[] =
     "       sefl-server status --http HOST:PORT [--json]   (see status --help)\n"
     "\n"
     "Coordinator of federated rounds: selects clients, sends them the shared\n"
-    "part of the global model, averages their updates (FedAvg by number of\n"
-    "training examples) and commits each round to FILE (SQLite). Restarted on\n"
+    "part of the global model, aggregates their updates (FedAvg by number of\n"
+    "training examples, or another --aggregate rule) and commits each round to\n"
+    "FILE (SQLite). Restarted on\n"
     "the same FILE it resumes after the last committed round.\n"
     "\n"
     "  --listen HOST:PORT      address to listen on (default 0.0.0.0:7443; port 0\n"
@@ -102,6 +103,26 @@ static const char usage[] =
     "  --http HOST:PORT        serve plain HTTP for monitoring (default off; e.g.\n"
     "                          " HTTP_SUGGESTED_ADDR "): /metrics (Prometheus), /status\n"
     "                          (JSON), /healthz, /readyz\n"
+    "Aggregation (run settings: recorded in FILE like --lr):\n"
+    "  --aggregate RULE        fedavg (example-weighted mean), median, trimmed:BETA\n"
+    "                          (drop the BETA fraction at each end per coordinate),\n"
+    "                          krum:F or multikrum:F,M (F attackers tolerated, needs\n"
+    "                          K >= 2F+3; M updates averaged); default fedavg. The\n"
+    "                          robust rules are unweighted and hold K updates\n"
+    "  --max-agg-memory MB     refuse to start when the rule would hold more (default\n"
+    "                          2048)\n"
+    "  --clip NORM             scale each update (new - global) to L2 norm <= NORM\n"
+    "                          before the rule (default 0: off)\n"
+    "  --server-opt OPT        sgd, avgm, adam, yogi or adagrad over the aggregate\n"
+    "                          (Reddi et al. 2021; default sgd)\n"
+    "  --server-lr X           server learning rate (default 1: sgd is plain FedAvg)\n"
+    "  --server-momentum X     avgm momentum (default 0.9)\n"
+    "  --beta1 X, --beta2 X    adam/yogi/adagrad moments (default 0.9, 0.99)\n"
+    "  --tau X                 adaptivity (default 0.001)\n"
+    "  --dp-clip C             DP-FedAvg: clip each update to C, equal weights\n"
+    "                          (needs --aggregate fedavg, excludes --clip)\n"
+    "  --dp-noise Z            Gaussian noise of std Z*C/K on the mean (default 0)\n"
+    "  --dp-delta D            epsilon is logged and stored per round at D (default 1e-5)\n"
     "  --allow-change          resume although a run setting (lr, momentum,\n"
     "                          weight-decay, prox-mu, batch, epochs, clients-per-round,\n"
     "                          min-clients, over-select) differs from the one FILE\n"
@@ -149,8 +170,9 @@ static int server_parse(int argc, char **argv, coord_config *c, const char **htt
 {
     enum { O_LISTEN = 256, O_CERTS, O_DB, O_ROUNDS, O_K, O_M, O_F, O_TIMEOUT, O_EVAL, O_PRIV,
            O_LR, O_MOM, O_WD, O_MU, O_BATCH, O_EPOCHS, O_SEED, O_R, O_HB, O_SCHED, O_PLR,
-           O_SHARE, O_NORM, O_PENALTY, O_PREAUTH, O_HSRATE, O_HSBURST, O_HTTP, O_ALLOW, O_WIRE,
-           O_UPD, O_SCALE, O_EVALN, O_HELP, O_MODEL = 512 };
+           O_SHARE, O_NORM, O_PENALTY, O_PREAUTH, O_HSRATE, O_HSBURST, O_HTTP, O_ALLOW, O_HELP,
+           O_AGG, O_AGGMEM, O_CLIP, O_SOPT, O_SLR, O_SMOM, O_B1, O_B2, O_TAU, O_DPCLIP, O_DPNOISE,
+           O_DPDELTA, O_WIRE, O_UPD, O_SCALE, O_EVALN, O_MODEL = 512 };
     static const struct option opts[] = {
         { "listen", 1, 0, O_LISTEN }, { "certs", 1, 0, O_CERTS }, { "db", 1, 0, O_DB },
         { "rounds", 1, 0, O_ROUNDS }, { "clients-per-round", 1, 0, O_K },
@@ -164,9 +186,14 @@ static int server_parse(int argc, char **argv, coord_config *c, const char **htt
         { "max-update-norm", 1, 0, O_NORM }, { "penalty-rounds", 1, 0, O_PENALTY },
         { "preauth-per-addr", 1, 0, O_PREAUTH }, { "handshakes-per-sec", 1, 0, O_HSRATE },
         { "handshake-burst", 1, 0, O_HSBURST }, { "http", 1, 0, O_HTTP },
-        { "allow-change", 0, 0, O_ALLOW }, { "wire-dtype", 1, 0, O_WIRE },
+        { "aggregate", 1, 0, O_AGG }, { "max-agg-memory", 1, 0, O_AGGMEM }, { "clip", 1, 0, O_CLIP },
+        { "server-opt", 1, 0, O_SOPT }, { "server-lr", 1, 0, O_SLR },
+        { "server-momentum", 1, 0, O_SMOM }, { "beta1", 1, 0, O_B1 }, { "beta2", 1, 0, O_B2 },
+        { "tau", 1, 0, O_TAU }, { "dp-clip", 1, 0, O_DPCLIP }, { "dp-noise", 1, 0, O_DPNOISE },
+        { "dp-delta", 1, 0, O_DPDELTA }, { "wire-dtype", 1, 0, O_WIRE },
         { "update-dtype", 1, 0, O_UPD }, { "int8-scale", 1, 0, O_SCALE },
-        { "eval-clients", 1, 0, O_EVALN }, { "help", 0, 0, O_HELP }, MODEL_OPTS_LONGOPTS(O_MODEL),
+        { "eval-clients", 1, 0, O_EVALN },
+        { "allow-change", 0, 0, O_ALLOW }, { "help", 0, 0, O_HELP }, MODEL_OPTS_LONGOPTS(O_MODEL),
         CONFIG_OPTIONS, { 0, 0, 0, 0 },
     };
     coord_config_default(c);
@@ -175,7 +202,7 @@ static int server_parse(int argc, char **argv, coord_config *c, const char **htt
     opterr = 0;
     int opt, rc = 0;
     long v = 0;
-    double d = 0;
+    double d = 0, clip = 0, dp_clip = 0;
     const char *wire = "f32", *update = "f32", *scale = "channel";
     while (rc == 0 && (opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (opt) {
@@ -263,6 +290,27 @@ static int server_parse(int argc, char **argv, coord_config *c, const char **htt
             if (!(rc = cli_parse_long("--handshake-burst", optarg, 1, 1000000, &v, err)))
                 c->preauth.burst = (int)v;
             break;
+        case O_AGG: rc = strategy_parse(optarg, &c->agg, err); break;
+        case O_AGGMEM:
+            if (!(rc = cli_parse_long("--max-agg-memory", optarg, 1, 1L << 30, &v, err)))
+                c->max_agg_memory = (uint64_t)v << 20;
+            break;
+        case O_CLIP: rc = cli_parse_double("--clip", optarg, 0, 1e30, &clip, err); break;
+        case O_SOPT: rc = sopt_parse(optarg, &c->opt, err); break;
+        case O_SLR: rc = cli_parse_double("--server-lr", optarg, 0, 1000, &c->opt.lr, err); break;
+        case O_SMOM:
+            rc = cli_parse_double("--server-momentum", optarg, 0, 1, &c->opt.momentum, err);
+            break;
+        case O_B1: rc = cli_parse_double("--beta1", optarg, 0, 1, &c->opt.beta1, err); break;
+        case O_B2: rc = cli_parse_double("--beta2", optarg, 0, 1, &c->opt.beta2, err); break;
+        case O_TAU: rc = cli_parse_double("--tau", optarg, 1e-12, 1, &c->opt.tau, err); break;
+        case O_DPCLIP: rc = cli_parse_double("--dp-clip", optarg, 1e-12, 1e30, &dp_clip, err); break;
+        case O_DPNOISE:
+            rc = cli_parse_double("--dp-noise", optarg, 0, 1000, &c->agg.dp_noise, err);
+            break;
+        case O_DPDELTA:
+            rc = cli_parse_double("--dp-delta", optarg, 1e-300, 0.5, &c->dp_delta, err);
+            break;
         case O_HTTP: {
             char host[HTTP_HOST_MAX + 1], port[6];
             rc = http_split_addr(optarg, host, port, err);
@@ -291,6 +339,16 @@ static int server_parse(int argc, char **argv, coord_config *c, const char **htt
         err_set(err, "--certs and --db are required");
         return -1;
     }
+    if (clip > 0 && dp_clip > 0) {
+        err_set(err, "--clip and --dp-clip both clip each update; give one");
+        return -1;
+    }
+    if (c->agg.dp_noise > 0 && !(dp_clip > 0)) {
+        err_set(err, "--dp-noise needs --dp-clip (the noise is a multiple of the clip)");
+        return -1;
+    }
+    c->agg.clip = dp_clip > 0 ? dp_clip : clip;
+    c->agg.dp = dp_clip > 0;
     if (c->min_clients > c->clients_per_round) {
         err_set(err, "--min-clients %d is more than --clients-per-round %d", c->min_clients,
                 c->clients_per_round);

@@ -277,6 +277,15 @@ START_TEST(test_measure_rejects)
     ck_assert_int_eq(gates_measure(&t, w, &d, 1.0, &gs, err), -EINVAL);
     ck_assert_int_eq(gates_measure(&t, w, &d, NAN, &gs, err), -EINVAL);
     ck_assert_ptr_nonnull(strstr(err, "threshold"));
+    /* an architecture without a gate view is refused in one line */
+    param_table mb;
+    model_opts o = model_opts_default();
+    ck_assert_int_eq(model_opts_set(&o, MODEL_OPT_ARCH, "mbv2-se", err), 0);
+    ck_assert_int_eq(params_build(&mb, &o, err), 0);
+    float *wm = calloc(mb.total, sizeof *wm);
+    ck_assert_int_eq(gates_measure(&mb, wm, &d, 0.05, &gs, err), -ENOTSUP);
+    ck_assert_str_eq(err, "the gate view is cnn-se's; mbv2-se has none");
+    free(wm);
     free(w);
 }
 END_TEST

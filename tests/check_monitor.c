@@ -1,8 +1,10 @@
 /* check_monitor: the status documents /status serves (JSON and the table
  * `sefl-server status` prints) rendered from a coord_status: every field,
- * null for what did not happen yet, the run settings with their flag names,
- * floats at float precision, strings escaped. */
+ * null for what did not happen yet, the run settings with their flag names
+ * and the text server.db records (numbers as JSON numbers, the rest as
+ * strings), strings escaped, the table within 80 columns. */
 #include <check.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "common/nn/params.h"
@@ -29,11 +31,13 @@ START_TEST(test_json_idle)
         "\"last_committed_round\":0,\"attempt\":0,\"deadline\":null,"
         "\"clients\":{\"connected\":0,\"selected\":0,\"reported\":0},"
         "\"eval_tasks\":{\"sent\":0,\"reported\":0},\"last_commit\":null,\"last_eval\":null,"
-        "\"settings\":{\"rounds\":0,\"clients-per-round\":10,\"min-clients\":2,"
-        "\"over-select\":1.3,\"round-timeout\":300,\"eval-every\":5,\"private\":\"se\","
-        "\"lr\":0.01,\"momentum\":0,\"weight-decay\":0,\"prox-mu\":0,\"batch\":10,"
-        "\"epochs\":1,\"seed\":1,\"arch\":\"cnn-se\",\"r\":8,\"heartbeat\":10,\"local-schedule\":\"joint\","
-        "\"private-lr\":0.01}}\n");
+        "\"settings\":{\"arch\":\"cnn-se\",\"r\":8,\"private\":\"se\",\"seed\":1,"
+        "\"lr\":0.00999999978,\"momentum\":0,\"weight-decay\":0,\"prox-mu\":0,\"batch\":10,"
+        "\"epochs\":1,\"clients-per-round\":10,\"min-clients\":2,\"over-select\":1.3,"
+        "\"local-schedule\":\"joint\",\"private-lr\":0,\"max-weight-share\":0.5,"
+        "\"max-update-norm\":\"100x\",\"penalty-rounds\":3,\"aggregate\":\"fedavg\",\"clip\":0,"
+        "\"server-opt\":\"sgd lr=1\",\"dp-clip\":0,\"dp-noise\":0,\"dp-delta\":1e-05,\"rounds\":0,"
+        "\"round-timeout\":300,\"eval-every\":5,\"heartbeat\":10}}\n");
     strbuf_free(&b);
 }
 END_TEST
@@ -56,6 +60,8 @@ START_TEST(test_json_training)
     cfg.private_mask = PARAM_SE | PARAM_HEAD;
     cfg.lr = 0.005f;
     cfg.private_epochs = 2;
+    snprintf(cfg.model.arch, sizeof cfg.model.arch, "mbv2-se");
+    snprintf(cfg.model.gate, sizeof cfg.model.gate, "eca");
     cfg.private_lr = 0.1f;
     strbuf b = STRBUF_INIT;
     ck_assert_int_eq(monitor_status_json(&st, &b), 0);
@@ -64,8 +70,9 @@ START_TEST(test_json_training)
         "\"deadline\":1800000000.500", "\"connected\":5,\"selected\":4,\"reported\":3",
         "\"last_commit\":1799999999.250",
         "\"last_eval\":{\"round\":5,\"weighted_accuracy\":0.875000}",
-        "\"private\":\"se,head\"", "\"lr\":0.005,",
-        "\"local-schedule\":\"private-first:2\",\"private-lr\":0.1}",
+        "\"private\":\"se,head\"", "\"lr\":0.00499999989,",
+        "\"arch\":\"mbv2-se\",\"r\":8,\"gate\":\"eca\",",
+        "\"local-schedule\":\"private-first:2\",\"private-lr\":0.100000001,",
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         ck_assert_msg(strstr(b.p, want[i]), "no %s in %s", want[i], b.p);
@@ -89,12 +96,15 @@ START_TEST(test_table)
     const char *want[] = {
         "run        (none recorded)\n", "phase      eval (not ready)\n",
         "evaluation 1 of 4 reports\n", "committed  round 0\n",
-        "last eval  round 3: weighted accuracy 0.5000\n", "settings   --rounds 0 ",
-        " --heartbeat 10", " --local-schedule joint", " --private-lr 0.01", " --arch cnn-se",
+        "last eval  round 3: weighted accuracy 0.5000\n", "settings   --arch cnn-se --r 8 ",
+        " --lr 0.00999999978", " --max-update-norm 100x", " --heartbeat 10\n",
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         ck_assert_msg(strstr(b.p, want[i]), "no '%s' in:\n%s", want[i], b.p);
     ck_assert_ptr_null(strstr(b.p, "deadline"));
+    /* No line of the table is wider than 80 columns. */
+    for (const char *l = b.p; *l; l += strcspn(l, "\n") + (l[strcspn(l, "\n")] != 0))
+        ck_assert_uint_le(strcspn(l, "\n"), 80);
     strbuf_free(&b);
 }
 END_TEST

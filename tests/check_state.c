@@ -328,6 +328,51 @@ START_TEST(test_clients_and_eval_reports)
 }
 END_TEST
 
+/* A meta setting refused on resume; the optimizer state and privacy rows
+ * commit with the round and the optimizer state is pruned with the
+ * models. */
+START_TEST(test_settings_opt_state_privacy)
+{
+    state *s;
+    char err[SEFL_ERRLEN] = "";
+    state_config c = config(PARAM_SE, 42);
+    state_setting set = { "aggregate", "krum:2", "--aggregate" };
+    c.settings = &set;
+    c.n_settings = 1;
+    ck_assert_int_eq(state_open(path, &c, init, &s, err), 0);
+    double opt[3] = { 1.5, -2, 1e-300 }, back_opt[3];
+    for (uint32_t r = 1; r <= STATE_KEEP_MODELS + 2; r++) {
+        opt[0] = r;
+        state_round rr = { .round = r, .clients = 1, .examples = 1, .attempt = 1,
+                           .opt_state = opt, .opt_len = 3, .dp = 1, .dp_rate = 0.5,
+                           .dp_noise = 1.1, .dp_epsilon = r * 0.25, .dp_delta = 1e-5 };
+        for (size_t i = 0; i < table.total; i++) buf[i] = (float)r;
+        state_participant p = { "client-0000", 1 };
+        ck_assert_msg(state_commit_round(s, &rr, buf, &p, 1, err) == 0, "%s", err);
+    }
+    uint32_t last = 0;
+    ck_assert_int_eq(state_load(s, back, &last, err), 0);
+    ck_assert_int_eq(state_load_opt(s, last, back_opt, 3, err), 0);
+    ck_assert_double_eq(back_opt[0], STATE_KEEP_MODELS + 2);
+    ck_assert_double_eq(back_opt[2], 1e-300);
+    ck_assert_int_eq(state_load_opt(s, last, back_opt, 4, err), -EBADMSG);
+    ck_assert_int_eq(state_load_opt(s, 1, back_opt, 3, err), -EBADMSG);   /* pruned */
+    ck_assert_int_eq(check_sql_file_int(path, "SELECT count(*) FROM opt_state"), STATE_KEEP_MODELS);
+    ck_assert_int_eq(check_sql_file_int(path, "SELECT count(*) FROM privacy"), STATE_KEEP_MODELS + 2);
+    state_close(s);
+    set.value = "median";
+    ck_assert_int_eq(state_open(path, &c, init, &s, err), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "aggregate = krum:2"));
+    /* A damaged optimizer state is refused. */
+    exec_raw("UPDATE opt_state SET state = zeroblob(24)");
+    set.value = "krum:2";
+    ck_assert_int_eq(state_open(path, &c, init, &s, err), 0);
+    ck_assert_int_eq(state_load_opt(s, last, back_opt, 3, err), -EBADMSG);
+    ck_assert_ptr_nonnull(strstr(err, "checksum"));
+    state_close(s);
+}
+END_TEST
+
 /* Further settings (the coordinator's defences) are written into a new
  * file, checked on resume, and adopted by a file made before they existed. */
 START_TEST(test_settings_recorded)
@@ -442,6 +487,7 @@ int main(void)
     tcase_add_test(tc, test_settings_recorded);
     tcase_add_test(tc, test_declared_counts);
     tcase_add_test(tc, test_open_read);
+    tcase_add_test(tc, test_settings_opt_state_privacy);
     suite_add_tcase(s, tc);
     return check_run(s);
 }

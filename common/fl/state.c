@@ -29,6 +29,13 @@ static const char state_ddl[] =
     " examples INTEGER NOT NULL, accuracy REAL NOT NULL, loss REAL NOT NULL,"
     " received_at TEXT, PRIMARY KEY(round, client));";
 
+/* Tables added after schema version 1: created in a new file and, when
+ * missing, in an older one on open (they only ever gain rows). */
+static const char state_ddl_added[] =
+    "CREATE TABLE IF NOT EXISTS opt_state(round INTEGER PRIMARY KEY, state BLOB NOT NULL,"
+    " checksum TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS privacy(round INTEGER PRIMARY KEY, sample_rate REAL NOT NULL,"
+    " noise REAL NOT NULL, epsilon REAL NOT NULL, delta REAL NOT NULL);";
 /* The run settings (settings.h) and their changes. Apart from state_ddl
  * because a file made before they existed gets them on its next open. */
 static const char state_settings_ddl[] =
@@ -315,6 +322,7 @@ int state_open(const char *path, const state_config *cfg, const float *init, sta
     int ret = store_open(path, &schema, STORE_CREATE, &s->db, &created, err);
     if (!ret) ret = created ? state_init_file(s, cfg, init, err) : state_check_meta(s, cfg, err);
     if (!ret && !created) ret = state_check_settings(s, cfg, err);
+    if (!ret) ret = store_exec(s->db, state_ddl_added, err);
     /* Not a result of training: recorded for sefl-eval, whatever an earlier
      * run of the file had. */
     if (!ret && cfg->eval_clients) ret = store_meta_set(s->db, "eval_clients", cfg->eval_clients, err);
@@ -458,6 +466,70 @@ out:
     return ret;
 }
 
+/* Inserts the server optimizer state of round (len doubles); part of a
+ * caller's transaction. */
+static int state_put_opt(state *s, uint32_t round, const double *v, size_t len, char *err)
+{
+    char sum[STORE_CHECKSUM_LEN];
+    store_checksum_hex(v, len * sizeof *v, sum);
+    sqlite3_stmt *st;
+    int ret = store_prepare(s->db, "INSERT INTO opt_state(round, state, checksum) VALUES(?, ?, ?)",
+                            &st, err);
+    if (ret) return ret;
+    sqlite3_bind_int64(st, 1, round);
+    sqlite3_bind_blob64(st, 2, v, len * sizeof *v, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 3, sum, -1, SQLITE_STATIC);
+    return state_step(s, st, err);
+}
+
+int state_load_opt(state *s, uint32_t round, double *buf, size_t len, char *err)
+{
+    sqlite3_stmt *st;
+    int ret = store_prepare(s->db, "SELECT state, checksum FROM opt_state WHERE round = ?", &st,
+                            err);
+    if (ret) return ret;
+    sqlite3_bind_int64(st, 1, round);
+    ret = -EBADMSG;
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        err_set(err, "%s: no server optimizer state for round %u; the file is damaged", s->path,
+                round);
+        goto out;
+    }
+    const void *blob = sqlite3_column_blob(st, 0);
+    size_t bytes = (size_t)sqlite3_column_bytes(st, 0);
+    const char *want = (const char *)sqlite3_column_text(st, 1);
+    char sum[STORE_CHECKSUM_LEN] = "";
+    if (blob && bytes == len * sizeof *buf) store_checksum_hex(blob, bytes, sum);
+    if (!blob || bytes != len * sizeof *buf || !want || strcmp(sum, want)) {
+        err_set(err, "%s: server optimizer state of round %u: wrong size or checksum; the file "
+                "is damaged", s->path, round);
+        goto out;
+    }
+    memcpy(buf, blob, bytes);
+    ret = 0;
+out:
+    sqlite3_finalize(st);
+    return ret;
+}
+
+int state_privacy_rounds(state *s, void (*fn)(void *user, double rate, double noise), void *user,
+                         char *err)
+{
+    sqlite3_stmt *st;
+    int ret = store_prepare(s->db, "SELECT sample_rate, noise FROM privacy ORDER BY round", &st,
+                            err);
+    if (ret) return ret;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        fn(user, sqlite3_column_double(st, 0), sqlite3_column_double(st, 1));
+    if (rc != SQLITE_DONE) {
+        err_set(err, "%s: reading the privacy rounds: %s", s->path, sqlite3_errmsg(s->db));
+        ret = -EIO;
+    }
+    sqlite3_finalize(st);
+    return ret;
+}
+
 int state_commit_round(state *s, const state_round *r, const float *buf,
                        const state_participant *p, int n, char *err)
 {
@@ -484,6 +556,20 @@ int state_commit_round(state *s, const state_round *r, const float *buf,
     sqlite3_bind_int(st, 9, r->attempt);
     if ((ret = state_step(s, st, err))) goto out;
     if ((ret = state_put_model(s, r->round, buf, err))) goto out;
+    if (r->opt_len && (ret = state_put_opt(s, r->round, r->opt_state, r->opt_len, err))) goto out;
+    if (r->dp) {
+        if ((ret = store_prepare(s->db,
+                                 "INSERT INTO privacy(round, sample_rate, noise, epsilon, delta)"
+                                 " VALUES(?, ?, ?, ?, ?)",
+                                 &st, err)))
+            goto out;
+        sqlite3_bind_int64(st, 1, r->round);
+        sqlite3_bind_double(st, 2, r->dp_rate);
+        sqlite3_bind_double(st, 3, r->dp_noise);
+        sqlite3_bind_double(st, 4, r->dp_epsilon);
+        sqlite3_bind_double(st, 5, r->dp_delta);
+        if ((ret = state_step(s, st, err))) goto out;
+    }
 
     for (int i = 0; i < n; i++) {
         if ((ret = store_prepare(s->db,
@@ -504,6 +590,11 @@ int state_commit_round(state *s, const state_round *r, const float *buf,
                              &st, err)))
         goto out;
     sqlite3_bind_int(st, 1, STATE_KEEP_MODELS);
+    if ((ret = state_step(s, st, err))) goto out;
+    if ((ret = store_prepare(s->db,
+                             "DELETE FROM opt_state WHERE round NOT IN (SELECT round FROM models)",
+                             &st, err)))
+        goto out;
     if ((ret = state_step(s, st, err))) goto out;
     ret = store_commit(s->db, err);
 out:

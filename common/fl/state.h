@@ -8,6 +8,10 @@
  * models) or not at all, with synchronous=FULL, so a kill -9 at any instant
  * leaves either the previous round or the new one.
  *
+ * With a server optimizer its state is stored beside each kept model
+ * (opt_state), and a DP run stores each round's privacy spent (privacy);
+ * both in the round's transaction.
+ *
  * The initial model is stored as round 0 when the file is created (no rounds
  * row), so resuming before the first commit and comparing the first round's
  * model against its start work like any other round.
@@ -155,6 +159,13 @@ typedef struct {
     double seconds;             /* selection to commit */
     double coord_seconds;       /* the coordinator's own work in the round */
     int attempt;                /* 1 + abandoned attempts before this one */
+    const double *opt_state;    /* server optimizer state saved with the model (sopt.h), */
+    size_t opt_len;             /* opt_len doubles; 0: none */
+    int dp;                     /* 1: a DP-FedAvg round; the privacy row below is stored */
+    double dp_rate;             /* the round's client sampling rate q */
+    double dp_noise;            /* noise multiplier z */
+    double dp_epsilon;          /* epsilon spent after this round, at dp_delta */
+    double dp_delta;
 } state_round;
 
 typedef struct {
@@ -168,6 +179,17 @@ typedef struct {
  * written (e.g. r->round already committed). */
 int state_commit_round(state *s, const state_round *r, const float *buf,
                        const state_participant *p, int n, char *err);
+
+/* Loads the server optimizer state committed with round's model into buf
+ * (len doubles). Returns 0, or -EBADMSG with err when it is missing, of
+ * another size or damaged (buf then untouched). */
+int state_load_opt(state *s, uint32_t round, double *buf, size_t len, char *err);
+
+/* Calls fn with the sampling rate and noise multiplier of every committed
+ * DP round, oldest first (the accountant's history on resume). Returns 0
+ * or negative with err. */
+int state_privacy_rounds(state *s, void (*fn)(void *user, double rate, double noise), void *user,
+                         char *err);
 
 /* Sets the seconds and coord_seconds of a committed round: the coordinator
  * learns how long the commit took only after it. Returns 0 or negative. */

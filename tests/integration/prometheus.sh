@@ -106,7 +106,8 @@ sefl_check "the scrape counts the non-TLS peer" \
     grep -qx 'sefl_tls_handshake_failures_total{reason="protocol"} 1' "$T/scrape.txt"
 "$BIN/sefl-server" status --http "127.0.0.1:$HTTP_PORT" >"$T/status.txt" 2>&1
 sefl_check "status: a table with phase, clients and settings" \
-    [ "$(grep -cE '^(phase|clients +3 connected|settings +--rounds 0)' "$T/status.txt")" = 3 ]
+    all '[ "$(grep -cE "^(phase|clients +3 connected|settings +--arch cnn-se)" "$T/status.txt")" = 3 ]' \
+        'grep -q -- " --rounds 0" "$T/status.txt"' 
 "$BIN/sefl-server" status --http "127.0.0.1:$HTTP_PORT" --json >"$T/status.json" 2>&1
 run_id=$(sefl_sql "$T/server.db" "SELECT value FROM meta WHERE key = 'run_id'")
 sefl_check "status --json: JSON whose run_id is server.db's, 3 clients connected" \
