@@ -65,7 +65,8 @@ int evalrun_open(evalrun *e, const char *db, const evalrun_data *d, char *err)
         rc = -EINVAL;
         goto out;
     }
-    rc = setup_load_partition(d->data_dir, d->partition, (int)d->clients, d->seed, &e->pool,
+    /* Floats: the gate view and the newcomers read the images themselves. */
+    rc = setup_load_partition(d->data_dir, d->partition, (int)d->clients, d->seed, 0, &e->pool,
                               &e->part, err);
     if (rc < 0) goto out;
     e->cd = calloc((size_t)e->part.n_clients, sizeof *e->cd);

@@ -181,6 +181,10 @@ int report_print(FILE *f, const report *r)
                 a->changes[i].old_value, a->changes[i].new_value);
     fprintf(f, "round %d\n", a->round);
     fprintf(f, "evaluated_rounds %d\n", a->ncurve);
+    /* Which clients the round's figures are over: all that were connected,
+     * or the coordinator's sample of them (--eval-clients N). */
+    if (a->meta.eval_clients[0]) fprintf(f, "eval_clients %s\n", a->meta.eval_clients);
+    if (a->seen >= 0) fprintf(f, "clients_seen %ld\n", a->seen);
     if (r->has_base) {
         fprintf(f, "baseline %s\n", r->base.db);
         fprintf(f, "baseline_kind %s\n", text_or(r->base.meta.kind, "unknown"));

@@ -57,6 +57,7 @@ typedef struct {
     char kind[REPORT_META_MAX];           /* "server" or "local" */
     char partition[REPORT_META_MAX];      /* partition spec, may be empty */
     char table_hash[REPORT_META_MAX];     /* hex text, may be empty */
+    char eval_clients[REPORT_META_MAX];   /* --eval-clients: "all" or N; empty if absent */
 } report_meta;
 
 /* A run setting changed on resume (--allow-change), from `round` on. */
@@ -81,6 +82,7 @@ typedef struct {
     int round;                   /* the selected round */
     report_client *c;            /* (n) sorted by name */
     int n;
+    long seen;                   /* clients the coordinator has seen (clients table), -1 if none */
     long skipped;                /* eval reports out of range, left out of everything */
     int dp;                      /* a DP-FedAvg run: the privacy spent up to `round` below */
     double dp_epsilon, dp_delta, dp_noise;   /* from server.db's privacy row of the last

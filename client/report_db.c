@@ -85,6 +85,7 @@ static int load_meta(sqlite3 *db, const char *path, report_meta *m, char *err)
         (ret = meta_text(db, "kind", m->kind, err)) < 0 ||
         (ret = meta_text(db, "partition", m->partition, err)) < 0 ||
         (ret = meta_text(db, "table_hash", m->table_hash, err)) < 0 ||
+        (ret = meta_text(db, "eval_clients", m->eval_clients, err)) < 0 ||
         (ret = meta_int(db, path, "r", &m->r, err)) < 0 ||
         (ret = meta_int(db, path, "fc1_gate", &m->fc1_gate, err)) < 0)
         return ret == -ENAMETOOLONG ? -ERANGE : ret;
@@ -326,6 +327,24 @@ out:
     return ret;
 }
 
+/* How many clients the coordinator has seen, so that an evaluation of a
+ * sample (--eval-clients) says what it is a sample of; -1 without a clients
+ * table (sefl-sim --local-only). */
+static int load_seen(sqlite3 *db, const char *path, report_run *run, char *err)
+{
+    run->seen = -1;
+    int ret = table_exists(db, "clients");
+    if (ret <= 0) return ret < 0 ? -EIO : 0;
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, "SELECT count(*) FROM clients", -1, &st, NULL) != SQLITE_OK) {
+        err_set(err, "cannot read %s: %s", path, sqlite3_errmsg(db));
+        return -EIO;
+    }
+    if (sqlite3_step(st) == SQLITE_ROW) run->seen = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return 0;
+}
+
 /* The privacy spent by a DP-FedAvg run (the coordinator's privacy table,
  * absent from other runs) up to the selected round. */
 static int load_privacy(sqlite3 *db, const char *path, report_run *run, char *err)
@@ -385,6 +404,7 @@ int report_load_run(const char *path, int round, report_run *run, char *err)
     if ((ret = load_curve(db, path, run, err)) < 0) goto out;
     run->round = round >= 0 ? round : run->curve[run->ncurve - 1].round;
     if ((ret = load_round(db, path, run, err)) < 0) goto out;
+    if ((ret = load_seen(db, path, run, err)) < 0) goto out;
     ret = load_privacy(db, path, run, err);
 out:
     store_close(db);

@@ -49,6 +49,9 @@ static const char usage[] =
     "  --max-samples N      use at most N train and N test samples (fast tests)\n"
     "  --r R                SE reduction ratio of the model (default 8; must match\n"
     "                       the coordinator's)\n"
+    "  --threads T          threads one training (and evaluation) computes on,\n"
+    "                       each taking a slice of every mini-batch (default: one\n"
+    "                       per core, at most 64)\n"
     MODEL_OPTS_USAGE
     "  --backoff-min-ms MS  first reconnect delay (default 200)\n"
     "  --backoff-max-ms MS  longest reconnect delay (default 30000)\n"
@@ -63,7 +66,7 @@ typedef struct {
     const char *server, *certs, *name, *db;
     const char *files[4];       /* train images, train labels, test images, test labels */
     const char *partition, *data_dir;
-    long num_clients, index, max_samples, backoff_min, backoff_max, max_attempts;
+    long num_clients, index, max_samples, backoff_min, backoff_max, max_attempts, threads;
     model_opts model;           /* --arch, its options, --r */
     uint64_t seed;
     int have_seed;
@@ -79,7 +82,8 @@ typedef struct {
 static int client_parse(int argc, char **argv, client_args *a, char *err)
 {
     enum { O_SERVER = 256, O_CERTS, O_NAME, O_DB, O_TRI, O_TRL, O_TEI, O_TEL, O_PART, O_NUM,
-           O_INDEX, O_SEED, O_DATA, O_MAX, O_R, O_BMIN, O_BMAX, O_ATTEMPTS, O_HELP, O_MODEL = 512 };
+           O_INDEX, O_SEED, O_DATA, O_MAX, O_R, O_BMIN, O_BMAX, O_ATTEMPTS, O_THREADS, O_HELP,
+           O_MODEL = 512 };
     static const struct option opts[] = {
         { "server", 1, 0, O_SERVER }, { "certs", 1, 0, O_CERTS }, { "name", 1, 0, O_NAME },
         { "db", 1, 0, O_DB }, { "train-images", 1, 0, O_TRI }, { "train-labels", 1, 0, O_TRL },
@@ -87,14 +91,15 @@ static int client_parse(int argc, char **argv, client_args *a, char *err)
         { "partition", 1, 0, O_PART }, { "num-clients", 1, 0, O_NUM }, { "index", 1, 0, O_INDEX },
         { "seed", 1, 0, O_SEED }, { "data", 1, 0, O_DATA }, { "max-samples", 1, 0, O_MAX },
         { "r", 1, 0, O_R }, { "backoff-min-ms", 1, 0, O_BMIN }, { "backoff-max-ms", 1, 0, O_BMAX },
-        { "max-attempts", 1, 0, O_ATTEMPTS }, { "help", 0, 0, O_HELP }, MODEL_OPTS_LONGOPTS(O_MODEL),
-        CONFIG_OPTIONS, { 0, 0, 0, 0 },
+        { "max-attempts", 1, 0, O_ATTEMPTS }, { "threads", 1, 0, O_THREADS },
+        { "help", 0, 0, O_HELP }, MODEL_OPTS_LONGOPTS(O_MODEL), CONFIG_OPTIONS, { 0, 0, 0, 0 },
     };
     memset(a, 0, sizeof *a);
     a->num_clients = -1;
     a->index = -1;
     a->model = model_opts_default();
     a->backoff_min = SESSION_BACKOFF_MIN_MS;
+    a->threads = cli_cores() < MODEL_MAX_THREADS ? cli_cores() : MODEL_MAX_THREADS;
     a->backoff_max = SESSION_BACKOFF_MAX_MS;
     a->max_attempts = SESSION_MAX_ATTEMPTS;
     if (config_begin("sefl-client", usage, opts, &argc, &argv, err)) return -1;
@@ -122,6 +127,7 @@ static int client_parse(int argc, char **argv, client_args *a, char *err)
         case O_MODEL + MODEL_OPT_GATE: rc = model_opts_set(&a->model, c - O_MODEL, optarg, err); break;
         case O_BMIN: rc = cli_parse_long("--backoff-min-ms", optarg, 1, 3600000, &a->backoff_min, err); break;
         case O_BMAX: rc = cli_parse_long("--backoff-max-ms", optarg, 1, 3600000, &a->backoff_max, err); break;
+        case O_THREADS: rc = cli_parse_long("--threads", optarg, 1, MODEL_MAX_THREADS, &a->threads, err); break;
         case O_ATTEMPTS: rc = cli_parse_long("--max-attempts", optarg, 1, 1000000, &a->max_attempts, err); break;
         case 'h':
         case O_HELP: return 1;
@@ -204,7 +210,7 @@ int main(int argc, char **argv)
     int loop_ok = 0, exit_code = 1;
 
     if (a.partition) {
-        rc = setup_load_partition(a.data_dir, a.partition, (int)a.num_clients, a.seed, &pool, &part, err);
+        rc = setup_load_partition(a.data_dir, a.partition, (int)a.num_clients, a.seed, 1, &pool, &part, err);
         if (rc == 0) setup_client_data(&pool, &part, (int)a.index, (int)a.max_samples, &data);
     } else {
         rc = setup_load_files(a.files[0], a.files[1], a.files[2], a.files[3], (int)a.max_samples,
@@ -217,6 +223,7 @@ int main(int argc, char **argv)
     if ((rc = setup_loop_init(&loop, 1, err)) < 0) goto fail;
     loop_ok = 1;
     if ((rc = trainer_new(&loop, &table, 1, &tr, err)) < 0) goto fail;
+    if ((rc = trainer_set_job_threads(tr, (int)a.threads, err)) < 0) goto fail;
 
     char part_name[SETUP_PARTITION_LEN];
     if (a.partition) setup_partition_name(part_name, a.partition, a.num_clients, a.seed, a.max_samples);

@@ -31,6 +31,8 @@
 #include "client/setup.h"
 #include "client/testswitch.h"
 #include "common/cli.h"
+#include "common/fdlimit.h"
+#include "common/memtune.h"
 #include "common/config.h"
 #include "common/log.h"
 #include "common/nn/model.h"
@@ -73,6 +75,10 @@ static const char usage[] =
     "                       round; sefl-eval --newcomers adapts them later)\n"
     "  --threads T          trainings at once (default: one per usable core: the\n"
     "                       CPU affinity mask, capped by the cgroup CPU quota)\n"
+    "  --threads-per-training P  threads each of those trainings splits its\n"
+    "                       mini-batches across (default 1: with many clients,\n"
+    "                       T trainings at once already fill the cores; up to\n"
+    "                       T x P threads compute at once)\n"
     "  --data DIR           Fashion-MNIST directory (default " DATASET_DEFAULT_DIR ")\n"
     "  --max-samples N      each client uses at most N train and N test samples\n"
     "  --r R                SE reduction ratio (default 8; must match the coordinator)\n"
@@ -106,7 +112,7 @@ static const char usage[] =
 
 typedef struct {
     const char *server, *certs, *partition, *state_dir, *data_dir, *db;
-    long clients, shard_i, shard_n, threads, max_samples, backoff_min, backoff_max, holdout;
+    long clients, shard_i, shard_n, threads, job_threads, max_samples, backoff_min, backoff_max, holdout;
     model_opts model;           /* --arch, its options, --r */
     long rounds, epochs, batch, max_attempts;
     double lr, momentum, weight_decay;
@@ -189,7 +195,7 @@ static int sim_parse(int argc, char **argv, sim_args *a, char *err)
 {
     enum { O_SERVER = 256, O_CERTS, O_CLIENTS, O_PART, O_SEED, O_STATE, O_SHARD, O_THREADS, O_DATA,
            O_MAX, O_R, O_BMIN, O_BMAX, O_VERBOSE, O_LOCAL, O_DB, O_ROUNDS, O_EPOCHS, O_BATCH, O_LR,
-           O_MOM, O_WD, O_INIT, O_ATTEMPTS, O_HOLDOUT, O_HELP, O_ATTACK, O_ATTACKERS,
+           O_MOM, O_WD, O_INIT, O_ATTEMPTS, O_HOLDOUT, O_JOBTH, O_HELP, O_ATTACK, O_ATTACKERS,
            O_MODEL = 512 };
     static const struct option opts[] = {
         { "server", 1, 0, O_SERVER }, { "certs", 1, 0, O_CERTS }, { "clients", 1, 0, O_CLIENTS },
@@ -201,6 +207,7 @@ static int sim_parse(int argc, char **argv, sim_args *a, char *err)
         { "epochs", 1, 0, O_EPOCHS }, { "batch", 1, 0, O_BATCH }, { "lr", 1, 0, O_LR },
         { "momentum", 1, 0, O_MOM }, { "weight-decay", 1, 0, O_WD }, { "init-seed", 1, 0, O_INIT },
         { "max-attempts", 1, 0, O_ATTEMPTS }, { "holdout", 1, 0, O_HOLDOUT },
+        { "threads-per-training", 1, 0, O_JOBTH },
         { "help", 0, 0, O_HELP }, { "attack", 1, 0, O_ATTACK }, { "attackers", 1, 0, O_ATTACKERS },
         MODEL_OPTS_LONGOPTS(O_MODEL), CONFIG_OPTIONS, { 0, 0, 0, 0 },
     };
@@ -208,6 +215,7 @@ static int sim_parse(int argc, char **argv, sim_args *a, char *err)
     a->attackers = -1;
     a->shard_n = 1;
     a->threads = cli_cores();
+    a->job_threads = 1;
     a->model = model_opts_default();
     a->backoff_min = SESSION_BACKOFF_MIN_MS;
     a->backoff_max = SESSION_BACKOFF_MAX_MS;
@@ -229,6 +237,7 @@ static int sim_parse(int argc, char **argv, sim_args *a, char *err)
         case O_STATE: a->state_dir = optarg; break;
         case O_SHARD: rc = sim_parse_shard(optarg, a, err); break;
         case O_THREADS: rc = cli_parse_long("--threads", optarg, 1, TRAINER_MAX_THREADS, &a->threads, err); break;
+        case O_JOBTH: rc = cli_parse_long("--threads-per-training", optarg, 1, MODEL_MAX_THREADS, &a->job_threads, err); break;
         case O_DATA: a->data_dir = optarg; break;
         case O_MAX: rc = cli_parse_long("--max-samples", optarg, 1, DATASET_MAX_SAMPLES, &a->max_samples, err); break;
         case O_R:
@@ -558,10 +567,24 @@ static int sim_start_client(sim *m, sim_client *c, char *err)
     return session_start(m->loop, m->tr, &cfg, &c->s, err);
 }
 
+/* One socket per client, and per training at once a pstore file with its
+ * journal, plus what the process holds anyway (data files, the loop's own). */
+static int sim_fd_limit(const sim *m, long clients, char *err)
+{
+    char what[64];
+    long have;
+    snprintf(what, sizeof what, "%ld clients", clients);
+    const long need = (m->a.local_only ? 0 : clients) + 3 * m->a.threads + 64;
+    int rc = fdlimit_raise(need, what, &have, err);
+    if (rc == 0) log_debug("sefl-sim: open-files limit %ld, about %ld needed", have, need);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     char err[SEFL_ERRLEN];
     sim m = { 0 };
+    memtune_init();
     int rc = sim_parse(argc, argv, &m.a, err);
     if (rc == 1) {
         fputs(usage, stdout);
@@ -587,7 +610,8 @@ int main(int argc, char **argv)
 
     setup_partition_name(m.part_name, m.a.partition, m.a.clients, m.a.seed, m.a.max_samples);
     if ((rc = sim_mkdir(m.a.state_dir, err)) < 0) goto fail;
-    if ((rc = setup_load_partition(m.a.data_dir, m.a.partition, (int)m.a.clients, m.a.seed, &pool, &part, err)) < 0)
+    if ((rc = sim_fd_limit(&m, hi - lo, err)) < 0) goto fail;
+    if ((rc = setup_load_partition(m.a.data_dir, m.a.partition, (int)m.a.clients, m.a.seed, 1, &pool, &part, err)) < 0)
         goto fail;
     m.n = (int)(hi - lo);
     m.cl = calloc((size_t)m.n, sizeof *m.cl);
@@ -625,7 +649,9 @@ int main(int argc, char **argv)
     if ((rc = setup_loop_init(&loop, (int)m.a.threads, err)) < 0) goto fail;
     loop_ok = 1;
     m.loop = &loop;
-    if ((rc = trainer_new(&loop, &m.table, (int)m.a.threads, &m.tr, err)) < 0) goto fail;
+    if ((rc = trainer_new(&loop, &m.table, (int)m.a.threads, &m.tr, err)) < 0 ||
+        (rc = trainer_set_job_threads(m.tr, (int)m.a.job_threads, err)) < 0)
+        goto fail;
     if (m.a.local_only && ((rc = sim_local_prepare(&m, err)) < 0 || (rc = sim_open_out(&m, err)) < 0))
         goto fail;
 

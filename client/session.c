@@ -25,6 +25,8 @@
 #include "common/rng.h"
 #include "common/net/tls.h"
 #include "common/fl/wire.h"
+#include "common/fl/wire_enc.h"
+#include "common/hash.h"
 #include "common/version.h"
 
 #define SESSION_SOFTWARE "sefl/" SEFL_VERSION
@@ -41,6 +43,7 @@ typedef struct {
     int batch;
     sgd_config sgd;
     uint64_t seed;
+    wire_enc update_enc;        /* how the Update goes back (TrainTask.update_encoding) */
     int private_epochs;         /* local schedule (trainer_job) */
     float private_lr;
 } session_task;
@@ -67,6 +70,7 @@ struct session {
     trainer_job job;
     int job_running;
     uint64_t job_gen;           /* gen of the connection the task came on */
+    wire_enc job_enc;           /* how the running job's Update is encoded */
     uint8_t *out_frame;         /* (out_len) Update frame built by the worker */
     size_t out_len;
 
@@ -366,7 +370,9 @@ static int session_job_answers(const session *s, const session_task *task)
            j->globals == task->globals && j->private_mask == task->private_mask &&
            j->epochs == task->epochs && j->batch == task->batch && j->seed == task->seed &&
            j->private_epochs == task->private_epochs && j->private_lr == task->private_lr &&
-           !memcmp(&j->sgd, &task->sgd, sizeof j->sgd);
+           !memcmp(&j->sgd, &task->sgd, sizeof j->sgd) &&
+           s->job_enc.dtype == task->update_enc.dtype &&
+           s->job_enc.per_channel == task->update_enc.per_channel;
 }
 
 /* Queues a task behind the running job. A newer TrainTask replaces a
@@ -430,6 +436,8 @@ static void session_on_task(session *s, int train, uint32_t round, const char *p
         task.sgd = (sgd_config){ .lr = tt->lr, .momentum = tt->momentum,
                                   .weight_decay = tt->weight_decay, .prox_mu = tt->prox_mu };
         task.seed = tt->seed;
+        /* wire_decode checked that the encoding is a known one. */
+        wire_enc_from_encoding(tt->update_encoding, tt->update_per_channel, &task.update_enc);
         task.private_epochs = (int)tt->private_epochs;
         task.private_lr = tt->private_lr;
     }
@@ -525,7 +533,14 @@ static int session_build_update(trainer_job *j, const float *params)
         attack_apply(att, t, sel, trainer_globals_params(j->globals), copy, j->seed);
         src = copy;
     }
-    if (wire_tensors_build(t, sel, src, &wt) < 0) goto nomem;
+    /* f16 and int8 send the difference from the task's model as decoded;
+     * int8 rounds stochastically, from a seed of its own per client and
+     * round so that the clients' rounding errors are independent. */
+    const int delta = s->job_enc.dtype != WIRE_F32;
+    const uint64_t name_hash = hash_fnv1a(HASH_FNV_INIT, s->cfg.name, strlen(s->cfg.name));
+    if (wire_tensors_encode(t, sel, src, delta ? trainer_globals_params(j->globals) : NULL,
+                            s->job_enc, rng_derive(j->seed, name_hash) | 1, &wt) < 0)
+        goto nomem;
     if (s->ts.fault == FAULT_SHAPE && wt.n > 0) wt.t[0].shape[0] += 1;
 
     Sefl__Update u = SEFL__UPDATE__INIT;
@@ -537,6 +552,7 @@ static int session_build_update(trainer_job *j, const float *params)
     u.train_loss = (float)j->train_stats.loss;
     u.train_accuracy = (float)j->train_stats.accuracy;
     u.train_seconds = (float)j->train_stats.seconds;
+    u.delta = delta;
     e.msg_case = SEFL__ENVELOPE__MSG_UPDATE;
     e.update = &u;
     rc = wire_encode(&e, &s->out_frame, &s->out_len);
@@ -634,6 +650,7 @@ static void session_run_next(session *s)
     j->batch = task.batch;
     j->sgd = task.sgd;
     j->seed = task.seed;
+    s->job_enc = task.update_enc;
     j->private_epochs = task.private_epochs;
     j->private_lr = task.private_lr;
     j->build = task.train ? session_build_update : NULL;

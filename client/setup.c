@@ -19,12 +19,12 @@ int setup_check_backoff(long min_ms, long max_ms, char *err)
 }
 
 int setup_load_partition(const char *dir, const char *spec, int n_clients, uint64_t seed,
-                       dataset *pool, partition *part, char *err)
+                         int bytes, dataset *pool, partition *part, char *err)
 {
     partition_spec ps;
     int rc = partition_parse(spec, &ps, err);
     if (rc < 0) return rc;
-    rc = dataset_load_fmnist_all(dir, pool, err);
+    rc = bytes ? dataset_load_fmnist_pool(dir, pool, err) : dataset_load_fmnist_all(dir, pool, err);
     if (rc < 0) return rc;
     rc = partition_make(&ps, pool->y, pool->n, MODEL_CLASSES, n_clients, seed, part, err);
     if (rc < 0) dataset_free(pool);
@@ -39,7 +39,7 @@ static int setup_cap(int n, int max_samples)
 void setup_client_data(dataset *pool, const partition *part, int c, int max_samples, trainer_data *out)
 {
     int domain = partition_domain(part, c);
-    if (domain != 0) {
+    if (domain != 0 && pool->x) {
         const int *idx = part->idx + part->start[c];
         for (int i = part->start[c]; i < part->start[c + 1]; i++, idx++)
             dataset_apply_domain(pool->x + (size_t)*idx * MODEL_PIXELS, 1, domain);
@@ -50,6 +50,9 @@ void setup_client_data(dataset *pool, const partition *part, int c, int max_samp
     out->n_train = setup_cap(partition_ntrain(part, c), max_samples);
     out->test = partition_test(part, c);
     out->n_test = setup_cap(partition_ntest(part, c), max_samples);
+    /* A pool of bytes: the trainer makes the client's floats, domain included. */
+    out->pix = pool->pix;
+    out->domain = pool->pix ? domain : 0;
 }
 
 int setup_load_files(const char *train_images, const char *train_labels, const char *test_images,
@@ -64,7 +67,7 @@ int setup_load_files(const char *train_images, const char *train_labels, const c
         return rc;
     }
     *out = (trainer_data){ train->x, train->y, NULL, setup_cap(train->n, max_samples),
-                           test->x, test->y, NULL, setup_cap(test->n, max_samples) };
+                           test->x, test->y, NULL, setup_cap(test->n, max_samples), NULL, 0 };
     return 0;
 }
 

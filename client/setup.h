@@ -18,10 +18,13 @@
 int setup_check_backoff(long min_ms, long max_ms, char *err);
 
 /* Loads the pooled Fashion-MNIST of dir (NULL: the Debian package's) and
- * partitions it by spec over n_clients with seed. pool and part are the
- * caller's to free. Returns 0 or negative with err. */
+ * partitions it by spec over n_clients with seed. With bytes, the pool keeps
+ * its pixels as bytes (pool->pix, a quarter of the memory; the trainer makes
+ * each job's floats), else as floats (pool->x) for code that reads the
+ * images itself. pool and part are the caller's to free. Returns 0 or
+ * negative with err. */
 int setup_load_partition(const char *dir, const char *spec, int n_clients, uint64_t seed,
-                       dataset *pool, partition *part, char *err);
+                         int bytes, dataset *pool, partition *part, char *err);
 
 #define SETUP_PARTITION_LEN 128     /* setup_partition_name's text, with its NUL */
 

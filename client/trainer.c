@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "client/pstore.h"
+#include "common/data/dataset.h"
 #include "common/fl/wire.h"
 #include "common/rng.h"
 
@@ -39,6 +40,7 @@ struct trainer {
     uv_loop_t *loop;
     param_table table;
     int threads;                /* jobs run at once, at most */
+    int job_threads;            /* threads one job's model computes on */
     int running;
     int queued;
     trainer_job *head, *tail;   /* jobs waiting for a thread, FIFO */
@@ -69,6 +71,7 @@ int trainer_new(uv_loop_t *loop, const param_table *t, int threads, trainer **ou
     tr->loop = loop;
     tr->table = *t;
     tr->threads = threads;
+    tr->job_threads = 1;
     *out = tr;
     return 0;
 }
@@ -86,6 +89,16 @@ void trainer_free(trainer *tr)
     uv_mutex_destroy(&tr->pool_lock);
     free(tr->pool);
     free(tr);
+}
+
+int trainer_set_job_threads(trainer *tr, int threads, char *err)
+{
+    if (threads < 1 || threads > MODEL_MAX_THREADS) {
+        err_set(err, "threads per training must be 1..%d, got %d", MODEL_MAX_THREADS, threads);
+        return -EINVAL;
+    }
+    tr->job_threads = threads;
+    return 0;
 }
 
 const param_table *trainer_table(const trainer *tr)
@@ -116,7 +129,13 @@ static model *trainer_model_get(trainer *tr, int max_batch)
         else model_free(s.m);
     }
     uv_mutex_unlock(&tr->pool_lock);
-    return m ? m : model_new(&tr->table, max_batch);
+    if (m) return m;
+    m = model_new(&tr->table, max_batch);
+    if (m && model_set_threads(m, tr->job_threads) < 0) {
+        model_free(m);
+        m = NULL;
+    }
+    return m;
 }
 
 static void trainer_model_put(trainer *tr, model *m, int max_batch)
@@ -174,6 +193,45 @@ static double trainer_thread_cpu(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* A client's train (test = 0) or test split as model_train and
+ * model_evaluate take it: the data's own arrays, or floats gathered from a
+ * pool of raw pixels into buffers of the job's (own = 1). */
+typedef struct {
+    const float *x;
+    const uint8_t *y;
+    const int *idx;
+    float *own_x;
+    uint8_t *own_y;
+} trainer_samples;
+
+static void trainer_samples_free(trainer_samples *s)
+{
+    free(s->own_x);
+    free(s->own_y);
+}
+
+static int trainer_samples_get(const trainer_data *d, int test, trainer_samples *s)
+{
+    const int n = test ? d->n_test : d->n_train;
+    const int *idx = test ? d->test : d->train;
+    memset(s, 0, sizeof *s);
+    if (!d->pix) {
+        *s = (trainer_samples){ test ? d->test_x : d->train_x, test ? d->test_y : d->train_y, idx,
+                                NULL, NULL };
+        return 0;
+    }
+    s->own_x = malloc((size_t)(n > 0 ? n : 1) * MODEL_PIXELS * sizeof *s->own_x);
+    s->own_y = malloc((size_t)(n > 0 ? n : 1));
+    if (!s->own_x || !s->own_y) {
+        trainer_samples_free(s);
+        return -ENOMEM;
+    }
+    dataset_gather(d->pix, test ? d->test_y : d->train_y, idx, n, d->domain, s->own_x, s->own_y);
+    s->x = s->own_x;
+    s->y = s->own_y;
+    return 0;
+}
+
 /* 1 when the loss and every one of the n parameters w are finite. */
 static int trainer_finite(double loss, const float *w, size_t n)
 {
@@ -199,6 +257,12 @@ static int trainer_train(trainer *tr, trainer_job *j, pstore *ps, model *m)
         }
         memcpy(ref, w, t->total * sizeof *ref);
     }
+    trainer_samples s;
+    if ((rc = trainer_samples_get(d, 0, &s)) < 0) {
+        free(ref);
+        err_set(j->err, "out of memory for %d samples", d->n_train);
+        return rc;
+    }
     /* The schedule, as per-tensor choices of the SGD step: private tensors
      * at their own rate; private-first trains them first with the shared
      * ones frozen, then freezes them. The frozen sets are disjoint, so the
@@ -210,16 +274,19 @@ static int trainer_train(trainer *tr, trainer_job *j, pstore *ps, model *m)
     uint64_t t0 = uv_hrtime();
     double c0 = trainer_thread_cpu();
     model_reset_momentum(m); /* a job starts afresh: the pool's model ran another */
+    /* Gathered samples are in index order, so the shuffle picks the same
+     * samples in the same order as from the pool. */
     rc = 0;
     if (j->private_epochs > 0 && j->globals) {
         c.frozen = params_shared(j->private_mask);
-        rc = model_train(m, d->train_x, d->train_y, d->train, d->n_train, j->private_epochs, j->batch,
-                         &c, ref, rng_derive(j->seed, 1), &j->train_stats);
+        rc = model_train(m, s.x, s.y, s.idx, d->n_train, j->private_epochs, j->batch, &c, ref,
+                         rng_derive(j->seed, 1), &j->train_stats);
         c.frozen = priv;
     }
     if (rc == 0)
-        rc = model_train(m, d->train_x, d->train_y, d->train, d->n_train, j->epochs, j->batch, &c, ref,
-                         j->seed, &j->train_stats);
+        rc = model_train(m, s.x, s.y, s.idx, d->n_train, j->epochs, j->batch, &c, ref, j->seed,
+                         &j->train_stats);
+    trainer_samples_free(&s);
     j->train_cpu = trainer_thread_cpu() - c0;
     j->train_stats.seconds = (double)(uv_hrtime() - t0) / 1e9;
     free(ref);
@@ -268,8 +335,13 @@ static int trainer_run(trainer *tr, trainer_job *j)
         if (rc < 0) goto out;
     }
     if (j->eval && !j->diverged) {
-        model_evaluate(m, j->data->test_x, j->data->test_y, j->data->test, j->data->n_test,
-                       &j->eval_stats);
+        trainer_samples s;
+        if ((rc = trainer_samples_get(j->data, 1, &s)) < 0) {
+            err_set(j->err, "out of memory for %d samples", j->data->n_test);
+            goto out;
+        }
+        model_evaluate(m, s.x, s.y, s.idx, j->data->n_test, &j->eval_stats);
+        trainer_samples_free(&s);
         pstore_figures fig = { j->round, j->eval_stats.examples, j->eval_stats.loss,
                                j->eval_stats.accuracy, j->eval_stats.seconds };
         rc = pstore_record_eval(ps, &fig, j->err);

@@ -45,7 +45,10 @@ typedef struct trainer trainer;
 /* One client's data: indices into image sets that the caller keeps alive
  * and unchanged while the trainer runs (in sefl-sim every client's indices
  * point into one pooled set; sefl-client with its own files has a train
- * set and a test set, indices NULL). */
+ * set and a test set, indices NULL). A pool of raw pixels (pix, with
+ * train_x and test_x NULL and both index lists set) is turned into floats
+ * for the client's job only (dataset_gather, in its image domain), so a
+ * process holds its images once, as bytes, however many clients it runs. */
 typedef struct {
     const float *train_x;       /* (N, 784) images the train indices point into */
     const uint8_t *train_y;     /* (N) labels */
@@ -55,6 +58,8 @@ typedef struct {
     const uint8_t *test_y;      /* (M) */
     const int *test;            /* (n_test) indices, or NULL for 0..n_test-1 */
     int n_test;
+    const uint8_t *pix;         /* (N, 784) raw pixels both index lists point into, or NULL */
+    int domain;                 /* with pix: the client's feat:D image domain */
 } trainer_data;
 
 /* The shared set of a global model, decoded once and shared by reference
@@ -114,6 +119,12 @@ struct trainer_job {
  * uses the pool) so that name resolution is never stuck behind trainings.
  * Returns 0 or negative with err. */
 int trainer_new(uv_loop_t *loop, const param_table *t, int threads, trainer **out, char *err);
+
+/* Lets each job's training and evaluation use `threads` threads
+ * (model_set_threads; 1..MODEL_MAX_THREADS, default 1), so one client trains
+ * on several cores. Up to threads x job-threads threads then compute at once.
+ * Before the first submit. Returns 0 or -EINVAL with err. */
+int trainer_set_job_threads(trainer *tr, int threads, char *err);
 
 /* Frees the trainer: every submitted job must be done. Accepts NULL. */
 void trainer_free(trainer *tr);

@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "server/sample.h"
 #include "server/coord_metrics.h"
 #include "server/guard.h"
 #include "server/rdp.h"
@@ -119,6 +120,7 @@ struct coord {
     int eval_due;                /* an evaluation of last_round is to run */
     uint32_t eval_round;
     int eval_sent, eval_got;
+    uint64_t eval_cut;           /* sample_key at most this: in the evaluation's sample */
     double eval_acc_sum;         /* sum of examples * accuracy of the reports */
     long long eval_examples;
 
@@ -557,8 +559,10 @@ static void coord_start_round(coord *co)
     co->dp_rate = (double)want / co->n_ready;
 
     wire_tensors wt;
-    if (wire_tensors_build(&co->t, co->shared, co->global, &wt)) goto oom;
+    if (wire_tensors_encode(&co->t, co->shared, co->global, NULL, co->cfg.wire, 0, &wt)) goto oom;
     Sefl__TrainTask tt = SEFL__TRAIN_TASK__INIT;
+    tt.update_encoding = wire_enc_encoding(co->cfg.update);
+    tt.update_per_channel = co->cfg.update.per_channel;
     tt.round = round;
     tt.n_tensors = wt.n;
     tt.tensors = wt.v;
@@ -609,12 +613,29 @@ static void coord_eval_add(coord *co, peer *p)
     co->eval_sent++;
 }
 
+/* Sets eval_cut so that the evaluation asks the cfg.eval_clients connected
+ * clients of smallest sample_key (all of them when eval_clients is 0 or at
+ * least the number connected). Returns 0 or -ENOMEM. */
+static int coord_eval_sample(coord *co)
+{
+    co->eval_cut = UINT64_MAX;
+    if (co->cfg.eval_clients <= 0 || co->cfg.eval_clients >= co->n_ready) return 0;
+    uint64_t *keys = malloc((size_t)co->n_ready * sizeof *keys);
+    if (!keys) return -ENOMEM;
+    size_t n = 0;
+    for (peer *p = co->peers; p && n < (size_t)co->n_ready; p = p->next)
+        if (peer_ready(p)) keys[n++] = sample_key(co->cfg.seed, p->name);
+    co->eval_cut = sample_cut(keys, n, (size_t)co->cfg.eval_clients);
+    free(keys);
+    return 0;
+}
+
 static void coord_start_eval(coord *co)
 {
     wire_tensors wt;
     uint8_t *frame = NULL;
     size_t len;
-    if (wire_tensors_build(&co->t, co->shared, co->global, &wt)) goto oom;
+    if (wire_tensors_encode(&co->t, co->shared, co->global, NULL, co->cfg.wire, 0, &wt)) goto oom;
     Sefl__EvalTask et = SEFL__EVAL_TASK__INIT;
     et.round = co->last_round;
     et.n_tensors = wt.n;
@@ -633,9 +654,15 @@ static void coord_start_eval(coord *co)
     co->eval_sent = co->eval_got = 0;
     co->eval_acc_sum = 0;
     co->eval_examples = 0;
+    if (coord_eval_sample(co) < 0) goto oom;
     for (peer *p = co->peers; p; p = p->next)
-        if (peer_ready(p)) coord_eval_add(co, p);
-    log_info("eval round %u started: %d clients", co->eval_round, co->eval_sent);
+        if (peer_ready(p) && sample_key(co->cfg.seed, p->name) <= co->eval_cut) coord_eval_add(co, p);
+    if (co->cfg.eval_clients > 0)
+        log_info("eval round %u started: %d clients (--eval-clients %d: the sample of seed %llu "
+                 "among %d connected)", co->eval_round, co->eval_sent, co->cfg.eval_clients,
+                 (unsigned long long)co->cfg.seed, co->n_ready);
+    else
+        log_info("eval round %u started: %d clients", co->eval_round, co->eval_sent);
     uv_timer_start(&co->deadline, coord_on_deadline,
                    co->eval_sent ? (uint64_t)(co->cfg.round_timeout * 1000) : 0, 0);
     /* A failed send un-counts its peer; coord_on_settle ends an evaluation
@@ -653,6 +680,9 @@ oom:
  * window and its report is due by the same deadline. */
 static void coord_eval_join(coord *co, peer *p)
 {
+    /* Under --eval-clients, only a client that would have been in the
+     * sample had it been connected at the start. */
+    if (sample_key(co->cfg.seed, p->name) > co->eval_cut) return;
     coord_eval_add(co, p);
     log_info("eval round %u: client %s joined it (%d clients)", co->eval_round, p->name,
              co->eval_sent);
@@ -911,7 +941,7 @@ static void coord_reject(peer *p, int kind, const char *reason)
 /* Validates one Update and folds it in: right round, selected, first
  * update, a plausible weight, exactly the shared tensor set, finite. The
  * update goes through scratch and flat; the sum changes only if all pass. */
-static void coord_on_update(peer *p, const Sefl__Update *u, coord_clock t0)
+static void coord_on_update(peer *p, const Sefl__Update *u, size_t len, coord_clock t0)
 {
     coord *co = p->co;
     char reason[SEFL_ERRLEN + 32];
@@ -945,7 +975,11 @@ static void coord_on_update(peer *p, const Sefl__Update *u, coord_clock t0)
         goto reject;
     }
     char err[SEFL_ERRLEN];
-    if (wire_tensors_apply(&co->t, co->shared, u->tensors, u->n_tensors, co->scratch, err)) {
+    /* A delta is against the model the task carried; adding it to the exact
+     * global (not to its f16/int8 rounding the client saw) keeps the
+     * rounding of what is sent from piling up in the global model. */
+    if (wire_tensors_apply_delta(&co->t, co->shared, u->tensors, u->n_tensors,
+                                 u->delta ? co->global : NULL, co->scratch, err)) {
         kind = COORD_REJ_TENSORS;
         snprintf(reason, sizeof reason, "tensor set: %s", err);
         goto reject;
@@ -977,8 +1011,9 @@ static void coord_on_update(peer *p, const Sefl__Update *u, coord_clock t0)
     snprintf(co->part_names[i], COORD_NAME_MAX, "%s", p->name);
     co->parts[i].name = co->part_names[i];
     co->parts[i].examples = weight;   /* what it weighs in the mean */
-    log_info("update from %s for round %u: examples %u, train_loss %.4f (%d of %d)", p->name,
-             co->round, u->examples, u->train_loss, strategy_count(co->strat), co->target);
+    log_info("update from %s for round %u: examples %u, train_loss %.4f, %zu bytes%s (%d of %d)",
+             p->name, co->round, u->examples, u->train_loss, len, u->delta ? " delta" : "",
+             strategy_count(co->strat), co->target);
     co->open--;
     coord_settle_round(co, t0);
     return;
@@ -1068,7 +1103,7 @@ static void coord_on_frame(conn *c, const uint8_t *payload, size_t len)
         else coord_on_hello(p, e->hello);
         break;
     case SEFL__ENVELOPE__MSG_UPDATE:
-        coord_on_update(p, e->update, t0);
+        coord_on_update(p, e->update, len, t0);
         break;
     case SEFL__ENVELOPE__MSG_EVAL_REPORT:
         coord_on_eval_report(p, e->eval_report);
@@ -1250,10 +1285,12 @@ int coord_start(uv_loop_t *loop, const coord_config *cfg, coord **out, char *err
     };
     settings run;
     coord_run_settings(cfg, &run);
+    char evaln[16] = "all";
+    if (cfg->eval_clients > 0) snprintf(evaln, sizeof evaln, "%d", cfg->eval_clients);
     state_config sc = { .t = &co->t, .private_mask = cfg->private_mask, .init_seed = cfg->seed,
                         .private_epochs = cfg->private_epochs, .private_lr = cfg->private_lr,
                         .settings = guard_settings, .n_settings = 3,
-                        .run = &run, .allow_change = cfg->allow_change };
+                        .run = &run, .allow_change = cfg->allow_change, .eval_clients = evaln };
     if ((ret = state_open(cfg->db_path, &sc, co->global, &co->st, err))) goto fail;
     if ((ret = state_load(co->st, co->global, &co->last_round, err))) goto fail;
     if ((ret = state_run_id(co->st, co->run_id, err))) goto fail;

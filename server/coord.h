@@ -43,6 +43,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "common/fl/wire_enc.h"
 #include "common/fl/settings.h"
 #include "common/net/gate.h"
 
@@ -78,6 +79,9 @@ typedef struct {
     int max_peers;              /* connections at once (COORD_MAX_PEERS); more are closed */
     size_t send_window;         /* task bytes queued on all connections at once
                                    (COORD_SEND_WINDOW); tasks wait for room */
+    wire_enc wire;              /* the global model in TrainTask and EvalTask */
+    wire_enc update;            /* what clients send back (TrainTask.update_encoding) */
+    int eval_clients;           /* evaluate this many connected clients (sample.h); 0: all */
     guard_config guard;         /* weight share, update norm bound, penalty rounds */
     conn_preauth preauth;       /* per-address limits before the TLS handshake ends */
     strategy_spec agg;          /* aggregation rule, --clip, DP-FedAvg */

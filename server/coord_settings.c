@@ -53,4 +53,6 @@ void coord_run_settings(const coord_config *c, settings *s)
     settings_add(s, "dp-clip", "%.9g", c->agg.dp ? c->agg.clip : 0);
     settings_add(s, "dp-noise", "%.9g", c->agg.dp ? c->agg.dp_noise : 0);
     settings_add(s, "dp-delta", "%.9g", c->dp_delta);
+    settings_add(s, "wire-dtype", "%s", wire_enc_name(c->wire));
+    settings_add(s, "update-dtype", "%s", wire_enc_name(c->update));
 }

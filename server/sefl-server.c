@@ -18,6 +18,7 @@
 #include <uv.h>
 
 #include "common/cli.h"
+#include "common/memtune.h"
 #include "common/config.h"
 #include "server/coord.h"
 #include "common/nn/model.h"
@@ -75,6 +76,16 @@ static const char usage[] =
     MODEL_OPTS_USAGE
     "  --heartbeat SEC         heartbeat to idle clients every SEC seconds; silent for\n"
     "                          3 of them closes the client (default 10)\n"
+    "  --wire-dtype D          f32, f16 or int8: how the global model goes to the\n"
+    "                          clients (default f32)\n"
+    "  --update-dtype D        f32, f16 or int8: how clients send their updates; f16\n"
+    "                          and int8 send the difference from the global model,\n"
+    "                          int8 rounded stochastically (default f32)\n"
+    "  --int8-scale S          channel or tensor: one int8 scale per output channel\n"
+    "                          or one per tensor (default channel)\n"
+    "  --eval-clients N|all    evaluate N connected clients, the same sample each\n"
+    "                          time (smallest hash of seed and name), or all of them\n"
+    "                          (default all)\n"
     "  --max-weight-share F    one update's most share of the selected clients'\n"
     "                          declared examples, (0, 1] (default 0.5; 1: no cap)\n"
     "  --max-update-norm V     bound on ||update - global||: Nx (N times the round's\n"
@@ -161,7 +172,7 @@ static int server_parse(int argc, char **argv, coord_config *c, const char **htt
            O_LR, O_MOM, O_WD, O_MU, O_BATCH, O_EPOCHS, O_SEED, O_R, O_HB, O_SCHED, O_PLR,
            O_SHARE, O_NORM, O_PENALTY, O_PREAUTH, O_HSRATE, O_HSBURST, O_HTTP, O_ALLOW, O_HELP,
            O_AGG, O_AGGMEM, O_CLIP, O_SOPT, O_SLR, O_SMOM, O_B1, O_B2, O_TAU, O_DPCLIP, O_DPNOISE,
-           O_DPDELTA, O_MODEL = 512 };
+           O_DPDELTA, O_WIRE, O_UPD, O_SCALE, O_EVALN, O_MODEL = 512 };
     static const struct option opts[] = {
         { "listen", 1, 0, O_LISTEN }, { "certs", 1, 0, O_CERTS }, { "db", 1, 0, O_DB },
         { "rounds", 1, 0, O_ROUNDS }, { "clients-per-round", 1, 0, O_K },
@@ -179,7 +190,9 @@ static int server_parse(int argc, char **argv, coord_config *c, const char **htt
         { "server-opt", 1, 0, O_SOPT }, { "server-lr", 1, 0, O_SLR },
         { "server-momentum", 1, 0, O_SMOM }, { "beta1", 1, 0, O_B1 }, { "beta2", 1, 0, O_B2 },
         { "tau", 1, 0, O_TAU }, { "dp-clip", 1, 0, O_DPCLIP }, { "dp-noise", 1, 0, O_DPNOISE },
-        { "dp-delta", 1, 0, O_DPDELTA },
+        { "dp-delta", 1, 0, O_DPDELTA }, { "wire-dtype", 1, 0, O_WIRE },
+        { "update-dtype", 1, 0, O_UPD }, { "int8-scale", 1, 0, O_SCALE },
+        { "eval-clients", 1, 0, O_EVALN },
         { "allow-change", 0, 0, O_ALLOW }, { "help", 0, 0, O_HELP }, MODEL_OPTS_LONGOPTS(O_MODEL),
         CONFIG_OPTIONS, { 0, 0, 0, 0 },
     };
@@ -190,6 +203,7 @@ static int server_parse(int argc, char **argv, coord_config *c, const char **htt
     int opt, rc = 0;
     long v = 0;
     double d = 0, clip = 0, dp_clip = 0;
+    const char *wire = "f32", *update = "f32", *scale = "channel";
     while (rc == 0 && (opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (opt) {
         case O_LISTEN: c->listen = optarg; break;
@@ -247,6 +261,14 @@ static int server_parse(int argc, char **argv, coord_config *c, const char **htt
         case O_SCHED: rc = server_parse_schedule(optarg, &c->private_epochs, err); break;
         case O_PLR:
             if (!(rc = cli_parse_double("--private-lr", optarg, 1e-9, 100, &d, err))) c->private_lr = (float)d;
+            break;
+        case O_WIRE: wire = optarg; break;
+        case O_UPD: update = optarg; break;
+        case O_SCALE: scale = optarg; break;
+        case O_EVALN:
+            if (!strcmp(optarg, "all")) c->eval_clients = 0;
+            else if (!(rc = cli_parse_long("--eval-clients", optarg, 1, 1000000, &v, err)))
+                c->eval_clients = (int)v;
             break;
         case O_SHARE:
             rc = cli_parse_double("--max-weight-share", optarg, 1e-6, 1, &c->guard.max_weight_share,
@@ -306,6 +328,13 @@ static int server_parse(int argc, char **argv, coord_config *c, const char **htt
         return -1;
     }
     if (cli_no_operands(argc, argv, err) < 0) return -1;
+    if (strcmp(scale, "channel") && strcmp(scale, "tensor")) {
+        err_set(err, "--int8-scale must be channel or tensor, got '%s'", scale);
+        return -1;
+    }
+    if (wire_enc_parse("--wire-dtype", wire, !strcmp(scale, "channel"), &c->wire, err) < 0 ||
+        wire_enc_parse("--update-dtype", update, !strcmp(scale, "channel"), &c->update, err) < 0)
+        return -1;
     if (!c->certs_dir || !c->db_path) {
         err_set(err, "--certs and --db are required");
         return -1;
@@ -378,6 +407,7 @@ int main(int argc, char **argv)
     coord_config cfg;
     const char *http_addr = NULL;
     char err[SEFL_ERRLEN] = "";
+    memtune_init();
     int rc = server_parse(argc, argv, &cfg, &http_addr, err);
     if (rc == 1) {
         fputs(usage, stdout);

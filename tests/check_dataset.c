@@ -166,6 +166,34 @@ START_TEST(test_fmnist_names_and_concat)
     ck_assert_mem_eq(d.y, want, 5);
     ck_assert_float_eq(d.x[0], 1.0f);
     ck_assert_float_eq_tol(d.x[4 * 784 + 5], 0.2f, 1e-7f);
+    ck_assert_ptr_null(d.pix);
+    /* The pool keeps bytes: the same samples, train then test, no floats;
+     * gathered in every image domain they are the float pool's floats, bit
+     * for bit, with their labels. */
+    dataset b;
+    ck_assert_msg(dataset_load_fmnist_pool(tmpdir, &b, err) == 0, "%s", err);
+    ck_assert_int_eq(b.n, 5);
+    ck_assert_ptr_null(b.x);
+    ck_assert_ptr_nonnull(b.pix);
+    ck_assert_mem_eq(b.y, want, 5);
+    ck_assert_uint_eq(b.pix[0], 255);
+    ck_assert_uint_eq(b.pix[4 * 784 + 5], 51);
+    const int idx[3] = { 4, 0, 2 };
+    float *g = malloc(3 * 784 * sizeof *g), *f = malloc(3 * 784 * sizeof *f);
+    uint8_t gy[3];
+    ck_assert(g && f);
+    for (int domain = 0; domain < 4; domain++) {
+        for (int i = 0; i < 3; i++) memcpy(f + i * 784, d.x + idx[i] * 784, 784 * sizeof *f);
+        dataset_apply_domain(f, 3, domain);
+        dataset_gather(b.pix, b.y, idx, 3, domain, g, gy);
+        ck_assert_mem_eq(g, f, 3 * 784 * sizeof *g);
+        ck_assert_uint_eq(gy[0], 9);
+        ck_assert_uint_eq(gy[1], 1);
+        ck_assert_uint_eq(gy[2], 3);
+    }
+    free(g);
+    free(f);
+    dataset_free(&b);
     dataset_free(&d);
 }
 END_TEST

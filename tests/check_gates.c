@@ -121,7 +121,7 @@ END_TEST
 /* n samples of one split: indices 0..n-1 into x/y, train and test alike. */
 static trainer_data split(const float *x, const uint8_t *y, int n)
 {
-    return (trainer_data){ x, y, NULL, n, x, y, NULL, n };
+    return (trainer_data){ x, y, NULL, n, x, y, NULL, n, NULL, 0 };
 }
 
 /* Statistics over 70 images (three workspace chunks) against gates read

@@ -1,5 +1,6 @@
 /* check_gemm: gemm against a direct double-precision product, on both
- * backends (OpenBLAS and, where the CPU has AVX-512, sefl's own kernel).
+ * backends (OpenBLAS and, where the CPU has AVX-512, sefl's own kernel) and
+ * on "auto", which times both at each new shape and keeps the faster.
  *
  * Each element is compared with the reference within the worst-case
  * rounding bound of a float sum of K products, 2 K eps sum|alpha a b| plus
@@ -12,6 +13,7 @@
 #include <errno.h>
 #include <float.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +24,7 @@
 
 #define GUARD 12345.0f
 
-static const char *const backends[] = { "openblas", "avx512" };
+static const char *const backends[] = { "openblas", "avx512", "auto" };
 
 /* Selects backend i for this test process (each Check test runs in its own
  * process); returns 0 when the CPU cannot run it, so the test does nothing. */
@@ -182,9 +184,49 @@ START_TEST(test_backend_names)
     ck_assert_int_eq(gemm_set_backend(""), -EINVAL);
     ck_assert_int_eq(gemm_set_backend("openblas"), 0);
     ck_assert_str_eq(gemm_backend(), "openblas");
+    ck_assert_str_eq(gemm_choice(GEMM_N, GEMM_N, 3, 4, 5, 5, 4), "openblas");
     const int err = gemm_set_backend("avx512");
     ck_assert(err == 0 || err == -ENOTSUP);
     ck_assert_str_eq(gemm_backend(), err ? "openblas" : "avx512");
+    if (!err) {
+        ck_assert_int_eq(gemm_set_backend("sefl"), 0);
+        ck_assert_str_eq(gemm_backend(), "avx512");
+        ck_assert_int_eq(gemm_set_backend("auto"), 0);
+        ck_assert_str_eq(gemm_backend(), "auto");
+    }
+}
+END_TEST
+
+static void *auto_thread(void *arg)
+{
+    *(int *)arg = check_one(GEMM_N, GEMM_T, 24, 300, 200, 1.0f, 0.0f, 0, 77);
+    return NULL;
+}
+
+/* "auto": a shape has no choice until its first product, then one of the
+ * two for good, the same whichever thread asks; four threads meeting a new
+ * shape at once all get the right product and one choice is made. Each
+ * shape is its own entry (another leading dimension is another shape). */
+START_TEST(test_auto_choice)
+{
+    if (gemm_set_backend("auto") == -ENOTSUP) return;
+    ck_assert_ptr_null(gemm_choice(GEMM_N, GEMM_N, 48, 200, 100, 100, 200));
+    ck_assert_int_eq(check_one(GEMM_N, GEMM_N, 48, 200, 100, 1.0f, 1.0f, 0, 5), 0);
+    const char *c = gemm_choice(GEMM_N, GEMM_N, 48, 200, 100, 100, 200);
+    ck_assert_ptr_nonnull(c);
+    ck_assert(!strcmp(c, "avx512") || !strcmp(c, "openblas"));
+    ck_assert_int_eq(check_one(GEMM_N, GEMM_N, 48, 200, 100, 0.5f, 0.0f, 0, 6), 0);
+    ck_assert_str_eq(gemm_choice(GEMM_N, GEMM_N, 48, 200, 100, 100, 200), c);
+    ck_assert_ptr_null(gemm_choice(GEMM_N, GEMM_N, 48, 200, 100, 101, 200));
+    ck_assert_ptr_null(gemm_choice(GEMM_T, GEMM_N, 48, 200, 100, 100, 200));
+    pthread_t th[4];
+    int bad[4];
+    for (int i = 0; i < 4; i++) ck_assert_int_eq(pthread_create(&th[i], NULL, auto_thread, &bad[i]), 0);
+    for (int i = 0; i < 4; i++) {
+        ck_assert_int_eq(pthread_join(th[i], NULL), 0);
+        ck_assert_int_eq(bad[i], 0);
+    }
+    ck_assert_ptr_nonnull(gemm_choice(GEMM_N, GEMM_T, 24, 300, 200, 200, 200));
 }
 END_TEST
 
@@ -193,10 +235,11 @@ int main(void)
     Suite *s = suite_create("gemm");
     TCase *tc = tcase_create("gemm");
     tcase_set_timeout(tc, 120);
-    tcase_add_loop_test(tc, test_small_shapes, 0, 2);
-    tcase_add_loop_test(tc, test_model_shapes, 0, 2);
-    tcase_add_loop_test(tc, test_deterministic, 0, 2);
+    tcase_add_loop_test(tc, test_small_shapes, 0, 3);
+    tcase_add_loop_test(tc, test_model_shapes, 0, 3);
+    tcase_add_loop_test(tc, test_deterministic, 0, 3);
     tcase_add_test(tc, test_backend_names);
+    tcase_add_test(tc, test_auto_choice);
     suite_add_tcase(s, tc);
     return check_run(s);
 }

@@ -552,6 +552,101 @@ START_TEST(test_threads)
 }
 END_TEST
 
+/* One training split across threads (model_set_threads): the gradient of a
+ * batch is the one-thread gradient up to the order of the sum over samples,
+ * also when a lane gets no samples or runs its slice in chunks; training is
+ * deterministic for a given thread count and stays within float rounding of
+ * one thread's; evaluation counts the same. */
+START_TEST(test_split_threads)
+{
+    enum { B = 70, N = 45 };
+    float *x = malloc(B * MODEL_PIXELS * sizeof *x);
+    uint8_t y[B];
+    rng r;
+    rng_seed(&r, 21);
+    random_batch(&r, x, y, B);
+    model *one = new_model(8, 1, B, 5);
+    const size_t n = model_table(one)->total;
+    float *g = malloc(n * sizeof *g);
+    const int sizes[] = { 1, 2, 10, B };
+    for (int t = 2; t <= 3; t++) {
+        model *m = new_model(8, 1, B, 5);
+        ck_assert_int_eq(model_set_threads(m, t), 0);
+        ck_assert_int_eq(model_threads(m), t);
+        for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+            const int b = sizes[k];
+            int c1 = -1, ct = -2;
+            const float l1 = model_forward_backward(one, x, y, b, &c1);
+            memcpy(g, model_grads(one), n * sizeof *g);
+            const float lt = model_forward_backward(m, x, y, b, &ct);
+            ck_assert_int_eq(c1, ct);
+            ck_assert_float_eq_tol(l1, lt, 1e-5);
+            double err = 0.0, mag = 0.0;
+            for (size_t i = 0; i < n; i++) {
+                err = fmax(err, fabs((double)g[i] - model_grads(m)[i]));
+                mag = fmax(mag, fabs((double)g[i]));
+            }
+            ck_assert_double_gt(mag, 0.0);
+            ck_assert_double_lt(err, 1e-5 * mag);
+        }
+        model_free(m);
+    }
+    /* training: same T, same bytes; T = 1 and T = 2 within rounding */
+    const sgd_config cfg = { .lr = 0.01f, .momentum = 0.9f, .weight_decay = 1e-4f };
+    model *a = new_model(8, 1, 10, 2), *b = new_model(8, 1, 10, 2), *c = new_model(8, 1, 10, 2);
+    ck_assert_int_eq(model_set_threads(a, 2), 0);
+    ck_assert_int_eq(model_set_threads(b, 2), 0);
+    model_stats sa, sb, sc;
+    ck_assert_int_eq(model_train(a, x, y, NULL, N, 2, 10, &cfg, NULL, 3, &sa), 0);
+    ck_assert_int_eq(model_train(b, x, y, NULL, N, 2, 10, &cfg, NULL, 3, &sb), 0);
+    ck_assert_int_eq(model_train(c, x, y, NULL, N, 2, 10, &cfg, NULL, 3, &sc), 0);
+    ck_assert_int_eq(memcmp(model_params(a), model_params(b), n * sizeof(float)), 0);
+    double err = 0.0, moved = 0.0;
+    model *init = new_model(8, 1, 10, 2);
+    for (size_t i = 0; i < n; i++) {
+        err = fmax(err, fabs((double)model_params(a)[i] - model_params(c)[i]));
+        moved = fmax(moved, fabs((double)model_params(c)[i] - model_params(init)[i]));
+    }
+    ck_assert_double_gt(moved, 1e-3);
+    ck_assert_double_lt(err, 1e-4 * moved);
+    ck_assert_float_eq_tol(sa.loss, sc.loss, 1e-5);
+    /* each thread steps its block tensor by tensor: frozen tensors stay
+     * put, the others move, with T = 2 as with one thread */
+    sgd_config fz = cfg;
+    fz.frozen = params_group(PARAM_SE);
+    model *f = new_model(8, 1, 10, 2);
+    ck_assert_int_eq(model_set_threads(f, 2), 0);
+    ck_assert_int_eq(model_train(f, x, y, NULL, N, 1, 10, &fz, NULL, 3, &sa), 0);
+    const param_table *tt = model_table(f);
+    for (int i = 0; i < tt->n; i++) {
+        const param_info *p = &tt->p[i];
+        const int same = !memcmp(model_params(f) + p->offset, model_params(init) + p->offset,
+                                 p->size * sizeof(float));
+        ck_assert_msg(same == params_selected(p, fz.frozen), "%s", p->name);
+    }
+    model_free(f);
+    /* evaluation over the lanes counts what one thread counts */
+    model_stats ea, ec;
+    model_evaluate(a, x, y, NULL, B, &ea);
+    ck_assert_int_eq(model_set_threads(a, 1), 0);
+    model_evaluate(a, x, y, NULL, B, &ec);
+    ck_assert_int_eq(ea.examples, B);
+    ck_assert_double_eq(ea.accuracy, ec.accuracy);
+    ck_assert_double_eq_tol(ea.loss, ec.loss, 1e-6);
+    /* limits */
+    ck_assert_int_eq(model_set_threads(a, 0), -EINVAL);
+    ck_assert_int_eq(model_set_threads(a, MODEL_MAX_THREADS + 1), -EINVAL);
+    ck_assert_int_eq(model_threads(a), 1);
+    model_free(a);
+    model_free(b);
+    model_free(c);
+    model_free(init);
+    model_free(one);
+    free(g);
+    free(x);
+}
+END_TEST
+
 START_TEST(test_new_and_macs)
 {
     param_table t = table(8, 1), ng = table(8, 0);
@@ -595,6 +690,7 @@ int main(void)
     tcase_add_test(tc, test_train_determinism_and_args);
     tcase_add_test(tc, test_frozen_and_alt_lr);
     tcase_add_test(tc, test_threads);
+    tcase_add_test(tc, test_split_threads);
     tcase_add_test(tc, test_new_and_macs);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

@@ -36,7 +36,7 @@ START_TEST(test_json_idle)
         "\"epochs\":1,\"clients-per-round\":10,\"min-clients\":2,\"over-select\":1.3,"
         "\"local-schedule\":\"joint\",\"private-lr\":0,\"max-weight-share\":0.5,"
         "\"max-update-norm\":\"100x\",\"penalty-rounds\":3,\"aggregate\":\"fedavg\",\"clip\":0,"
-        "\"server-opt\":\"sgd lr=1\",\"dp-clip\":0,\"dp-noise\":0,\"dp-delta\":1e-05,\"rounds\":0,"
+        "\"server-opt\":\"sgd lr=1\",\"dp-clip\":0,\"dp-noise\":0,\"dp-delta\":1e-05,\"wire-dtype\":\"f32\",\"update-dtype\":\"f32\",\"rounds\":0,"
         "\"round-timeout\":300,\"eval-every\":5,\"heartbeat\":10}}\n");
     strbuf_free(&b);
 }

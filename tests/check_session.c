@@ -352,7 +352,7 @@ static void run_script(fake *f, int script)
     int gated = script == SCRIPT_SUPERSEDE || script == SCRIPT_OVERFLOW || script == SCRIPT_RETRY ||
                 script == SCRIPT_RETRY_OTHER;
     char blocker_db[192];
-    trainer_data blocker_data = { images, labels, NULL, 1, images, labels, NULL, 1 };
+    trainer_data blocker_data = { images, labels, NULL, 1, images, labels, NULL, 1, NULL, 0 };
     trainer_job blocker = { .train = 1, .db_path = blocker_db, .name = "blocker", .data = &blocker_data,
                             .private_mask = PARAM_SE, .round = 1, .epochs = 1, .batch = 1,
                             .sgd = { 0.01f, 0, 0, 0 }, .build = blocker_build, .done = blocker_done,
@@ -614,7 +614,7 @@ START_TEST(test_first_task_starts_from_init)
     ck_assert_msg(trainer_globals_get(tr, PARAM_SE, wt.v, wt.n, &g, err) == 0, "%s", err);
     wire_tensors_release(&wt);
     trainer_data data = { images, labels, NULL, N_TRAIN, images + N_TRAIN * MODEL_PIXELS,
-                          labels + N_TRAIN, NULL, N_TEST };
+                          labels + N_TRAIN, NULL, N_TEST, NULL, 0 };
     trainer_job j = { .eval = 1, .db_path = db, .name = "client-0000", .data = &data,
                       .init_seed = INIT_SEED, .private_mask = PARAM_SE, .globals = g,
                       .round = 1, .done = eval_done, .user = &done };
@@ -665,7 +665,7 @@ START_TEST(test_private_first_schedule)
     ck_assert_msg(trainer_globals_get(tr, PARAM_SE, wt.v, wt.n, &g, err) == 0, "%s", err);
     wire_tensors_release(&wt);
     trainer_data data = { images, labels, NULL, N_TRAIN, images + N_TRAIN * MODEL_PIXELS,
-                          labels + N_TRAIN, NULL, N_TEST };
+                          labels + N_TRAIN, NULL, N_TEST, NULL, 0 };
     trainer_job j = { .train = 1, .db_path = db, .name = "client-0000", .data = &data,
                       .init_seed = INIT_SEED, .private_mask = PARAM_SE, .globals = g, .round = 1,
                       .epochs = 1, .batch = 10, .sgd = { .lr = 0.05f, .momentum = 0.9f }, .seed = 9,

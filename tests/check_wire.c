@@ -12,6 +12,7 @@
 #include "common/nn/params.h"
 #include "common/rng.h"
 #include "common/fl/wire.h"
+#include "common/fl/wire_enc.h"
 #include "tests/check_main.h"
 
 static param_table T;           /* cnn-se, r = 8, with the fc1 gate */
@@ -928,6 +929,247 @@ START_TEST(test_apply_int8)
 }
 END_TEST
 
+/* ---- encodings (wire_enc.h) ------------------------------------------- */
+
+START_TEST(test_f16_bits)
+{
+    /* exact values, rounding to nearest even, range ends, subnormals */
+    const struct { float f; uint16_t h; } c[] = {
+        { 0.0f, 0x0000 }, { -0.0f, 0x8000 }, { 1.0f, 0x3c00 }, { -2.0f, 0xc000 },
+        { 65504.0f, 0x7bff }, { 65519.0f, 0x7bff }, { 65520.0f, 0x7c00 }, { 1e6f, 0x7c00 },
+        { 6.103515625e-05f, 0x0400 }, { 5.9604644775390625e-08f, 0x0001 },
+        { 2.9802322387695312e-08f, 0x0000 }, /* half the smallest subnormal: ties to even */
+        { 1.0f + 1.0f / 2048, 0x3c00 },      /* tie between 1 and 1+2^-10: even (1) */
+        { 1.0f + 3.0f / 2048, 0x3c02 },      /* tie: even (1+2^-9) */
+        { 0.333333333f, 0x3555 },
+    };
+    for (size_t i = 0; i < sizeof c / sizeof *c; i++)
+        ck_assert_msg(wire_f16_from_float(c[i].f) == c[i].h, "%g -> %04x, want %04x",
+                      (double)c[i].f, wire_f16_from_float(c[i].f), c[i].h);
+    ck_assert_uint_eq(wire_f16_from_float(NAN) & 0x7c00, 0x7c00);
+    /* every finite half survives the round trip */
+    for (uint32_t h = 0; h < 0x10000; h++) {
+        if ((h & 0x7c00) == 0x7c00) continue;
+        ck_assert_uint_eq(wire_f16_from_float(wire_f16_to_float((uint16_t)h)), h);
+    }
+    ck_assert_float_eq(wire_f16_to_float(0x3555), 0.333251953125f);
+}
+END_TEST
+
+/* The SE tensors of M (vectors and matrices of 4 to 512 rows, a ninth of
+ * the backbone's floats, so the test stays quick) through every encoding,
+ * as a delta from a base and as values: the decoded tensors are within each
+ * encoding's rounding bound of the exact ones, and the bytes shrink as they
+ * should. */
+START_TEST(test_encode_round_trip)
+{
+    char err[SEFL_ERRLEN];
+    const param_sel sel = params_group(PARAM_SE);
+    float *base = malloc(T.total * sizeof *base), *out = malloc(T.total * sizeof *out);
+    ck_assert(base && out);
+    rng g;
+    rng_seed(&g, 2);
+    for (size_t i = 0; i < T.total; i++) base[i] = M[i] + 0.01f * (float)rng_normal(&g);
+    const wire_enc encs[] = { { WIRE_F32, 0 }, { WIRE_F16, 0 }, { WIRE_INT8, 0 }, { WIRE_INT8, 1 } };
+    size_t bytes[4][2];
+    for (int k = 0; k < 4; k++)
+        for (int delta = 0; delta < 2; delta++)
+            for (uint64_t seed = 0; seed < 2; seed++) {
+                wire_tensors wt;
+                ck_assert_int_eq(wire_tensors_encode(&T, sel, M, delta ? base : NULL, encs[k],
+                                                     seed, &wt), 0);
+                Sefl__Update u;
+                Sefl__Envelope e = update_with(&u, wt.v, wt.n);
+                u.delta = delta;
+                packed pk = enc(&e);
+                bytes[k][delta] = pk.len;
+                wire_tensors_release(&wt);
+                Sefl__Envelope *d = dec_ok(&pk);
+                ck_assert(d->update->delta == (delta != 0));
+                memset(out, 0, T.total * sizeof *out);
+                ck_assert_int_eq(wire_tensors_apply_delta(&T, sel, d->update->tensors,
+                                                          d->update->n_tensors,
+                                                          delta ? base : NULL, out, err), 0);
+                for (int i = 0; i < T.n; i++) {
+                    const param_info *p = &T.p[i];
+                    if (!params_selected(p, sel)) continue;
+                    const size_t rows = encs[k].per_channel && p->ndim > 1 ? (size_t)p->shape[0] : 1;
+                    const size_t len = p->size / rows;
+                    for (size_t r = 0; r < rows; r++) {
+                        double amax = 0;
+                        for (size_t j = 0; j < len; j++) {
+                            const size_t o = p->offset + r * len + j;
+                            amax = fmax(amax, fabs((double)M[o] - (delta ? base[o] : 0)));
+                        }
+                        for (size_t j = 0; j < len; j++) {
+                            const size_t o = p->offset + r * len + j;
+                            const double want = M[o], got = out[o];
+                            const double v = want - (delta ? base[o] : 0);
+                            /* the subtraction and the base's addition */
+                            double tol = 1e-6 * (fabs(want) + (delta ? fabs(base[o]) : 0));
+                            if (encs[k].dtype == WIRE_F16) tol += fabs(v) / 2048 + 6e-8;
+                            /* int8: half a step to nearest, under one stochastically */
+                            if (encs[k].dtype == WIRE_INT8) tol += amax / 127 * (seed ? 1.0 : 0.5) * 1.0001;
+                            ck_assert_msg(fabs(got - want) <= tol, "%s %s delta %d seed %d: %s[%zu] %g, want %g",
+                                          wire_enc_name(encs[k]), p->name, delta, (int)seed, p->name,
+                                          r * len + j, got, want);
+                        }
+                    }
+                }
+                wire_free(d);
+                free(pk.frame);
+            }
+    /* f32 4 bytes per value, f16 2, int8 1 (plus a scale per row: 4 bytes
+     * in 64 or more, over 3.5x still) */
+    ck_assert_uint_gt(bytes[0][0], 19 * bytes[1][0] / 10);
+    ck_assert_uint_gt(bytes[0][0], 39 * bytes[2][0] / 10);
+    ck_assert_uint_gt(bytes[0][0], 35 * bytes[3][0] / 10);
+    ck_assert_uint_gt(bytes[3][0], bytes[2][0]);
+    free(base);
+    free(out);
+}
+END_TEST
+
+/* Stochastic rounding is unbiased: a value a third of a step above a
+ * multiple, encoded with many seeds, decodes on average to itself, where
+ * rounding to nearest is off by a third of a step every time. A value f16
+ * cannot hold sends its tensor as f32, unclipped. */
+START_TEST(test_encode_stochastic_and_fallback)
+{
+    char err[SEFL_ERRLEN];
+    const param_sel sel = { PARAM_HEAD, 0 };
+    const param_info *fb = params_find(&T, "fc.bias");
+    float *buf = calloc(T.total, sizeof *buf), *out = calloc(T.total, sizeof *out);
+    ck_assert(buf && out);
+    /* fc.bias: 127 (sets the step to 1) and 0.3333 */
+    buf[fb->offset] = 127.0f;
+    buf[fb->offset + 1] = 1.0f / 3;
+    double sum = 0;
+    const int n = 400;
+    for (int s = 1; s <= n; s++) {
+        wire_tensors wt;
+        ck_assert_int_eq(wire_tensors_encode(&T, sel, buf, NULL, (wire_enc){ WIRE_INT8, 0 },
+                                             (uint64_t)s, &wt), 0);
+        ck_assert_int_eq(wire_tensors_apply(&T, sel, wt.v, wt.n, out, err), 0);
+        const float got = out[fb->offset + 1];
+        ck_assert(got == 0.0f || got == 1.0f);
+        sum += got;
+        wire_tensors_release(&wt);
+    }
+    /* mean of 400 Bernoulli(1/3): sd 0.024 */
+    ck_assert_double_lt(fabs(sum / n - 1.0 / 3), 0.1);
+    wire_tensors wt;
+    ck_assert_int_eq(wire_tensors_encode(&T, sel, buf, NULL, (wire_enc){ WIRE_INT8, 0 }, 0, &wt), 0);
+    ck_assert_int_eq(wire_tensors_apply(&T, sel, wt.v, wt.n, out, err), 0);
+    ck_assert_float_eq(out[fb->offset + 1], 0.0f);
+    wire_tensors_release(&wt);
+
+    buf[fb->offset] = 1e5f;   /* past f16's 65504 */
+    ck_assert_int_eq(wire_tensors_encode(&T, sel, buf, NULL, (wire_enc){ WIRE_F16, 0 }, 0, &wt), 0);
+    for (size_t i = 0; i < wt.n; i++)
+        ck_assert_int_eq(wt.t[i].encoding, strcmp(wt.t[i].name, "fc.bias") ? SEFL__ENCODING__F16
+                                                                          : SEFL__ENCODING__F32);
+    ck_assert_int_eq(wire_tensors_apply(&T, sel, wt.v, wt.n, out, err), 0);
+    ck_assert_float_eq(out[fb->offset], 1e5f);
+    wire_tensors_release(&wt);
+    free(buf);
+    free(out);
+}
+END_TEST
+
+/* The decoder stays strict with the new encodings: f16 bytes for the shape,
+ * finite f16 values, per-channel scales only on int8, one per row, scale 0
+ * beside them, each finite and nonzero; a TrainTask's update encoding is a
+ * known one. */
+START_TEST(test_reject_encodings)
+{
+    Sefl__Tensor a;
+    uint32_t sa[PARAM_MAX_DIMS];
+    Sefl__Tensor *v[1] = { &a };
+    Sefl__Update u;
+    Sefl__Envelope e = update_with(&u, v, 1);
+    uint16_t h[20] = { 0 };   /* (20): fc.bias as f16 in the first 10, room for a long length */
+    tensor_of(&a, sa, "fc.bias");
+    a.encoding = SEFL__ENCODING__F16;
+    a.data.data = (uint8_t *)h;
+    a.data.len = 20;
+    packed p = enc(&e);
+    wire_free(dec_ok(&p));
+    free(p.frame);
+    a.data.len = 40;
+    expect_fail(&e, WIRE_ERR_TENSOR, "need 20");
+    a.data.len = 20;
+    h[9] = 0x7c00;
+    expect_fail(&e, WIRE_ERR_TENSOR, "element 9 is not finite");
+    h[9] = 0xfe00;
+    expect_fail(&e, WIRE_ERR_TENSOR, "element 9 is not finite");
+    h[9] = 0x7bff;
+
+    int8_t q[5120] = { 0 };   /* (10, 512) fc.weight as int8 */
+    float sc[11];
+    for (int i = 0; i < 11; i++) sc[i] = 0.5f;
+    tensor_of(&a, sa, "fc.weight");
+    a.encoding = SEFL__ENCODING__INT8;
+    a.data.data = (uint8_t *)q;
+    a.data.len = sizeof q;
+    a.scales = sc;
+    a.n_scales = 10;
+    p = enc(&e);
+    wire_free(dec_ok(&p));
+    free(p.frame);
+    a.n_scales = 11;
+    expect_fail(&e, WIRE_ERR_TENSOR, "11 scales");
+    a.n_scales = 9;
+    expect_fail(&e, WIRE_ERR_TENSOR, "9 scales");
+    a.n_scales = 10;
+    a.scale = 0.5f;
+    expect_fail(&e, WIRE_ERR_TENSOR, "scales");
+    a.scale = 0;
+    const float badsc[] = { 0.0f, NAN, INFINITY, 3e38f };
+    for (int i = 0; i < 4; i++) {
+        sc[7] = badsc[i];
+        expect_fail(&e, WIRE_ERR_TENSOR, "int8 scale");
+    }
+    sc[7] = 0.5f;
+    tensor_of(&a, sa, "fc.weight");   /* f32 with scales */
+    a.scales = sc;
+    a.n_scales = 10;
+    expect_fail(&e, WIRE_ERR_TENSOR, "scales");
+
+    Sefl__TrainTask t = SEFL__TRAIN_TASK__INIT;
+    t.lr = 0.1f;
+    t.batch = 10;
+    t.epochs = 1;
+    t.private_groups = "se";
+    t.update_encoding = SEFL__ENCODING__INT8;
+    t.update_per_channel = 1;
+    Sefl__Envelope te = envelope(SEFL__ENVELOPE__MSG_TRAIN_TASK, &t);
+    p = enc(&te);
+    Sefl__Envelope *d = dec_ok(&p);
+    ck_assert_int_eq(d->train_task->update_encoding, SEFL__ENCODING__INT8);
+    ck_assert(d->train_task->update_per_channel);
+    wire_free(d);
+    free(p.frame);
+    t.update_encoding = (Sefl__Encoding)9;
+    expect_fail(&te, WIRE_ERR_MALFORMED, "update_encoding 9");
+}
+END_TEST
+
+START_TEST(test_enc_parse)
+{
+    char err[SEFL_ERRLEN];
+    wire_enc e;
+    ck_assert_int_eq(wire_enc_parse("--wire-dtype", "int8", 1, &e, err), 0);
+    ck_assert_str_eq(wire_enc_name(e), "int8/channel");
+    ck_assert_int_eq(wire_enc_parse("--wire-dtype", "int8", 0, &e, err), 0);
+    ck_assert_str_eq(wire_enc_name(e), "int8/tensor");
+    ck_assert_int_eq(wire_enc_parse("--wire-dtype", "f16", 1, &e, err), 0);
+    ck_assert_str_eq(wire_enc_name(e), "f16");
+    ck_assert_int_eq(wire_enc_parse("--update-dtype", "bf16", 1, &e, err), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "--update-dtype must be f32, f16 or int8, got 'bf16'"));
+}
+END_TEST
+
 START_TEST(test_free_null)
 {
     wire_free(NULL);
@@ -961,6 +1203,11 @@ int main(void)
     tcase_add_test(tc, test_reject_alloc_limit);
     tcase_add_test(tc, test_apply_exact_set);
     tcase_add_test(tc, test_apply_int8);
+    tcase_add_test(tc, test_f16_bits);
+    tcase_add_test(tc, test_encode_round_trip);
+    tcase_add_test(tc, test_encode_stochastic_and_fallback);
+    tcase_add_test(tc, test_reject_encodings);
+    tcase_add_test(tc, test_enc_parse);
     tcase_add_test(tc, test_free_null);
     suite_add_tcase(su, tc);
     return check_run(su);

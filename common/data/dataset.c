@@ -20,7 +20,9 @@
 #define DATASET_PIXELS (DATASET_SIDE * DATASET_SIDE)
 #define DATASET_CLASSES 10
 
-int dataset_load_idx(const char *images, const char *labels, dataset *out, char *err)
+/* dataset_load_idx, keeping the pixels as bytes (pix) when bytes != 0. */
+static int dataset_load_idx_as(const char *images, const char *labels, int bytes, dataset *out,
+                               char *err)
 {
     idx_array li = { 0 }, ii = { 0 };
     memset(out, 0, sizeof *out);
@@ -55,13 +57,19 @@ int dataset_load_idx(const char *images, const char *labels, dataset *out, char 
         goto out;
     }
 
-    out->x = malloc((size_t)n * DATASET_PIXELS * sizeof *out->x);
-    if (!out->x) {
-        rc = -ENOMEM;
-        err_set(err, "out of memory for %d images of %s", n, images);
-        goto out;
+    if (bytes) {
+        /* The image buffer becomes the dataset's, as the labels below. */
+        out->pix = ii.data;
+        ii.data = NULL;
+    } else {
+        out->x = malloc((size_t)n * DATASET_PIXELS * sizeof *out->x);
+        if (!out->x) {
+            rc = -ENOMEM;
+            err_set(err, "out of memory for %d images of %s", n, images);
+            goto out;
+        }
+        for (size_t i = 0; i < ii.count; i++) out->x[i] = ii.data[i] / 255.0f;
     }
-    for (size_t i = 0; i < ii.count; i++) out->x[i] = ii.data[i] / 255.0f;
     /* The label buffer becomes the dataset's: same bytes, same allocator. */
     out->y = li.data;
     li.data = NULL;
@@ -74,7 +82,12 @@ out:
     return rc;
 }
 
-int dataset_load_fmnist(const char *dir, int train, dataset *out, char *err)
+int dataset_load_idx(const char *images, const char *labels, dataset *out, char *err)
+{
+    return dataset_load_idx_as(images, labels, 0, out, err);
+}
+
+static int dataset_load_fmnist_as(const char *dir, int train, int bytes, dataset *out, char *err)
 {
     char images[PATH_MAX], labels[PATH_MAX];
     const char *part = train ? "train" : "t10k";
@@ -86,16 +99,22 @@ int dataset_load_fmnist(const char *dir, int train, dataset *out, char *err)
         err_set(err, "dataset directory name too long");
         return -ENAMETOOLONG;
     }
-    return dataset_load_idx(images, labels, out, err);
+    return dataset_load_idx_as(images, labels, bytes, out, err);
 }
 
-int dataset_load_fmnist_all(const char *dir, dataset *out, char *err)
+int dataset_load_fmnist(const char *dir, int train, dataset *out, char *err)
+{
+    return dataset_load_fmnist_as(dir, train, 0, out, err);
+}
+
+/* Train and test of dir, concatenated, as floats or (bytes) as bytes. */
+static int dataset_load_all_as(const char *dir, int bytes, dataset *out, char *err)
 {
     dataset tr = { 0 }, te = { 0 };
     memset(out, 0, sizeof *out);
-    int rc = dataset_load_fmnist(dir, 1, &tr, err);
+    int rc = dataset_load_fmnist_as(dir, 1, bytes, &tr, err);
     if (rc) goto out;
-    rc = dataset_load_fmnist(dir, 0, &te, err);
+    rc = dataset_load_fmnist_as(dir, 0, bytes, &te, err);
     if (rc) goto out;
     if (tr.n > DATASET_MAX_SAMPLES - te.n) {
         rc = -EFBIG;
@@ -105,8 +124,12 @@ int dataset_load_fmnist_all(const char *dir, dataset *out, char *err)
     /* Growing train's buffers in place (large blocks move by remapping, not
      * copying) and appending test costs one copy of the smaller part. */
     int n = tr.n + te.n;
-    float *x = realloc(tr.x, (size_t)n * DATASET_PIXELS * sizeof *x);
-    if (x) tr.x = x;
+    /* One of x and pix is set: the other stays NULL (realloc(NULL, 0) is
+     * not asked for: size 0 only when that buffer is unused). */
+    const size_t esz = bytes ? 1 : sizeof(float), img = DATASET_PIXELS * esz;
+    void *x = realloc(bytes ? (void *)tr.pix : (void *)tr.x, (size_t)n * img);
+    if (x && bytes) tr.pix = x;
+    else if (x) tr.x = x;
     uint8_t *y = realloc(tr.y, (size_t)n);
     if (y) tr.y = y;
     if (!x || !y) {
@@ -114,7 +137,8 @@ int dataset_load_fmnist_all(const char *dir, dataset *out, char *err)
         err_set(err, "out of memory for %d samples", n);
         goto out;
     }
-    memcpy(tr.x + (size_t)tr.n * DATASET_PIXELS, te.x, (size_t)te.n * DATASET_PIXELS * sizeof *x);
+    memcpy((uint8_t *)x + (size_t)tr.n * img, bytes ? (void *)te.pix : (void *)te.x,
+           (size_t)te.n * img);
     memcpy(tr.y + tr.n, te.y, (size_t)te.n);
     tr.n = n;
     *out = tr;
@@ -125,10 +149,21 @@ out:
     return rc;
 }
 
+int dataset_load_fmnist_all(const char *dir, dataset *out, char *err)
+{
+    return dataset_load_all_as(dir, 0, out, err);
+}
+
+int dataset_load_fmnist_pool(const char *dir, dataset *out, char *err)
+{
+    return dataset_load_all_as(dir, 1, out, err);
+}
+
 void dataset_free(dataset *d)
 {
     if (!d) return;
     free(d->x);
+    free(d->pix);
     free(d->y);
     memset(d, 0, sizeof *d);
 }
@@ -162,4 +197,16 @@ void dataset_apply_domain(float *x, int n, int domain)
         /* Domain 0 is the identity; partition_domain never yields more than 3. */
         break;
     }
+}
+
+void dataset_gather(const uint8_t *pix, const uint8_t *labels, const int *idx, int n, int domain,
+                    float *x, uint8_t *y)
+{
+    for (int i = 0; i < n; i++) {
+        const uint8_t *p = pix + (size_t)idx[i] * DATASET_PIXELS;
+        float *o = x + (size_t)i * DATASET_PIXELS;
+        for (int k = 0; k < DATASET_PIXELS; k++) o[k] = p[k] / 255.0f;
+        y[i] = labels[idx[i]];
+    }
+    dataset_apply_domain(x, n, domain);
 }

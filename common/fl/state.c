@@ -323,6 +323,9 @@ int state_open(const char *path, const state_config *cfg, const float *init, sta
     if (!ret) ret = created ? state_init_file(s, cfg, init, err) : state_check_meta(s, cfg, err);
     if (!ret && !created) ret = state_check_settings(s, cfg, err);
     if (!ret) ret = store_exec(s->db, state_ddl_added, err);
+    /* Not a result of training: recorded for sefl-eval, whatever an earlier
+     * run of the file had. */
+    if (!ret && cfg->eval_clients) ret = store_meta_set(s->db, "eval_clients", cfg->eval_clients, err);
     if (ret) {
         state_close(s);
         return ret;

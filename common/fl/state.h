@@ -100,6 +100,9 @@ typedef struct {
                                    check; NULL for none (kind "local") */
     int allow_change;           /* a run setting that differs from the recorded
                                    one is recorded as a change, not refused */
+    const char *eval_clients;   /* --eval-clients ("all" or N), rewritten at each open (it
+                                   changes what is evaluated, not what is trained); NULL:
+                                   not recorded */
 } state_config;
 
 /* Opens or creates path. A new file gets meta from cfg, cfg->run in table

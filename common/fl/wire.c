@@ -20,9 +20,11 @@
  * - Hello/Welcome carry a model spec equal to this side's table;
  *   private_groups parse (params_parse_private); Welcome.client_id is set;
  * - tensors: a name of the table, at most once per message, the table's
- *   ndim and shape, F32 with 4 bytes per element, all finite, or INT8 with 1
- *   byte per element and a finite nonzero scale small enough that
- *   scale * 127 stays finite;
+ *   ndim and shape, F32 with 4 bytes per element, all finite, F16 with 2
+ *   bytes per element, all finite, or INT8 with 1 byte per element and a
+ *   finite nonzero scale small enough that scale * 127 stays finite: one
+ *   (scale) or one per row of dimension 0 (scales, then scale is 0); only
+ *   INT8 carries scales; TrainTask.update_encoding is a known Encoding;
  * - floats in TrainTask, Update and EvalReport are finite and >= 0,
  *   accuracies at most 1; TrainTask.batch and .epochs within their limits;
  *   Error.code is one of the WIRE_ERR_* codes.
@@ -41,6 +43,7 @@
 #include <string.h>
 
 #include "common/net/frame.h"
+#include "common/fl/wire_enc.h"
 #include "common/log.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -308,6 +311,7 @@ static const param_info *wire_tensor_layout(const param_table *t, const Sefl__Te
     size_t want;
     switch (x->encoding) {
     case SEFL__ENCODING__F32: want = p->size * sizeof(float); break;
+    case SEFL__ENCODING__F16: want = p->size * 2; break;
     case SEFL__ENCODING__INT8: want = p->size; break;
     default:
         err_set(err, "tensor %s has unknown encoding %d", p->name, (int)x->encoding);
@@ -318,19 +322,48 @@ static const param_info *wire_tensor_layout(const param_table *t, const Sefl__Te
                 x->data.len, want);
         return NULL;
     }
+    if (x->n_scales && (x->encoding != SEFL__ENCODING__INT8 ||
+                        x->n_scales != (size_t)p->shape[0] || x->scale != 0.0f)) {
+        err_set(err, "tensor %s carries %zu scales, expected none or (int8, scale 0) %d",
+                p->name, x->n_scales, p->shape[0]);
+        return NULL;
+    }
     *code = 0;
     return p;
+}
+
+/* An int8 scale: finite, nonzero and small enough that scale * 127 stays
+ * finite. */
+static int wire_check_scale(const param_info *p, float s, uint32_t *code, char *err)
+{
+    if (!isfinite(s) || s == 0 || fabsf(s) > FLT_MAX / 128) {
+        *code = WIRE_ERR_TENSOR;
+        err_set(err, "tensor %s has int8 scale %g, expected finite, nonzero and small enough",
+                p->name, (double)s);
+        return -EBADMSG;
+    }
+    return 0;
 }
 
 /* Checks the values of a tensor whose layout is right. */
 static int wire_tensor_values(const param_info *p, const Sefl__Tensor *x, uint32_t *code, char *err)
 {
     if (x->encoding == SEFL__ENCODING__INT8) {
-        if (!isfinite(x->scale) || x->scale == 0 || fabsf(x->scale) > FLT_MAX / 128) {
-            *code = WIRE_ERR_TENSOR;
-            err_set(err, "tensor %s has int8 scale %g, expected finite, nonzero and small enough",
-                    p->name, (double)x->scale);
-            return -EBADMSG;
+        if (!x->n_scales) return wire_check_scale(p, x->scale, code, err);
+        for (size_t i = 0; i < x->n_scales; i++)
+            if (wire_check_scale(p, x->scales[i], code, err)) return -EBADMSG;
+        return 0;
+    }
+    if (x->encoding == SEFL__ENCODING__F16) {
+        /* Exponent bits all ones is NaN or Inf. */
+        for (size_t i = 0; i < p->size; i++) {
+            uint16_t bits;
+            memcpy(&bits, x->data.data + 2 * i, 2);
+            if ((bits & 0x7c00u) == 0x7c00u) {
+                *code = WIRE_ERR_TENSOR;
+                err_set(err, "tensor %s element %zu is not finite (NaN or Inf)", p->name, i);
+                return -EBADMSG;
+            }
         }
         return 0;
     }
@@ -411,6 +444,13 @@ static int wire_check_envelope(const Sefl__Envelope *e, const param_table *t, ui
                                                           "TrainTask.private_epochs", code, err))) ||
             (rc = wire_check_groups(m->private_groups, "TrainTask.private_groups", code, err)))
             return rc;
+        wire_enc ue;
+        if (wire_enc_from_encoding(m->update_encoding, m->update_per_channel, &ue) < 0) {
+            *code = WIRE_ERR_MALFORMED;
+            err_set(err, "TrainTask.update_encoding %d is not a known encoding",
+                    (int)m->update_encoding);
+            return -EBADMSG;
+        }
         return wire_check_tensors(t, m->tensors, m->n_tensors, "TrainTask", code, err);
     }
     case SEFL__ENVELOPE__MSG_UPDATE: {
@@ -565,6 +605,8 @@ void wire_tensors_release(wire_tensors *w)
     free(w->v);
     free(w->t);
     free(w->shapes);
+    free(w->data);
+    free(w->scales);
     memset(w, 0, sizeof *w);
 }
 
@@ -604,6 +646,12 @@ int wire_tensors_build(const param_table *t, param_sel sel, const float *buf, wi
 int wire_tensors_apply(const param_table *t, param_sel sel, Sefl__Tensor *const *ts, size_t n,
                        float *buf, char *err)
 {
+    return wire_tensors_apply_delta(t, sel, ts, n, NULL, buf, err);
+}
+
+int wire_tensors_apply_delta(const param_table *t, param_sel sel, Sefl__Tensor *const *ts,
+                             size_t n, const float *base, float *buf, char *err)
+{
     const param_info *ps[PARAM_MAX_TENSORS];   /* (n) table entry of ts[i] */
     uint64_t seen = 0;
     size_t want = 0;
@@ -631,15 +679,7 @@ int wire_tensors_apply(const param_table *t, param_sel sel, Sefl__Tensor *const 
         seen |= bit;
         ps[i] = p;
     }
-    for (size_t i = 0; i < n; i++) {
-        const param_info *p = ps[i];
-        float *dst = buf + p->offset;   /* (p->size) */
-        if (ts[i]->encoding == SEFL__ENCODING__F32) {
-            memcpy(dst, ts[i]->data.data, p->size * sizeof(float));
-        } else {
-            const int8_t *q = (const int8_t *)ts[i]->data.data;   /* (p->size) */
-            for (size_t k = 0; k < p->size; k++) dst[k] = ts[i]->scale * (float)q[k];
-        }
-    }
+    for (size_t i = 0; i < n; i++)
+        wire_tensor_decode(ps[i], ts[i], base ? base + ps[i]->offset : NULL, buf + ps[i]->offset);
     return 0;
 }

@@ -69,22 +69,31 @@ void wire_spec_from_table(const param_table *t, Sefl__ModelSpec *spec);
 /* Tensor set for a message: the selected tensors of buf as f32 tensors.
  * wire_tensors_build allocates ts (n tensors, each pointing into buf for its
  * data, so buf must outlive the message); free with wire_tensors_release
- * (which frees the arrays but not buf). Returns 0 or -ENOMEM. */
+ * (which frees the arrays but not buf). Returns 0 or -ENOMEM. Other
+ * encodings: wire_tensors_encode (wire_enc.h). */
 typedef struct {
     Sefl__Tensor **v;           /* (n) pointers, as the Envelope wants them */
     Sefl__Tensor *t;            /* (n) storage */
     uint32_t *shapes;           /* (n * PARAM_MAX_DIMS) */
     size_t n;
+    uint8_t *data;              /* encoded tensor bytes when not pointing into buf, or NULL */
+    float *scales;              /* int8 per-channel scales, or NULL */
 } wire_tensors;
 int wire_tensors_build(const param_table *t, param_sel sel, const float *buf, wire_tensors *out);
 void wire_tensors_release(wire_tensors *w);
 
 /* Copies tensors ts[0..n) (already validated by wire_decode) into the model
  * buffer buf. The set must be exactly the tensors selected by sel, each once;
- * otherwise returns -EINVAL with err and buf is untouched. INT8 tensors are
- * dequantised. */
+ * otherwise returns -EINVAL with err and buf is untouched. F16 and INT8
+ * tensors are decoded (wire_enc.h). */
 int wire_tensors_apply(const param_table *t, param_sel sel, Sefl__Tensor *const *ts, size_t n,
                        float *buf, char *err);
+
+/* The same for tensors that are differences (Update.delta): each selected
+ * tensor of buf becomes the base's (a table.total buffer) plus the decoded
+ * value. The sum is not checked for finiteness here (agg_add does). */
+int wire_tensors_apply_delta(const param_table *t, param_sel sel, Sefl__Tensor *const *ts,
+                             size_t n, const float *base, float *buf, char *err);
 
 /* Fills e and hb (both caller-owned, typically on the stack) as a Heartbeat
  * envelope: a ping (reply 0) or the answer to one (reply 1, the ping's

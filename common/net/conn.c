@@ -98,8 +98,11 @@ struct conn {
     int shut;                        /* our half-close is done */
     int peer_eof;                    /* the peer's EOF arrived */
     int accepted;                    /* from conn_listen: its failed handshakes are logged */
-    uint8_t *in;                     /* (CONN_IN_CAP) ciphertext from uv_read */
-    size_t in_off, in_len;           /* [in_off, in_len) not yet taken by mbedTLS */
+    uint8_t *in;                     /* ciphertext mbedTLS reads: the thread's conn_rbuf
+                                        during a read callback, else keep or NULL */
+    uint8_t *keep;                   /* (CONN_IN_CAP) ciphertext left over from a read, or
+                                        NULL (most of the time: an idle conn holds none) */
+    size_t in_off, in_len;           /* [in_off, in_len) of in not yet taken by mbedTLS */
     conn_wreq *wcur;                 /* ciphertext collected, not yet written */
     size_t inflight;                 /* bytes in uv_write requests not yet done */
     frame_reader fr;
@@ -269,7 +272,7 @@ static void conn_free(conn *c)
     mbedtls_ssl_free(&c->ssl);
     frame_reader_free(&c->fr);
     conn_wreq_free(c->wcur);
-    free(c->in);
+    free(c->keep);
     free(c);
 }
 
@@ -439,18 +442,50 @@ static void conn_on_timer(uv_timer_t *t)
 
 /* ---- reading ---------------------------------------------------------- */
 
+/* The read buffer of every conn of this thread's loop. libuv calls a
+ * handle's read callback right after its alloc callback, and mbedTLS pulls
+ * input until it wants more, so the bytes of a read are used up before any
+ * other conn reads; a conn holds a buffer of its own (keep) only for bytes
+ * left over, and only until they are taken. With thousands of connections
+ * that is 64 KB each not held. */
+static _Thread_local uint8_t conn_rbuf[CONN_IN_CAP];
+
 static void conn_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     conn *c = h->data;
-    /* mbedTLS pulls input until it wants more, so usually nothing is left;
-     * whatever is (bytes after a handshake that failed) moves to the front. */
+    if (!c->keep) {
+        buf->base = (char *)conn_rbuf;
+        buf->len = sizeof conn_rbuf;
+        return;
+    }
+    /* Left-over bytes move to the front of keep; the read goes after them. */
     if (c->in_off > 0) {
-        memmove(c->in, c->in + c->in_off, c->in_len - c->in_off);
+        memmove(c->keep, c->keep + c->in_off, c->in_len - c->in_off);
         c->in_len -= c->in_off;
         c->in_off = 0;
     }
-    buf->base = (char *)c->in + c->in_len;
+    buf->base = (char *)c->keep + c->in_len;
     buf->len = CONN_IN_CAP - c->in_len;
+}
+
+/* After a read is processed: bytes mbedTLS did not take (when the conn
+ * stopped reading mid-way, e.g. after a failed handshake) move from the
+ * shared buffer to keep; keep is freed once empty. Returns 0 or -ENOMEM. */
+static int conn_keep_rest(conn *c)
+{
+    const size_t rest = c->in_len - c->in_off;
+    if (c->in == conn_rbuf && rest > 0) {
+        if (!(c->keep = malloc(CONN_IN_CAP))) return -ENOMEM;
+        memcpy(c->keep, conn_rbuf + c->in_off, rest);
+        c->in = c->keep;
+        c->in_off = 0;
+        c->in_len = rest;
+    } else if (rest == 0) {
+        free(c->keep);
+        c->keep = c->in = NULL;
+        c->in_off = c->in_len = 0;
+    }
+    return 0;
 }
 
 static int conn_on_payload(void *arg, const uint8_t *payload, size_t len)
@@ -532,6 +567,8 @@ static void conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (c->state == CONN_CLOSING) {
         /* Our side is done: drain and drop until the peer's EOF. */
         c->in_off = c->in_len = 0;
+        free(c->keep);
+        c->keep = c->in = NULL;
         if (nread == UV_EOF) {
             c->peer_eof = 1;
             uv_read_stop(s);
@@ -552,10 +589,20 @@ static void conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             conn_fail(c, (int)nread, 0, "read failed: %s", uv_strerror((int)nread));
         return;
     }
-    c->in_len += (size_t)nread;
+    if (buf->base == (char *)conn_rbuf) {
+        c->in = conn_rbuf;
+        c->in_off = 0;
+        c->in_len = (size_t)nread;
+    } else {
+        c->in = c->keep;
+        c->in_len += (size_t)nread;
+    }
     netstats_add_received((size_t)nread);
     c->last_rx = uv_now(c->loop);
     conn_process(c);
+    /* conn_process may have closed c, but not freed it: that waits for
+     * the handles' close callbacks, which run after this one. */
+    if (conn_keep_rest(c) < 0) conn_fail(c, -ENOMEM, 0, "out of memory for received bytes");
 }
 
 /* ---- creating --------------------------------------------------------- */
@@ -574,10 +621,6 @@ static int conn_new(uv_loop_t *loop, tls_ctx *tls, const conn_limits *lim,
     c->cb = *cb;
     c->user = user;
     frame_reader_init(&c->fr, c->lim.max_frame_unauth);
-    if (!(c->in = malloc(CONN_IN_CAP))) {
-        conn_free(c);
-        return -ENOMEM;
-    }
     int ret = tls_ssl_setup(tls, &c->ssl);
     if (ret != 0) {
         conn_free(c);

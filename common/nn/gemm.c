@@ -23,10 +23,12 @@
 #include <cblas.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-enum { BACKEND_OPENBLAS, BACKEND_AVX512 };
+enum { BACKEND_OPENBLAS, BACKEND_AVX512, BACKEND_AUTO };
 
 static int backend = BACKEND_OPENBLAS;
 static pthread_once_t backend_once = PTHREAD_ONCE_INIT;
@@ -234,15 +236,111 @@ static int gemm_avx512(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha,
 
 #endif
 
+/* ---- the choice per shape (backend "auto") ----
+ *
+ * The first product of each shape is timed on both backends, on the
+ * caller's own operands into a scratch C, and the faster is remembered for
+ * the rest of the process. The table only grows: an entry is written in
+ * full under the lock and then published by raising `choices_n` (release),
+ * so a reader scans the published entries without taking the lock. */
+
+typedef struct {
+    int ta, tb, M, N, K, lda, ldb;  /* the shape */
+    int backend;                    /* BACKEND_AVX512 or BACKEND_OPENBLAS */
+} gemm_choice_entry;
+
+static gemm_choice_entry choices[GEMM_MAX_CHOICES];
+static atomic_int choices_n;
+static pthread_mutex_t choices_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* The published choice for a shape, or -1. */
+static int choice_find(gemm_op ta, gemm_op tb, int M, int N, int K, int lda, int ldb)
+{
+    const int n = atomic_load_explicit(&choices_n, memory_order_acquire);
+    for (int i = 0; i < n; i++) {
+        const gemm_choice_entry *e = &choices[i];
+        if (e->M == M && e->N == N && e->K == K && e->ta == (int)ta && e->tb == (int)tb &&
+            e->lda == lda && e->ldb == ldb)
+            return e->backend;
+    }
+    return -1;
+}
+
+static double thread_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* CPU seconds of one product on backend b into c (M, N), beta 0. A failed
+ * own kernel (no memory for its copy) counts as infinitely slow. */
+static double time_one(int b, gemm_op ta, gemm_op tb, int M, int N, int K, const float *A,
+                       int lda, const float *B, int ldb, float *c)
+{
+    const double t0 = thread_seconds();
+    if (b == BACKEND_OPENBLAS) gemm_openblas(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, c, N);
+    else if (gemm_avx512(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, c, N) < 0) return 1e30;
+    return thread_seconds() - t0;
+}
+
+/* Times both backends on this shape: one untimed call each (first-use
+ * costs), then alternating calls until each has run about a millisecond in
+ * all, at least twice and at most 20 times; the faster minimum wins
+ * (the minimum is what the shape costs when nothing else disturbs it; on a
+ * shared machine the mean mostly measures the neighbours). Returns the
+ * backend, or -ENOMEM when the scratch C could not be allocated. */
+static int choice_time(gemm_op ta, gemm_op tb, int M, int N, int K, const float *A, int lda,
+                       const float *B, int ldb)
+{
+    float *c = malloc((size_t)M * (size_t)N * sizeof *c);
+    if (!c) return -ENOMEM;
+    const int b[2] = { BACKEND_AVX512, BACKEND_OPENBLAS };
+    double best[2];
+    for (int i = 0; i < 2; i++) best[i] = time_one(b[i], ta, tb, M, N, K, A, lda, B, ldb, c);
+    const double each = best[0] < best[1] ? best[0] : best[1];
+    int reps = each > 0 ? (int)(1e-3 / each) : 20;
+    reps = reps < 2 ? 2 : reps > 20 ? 20 : reps;
+    for (int r = 0; r < reps; r++)
+        for (int i = 0; i < 2; i++) {
+            const double t = time_one(b[i], ta, tb, M, N, K, A, lda, B, ldb, c);
+            if (t < best[i]) best[i] = t;
+        }
+    free(c);
+    return best[0] <= best[1] ? BACKEND_AVX512 : BACKEND_OPENBLAS;
+}
+
+/* The backend for this shape under "auto": the remembered choice, or a new
+ * timing (other threads asking for the same shape meanwhile wait for it).
+ * When the table is full or the timing cannot allocate, sefl's kernel runs
+ * without a choice being remembered. */
+static int choice_get(gemm_op ta, gemm_op tb, int M, int N, int K, const float *A, int lda,
+                      const float *B, int ldb)
+{
+    int b = choice_find(ta, tb, M, N, K, lda, ldb);
+    if (b >= 0) return b;
+    pthread_mutex_lock(&choices_lock);
+    b = choice_find(ta, tb, M, N, K, lda, ldb);
+    const int n = atomic_load_explicit(&choices_n, memory_order_relaxed);
+    if (b < 0 && n < GEMM_MAX_CHOICES &&
+        (b = choice_time(ta, tb, M, N, K, A, lda, B, ldb)) >= 0) {
+        choices[n] = (gemm_choice_entry){ (int)ta, (int)tb, M, N, K, lda, ldb, b };
+        atomic_store_explicit(&choices_n, n + 1, memory_order_release);
+    }
+    pthread_mutex_unlock(&choices_lock);
+    return b >= 0 ? b : BACKEND_AVX512;
+}
+
 static void backend_init(void)
 {
     /* One thread per training job: parallelism comes from running several
-     * jobs (sefl-sim), and a threaded sgemm at these sizes would only
-     * contend. */
+     * jobs (sefl-sim) or from splitting the batch (model_set_threads), and
+     * a threaded sgemm at these sizes would only contend. */
     openblas_set_num_threads(1);
     const char *e = getenv("SEFL_GEMM");
-    backend = avx512_usable() && !(e && !strcmp(e, "openblas")) ? BACKEND_AVX512
-                                                                 : BACKEND_OPENBLAS;
+    if (!avx512_usable() || (e && !strcmp(e, "openblas"))) backend = BACKEND_OPENBLAS;
+    else if (e && (!strcmp(e, "sefl") || !strcmp(e, "avx512"))) backend = BACKEND_AVX512;
+    else backend = BACKEND_AUTO;
 }
 
 void gemm(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const float *A, int lda,
@@ -250,16 +348,30 @@ void gemm(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const float 
 {
     if (M <= 0 || N <= 0) return;
     pthread_once(&backend_once, backend_init);
-    if (backend == BACKEND_AVX512 &&
-        gemm_avx512(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) == 0)
+    int b = backend;
+    if (b == BACKEND_AUTO) b = choice_get(ta, tb, M, N, K, A, lda, B, ldb);
+    if (b == BACKEND_AVX512 && gemm_avx512(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) == 0)
         return;
     gemm_openblas(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+static const char *backend_name(int b)
+{
+    return b == BACKEND_AUTO ? "auto" : b == BACKEND_AVX512 ? "avx512" : "openblas";
 }
 
 const char *gemm_backend(void)
 {
     pthread_once(&backend_once, backend_init);
-    return backend == BACKEND_AVX512 ? "avx512" : "openblas";
+    return backend_name(backend);
+}
+
+const char *gemm_choice(gemm_op ta, gemm_op tb, int M, int N, int K, int lda, int ldb)
+{
+    pthread_once(&backend_once, backend_init);
+    if (backend != BACKEND_AUTO) return backend_name(backend);
+    const int b = choice_find(ta, tb, M, N, K, lda, ldb);
+    return b < 0 ? NULL : backend_name(b);
 }
 
 int gemm_set_backend(const char *name)
@@ -269,9 +381,9 @@ int gemm_set_backend(const char *name)
         backend = BACKEND_OPENBLAS;
         return 0;
     }
-    if (!strcmp(name, "avx512")) {
+    if (!strcmp(name, "avx512") || !strcmp(name, "sefl") || !strcmp(name, "auto")) {
         if (!avx512_usable()) return -ENOTSUP;
-        backend = BACKEND_AVX512;
+        backend = !strcmp(name, "auto") ? BACKEND_AUTO : BACKEND_AVX512;
         return 0;
     }
     return -EINVAL;

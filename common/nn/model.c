@@ -9,6 +9,18 @@
  * chunks whose parameter gradients add up (nothing in the networks mixes
  * samples, so this is exact), which keeps a model's memory bounded whatever
  * batch a coordinator asks for.
+ *
+ * Threads (model_set_threads). A model with T threads has T lanes: itself
+ * and T-1 replicas that read its weights and own their gradients and
+ * network workspace. A mini-batch is cut into T contiguous slices, lane i
+ * runs the forward and backward pass of slice i, each gradient scaled by
+ * 1/(whole batch); then every thread adds the lanes' gradients over its own
+ * block of the parameters, in lane order, and applies the SGD step to that
+ * block. Splitting the batch rather than each multiply keeps every layer,
+ * not only the gemms, in parallel, and leaves two synchronisations per
+ * mini-batch. The split is fixed by T, so results are deterministic for a
+ * given T; they differ from one thread's only by the order in which the
+ * batch's samples are summed (float reassociation), see model_set_threads.
  */
 #include "common/nn/model.h"
 
@@ -21,6 +33,8 @@
 
 #include "common/nn/arch.h"
 #include "common/nn/layers.h"
+#include "common/nn/simd.h"
+#include "common/nn/tpool.h"
 #include "common/rng.h"
 
 /* Samples per chunk of workspace: large enough that cnn-se's conv2 sgemm
@@ -35,9 +49,16 @@ struct model {
     int max_batch;
     int chunk;                  /* samples the workspace holds */
 
-    float *w;                   /* (t.total) weights */
+    float *w;                   /* (t.total) weights; a replica's are its primary's */
     float *g;                   /* (t.total) gradients */
-    float *v;                   /* (t.total) momentum */
+    float *v;                   /* (t.total) momentum; NULL in a replica */
+    int owns_w;                 /* 0 in a replica */
+
+    /* Threads: lane[0] is this model, lane[1..lanes) its replicas. */
+    int lanes;
+    model **lane;               /* (lanes), NULL while lanes == 1 */
+    int *lane_n;                /* (lanes) samples of the current batch per lane */
+    tpool *pool;                /* NULL while lanes == 1 */
 
     /* Mini-batch gathered by model_train / model_evaluate. */
     float *xb;                  /* (max_batch, 784) */
@@ -48,29 +69,26 @@ struct model {
     float *dlogits;             /* (chunk, 10) */
 };
 
-model *model_new(const param_table *t, int max_batch)
+/* A model of table t (already checked) for max_batch samples, owning its
+ * weights when shared_w is NULL, else a replica computing with shared_w
+ * (no momentum). NULL when an allocation fails. */
+static model *model_alloc(const param_table *t, int max_batch, float *shared_w)
 {
-    if (max_batch < 1 || max_batch > MODEL_MAX_BATCH) return NULL;
-    /* The networks index their tensors by the table their architecture
-     * builds: refuse any other layout rather than index a tensor that is
-     * not there. */
-    param_table want;
-    const model_opts o = params_opts(t);
-    if (params_build(&want, &o, NULL) || want.hash != t->hash) return NULL;
-
     model *m = calloc(1, sizeof *m);
     if (!m) return NULL;
-    m->t = want;
-    m->arch = arch_find(want.arch);
+    m->t = *t;
+    m->arch = arch_find(t->arch);
     m->max_batch = max_batch;
     m->chunk = max_batch < MODEL_CHUNK ? max_batch : MODEL_CHUNK;
-    m->w = calloc(want.total, sizeof *m->w);
-    m->g = calloc(want.total, sizeof *m->g);
-    m->v = calloc(want.total, sizeof *m->v);
+    m->lanes = 1;
+    m->owns_w = !shared_w;
+    m->w = shared_w ? shared_w : calloc(t->total, sizeof *m->w);
+    m->g = calloc(t->total, sizeof *m->g);
+    m->v = shared_w ? NULL : calloc(t->total, sizeof *m->v);
     m->xb = malloc((size_t)max_batch * MODEL_PIXELS * sizeof *m->xb);
     m->yb = malloc((size_t)max_batch);
     m->logits = malloc((size_t)m->chunk * 3 * MODEL_CLASSES * sizeof *m->logits);
-    if (!m->w || !m->g || !m->v || !m->xb || !m->yb || !m->logits) {
+    if (!m->w || !m->g || (!shared_w && !m->v) || !m->xb || !m->yb || !m->logits) {
         model_free(m);
         return NULL;
     }
@@ -84,11 +102,63 @@ model *model_new(const param_table *t, int max_batch)
     return m;
 }
 
+model *model_new(const param_table *t, int max_batch)
+{
+    if (max_batch < 1 || max_batch > MODEL_MAX_BATCH) return NULL;
+    /* The networks index their tensors by the table their architecture
+     * builds: refuse any other layout rather than index a tensor that is
+     * not there. */
+    param_table want;
+    const model_opts o = params_opts(t);
+    if (params_build(&want, &o, NULL) || want.hash != t->hash) return NULL;
+    return model_alloc(&want, max_batch, NULL);
+}
+
+/* Drops the replicas and the pool: one lane again. */
+static void model_drop_lanes(model *m)
+{
+    for (int i = 1; i < m->lanes; i++) model_free(m->lane[i]);
+    free(m->lane);
+    free(m->lane_n);
+    tpool_free(m->pool);
+    m->lane = NULL;
+    m->lane_n = NULL;
+    m->pool = NULL;
+    m->lanes = 1;
+}
+
+int model_set_threads(model *m, int threads)
+{
+    if (threads < 1 || threads > MODEL_MAX_THREADS || !m->owns_w) return -EINVAL;
+    if (threads == m->lanes) return 0;
+    model_drop_lanes(m);
+    if (threads == 1) return 0;
+    int rc = -ENOMEM;
+    if (!(m->lane = calloc((size_t)threads, sizeof *m->lane)) ||
+        !(m->lane_n = calloc((size_t)threads, sizeof *m->lane_n)))
+        goto out;
+    m->lane[0] = m;
+    /* A replica sees at most its slice of the largest batch. */
+    const int slice = (m->max_batch + threads - 1) / threads;
+    for (m->lanes = 1; m->lanes < threads; m->lanes++)
+        if (!(m->lane[m->lanes] = model_alloc(&m->t, slice, m->w))) goto out;
+    rc = tpool_new(threads, &m->pool);
+out:
+    if (rc < 0) model_drop_lanes(m);
+    return rc;
+}
+
+int model_threads(const model *m)
+{
+    return m->lanes;
+}
+
 void model_free(model *m)
 {
     if (!m) return;
+    model_drop_lanes(m);
     if (m->arch) m->arch->net_free(m->net);
-    free(m->w);
+    if (m->owns_w) free(m->w);
     free(m->g);
     free(m->v);
     free(m->xb);
@@ -199,34 +269,141 @@ float model_forward(model *m, const float *x, const uint8_t *y, int B, float *lo
     return (float)(loss / B);
 }
 
-float model_forward_backward(model *m, const float *x, const uint8_t *y, int B, int *correct)
+/* Forward and backward passes of B samples on one lane, in chunks; the
+ * gradients are of scale * summed loss. Returns the summed loss and adds
+ * the samples classified right to *correct. */
+static double model_lane_fb(model *m, const float *x, const uint8_t *y, int B, float scale,
+                            int *correct)
 {
-    if (B < 1 || B > m->max_batch) return NAN;
     double loss = 0.0;
-    int right = 0;
     for (int i = 0; i < B; i += m->chunk) {
         const int n = B - i < m->chunk ? B - i : m->chunk;
         loss += model_forward_chunk(m, x + (long)i * MODEL_PIXELS, y + i, n);
-        right += model_count_correct(m, y + i, n);
-        model_backward_chunk(m, y + i, n, 1.0f / (float)B, i > 0);
+        *correct += model_count_correct(m, y + i, n);
+        model_backward_chunk(m, y + i, n, scale, i > 0);
     }
-    if (correct) *correct = right;
+    return loss;
+}
+
+/* One mini-batch over the lanes of a model with threads: what each pool
+ * thread reads and writes. */
+typedef struct {
+    model *m;
+    const float *x;             /* (B, 784) */
+    const uint8_t *y;           /* (B) */
+    int B;
+    double loss[MODEL_MAX_THREADS];
+    int correct[MODEL_MAX_THREADS];
+    const sgd_config *c;        /* step: NULL only sums the gradients */
+    const float *ref;
+} model_batch;
+
+/* Pool part i of the forward and backward pass: slice i of the batch on
+ * lane i. A lane with no samples (B < threads) leaves its gradients as they
+ * are and is skipped by the sum. */
+static void model_batch_fb(void *v, int i)
+{
+    model_batch *b = v;
+    model *m = b->m;
+    long lo, hi;
+    tpool_split(b->B, m->lanes, i, &lo, &hi);
+    m->lane_n[i] = (int)(hi - lo);
+    b->loss[i] = 0.0;
+    b->correct[i] = 0;
+    if (hi > lo)
+        b->loss[i] = model_lane_fb(m->lane[i], b->x + lo * MODEL_PIXELS, b->y + lo, (int)(hi - lo),
+                                   1.0f / (float)b->B, &b->correct[i]);
+}
+
+/* The SGD step c over the parameters [lo, hi) of m, tensor by tensor, so
+ * that each can be frozen or get its own rate (sgd_config); the table has a
+ * few dozen tensors, so the calls cost nothing next to the floats they
+ * step. The whole step is [0, total); the threads of a model each step a
+ * block. */
+static void model_step_range(model *m, const sgd_config *c, const float *ref, size_t lo, size_t hi)
+{
+    sgd_config one = *c;
+    for (int i = 0; i < m->t.n; i++) {
+        const param_info *p = &m->t.p[i];
+        const size_t a = p->offset > lo ? p->offset : lo;
+        const size_t b = p->offset + p->size < hi ? p->offset + p->size : hi;
+        if (a >= b || params_selected(p, c->frozen)) continue;
+        one.lr = params_selected(p, c->alt) ? c->alt_lr : c->lr;
+        sgd_step(m->w + a, m->g + a, m->v + a, ref ? ref + a : NULL, b - a, &one);
+    }
+}
+
+/* Parameters summed and stepped at a time: small enough to stay in L1
+ * between the sum and the step. */
+#define MODEL_STEP_BLOCK 1024
+
+/* Pool part i of the sum and step: part i of the parameters gets the sum of
+ * the lanes' gradients, in lane order, then (with c) the SGD step, a block
+ * at a time. */
+static void model_batch_step(void *v, int i)
+{
+    model_batch *b = v;
+    model *m = b->m;
+    long lo, hi;
+    /* Parts of whole blocks (whole cache lines), so no two threads write
+     * one cache line. */
+    const long total = (long)m->t.total;
+    tpool_split((total + MODEL_STEP_BLOCK - 1) / MODEL_STEP_BLOCK, m->lanes, i, &lo, &hi);
+    lo *= MODEL_STEP_BLOCK;
+    hi = hi * MODEL_STEP_BLOCK < total ? hi * MODEL_STEP_BLOCK : total;
+    for (long o = lo; o < hi; o += MODEL_STEP_BLOCK) {
+        const long n = hi - o < MODEL_STEP_BLOCK ? hi - o : MODEL_STEP_BLOCK;
+        float *g = m->g + o;
+        if (!m->lane_n[0]) memset(g, 0, (size_t)n * sizeof *g);
+        for (int l = 1; l < m->lanes; l++) {
+            if (!m->lane_n[l]) continue;
+            const float *gl = m->lane[l]->g + o;
+            long k = 0;
+            for (; k + 4 <= n; k += 4) v4_store(g + k, v4_load(g + k) + v4_load(gl + k));
+            for (; k < n; k++) g[k] += gl[k];
+        }
+        if (b->c) model_step_range(m, b->c, b->ref, (size_t)o, (size_t)(o + n));
+    }
+}
+
+/* Forward and backward pass of B <= max_batch samples over every lane,
+ * gradients summed into m->g, then the SGD step c (NULL: none). Returns
+ * the mean loss; *correct gets the samples classified right. */
+static float model_batch_run(model *m, const float *x, const uint8_t *y, int B, int *correct,
+                             const sgd_config *c, const float *ref)
+{
+    if (m->lanes == 1) {
+        int right = 0;
+        const double loss = model_lane_fb(m, x, y, B, 1.0f / (float)B, &right);
+        if (c) model_sgd_step(m, c, ref);
+        *correct = right;
+        return (float)(loss / B);
+    }
+    model_batch b = { .m = m, .x = x, .y = y, .B = B, .c = c, .ref = ref };
+    tpool_run(m->pool, model_batch_fb, &b);
+    tpool_run(m->pool, model_batch_step, &b);
+    double loss = 0.0;
+    int right = 0;
+    for (int i = 0; i < m->lanes; i++) {
+        loss += b.loss[i];
+        right += b.correct[i];
+    }
+    *correct = right;
     return (float)(loss / B);
+}
+
+float model_forward_backward(model *m, const float *x, const uint8_t *y, int B, int *correct)
+{
+    if (B < 1 || B > m->max_batch) return NAN;
+    int right;
+    const float loss = model_batch_run(m, x, y, B, &right, NULL, NULL);
+    if (correct) *correct = right;
+    return loss;
 }
 
 void model_sgd_step(model *m, const sgd_config *c, const float *ref)
 {
-    /* Tensor by tensor, so that each can be frozen or get its own rate;
-     * the table has a few dozen tensors, so the calls cost nothing next to
-     * the floats they step. */
-    sgd_config one = *c;
-    for (int i = 0; i < m->t.n; i++) {
-        const param_info *p = &m->t.p[i];
-        if (params_selected(p, c->frozen)) continue;
-        one.lr = params_selected(p, c->alt) ? c->alt_lr : c->lr;
-        sgd_step(m->w + p->offset, m->g + p->offset, m->v + p->offset, ref ? ref + p->offset : NULL,
-                 p->size, &one);
-    }
+    model_step_range(m, c, ref, 0, m->t.total);
 }
 
 static double model_now(void)
@@ -269,9 +446,8 @@ int model_train(model *m, const float *x, const uint8_t *y, const int *idx, int 
             const int b = n - i < batch ? n - i : batch;
             int right;
             model_gather(m, x, y, order, i, b);
-            loss += (double)model_forward_backward(m, m->xb, m->yb, b, &right) * b;
+            loss += (double)model_batch_run(m, m->xb, m->yb, b, &right, c, ref) * b;
             correct += right;
-            model_sgd_step(m, c, ref);
         }
         st->examples = n;
         st->loss = n ? loss / n : 0.0;
@@ -282,17 +458,55 @@ int model_train(model *m, const float *x, const uint8_t *y, const int *idx, int 
     return 0;
 }
 
+/* Evaluation over the lanes: pool part i scores slice i of the samples. */
+typedef struct {
+    model *m;
+    const float *x;
+    const uint8_t *y;
+    const int *idx;
+    int n;
+    double loss[MODEL_MAX_THREADS];
+    long correct[MODEL_MAX_THREADS];
+} model_eval_job;
+
+/* Scores the samples idx[lo..hi) (idx NULL: lo..hi-1) on one lane. */
+static void model_lane_eval(model *m, const float *x, const uint8_t *y, const int *idx, int lo,
+                            int hi, double *loss, long *correct)
+{
+    *loss = 0.0;
+    *correct = 0;
+    for (int i = lo; i < hi; i += m->chunk) {
+        const int b = hi - i < m->chunk ? hi - i : m->chunk;
+        model_gather(m, x, y, idx, i, b);
+        *loss += model_forward_chunk(m, m->xb, m->yb, b);
+        *correct += model_count_correct(m, m->yb, b);
+    }
+}
+
+static void model_eval_part(void *v, int i)
+{
+    model_eval_job *e = v;
+    long lo, hi;
+    tpool_split(e->n, e->m->lanes, i, &lo, &hi);
+    model_lane_eval(e->m->lane[i], e->x, e->y, e->idx, (int)lo, (int)hi, &e->loss[i],
+                    &e->correct[i]);
+}
+
 void model_evaluate(model *m, const float *x, const uint8_t *y, const int *idx, int n,
                     model_stats *st)
 {
     const double t0 = model_now();
     double loss = 0.0;
     long correct = 0;
-    for (int i = 0; i < n; i += m->chunk) {
-        const int b = n - i < m->chunk ? n - i : m->chunk;
-        model_gather(m, x, y, idx, i, b);
-        loss += model_forward_chunk(m, m->xb, m->yb, b);
-        correct += model_count_correct(m, m->yb, b);
+    if (m->lanes == 1) {
+        model_lane_eval(m, x, y, idx, 0, n, &loss, &correct);
+    } else {
+        model_eval_job e = { .m = m, .x = x, .y = y, .idx = idx, .n = n };
+        tpool_run(m->pool, model_eval_part, &e);
+        for (int i = 0; i < m->lanes; i++) {
+            loss += e.loss[i];
+            correct += e.correct[i];
+        }
     }
     st->examples = n;
     st->loss = n ? loss / n : 0.0;

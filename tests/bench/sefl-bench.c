@@ -1,20 +1,22 @@
 /* sefl-bench: figures for the trainer, printed as `name value` lines.
  *
- *   sefl-bench train   --batch B --samples N [--data DIR] [--seed S] [MODEL]
- *       one thread, the model (MODEL: --arch, --r, --se-placement, --gate;
- *       default cnn-se), the first N Fashion-MNIST training images: one
- *       warm-up epoch, then one timed epoch (as tests/bench/torch_ref.py
- *       speed does, plain SGD at lr 0.005); prints the model's cost
- *       (parameters in all and in the gates, the private set under
- *       --private se; MACs per sample with and without the gates), wall and
- *       CPU seconds, GFLOP/s from the model's FLOP count, and last
- *       `train_samples_per_s X` (wall time).
+ *   sefl-bench train   --batch B --samples N [--threads T] [--data DIR] [--seed S] [MODEL]
+ *       T threads (default 1, model_set_threads), the model (MODEL: --arch,
+ *       --r, --se-placement, --gate; default cnn-se), the first N
+ *       Fashion-MNIST training images: one warm-up epoch, then one timed
+ *       epoch (as tests/bench/torch_ref.py speed does, plain SGD at lr
+ *       0.005); prints the model's cost (parameters in all and in the
+ *       gates, the private set under --private se; MACs per sample with and
+ *       without the gates), wall and CPU seconds, GFLOP/s from the model's
+ *       FLOP count, and last `train_samples_per_s X` (wall time).
  *   sefl-bench sgemm
  *       single-thread GFLOP/s (per CPU-second) of gemm (gemm.h) at the shapes
  *       the model multiplies: conv2's three products at batch 10 and 32,
  *       conv1's and fc1's at batch 10, and a large square, the ceiling for
- *       `train`. Each shape as `sgemm_SHAPE_gflops` on the backend the model
- *       uses, then `openblas_SHAPE_gflops` on OpenBLAS.
+ *       `train`. Each shape as `choice_SHAPE` (the backend gemm chose for
+ *       it) and `used_SHAPE_gflops` (gemm as the model calls it), then
+ *       `sgemm_SHAPE_gflops` on sefl's kernel alone (CPUs with AVX-512) and
+ *       `openblas_SHAPE_gflops` on OpenBLAS alone.
  *   sefl-bench central --epochs E --batch B --lr L --momentum M [--seed S] [--data DIR] [MODEL]
  *       trains on all 60,000 training images and prints `epoch E test_acc X`
  *       after each epoch (the 10,000 test images).
@@ -46,17 +48,17 @@
 #include "common/version.h"
 
 static const char usage[] =
-    "usage: sefl-bench train   [--batch B] [--samples N] [--data DIR] [--seed S] [MODEL]\n"
+    "usage: sefl-bench train   [--batch B] [--samples N] [--threads T] [--data DIR] [--seed S] [MODEL]\n"
     "       sefl-bench sgemm\n"
     "       sefl-bench central [--epochs E] [--batch B] [--lr L] [--momentum M] [--seed S] [--data DIR]\n"
     "                          [MODEL]\n"
     "       sefl-bench grads   [--batch B] [--batches K] [--gate-bias G|default] [--seed S] [--data DIR] [MODEL]\n"
     "\n"
     "  train    the model's cost (params, params_private with the gates private,\n"
-    "           macs_per_sample with and without the gates) and its one-thread\n"
-    "           training speed on the first N Fashion-MNIST training images\n"
-    "           (defaults: B 10, N 6000); one warm-up epoch, one timed epoch; last\n"
-    "           line `train_samples_per_s X`\n"
+    "           macs_per_sample with and without the gates) and its training speed\n"
+    "           on the first N Fashion-MNIST training images (defaults: B 10, N 6000,\n"
+    "           T 1 thread splitting each mini-batch); one warm-up epoch, one timed\n"
+    "           epoch; last line `train_samples_per_s X`\n"
     "  sgemm    single-thread sgemm GFLOP/s at the model's shapes, for comparison\n"
     "  central  centralised training on all 60,000 images, `epoch E test_acc X` per\n"
     "           epoch (defaults: E 3, B 32, lr 0.05, momentum 0.9, seed 1)\n"
@@ -72,6 +74,7 @@ typedef struct {
     int batch;
     int samples;
     int epochs;
+    int threads;
     double lr;
     double momentum;
     unsigned long long seed;
@@ -154,6 +157,7 @@ static void bench_parse(int argc, char **argv, const char *allowed, bench_opts *
         if (!strcmp(f, "--batch")) o->batch = bench_int(f, v, 1, MODEL_MAX_BATCH);
         else if (!strcmp(f, "--samples")) o->samples = bench_int(f, v, 1, 60000);
         else if (!strcmp(f, "--epochs")) o->epochs = bench_int(f, v, 1, 1000);
+        else if (!strcmp(f, "--threads")) o->threads = bench_int(f, v, 1, MODEL_MAX_THREADS);
         else if (!strcmp(f, "--lr")) o->lr = bench_real(f, v, 0.0, 10.0);
         else if (!strcmp(f, "--momentum")) o->momentum = bench_real(f, v, 0.0, 0.999);
         else if (!strcmp(f, "--seed")) o->seed = (unsigned long long)bench_int(f, v, 0, 2147483647);
@@ -224,6 +228,10 @@ static int bench_train(const bench_opts *o)
     }
     m = bench_model(&o->model, o->batch, o->seed);
     if (!m) goto out;
+    if (model_set_threads(m, o->threads)) {
+        fprintf(stderr, "sefl-bench: cannot start %d threads\n", o->threads);
+        goto out;
+    }
     /* torch_ref.py speed: plain SGD, lr 0.005, no momentum. */
     const sgd_config c = { .lr = 0.005f };
     model_stats st;
@@ -244,7 +252,7 @@ static int bench_train(const bench_opts *o)
     printf("params_private %zu\n", params_count(t, params_private(PARAM_SE)));
     printf("macs_per_sample %ld\n", model_macs(t, 1));
     printf("macs_per_sample_no_gates %ld\n", model_macs(t, 0));
-    printf("threads 1\n");
+    printf("threads %d\n", model_threads(m));
     printf("batch %d\n", o->batch);
     printf("samples %d\n", o->samples);
     printf("train_loss %.4f\n", st.loss);
@@ -281,6 +289,9 @@ static double bench_sgemm_one(gemm_op ta, gemm_op tb, int M, int N, int K)
     for (long i = 0; i < (long)K * N; i++) b[i] = (float)rng_uniform(&r);
     const int lda = ta == GEMM_T ? M : K, ldb = tb == GEMM_T ? K : N;
     long reps = 0;
+    /* One call outside the timing: first-use costs (under "auto", the
+     * choice's own timing) are not the shape's speed. */
+    gemm(ta, tb, M, N, K, 1.0f, a, lda, b, ldb, 0.0f, c, N);
     const double t0 = bench_clock(CLOCK_THREAD_CPUTIME_ID);
     double dt;
     do {
@@ -313,15 +324,22 @@ static int bench_sgemm(void)
         { "fc1_dx_b10", GEMM_N, GEMM_N, 10, 1024, 512 },
         { "square_1024", GEMM_N, GEMM_N, 1024, 1024, 1024 },
     };
-    /* The backend the model runs on, then OpenBLAS alone, shape by shape, so
-     * each pair of figures is taken at nearly the same moment. */
+    /* Shape by shape, so the figures of one shape are taken at nearly the
+     * same moment: what the model runs on (under "auto" the first call
+     * times both backends and keeps the faster: `choice_SHAPE`), then sefl's
+     * kernel alone (where the CPU has one) and OpenBLAS alone. */
     const char *own = gemm_backend();
     printf("gemm_backend %s\n", own);
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         const gemm_op ta = shapes[i].ta, tb = shapes[i].tb;
         const int M = shapes[i].M, N = shapes[i].N, K = shapes[i].K;
+        const int lda = ta == GEMM_T ? M : K, ldb = tb == GEMM_T ? K : N;
         gemm_set_backend(own);
-        printf("sgemm_%s_gflops %.2f\n", shapes[i].name, bench_sgemm_one(ta, tb, M, N, K));
+        const double used = bench_sgemm_one(ta, tb, M, N, K);
+        printf("choice_%s %s\n", shapes[i].name, gemm_choice(ta, tb, M, N, K, lda, ldb));
+        printf("used_%s_gflops %.2f\n", shapes[i].name, used);
+        if (gemm_set_backend("avx512") == 0)
+            printf("sgemm_%s_gflops %.2f\n", shapes[i].name, bench_sgemm_one(ta, tb, M, N, K));
         gemm_set_backend("openblas");
         printf("openblas_%s_gflops %.2f\n", shapes[i].name, bench_sgemm_one(ta, tb, M, N, K));
     }
@@ -431,7 +449,7 @@ out:
 
 int main(int argc, char **argv)
 {
-    bench_opts o = { .batch = 10, .samples = 6000, .epochs = 3, .lr = 0.05,
+    bench_opts o = { .batch = 10, .samples = 6000, .epochs = 3, .threads = 1, .lr = 0.05,
                      .momentum = 0.9, .seed = 1, .data = NULL,
                      .batches = 20, .gate_bias = NULL, .model = model_opts_default() };
     if (argc < 2) bench_bad("a command is needed: train, sgemm, central or grads");
@@ -445,7 +463,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (!strcmp(cmd, "train")) {
-        bench_parse(argc, argv, "batch samples data seed arch r se-placement gate", &o);
+        bench_parse(argc, argv, "batch samples threads data seed arch r se-placement gate", &o);
         return bench_train(&o);
     }
     if (!strcmp(cmd, "sgemm")) {

@@ -7,6 +7,8 @@
 # they run), then runs the single-thread trainer benchmark
 # `sefl-bench train --batch 10 --samples 6000`, and prints `name value` lines:
 #   sim_peak_rss_mib, server_peak_rss_mib   peak resident memory
+#   sim_peak_kib_per_client,                the same divided by the clients:
+#   server_peak_kib_per_client              what one more client costs, at most
 #   sim_run_rss_max_mib                     sefl-sim's largest sampled VmRSS once
 #                                           the dataset is loaded and partitioned
 #                                           (the peak above is the loading's)
@@ -27,7 +29,11 @@
 # runs; the script prints the load average before and after.
 # Not part of `make check` (about two minutes on 2 cores).
 # Environment: CLIENTS, ROUNDS, PER_ROUND (clients per round, default all),
-# PARTITION, THREADS (default: cores), MAX_SAMPLES (default: no cap).
+# PARTITION, THREADS (default: cores), MAX_SAMPLES (default: no cap),
+# SERVER_ARGS (more sefl-server flags, e.g. "--wire-dtype int8 --update-dtype
+# int8" or "--eval-clients 100"), KEEP=1 (keep the work directory).
+# The issue-12 figures: CLIENTS=1000|5000|10000 MAX_SAMPLES=20 (two rounds
+# and one evaluation of every client, all over mTLS).
 set -u
 cd "$(dirname "$0")/../.."
 . tests/lib.sh
@@ -38,13 +44,14 @@ PER_ROUND=${PER_ROUND:-$CLIENTS}
 PARTITION=${PARTITION:-pat:2}
 THREADS=${THREADS:-$(nproc)}
 MAX_SAMPLES=${MAX_SAMPLES:-}
+SERVER_ARGS=${SERVER_ARGS:-}
 
 for b in sefl-certs sefl-server sefl-sim sefl-bench; do
     [ -x "$BIN/$b" ] || { echo "sim_scale: $BIN/$b is not built (make)"; exit 1; }
 done
 W=$(mktemp -d /tmp/sefl-sim-scale.XXXXXX)
 SERVER= SIM=
-cleanup() { sefl_stop "$SERVER" "$SIM"; rm -rf "$W"; }
+cleanup() { sefl_stop "$SERVER" "$SIM"; [ -n "${KEEP:-}" ] && echo "kept $W" || rm -rf "$W"; }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 
@@ -57,9 +64,10 @@ echo "load_average_before $(cut -d' ' -f1 /proc/loadavg)"
 
 "$BIN/sefl-certs" init --dir "$W/certs" --clients "$CLIENTS" >"$W/certs.log" 2>&1 ||
     { cat "$W/certs.log"; exit 1; }
+# shellcheck disable=SC2086  # SERVER_ARGS is split into flags on purpose
 "$BIN/sefl-server" --listen 127.0.0.1:0 --certs "$W/certs" --db "$W/server.db" --rounds "$ROUNDS" \
     --clients-per-round "$PER_ROUND" --min-clients "$PER_ROUND" --over-select 1 --eval-every 0 \
-    --round-timeout 900 --epochs 1 --batch 10 --lr 0.005 --seed 1 >"$W/server.log" 2>&1 &
+    --round-timeout 900 --epochs 1 --batch 10 --lr 0.005 --seed 1 $SERVER_ARGS >"$W/server.log" 2>&1 &
 SERVER=$!
 PORT=$(sefl_wait_port "$W/server.log" "$SERVER" 30) || { tail "$W/server.log"; exit 1; }
 "$BIN/sefl-sim" --server "127.0.0.1:$PORT" --certs "$W/certs" --clients "$CLIENTS" \
@@ -102,6 +110,8 @@ echo "rounds $ROUNDS"
 echo "threads $THREADS"
 echo "sim_peak_rss_mib $((sim_hwm / 1024))"
 echo "server_peak_rss_mib $((server_hwm / 1024))"
+echo "sim_peak_kib_per_client $((sim_hwm / CLIENTS))"
+echo "server_peak_kib_per_client $((server_hwm / CLIENTS))"
 echo "sim_run_rss_max_mib $((sim_run / 1024))"
 echo "sim_train_samples $samples"
 echo "sim_seconds $seconds"
