@@ -1160,22 +1160,13 @@ int coord_start(uv_loop_t *loop, const coord_config *cfg, coord **out, char *err
     if ((ret = conn_listen(loop, cfg->listen, co->tls, &lim, &cb, co, &co->lis, err))) goto fail;
     conn_listener_set_preauth(co->lis, &cfg->preauth);
     if ((ret = store_lock(cfg->db_path, &co->lock_fd, err))) goto fail;
-    /* The guard's settings change which updates count and how much: a
-     * resume keeps them. */
+    /* The guard's settings are run settings (coord_settings.c): a resume
+     * keeps them unless --allow-change records the change. */
     guard_norm_name(&cfg->guard, co->norm_name, sizeof co->norm_name);
-    char share[32], penalty[16];
-    snprintf(share, sizeof share, "%g", cfg->guard.max_weight_share);
-    snprintf(penalty, sizeof penalty, "%d", cfg->guard.penalty_rounds);
-    const state_setting guard_settings[] = {
-        { "max_weight_share", share, "--max-weight-share" },
-        { "max_update_norm", co->norm_name, "--max-update-norm" },
-        { "penalty_rounds", penalty, "--penalty-rounds" },
-    };
     settings run;
     coord_run_settings(cfg, &run);
     state_config sc = { .t = &co->t, .private_mask = cfg->private_mask, .init_seed = cfg->seed,
                         .private_epochs = cfg->private_epochs, .private_lr = cfg->private_lr,
-                        .settings = guard_settings, .n_settings = 3,
                         .run = &run, .allow_change = cfg->allow_change };
     if ((ret = state_open(cfg->db_path, &sc, co->global, &co->st, err))) goto fail;
     if ((ret = state_load(co->st, co->global, &co->last_round, err))) goto fail;

@@ -328,36 +328,6 @@ START_TEST(test_clients_and_eval_reports)
 }
 END_TEST
 
-/* Further settings (the coordinator's defences) are written into a new
- * file, checked on resume, and adopted by a file made before they existed. */
-START_TEST(test_settings_recorded)
-{
-    char err[SEFL_ERRLEN] = "";
-    state *s = NULL;
-    state_setting set[] = { { "max_weight_share", "0.5", "--max-weight-share" },
-                            { "max_update_norm", "100x", "--max-update-norm" } };
-    state_config c = config(PARAM_SE, 1);
-    c.settings = set;
-    c.n_settings = 2;
-    ck_assert_int_eq(state_open(path, &c, init, &s, err), 0);
-    state_close(s);
-    ck_assert_int_eq(state_open(path, &c, init, &s, err), 0);
-    state_close(s);
-    state_setting other[] = { { "max_weight_share", "0.25", "--max-weight-share" },
-                              { "max_update_norm", "100x", "--max-update-norm" } };
-    c.settings = other;
-    ck_assert_int_eq(state_open(path, &c, init, &s, err), -EINVAL);
-    ck_assert_ptr_nonnull(strstr(err, "made with max_weight_share = 0.5, this run has 0.25 "
-                                      "(--max-weight-share)"));
-    /* A file without the key takes this run's value, then holds to it. */
-    exec_raw("DELETE FROM meta WHERE key = 'max_weight_share'");
-    ck_assert_int_eq(state_open(path, &c, init, &s, err), 0);
-    state_close(s);
-    c.settings = set;
-    ck_assert_int_eq(state_open(path, &c, init, &s, err), -EINVAL);
-}
-END_TEST
-
 /* The counts a client declares are kept per name; a change is reported
  * with the old ones. */
 START_TEST(test_declared_counts)
@@ -439,7 +409,6 @@ int main(void)
     tcase_add_test(tc, test_lock);
     tcase_add_test(tc, test_detects_damaged_model);
     tcase_add_test(tc, test_clients_and_eval_reports);
-    tcase_add_test(tc, test_settings_recorded);
     tcase_add_test(tc, test_declared_counts);
     tcase_add_test(tc, test_open_read);
     suite_add_tcase(s, tc);
