@@ -1264,12 +1264,9 @@ int coord_start(uv_loop_t *loop, const coord_config *cfg, coord **out, char *err
     if ((ret = conn_listen(loop, cfg->listen, co->tls, &lim, &cb, co, &co->lis, err))) goto fail;
     conn_listener_set_preauth(co->lis, &cfg->preauth);
     if ((ret = store_lock(cfg->db_path, &co->lock_fd, err))) goto fail;
-    /* The guard's settings change which updates count and how much: a
-     * resume keeps them. */
+    /* The guard's settings are run settings (coord_settings.c): a resume
+     * keeps them unless --allow-change records the change. */
     guard_norm_name(&cfg->guard, co->norm_name, sizeof co->norm_name);
-    char share[32], penalty[16];
-    snprintf(share, sizeof share, "%g", cfg->guard.max_weight_share);
-    snprintf(penalty, sizeof penalty, "%d", cfg->guard.penalty_rounds);
     /* The aggregation settings are run settings (coord_settings.c); these
      * texts are for the start-up log line. */
     char agg_name[STRATEGY_NAME_MAX], clip[32], opt_name[SOPT_NAME_MAX], dp[64];
@@ -1278,18 +1275,12 @@ int coord_start(uv_loop_t *loop, const coord_config *cfg, coord **out, char *err
     sopt_name(&cfg->opt, opt_name, sizeof opt_name);
     if (cfg->agg.dp) snprintf(dp, sizeof dp, "noise=%g delta=%g", cfg->agg.dp_noise, cfg->dp_delta);
     else snprintf(dp, sizeof dp, "off");
-    const state_setting guard_settings[] = {
-        { "max_weight_share", share, "--max-weight-share" },
-        { "max_update_norm", co->norm_name, "--max-update-norm" },
-        { "penalty_rounds", penalty, "--penalty-rounds" },
-    };
     settings run;
     coord_run_settings(cfg, &run);
     char evaln[16] = "all";
     if (cfg->eval_clients > 0) snprintf(evaln, sizeof evaln, "%d", cfg->eval_clients);
     state_config sc = { .t = &co->t, .private_mask = cfg->private_mask, .init_seed = cfg->seed,
                         .private_epochs = cfg->private_epochs, .private_lr = cfg->private_lr,
-                        .settings = guard_settings, .n_settings = 3,
                         .run = &run, .allow_change = cfg->allow_change, .eval_clients = evaln };
     if ((ret = state_open(cfg->db_path, &sc, co->global, &co->st, err))) goto fail;
     if ((ret = state_load(co->st, co->global, &co->last_round, err))) goto fail;

@@ -328,17 +328,13 @@ START_TEST(test_clients_and_eval_reports)
 }
 END_TEST
 
-/* A meta setting refused on resume; the optimizer state and privacy rows
- * commit with the round and the optimizer state is pruned with the
- * models. */
+/* The optimizer state and privacy rows commit with the round and the
+ * optimizer state is pruned with the models; a damaged one is refused. */
 START_TEST(test_settings_opt_state_privacy)
 {
     state *s;
     char err[SEFL_ERRLEN] = "";
     state_config c = config(PARAM_SE, 42);
-    state_setting set = { "aggregate", "krum:2", "--aggregate" };
-    c.settings = &set;
-    c.n_settings = 1;
     ck_assert_int_eq(state_open(path, &c, init, &s, err), 0);
     double opt[3] = { 1.5, -2, 1e-300 }, back_opt[3];
     for (uint32_t r = 1; r <= STATE_KEEP_MODELS + 2; r++) {
@@ -360,46 +356,11 @@ START_TEST(test_settings_opt_state_privacy)
     ck_assert_int_eq(check_sql_file_int(path, "SELECT count(*) FROM opt_state"), STATE_KEEP_MODELS);
     ck_assert_int_eq(check_sql_file_int(path, "SELECT count(*) FROM privacy"), STATE_KEEP_MODELS + 2);
     state_close(s);
-    set.value = "median";
-    ck_assert_int_eq(state_open(path, &c, init, &s, err), -EINVAL);
-    ck_assert_ptr_nonnull(strstr(err, "aggregate = krum:2"));
-    /* A damaged optimizer state is refused. */
     exec_raw("UPDATE opt_state SET state = zeroblob(24)");
-    set.value = "krum:2";
     ck_assert_int_eq(state_open(path, &c, init, &s, err), 0);
     ck_assert_int_eq(state_load_opt(s, last, back_opt, 3, err), -EBADMSG);
     ck_assert_ptr_nonnull(strstr(err, "checksum"));
     state_close(s);
-}
-END_TEST
-
-/* Further settings (the coordinator's defences) are written into a new
- * file, checked on resume, and adopted by a file made before they existed. */
-START_TEST(test_settings_recorded)
-{
-    char err[SEFL_ERRLEN] = "";
-    state *s = NULL;
-    state_setting set[] = { { "max_weight_share", "0.5", "--max-weight-share" },
-                            { "max_update_norm", "100x", "--max-update-norm" } };
-    state_config c = config(PARAM_SE, 1);
-    c.settings = set;
-    c.n_settings = 2;
-    ck_assert_int_eq(state_open(path, &c, init, &s, err), 0);
-    state_close(s);
-    ck_assert_int_eq(state_open(path, &c, init, &s, err), 0);
-    state_close(s);
-    state_setting other[] = { { "max_weight_share", "0.25", "--max-weight-share" },
-                              { "max_update_norm", "100x", "--max-update-norm" } };
-    c.settings = other;
-    ck_assert_int_eq(state_open(path, &c, init, &s, err), -EINVAL);
-    ck_assert_ptr_nonnull(strstr(err, "made with max_weight_share = 0.5, this run has 0.25 "
-                                      "(--max-weight-share)"));
-    /* A file without the key takes this run's value, then holds to it. */
-    exec_raw("DELETE FROM meta WHERE key = 'max_weight_share'");
-    ck_assert_int_eq(state_open(path, &c, init, &s, err), 0);
-    state_close(s);
-    c.settings = set;
-    ck_assert_int_eq(state_open(path, &c, init, &s, err), -EINVAL);
 }
 END_TEST
 
@@ -484,7 +445,6 @@ int main(void)
     tcase_add_test(tc, test_lock);
     tcase_add_test(tc, test_detects_damaged_model);
     tcase_add_test(tc, test_clients_and_eval_reports);
-    tcase_add_test(tc, test_settings_recorded);
     tcase_add_test(tc, test_declared_counts);
     tcase_add_test(tc, test_open_read);
     tcase_add_test(tc, test_settings_opt_state_privacy);

@@ -254,8 +254,6 @@ static int state_init_file(state *s, const state_config *cfg, const float *init,
     if (ret) return ret;
     for (int i = 0; i < n && !ret; i++) ret = store_meta_set(s->db, it[i].key, it[i].value, err);
     if (!ret && cfg->partition) ret = store_meta_set(s->db, "partition", cfg->partition, err);
-    for (int i = 0; i < cfg->n_settings && !ret; i++)
-        ret = store_meta_set(s->db, cfg->settings[i].key, cfg->settings[i].value, err);
     if (!ret) ret = state_new_run_id(s, err);
     if (!ret) ret = store_exec(s->db, state_settings_ddl, err);
     for (int i = 0; cfg->run && i < cfg->run->n && !ret; i++)
@@ -281,24 +279,6 @@ static int state_check_meta(state *s, const state_config *cfg, char *err)
             err_set(err, "%s: made with %s = %s, this run has %s (%s); use the same "
                     "settings or another --db", s->path, it[i].key, have, it[i].value,
                     it[i].flag);
-            return -EINVAL;
-        }
-    }
-    for (int i = 0; i < cfg->n_settings; i++) {
-        const state_setting *set = &cfg->settings[i];
-        char have[STORE_META_MAX];
-        int ret = store_meta_get(s->db, set->key, have, sizeof have, err);
-        if (ret == -ENOENT) {
-            log_info("%s: recording %s = %s (made before the setting existed)", s->path,
-                     set->key, set->value);
-            ret = store_meta_set(s->db, set->key, set->value, err);
-            if (ret) return ret;
-            continue;
-        }
-        if (ret) return ret;
-        if (strcmp(have, set->value)) {
-            err_set(err, "%s: made with %s = %s, this run has %s (%s); use the same "
-                    "settings or another --db", s->path, set->key, have, set->value, set->flag);
             return -EINVAL;
         }
     }

@@ -76,14 +76,6 @@
 
 typedef struct state state;
 
-/* A further result-changing setting recorded in meta: key, its value as
- * text, and the flag that sets it (for the message on a mismatch). */
-typedef struct {
-    const char *key;
-    const char *value;
-    const char *flag;
-} state_setting;
-
 typedef struct {
     const param_table *t;       /* the model every stored buffer is laid out by */
     unsigned private_mask;      /* PARAM_* groups kept on the clients */
@@ -92,10 +84,6 @@ typedef struct {
     const char *partition;      /* partition spec when known, else NULL */
     int private_epochs;         /* local schedule: 0 joint, P private-first:P */
     float private_lr;           /* learning rate of the private tensors; 0: the run's lr */
-    /* (n_settings) more settings a resume must keep; a file made before a
-     * setting existed adopts this run's value (and says so in the log). */
-    const state_setting *settings;
-    int n_settings;
     const settings *run;        /* the run settings (settings.h) to record and
                                    check; NULL for none (kind "local") */
     int allow_change;           /* a run setting that differs from the recorded
@@ -109,7 +97,7 @@ typedef struct {
  * settings (since round 0) and init (table.total floats) as the model of
  * round 0. An existing file must be a sefl database of cfg's kind whose meta
  * (arch, r, fc1_gate, table_hash, private_groups, init_seed, local_schedule,
- * private_lr, and cfg->settings) matches cfg (a file made before
+ * private_lr) matches cfg (a file made before
  * local_schedule and private_lr existed counts as joint, private_lr = lr);
  * otherwise one line in err says which setting differs. Then every setting
  * of cfg->run is compared with the recorded one: a difference is -EINVAL
