@@ -352,6 +352,7 @@ static int load_privacy(sqlite3 *db, const char *path, report_run *run, char *er
     int ret = table_exists(db, "privacy");
     if (ret < 0) err_set(err, "cannot read %s: %s", path, sqlite3_errmsg(db));
     if (ret <= 0) return ret;
+    ret = 0;
     sqlite3_stmt *st = NULL;
     if (prepare(db, path,
                 "SELECT epsilon, delta, noise FROM privacy WHERE round <= ? ORDER BY round DESC"
