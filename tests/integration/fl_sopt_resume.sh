@@ -16,6 +16,10 @@ cd "$(dirname "$0")/../.." || exit 1
 source tests/lib.sh
 sefl_need_fmnist || exit 0
 sefl_fl_begin fl_sopt_resume 2 12 '*/*.log'
+# Bit-equal runs need one gemm backend in every process: the default (auto)
+# times both at first use, and two processes may choose differently where
+# they are close (common/nn/gemm.h).
+export SEFL_GEMM=openblas
 # A run that failed leaves its sim to this trap as well.
 trap 'sefl_stop "${SEFL_SIM_PID:-}"; sefl_fl_cleanup' EXIT
 
