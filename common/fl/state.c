@@ -180,19 +180,30 @@ static int state_set_setting(state *s, const char *name, const char *old, const 
     return state_step(s, st, err);
 }
 
-/* The last committed round (0 before the first). */
-static int state_last_round(state *s, uint32_t *round, char *err)
+/* The one integer sql answers, with round bound to its parameter when it
+ * has one. Returns 0, or negative with err. */
+static int state_query_int(state *s, const char *sql, uint32_t round, long long *out, char *err)
 {
     sqlite3_stmt *st;
-    int ret = store_prepare(s->db, "SELECT coalesce(max(round), 0) FROM rounds", &st, err);
+    int ret = store_prepare(s->db, sql, &st, err);
     if (ret) return ret;
+    if (sqlite3_bind_parameter_count(st) > 0) sqlite3_bind_int64(st, 1, round);
     if (sqlite3_step(st) == SQLITE_ROW) {
-        *round = (uint32_t)sqlite3_column_int64(st, 0);
+        *out = sqlite3_column_int64(st, 0);
     } else {
         err_set(err, "%s: %s", s->path, sqlite3_errmsg(s->db));
         ret = -EIO;
     }
     sqlite3_finalize(st);
+    return ret;
+}
+
+/* The last committed round (0 before the first). */
+static int state_last_round(state *s, uint32_t *round, char *err)
+{
+    long long v = 0;
+    int ret = state_query_int(s, "SELECT coalesce(max(round), 0) FROM rounds", 0, &v, err);
+    if (!ret) *round = (uint32_t)v;
     return ret;
 }
 
@@ -669,16 +680,8 @@ int state_observe_setting(state *s, const char *name, const char *value, uint32_
 
 int state_eval_count(state *s, uint32_t round, int *n, char *err)
 {
-    sqlite3_stmt *st;
-    int ret = store_prepare(s->db, "SELECT count(*) FROM eval_reports WHERE round = ?", &st, err);
-    if (ret) return ret;
-    sqlite3_bind_int64(st, 1, round);
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        *n = sqlite3_column_int(st, 0);
-    } else {
-        err_set(err, "%s: %s", s->path, sqlite3_errmsg(s->db));
-        ret = -EIO;
-    }
-    sqlite3_finalize(st);
+    long long v = 0;
+    int ret = state_query_int(s, "SELECT count(*) FROM eval_reports WHERE round = ?", round, &v, err);
+    if (!ret) *n = (int)v;
     return ret;
 }
