@@ -193,7 +193,7 @@ static void ref_gate(const param_table *t, const double *w, int blk, double *x, 
                 const int src = k + j - (kk - 1) / 2;
                 if (src >= 0 && src < c) z += kw[j] * s[src];
             }
-            e[k] = 1.0 / (1.0 + exp(-z));
+            e[k] = GATE_SCALE / (1.0 + exp(-z));
         }
     } else {
         const int r = c / t->r;
@@ -208,7 +208,7 @@ static void ref_gate(const param_table *t, const double *w, int blk, double *x, 
         for (int k = 0; k < c; k++) {
             double z = b2[k];
             for (int i = 0; i < r; i++) z += w2[k * r + i] * h[i];
-            e[k] = 1.0 / (1.0 + exp(-z));
+            e[k] = GATE_SCALE / (1.0 + exp(-z));
         }
     }
     for (int k = 0; k < c; k++)

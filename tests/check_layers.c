@@ -361,7 +361,7 @@ static void se_run(int vec)
         for (int c = 0; c < SC; c++) {
             double z = b2[c];
             for (int r = 0; r < SR; r++) z += (double)w2[c * SR + r] * h[r];
-            e[c] = 1.0 / (1.0 + exp(-z));
+            e[c] = GATE_SCALE / (1.0 + exp(-z));
             if (vec) {
                 ck_assert_double_eq_tol(sy[b * SC + c], sa[b * SC + c] * e[c], 1e-5);
                 continue;
@@ -576,7 +576,7 @@ static double gate_ref(int b, int c)
             z += (double)gw2[c * GR + r] * (h > 0 ? h : 0);
         }
     }
-    return 1.0 / (1.0 + exp(-z));
+    return GATE_SCALE / (1.0 + exp(-z));
 }
 
 static void gate_run(int eca, int k)

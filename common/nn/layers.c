@@ -298,7 +298,7 @@ static void excite_forward(const float *s, const se_weights *p, se_cache *c, int
     linear_forward(s, p->w1, p->b1, c->h, B, C, R);
     relu_forward(c->h, c->h, (long)B * R);
     linear_forward(c->h, p->w2, p->b2, c->e, B, R, C);
-    for (long i = 0; i < (long)B * C; i++) c->e[i] = 1.0f / (1.0f + expf(-c->e[i]));
+    for (long i = 0; i < (long)B * C; i++) c->e[i] = gate_of(c->e[i]);
 }
 
 /* On entry dg (B, C) holds d(loss)/d(gate); on return it holds d(loss)/ds
@@ -306,7 +306,7 @@ static void excite_forward(const float *s, const se_weights *p, se_cache *c, int
 static void excite_backward(const float *s, const se_weights *p, const se_cache *c, se_grads *g,
                             float *dh, float *dg, int B, int C, int R, int acc)
 {
-    for (long i = 0; i < (long)B * C; i++) dg[i] *= c->e[i] * (1.0f - c->e[i]);
+    for (long i = 0; i < (long)B * C; i++) dg[i] *= gate_slope(c->e[i]);
     linear_backward(dg, c->h, p->w2, g->w2, g->b2, dh, B, R, C, acc);
     relu_backward(c->h, dh, dh, (long)B * R);
     linear_backward(dh, s, p->w1, g->w1, g->b1, dg, B, C, R, acc);
@@ -559,7 +559,7 @@ void eca_forward(const float *x, const float *w, eca_cache *c, float *y, int B, 
                 const int src = ch + j - pad;
                 if (src >= 0 && src < C) z += w[j] * s[src];
             }
-            e[ch] = 1.0f / (1.0f + expf(-z));
+            e[ch] = gate_of(z);
         }
     }
     scale_map(x, c->e, y, B, C, HW);
@@ -574,8 +574,8 @@ void eca_backward(const float *dy, const float *x, const float *w, const eca_cac
     for (int b = 0; b < B; b++) {
         const float *s = c->s + (long)b * C, *e = c->e + (long)b * C;
         float *g = dg + (long)b * C;
-        /* dg: d/d(gate) -> d/dz through the sigmoid */
-        for (int ch = 0; ch < C; ch++) g[ch] *= e[ch] * (1.0f - e[ch]);
+        /* dg: d/d(gate) -> d/dz through the gate */
+        for (int ch = 0; ch < C; ch++) g[ch] *= gate_slope(e[ch]);
         for (int j = 0; j < k; j++) {
             float sum = 0.0f;
             for (int ch = 0; ch < C; ch++) {

@@ -20,6 +20,7 @@
 #ifndef SEFL_LAYERS_H
 #define SEFL_LAYERS_H
 
+#include <math.h>
 #include <stdint.h>
 
 /* ---- convolution (stride 1, no padding), im2col + sgemm ---- */
@@ -61,10 +62,23 @@ void linear_backward(const float *dy, const float *x, const float *w, float *dw,
 /* ---- squeeze-and-excitation ----
  * The excitation of C channels with reduction to R = C/r:
  *   h = relu(s w1^T + b1)   (B, R)
- *   e = sigmoid(h w2^T + b2) (B, C)
+ *   e = gate(h w2^T + b2)   (B, C), gate(z) = GATE_SCALE * sigmoid(z)
  * se_pool_* is the SE of a feature map (s: the spatial mean of each channel,
  * each channel scaled by e) between a convolution's ReLU and its max-pool;
  * se_vec_* applies e to a feature vector directly. */
+
+/* Every SE and ECA gate is GATE_SCALE * sigmoid(z): with z = 0 at the start
+ * a gate is 1 (the signal passes unscaled, so three gates in series do not
+ * shrink the backbone's gradients), its slope is GATE_SCALE/4 = 0.5 (it
+ * trains at once), and it can both open (up to 2) and close (down to 0) a
+ * channel. A plain sigmoid gate must choose: starting at 0.5 it scales
+ * three gates' signal by 1/8 (the start-up plateau on balanced labels),
+ * starting near 1 (a high output bias) it can only close and barely moves
+ * (slope 0.05). tests/bench/plateau.sh and make results measure both. */
+#define GATE_SCALE 2.0f
+static inline float gate_of(float z) { return GATE_SCALE / (1.0f + expf(-z)); }
+/* d(gate)/dz written with the gate's value e. */
+static inline float gate_slope(float e) { return e * (1.0f - e / GATE_SCALE); }
 
 typedef struct {
     const float *w1;   /* (R, C) */
@@ -141,7 +155,7 @@ void se_map_backward(const float *dy, const float *x, const se_weights *p, const
                      se_grads *g, float *dh, float *dg, float *dx, int B, int C, int R, int HW,
                      int acc);
 
-/* ECA (Wang et al., 2020): e = sigmoid(conv1d(s)) along the channel axis,
+/* ECA (Wang et al., 2020): e = gate(conv1d(s)) along the channel axis,
  * one kernel w (k) shared by every channel (PyTorch's Conv1d(1, 1, k,
  * padding=(k-1)/2, bias=False), weight (1, 1, k)), zero padded at both
  * ends; k odd, C <= ECA_MAX_CHANNELS. */

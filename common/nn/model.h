@@ -55,15 +55,18 @@ float *model_grads(model *m);            /* (table.total) */
 const float *model_momentum(const model *m); /* (table.total) SGD momentum, for tests */
 
 /* Every excitation's output bias (se*.fc2.bias) starts at this value, so
- * every gate starts near sigmoid(3) = 0.95 instead of PyTorch's default
- * sigmoid(~0) = 0.5. Three gates of 0.5 in series scale the signal, and so
- * every backbone gradient, by about 1/8; at PFLlib's lr 0.005 a federated
- * run then learns little but the output biases for its first 10-25 rounds
- * (the start-up plateau; `sefl-bench grads` measures the per-layer gradient
- * norms at initialisation with either start, tests/bench/plateau.sh the
- * round-by-round accuracy). The excitation can still close a gate: the
- * bias is trained like every other parameter. */
-#define MODEL_GATE_BIAS 3.0f
+ * every gate starts at GATE_SCALE * sigmoid(0) = 1 (layers.h) up to its
+ * small weights' noise. PyTorch's SE (a plain sigmoid at ~0) starts each
+ * gate at 0.5: three in series scale the signal, and so every backbone
+ * gradient, by about 1/8, and at PFLlib's lr 0.005 a federated run then
+ * learns little but the output biases for its first 10-25 rounds (the
+ * start-up plateau; `sefl-bench grads` measures the per-layer gradient
+ * norms at initialisation, tests/bench/plateau.sh the round-by-round
+ * accuracy). An earlier fix, a plain sigmoid with this bias at 3 (gates at
+ * 0.95), ended the plateau but left gates that could only close and
+ * barely trained (slope 0.045): private SE fell to FedAvg's level on
+ * dir:0.1. */
+#define MODEL_GATE_BIAS 0.0f
 
 /* Deterministic initialisation from seed (same seed, same bytes on every
  * machine): PyTorch's default scheme (kaiming-uniform weights, uniform

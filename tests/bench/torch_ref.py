@@ -11,7 +11,9 @@ The network is the one model.c computes, layer for layer:
     fc1 1024->512, ReLU, SE-vec(512, r)
     fc 512->10
 with PyTorch's default initialisation except each excitation's output bias,
-which starts at GATE_BIAS as model_init does (see model.h for why). The
+which starts at GATE_BIAS as model_init does, and every gate is
+GATE_SCALE * sigmoid(z) as in layers.h, so gates start at 1 (see model.h
+and layers.h for why). The
 script counts its parameters and refuses to run unless they are sefl's
 649,526 (r 8), so the two can never silently drift apart.
 
@@ -23,17 +25,18 @@ Modes (figures are printed as `name value` lines):
   central [--epochs E] [--batch B] [--lr L] [--momentum M]
           centralised training on the 60,000 training images,
           `epoch E test_acc X` after each epoch.
-  grads   [--batch B] [--batches K] [--gate-bias G]
+  grads   [--batch B] [--batches K] [--gate-bias G] [--gate-scale S]
           the gradient norm of every tensor at initialisation, averaged
           over K mini-batches of the first images (as `sefl-bench grads`).
   fed     [--clients N] [--rounds R] [--max-samples S] [--private se|none]
-          [--gate-bias G] [--batch B] [--lr L]
+          [--gate-bias G] [--gate-scale S] [--batch B] [--lr L]
           in-process FedAvg on an IID split of the pooled 70,000 images
           (75/25 train/test per client, as sefl's partitions), every client
           every round, one local epoch; the private tensors stay with each
           client. Prints `round R weighted_accuracy X` after each round.
 --gate-bias accepts a number or `default` (PyTorch's uniform draw, the
-initialisation sefl had before the plateau fix).
+initialisation sefl had before the plateau fix); --gate-scale 1 gives
+PyTorch's own SE (a plain sigmoid), as sefl had before.
 """
 import argparse
 import gzip
@@ -48,7 +51,8 @@ import torch.nn.functional as F
 
 DATA = "/usr/share/datasets/fashion-mnist/"
 SEFL_PARAMS = 649526          # params_build_cnn_se(r 8, fc1 gate): model.h
-GATE_BIAS = 3.0               # MODEL_GATE_BIAS in common/nn/model.h
+GATE_BIAS = 0.0               # MODEL_GATE_BIAS in common/nn/model.h
+GATE_SCALE = 2.0              # GATE_SCALE in common/nn/layers.h
 
 
 def read_idx(path):
@@ -68,15 +72,17 @@ def fmnist(part):
 
 
 class Excite(nn.Module):
-    """The excitation: e = sigmoid(fc2(relu(fc1(s)))), one gate per channel."""
+    """The excitation: e = scale * sigmoid(fc2(relu(fc1(s)))), one gate per
+    channel."""
 
-    def __init__(self, c, r):
+    def __init__(self, c, r, scale):
         super().__init__()
         self.fc1 = nn.Linear(c, c // r)
         self.fc2 = nn.Linear(c // r, c)
+        self.scale = scale
 
     def forward(self, s):
-        return torch.sigmoid(self.fc2(F.relu(self.fc1(s))))
+        return self.scale * torch.sigmoid(self.fc2(F.relu(self.fc1(s))))
 
 
 class SEMap(Excite):
@@ -94,14 +100,14 @@ class SEVec(Excite):
 
 
 class CnnSe(nn.Module):
-    def __init__(self, r=8, gate_bias=GATE_BIAS):
+    def __init__(self, r=8, gate_bias=GATE_BIAS, gate_scale=GATE_SCALE):
         super().__init__()
         self.conv1 = nn.Conv2d(1, 32, 5)
-        self.se1 = SEMap(32, r)
+        self.se1 = SEMap(32, r, gate_scale)
         self.conv2 = nn.Conv2d(32, 64, 5)
-        self.se2 = SEMap(64, r)
+        self.se2 = SEMap(64, r, gate_scale)
         self.fc1 = nn.Linear(1024, 512)
-        self.se3 = SEVec(512, r)
+        self.se3 = SEVec(512, r, gate_scale)
         self.fc = nn.Linear(512, 10)
         if gate_bias is not None:
             with torch.no_grad():
@@ -117,8 +123,8 @@ class CnnSe(nn.Module):
         return self.fc(x)
 
 
-def make_net(gate_bias):
-    net = CnnSe(gate_bias=gate_bias)
+def make_net(gate_bias, gate_scale=GATE_SCALE):
+    net = CnnSe(gate_bias=gate_bias, gate_scale=gate_scale)
     n = sum(p.numel() for p in net.parameters())
     if n != SEFL_PARAMS:
         sys.exit(f"torch_ref: the network has {n} parameters, sefl's cnn-se has "
@@ -164,7 +170,7 @@ def speed(a):
 def central(a):
     x, y = fmnist("train")
     tx, ty = fmnist("t10k")
-    net = make_net(a.gate_bias)
+    net = make_net(a.gate_bias, a.gate_scale)
     opt = torch.optim.SGD(net.parameters(), lr=a.lr, momentum=a.momentum)
     for e in range(1, a.epochs + 1):
         train_epoch(net, opt, x, y, a.batch, torch.randperm(len(x)))
@@ -175,7 +181,7 @@ def central(a):
 
 def grads(a):
     x, y = fmnist("train")
-    net = make_net(a.gate_bias)
+    net = make_net(a.gate_bias, a.gate_scale)
     sums = {name: 0.0 for name, _ in net.named_parameters()}
     for k in range(a.batches):
         net.zero_grad()
@@ -201,13 +207,13 @@ def fed(a):
         tr, te = s[:ntr][:a.max_samples], s[ntr:][:a.max_samples]
         clients.append((tr, te))
     torch.manual_seed(a.seed)
-    glob = make_net(a.gate_bias).state_dict()
+    glob = make_net(a.gate_bias, a.gate_scale).state_dict()
 
     def private(name):
         return a.private == "se" and name.startswith("se")
 
     states = [{k: v.clone() for k, v in glob.items()} for _ in clients]
-    net = make_net(a.gate_bias)
+    net = make_net(a.gate_bias, a.gate_scale)
     for rnd in range(1, a.rounds + 1):
         summed = {k: torch.zeros_like(v) for k, v in glob.items() if not private(k)}
         weight = 0
@@ -245,6 +251,7 @@ def main():
     p.add_argument("--momentum", type=float, default=0.0)
     p.add_argument("--batches", type=int, default=20)
     p.add_argument("--gate-bias", type=gate_bias_arg, default=GATE_BIAS)
+    p.add_argument("--gate-scale", type=float, default=GATE_SCALE)
     p.add_argument("--clients", type=int, default=20)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--max-samples", type=int, default=1 << 30)
