@@ -572,11 +572,11 @@ static int sim_start_client(sim *m, sim_client *c, char *err)
 static int sim_fd_limit(const sim *m, long clients, char *err)
 {
     char what[64];
-    long have;
+    fdlimit_info fl;
     snprintf(what, sizeof what, "%ld clients", clients);
     const long need = (m->a.local_only ? 0 : clients) + 3 * m->a.threads + 64;
-    int rc = fdlimit_raise(need, what, &have, err);
-    if (rc == 0) log_debug("sefl-sim: open-files limit %ld, about %ld needed", have, need);
+    int rc = fdlimit_raise(need, what, &fl, err);
+    if (rc == 0) log_debug("sefl-sim: open-files limit %ld, about %ld needed", fl.now, need);
     return rc;
 }
 
