@@ -37,6 +37,7 @@
 #include "common/log.h"
 #include "common/nn/model.h"
 #include "common/nn/params.h"
+#include "common/net/tls.h"
 #include "client/pstore.h"
 #include "common/rng.h"
 #include "client/session.h"
@@ -152,6 +153,7 @@ struct sim {
     sim_args a;
     uv_loop_t *loop;
     trainer *tr;
+    tls_ctx *tls;               /* federated: the CA and RNG every client's TLS shares */
     param_table table;
     sim_client *cl;             /* (n) the clients of this shard */
     int n;
@@ -557,7 +559,7 @@ static int sim_start_client(sim *m, sim_client *c, char *err)
         return 0;
     }
     session_config cfg = {
-        .server = m->a.server, .certs_dir = m->a.certs, .name = c->name, .db_path = c->db,
+        .server = m->a.server, .certs_dir = m->a.certs, .tls_shared = m->tls, .name = c->name, .db_path = c->db,
         .data = c->data, .backoff_min_ms = (uint64_t)m->a.backoff_min,
         .backoff_max_ms = (uint64_t)m->a.backoff_max,
         .jitter_seed = rng_derive(m->a.seed ^ uv_hrtime(), (uint64_t)c->id),
@@ -654,6 +656,7 @@ int main(int argc, char **argv)
         goto fail;
     if (m.a.local_only && ((rc = sim_local_prepare(&m, err)) < 0 || (rc = sim_open_out(&m, err)) < 0))
         goto fail;
+    if (!m.a.local_only && (rc = tls_ctx_new_shared(&m.tls, m.a.certs, err)) < 0) goto fail;
 
     m.tty = isatty(2);
     m.start_ns = uv_hrtime();
@@ -711,6 +714,7 @@ out:
         free(m.cl[i].db);
     }
     free(m.cl);
+    tls_ctx_free(m.tls);
     state_close(m.out);
     trainer_free(m.tr);
     if (loop_ok && uv_loop_close(&loop) != 0) log_warn("event loop closed with handles open");

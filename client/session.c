@@ -731,7 +731,7 @@ int session_start(uv_loop_t *loop, trainer *tr, const session_config *cfg, sessi
     rc = pstore_open(cfg->db_path, cfg->name, trainer_table(tr), &ps, err);
     pstore_close(ps);
     if (rc < 0) goto fail;
-    rc = tls_ctx_new_client(&s->tls, cfg->certs_dir, cfg->name, s->host, err);
+    rc = tls_ctx_new_client_shared(&s->tls, cfg->tls_shared, cfg->certs_dir, cfg->name, s->host, err);
     if (rc < 0) {
         char crt[PATH_MAX];
         snprintf(crt, sizeof crt, "%s/clients/%s.crt", cfg->certs_dir, cfg->name);

@@ -38,6 +38,7 @@
 #include "client/attack.h"
 #include "common/log.h"
 #include "client/trainer.h"
+#include "common/net/tls.h"
 
 #define SESSION_BACKOFF_MIN_MS 200
 #define SESSION_BACKOFF_MAX_MS 30000
@@ -69,6 +70,9 @@ typedef struct {
     const char *server;         /* "HOST:PORT"; HOST is also the name checked
                                    against the server's certificate */
     const char *certs_dir;      /* DIR/ca.crt, DIR/clients/NAME.crt|.key */
+    const tls_ctx *tls_shared;  /* CA chain and RNG shared by the process's sessions
+                                   (tls_ctx_new_shared on certs_dir; must outlive
+                                   the session), or NULL: the session's own */
     const char *name;           /* certificate name = the client's identity */
     const char *db_path;        /* the client's pstore file */
     trainer_data data;          /* its train/test split (n_train >= 1, n_test >= 1) */

@@ -491,6 +491,39 @@ START_TEST(test_many_clients_at_once)
 }
 END_TEST
 
+START_TEST(test_shared_identities)
+{
+    /* Two client identities made from one tls_ctx_new_shared context (the
+     * CA chain and RNG of sefl-sim's clients) both connect; one made from a
+     * foreign project's shared context trusts that project's CA only, so it
+     * refuses our server: the CA in use is the shared one. */
+    static const uint8_t ping[] = "ping";
+    char err[SEFL_ERRLEN];
+    server s;
+    server_start(&s, NULL);
+    tls_ctx *shared, *foreign, *t[2], *f;
+    ck_assert_msg(tls_ctx_new_shared(&shared, certs_dir, err) == 0, "%s", err);
+    ck_assert_msg(tls_ctx_new_shared(&foreign, other_dir, err) == 0, "%s", err);
+    for (int i = 0; i < 2; i++) {
+        ck_assert_msg(tls_ctx_new_client_shared(&t[i], shared, certs_dir, "client-0000", "localhost",
+                                                err) == 0, "%s", err);
+        client k = { .msg = ping, .len = sizeof ping, .nsend = 1 };
+        client_run(&s, &k, t[i], NULL);
+        ck_assert_msg(k.opened && k.echoed == 1 && k.status == 0, "identity %d: %s", i, k.reason);
+    }
+    ck_assert_msg(tls_ctx_new_client_shared(&f, foreign, certs_dir, "client-0000", "localhost",
+                                            err) == 0, "%s", err);
+    client k = { 0 };
+    rejected_round(&s, f, &k);
+    ck_assert_msg(strstr(k.reason, "certificate verify failed"), "%s", k.reason);
+    tls_ctx_free(f);
+    for (int i = 0; i < 2; i++) tls_ctx_free(t[i]);
+    tls_ctx_free(foreign);
+    tls_ctx_free(shared);
+    server_stop(&s);
+}
+END_TEST
+
 START_TEST(test_connect_by_name)
 {
     /* "localhost" goes through uv_getaddrinfo, and the server listens on
@@ -1271,6 +1304,7 @@ static Suite *conn_suite(void)
     tcase_add_test(tc, test_big_frame_both_ways);
     tcase_add_test(tc, test_big_frame_before_auth_refused);
     tcase_add_test(tc, test_many_clients_at_once);
+    tcase_add_test(tc, test_shared_identities);
     tcase_add_test(tc, test_connect_by_name);
     tcase_add_test(tc, test_ip_server_name);
     suite_add_tcase(s, tc);
