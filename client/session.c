@@ -668,6 +668,7 @@ static void session_connect(session *s)
     conn_limits lim = conn_limits_default();
     char err[SEFL_ERRLEN];
 
+    lim.rx = s->cfg.rx;
     s->state = ST_CONNECTING;
     int rc = conn_connect(s->loop, s->cfg.server, s->tls, &lim, &cb, s, &s->c, err);
     if (rc < 0) {

@@ -38,6 +38,7 @@
 #include "client/attack.h"
 #include "common/log.h"
 #include "client/trainer.h"
+#include "common/net/rxlimit.h"
 #include "common/net/tls.h"
 
 #define SESSION_BACKOFF_MIN_MS 200
@@ -85,6 +86,8 @@ typedef struct {
     const char *partition;      /* Hello.partition (setup_partition_name), NULL
                                    when the client reads its own files */
     int quiet;                  /* per-task log lines at debug level (many clients) */
+    rxlimit *rx;                /* bound on large frames received at once, shared by
+                                   the process's sessions (rxlimit.h), or NULL */
     const attack_spec *attack;  /* TEST TOOL (sefl-sim --attack): rewrites each Update
                                    (attack.h); NULL for an honest client */
     void (*on_event)(session *s, const session_event *ev);   /* may be NULL */

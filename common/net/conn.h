@@ -28,6 +28,7 @@
 #include <uv.h>
 
 #include "common/net/gate.h"
+#include "common/net/rxlimit.h"
 #include "common/net/tls.h"
 
 typedef struct conn conn;
@@ -42,9 +43,14 @@ typedef struct {
      * plus TLS handshake) anew. 0: none (then a silent peer holds its slot). */
     uint64_t handshake_timeout_ms;
     uint64_t idle_timeout_ms;    /* 0: none */
+    /* Shared bound on large frames being received at once (rxlimit.h), or
+     * NULL: none. With one, an open connection reads its socket only as far
+     * as TLS needs for the next record until it holds a slot, so that one
+     * that stops for a slot leaves the rest of the bytes in the kernel. */
+    rxlimit *rx;
 } conn_limits;
 
-/* Defaults: FRAME_MAX_DEFAULT, FRAME_MAX_UNAUTH, 256 MiB, 10 s, 0. */
+/* Defaults: FRAME_MAX_DEFAULT, FRAME_MAX_UNAUTH, 256 MiB, 10 s, 0, NULL. */
 conn_limits conn_limits_default(void);
 
 typedef struct {
