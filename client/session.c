@@ -57,12 +57,15 @@ struct session {
     conn *c;                    /* NULL while disconnected */
     uint64_t gen;               /* bumped at each close: a job's answer goes only to its connection */
     int state;                  /* ST_* */
-    uv_timer_t timer;           /* reconnect backoff */
+    uv_timer_t timer;           /* reconnect backoff; while connected, the keepalive
+                                   of a connection waiting for an rxlimit slot */
     int attempt;                /* failed connections since the last Welcome */
     int permanent;              /* permanent failures in a row (session.h) */
     rng jitter;
 
     /* From Welcome. */
+    uint64_t heartbeat_ms;      /* the coordinator's heartbeat period */
+    uint64_t ping_nonce;        /* of our own Heartbeats */
     uint64_t init_seed;
     unsigned welcome_mask;
 
@@ -87,6 +90,7 @@ struct session {
 
 static void session_connect(session *s);
 static void session_run_next(session *s);
+static void session_on_rx_wait(conn *c, int waiting);
 
 /* Per-task lines go to debug in a simulation of many clients. */
 #define session_log(s, ...) log_msg((s)->cfg.quiet ? LOG_DEBUG : LOG_INFO, __VA_ARGS__)
@@ -225,6 +229,7 @@ static void session_on_open(conn *c)
     e.msg_case = SEFL__ENVELOPE__MSG_HELLO;
     e.hello = &hello;
     session_log(s, "%s: connected to %s", s->cfg.name, s->cfg.server);
+    conn_set_on_rx_wait(c, session_on_rx_wait);
     s->state = ST_HELLO;
     if (session_send(s, &e) < 0) conn_close(c, "cannot send Hello");
 }
@@ -318,6 +323,7 @@ static void session_on_welcome(session *s, const Sefl__Welcome *w)
     if (strcmp(w->client_id, s->cfg.name) != 0)
         log_warn("%s: the coordinator calls this client '%s'", s->cfg.name, w->client_id);
     s->init_seed = w->init_seed;
+    s->heartbeat_ms = (uint64_t)(w->heartbeat_seconds ? w->heartbeat_seconds : 1) * 1000;
     s->state = ST_READY;
     s->attempt = 0;
     s->permanent = 0;
@@ -660,6 +666,36 @@ static void session_run_next(session *s)
     s->job_gen = s->gen;
     session_emit(s, SESSION_TASK_START, j, 0, NULL);
     trainer_submit(s->tr, j);
+}
+
+/* While the connection waits for a slot to read a large frame (sefl-sim's
+ * rxlimit), the coordinator's heartbeats wait behind that frame, unread and
+ * unanswered; a coordinator closes a client silent for 3 heartbeats. So the
+ * session pings it (Heartbeat, reply = false) once when the wait begins and
+ * then every heartbeat period, and its answers are read with the rest. */
+static void session_ping(session *s)
+{
+    if (!s->c || s->state != ST_READY) return;
+    Sefl__Heartbeat hb;
+    Sefl__Envelope e;
+    wire_heartbeat(&e, &hb, ++s->ping_nonce, 0);
+    session_send(s, &e);
+}
+
+static void session_keepalive_cb(uv_timer_t *t)
+{
+    session_ping(t->data);
+}
+
+static void session_on_rx_wait(conn *c, int waiting)
+{
+    session *s = conn_user(c);
+    if (!waiting) {
+        uv_timer_stop(&s->timer);
+        return;
+    }
+    session_ping(s);
+    uv_timer_start(&s->timer, session_keepalive_cb, s->heartbeat_ms, s->heartbeat_ms);
 }
 
 static void session_connect(session *s)

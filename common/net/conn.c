@@ -102,6 +102,7 @@ struct conn {
     conn_limits lim;
     conn_callbacks cb;
     void (*on_drain)(conn *c);       /* optional, conn_set_on_drain */
+    void (*on_rx_wait)(conn *c, int waiting);   /* optional, conn_set_on_rx_wait */
     void *user;
     int state;                       /* enum conn_state */
     int handles;                     /* handles initialised and not yet closed */
@@ -563,6 +564,7 @@ static int conn_rx_wait(conn *c)
     if (rxlimit_acquire(c->lim.rx, &c->rxw)) return 0;
     uv_read_stop((uv_stream_t *)&c->tcp);
     c->rx_stopped = 1;
+    if (c->on_rx_wait) c->on_rx_wait(c, 1);
     return 1;
 }
 
@@ -579,6 +581,7 @@ static void conn_rx_granted(rxlimit_waiter *w)
         conn_fail(c, ret, 0, "cannot read: %s", uv_strerror(ret));
         return;
     }
+    if (c->on_rx_wait) c->on_rx_wait(c, 0);
     /* What was read before the stop: the rest of a record in mbedTLS, and
      * any ciphertext kept. */
     conn_process(c);
@@ -1131,6 +1134,11 @@ size_t conn_outq_bytes(const conn *c)
 void conn_set_on_drain(conn *c, void (*on_drain)(conn *c))
 {
     c->on_drain = on_drain;
+}
+
+void conn_set_on_rx_wait(conn *c, void (*on_rx_wait)(conn *c, int waiting))
+{
+    c->on_rx_wait = on_rx_wait;
 }
 
 /* ---- accessors -------------------------------------------------------- */

