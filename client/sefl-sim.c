@@ -145,7 +145,6 @@ typedef struct {
     char *db;                   /* its pstore path */
     trainer_data data;
     session *s;                 /* federated mode */
-    trainer_job job;            /* local-only mode */
     int attacker;               /* --attack applies to it */
     uint32_t resume;            /* local-only: rounds its file already holds */
     int connected;              /* welcomed, and the connection not closed since */
@@ -169,6 +168,8 @@ struct sim {
     rxlimit *rx;                /* federated: --max-inflight-frames over every client */
     param_table table;
     sim_client *cl;             /* (n) the clients of this shard */
+    trainer_job *jobs;          /* (n) local-only: client i's job; NULL in federated
+                                   mode, where a client holds no job of its own */
     int n;
     int live;                   /* clients not finished */
     int failed;                 /* clients that finished with an error */
@@ -536,7 +537,7 @@ static int sim_local_prepare(sim *m, char *err)
 
 static void sim_local_start(sim *m, sim_client *c)
 {
-    trainer_job *j = &c->job;
+    trainer_job *j = &m->jobs[c - m->cl];
     if ((long)c->resume >= m->a.rounds) {
         log_info("%s: already trained %u rounds", c->name, c->resume);
         sim_client_finished(m, c, 0);
@@ -656,7 +657,8 @@ int main(int argc, char **argv)
         goto fail;
     m.n = (int)(hi - lo);
     m.cl = calloc((size_t)m.n, sizeof *m.cl);
-    if (!m.cl) {
+    if (m.a.local_only) m.jobs = calloc((size_t)m.n, sizeof *m.jobs);
+    if (!m.cl || (m.a.local_only && !m.jobs)) {
         err_set(err, "out of memory for %d clients", m.n);
         goto fail;
     }
@@ -759,6 +761,7 @@ out:
         free(m.cl[i].db);
     }
     free(m.cl);
+    free(m.jobs);
     tls_ctx_free(m.tls);
     state_close(m.out);
     trainer_free(m.tr);

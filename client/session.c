@@ -69,8 +69,9 @@ struct session {
     uint64_t init_seed;
     unsigned welcome_mask;
 
-    /* The job in flight (at most one per session). */
-    trainer_job job;
+    /* The job in flight (at most one per session), allocated while it runs:
+     * an idle client of sefl-sim holds none. */
+    trainer_job *job;
     int job_running;
     uint64_t job_gen;           /* gen of the connection the task came on */
     wire_enc job_enc;           /* how the running job's Update is encoded */
@@ -371,8 +372,8 @@ static int session_check_train(const Sefl__TrainTask *t, char *err)
  * names only the round, so the frame already built needs no change. */
 static int session_job_answers(const session *s, const session_task *task)
 {
-    const trainer_job *j = &s->job;
-    return s->job_running && j->train && task->train && j->round == task->round &&
+    const trainer_job *j = s->job;
+    return s->job_running && j && j->train && task->train && j->round == task->round &&
            j->globals == task->globals && j->private_mask == task->private_mask &&
            j->epochs == task->epochs && j->batch == task->batch && j->seed == task->seed &&
            j->private_epochs == task->private_epochs && j->private_lr == task->private_lr &&
@@ -629,6 +630,8 @@ static void session_job_done(trainer_job *j)
     free(s->out_frame);
     s->out_frame = NULL;
     s->out_len = 0;
+    free(s->job);   /* j */
+    s->job = NULL;
     if (s->stopping) session_maybe_finish(s);
     else session_run_next(s);
 }
@@ -641,8 +644,13 @@ static void session_run_next(session *s)
     memmove(&s->pending[0], &s->pending[1], (size_t)(s->n_pending - 1) * sizeof *s->pending);
     s->n_pending--;
 
-    trainer_job *j = &s->job;
-    memset(j, 0, sizeof *j);
+    trainer_job *j = calloc(1, sizeof *j);
+    if (!j) {
+        trainer_globals_put(s->tr, task.globals);
+        session_fail(s, -ENOMEM, "out of memory for a job");
+        return;
+    }
+    s->job = j;
     j->train = task.train;
     j->eval = !task.train;
     j->db_path = s->cfg.db_path;
@@ -798,6 +806,7 @@ void session_free(session *s)
     if (!s) return;
     tls_ctx_free(s->tls);
     free(s->out_frame);
+    free(s->job);
     testswitch_free(&s->ts);
     free(s);
 }
