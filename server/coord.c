@@ -421,18 +421,21 @@ static int peer_ready(const peer *p)
     return p->welcomed && !p->closing;
 }
 
-/* Queues the task frame for waiting peers while the bytes queued on all
- * connections stay within the send window (always at least one peer, so a
- * frame larger than the window still goes). A TrainTask or EvalTask is the
- * whole shared model (2.3 MB by default); queued for every client of a
- * large evaluation at once it would make memory grow with the number of
- * clients, so tasks go out in a window that refills as bytes are written. */
 /* p gets the task in full: references are off, its process sent no host
  * token or was not yet queued this model in full, or it asked for it. */
 static int coord_sends_full(const coord *co, const peer *p)
 {
     return !co->ref_frame || !p->host || p->want_full || !host_has_model(p->host, co->task_ref);
 }
+
+/* Queues the task frame for waiting peers while the bytes queued on all
+ * connections stay within the send window (always at least one peer, so a
+ * frame larger than the window still goes). A TrainTask or EvalTask is the
+ * whole shared model (2.3 MB by default); queued for every client of a
+ * large evaluation at once it would make memory grow with the number of
+ * clients, so tasks go out in a window that refills as bytes are written.
+ * The frame's bytes are the phase's one copy (coord_encode_task); each
+ * connection holds only its TLS records of it while they are written. */
 
 static void coord_pump_send(coord *co)
 {
@@ -502,6 +505,10 @@ static int coord_encode_task(coord *co, Sefl__Envelope *e, wire_tensors *wt)
     ProtobufCBinaryData *ref = train ? &e->train_task->model_ref : &e->eval_task->model_ref;
     size_t *n = train ? &e->train_task->n_tensors : &e->eval_task->n_tensors;
     Sefl__Tensor ***ts = train ? &e->train_task->tensors : &e->eval_task->tensors;
+    free(co->task_frame);
+    free(co->ref_frame);
+    co->task_frame = co->ref_frame = NULL;
+    co->task_len = co->ref_len = 0;
     *n = wt->n;
     *ts = wt->v;
     int rc = 0;
