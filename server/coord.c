@@ -440,17 +440,22 @@ static int coord_sends_full(const coord *co, const peer *p)
 static void coord_pump_send(coord *co)
 {
     size_t queued = 0;
-    for (peer *p = co->peers; p; p = p->next)
+    int hosted = 0;              /* waiting peers that may get a reference */
+    for (peer *p = co->peers; p; p = p->next) {
         if (!p->closing) queued += conn_outq_bytes(p->c);
+        hosted += p->send_pending && p->host && co->ref_frame;
+    }
     for (peer *p = co->peers, *next; p && co->n_send_pending > 0; p = next) {
         next = p->next;
         if (!p->send_pending) continue;
         int full = coord_sends_full(co, p);
         size_t len = full ? co->task_len : co->ref_len;
+        hosted -= p->host && co->ref_frame;
         if (queued > 0 && queued + len > co->cfg.send_window) {
             /* A reference (a few dozen bytes) still fits after a full model
-             * that does not; without references nothing more fits. */
-            if (!co->ref_frame) break;
+             * that does not, so the rest is scanned only while a peer that
+             * may get one is left. */
+            if (hosted <= 0) break;
             continue;
         }
         p->send_pending = 0;
