@@ -205,6 +205,7 @@ int main(int argc, char **argv)
     partition part = { 0 };
     trainer_data data;
     trainer *tr = NULL;
+    modelcache *cache = NULL;
     client_app app = { .status = 0 };
     uv_loop_t loop;
     int loop_ok = 0, exit_code = 1;
@@ -224,6 +225,7 @@ int main(int argc, char **argv)
     loop_ok = 1;
     if ((rc = trainer_new(&loop, &table, 1, &tr, err)) < 0) goto fail;
     if ((rc = trainer_set_job_threads(tr, (int)a.threads, err)) < 0) goto fail;
+    if ((rc = setup_modelcache(tr, &cache, err)) < 0) goto fail;
 
     char part_name[SETUP_PARTITION_LEN];
     if (a.partition) setup_partition_name(part_name, a.partition, a.num_clients, a.seed, a.max_samples);
@@ -232,7 +234,7 @@ int main(int argc, char **argv)
         .server = a.server, .certs_dir = a.certs, .name = a.name, .db_path = a.db, .data = data,
         .backoff_min_ms = (uint64_t)a.backoff_min, .backoff_max_ms = (uint64_t)a.backoff_max,
         .jitter_seed = (uint64_t)time(NULL) ^ (uint64_t)uv_os_getpid(),
-        .on_event = client_on_event, .user = &app,
+        .on_event = client_on_event, .user = &app, .cache = cache,
     };
     int sigs[2] = { SIGINT, SIGTERM };
     for (int i = 0; i < 2; i++) {
@@ -253,6 +255,7 @@ int main(int argc, char **argv)
 fail:
     fprintf(stderr, "sefl-client: %s\n", err);
 out:
+    modelcache_free(cache);
     trainer_free(tr);
     if (loop_ok && uv_loop_close(&loop) != 0) log_warn("event loop closed with handles open");
     partition_free(&part);

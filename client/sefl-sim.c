@@ -166,6 +166,7 @@ struct sim {
     trainer *tr;
     tls_ctx *tls;               /* federated: the CA and RNG every client's TLS shares */
     rxlimit *rx;                /* federated: --max-inflight-frames over every client */
+    modelcache *cache;          /* federated: the model cache every session shares */
     param_table table;
     sim_client *cl;             /* (n) the clients of this shard */
     trainer_job *jobs;          /* (n) local-only: client i's job; NULL in federated
@@ -187,6 +188,18 @@ struct sim {
     uint8_t *flipped;           /* --attack labelflip: the pool's labels, 9 - y */
     char part_name[SETUP_PARTITION_LEN]; /* Hello.partition of every client */
 };
+
+/* How the clients' models arrived: in full, or by reference to a model
+ * this process already held (issue 12: once per process, not per client). */
+static void sim_cache_summary(const sim *m)
+{
+    if (!m->cache) return;
+    modelcache_stats st;
+    modelcache_get_stats(m->cache, &st);
+    log_info("model references: %ld models received in full, %ld references resolved at once, "
+             "%ld after waiting for another client's copy, %ld asked for in full", st.full,
+             st.hits, st.waited, st.requested);
+}
 
 static int sim_parse_shard(const char *s, sim_args *a, char *err)
 {
@@ -604,7 +617,7 @@ static int sim_start_client(sim *m, sim_client *c, char *err)
         .backoff_max_ms = (uint64_t)m->a.backoff_max,
         .jitter_seed = rng_derive(m->a.seed ^ uv_hrtime(), (uint64_t)c->id),
         .partition = m->part_name, .max_attempts = (int)m->a.max_attempts, .quiet = !m->a.verbose, .on_event = sim_on_event, .user = c,
-        .attack = c->attacker ? &m->a.attack : NULL, .rx = m->rx,
+        .attack = c->attacker ? &m->a.attack : NULL, .rx = m->rx, .cache = m->cache,
     };
     return session_start(m->loop, m->tr, &cfg, &c->s, err);
 }
@@ -693,7 +706,8 @@ int main(int argc, char **argv)
     loop_ok = 1;
     m.loop = &loop;
     if ((rc = trainer_new(&loop, &m.table, (int)m.a.threads, &m.tr, err)) < 0 ||
-        (rc = trainer_set_job_threads(m.tr, (int)m.a.job_threads, err)) < 0)
+        (rc = trainer_set_job_threads(m.tr, (int)m.a.job_threads, err)) < 0 ||
+        (!m.a.local_only && (rc = setup_modelcache(m.tr, &m.cache, err)) < 0))
         goto fail;
     if (m.a.local_only && ((rc = sim_local_prepare(&m, err)) < 0 || (rc = sim_open_out(&m, err)) < 0))
         goto fail;
@@ -764,6 +778,8 @@ out:
     free(m.jobs);
     tls_ctx_free(m.tls);
     state_close(m.out);
+    sim_cache_summary(&m);
+    modelcache_free(m.cache);
     trainer_free(m.tr);
     if (loop_ok && uv_loop_close(&loop) != 0) log_warn("event loop closed with handles open");
     partition_free(&part);

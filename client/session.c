@@ -26,7 +26,7 @@
 #include "common/net/tls.h"
 #include "common/fl/wire.h"
 #include "common/fl/wire_enc.h"
-#include "common/hash.h"
+#include "common/fl/wire_ref.h"
 #include "common/version.h"
 
 #define SESSION_SOFTWARE "sefl/" SEFL_VERSION
@@ -80,6 +80,11 @@ struct session {
 
     session_task pending[SESSION_MAX_PENDING];
     int n_pending;
+
+    /* A task whose model reference the cache did not hold (its globals
+     * NULL), while waiter is linked; the timer bounds the wait. */
+    session_task ref_task;
+    modelcache_waiter waiter;
 
     int stopping;               /* no reconnect; finish when idle */
     int closing_timer;
@@ -157,6 +162,14 @@ static void session_drop_pending(session *s)
     s->n_pending = 0;
 }
 
+/* Ends a wait for a referenced model (the task waiting is dropped). */
+static void session_ref_stop(session *s)
+{
+    if (!s->waiter.linked) return;
+    modelcache_cancel(s->cfg.cache, &s->waiter);
+    uv_timer_stop(&s->timer);
+}
+
 static void session_timer_close_cb(uv_handle_t *h)
 {
     session *s = h->data;
@@ -188,6 +201,7 @@ void session_stop(session *s)
     if (s->stopping) return;
     s->stopping = 1;
     session_drop_pending(s);
+    session_ref_stop(s);
     uv_timer_stop(&s->timer);
     if (s->c) conn_close(s->c, "client stopping");
     session_maybe_finish(s);
@@ -227,6 +241,10 @@ static void session_on_open(conn *c)
     hello.test_examples = (uint32_t)s->cfg.data.n_test;
     hello.software = SESSION_SOFTWARE;
     if (s->cfg.partition) hello.partition = (char *)s->cfg.partition;
+    if (s->cfg.cache) {
+        hello.host_token.len = WIRE_HOST_TOKEN_LEN;
+        hello.host_token.data = (uint8_t *)modelcache_token(s->cfg.cache);
+    }
     e.msg_case = SEFL__ENVELOPE__MSG_HELLO;
     e.hello = &hello;
     session_log(s, "%s: connected to %s", s->cfg.name, s->cfg.server);
@@ -300,6 +318,7 @@ static void session_on_close(conn *c, int status, const char *reason)
     s->c = NULL;
     s->gen++;
     session_drop_pending(s);
+    session_ref_stop(s);
     session_log(s, "%s: connection closed: %s", s->cfg.name, reason ? reason : "closed");
     if (s->stopping) {
         session_maybe_finish(s);
@@ -416,8 +435,87 @@ static void session_enqueue(session *s, const session_task *task)
     session_run_next(s);
 }
 
+/* The model a waiting task refers to arrived on another session of the
+ * process (modelcache_put): the task goes on with it. */
+static void session_ref_ready(modelcache_waiter *w, trainer_globals *g)
+{
+    session *s = w->user;
+    uv_timer_stop(&s->timer);
+    session_task task = s->ref_task;
+    task.globals = g;
+    session_enqueue(s, &task);
+}
+
+/* No session of the process received the referenced model in time (its
+ * connection died, the cache evicted it, or the token is another
+ * process's): ask the coordinator for the task in full. */
+static void session_ref_timeout(uv_timer_t *t)
+{
+    session *s = t->data;
+    char hex[17];
+    modelcache_cancel(s->cfg.cache, &s->waiter);
+    modelcache_note_request(s->cfg.cache);
+    session_log(s, "%s: round %u: model %s not in this process after %d ms; asking for it",
+                s->cfg.name, s->ref_task.round, wire_ref_short(s->waiter.ref, hex),
+                MODELCACHE_WAIT_MS);
+    Sefl__ModelRequest mr = SEFL__MODEL_REQUEST__INIT;
+    Sefl__Envelope e = SEFL__ENVELOPE__INIT;
+    mr.round = s->ref_task.round;
+    mr.model_ref.len = WIRE_REF_LEN;
+    mr.model_ref.data = s->waiter.ref;
+    e.msg_case = SEFL__ENVELOPE__MSG_MODEL_REQUEST;
+    e.model_request = &mr;
+    session_send(s, &e);
+}
+
+/* The globals of a task: decoded from its tensors (and, when the task is
+ * labelled with a reference, checked against it and kept in the process's
+ * cache), or taken from the cache for a reference. Returns 1 when the task
+ * waits for its model (session_ref_ready or _timeout go on with it), 0 with
+ * task->globals set, or negative after a protocol error. */
+static int session_task_model(session *s, session_task *task, Sefl__Tensor *const *ts, size_t n,
+                              const ProtobufCBinaryData *ref)
+{
+    char err[SEFL_ERRLEN];
+    modelcache *mc = s->cfg.cache;
+    if (n == 0 && ref->len == WIRE_REF_LEN) {
+        if (!mc) {
+            session_protocol_error(s, WIRE_ERR_PROTOCOL,
+                                   "a model reference, but this client sent no host token");
+            return -EPROTO;
+        }
+        if ((task->globals = modelcache_get(mc, ref->data, task->private_mask))) return 0;
+        s->ref_task = *task;
+        memcpy(s->waiter.ref, ref->data, WIRE_REF_LEN);
+        s->waiter.private_mask = task->private_mask;
+        s->waiter.ready = session_ref_ready;
+        s->waiter.user = s;
+        modelcache_wait(mc, &s->waiter);
+        uv_timer_start(&s->timer, session_ref_timeout, MODELCACHE_WAIT_MS, 0);
+        return 1;
+    }
+    int rc = trainer_globals_get(s->tr, task->private_mask, ts, n, &task->globals, err);
+    if (rc < 0) {
+        session_protocol_error(s, WIRE_ERR_TENSOR, err);
+        return rc;
+    }
+    if (!mc || ref->len == 0) return 0;
+    /* The label is checked, so that a cache entry is the model its
+     * reference names whatever the coordinator does. */
+    uint8_t mine[WIRE_REF_LEN];
+    if ((rc = wire_model_ref(ts, n, mine)) < 0 || memcmp(mine, ref->data, WIRE_REF_LEN)) {
+        trainer_globals_put(s->tr, task->globals);
+        task->globals = NULL;
+        session_protocol_error(s, WIRE_ERR_TENSOR, "the task's model_ref is not its tensors' hash");
+        return rc < 0 ? rc : -EBADMSG;
+    }
+    modelcache_put(mc, ref->data, task->private_mask, task->globals);
+    return 0;
+}
+
 static void session_on_task(session *s, int train, uint32_t round, const char *private_groups,
-                            Sefl__Tensor *const *ts, size_t n, const Sefl__TrainTask *tt)
+                            Sefl__Tensor *const *ts, size_t n, const ProtobufCBinaryData *ref,
+                            const Sefl__TrainTask *tt)
 {
     char err[SEFL_ERRLEN];
     session_task task = { .train = train, .round = round };
@@ -433,10 +531,6 @@ static void session_on_task(session *s, int train, uint32_t round, const char *p
         session_protocol_error(s, WIRE_ERR_PROTOCOL, err);
         return;
     }
-    if (trainer_globals_get(s->tr, task.private_mask, ts, n, &task.globals, err) < 0) {
-        session_protocol_error(s, WIRE_ERR_TENSOR, err);
-        return;
-    }
     if (tt) {
         task.epochs = (int)tt->epochs;
         task.batch = (int)tt->batch;
@@ -448,6 +542,10 @@ static void session_on_task(session *s, int train, uint32_t round, const char *p
         task.private_epochs = (int)tt->private_epochs;
         task.private_lr = tt->private_lr;
     }
+    /* A newer task ends the wait for an older one's model: the coordinator
+     * has moved on from it. */
+    session_ref_stop(s);
+    if (session_task_model(s, &task, ts, n, ref) != 0) return;
     session_enqueue(s, &task);
 }
 
@@ -473,12 +571,14 @@ static void session_on_frame(conn *c, const uint8_t *payload, size_t len)
         break;
     case SEFL__ENVELOPE__MSG_TRAIN_TASK: {
         const Sefl__TrainTask *t = e->train_task;
-        session_on_task(s, 1, t->round, t->private_groups, t->tensors, t->n_tensors, t);
+        session_on_task(s, 1, t->round, t->private_groups, t->tensors, t->n_tensors,
+                        &t->model_ref, t);
         break;
     }
     case SEFL__ENVELOPE__MSG_EVAL_TASK: {
         const Sefl__EvalTask *t = e->eval_task;
-        session_on_task(s, 0, t->round, t->private_groups, t->tensors, t->n_tensors, NULL);
+        session_on_task(s, 0, t->round, t->private_groups, t->tensors, t->n_tensors,
+                        &t->model_ref, NULL);
         break;
     }
     case SEFL__ENVELOPE__MSG_HEARTBEAT:

@@ -22,6 +22,13 @@
  * repeats the running training's (the coordinator retrying the round: same
  * round, model, settings and seed) is answered by that training's Update.
  *
+ * A task that refers to a model (model_ref without tensors) takes it from
+ * the process's model cache; when the cache does not hold it, the session
+ * waits up to MODELCACHE_WAIT_MS for another session of the process to
+ * receive it in full, then answers ModelRequest and the coordinator sends
+ * the task in full. Any newer task, or the connection closing, ends the
+ * wait; a reference is never trained on any other model than its own.
+ *
  * Test builds add switches read from the environment when a session starts
  * (a tap of every frame sent, a corrupted first Update): client/testswitch.h.
  *
@@ -36,6 +43,7 @@
 #include <uv.h>
 
 #include "client/attack.h"
+#include "client/modelcache.h"
 #include "common/log.h"
 #include "client/trainer.h"
 #include "common/net/rxlimit.h"
@@ -88,6 +96,10 @@ typedef struct {
     int quiet;                  /* per-task log lines at debug level (many clients) */
     rxlimit *rx;                /* bound on large frames received at once, shared by
                                    the process's sessions (rxlimit.h), or NULL */
+    modelcache *cache;          /* the process's model cache (modelcache.h), shared
+                                   by its sessions: its host token goes in Hello and
+                                   model references are resolved from it; NULL: no
+                                   token, so the coordinator sends every model in full */
     const attack_spec *attack;  /* TEST TOOL (sefl-sim --attack): rewrites each Update
                                    (attack.h); NULL for an honest client */
     void (*on_event)(session *s, const session_event *ev);   /* may be NULL */

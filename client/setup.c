@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "client/testswitch.h"
 #include "common/log.h"
 #include "common/nn/model.h"
 
@@ -96,4 +97,12 @@ void setup_partition_name(char out[SETUP_PARTITION_LEN], const char *spec, long 
     int n = snprintf(out, SETUP_PARTITION_LEN, "%s clients=%ld seed=%" PRIu64, spec, n_clients, seed);
     if (max_samples > 0 && n > 0 && n < SETUP_PARTITION_LEN)
         snprintf(out + n, (size_t)(SETUP_PARTITION_LEN - n), " max-samples=%ld", max_samples);
+}
+
+int setup_modelcache(trainer *tr, modelcache **out, char *err)
+{
+    uint8_t token[WIRE_HOST_TOKEN_LEN];
+    int rc = testswitch_host_token(token, sizeof token, err);
+    if (rc < 0) return rc;
+    return modelcache_new(tr, rc ? token : NULL, out, err);
 }

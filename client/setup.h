@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "client/modelcache.h"
 #include "client/trainer.h"
 #include "common/data/dataset.h"
 #include "common/data/partition.h"
@@ -55,5 +56,10 @@ int setup_set_threadpool(int threads, char *err);
 /* setup_set_threadpool(threads), then uv_loop_init(loop): the pool's size is
  * fixed before the loop can use it. Returns 0 or negative with err. */
 int setup_loop_init(uv_loop_t *loop, int threads, char *err);
+
+/* The process's model cache (modelcache.h) for the sessions of tr: its
+ * host token from the OS's CSPRNG, or in a test build SEFL_HOST_TOKEN's
+ * (testswitch.h). Returns 0 and *out, or negative with err. */
+int setup_modelcache(trainer *tr, modelcache **out, char *err);
 
 #endif

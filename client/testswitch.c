@@ -58,11 +58,28 @@ void testswitch_tap(const testswitch *ts, const char *name, const uint8_t *frame
     fclose(f);
 }
 
+int testswitch_host_token(uint8_t *out, size_t len, char *err)
+{
+    const char *v = getenv("SEFL_HOST_TOKEN");
+    if (!v || !*v) return 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned b;
+        if (sscanf(v + 2 * i, "%2x", &b) != 1 || !v[2 * i + 1]) goto bad;
+        out[i] = (uint8_t)b;
+    }
+    if (strlen(v) != 2 * len || strspn(v, "0123456789abcdefABCDEF") != 2 * len) goto bad;
+    return 1;
+bad:
+    err_set(err, "SEFL_HOST_TOKEN must be %zu hex digits, got '%s'", 2 * len, v);
+    return -EINVAL;
+}
+
 const char *testswitch_help(void)
 {
     return "Test-only environment switches (this is a test build; never for production use):\n"
            "  SEFL_TAP_DIR=DIR     append every frame sent to DIR/NAME.frames (before TLS)\n"
-           "  SEFL_FAULT=nan|shape|stale|duplicate  corrupt the first Update sent\n";
+           "  SEFL_FAULT=nan|shape|stale|duplicate  corrupt the first Update sent\n"
+           "  SEFL_HOST_TOKEN=HEX  this process's host token (32 hex digits)\n";
 }
 
 #else
@@ -75,6 +92,11 @@ int testswitch_init(testswitch *ts, const char *name, char *err)
 
 void testswitch_tap(const testswitch *ts, const char *name, const uint8_t *frame, size_t len)
 {
+}
+
+int testswitch_host_token(uint8_t *out, size_t len, char *err)
+{
+    return 0;
 }
 
 const char *testswitch_help(void)

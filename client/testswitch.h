@@ -13,7 +13,10 @@
  *   SEFL_FAULT=nan|shape|stale|duplicate
  *                      the session's first Update is corrupted: a NaN in
  *                      its first tensor, a wrong first dimension of its
- *                      first tensor, round - 1, or sent twice.
+ *                      first tensor, round - 1, or sent twice;
+ *   SEFL_HOST_TOKEN=HEX  the process's host token (32 hex digits) instead of
+ *                      a random one, so that two processes can claim the
+ *                      same (tests/integration/fl_model_refs.sh).
  */
 #ifndef SEFL_TESTSWITCH_H
 #define SEFL_TESTSWITCH_H
@@ -35,7 +38,12 @@ int testswitch_init(testswitch *ts, const char *name, char *err);
 /* Appends one wire frame to the tap file, when there is one. */
 void testswitch_tap(const testswitch *ts, const char *name, const uint8_t *frame, size_t len);
 
-void testswitch_free(testswitch *ts);           /* accepts a zeroed one */
+void testswitch_free(testswitch *ts);
+
+/* SEFL_HOST_TOKEN: returns 1 with the token in out when it is set, 0 when
+ * it is not (always in a release build), or -EINVAL with err when it is
+ * not 32 hex digits. */
+int testswitch_host_token(uint8_t *out, size_t len, char *err);           /* accepts a zeroed one */
 
 /* The --help lines of the switches: empty in a release build. */
 const char *testswitch_help(void);

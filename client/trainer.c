@@ -453,6 +453,12 @@ int trainer_globals_get(trainer *tr, unsigned private_mask, Sefl__Tensor *const 
     return 0;
 }
 
+trainer_globals *trainer_globals_ref(trainer_globals *g)
+{
+    g->refs++;
+    return g;
+}
+
 void trainer_globals_put(trainer *tr, trainer_globals *g)
 {
     if (!g || --g->refs > 0) return;

@@ -145,6 +145,10 @@ int trainer_queued(const trainer *tr);
 int trainer_globals_get(trainer *tr, unsigned private_mask, Sefl__Tensor *const *ts, size_t n,
                         trainer_globals **out, char *err);
 
+/* Takes one more reference to g (for a holder other than a job: the model
+ * cache, modelcache.h) and returns g. Loop thread only. */
+trainer_globals *trainer_globals_ref(trainer_globals *g);
+
 /* Drops a reference (accepts NULL). Loop thread only. */
 void trainer_globals_put(trainer *tr, trainer_globals *g);
 

@@ -28,9 +28,11 @@
 
 #include "server/sample.h"
 #include "server/coord_metrics.h"
+#include "server/hosts.h"
 #include "server/guard.h"
 #include "server/rdp.h"
 #include "common/net/conn.h"
+#include "common/net/netstats.h"
 #include "common/log.h"
 #include "common/nn/model.h"
 #include "common/nn/params.h"
@@ -39,6 +41,7 @@
 #include "common/fl/state.h"
 #include "common/net/tls.h"
 #include "common/fl/wire.h"
+#include "common/fl/wire_ref.h"
 
 enum { CO_IDLE, CO_TRAIN, CO_EVAL, CO_DONE };
 
@@ -65,6 +68,9 @@ struct peer {
     int reported;                /* its update for `task` was folded in */
     int eval_pending;            /* an EvalTask of the current evaluation is unanswered */
     int send_pending;            /* the current task frame is still to be queued for it */
+    host *host;                  /* its process by Hello.host_token (--model-refs), or NULL */
+    int want_full;               /* it asked for the phase's model (ModelRequest) */
+    int got_full;                /* the phase's task was queued to it in full */
     uint64_t last_rx_ms;         /* loop time of its last frame (or of the open) */
     uint32_t weight_cap;         /* the most weight its update carries this attempt */
     int part;                    /* its index in parts once its update is folded in */
@@ -94,6 +100,15 @@ struct coord {
     uv_timer_t settle;           /* decides, from the loop, a phase a departure may have ended */
     uint8_t *task_frame;         /* the current TrainTask/EvalTask frame, owned */
     size_t task_len;
+    /* Model references (--model-refs): the same task with the model's
+     * reference instead of its tensors, owned, for the connections whose
+     * process was already queued the model in full; NULL when off. */
+    uint8_t *ref_frame;
+    size_t ref_len;
+    uint8_t task_ref[WIRE_REF_LEN]; /* the reference of the phase's model */
+    hosts hosts;                 /* client processes by host token */
+    int n_full, n_refs, n_asked; /* the phase's tasks sent in full, as references, asked for */
+    uint64_t phase_sent;         /* netstats bytes_sent when the phase started */
     int n_send_pending;          /* peers with send_pending set */
     int phase;                   /* CO_* */
     int exit_status;
@@ -314,6 +329,7 @@ static void coord_on_close(conn *c, int status, const char *reason)
     peer *p = conn_user(c);
     coord *co = p->co;
     peer_leave(p, reason && reason[0] ? reason : "closed");
+    if (p->host) hosts_leave(&co->hosts, p->host);
     if (p->prev) p->prev->next = p->next;
     else co->peers = p->next;
     if (p->next) p->next->prev = p->prev;
@@ -375,6 +391,9 @@ static void coord_on_hello(peer *p, const Sefl__Hello *h)
     conn_set_authenticated(p->c);
     p->welcomed = 1;
     co->n_ready++;
+    /* Out of memory for the record only costs the references. */
+    if (co->cfg.model_refs && h->host_token.len == WIRE_HOST_TOKEN_LEN)
+        p->host = hosts_join(&co->hosts, h->host_token.data);
 
     if (state_client_seen(co->st, p->name, err)) log_warn("%s", err);
     uint32_t old_train, old_test;
@@ -402,24 +421,56 @@ static int peer_ready(const peer *p)
     return p->welcomed && !p->closing;
 }
 
+/* p gets the task in full: references are off, its process sent no host
+ * token or was not yet queued this model in full, or it asked for it. */
+static int coord_sends_full(const coord *co, const peer *p)
+{
+    return !co->ref_frame || !p->host || p->want_full || !host_has_model(p->host, co->task_ref);
+}
+
 /* Queues the task frame for waiting peers while the bytes queued on all
  * connections stay within the send window (always at least one peer, so a
  * frame larger than the window still goes). A TrainTask or EvalTask is the
  * whole shared model (2.3 MB by default); queued for every client of a
  * large evaluation at once it would make memory grow with the number of
- * clients, so tasks go out in a window that refills as bytes are written. */
+ * clients, so tasks go out in a window that refills as bytes are written.
+ * The frame's bytes are the phase's one copy (coord_encode_task); each
+ * connection holds only its TLS records of it while they are written. */
+
 static void coord_pump_send(coord *co)
 {
     size_t queued = 0;
-    for (peer *p = co->peers; p; p = p->next)
+    int hosted = 0;              /* waiting peers that may get a reference */
+    for (peer *p = co->peers; p; p = p->next) {
         if (!p->closing) queued += conn_outq_bytes(p->c);
+        hosted += p->send_pending && p->host && co->ref_frame;
+    }
     for (peer *p = co->peers, *next; p && co->n_send_pending > 0; p = next) {
         next = p->next;
         if (!p->send_pending) continue;
-        if (queued > 0 && queued + co->task_len > co->cfg.send_window) break;
+        int full = coord_sends_full(co, p);
+        size_t len = full ? co->task_len : co->ref_len;
+        hosted -= p->host && co->ref_frame;
+        if (queued > 0 && queued + len > co->cfg.send_window) {
+            /* A reference (a few dozen bytes) still fits after a full model
+             * that does not, so the rest is scanned only while a peer that
+             * may get one is left. */
+            if (hosted <= 0) break;
+            continue;
+        }
         p->send_pending = 0;
         co->n_send_pending--;
-        if (peer_send_frame(p, co->task_frame, co->task_len) == 0) queued += co->task_len;
+        if (peer_send_frame(p, full ? co->task_frame : co->ref_frame, len)) continue;
+        queued += len;
+        if (!full) {
+            co->n_refs++;
+            continue;
+        }
+        co->n_full++;
+        p->got_full = 1;
+        /* Its process holds the model once this frame is read: the other
+         * connections of the process get the reference from now on. */
+        if (p->host && co->ref_frame) host_set_model(p->host, co->task_ref);
     }
     if (co->n_send_pending == 0) uv_timer_stop(&co->pump);
     else log_debug("send window full (%zu bytes queued): %d clients wait for their task", queued,
@@ -448,26 +499,83 @@ static void coord_send_queued(coord *co)
     if (co->n_send_pending > 0) uv_timer_start(&co->pump, coord_on_pump, COORD_PUMP_MS, COORD_PUMP_MS);
 }
 
-/* Makes frame (owned from now on) the task of the phase and starts sending
- * it to the peers marked send_pending. */
-static void coord_start_sending(coord *co, uint8_t *frame, size_t len)
+/* Encodes the phase's task e (a TrainTask or EvalTask whose other fields
+ * are set) with the tensors wt into co->task_frame, once for every
+ * connection that gets it in full, and with --model-refs, labelled with
+ * the model's reference, also into co->ref_frame: the same task with the
+ * reference and no tensors. Returns 0 or a negative error (frames unset). */
+static int coord_encode_task(coord *co, Sefl__Envelope *e, wire_tensors *wt)
 {
+    int train = e->msg_case == SEFL__ENVELOPE__MSG_TRAIN_TASK;
+    ProtobufCBinaryData *ref = train ? &e->train_task->model_ref : &e->eval_task->model_ref;
+    size_t *n = train ? &e->train_task->n_tensors : &e->eval_task->n_tensors;
+    Sefl__Tensor ***ts = train ? &e->train_task->tensors : &e->eval_task->tensors;
     free(co->task_frame);
-    co->task_frame = frame;
-    co->task_len = len;
+    free(co->ref_frame);
+    co->task_frame = co->ref_frame = NULL;
+    co->task_len = co->ref_len = 0;
+    *n = wt->n;
+    *ts = wt->v;
+    int rc = 0;
+    if (co->cfg.model_refs) {
+        if ((rc = wire_model_ref(wt->v, wt->n, co->task_ref)) < 0) return rc;
+        ref->len = WIRE_REF_LEN;
+        ref->data = co->task_ref;
+    }
+    if ((rc = wire_encode(e, &co->task_frame, &co->task_len))) return rc;
+    if (co->cfg.model_refs) {
+        *n = 0;
+        *ts = NULL;
+        if ((rc = wire_encode(e, &co->ref_frame, &co->ref_len))) {
+            free(co->task_frame);
+            co->task_frame = NULL;
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* Starts sending the phase's task (coord_encode_task) to the peers marked
+ * send_pending. */
+static void coord_start_sending(coord *co)
+{
+    co->n_full = co->n_refs = co->n_asked = 0;
     coord_send_queued(co);
 }
 
 /* Ends the phase's sending: peers still waiting for the task (over-selected
- * ones a commit made unnecessary) do not get it. */
+ * ones a commit made unnecessary) do not get it. Logs what the phase sent:
+ * the bytes on every connection since it started, and how many tasks went
+ * in full and as references. */
 static void coord_stop_sending(coord *co)
 {
-    for (peer *p = co->peers; p; p = p->next) p->send_pending = 0;
+    for (peer *p = co->peers; p; p = p->next) p->send_pending = p->want_full = p->got_full = 0;
     co->n_send_pending = 0;
+    if (co->task_frame && (co->phase == CO_TRAIN || co->phase == CO_EVAL)) {
+        netstats ns;
+        netstats_get(&ns);
+        log_info("%sround %u: sent %llu bytes: the model in full to %d clients (%zu bytes), by "
+                 "reference to %d (%zu bytes), %d of them asked for it in full",
+                 co->phase == CO_EVAL ? "eval " : "",
+                 co->phase == CO_EVAL ? co->eval_round : co->round,
+                 (unsigned long long)(ns.bytes_sent - co->phase_sent), co->n_full, co->task_len,
+                 co->n_refs, co->ref_len, co->n_asked);
+    }
     free(co->task_frame);
     co->task_frame = NULL;
     co->task_len = 0;
+    free(co->ref_frame);
+    co->ref_frame = NULL;
+    co->ref_len = 0;
     if (!uv_is_closing((uv_handle_t *)&co->pump)) uv_timer_stop(&co->pump);
+}
+
+/* The phase starts now: its bytes are counted from here. */
+static void coord_phase_begin(coord *co)
+{
+    netstats ns;
+    netstats_get(&ns);
+    co->phase_sent = ns.bytes_sent;
 }
 
 /* Selects `want` of the `left` ready peers that are (boxed = 1) or are not
@@ -558,14 +666,13 @@ static void coord_start_round(coord *co)
     if (want > co->n_ready) want = co->n_ready;
     co->dp_rate = (double)want / co->n_ready;
 
+    coord_phase_begin(co);
     wire_tensors wt;
     if (wire_tensors_encode(&co->t, co->shared, co->global, NULL, co->cfg.wire, 0, &wt)) goto oom;
     Sefl__TrainTask tt = SEFL__TRAIN_TASK__INIT;
     tt.update_encoding = wire_enc_encoding(co->cfg.update);
     tt.update_per_channel = co->cfg.update.per_channel;
     tt.round = round;
-    tt.n_tensors = wt.n;
-    tt.tensors = wt.v;
     tt.lr = co->cfg.lr;
     tt.momentum = co->cfg.momentum;
     tt.weight_decay = co->cfg.weight_decay;
@@ -579,16 +686,15 @@ static void coord_start_round(coord *co)
     Sefl__Envelope e = SEFL__ENVELOPE__INIT;
     e.msg_case = SEFL__ENVELOPE__MSG_TRAIN_TASK;
     e.train_task = &tt;
-    uint8_t *frame;
-    size_t len;
-    int ret = wire_encode(&e, &frame, &len);
+    int ret = coord_encode_task(co, &e, &wt);
     wire_tensors_release(&wt);
     if (ret) goto oom;
+    size_t len = co->task_len;
 
     co->phase = CO_TRAIN;
     co->selected = co->open = coord_select(co, want);
     co->target = want < k ? want : k;
-    coord_start_sending(co, frame, len);
+    coord_start_sending(co);
     log_debug("round %u: TrainTask encoded and queued in %.3f s", round, coord_since(t0.wall));
     coord_account(co, t0);
     log_info("round %u started: selected %d of %d connected, commit at %d updates or at the "
@@ -633,18 +739,15 @@ static int coord_eval_sample(coord *co)
 static void coord_start_eval(coord *co)
 {
     wire_tensors wt;
-    uint8_t *frame = NULL;
-    size_t len;
+    coord_phase_begin(co);
     if (wire_tensors_encode(&co->t, co->shared, co->global, NULL, co->cfg.wire, 0, &wt)) goto oom;
     Sefl__EvalTask et = SEFL__EVAL_TASK__INIT;
     et.round = co->last_round;
-    et.n_tensors = wt.n;
-    et.tensors = wt.v;
     et.private_groups = (char *)params_private_name(co->cfg.private_mask);
     Sefl__Envelope e = SEFL__ENVELOPE__INIT;
     e.msg_case = SEFL__ENVELOPE__MSG_EVAL_TASK;
     e.eval_task = &et;
-    int ret = wire_encode(&e, &frame, &len);
+    int ret = coord_encode_task(co, &e, &wt);
     wire_tensors_release(&wt);
     if (ret) goto oom;
 
@@ -667,7 +770,7 @@ static void coord_start_eval(coord *co)
                    co->eval_sent ? (uint64_t)(co->cfg.round_timeout * 1000) : 0, 0);
     /* A failed send un-counts its peer; coord_on_settle ends an evaluation
      * left with no report to wait for. */
-    coord_start_sending(co, frame, len);
+    coord_start_sending(co);
     return;
 oom:
     log_error("eval round %u: out of memory building the EvalTask", co->last_round);
@@ -1077,6 +1180,33 @@ static void coord_on_diverged(peer *p, const char *msg, coord_clock t0)
     coord_settle_round(co, t0);
 }
 
+/* A client whose process did not hold the model its task referred to asks
+ * for it: it gets the task in full, once, while that task is open for it
+ * (the same model it would have got without references, so a request
+ * reveals nothing and costs no more than references being off). */
+static void coord_on_model_request(peer *p, const Sefl__ModelRequest *r)
+{
+    coord *co = p->co;
+    char hex[17];
+    int open = (co->phase == CO_TRAIN && peer_training(p) && r->round == co->round) ||
+               (co->phase == CO_EVAL && p->eval_pending && r->round == co->eval_round);
+    if (!open || !co->ref_frame || p->got_full || p->send_pending ||
+        memcmp(r->model_ref.data, co->task_ref, WIRE_REF_LEN)) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "no open task of round %u refers to model %s for this client",
+                 r->round, wire_ref_short(r->model_ref.data, hex));
+        log_warn("client %s asked for a model: %s", p->name, msg);
+        peer_send_error(p, WIRE_ERR_REJECTED, msg);
+        return;
+    }
+    log_info("client %s asked for model %s of round %u: sending it in full", p->name,
+             wire_ref_short(r->model_ref.data, hex), r->round);
+    co->n_asked++;
+    p->want_full = 1;
+    coord_queue_task(co, p);
+    coord_send_queued(co);
+}
+
 static void coord_on_frame(conn *c, const uint8_t *payload, size_t len)
 {
     peer *p = conn_user(c);
@@ -1107,6 +1237,9 @@ static void coord_on_frame(conn *c, const uint8_t *payload, size_t len)
         break;
     case SEFL__ENVELOPE__MSG_EVAL_REPORT:
         coord_on_eval_report(p, e->eval_report);
+        break;
+    case SEFL__ENVELOPE__MSG_MODEL_REQUEST:
+        coord_on_model_request(p, e->model_request);
         break;
     case SEFL__ENVELOPE__MSG_HEARTBEAT:
         if (!e->heartbeat->reply) {
@@ -1192,6 +1325,7 @@ void coord_config_default(coord_config *c)
         .heartbeat = 10,
         .max_peers = COORD_MAX_PEERS,
         .send_window = COORD_SEND_WINDOW,
+        .model_refs = 1,
     };
     guard_config_default(&c->guard);
     c->preauth = conn_preauth_default();
@@ -1226,6 +1360,10 @@ int coord_start(uv_loop_t *loop, const coord_config *cfg, coord **out, char *err
     co->scratch = malloc(co->t.total * sizeof(float));
     co->flat = malloc((co->n_shared ? co->n_shared : 1) * sizeof(float));
     co->gflat = malloc((co->n_shared ? co->n_shared : 1) * sizeof(float));
+    if ((ret = hosts_init(&co->hosts))) {
+        err_set(err, "out of memory");
+        goto fail;
+    }
     co->parts = calloc((size_t)cap, sizeof *co->parts);
     co->part_names = calloc((size_t)cap, sizeof *co->part_names);
     if ((ret = coord_metrics_init(&co->met, err))) goto fail;
@@ -1315,11 +1453,11 @@ int coord_start(uv_loop_t *loop, const coord_config *cfg, coord **out, char *err
     uint64_t hb = (uint64_t)cfg->heartbeat * 1000;
     uv_timer_start(&co->heartbeat, coord_on_heartbeat, hb, hb);
 
-    char host[256];
-    snprintf(host, sizeof host, "%s", cfg->listen);
-    char *colon = strrchr(host, ':');
+    char addr[256];
+    snprintf(addr, sizeof addr, "%s", cfg->listen);
+    char *colon = strrchr(addr, ':');
     if (colon) *colon = 0;
-    log_info("listening %s:%d", host, conn_listener_port(co->lis));
+    log_info("listening %s:%d", addr, conn_listener_port(co->lis));
     log_info("model %s r=%d%s%s%s%s: %zu parameters, %zu shared (private %s), last committed "
              "round %u",
              co->t.arch, co->t.r, co->t.se_placement[0] ? " " : "", co->t.se_placement,
@@ -1379,6 +1517,8 @@ void coord_free(coord *co)
     free(co->parts);
     free(co->part_names);
     free(co->task_frame);
+    free(co->ref_frame);
+    hosts_free(&co->hosts);
     free(co);
 }
 

@@ -21,6 +21,13 @@
  *   connected that owe one are fewer than min_clients (log line "round N
  *   abandoned: U of M needed updates, at most O more to come: selected
  *   clients left", against "... by the deadline").
+ * A task's frame is encoded once per phase and its bytes shared by every
+ * connection that gets it; with model_refs, a connection whose process
+ * (Hello.host_token, hosts.h) was already queued the model in full gets a
+ * small frame with the model's reference instead, and one that asks for
+ * the model (ModelRequest) gets the full frame (proto/PROTOCOL.md, "Model
+ * references"). Each phase logs "round N: sent B bytes: the model in full
+ * to F clients ..., by reference to R ...".
  * Every eval_every rounds, and after the last one, an EvalTask goes to every
  * connected client, and to every client welcomed while the evaluation is
  * open (reports due by the same deadline); each EvalReport is stored. An
@@ -82,6 +89,9 @@ typedef struct {
     wire_enc wire;              /* the global model in TrainTask and EvalTask */
     wire_enc update;            /* what clients send back (TrainTask.update_encoding) */
     int eval_clients;           /* evaluate this many connected clients (sample.h); 0: all */
+    int model_refs;             /* send a model once per client process (Hello.host_token)
+                                   and references to it on its other connections
+                                   (default 1); the model bytes are the same either way */
     guard_config guard;         /* weight share, update norm bound, penalty rounds */
     conn_preauth preauth;       /* per-address limits before the TLS handshake ends */
     strategy_spec agg;          /* aggregation rule, --clip, DP-FedAvg */

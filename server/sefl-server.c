@@ -83,6 +83,10 @@ static const char usage[] =
     "                          int8 rounded stochastically (default f32)\n"
     "  --int8-scale S          channel or tensor: one int8 scale per output channel\n"
     "                          or one per tensor (default channel)\n"
+    "  --model-refs on|off     send a model once per client process and a reference\n"
+    "                          to it (its SHA-256) on the process's other\n"
+    "                          connections, by the host token in their Hello; the\n"
+    "                          clients get the same model either way (default on)\n"
     "  --eval-clients N|all    evaluate N connected clients, the same sample each\n"
     "                          time (smallest hash of seed and name), or all of them\n"
     "                          (default all)\n"
@@ -172,7 +176,7 @@ static int server_parse(int argc, char **argv, coord_config *c, const char **htt
            O_LR, O_MOM, O_WD, O_MU, O_BATCH, O_EPOCHS, O_SEED, O_R, O_HB, O_SCHED, O_PLR,
            O_SHARE, O_NORM, O_PENALTY, O_PREAUTH, O_HSRATE, O_HSBURST, O_HTTP, O_ALLOW, O_HELP,
            O_AGG, O_AGGMEM, O_CLIP, O_SOPT, O_SLR, O_SMOM, O_B1, O_B2, O_TAU, O_DPCLIP, O_DPNOISE,
-           O_DPDELTA, O_WIRE, O_UPD, O_SCALE, O_EVALN, O_MODEL = 512 };
+           O_DPDELTA, O_WIRE, O_UPD, O_SCALE, O_EVALN, O_REFS, O_MODEL = 512 };
     static const struct option opts[] = {
         { "listen", 1, 0, O_LISTEN }, { "certs", 1, 0, O_CERTS }, { "db", 1, 0, O_DB },
         { "rounds", 1, 0, O_ROUNDS }, { "clients-per-round", 1, 0, O_K },
@@ -192,7 +196,7 @@ static int server_parse(int argc, char **argv, coord_config *c, const char **htt
         { "tau", 1, 0, O_TAU }, { "dp-clip", 1, 0, O_DPCLIP }, { "dp-noise", 1, 0, O_DPNOISE },
         { "dp-delta", 1, 0, O_DPDELTA }, { "wire-dtype", 1, 0, O_WIRE },
         { "update-dtype", 1, 0, O_UPD }, { "int8-scale", 1, 0, O_SCALE },
-        { "eval-clients", 1, 0, O_EVALN },
+        { "eval-clients", 1, 0, O_EVALN }, { "model-refs", 1, 0, O_REFS },
         { "allow-change", 0, 0, O_ALLOW }, { "help", 0, 0, O_HELP }, MODEL_OPTS_LONGOPTS(O_MODEL),
         CONFIG_OPTIONS, { 0, 0, 0, 0 },
     };
@@ -269,6 +273,13 @@ static int server_parse(int argc, char **argv, coord_config *c, const char **htt
             if (!strcmp(optarg, "all")) c->eval_clients = 0;
             else if (!(rc = cli_parse_long("--eval-clients", optarg, 1, 1000000, &v, err)))
                 c->eval_clients = (int)v;
+            break;
+        case O_REFS:
+            if (!strcmp(optarg, "on") || !strcmp(optarg, "off")) c->model_refs = !strcmp(optarg, "on");
+            else {
+                err_set(err, "--model-refs must be on or off, got '%s'", optarg);
+                rc = -1;
+            }
             break;
         case O_SHARE:
             rc = cli_parse_double("--max-weight-share", optarg, 1e-6, 1, &c->guard.max_weight_share,

@@ -17,7 +17,9 @@
  * outcome: a commit with the updates in, or an abandon and a retry. Those
  * tests set a deadline (an hour) far beyond Check's timeout, so waiting for
  * it would fail them. A client welcomed while an evaluation is open is
- * evaluated in it.
+ * evaluated in it. Clients that send one host token get a task's model in
+ * full once and references after; a ModelRequest is answered in full once
+ * per client and task, and refused otherwise.
  * Every test ends with uv_loop_close() == 0.
  */
 #include <check.h>
@@ -39,6 +41,7 @@
 #include "common/store.h"
 #include "common/net/tls.h"
 #include "common/fl/wire.h"
+#include "common/fl/wire_ref.h"
 #include "tests/check_main.h"
 #include "tests/check_sql.h"
 
@@ -65,6 +68,13 @@ typedef struct {
     uint32_t diverge_round;     /* answers this round with Error{DIVERGED}, 0: never */
     uint32_t eval_round;        /* round of the EvalTask it got last */
     int welcomed, errors, byes, evals, trains, closed, sent, pings;
+    uint8_t token;              /* sends a host token of 16 such bytes, 0: none */
+    int ask;                    /* on its first reference: a ModelRequest with a wrong
+                                   model, then the right one, then the same again */
+    int asked;                  /* 1: requests sent, 2: the full task came */
+    int train_full, train_refs, eval_full, eval_refs;  /* tasks in full / by reference */
+    uint8_t label[WIRE_REF_LEN];  /* model_ref of its last full task */
+    uint8_t ref[WIRE_REF_LEN];    /* model_ref of its last task by reference */
     char bye[32];
     float *buf;                 /* (table.total) its model */
 } fake;
@@ -200,9 +210,26 @@ static void fake_on_open(conn *c)
     h.spec = &spec;
     h.train_examples = f->examples;
     h.test_examples = 10;
+    uint8_t token[WIRE_HOST_TOKEN_LEN];
+    memset(token, f->token, sizeof token);
+    if (f->token) h.host_token = (ProtobufCBinaryData){ sizeof token, token };
     Sefl__Envelope e = SEFL__ENVELOPE__INIT;
     e.msg_case = SEFL__ENVELOPE__MSG_HELLO;
     e.hello = &h;
+    fake_send(f, &e);
+}
+
+static void fake_model_request(fake *f, uint32_t round, const uint8_t *ref, int wrong)
+{
+    uint8_t r[WIRE_REF_LEN];
+    memcpy(r, ref, sizeof r);
+    r[5] ^= (uint8_t)wrong;
+    Sefl__ModelRequest m = SEFL__MODEL_REQUEST__INIT;
+    m.round = round;
+    m.model_ref = (ProtobufCBinaryData){ sizeof r, r };
+    Sefl__Envelope e = SEFL__ENVELOPE__INIT;
+    e.msg_case = SEFL__ENVELOPE__MSG_MODEL_REQUEST;
+    e.model_request = &m;
     fake_send(f, &e);
 }
 
@@ -210,6 +237,27 @@ static void fake_on_train(fake *f, const Sefl__TrainTask *t)
 {
     f->task_round = t->round;
     f->trains++;
+    if (t->n_tensors == 0 && t->model_ref.len == WIRE_REF_LEN) {
+        /* A reference: this fake holds the model by the full task another
+         * connection of its token got (the test checks the labels). */
+        f->train_refs++;
+        memcpy(f->ref, t->model_ref.data, WIRE_REF_LEN);
+        if (f->ask && !f->asked) {
+            f->asked = 1;
+            fake_model_request(f, t->round, t->model_ref.data, 1);
+            fake_model_request(f, t->round, t->model_ref.data, 0);
+        } else if (released) {
+            fake_answer(f, t->round);
+        }
+        return;
+    }
+    if (t->model_ref.len == WIRE_REF_LEN) memcpy(f->label, t->model_ref.data, WIRE_REF_LEN);
+    f->train_full++;
+    /* The full task it asked for: asking again is refused. */
+    if (f->asked == 1) {
+        f->asked = 2;
+        fake_model_request(f, t->round, t->model_ref.data, 0);
+    }
     if (t->round == f->quit_round) {
         /* Gone mid-round, as a killed client: no update, no Bye. */
         conn_close(f->c, "quit");
@@ -256,6 +304,8 @@ static void fake_on_frame(conn *c, const uint8_t *p, size_t n)
         break;
     case SEFL__ENVELOPE__MSG_EVAL_TASK:
         f->evals++;
+        if (e->eval_task->n_tensors) f->eval_full++;
+        else f->eval_refs++;
         f->eval_round = e->eval_task->round;
         if (!f->hold_eval) fake_eval_report(f);
         break;
@@ -741,6 +791,92 @@ START_TEST(test_eval_takes_late_joiner)
 }
 END_TEST
 
+/* Three clients of one process (one host token): round 1's TrainTask and
+ * the evaluation go in full to one of them and by reference to the two
+ * others, labelled with one reference; with --model-refs off, or without a
+ * token, all three get it in full. Client 0 asks for the model when it gets
+ * a reference: a wrong model is refused (Error REJECTED, connection kept),
+ * the right one comes in full, and asking again is refused. */
+static void run_refs(int model_refs, uint8_t token)
+{
+    char err[SEFL_ERRLEN];
+    coord_config cfg = test_config();
+    all_good();
+    cfg.model_refs = model_refs;
+    released = 1;
+    for (int i = 0; i < 3; i++) fakes[i].token = token;
+    fakes[0].ask = 1;
+    ck_assert_msg(coord_start(&loop, &cfg, &co, err) == 0, "%s", err);
+    for (int i = 0; i < 3; i++) fake_connect(&fakes[i]);
+    finish_loop();
+    for (int i = 0; i < 3; i++) ck_assert_str_eq(fakes[i].bye, "done");
+    ck_assert_int_eq(check_sql_file_int(db_path, "SELECT clients FROM rounds WHERE round = 1"), 3);
+    ck_assert_int_eq(check_sql_file_int(db_path, "SELECT count(*) FROM eval_reports"), 3);
+}
+
+START_TEST(test_model_refs_once_per_token)
+{
+    run_refs(1, 0x5a);
+    int train_full = 0, train_refs = 0, eval_full = 0, eval_refs = 0, full_one = -1;
+    for (int i = 0; i < 3; i++) {
+        train_full += fakes[i].train_full;
+        train_refs += fakes[i].train_refs;
+        eval_full += fakes[i].eval_full;
+        eval_refs += fakes[i].eval_refs;
+        if (fakes[i].train_full && i != 0) full_one = i;
+    }
+    if (full_one < 0) {
+        /* Client 0 got the first full task itself and never asked. */
+        ck_assert_int_eq(fakes[0].asked, 0);
+        ck_assert_int_eq(train_full, 1);
+        ck_assert_int_eq(train_refs, 2);
+    } else {
+        /* Client 0 got a reference, asked: refused, sent, refused. */
+        ck_assert_int_eq(fakes[0].asked, 2);
+        ck_assert_int_eq(fakes[0].train_refs, 1);
+        ck_assert_int_eq(fakes[0].train_full, 1);
+        ck_assert_int_eq(fakes[0].errors, 2);
+        ck_assert_int_eq(train_full, 2);
+        ck_assert_int_eq(train_refs, 2);
+        ck_assert_mem_eq(fakes[0].label, fakes[0].ref, WIRE_REF_LEN);
+        ck_assert_mem_eq(fakes[full_one].label, fakes[0].ref, WIRE_REF_LEN);
+    }
+    for (int i = 0; i < 3; i++)
+        if (fakes[i].train_refs && fakes[i].train_full == 0)
+            ck_assert_mem_eq(fakes[i].ref, full_one < 0 ? fakes[0].label : fakes[full_one].label,
+                             WIRE_REF_LEN);
+    ck_assert_int_eq(eval_full, 1);
+    ck_assert_int_eq(eval_refs, 2);
+}
+END_TEST
+
+/* Every client gets the model in full: client 0 never gets a reference to
+ * ask about. */
+static void check_all_full(void)
+{
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(fakes[i].train_full, 1);
+        ck_assert_int_eq(fakes[i].train_refs, 0);
+        ck_assert_int_eq(fakes[i].eval_full, 1);
+        ck_assert_int_eq(fakes[i].eval_refs, 0);
+        ck_assert_int_eq(fakes[i].errors, 0);
+    }
+}
+
+START_TEST(test_model_refs_off)
+{
+    run_refs(0, 0x5a);
+    check_all_full();
+}
+END_TEST
+
+START_TEST(test_model_refs_no_token)
+{
+    run_refs(1, 0);
+    check_all_full();
+}
+END_TEST
+
 /* A database made with another private set is refused at start with one
  * line, and nothing is left on the loop. */
 START_TEST(test_refuses_other_private_set)
@@ -792,6 +928,9 @@ int main(void)
     tcase_add_test(tc, test_poisoned_update_refused);
     tcase_add_test(tc, test_weight_cap_and_diverged);
     tcase_add_test(tc, test_eval_takes_late_joiner);
+    tcase_add_test(tc, test_model_refs_once_per_token);
+    tcase_add_test(tc, test_model_refs_off);
+    tcase_add_test(tc, test_model_refs_no_token);
     suite_add_tcase(s, tc);
     int status = check_run(s);
     if (check_rm_rf(base_dir) != 0) return 1;

@@ -5,8 +5,10 @@
  * The fake coordinator plays one script per test: the whole conversation
  * (Welcome, Heartbeat, TrainTask, EvalTask, Bye "done"), a Bye "shutdown"
  * that must bring the client back, a model mismatch that must end it, a
- * message other than Welcome first that must be refused, and the test-only switches
- * (SEFL_FAULT, SEFL_TAP_DIR) that other suites rely on. Each test ends with
+ * message other than Welcome first that must be refused, the test-only switches
+ * (SEFL_FAULT, SEFL_TAP_DIR) that other suites rely on, and model references
+ * (a reference the process does not hold is asked for, never trained on
+ * another model; a task whose label is not its tensors' hash is refused). Each test ends with
  * every handle closed and uv_loop_close() == 0.
  */
 #include <check.h>
@@ -27,6 +29,8 @@
 #include "common/net/tls.h"
 #include "client/trainer.h"
 #include "common/fl/wire.h"
+#include "common/fl/wire_ref.h"
+#include "client/modelcache.h"
 #include "tests/check_main.h"
 
 #define N_TRAIN 30
@@ -40,7 +44,13 @@ static float images[(N_TRAIN + N_TEST) * MODEL_PIXELS];   /* (40, 784) */
 static uint8_t labels[N_TRAIN + N_TEST];
 
 enum { SCRIPT_FULL, SCRIPT_SHUTDOWN, SCRIPT_MODEL_MISMATCH, SCRIPT_EARLY_MESSAGE, SCRIPT_BIG_BATCH,
-       SCRIPT_SUPERSEDE, SCRIPT_OVERFLOW, SCRIPT_RETRY, SCRIPT_RETRY_OTHER };
+       SCRIPT_SUPERSEDE, SCRIPT_OVERFLOW, SCRIPT_RETRY, SCRIPT_RETRY_OTHER, SCRIPT_REF_MISS,
+       SCRIPT_REF_BAD_LABEL };
+
+/* How fake_task sends the model: plain tensors (no model_ref), tensors
+ * labelled with their reference, the reference alone, or tensors with a
+ * label that is not their hash. */
+enum { TASK_PLAIN, TASK_LABELLED, TASK_REF, TASK_BAD_LABEL };
 
 /* Nonce of the heartbeat that follows a burst of tasks: its reply proves
  * the client has taken in every task before it (frames are handled in
@@ -69,6 +79,15 @@ typedef struct {
     /* What the session reported. */
     int finished, fin_status, welcomed, disconnected;
     int trainings;              /* SESSION_TASK_START of TrainTasks */
+    /* Model references. */
+    modelcache *cache;          /* the session's cache (reference scripts), or NULL */
+    size_t hello_token_len;     /* Hello.host_token's length */
+    int requests;               /* ModelRequests received */
+    uint32_t request_round;
+    int request_ref_ok;         /* its model_ref was the referenced model's */
+    int trainings_at_request;   /* trainings started when the request came */
+    uint64_t ref_sent_ms;       /* loop time the reference was sent */
+    uint64_t request_wait_ms;   /* from the reference to the request */
 } fake;
 
 static void fake_send(conn *c, Sefl__Envelope *e)
@@ -107,17 +126,24 @@ static void fake_bye(conn *c, const char *reason)
     fake_send(c, &e);
 }
 
-static void fake_task(fake *f, conn *c, int train, uint32_t batch, uint32_t round)
+/* Sends a task with f->global as its model, sent as mode says (TASK_*). */
+static void fake_task_as(fake *f, conn *c, int train, uint32_t batch, uint32_t round, int mode)
 {
     wire_tensors wt;
     Sefl__TrainTask t = SEFL__TRAIN_TASK__INIT;
     Sefl__EvalTask v = SEFL__EVAL_TASK__INIT;
     Sefl__Envelope e = SEFL__ENVELOPE__INIT;
+    uint8_t ref[WIRE_REF_LEN];
     ck_assert_int_eq(wire_tensors_build(&table, params_shared(PARAM_SE), f->global, &wt), 0);
+    ck_assert_int_eq(wire_model_ref(wt.v, wt.n, ref), 0);
+    if (mode == TASK_BAD_LABEL) ref[0] ^= 1;
+    ProtobufCBinaryData label = { mode == TASK_PLAIN ? 0 : WIRE_REF_LEN, ref };
+    size_t n = mode == TASK_REF ? 0 : wt.n;
     if (train) {
         t.round = round;
         t.tensors = wt.v;
-        t.n_tensors = wt.n;
+        t.n_tensors = n;
+        t.model_ref = label;
         t.lr = 0.05f;
         t.batch = batch;
         t.epochs = 1;
@@ -128,13 +154,44 @@ static void fake_task(fake *f, conn *c, int train, uint32_t batch, uint32_t roun
     } else {
         v.round = round;
         v.tensors = wt.v;
-        v.n_tensors = wt.n;
+        v.n_tensors = n;
+        v.model_ref = label;
         v.private_groups = "se";
         e.msg_case = SEFL__ENVELOPE__MSG_EVAL_TASK;
         e.eval_task = &v;
     }
     fake_send(c, &e);
+    if (mode == TASK_REF) f->ref_sent_ms = uv_now(&f->loop);
     wire_tensors_release(&wt);
+}
+
+static void fake_task(fake *f, conn *c, int train, uint32_t batch, uint32_t round)
+{
+    fake_task_as(f, c, train, batch, round, TASK_PLAIN);
+}
+
+/* The global model of round r of the reference scripts: round 1's is the
+ * initial model, round 2's another one. */
+static void fake_next_global(fake *f)
+{
+    for (size_t i = 0; i < table.total; i++) f->global[i] *= 0.5f;
+}
+
+/* The client process asks for a model it was referred to: answer with the
+ * task in full (TASK_LABELLED, so that the process keeps it). */
+static void fake_on_model_request(fake *f, conn *c, const Sefl__ModelRequest *r)
+{
+    wire_tensors wt;
+    uint8_t ref[WIRE_REF_LEN];
+    ck_assert_int_eq(wire_tensors_build(&table, params_shared(PARAM_SE), f->global, &wt), 0);
+    ck_assert_int_eq(wire_model_ref(wt.v, wt.n, ref), 0);
+    wire_tensors_release(&wt);
+    f->requests++;
+    f->request_round = r->round;
+    f->request_ref_ok = !memcmp(r->model_ref.data, ref, WIRE_REF_LEN);
+    f->trainings_at_request = f->trainings;
+    f->request_wait_ms = uv_now(&f->loop) - f->ref_sent_ms;
+    fake_task_as(f, c, 1, 10, r->round, TASK_LABELLED);
 }
 
 static void fake_heartbeat(conn *c, uint64_t nonce)
@@ -150,7 +207,18 @@ static void fake_on_hello(fake *f, conn *c, const Sefl__Hello *h)
     f->hellos++;
     f->hello_train = h->train_examples;
     f->hello_test = h->test_examples;
+    f->hello_token_len = h->host_token.len;
     switch (f->script) {
+    case SCRIPT_REF_MISS:
+        /* Round 1 in full, labelled: the process keeps it. */
+        fake_welcome(f, c);
+        fake_task_as(f, c, 1, 10, 1, TASK_LABELLED);
+        break;
+    case SCRIPT_REF_BAD_LABEL:
+        fake_welcome(f, c);
+        if (f->conns == 1) fake_task_as(f, c, 1, 10, 1, TASK_BAD_LABEL);
+        else fake_bye(c, "done");
+        break;
     case SCRIPT_FULL:
         fake_welcome(f, c);
         fake_heartbeat(c, 7);
@@ -239,6 +307,14 @@ static void fake_on_update(fake *f, conn *c, const Sefl__Update *u)
         f->updates == 1)
         fake_task(f, c, 0, 0, 1);
     if (f->script == SCRIPT_SUPERSEDE && f->updates == 2) fake_bye(c, "done");
+    /* Round 2 refers to a model the process does not hold (it holds round
+     * 1's): it must ask for it, not train round 1's. Then an evaluation of
+     * round 2 by reference, which it now holds. */
+    if (f->script == SCRIPT_REF_MISS && f->updates == 1) {
+        fake_next_global(f);
+        fake_task_as(f, c, 1, 10, 2, TASK_REF);
+    }
+    if (f->script == SCRIPT_REF_MISS && f->updates == 2) fake_task_as(f, c, 0, 0, 2, TASK_REF);
 }
 
 static void fake_on_frame(conn *c, const uint8_t *p, size_t n)
@@ -277,6 +353,9 @@ static void fake_on_frame(conn *c, const uint8_t *p, size_t n)
         break;
     case SEFL__ENVELOPE__MSG_ERROR:
         f->client_error = e->error->code;
+        break;
+    case SEFL__ENVELOPE__MSG_MODEL_REQUEST:
+        fake_on_model_request(f, c, e->model_request);
         break;
     default:
         ck_abort_msg("unexpected message %d from the client", e->msg_case);
@@ -347,6 +426,8 @@ static void run_script(fake *f, int script)
     model_free(m);
 
     ck_assert_msg(trainer_new(&f->loop, &table, 1, &f->tr, err) == 0, "%s", err);
+    if (script == SCRIPT_REF_MISS || script == SCRIPT_REF_BAD_LABEL)
+        ck_assert_msg(modelcache_new(f->tr, NULL, &f->cache, err) == 0, "%s", err);
     /* The queue scripts need the session's tasks to pile up behind a job
      * that cannot finish before the client has seen them all. */
     int gated = script == SCRIPT_SUPERSEDE || script == SCRIPT_OVERFLOW || script == SCRIPT_RETRY ||
@@ -368,12 +449,13 @@ static void run_script(fake *f, int script)
         .data = { images, labels, NULL, N_TRAIN, images + N_TRAIN * MODEL_PIXELS, labels + N_TRAIN,
                   NULL, N_TEST },
         .backoff_min_ms = 10, .backoff_max_ms = 40, .jitter_seed = 1,
-        .quiet = 1, .on_event = on_session_event, .user = f,
+        .quiet = 1, .on_event = on_session_event, .user = f, .cache = f->cache,
     };
     ck_assert_msg(session_start(&f->loop, f->tr, &cfg, &f->s, err) == 0, "%s", err);
     ck_assert_int_eq(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
     ck_assert_int_eq(f->finished, 1);
     session_free(f->s);
+    modelcache_free(f->cache);
     trainer_free(f->tr);
     if (gated) uv_sem_destroy(&f->gate);
     ck_assert_int_eq(uv_loop_close(&f->loop), 0);
@@ -518,6 +600,46 @@ START_TEST(test_batch_over_limit_refused)
     ck_assert_int_eq(f.updates, 0);
     ck_assert_int_eq(f.conns, 2);
     ck_assert_int_eq(f.fin_status, 0);
+}
+END_TEST
+
+/* A reference to a model the process does not hold (it holds another
+ * one) is not trained on: after MODELCACHE_WAIT_MS the session asks for
+ * that model (ModelRequest with the task's round and reference), trains
+ * the task sent in full, and resolves a later reference to it at once. */
+START_TEST(test_reference_not_held_is_asked_for)
+{
+    fake f;
+    run_script(&f, SCRIPT_REF_MISS);
+    ck_assert_int_eq(f.fin_status, 0);
+    ck_assert_uint_eq(f.hello_token_len, WIRE_HOST_TOKEN_LEN);
+    ck_assert_int_eq(f.requests, 1);
+    ck_assert_uint_eq(f.request_round, 2);
+    ck_assert(f.request_ref_ok);
+    /* Only round 1 had started training when round 2's model was asked for. */
+    ck_assert_int_eq(f.trainings_at_request, 1);
+    ck_assert_uint_ge(f.request_wait_ms, MODELCACHE_WAIT_MS - 50);
+    ck_assert_int_eq(f.trainings, 2);
+    ck_assert_uint_eq(f.update_rounds, (1u << 1) | (1u << 2));
+    /* The evaluation by reference was answered without another request. */
+    ck_assert_int_eq(f.reports, 1);
+    ck_assert_uint_eq(f.report_round, 2);
+}
+END_TEST
+
+/* A task whose model_ref is not its tensors' hash is refused (Error
+ * TENSOR, close) and nothing is trained or cached; a client without a
+ * cache sends no host token. */
+START_TEST(test_reference_label_checked)
+{
+    fake f;
+    run_script(&f, SCRIPT_REF_BAD_LABEL);
+    ck_assert_int_eq(f.fin_status, 0);
+    ck_assert_uint_eq(f.client_error, WIRE_ERR_TENSOR);
+    ck_assert_int_eq(f.trainings, 0);
+    ck_assert_int_eq(f.conns, 2);
+    run_script(&f, SCRIPT_SHUTDOWN);
+    ck_assert_uint_eq(f.hello_token_len, 0);
 }
 END_TEST
 
@@ -751,6 +873,8 @@ int main(void)
     tcase_add_test(tc, test_tap);
     tcase_add_test(tc, test_first_task_starts_from_init);
     tcase_add_test(tc, test_private_first_schedule);
+    tcase_add_test(tc, test_reference_not_held_is_asked_for);
+    tcase_add_test(tc, test_reference_label_checked);
     suite_add_tcase(s, tc);
     int status = check_run(s);
     if (check_rm_rf(base_dir) != 0) fprintf(stderr, "check_session: could not remove %s\n", base_dir);

@@ -519,12 +519,13 @@ START_TEST(test_reject_malformed)
 }
 END_TEST
 
-/* Field 11 is not in this version's oneof: it unpacks as an unknown field
- * and leaves the case unset. An Envelope with only a version is the same. */
+/* Field 12 is not in this version's oneof (11 is ModelRequest): it unpacks
+ * as an unknown field and leaves the case unset. An Envelope with only a
+ * version is the same. */
 START_TEST(test_reject_unknown_oneof)
 {
     char err[SEFL_ERRLEN];
-    static const uint8_t unknown[] = { 0x08, 0x01, 0x5a, 0x02, 0x08, 0x01 };
+    static const uint8_t unknown[] = { 0x08, 0x01, 0x62, 0x02, 0x08, 0x01 };
     static const uint8_t none[] = { 0x08, 0x01 };
     ck_assert_uint_eq(dec_bytes_fail(unknown, sizeof unknown, 1 << 16, err), WIRE_ERR_MALFORMED);
     ck_assert_ptr_nonnull(strstr(err, "no message"));

@@ -25,6 +25,8 @@
  *   finite nonzero scale small enough that scale * 127 stays finite: one
  *   (scale) or one per row of dimension 0 (scales, then scale is 0); only
  *   INT8 carries scales; TrainTask.update_encoding is a known Encoding;
+ * - Hello.host_token is empty or WIRE_HOST_TOKEN_LEN bytes; model_ref (TrainTask,
+ *   EvalTask) empty or WIRE_REF_LEN bytes, ModelRequest.model_ref WIRE_REF_LEN;
  * - floats in TrainTask, Update and EvalReport are finite and >= 0,
  *   accuracies at most 1; TrainTask.batch and .epochs within their limits;
  *   Error.code is one of the WIRE_ERR_* codes.
@@ -44,6 +46,7 @@
 
 #include "common/net/frame.h"
 #include "common/fl/wire_enc.h"
+#include "common/fl/wire_ref.h"
 #include "common/log.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -401,6 +404,17 @@ static int wire_check_tensors(const param_table *t, Sefl__Tensor *const *v, size
     return 0;
 }
 
+/* A bytes field that is empty or exactly len bytes long (a host token, a
+ * model reference); required: it must not be empty. */
+static int wire_check_bytes(const ProtobufCBinaryData *b, size_t len, int required,
+                            const char *what, uint32_t *code, char *err)
+{
+    if (b->len == len || (!required && b->len == 0)) return 0;
+    *code = WIRE_ERR_MALFORMED;
+    err_set(err, "%s is %zu bytes long, must be %s%zu", what, b->len, required ? "" : "0 or ", len);
+    return -EBADMSG;
+}
+
 static int wire_check_envelope(const Sefl__Envelope *e, const param_table *t, uint32_t *code,
                                char *err)
 {
@@ -420,6 +434,9 @@ static int wire_check_envelope(const Sefl__Envelope *e, const param_table *t, ui
                         WIRE_MAX_PARTITION);
                 return -EBADMSG;
             }
+        if ((rc = wire_check_bytes(&e->hello->host_token, WIRE_HOST_TOKEN_LEN, 0,
+                                   "Hello.host_token", code, err)))
+            return rc;
         return wire_check_spec(e->hello->spec, t, "Hello", code, err);
     case SEFL__ENVELOPE__MSG_WELCOME: {
         const Sefl__Welcome *w = e->welcome;
@@ -442,7 +459,8 @@ static int wire_check_envelope(const Sefl__Envelope *e, const param_table *t, ui
             (rc = wire_check_float(m->private_lr, FLT_MAX, "TrainTask.private_lr", code, err)) ||
             (m->private_epochs && (rc = wire_check_count(m->private_epochs, WIRE_MAX_EPOCHS,
                                                           "TrainTask.private_epochs", code, err))) ||
-            (rc = wire_check_groups(m->private_groups, "TrainTask.private_groups", code, err)))
+            (rc = wire_check_groups(m->private_groups, "TrainTask.private_groups", code, err)) ||
+            (rc = wire_check_bytes(&m->model_ref, WIRE_REF_LEN, 0, "TrainTask.model_ref", code, err)))
             return rc;
         wire_enc ue;
         if (wire_enc_from_encoding(m->update_encoding, m->update_per_channel, &ue) < 0) {
@@ -463,7 +481,8 @@ static int wire_check_envelope(const Sefl__Envelope *e, const param_table *t, ui
     }
     case SEFL__ENVELOPE__MSG_EVAL_TASK: {
         const Sefl__EvalTask *m = e->eval_task;
-        if ((rc = wire_check_groups(m->private_groups, "EvalTask.private_groups", code, err)))
+        if ((rc = wire_check_groups(m->private_groups, "EvalTask.private_groups", code, err)) ||
+            (rc = wire_check_bytes(&m->model_ref, WIRE_REF_LEN, 0, "EvalTask.model_ref", code, err)))
             return rc;
         return wire_check_tensors(t, m->tensors, m->n_tensors, "EvalTask", code, err);
     }
@@ -480,6 +499,9 @@ static int wire_check_envelope(const Sefl__Envelope *e, const param_table *t, ui
             return -EBADMSG;
         }
         return 0;
+    case SEFL__ENVELOPE__MSG_MODEL_REQUEST:
+        return wire_check_bytes(&e->model_request->model_ref, WIRE_REF_LEN, 1,
+                                "ModelRequest.model_ref", code, err);
     case SEFL__ENVELOPE__MSG_HEARTBEAT:
     case SEFL__ENVELOPE__MSG_BYE:
         return 0;

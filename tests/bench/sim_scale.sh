@@ -32,15 +32,28 @@
 #   overhead_cpu_per_train_cpu              (sim_cpu + server_cpu - train_cpu) / train_cpu:
 #                                           what the system costs on top of training,
 #                                           in CPU, so not skewed by other load
+#   sim_cpu_s_per_round,                    the two processes' CPU time divided by the
+#   server_cpu_s_per_round                  training rounds (the final evaluation's
+#                                           share included)
+#   server_bytes_per_round                  bytes the coordinator sent in a training
+#                                           round (its "round N: sent B bytes" lines,
+#                                           mean over the rounds; TLS records included)
+#   server_bytes_eval                       the same for the final evaluation
+#   models_full_per_round,                  tasks of a training round sent with the
+#   models_by_ref_per_round                 model in full and by reference (mean)
+#   sim_models_full, sim_refs_resolved,     sefl-sim's model cache: models received in
+#   sim_models_asked                        full, references resolved (at once or after
+#                                           waiting), models asked for (ModelRequest)
 # Wall-time figures (samples/s, efficiency) depend on what else the machine
 # runs; the script prints the load average before and after.
 # Not part of `make check` (about two minutes on 2 cores).
 # Environment: CLIENTS, ROUNDS, PER_ROUND (clients per round, default all),
 # PARTITION, THREADS (default: cores), MAX_SAMPLES (default: no cap),
 # SERVER_ARGS (more sefl-server flags, e.g. "--wire-dtype int8 --update-dtype
-# int8" or "--eval-clients 100"), SIM_ARGS (more sefl-sim flags), INFLIGHT
-# (sefl-sim --max-inflight-frames, default its own), KEEP=1 (keep the work
-# directory).
+# int8", "--eval-clients 100", or "--model-refs off" for the bytes and CPU
+# of sending every client its own copy), SIM_ARGS (more sefl-sim flags),
+# INFLIGHT (sefl-sim --max-inflight-frames, default its own), KEEP=1 (keep
+# the work directory).
 # Every client connects from 127.0.0.1, so the coordinator's admission
 # limits per address (--preauth-per-addr, --handshakes-per-sec) are off.
 # The issue-12 figures: CLIENTS=1000|5000|10000 MAX_SAMPLES=20 (two rounds
@@ -147,4 +160,22 @@ awk -v s="$samples" -v t="$seconds" -v b="$bench" -v n="$THREADS" \
 awk -v a="$sim_cpu" -v b="$server_cpu" -v k="$TCK" -v t="$train_cpu" 'BEGIN {
     printf "sim_cpu_s %.1f\nserver_cpu_s %.1f\ntrain_cpu_s %.1f\n", a / k, b / k, t
     printf "overhead_cpu_per_train_cpu %.3f\n", (a / k + b / k - t) / t }'
+awk -v a="$sim_cpu" -v b="$server_cpu" -v k="$TCK" -v r="$ROUNDS" 'BEGIN {
+    printf "sim_cpu_s_per_round %.2f\nserver_cpu_s_per_round %.2f\n", a / k / r, b / k / r }'
+# "round N: sent B bytes: the model in full to F clients (L bytes), by reference to R (...)"
+awk '/INFO round [0-9]+: sent [0-9]+ bytes/ {
+        for (i = 1; i <= NF; i++) {
+            if ($i == "sent") b += $(i + 1)
+            if ($i == "to" && $(i + 1) ~ /^[0-9]+$/) { if (++k % 2) f += $(i + 1); else r += $(i + 1) }
+        }
+        n++
+     }
+     /INFO eval round [0-9]+: sent [0-9]+ bytes/ { for (i = 1; i <= NF; i++) if ($i == "sent") e = $(i + 1) }
+     END {
+        if (n) printf "server_bytes_per_round %.0f\nmodels_full_per_round %.1f\nmodels_by_ref_per_round %.1f\n", b / n, f / n, r / n
+        if (e != "") printf "server_bytes_eval %d\n", e
+     }' "$W/server.log"
+# "model references: F models received in full, H references resolved at once, W after waiting ..., A asked for in full"
+sed -n 's/.*model references: \([0-9]*\) models received in full, \([0-9]*\) references resolved at once, \([0-9]*\) after waiting.*, \([0-9]*\) asked for in full.*/sim_models_full \1\nsim_refs_resolved \2 \3\nsim_models_asked \4/p' "$W/sim.log" |
+    awk '$1 == "sim_refs_resolved" { print $1, $2 + $3; next } { print }'
 echo "load_average_after $(cut -d' ' -f1 /proc/loadavg)"

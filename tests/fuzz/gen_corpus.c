@@ -101,6 +101,9 @@ static void gen_envelopes(void)
     spec.table_hash ^= 0x10;
     put_env("hello_bad_hash", &e, 0);
     wire_spec_from_table(&T, &spec);
+    uint8_t token[16] = { 0x5e, 0xf1 }, ref[32] = { 0x0d, 0xe1 };
+    h.host_token = (ProtobufCBinaryData){ sizeof token, token };
+    put_env("hello_host_token", &e, 0);
 
     Sefl__Welcome w = SEFL__WELCOME__INIT;
     w.spec = &spec;
@@ -132,6 +135,18 @@ static void gen_envelopes(void)
     tt.batch = 0;
     put_env("train_task_batch0", &e, 0);
     tt.batch = 32;
+    /* By reference: the model's hash and no tensors. */
+    tt.model_ref = (ProtobufCBinaryData){ sizeof ref, ref };
+    tt.n_tensors = 0;
+    put_env("train_task_ref", &e, 0);
+    tt.n_tensors = se.n;
+    tt.model_ref.len = 0;
+
+    Sefl__ModelRequest mr = SEFL__MODEL_REQUEST__INIT;
+    mr.round = 8;
+    mr.model_ref = (ProtobufCBinaryData){ sizeof ref, ref };
+    e = env(SEFL__ENVELOPE__MSG_MODEL_REQUEST, &mr);
+    put_env("model_request", &e, 0);
 
     Sefl__Update u = SEFL__UPDATE__INIT;
     u.round = 8;
@@ -207,9 +222,9 @@ static void gen_envelopes(void)
     e = env(SEFL__ENVELOPE__MSG_BYE, &b);
     put_env("bye", &e, 0);
 
-    /* Hand-made bytes: a oneof field this version does not know (11), and a
+    /* Hand-made bytes: a oneof field this version does not know (12), and a
      * string with a NUL inside. */
-    static const uint8_t unknown[] = { 0x08, 0x01, 0x5a, 0x02, 0x08, 0x01 };
+    static const uint8_t unknown[] = { 0x08, 0x01, 0x62, 0x02, 0x08, 0x01 };
     static const uint8_t nul[] = { 0x08, 0x01, 0x52, 0x07, 0x0a, 0x05, 'd', 'o', 0, 'n', 'e' };
     put("fuzz_envelope", "unknown_oneof", unknown, sizeof unknown);
     put("fuzz_envelope", "bye_nul", nul, sizeof nul);
