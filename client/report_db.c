@@ -242,8 +242,13 @@ static int load_curve(sqlite3 *db, const char *path, const char *exclude, report
     if (query_count(db, path, "SELECT COUNT(DISTINCT round) FROM eval_reports WHERE " VALID_ROW
                     KEPT_ROW, 0, 0, exclude, &n, err) < 0)
         return -EIO;
+    sqlite3_int64 all = n;
+    if (n == 0 && exclude && exclude[1] &&
+        query_count(db, path, "SELECT COUNT(*) FROM eval_reports WHERE " VALID_ROW, 0, 0, NULL,
+                    &all, err) < 0)
+        return -EIO;
     if (n == 0) {
-        if (exclude && exclude[1])
+        if (all > 0)
             err_set(err, "%s has no eval reports of a client outside the excluded ones", path);
         else if (run->skipped)
             err_set(err, "%s has no eval reports in range (%ld skipped)", path, run->skipped);
