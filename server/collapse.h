@@ -14,8 +14,8 @@
  * An attempt counts as lost to non-finite training when it is abandoned and
  * either its aggregate was not finite, or the clients that answered with
  * non-finite values would have made up min_clients with the updates folded
- * in and those still owed (so an attempt abandoned only because clients
- * left does not count, and one that any lost attempt in between resets).
+ * in and those still owed. An attempt abandoned for another reason (only
+ * because clients left, say) does not count and resets the count.
  * Plain counters: no allocation, no ownership.
  */
 #ifndef SEFL_COLLAPSE_H

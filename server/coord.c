@@ -864,25 +864,28 @@ static void coord_commit(coord *co, coord_clock t0)
 static void coord_abandon(coord *co, const char *why)
 {
     uv_timer_stop(&co->deadline);
+    int stop = collapse_abandoned(&co->col, strategy_count(co->strat), co->open,
+                                  co->cfg.min_clients);
     char diverged[64] = "";
     if (co->col.nonfinite)
         snprintf(diverged, sizeof diverged, "; %d diverged or not finite", co->col.nonfinite);
-    log_warn("round %u abandoned: %d of %d needed updates%s%s (attempt %d); retrying", co->round,
-             strategy_count(co->strat), co->cfg.min_clients, why, diverged, co->attempt);
+    log_warn("round %u abandoned: %d of %d needed updates%s%s (attempt %d); %s", co->round,
+             strategy_count(co->strat), co->cfg.min_clients, why, diverged, co->attempt,
+             stop ? "not retried" : "retrying");
     metric_add(co->met.abandoned, 0, 1);
     coord_stop_sending(co);
     for (peer *p = co->peers; p; p = p->next) p->task = 0;
     co->phase = CO_IDLE;
-    if (collapse_abandoned(&co->col, strategy_count(co->strat), co->open, co->cfg.min_clients)) {
+    if (stop) {
         /* Every attempt trains from the same model with the same task seed:
          * a further one would fail the same way (collapse.h). */
         log_error("round %u: stopping the run: %d attempts in a row failed because training "
                   "from the model of round %u diverged or gave non-finite values (%d of %d "
-                  "selected clients in the last attempt%s): that model has collapsed, most likely from a "
-                  "poisoned or oversized update; nothing after round %u is committed; prevent "
-                  "it with --max-update-norm (default 100x), --clip NORM, --aggregate "
-                  "median|trimmed:BETA|krum:F or a lower --lr", co->round, co->col.lost,
-                  co->last_round, co->col.nonfinite, co->selected,
+                  "selected clients in the last attempt%s): that model has collapsed, most "
+                  "likely from a poisoned or oversized update; nothing after round %u is "
+                  "committed; prevent it with --max-update-norm (default 100x), --clip NORM, "
+                  "--aggregate median|trimmed:BETA|krum:F or a lower --lr", co->round,
+                  co->col.lost, co->last_round, co->col.nonfinite, co->selected,
                   co->col.candidate ? ", and their aggregate was not finite" : "",
                   co->last_round);
         co->exit_status = COORD_EXIT_COLLAPSED;
