@@ -37,6 +37,8 @@
 #include "common/log.h"
 #include "common/nn/model.h"
 #include "common/nn/params.h"
+#include "common/net/rxlimit.h"
+#include "common/net/tls.h"
 #include "client/pstore.h"
 #include "common/rng.h"
 #include "client/session.h"
@@ -47,6 +49,12 @@
 #define SIM_NAME_LEN 32
 #define SIM_PATH_MAX 4096
 #define SIM_PROGRESS_MS 500
+/* Large frames (a task with the model: 2.3 MB at the default model) being
+ * received at once, by default. Each costs its bytes twice while it is
+ * decoded (the frame and the unpacked message), about 37 MB for 8, and one
+ * loop thread decodes them one at a time anyway: more would only buffer. */
+#define SIM_INFLIGHT_DEFAULT 8
+#define SIM_LARGE_FRAME (64u << 10)   /* frames over this take a slot */
 
 static const char usage[] =
     "usage: sefl-sim --server HOST:PORT --certs DIR --clients N --partition SPEC --seed S\n"
@@ -88,6 +96,11 @@ static const char usage[] =
     "  --max-attempts N     a client stops after N failures in a row that only a\n"
     "                       person can fix (certificates; see sefl-client --help)\n"
     "                       (default 3)\n"
+    "  --max-inflight-frames N  large frames (over 64 KiB: tasks carrying the\n"
+    "                       model) received and decoded at once, over all clients\n"
+    "                       (default 8; 0: no bound); the other clients stop\n"
+    "                       reading until a slot frees, so the coordinator waits\n"
+    "                       (TCP flow control) instead of sefl-sim buffering\n"
     "  --verbose            log every client's events, not one line per round\n"
     "Local-only baseline (no coordinator):\n"
     "  --local-only         train each client on its own data alone\n"
@@ -114,7 +127,7 @@ typedef struct {
     const char *server, *certs, *partition, *state_dir, *data_dir, *db;
     long clients, shard_i, shard_n, threads, job_threads, max_samples, backoff_min, backoff_max, holdout;
     model_opts model;           /* --arch, its options, --r */
-    long rounds, epochs, batch, max_attempts;
+    long rounds, epochs, batch, max_attempts, max_inflight;
     double lr, momentum, weight_decay;
     attack_spec attack;
     double attackers;
@@ -132,7 +145,6 @@ typedef struct {
     char *db;                   /* its pstore path */
     trainer_data data;
     session *s;                 /* federated mode */
-    trainer_job job;            /* local-only mode */
     int attacker;               /* --attack applies to it */
     uint32_t resume;            /* local-only: rounds its file already holds */
     int connected;              /* welcomed, and the connection not closed since */
@@ -152,8 +164,12 @@ struct sim {
     sim_args a;
     uv_loop_t *loop;
     trainer *tr;
+    tls_ctx *tls;               /* federated: the CA and RNG every client's TLS shares */
+    rxlimit *rx;                /* federated: --max-inflight-frames over every client */
     param_table table;
     sim_client *cl;             /* (n) the clients of this shard */
+    trainer_job *jobs;          /* (n) local-only: client i's job; NULL in federated
+                                   mode, where a client holds no job of its own */
     int n;
     int live;                   /* clients not finished */
     int failed;                 /* clients that finished with an error */
@@ -195,7 +211,7 @@ static int sim_parse(int argc, char **argv, sim_args *a, char *err)
 {
     enum { O_SERVER = 256, O_CERTS, O_CLIENTS, O_PART, O_SEED, O_STATE, O_SHARD, O_THREADS, O_DATA,
            O_MAX, O_R, O_BMIN, O_BMAX, O_VERBOSE, O_LOCAL, O_DB, O_ROUNDS, O_EPOCHS, O_BATCH, O_LR,
-           O_MOM, O_WD, O_INIT, O_ATTEMPTS, O_HOLDOUT, O_JOBTH, O_HELP, O_ATTACK, O_ATTACKERS,
+           O_MOM, O_WD, O_INIT, O_ATTEMPTS, O_HOLDOUT, O_JOBTH, O_HELP, O_ATTACK, O_ATTACKERS, O_INFLIGHT,
            O_MODEL = 512 };
     static const struct option opts[] = {
         { "server", 1, 0, O_SERVER }, { "certs", 1, 0, O_CERTS }, { "clients", 1, 0, O_CLIENTS },
@@ -207,7 +223,7 @@ static int sim_parse(int argc, char **argv, sim_args *a, char *err)
         { "epochs", 1, 0, O_EPOCHS }, { "batch", 1, 0, O_BATCH }, { "lr", 1, 0, O_LR },
         { "momentum", 1, 0, O_MOM }, { "weight-decay", 1, 0, O_WD }, { "init-seed", 1, 0, O_INIT },
         { "max-attempts", 1, 0, O_ATTEMPTS }, { "holdout", 1, 0, O_HOLDOUT },
-        { "threads-per-training", 1, 0, O_JOBTH },
+        { "threads-per-training", 1, 0, O_JOBTH }, { "max-inflight-frames", 1, 0, O_INFLIGHT },
         { "help", 0, 0, O_HELP }, { "attack", 1, 0, O_ATTACK }, { "attackers", 1, 0, O_ATTACKERS },
         MODEL_OPTS_LONGOPTS(O_MODEL), CONFIG_OPTIONS, { 0, 0, 0, 0 },
     };
@@ -220,6 +236,7 @@ static int sim_parse(int argc, char **argv, sim_args *a, char *err)
     a->backoff_min = SESSION_BACKOFF_MIN_MS;
     a->backoff_max = SESSION_BACKOFF_MAX_MS;
     a->max_attempts = SESSION_MAX_ATTEMPTS;
+    a->max_inflight = SIM_INFLIGHT_DEFAULT;
     a->epochs = 1;
     a->batch = 10;
     a->lr = 0.005;
@@ -249,6 +266,7 @@ static int sim_parse(int argc, char **argv, sim_args *a, char *err)
         case O_BMIN: rc = cli_parse_long("--backoff-min-ms", optarg, 1, 3600000, &a->backoff_min, err); break;
         case O_BMAX: rc = cli_parse_long("--backoff-max-ms", optarg, 1, 3600000, &a->backoff_max, err); break;
         case O_ATTEMPTS: rc = cli_parse_long("--max-attempts", optarg, 1, 1000000, &a->max_attempts, err); break;
+        case O_INFLIGHT: rc = cli_parse_long("--max-inflight-frames", optarg, 0, RXLIMIT_MAX_SLOTS, &a->max_inflight, err); break;
         case O_VERBOSE: a->verbose = 1; break;
         case O_LOCAL: a->local_only = 1; break;
         case O_DB: a->db = optarg; break;
@@ -357,6 +375,30 @@ static void sim_handle_close_cb(uv_handle_t *h)
     (void)h;
 }
 
+/* The bound on large frames at work: how many came, how many were being
+ * received at most at once, and how many had to wait for a slot. */
+static void sim_log_inflight(const sim *m)
+{
+    if (!m->rx) return;
+    rxlimit_stats st;
+    rxlimit_get_stats(m->rx, &st);
+    char bound[32];
+    if (m->a.max_inflight) snprintf(bound, sizeof bound, "%ld", m->a.max_inflight);
+    else snprintf(bound, sizeof bound, "0, no bound");
+    log_info("large frames (over %zu bytes) received: %llu, at most %d at once "
+             "(--max-inflight-frames %s), %llu waited for a slot", st.large,
+             (unsigned long long)st.taken, st.peak, bound, (unsigned long long)st.waits);
+}
+
+/* Closes the process's own handles so that uv_run returns. */
+static void sim_close_handles(sim *m)
+{
+    uv_close((uv_handle_t *)&m->progress, sim_handle_close_cb);
+    for (int i = 0; i < 2; i++) uv_close((uv_handle_t *)&m->sig[i], sim_handle_close_cb);
+    rxlimit_close(m->rx);
+    m->rx = NULL;
+}
+
 /* The last client finished: close the process's own handles so uv_run returns. */
 static void sim_client_finished(sim *m, sim_client *c, int status)
 {
@@ -371,8 +413,8 @@ static void sim_client_finished(sim *m, sim_client *c, int status)
              "training threads busy %.0f%%, training CPU %.1f s", m->n, m->failed, m->total_samples, dt,
              dt > 0 ? m->total_samples / dt : 0.0,
              dt > 0 ? 100.0 * m->train_seconds / (dt * (double)m->a.threads) : 0.0, m->train_cpu);
-    uv_close((uv_handle_t *)&m->progress, sim_handle_close_cb);
-    for (int i = 0; i < 2; i++) uv_close((uv_handle_t *)&m->sig[i], sim_handle_close_cb);
+    sim_log_inflight(m);
+    sim_close_handles(m);
 }
 
 static void sim_count_done(sim *m, int train, uint32_t round, int epochs, const model_stats *st,
@@ -495,7 +537,7 @@ static int sim_local_prepare(sim *m, char *err)
 
 static void sim_local_start(sim *m, sim_client *c)
 {
-    trainer_job *j = &c->job;
+    trainer_job *j = &m->jobs[c - m->cl];
     if ((long)c->resume >= m->a.rounds) {
         log_info("%s: already trained %u rounds", c->name, c->resume);
         sim_client_finished(m, c, 0);
@@ -557,12 +599,12 @@ static int sim_start_client(sim *m, sim_client *c, char *err)
         return 0;
     }
     session_config cfg = {
-        .server = m->a.server, .certs_dir = m->a.certs, .name = c->name, .db_path = c->db,
+        .server = m->a.server, .certs_dir = m->a.certs, .tls_shared = m->tls, .name = c->name, .db_path = c->db,
         .data = c->data, .backoff_min_ms = (uint64_t)m->a.backoff_min,
         .backoff_max_ms = (uint64_t)m->a.backoff_max,
         .jitter_seed = rng_derive(m->a.seed ^ uv_hrtime(), (uint64_t)c->id),
         .partition = m->part_name, .max_attempts = (int)m->a.max_attempts, .quiet = !m->a.verbose, .on_event = sim_on_event, .user = c,
-        .attack = c->attacker ? &m->a.attack : NULL,
+        .attack = c->attacker ? &m->a.attack : NULL, .rx = m->rx,
     };
     return session_start(m->loop, m->tr, &cfg, &c->s, err);
 }
@@ -572,11 +614,11 @@ static int sim_start_client(sim *m, sim_client *c, char *err)
 static int sim_fd_limit(const sim *m, long clients, char *err)
 {
     char what[64];
-    long have;
+    fdlimit_info fl;
     snprintf(what, sizeof what, "%ld clients", clients);
     const long need = (m->a.local_only ? 0 : clients) + 3 * m->a.threads + 64;
-    int rc = fdlimit_raise(need, what, &have, err);
-    if (rc == 0) log_debug("sefl-sim: open-files limit %ld, about %ld needed", have, need);
+    int rc = fdlimit_raise(need, what, &fl, err);
+    if (rc == 0) log_debug("sefl-sim: open-files limit %ld, about %ld needed", fl.now, need);
     return rc;
 }
 
@@ -615,7 +657,8 @@ int main(int argc, char **argv)
         goto fail;
     m.n = (int)(hi - lo);
     m.cl = calloc((size_t)m.n, sizeof *m.cl);
-    if (!m.cl) {
+    if (m.a.local_only) m.jobs = calloc((size_t)m.n, sizeof *m.jobs);
+    if (!m.cl || (m.a.local_only && !m.jobs)) {
         err_set(err, "out of memory for %d clients", m.n);
         goto fail;
     }
@@ -654,6 +697,16 @@ int main(int argc, char **argv)
         goto fail;
     if (m.a.local_only && ((rc = sim_local_prepare(&m, err)) < 0 || (rc = sim_open_out(&m, err)) < 0))
         goto fail;
+    if (!m.a.local_only && (rc = tls_ctx_new_shared(&m.tls, m.a.certs, err)) < 0) goto fail;
+    /* Last of what can fail: its handle needs the loop run to close. 0 is
+     * no bound, kept as a bound over every client so that the figures of
+     * sim_log_inflight exist to compare with. */
+    if (!m.a.local_only &&
+        (rc = rxlimit_new(&loop, m.a.max_inflight ? (int)m.a.max_inflight : RXLIMIT_MAX_SLOTS,
+                          SIM_LARGE_FRAME, &m.rx)) < 0) {
+        err_set(err, "out of memory");
+        goto fail;
+    }
 
     m.tty = isatty(2);
     m.start_ns = uv_hrtime();
@@ -686,10 +739,7 @@ int main(int argc, char **argv)
         m.stopping = 1;
         m.failed = 1;
         for (int i = 0; i < started; i++) session_stop(m.cl[i].s);
-        if (started == 0) {
-            uv_close((uv_handle_t *)&m.progress, sim_handle_close_cb);
-            for (int i = 0; i < 2; i++) uv_close((uv_handle_t *)&m.sig[i], sim_handle_close_cb);
-        }
+        if (started == 0) sim_close_handles(&m);
     } else if (m.live > 0 && m.tty) {
         /* (With every client already done, the handles are closed.) */
         uv_timer_start(&m.progress, sim_progress_cb, SIM_PROGRESS_MS, SIM_PROGRESS_MS);
@@ -711,6 +761,8 @@ out:
         free(m.cl[i].db);
     }
     free(m.cl);
+    free(m.jobs);
+    tls_ctx_free(m.tls);
     state_close(m.out);
     trainer_free(m.tr);
     if (loop_ok && uv_loop_close(&loop) != 0) log_warn("event loop closed with handles open");

@@ -57,17 +57,21 @@ struct session {
     conn *c;                    /* NULL while disconnected */
     uint64_t gen;               /* bumped at each close: a job's answer goes only to its connection */
     int state;                  /* ST_* */
-    uv_timer_t timer;           /* reconnect backoff */
+    uv_timer_t timer;           /* reconnect backoff; while connected, the keepalive
+                                   of a connection waiting for an rxlimit slot */
     int attempt;                /* failed connections since the last Welcome */
     int permanent;              /* permanent failures in a row (session.h) */
     rng jitter;
 
     /* From Welcome. */
+    uint64_t heartbeat_ms;      /* the coordinator's heartbeat period */
+    uint64_t ping_nonce;        /* of our own Heartbeats */
     uint64_t init_seed;
     unsigned welcome_mask;
 
-    /* The job in flight (at most one per session). */
-    trainer_job job;
+    /* The job in flight (at most one per session), allocated while it runs:
+     * an idle client of sefl-sim holds none. */
+    trainer_job *job;
     int job_running;
     uint64_t job_gen;           /* gen of the connection the task came on */
     wire_enc job_enc;           /* how the running job's Update is encoded */
@@ -87,6 +91,7 @@ struct session {
 
 static void session_connect(session *s);
 static void session_run_next(session *s);
+static void session_on_rx_wait(conn *c, int waiting);
 
 /* Per-task lines go to debug in a simulation of many clients. */
 #define session_log(s, ...) log_msg((s)->cfg.quiet ? LOG_DEBUG : LOG_INFO, __VA_ARGS__)
@@ -225,6 +230,7 @@ static void session_on_open(conn *c)
     e.msg_case = SEFL__ENVELOPE__MSG_HELLO;
     e.hello = &hello;
     session_log(s, "%s: connected to %s", s->cfg.name, s->cfg.server);
+    conn_set_on_rx_wait(c, session_on_rx_wait);
     s->state = ST_HELLO;
     if (session_send(s, &e) < 0) conn_close(c, "cannot send Hello");
 }
@@ -318,6 +324,7 @@ static void session_on_welcome(session *s, const Sefl__Welcome *w)
     if (strcmp(w->client_id, s->cfg.name) != 0)
         log_warn("%s: the coordinator calls this client '%s'", s->cfg.name, w->client_id);
     s->init_seed = w->init_seed;
+    s->heartbeat_ms = (uint64_t)(w->heartbeat_seconds ? w->heartbeat_seconds : 1) * 1000;
     s->state = ST_READY;
     s->attempt = 0;
     s->permanent = 0;
@@ -365,8 +372,8 @@ static int session_check_train(const Sefl__TrainTask *t, char *err)
  * names only the round, so the frame already built needs no change. */
 static int session_job_answers(const session *s, const session_task *task)
 {
-    const trainer_job *j = &s->job;
-    return s->job_running && j->train && task->train && j->round == task->round &&
+    const trainer_job *j = s->job;
+    return s->job_running && j && j->train && task->train && j->round == task->round &&
            j->globals == task->globals && j->private_mask == task->private_mask &&
            j->epochs == task->epochs && j->batch == task->batch && j->seed == task->seed &&
            j->private_epochs == task->private_epochs && j->private_lr == task->private_lr &&
@@ -623,6 +630,8 @@ static void session_job_done(trainer_job *j)
     free(s->out_frame);
     s->out_frame = NULL;
     s->out_len = 0;
+    free(s->job);   /* j */
+    s->job = NULL;
     if (s->stopping) session_maybe_finish(s);
     else session_run_next(s);
 }
@@ -635,8 +644,13 @@ static void session_run_next(session *s)
     memmove(&s->pending[0], &s->pending[1], (size_t)(s->n_pending - 1) * sizeof *s->pending);
     s->n_pending--;
 
-    trainer_job *j = &s->job;
-    memset(j, 0, sizeof *j);
+    trainer_job *j = calloc(1, sizeof *j);
+    if (!j) {
+        trainer_globals_put(s->tr, task.globals);
+        session_fail(s, -ENOMEM, "out of memory for a job");
+        return;
+    }
+    s->job = j;
     j->train = task.train;
     j->eval = !task.train;
     j->db_path = s->cfg.db_path;
@@ -662,12 +676,43 @@ static void session_run_next(session *s)
     trainer_submit(s->tr, j);
 }
 
+/* While the connection waits for a slot to read a large frame (sefl-sim's
+ * rxlimit), the coordinator's heartbeats wait behind that frame, unread and
+ * unanswered; a coordinator closes a client silent for 3 heartbeats. So the
+ * session pings it (Heartbeat, reply = false) once when the wait begins and
+ * then every heartbeat period, and its answers are read with the rest. */
+static void session_ping(session *s)
+{
+    if (!s->c || s->state != ST_READY) return;
+    Sefl__Heartbeat hb;
+    Sefl__Envelope e;
+    wire_heartbeat(&e, &hb, ++s->ping_nonce, 0);
+    session_send(s, &e);
+}
+
+static void session_keepalive_cb(uv_timer_t *t)
+{
+    session_ping(t->data);
+}
+
+static void session_on_rx_wait(conn *c, int waiting)
+{
+    session *s = conn_user(c);
+    if (!waiting) {
+        uv_timer_stop(&s->timer);
+        return;
+    }
+    session_ping(s);
+    uv_timer_start(&s->timer, session_keepalive_cb, s->heartbeat_ms, s->heartbeat_ms);
+}
+
 static void session_connect(session *s)
 {
     static const conn_callbacks cb = { session_on_open, session_on_frame, session_on_close };
     conn_limits lim = conn_limits_default();
     char err[SEFL_ERRLEN];
 
+    lim.rx = s->cfg.rx;
     s->state = ST_CONNECTING;
     int rc = conn_connect(s->loop, s->cfg.server, s->tls, &lim, &cb, s, &s->c, err);
     if (rc < 0) {
@@ -731,7 +776,7 @@ int session_start(uv_loop_t *loop, trainer *tr, const session_config *cfg, sessi
     rc = pstore_open(cfg->db_path, cfg->name, trainer_table(tr), &ps, err);
     pstore_close(ps);
     if (rc < 0) goto fail;
-    rc = tls_ctx_new_client(&s->tls, cfg->certs_dir, cfg->name, s->host, err);
+    rc = tls_ctx_new_client_shared(&s->tls, cfg->tls_shared, cfg->certs_dir, cfg->name, s->host, err);
     if (rc < 0) {
         char crt[PATH_MAX];
         snprintf(crt, sizeof crt, "%s/clients/%s.crt", cfg->certs_dir, cfg->name);
@@ -761,6 +806,7 @@ void session_free(session *s)
     if (!s) return;
     tls_ctx_free(s->tls);
     free(s->out_frame);
+    free(s->job);
     testswitch_free(&s->ts);
     free(s);
 }

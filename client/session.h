@@ -38,6 +38,8 @@
 #include "client/attack.h"
 #include "common/log.h"
 #include "client/trainer.h"
+#include "common/net/rxlimit.h"
+#include "common/net/tls.h"
 
 #define SESSION_BACKOFF_MIN_MS 200
 #define SESSION_BACKOFF_MAX_MS 30000
@@ -69,6 +71,9 @@ typedef struct {
     const char *server;         /* "HOST:PORT"; HOST is also the name checked
                                    against the server's certificate */
     const char *certs_dir;      /* DIR/ca.crt, DIR/clients/NAME.crt|.key */
+    const tls_ctx *tls_shared;  /* CA chain and RNG shared by the process's sessions
+                                   (tls_ctx_new_shared on certs_dir; must outlive
+                                   the session), or NULL: the session's own */
     const char *name;           /* certificate name = the client's identity */
     const char *db_path;        /* the client's pstore file */
     trainer_data data;          /* its train/test split (n_train >= 1, n_test >= 1) */
@@ -81,6 +86,8 @@ typedef struct {
     const char *partition;      /* Hello.partition (setup_partition_name), NULL
                                    when the client reads its own files */
     int quiet;                  /* per-task log lines at debug level (many clients) */
+    rxlimit *rx;                /* bound on large frames received at once, shared by
+                                   the process's sessions (rxlimit.h), or NULL */
     const attack_spec *attack;  /* TEST TOOL (sefl-sim --attack): rewrites each Update
                                    (attack.h); NULL for an honest client */
     void (*on_event)(session *s, const session_event *ev);   /* may be NULL */

@@ -10,11 +10,22 @@
 #ifndef SEFL_FDLIMIT_H
 #define SEFL_FDLIMIT_H
 
+/* The limits around a raise; an unlimited limit reads FDLIMIT_UNLIMITED. */
+typedef struct {
+    long was;                   /* soft limit before the raise */
+    long now;                   /* soft limit after it */
+    long hard;                  /* hard limit */
+} fdlimit_info;
+
+#define FDLIMIT_UNLIMITED 0x7fffffffL
+
 /* Raises RLIMIT_NOFILE's soft limit to its hard limit and checks that
- * `need` descriptors fit. what names the need in the message, e.g.
- * "20000 clients". Returns 0 and *have (the soft limit now), or -EMFILE
- * with err when need is over the hard limit (the soft limit is raised
- * anyway), or -errno when the limit cannot be read or set. */
-int fdlimit_raise(long need, const char *what, long *have, char *err);
+ * `need` descriptors fit (need <= 0: no check; what is then unused). what
+ * names the need in the message, e.g. "20000 clients". Returns 0 with *out
+ * filled, -EMFILE with err when need is over the hard limit (the soft limit
+ * is raised anyway, *out filled), -errno with err when the limit cannot be
+ * set (*out then holds the limits unchanged), or -errno with err when it
+ * cannot be read (*out zeroed). */
+int fdlimit_raise(long need, const char *what, fdlimit_info *out, char *err);
 
 #endif

@@ -15,10 +15,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <uv.h>
 
 #include "common/cli.h"
+#include "common/fdlimit.h"
 #include "common/memtune.h"
 #include "common/config.h"
 #include "server/coord.h"
@@ -379,24 +379,22 @@ static int server_parse(int argc, char **argv, coord_config *c, const char **htt
 }
 
 /* Raises the open-files limit to the hard limit (one descriptor per
- * client), logs what it has, and keeps a reserve out of the connections'
- * budget so that the database, certificates and logs never run out. */
+ * client; common/fdlimit), logs what it has, and keeps a reserve out of the
+ * connections' budget so that the database, certificates and logs never run
+ * out. A limit that cannot be raised leaves the budget on what there is. */
 static void server_raise_nofile(coord_config *cfg)
 {
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
-    rlim_t was = rl.rlim_cur;
-    if (rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) getrlimit(RLIMIT_NOFILE, &rl);
+    fdlimit_info fl;
+    char err[SEFL_ERRLEN];
+    if (fdlimit_raise(0, NULL, &fl, err) < 0) {
+        log_warn("%s", err);
+        if (fl.now == 0) return;
     }
-    long have = rl.rlim_cur == RLIM_INFINITY ? 1048576L : (long)rl.rlim_cur;
     /* + 1: the database's lock (store_lock), open for the process's life. */
-    long reserve = (have > 256 ? 64 : have / 4) + 1;
-    cfg->preauth.max_open = (int)(have - reserve > 1000000 ? 1000000 : have - reserve);
+    long reserve = (fl.now > 256 ? 64 : fl.now / 4) + 1;
+    cfg->preauth.max_open = (int)(fl.now - reserve > 1000000 ? 1000000 : fl.now - reserve);
     log_info("open files limit %ld (was %ld, hard limit %ld): at most %d connections at once",
-             have, (long)was, rl.rlim_max == RLIM_INFINITY ? -1L : (long)rl.rlim_max,
-             cfg->preauth.max_open);
+             fl.now, fl.was, fl.hard == FDLIMIT_UNLIMITED ? -1L : fl.hard, cfg->preauth.max_open);
 }
 
 /* A failed start that only a person can fix is a configuration error:

@@ -491,6 +491,125 @@ START_TEST(test_many_clients_at_once)
 }
 END_TEST
 
+START_TEST(test_shared_identities)
+{
+    /* Two client identities made from one tls_ctx_new_shared context (the
+     * CA chain and RNG of sefl-sim's clients) both connect; one made from a
+     * foreign project's shared context trusts that project's CA only, so it
+     * refuses our server: the CA in use is the shared one. */
+    static const uint8_t ping[] = "ping";
+    char err[SEFL_ERRLEN];
+    server s;
+    server_start(&s, NULL);
+    tls_ctx *shared, *foreign, *t[2], *f;
+    ck_assert_msg(tls_ctx_new_shared(&shared, certs_dir, err) == 0, "%s", err);
+    ck_assert_msg(tls_ctx_new_shared(&foreign, other_dir, err) == 0, "%s", err);
+    for (int i = 0; i < 2; i++) {
+        ck_assert_msg(tls_ctx_new_client_shared(&t[i], shared, certs_dir, "client-0000", "localhost",
+                                                err) == 0, "%s", err);
+        client k = { .msg = ping, .len = sizeof ping, .nsend = 1 };
+        client_run(&s, &k, t[i], NULL);
+        ck_assert_msg(k.opened && k.echoed == 1 && k.status == 0, "identity %d: %s", i, k.reason);
+    }
+    ck_assert_msg(tls_ctx_new_client_shared(&f, foreign, certs_dir, "client-0000", "localhost",
+                                            err) == 0, "%s", err);
+    client k = { 0 };
+    rejected_round(&s, f, &k);
+    ck_assert_msg(strstr(k.reason, "certificate verify failed"), "%s", k.reason);
+    tls_ctx_free(f);
+    for (int i = 0; i < 2; i++) tls_ctx_free(t[i]);
+    tls_ctx_free(foreign);
+    tls_ctx_free(shared);
+    server_stop(&s);
+}
+END_TEST
+
+/* test_rx_limit: the server answers every client's "go" with a 2 MB frame
+ * once all of them have said it, so that the frames reach the clients
+ * together. */
+enum { RX_N = 4, RX_BIG = 2u << 20 };
+static conn *rx_conns[RX_N];
+static int rx_go;
+static uint8_t *rx_big;
+
+static void rx_srv_frame(server *s, conn *c, const uint8_t *p, size_t n)
+{
+    rx_conns[rx_go++] = c;
+    if (rx_go < RX_N) return;
+    for (int i = 0; i < RX_N; i++) ck_assert_int_eq(conn_send(rx_conns[i], rx_big, RX_BIG), 0);
+}
+
+static int rx_intact, rx_waits_seen, rx_resumes_seen;
+
+static void rx_cli_frame(conn *c, const uint8_t *p, size_t n)
+{
+    client *k = conn_user(c);
+    k->frames++;
+    rx_intact += n == RX_BIG && memcmp(p, rx_big, n) == 0;
+    conn_close(c, "done");
+}
+
+static void rx_cli_wait(conn *c, int waiting)
+{
+    if (waiting) rx_waits_seen++;
+    else rx_resumes_seen++;
+}
+
+static void rx_cli_open(conn *c)
+{
+    cli_on_open(c);
+    conn_set_on_rx_wait(c, rx_cli_wait);
+}
+
+START_TEST(test_rx_limit)
+{
+    /* Four clients share one slot for frames over 64 KiB: one receives its
+     * 2 MB frame while the others stop reading (told through on_rx_wait),
+     * then each gets the slot in turn; every frame arrives whole. */
+    static const conn_callbacks rx_cb = { rx_cli_open, rx_cli_frame, cli_on_close };
+    static const uint8_t go[] = "go";
+    char err[SEFL_ERRLEN];
+    conn_limits lim = conn_limits_default();
+    server s;
+    server_start(&s, &lim);
+    s.auth = 1;
+    s.on_frame = rx_srv_frame;
+    rx_go = rx_intact = rx_waits_seen = rx_resumes_seen = 0;
+    rx_big = malloc(RX_BIG);
+    for (size_t i = 0; i < RX_BIG; i++) rx_big[i] = (uint8_t)(i * 2654435761u >> 11);
+    rxlimit *rx;
+    ck_assert_int_eq(rxlimit_new(&s.loop, 1, 64u << 10, &rx), 0);
+    lim.rx = rx;
+    tls_ctx *t = client_tls(certs_dir, "client-0000", "localhost");
+    static client k[RX_N];
+    for (int i = 0; i < RX_N; i++) {
+        k[i] = (client){ .msg = go, .len = sizeof go, .nsend = 1, .auth = 1 };
+        conn *c;
+        ck_assert_msg(conn_connect(&s.loop, s.addr, t, &lim, &rx_cb, &k[i], &c, err) == 0, "%s", err);
+    }
+    int done = 0;
+    while (done < RX_N || s.closed < RX_N) {
+        uv_run(&s.loop, UV_RUN_ONCE);
+        done = 0;
+        for (int i = 0; i < RX_N; i++) done += k[i].closed;
+    }
+    for (int i = 0; i < RX_N; i++) ck_assert_msg(k[i].status == 0, "client %d: %s", i, k[i].reason);
+    ck_assert_int_eq(rx_intact, RX_N);
+    rxlimit_stats st;
+    rxlimit_get_stats(rx, &st);
+    ck_assert_int_eq(st.peak, 1);
+    ck_assert_uint_eq(st.taken, RX_N);
+    ck_assert_uint_ge(st.waits, 1);
+    ck_assert_uint_eq(st.waits, (uint64_t)rx_waits_seen);
+    ck_assert_int_eq(rx_resumes_seen, rx_waits_seen);
+    ck_assert_int_eq(st.in_use, 0);
+    rxlimit_close(rx);
+    tls_ctx_free(t);
+    free(rx_big);
+    server_stop(&s);
+}
+END_TEST
+
 START_TEST(test_connect_by_name)
 {
     /* "localhost" goes through uv_getaddrinfo, and the server listens on
@@ -1271,6 +1390,8 @@ static Suite *conn_suite(void)
     tcase_add_test(tc, test_big_frame_both_ways);
     tcase_add_test(tc, test_big_frame_before_auth_refused);
     tcase_add_test(tc, test_many_clients_at_once);
+    tcase_add_test(tc, test_shared_identities);
+    tcase_add_test(tc, test_rx_limit);
     tcase_add_test(tc, test_connect_by_name);
     tcase_add_test(tc, test_ip_server_name);
     suite_add_tcase(s, tc);

@@ -89,6 +89,32 @@ START_TEST(test_server_name_limits)
 }
 END_TEST
 
+START_TEST(test_shared_context)
+{
+    /* A shared context (CA and RNG) serves no connection of its own, and
+     * only a shared context can be shared; a missing CA is the usual line. */
+    char err[SEFL_ERRLEN];
+    tls_ctx *sh, *c, *t = (tls_ctx *)1;
+    ck_assert_msg(tls_ctx_new_shared(&sh, certs, err) == 0, "%s", err);
+    mbedtls_ssl_context ssl;
+    mbedtls_ssl_init(&ssl);
+    ck_assert_int_ne(tls_ssl_setup(sh, &ssl), 0);
+    mbedtls_ssl_free(&ssl);
+    ck_assert_msg(tls_ctx_new_client_shared(&c, sh, certs, "client-0000", "localhost", err) == 0,
+                  "%s", err);
+    ck_assert_int_eq(tls_ctx_new_client_shared(&t, c, certs, "client-0000", "localhost", err), -EINVAL);
+    ck_assert_ptr_null(t);
+    ck_assert_msg(strstr(err, "tls_ctx_new_shared"), "%s", err);
+    /* The identity's own files are still checked. */
+    ck_assert_int_lt(tls_ctx_new_client_shared(&t, sh, certs, "nobody", "localhost", err), 0);
+    ck_assert_msg(strstr(err, "clients/nobody.crt"), "%s", err);
+    ck_assert_int_lt(tls_ctx_new_shared(&t, "/nonexistent", err), 0);
+    ck_assert_msg(strstr(err, "/nonexistent/ca.crt"), "%s", err);
+    tls_ctx_free(c);
+    tls_ctx_free(sh);
+}
+END_TEST
+
 START_TEST(test_suites_offered)
 {
     const char *s = tls_suites_offered();
@@ -124,6 +150,7 @@ int main(void)
     tcase_add_test(tc, test_load_project);
     tcase_add_test(tc, test_missing_files);
     tcase_add_test(tc, test_server_name_limits);
+    tcase_add_test(tc, test_shared_context);
     tcase_add_test(tc, test_suites_offered);
     tcase_add_test(tc, test_error_text);
     suite_add_tcase(s, tc);

@@ -9,6 +9,15 @@
  * bytes go to a frame_reader, which checks each length prefix against the
  * current limit before allocating and hands whole payloads to on_frame.
  *
+ * With an rxlimit (conn_limits.rx), plaintext is taken from mbedTLS at most
+ * up to the end of the current length prefix or payload, so the reader is
+ * at rest right after each prefix; a prefix over the rxlimit's size needs a
+ * slot, and without one the conn stops reading until the slot is granted.
+ * Until it holds a slot an open conn also reads its socket only as far as
+ * mbedTLS asked for (the rest of a record header or body, conn_bio_recv's
+ * rx_want), so stopping leaves no ciphertext of ours behind: what was read
+ * sits in mbedTLS's own record buffer, the rest in the kernel.
+ *
  * States: RESOLVING -> CONNECTING (clients) -> HANDSHAKE -> OPEN -> CLOSING
  * -> CLOSED. A client whose connect fails goes CONNECTING -> NEXT (the
  * failed TCP handle closing) -> CONNECTING on a new handle for the next
@@ -31,6 +40,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,6 +102,7 @@ struct conn {
     conn_limits lim;
     conn_callbacks cb;
     void (*on_drain)(conn *c);       /* optional, conn_set_on_drain */
+    void (*on_rx_wait)(conn *c, int waiting);   /* optional, conn_set_on_rx_wait */
     void *user;
     int state;                       /* enum conn_state */
     int handles;                     /* handles initialised and not yet closed */
@@ -100,12 +111,16 @@ struct conn {
     int accepted;                    /* from conn_listen: its failed handshakes are logged */
     uint8_t *in;                     /* ciphertext mbedTLS reads: the thread's conn_rbuf
                                         during a read callback, else keep or NULL */
-    uint8_t *keep;                   /* (CONN_IN_CAP) ciphertext left over from a read, or
+    uint8_t *keep;                   /* (keep_cap) ciphertext left over from a read, or
                                         NULL (most of the time: an idle conn holds none) */
+    size_t keep_cap;                 /* the bytes left over, grown to CONN_IN_CAP to read more */
     size_t in_off, in_len;           /* [in_off, in_len) of in not yet taken by mbedTLS */
     conn_wreq *wcur;                 /* ciphertext collected, not yet written */
     size_t inflight;                 /* bytes in uv_write requests not yet done */
     frame_reader fr;
+    rxlimit_waiter rxw;              /* its slot of lim.rx, if any */
+    size_t rx_want;                  /* ciphertext bytes mbedTLS last asked for and lacked */
+    int rx_stopped;                  /* reading stopped to wait for a slot */
     uint64_t last_rx;                /* uv_now of the last bytes received */
     int status;                      /* for on_close: 0 or a negative error */
     int tls_fail;                    /* TLS_FAIL_* of a failed handshake */
@@ -140,6 +155,7 @@ conn_limits conn_limits_default(void)
         .max_outq = 256u << 20,
         .handshake_timeout_ms = 10000,
         .idle_timeout_ms = 0,
+        .rx = NULL,
     };
     return l;
 }
@@ -247,7 +263,10 @@ static int conn_bio_recv(void *ctx, unsigned char *buf, size_t len)
 {
     conn *c = ctx;
     size_t have = c->in_len - c->in_off;
-    if (have == 0) return MBEDTLS_ERR_SSL_WANT_READ;
+    if (have == 0) {
+        c->rx_want = len;
+        return MBEDTLS_ERR_SSL_WANT_READ;
+    }
     if (len > have) len = have;
     memcpy(buf, c->in + c->in_off, len);
     c->in_off += len;
@@ -269,6 +288,7 @@ static void conn_free(conn *c)
         gate_closed(c->gate, c->gate_slot, c->gate_pending);
         gate_unref(c->gate);
     }
+    if (c->lim.rx) rxlimit_release(c->lim.rx, &c->rxw);
     mbedtls_ssl_free(&c->ssl);
     frame_reader_free(&c->fr);
     conn_wreq_free(c->wcur);
@@ -349,6 +369,20 @@ static void conn_on_shutdown(uv_shutdown_t *req, int status)
 
 static void conn_on_timer(uv_timer_t *t);
 static void conn_attempt_failed(conn *c, int status);
+static void conn_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+/* A closing conn frames nothing more: its slot (held or awaited) goes back,
+ * and reading resumes if it had stopped, to see the peer's EOF. */
+static void conn_rx_drop(conn *c)
+{
+    if (!c->lim.rx) return;
+    rxlimit_release(c->lim.rx, &c->rxw);
+    if (c->rx_stopped) {
+        c->rx_stopped = 0;
+        uv_read_start((uv_stream_t *)&c->tcp, conn_on_alloc, conn_on_read);
+    }
+}
 
 /* Starts an orderly close: close_notify if notify and a session exists,
  * flush, half-close, then wait (bounded) for the peer's EOF. */
@@ -373,6 +407,7 @@ static void conn_begin_close(conn *c, int notify)
     default:
         break;
     }
+    conn_rx_drop(c);
     if (notify && c->state == CONN_OPEN) mbedtls_ssl_close_notify(&c->ssl);
     c->state = CONN_CLOSING;
     if (conn_flush(c) < 0) return;
@@ -450,12 +485,20 @@ static void conn_on_timer(uv_timer_t *t)
  * that is 64 KB each not held. */
 static _Thread_local uint8_t conn_rbuf[CONN_IN_CAP];
 
+/* With an rxlimit, an open conn without a slot reads exactly what mbedTLS
+ * lacks (conn.c's opening comment). */
+static int conn_rx_exact(const conn *c)
+{
+    return c->lim.rx && c->state == CONN_OPEN && c->rxw.state != RXLIMIT_W_HELD;
+}
+
 static void conn_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     conn *c = h->data;
     if (!c->keep) {
         buf->base = (char *)conn_rbuf;
         buf->len = sizeof conn_rbuf;
+        if (conn_rx_exact(c) && c->rx_want > 0 && c->rx_want < buf->len) buf->len = c->rx_want;
         return;
     }
     /* Left-over bytes move to the front of keep; the read goes after them. */
@@ -464,25 +507,38 @@ static void conn_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
         c->in_len -= c->in_off;
         c->in_off = 0;
     }
+    if (c->keep_cap < CONN_IN_CAP) {
+        uint8_t *k = realloc(c->keep, CONN_IN_CAP);
+        if (!k) {
+            /* A zero-length buffer: libuv reports UV_ENOBUFS to conn_on_read. */
+            *buf = uv_buf_init(NULL, 0);
+            return;
+        }
+        c->keep = c->in = k;
+        c->keep_cap = CONN_IN_CAP;
+    }
     buf->base = (char *)c->keep + c->in_len;
     buf->len = CONN_IN_CAP - c->in_len;
 }
 
 /* After a read is processed: bytes mbedTLS did not take (when the conn
  * stopped reading mid-way, e.g. after a failed handshake) move from the
- * shared buffer to keep; keep is freed once empty. Returns 0 or -ENOMEM. */
+ * shared buffer to keep, sized to them; keep is freed once empty. Returns 0
+ * or -ENOMEM. */
 static int conn_keep_rest(conn *c)
 {
     const size_t rest = c->in_len - c->in_off;
     if (c->in == conn_rbuf && rest > 0) {
-        if (!(c->keep = malloc(CONN_IN_CAP))) return -ENOMEM;
+        if (!(c->keep = malloc(rest))) return -ENOMEM;
         memcpy(c->keep, conn_rbuf + c->in_off, rest);
+        c->keep_cap = rest;
         c->in = c->keep;
         c->in_off = 0;
         c->in_len = rest;
     } else if (rest == 0) {
         free(c->keep);
         c->keep = c->in = NULL;
+        c->keep_cap = 0;
         c->in_off = c->in_len = 0;
     }
     return 0;
@@ -492,8 +548,44 @@ static int conn_on_payload(void *arg, const uint8_t *payload, size_t len)
 {
     conn *c = arg;
     if (c->cb.on_frame) c->cb.on_frame(c, payload, len);
+    /* The frame is decoded and dropped: its slot, if it took one, is free. */
+    if (c->lim.rx) rxlimit_release(c->lim.rx, &c->rxw);
     /* The owner may have closed c from on_frame: stop delivering then. */
     return c->state == CONN_OPEN ? 0 : 1;
+}
+
+/* After a length prefix over the rxlimit's size: takes a slot, or stops
+ * reading until one is granted (conn_rx_granted). Returns 1 when c must
+ * stop taking plaintext. */
+static int conn_rx_wait(conn *c)
+{
+    if (!frame_reader_in_payload(&c->fr) || c->fr.have > 0 || c->fr.need <= rxlimit_large(c->lim.rx))
+        return 0;
+    if (rxlimit_acquire(c->lim.rx, &c->rxw)) return 0;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->rx_stopped = 1;
+    if (c->on_rx_wait) c->on_rx_wait(c, 1);
+    return 1;
+}
+
+static void conn_rx_granted(rxlimit_waiter *w)
+{
+    conn *c = (conn *)((char *)w - offsetof(conn, rxw));
+    c->rx_stopped = 0;
+    if (c->state != CONN_OPEN) {
+        rxlimit_release(c->lim.rx, &c->rxw);
+        return;
+    }
+    int ret = uv_read_start((uv_stream_t *)&c->tcp, conn_on_alloc, conn_on_read);
+    if (ret < 0) {
+        conn_fail(c, ret, 0, "cannot read: %s", uv_strerror(ret));
+        return;
+    }
+    if (c->on_rx_wait) c->on_rx_wait(c, 0);
+    /* What was read before the stop: the rest of a record in mbedTLS, and
+     * any ciphertext kept. */
+    conn_process(c);
+    if (conn_keep_rest(c) < 0) conn_fail(c, -ENOMEM, 0, "out of memory for received bytes");
 }
 
 static void conn_handshake_done(conn *c)
@@ -536,9 +628,11 @@ static void conn_process(conn *c)
         }
         conn_handshake_done(c);
     }
-    while (c->state == CONN_OPEN) {
+    while (c->state == CONN_OPEN && !c->rx_stopped) {
         uint8_t plain[CONN_RECORD];
-        int ret = mbedtls_ssl_read(&c->ssl, plain, sizeof plain);
+        size_t want = sizeof plain, fw = frame_reader_want(&c->fr);
+        if (c->lim.rx && fw > 0 && fw < want) want = fw;
+        int ret = mbedtls_ssl_read(&c->ssl, plain, want);
         if (ret > 0) {
             int rc = frame_reader_feed(&c->fr, plain, (size_t)ret, conn_on_payload, c);
             if (rc == -EMSGSIZE)
@@ -546,6 +640,8 @@ static void conn_process(conn *c)
                           c->fr.limit);
             else if (rc == -ENOMEM)
                 conn_fail(c, -ENOMEM, 1, "out of memory for a frame of %zu bytes", c->fr.need);
+            else if (rc == 0 && c->lim.rx && c->state == CONN_OPEN && conn_rx_wait(c))
+                break;
             continue;
         }
         if (ret == MBEDTLS_ERR_SSL_WANT_READ || ret == MBEDTLS_ERR_SSL_WANT_WRITE) break;
@@ -569,6 +665,7 @@ static void conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         c->in_off = c->in_len = 0;
         free(c->keep);
         c->keep = c->in = NULL;
+        c->keep_cap = 0;
         if (nread == UV_EOF) {
             c->peer_eof = 1;
             uv_read_stop(s);
@@ -621,6 +718,8 @@ static int conn_new(uv_loop_t *loop, tls_ctx *tls, const conn_limits *lim,
     c->cb = *cb;
     c->user = user;
     frame_reader_init(&c->fr, c->lim.max_frame_unauth);
+    c->rxw.granted = conn_rx_granted;
+    c->rx_want = 5;   /* a TLS record header, until mbedTLS asks */
     int ret = tls_ssl_setup(tls, &c->ssl);
     if (ret != 0) {
         conn_free(c);
@@ -1035,6 +1134,11 @@ size_t conn_outq_bytes(const conn *c)
 void conn_set_on_drain(conn *c, void (*on_drain)(conn *c))
 {
     c->on_drain = on_drain;
+}
+
+void conn_set_on_rx_wait(conn *c, void (*on_rx_wait)(conn *c, int waiting))
+{
+    c->on_rx_wait = on_rx_wait;
 }
 
 /* ---- accessors -------------------------------------------------------- */

@@ -28,6 +28,7 @@
 #include <uv.h>
 
 #include "common/net/gate.h"
+#include "common/net/rxlimit.h"
 #include "common/net/tls.h"
 
 typedef struct conn conn;
@@ -42,9 +43,14 @@ typedef struct {
      * plus TLS handshake) anew. 0: none (then a silent peer holds its slot). */
     uint64_t handshake_timeout_ms;
     uint64_t idle_timeout_ms;    /* 0: none */
+    /* Shared bound on large frames being received at once (rxlimit.h), or
+     * NULL: none. With one, an open connection reads its socket only as far
+     * as TLS needs for the next record until it holds a slot, so that one
+     * that stops for a slot leaves the rest of the bytes in the kernel. */
+    rxlimit *rx;
 } conn_limits;
 
-/* Defaults: FRAME_MAX_DEFAULT, FRAME_MAX_UNAUTH, 256 MiB, 10 s, 0. */
+/* Defaults: FRAME_MAX_DEFAULT, FRAME_MAX_UNAUTH, 256 MiB, 10 s, 0, NULL. */
 conn_limits conn_limits_default(void);
 
 typedef struct {
@@ -121,6 +127,12 @@ size_t conn_outq_bytes(const conn *c);
  * open, so conn_outq_bytes has gone down; a sender that keeps the queue full
  * (or got -ENOBUFS) sends more from there. NULL turns it off. */
 void conn_set_on_drain(conn *c, void (*on_drain)(conn *c));
+
+/* Optional, with an rxlimit: on_rx_wait(c, 1) runs when c stops reading
+ * to wait for a slot, on_rx_wait(c, 0) when it has one and reads again.
+ * While it waits, c hears nothing from its peer but may still send. NULL
+ * turns it off. */
+void conn_set_on_rx_wait(conn *c, void (*on_rx_wait)(conn *c, int waiting));
 
 /* Sends close_notify after the queued frames, then closes; on_close follows
  * with status 0 and this reason (unless an earlier error gave one). Calling

@@ -99,6 +99,16 @@ int frame_reader_feed(frame_reader *r, const uint8_t *p, size_t n, frame_cb cb, 
     }
 }
 
+size_t frame_reader_want(const frame_reader *r)
+{
+    return r->hdr_have < 4 ? 4 - r->hdr_have : r->need - r->have;
+}
+
+int frame_reader_in_payload(const frame_reader *r)
+{
+    return r->hdr_have == 4;
+}
+
 void frame_reader_free(frame_reader *r)
 {
     frame_reader_reset(r);

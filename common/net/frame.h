@@ -38,6 +38,15 @@ void frame_reader_set_limit(frame_reader *r, size_t limit);
  * later feed returns -EMSGSIZE again. */
 int frame_reader_feed(frame_reader *r, const uint8_t *p, size_t n, frame_cb cb, void *arg);
 
+/* Bytes the reader wants next to finish what it is collecting: the rest of
+ * the length prefix, or of the payload. A reader fed at most this many
+ * bytes at a time stops exactly after each prefix and each payload. */
+size_t frame_reader_want(const frame_reader *r);
+
+/* 1 while the current frame's length prefix is in (r->need is its payload
+ * length) and its payload is not complete, else 0. */
+int frame_reader_in_payload(const frame_reader *r);
+
 void frame_reader_free(frame_reader *r);   /* accepts a zeroed reader */
 
 /* Writes the 4-byte big-endian prefix for a payload of len bytes. */

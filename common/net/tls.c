@@ -3,7 +3,9 @@
  * One tls_ctx per role (the coordinator's server side, or one client
  * identity talking to one server name) holds the CA chain, this side's
  * certificate and key, an RNG and an mbedtls_ssl_config; conn.c makes one
- * mbedtls_ssl_context per connection from it with tls_ssl_setup. Policy:
+ * mbedtls_ssl_context per connection from it with tls_ssl_setup. Many client
+ * identities of one process may take their CA chain and RNG from one
+ * tls_ctx_new_shared context instead of holding copies. Policy:
  * TLS 1.2 or newer, ECDHE-ECDSA with AEAD suites only, the peer's certificate
  * required on both sides and checked against the project CA, and on a client
  * the server's name (DNS name or IP address) checked against its certificate.
@@ -80,13 +82,21 @@ static const mbedtls_ecp_group_id tls_groups[] = {
 #define TLS_NAME_MAX 255             /* a DNS name or IP literal */
 #define TLS_PEER_NAMES_MAX 512       /* tls_peer_names' line, with its NUL */
 
-struct tls_ctx {
-    mbedtls_ssl_config conf;         /* shared by every connection of this role */
-    mbedtls_x509_crt ca;             /* trusted project CA */
-    mbedtls_x509_crt cert;           /* this side's certificate (absent: no cert) */
-    mbedtls_pk_context key;          /* its private key */
+/* The RNG: an entropy context (38 KB with Debian's mbedTLS, whose HAVEGE
+ * state is most of it) and the DRBG it seeds. */
+typedef struct {
     mbedtls_entropy_context entropy;
     mbedtls_ctr_drbg_context drbg;
+} tls_rng;
+
+struct tls_ctx {
+    mbedtls_ssl_config conf;         /* shared by every connection of this role */
+    mbedtls_x509_crt ca;             /* trusted project CA (unused when shared) */
+    mbedtls_x509_crt cert;           /* this side's certificate (absent: no cert) */
+    mbedtls_pk_context key;          /* its private key */
+    tls_rng *rng;                    /* owned; NULL when shared */
+    const tls_ctx *shared;           /* tls_ctx_new_shared's CA and RNG, or NULL */
+    int shared_only;                 /* made by tls_ctx_new_shared: no role */
     int has_cert;                    /* cert and key were loaded */
     char server_name[TLS_NAME_MAX + 1];  /* client: name the server must carry */
     uint8_t ip[16];                  /* client: server_name as an address ... */
@@ -167,8 +177,6 @@ static void tls_ctx_init(tls_ctx *c)
     mbedtls_x509_crt_init(&c->ca);
     mbedtls_x509_crt_init(&c->cert);
     mbedtls_pk_init(&c->key);
-    mbedtls_entropy_init(&c->entropy);
-    mbedtls_ctr_drbg_init(&c->drbg);
 }
 
 void tls_ctx_free(tls_ctx *c)
@@ -178,9 +186,49 @@ void tls_ctx_free(tls_ctx *c)
     mbedtls_x509_crt_free(&c->ca);
     mbedtls_x509_crt_free(&c->cert);
     mbedtls_pk_free(&c->key);
-    mbedtls_ctr_drbg_free(&c->drbg);
-    mbedtls_entropy_free(&c->entropy);
+    if (c->rng) {
+        mbedtls_ctr_drbg_free(&c->rng->drbg);
+        mbedtls_entropy_free(&c->rng->entropy);
+        free(c->rng);
+    }
     free(c);
+}
+
+/* The CA chain and the DRBG c uses: its own, or those of its shared context. */
+static mbedtls_x509_crt *tls_ca(tls_ctx *c)
+{
+    return c->shared ? (mbedtls_x509_crt *)&c->shared->ca : &c->ca;
+}
+
+static mbedtls_ctr_drbg_context *tls_drbg(tls_ctx *c)
+{
+    return c->shared ? &c->shared->rng->drbg : &c->rng->drbg;
+}
+
+/* Makes c's own RNG and loads its CA chain. */
+static int tls_ctx_own(tls_ctx *c, const char *ca, char *err)
+{
+    static const char pers[] = "sefl-tls";
+    char e[200];
+    int ret;
+    if (!(c->rng = calloc(1, sizeof *c->rng))) {
+        err_set(err, "out of memory");
+        return -ENOMEM;
+    }
+    mbedtls_entropy_init(&c->rng->entropy);
+    mbedtls_ctr_drbg_init(&c->rng->drbg);
+    if ((ret = TLS_LIBRARY_INIT()) != 0) {
+        err_set(err, "cannot initialise the crypto library (%d)", ret);
+        return -EIO;
+    }
+    ret = mbedtls_ctr_drbg_seed(&c->rng->drbg, mbedtls_entropy_func, &c->rng->entropy,
+                                (const unsigned char *)pers, sizeof pers - 1);
+    if (ret != 0) {
+        tls_strerror(ret, e, sizeof e);
+        err_set(err, "cannot seed the random generator: %s", e);
+        return -EIO;
+    }
+    return tls_load_crt(&c->ca, ca, "CA certificate", err);
 }
 
 /* Appends to c->peer_names the CN and the DNS and IP subject alternative
@@ -226,11 +274,11 @@ static int tls_verify(void *arg, mbedtls_x509_crt *crt, int depth, uint32_t *fla
     return 0;
 }
 
-/* Everything both roles share: RNG, files, suites, version, verification. */
-static int tls_ctx_make(tls_ctx **out, int endpoint, const char *ca, const char *cert,
-                        const char *key, char *err)
+/* Everything both roles share: RNG, files, suites, version, verification.
+ * With shared, its CA and RNG are used and ca is not read. */
+static int tls_ctx_make(tls_ctx **out, int endpoint, const tls_ctx *shared, const char *ca,
+                        const char *cert, const char *key, char *err)
 {
-    static const char pers[] = "sefl-tls";
     char e[200];
     int ret;
     *out = NULL;
@@ -240,31 +288,18 @@ static int tls_ctx_make(tls_ctx **out, int endpoint, const char *ca, const char 
         return -ENOMEM;
     }
     tls_ctx_init(c);
-
-    if ((ret = TLS_LIBRARY_INIT()) != 0) {
-        err_set(err, "cannot initialise the crypto library (%d)", ret);
-        ret = -EIO;
-        goto out;
-    }
-    ret = mbedtls_ctr_drbg_seed(&c->drbg, mbedtls_entropy_func, &c->entropy,
-                                (const unsigned char *)pers, sizeof pers - 1);
-    if (ret != 0) {
-        tls_strerror(ret, e, sizeof e);
-        err_set(err, "cannot seed the random generator: %s", e);
-        ret = -EIO;
-        goto out;
-    }
-    if ((ret = tls_load_crt(&c->ca, ca, "CA certificate", err)) < 0) goto out;
+    c->shared = shared;
+    if (!shared && (ret = tls_ctx_own(c, ca, err)) < 0) goto out;
     if (cert && key) {
         if ((ret = tls_load_crt(&c->cert, cert, "certificate", err)) < 0) goto out;
-        ret = TLS_PARSE_KEYFILE(&c->key, key, &c->drbg);
+        ret = TLS_PARSE_KEYFILE(&c->key, key, tls_drbg(c));
         if (ret != 0) {
             tls_strerror(ret, e, sizeof e);
             err_set(err, "cannot load key %s: %s", key, e);
             ret = -EINVAL;
             goto out;
         }
-        if (TLS_CHECK_PAIR(&c->cert.pk, &c->key, &c->drbg) != 0) {
+        if (TLS_CHECK_PAIR(&c->cert.pk, &c->key, tls_drbg(c)) != 0) {
             err_set(err, "key %s does not belong to certificate %s", key, cert);
             ret = -EINVAL;
             goto out;
@@ -286,9 +321,9 @@ static int tls_ctx_make(tls_ctx **out, int endpoint, const char *ca, const char 
      * starts with P-521, which makes every handshake several times slower;
      * P-256 must stay listed, it is the curve of our ECDSA certificates. */
     TLS_SET_GROUPS(&c->conf);
-    mbedtls_ssl_conf_rng(&c->conf, mbedtls_ctr_drbg_random, &c->drbg);
+    mbedtls_ssl_conf_rng(&c->conf, mbedtls_ctr_drbg_random, tls_drbg(c));
     mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
-    mbedtls_ssl_conf_ca_chain(&c->conf, &c->ca, NULL);
+    mbedtls_ssl_conf_ca_chain(&c->conf, tls_ca(c), NULL);
     if (c->has_cert && (ret = mbedtls_ssl_conf_own_cert(&c->conf, &c->cert, &c->key)) != 0) {
         tls_strerror(ret, e, sizeof e);
         err_set(err, "cannot use certificate %s: %s", cert, e);
@@ -303,17 +338,40 @@ out:
     return ret;
 }
 
+int tls_ctx_new_shared(tls_ctx **out, const char *certs_dir, char *err)
+{
+    char ca[4096];
+    snprintf(ca, sizeof ca, "%s/ca.crt", certs_dir);
+    *out = NULL;
+    tls_ctx *c = calloc(1, sizeof *c);
+    if (!c) {
+        err_set(err, "out of memory");
+        return -ENOMEM;
+    }
+    tls_ctx_init(c);
+    c->shared_only = 1;
+    int ret = tls_ctx_own(c, ca, err);
+    if (ret < 0) {
+        tls_ctx_free(c);
+        return ret;
+    }
+    *out = c;
+    return 0;
+}
+
 int tls_ctx_new_server(tls_ctx **out, const char *certs_dir, char *err)
 {
     char ca[4096], cert[4096], key[4096];
     snprintf(ca, sizeof ca, "%s/ca.crt", certs_dir);
     snprintf(cert, sizeof cert, "%s/server.crt", certs_dir);
     snprintf(key, sizeof key, "%s/server.key", certs_dir);
-    return tls_ctx_make(out, MBEDTLS_SSL_IS_SERVER, ca, cert, key, err);
+    return tls_ctx_make(out, MBEDTLS_SSL_IS_SERVER, NULL, ca, cert, key, err);
 }
 
-int tls_ctx_new_client_files(tls_ctx **out, const char *ca, const char *cert, const char *key,
-                             const char *server_name, char *err)
+/* A client context: its own CA and RNG (ca read), or shared's. */
+static int tls_ctx_new_client_with(tls_ctx **out, const tls_ctx *shared, const char *ca,
+                                   const char *cert, const char *key, const char *server_name,
+                                   char *err)
 {
     *out = NULL;
     if (!cert != !key) {
@@ -324,8 +382,12 @@ int tls_ctx_new_client_files(tls_ctx **out, const char *ca, const char *cert, co
         err_set(err, "server name must be 1 to %d characters", TLS_NAME_MAX);
         return -EINVAL;
     }
+    if (shared && !shared->shared_only) {
+        err_set(err, "a client can share only a context made by tls_ctx_new_shared");
+        return -EINVAL;
+    }
     tls_ctx *c;
-    int ret = tls_ctx_make(&c, MBEDTLS_SSL_IS_CLIENT, ca, cert, key, err);
+    int ret = tls_ctx_make(&c, MBEDTLS_SSL_IS_CLIENT, shared, ca, cert, key, err);
     if (ret < 0) return ret;
     snprintf(c->server_name, sizeof c->server_name, "%s", server_name);
     if (inet_pton(AF_INET, server_name, c->ip) == 1) c->ip_len = 4;
@@ -335,18 +397,31 @@ int tls_ctx_new_client_files(tls_ctx **out, const char *ca, const char *cert, co
     return 0;
 }
 
+int tls_ctx_new_client_files(tls_ctx **out, const char *ca, const char *cert, const char *key,
+                             const char *server_name, char *err)
+{
+    return tls_ctx_new_client_with(out, NULL, ca, cert, key, server_name, err);
+}
+
 int tls_ctx_new_client(tls_ctx **out, const char *certs_dir, const char *name,
                        const char *server_name, char *err)
+{
+    return tls_ctx_new_client_shared(out, NULL, certs_dir, name, server_name, err);
+}
+
+int tls_ctx_new_client_shared(tls_ctx **out, const tls_ctx *shared, const char *certs_dir,
+                              const char *name, const char *server_name, char *err)
 {
     char ca[4096], cert[4096], key[4096];
     snprintf(ca, sizeof ca, "%s/ca.crt", certs_dir);
     snprintf(cert, sizeof cert, "%s/clients/%s.crt", certs_dir, name);
     snprintf(key, sizeof key, "%s/clients/%s.key", certs_dir, name);
-    return tls_ctx_new_client_files(out, ca, cert, key, server_name, err);
+    return tls_ctx_new_client_with(out, shared, ca, cert, key, server_name, err);
 }
 
 int tls_ssl_setup(tls_ctx *c, mbedtls_ssl_context *ssl)
 {
+    if (c->shared_only) return MBEDTLS_ERR_SSL_BAD_INPUT_DATA;
     int ret = mbedtls_ssl_setup(ssl, &c->conf);
     if (ret != 0) return ret;
     /* A client names the server it expects (also sent as SNI). An IP literal

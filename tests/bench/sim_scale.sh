@@ -12,6 +12,13 @@
 #   sim_run_rss_max_mib                     sefl-sim's largest sampled VmRSS once
 #                                           the dataset is loaded and partitioned
 #                                           (the peak above is the loading's)
+#   sim_idle_kib_per_client,                VmRSS when round 1 starts (every
+#   server_idle_kib_per_client              client connected, none busy) over
+#                                           the clients: what an idle client
+#                                           costs, the fixed part included
+#   sim_large_frames, sim_inflight_peak,    sefl-sim's bound on large frames
+#   sim_inflight_waits                      (--max-inflight-frames, INFLIGHT):
+#                                           how many came, most at once, waits
 #   sim_train_samples, sim_seconds          samples trained (examples x epochs)
 #                                           and sefl-sim's wall time, connect to exit
 #   sim_samples_per_s                       the two divided
@@ -31,9 +38,14 @@
 # Environment: CLIENTS, ROUNDS, PER_ROUND (clients per round, default all),
 # PARTITION, THREADS (default: cores), MAX_SAMPLES (default: no cap),
 # SERVER_ARGS (more sefl-server flags, e.g. "--wire-dtype int8 --update-dtype
-# int8" or "--eval-clients 100"), KEEP=1 (keep the work directory).
+# int8" or "--eval-clients 100"), SIM_ARGS (more sefl-sim flags), INFLIGHT
+# (sefl-sim --max-inflight-frames, default its own), KEEP=1 (keep the work
+# directory).
+# Every client connects from 127.0.0.1, so the coordinator's admission
+# limits per address (--preauth-per-addr, --handshakes-per-sec) are off.
 # The issue-12 figures: CLIENTS=1000|5000|10000 MAX_SAMPLES=20 (two rounds
-# and one evaluation of every client, all over mTLS).
+# and one evaluation of every client, all over mTLS; 1,000 took about 5
+# minutes on a loaded 2-core machine).
 set -u
 cd "$(dirname "$0")/../.."
 . tests/lib.sh
@@ -45,6 +57,8 @@ PARTITION=${PARTITION:-pat:2}
 THREADS=${THREADS:-$(nproc)}
 MAX_SAMPLES=${MAX_SAMPLES:-}
 SERVER_ARGS=${SERVER_ARGS:-}
+SIM_ARGS=${SIM_ARGS:-}
+INFLIGHT=${INFLIGHT:-}
 
 for b in sefl-certs sefl-server sefl-sim sefl-bench; do
     [ -x "$BIN/$b" ] || { echo "sim_scale: $BIN/$b is not built (make)"; exit 1; }
@@ -64,19 +78,24 @@ echo "load_average_before $(cut -d' ' -f1 /proc/loadavg)"
 
 "$BIN/sefl-certs" init --dir "$W/certs" --clients "$CLIENTS" >"$W/certs.log" 2>&1 ||
     { cat "$W/certs.log"; exit 1; }
-# shellcheck disable=SC2086  # SERVER_ARGS is split into flags on purpose
+# shellcheck disable=SC2086  # SERVER_ARGS and SIM_ARGS are split into flags on purpose
 "$BIN/sefl-server" --listen 127.0.0.1:0 --certs "$W/certs" --db "$W/server.db" --rounds "$ROUNDS" \
     --clients-per-round "$PER_ROUND" --min-clients "$PER_ROUND" --over-select 1 --eval-every 0 \
-    --round-timeout 900 --epochs 1 --batch 10 --lr 0.005 --seed 1 $SERVER_ARGS >"$W/server.log" 2>&1 &
+    --round-timeout 900 --epochs 1 --batch 10 --lr 0.005 --seed 1 \
+    --preauth-per-addr 0 --handshakes-per-sec 0 $SERVER_ARGS >"$W/server.log" 2>&1 &
 SERVER=$!
 PORT=$(sefl_wait_port "$W/server.log" "$SERVER" 30) || { tail "$W/server.log"; exit 1; }
 "$BIN/sefl-sim" --server "127.0.0.1:$PORT" --certs "$W/certs" --clients "$CLIENTS" \
     --partition "$PARTITION" --seed 1 --state "$W/state" --threads "$THREADS" \
-    ${MAX_SAMPLES:+--max-samples "$MAX_SAMPLES"} >"$W/sim.log" 2>&1 &
+    ${MAX_SAMPLES:+--max-samples "$MAX_SAMPLES"} ${INFLIGHT:+--max-inflight-frames "$INFLIGHT"} \
+    $SIM_ARGS >"$W/sim.log" 2>&1 &
 SIM=$!
 
-sim_hwm=0 server_hwm=0 sim_run=0 sim_cpu=0 server_cpu=0
+sim_hwm=0 server_hwm=0 sim_run=0 sim_cpu=0 server_cpu=0 sim_idle= server_idle=
 while kill -0 "$SIM" 2>/dev/null || kill -0 "$SERVER" 2>/dev/null; do
+    if [ -z "$sim_idle" ] && grep -q "round 1 started" "$W/server.log"; then
+        sim_idle=$(rss_kib "$SIM") server_idle=$(rss_kib "$SERVER")
+    fi
     v=$(cpu_ticks "$SIM"); [ -n "$v" ] && sim_cpu=$v
     v=$(cpu_ticks "$SERVER"); [ -n "$v" ] && server_cpu=$v
     if grep -q "sefl-sim: clients" "$W/sim.log"; then
@@ -113,6 +132,10 @@ echo "server_peak_rss_mib $((server_hwm / 1024))"
 echo "sim_peak_kib_per_client $((sim_hwm / CLIENTS))"
 echo "server_peak_kib_per_client $((server_hwm / CLIENTS))"
 echo "sim_run_rss_max_mib $((sim_run / 1024))"
+echo "sim_idle_kib_per_client $((${sim_idle:-0} / CLIENTS))"
+echo "server_idle_kib_per_client $((${server_idle:-0} / CLIENTS))"
+# "large frames (over B bytes) received: T, at most P at once (--max-inflight-frames M), W waited for a slot"
+sed -n 's/.*large frames (over [0-9]* bytes) received: \([0-9]*\), at most \([0-9]*\) at once .*, \([0-9]*\) waited.*/sim_large_frames \1\nsim_inflight_peak \2\nsim_inflight_waits \3/p' "$W/sim.log"
 echo "sim_train_samples $samples"
 echo "sim_seconds $seconds"
 awk -v s="$samples" -v t="$seconds" 'BEGIN { printf "sim_samples_per_s %.1f\n", s / t }'
