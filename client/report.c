@@ -224,7 +224,7 @@ int report_print(FILE *f, const report *r)
     for (int k = 0; a->dp && k < N_DP; k++) {
         const char *name;
         double v = dp_get(a, k, &name);
-        fprintf(f, "%s %.6g\n", name, v);
+        fprintf(f, "%s %.10g\n", name, v);   /* epsilon can be large: keep 1e-4 */
     }
     if (r->has_base) {
         for (size_t k = 0; k < N_STATS; k++)
