@@ -224,7 +224,7 @@ int report_print(FILE *f, const report *r)
     for (int k = 0; a->dp && k < N_DP; k++) {
         const char *name;
         double v = dp_get(a, k, &name);
-        fprintf(f, "%s %.10g\n", name, v);   /* epsilon can be large: keep 1e-4 */
+        fprintf(f, "%s %.15g\n", name, v);   /* epsilon can be 1e6: keep its decimals */
     }
     if (r->has_base) {
         for (size_t k = 0; k < N_STATS; k++)
