@@ -20,7 +20,7 @@ static int evalrun_check(evalrun *e, const char *db, char *err)
 {
     report_run run;
     memset(&run, 0, sizeof run);
-    int rc = report_load_run(db, -1, &run, err);
+    int rc = report_load_run(db, -1, NULL, &run, err);
     if (rc == -EINVAL) {
         log_warn("%s: %s; the partition flags cannot be checked against it", db, err);
         report_run_free(&run);

@@ -162,6 +162,20 @@ static long cost_get(const report_cost *c, int k, const char **name)
 }
 #define N_COSTS 7
 
+/* The privacy figures of a DP-FedAvg run, in the order every writer lists
+ * them: those of the privacy row of the last committed round up to the
+ * reported one (dp_round, the n of the CSV rows), and the run's clip. */
+static double dp_get(const report_run *a, int k, const char **name)
+{
+    static const char *names[] = { "dp_epsilon", "dp_delta", "dp_noise", "dp_clip",
+                                   "dp_sample_rate", "dp_round" };
+    const double v[] = { a->dp_epsilon, a->dp_delta, a->dp_noise, a->dp_clip, a->dp_rate,
+                         a->dp_round };
+    *name = names[k];
+    return v[k];
+}
+#define N_DP 6
+
 static const char *text_or(const char *s, const char *dflt)
 {
     return s[0] ? s : dflt;
@@ -203,12 +217,15 @@ int report_print(FILE *f, const report *r)
         fputc('\n', f);
     }
     fprintf(f, "clients %d\n", r->s.clients);
+    if (a->excluded) fprintf(f, "excluded_clients %ld\n", a->excluded);
     fprintf(f, "examples %ld\n", r->s.examples);
     if (a->skipped) fprintf(f, "skipped_reports %ld\n", a->skipped);
     for (size_t k = 0; k < N_STATS; k++) fprintf(f, "%s %.4f\n", stat_fields[k].name, stat_get(&r->s, k));
-    if (a->dp)
-        fprintf(f, "dp_epsilon %.4f\ndp_delta %g\ndp_noise %g\n", a->dp_epsilon, a->dp_delta,
-                a->dp_noise);
+    for (int k = 0; a->dp && k < N_DP; k++) {
+        const char *name;
+        double v = dp_get(a, k, &name);
+        fprintf(f, "%s %.15g\n", name, v);   /* epsilon can be 1e6: keep its decimals */
+    }
     if (r->has_base) {
         for (size_t k = 0; k < N_STATS; k++)
             fprintf(f, "baseline_%s %.4f\n", stat_fields[k].name, stat_get(&r->bs, k));
@@ -275,6 +292,12 @@ int report_write_csv(FILE *f, const report *r)
     for (size_t k = 0; k < N_STATS; k++)
         csv_row(f, "summary", stat_fields[k].name, k == 0 ? r->s.examples : r->s.clients,
                 stat_get(&r->s, k), r->has_base ? stat_get(&r->bs, k) : NAN);
+    if (a->excluded) csv_row(f, "count", "excluded_clients", a->excluded, NAN, NAN);
+    for (int k = 0; a->dp && k < N_DP - 1; k++) {
+        const char *name;
+        double v = dp_get(a, k, &name);
+        csv_row(f, "dp", name, a->dp_round, v, NAN);
+    }
     if (r->has_base) {
         csv_row(f, "count", "better", r->better, NAN, NAN);
         csv_row(f, "count", "worse", r->worse, NAN, NAN);
@@ -338,7 +361,20 @@ static void json_run_head(FILE *f, const report_run *a)
     json_str(f, a->meta.partition);
     fputs(", \"private_groups\": ", f);
     json_str(f, a->meta.private_groups);
-    fprintf(f, ", \"round\": %d, \"evaluated_rounds\": %d", a->round, a->ncurve);
+    fprintf(f, ", \"round\": %d, \"evaluated_rounds\": %d, \"excluded_clients\": %ld", a->round,
+            a->ncurve, a->excluded);
+    if (a->dp) {
+        fputs(", \"dp\": {", f);
+        for (int k = 0; k < N_DP; k++) {
+            const char *name;
+            double v = dp_get(a, k, &name);
+            fprintf(f, "%s\"%s\": ", k ? ", " : "", name + 3);
+            /* %.9g: a delta of 1e-7 must not print as 0. */
+            if (isnan(v)) fputs("null", f);
+            else fprintf(f, "%.9g", v);
+        }
+        fputc('}', f);
+    }
     fputs(", \"settings\": {", f);
     for (int i = 0; i < a->settings.n; i++) {
         if (i) fputs(", ", f);

@@ -84,9 +84,12 @@ typedef struct {
     int n;
     long seen;                   /* clients the coordinator has seen (clients table), -1 if none */
     long skipped;                /* eval reports out of range, left out of everything */
+    long excluded;               /* reports of `round` left out by the exclusion list */
     int dp;                      /* a DP-FedAvg run: the privacy spent up to `round` below */
-    double dp_epsilon, dp_delta, dp_noise;   /* from server.db's privacy row of the last
-                                                committed round <= round */
+    int dp_round;                /* the committed round of the privacy row read */
+    double dp_epsilon, dp_delta, dp_noise, dp_rate;  /* from server.db's privacy row of the
+                                                        last committed round <= round */
+    double dp_clip;              /* the run setting dp-clip; NAN when the file lacks it */
 } report_run;
 
 /* Summary of one series of per-client accuracies. */
@@ -122,8 +125,23 @@ typedef struct {
     report_cost cost;
 } report;
 
+/* Clients left out of every figure of a report (sefl-eval --exclude-clients,
+ * --attackers): typically the attackers of a sefl-sim --attack run, so that
+ * accuracy is measured over the honest clients only, as Byzantine-robustness
+ * papers measure it. list is comma-separated items, each a client name
+ * (client-0007), a client id (7, meaning client-0007 as sefl-sim and
+ * sefl-certs name them) or a range of ids (0-3, both ends included), at most
+ * REPORT_MAX_CLIENTS names in all, ids below REPORT_MAX_EXCLUDE_ID. Writes
+ * *out: the names, each followed by a newline and the whole preceded by one
+ * (the form report_load_run matches against), malloc'd, the caller frees it.
+ * Returns 0, or -EINVAL / -ERANGE with one line in err (*out NULL), -ENOMEM. */
+#define REPORT_MAX_EXCLUDE_ID 1000000
+int report_exclude_parse(const char *list, char **out, char *err);
+
 /* Opens db read-only and fills run: meta, the per-round curve, and the
- * reports of `round` (-1: the last evaluated round). The file must be a sefl
+ * reports of `round` (-1: the last evaluated round), leaving out the
+ * clients of exclude (report_exclude_parse's form; NULL: none) from the
+ * curve and the round alike. The file must be a sefl
  * db of kind server or local (store_open). Returns 0, or negative with one
  * line in err: store_open's errors for a missing (-ENOENT) or foreign or
  * damaged (-EBADMSG) file, -EINVAL for a db without eval_reports or without
@@ -132,7 +150,7 @@ typedef struct {
  * run->skipped instead),
  * -EIO for a SQLite failure, -ENOMEM. run is released with report_run_free
  * whatever the result. */
-int report_load_run(const char *db, int round, report_run *run, char *err);
+int report_load_run(const char *db, int round, const char *exclude, report_run *run, char *err);
 void report_run_free(report_run *run);   /* accepts a zeroed or freed run */
 
 /* Summarizes n accuracies acc (n) with weights examples (n); examples may be

@@ -184,6 +184,16 @@ _Static_assert(REPORT_MAX_EXAMPLES == 100000000L, "VALID_MAX_EXAMPLES must equal
     " AND round >= 0 AND round <= 2147483647 AND typeof(client) = 'text'"                    \
     " AND length(CAST(client AS BLOB)) BETWEEN 1 AND " REPORT_XSTR(REPORT_NAME_MAX) " - 1"     \
     " AND instr(CAST(client AS BLOB), X'00') = 0)"
+/* Rows of a client not in the exclusion list bound to :excl (report.h's
+ * newline-delimited form; the empty text when nothing is excluded). */
+#define KEPT_ROW " AND instr(:excl, char(10) || client || char(10)) = 0"
+
+/* Binds the exclusion list (NULL: none) to st's :excl. */
+static void bind_excl(sqlite3_stmt *st, const char *exclude)
+{
+    sqlite3_bind_text(st, sqlite3_bind_parameter_index(st, ":excl"), exclude ? exclude : "", -1,
+                      SQLITE_STATIC);
+}
 
 /* Counts the eval reports out of range, which every later query skips, and
  * says so on stderr. */
@@ -207,14 +217,16 @@ static int count_skipped(sqlite3 *db, const char *path, report_run *run, char *e
     return ret;
 }
 
-/* Runs a one-row, one-integer query with an optional int parameter on the
- * file at path. Returns 0 or -EIO with err. */
+/* Runs a one-row, one-integer query with an optional int parameter (?1)
+ * and the exclusion list (:excl, when the query names it) on the file at
+ * path. Returns 0 or -EIO with err. */
 static int query_count(sqlite3 *db, const char *path, const char *sql, int bind, int param,
-                       sqlite3_int64 *out, char *err)
+                       const char *exclude, sqlite3_int64 *out, char *err)
 {
     sqlite3_stmt *st = NULL;
     if (prepare(db, path, sql, &st, err) < 0) return -EIO;
     if (bind) sqlite3_bind_int(st, 1, param);
+    bind_excl(st, exclude);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) *out = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
@@ -223,14 +235,22 @@ static int query_count(sqlite3 *db, const char *path, const char *sql, int bind,
     return -EIO;
 }
 
-static int load_curve(sqlite3 *db, const char *path, report_run *run, char *err)
+static int load_curve(sqlite3 *db, const char *path, const char *exclude, report_run *run,
+                      char *err)
 {
     sqlite3_int64 n = 0;
-    if (query_count(db, path, "SELECT COUNT(DISTINCT round) FROM eval_reports WHERE " VALID_ROW,
-                    0, 0, &n, err) < 0)
+    if (query_count(db, path, "SELECT COUNT(DISTINCT round) FROM eval_reports WHERE " VALID_ROW
+                    KEPT_ROW, 0, 0, exclude, &n, err) < 0)
+        return -EIO;
+    sqlite3_int64 all = n;
+    if (n == 0 && exclude && exclude[1] &&
+        query_count(db, path, "SELECT COUNT(*) FROM eval_reports WHERE " VALID_ROW, 0, 0, NULL,
+                    &all, err) < 0)
         return -EIO;
     if (n == 0) {
-        if (run->skipped)
+        if (all > 0)
+            err_set(err, "%s has no eval reports of a client outside the excluded ones", path);
+        else if (run->skipped)
             err_set(err, "%s has no eval reports in range (%ld skipped)", path, run->skipped);
         else
             err_set(err, "%s has no eval reports yet (no round was evaluated)", path);
@@ -248,8 +268,9 @@ static int load_curve(sqlite3 *db, const char *path, report_run *run, char *err)
     int ret = 0;
     if (prepare(db, path,
                 "SELECT round, COUNT(*), SUM(examples), SUM(accuracy * examples) FROM eval_reports"
-                " WHERE " VALID_ROW " GROUP BY round ORDER BY round", &st, err) < 0)
+                " WHERE " VALID_ROW KEPT_ROW " GROUP BY round ORDER BY round", &st, err) < 0)
         return -EIO;
+    bind_excl(st, exclude);
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         /* A writer may have committed a new round since the count. */
@@ -277,16 +298,20 @@ out:
     return ret;
 }
 
-static int load_round(sqlite3 *db, const char *path, report_run *run, char *err)
+static int load_round(sqlite3 *db, const char *path, const char *exclude, report_run *run,
+                      char *err)
 {
-    sqlite3_int64 n = 0;
-    if (query_count(db, path, "SELECT COUNT(*) FROM eval_reports WHERE round = ? AND " VALID_ROW,
-                    1, run->round, &n, err) < 0)
+    sqlite3_int64 n = 0, excluded = 0;
+    if (query_count(db, path, "SELECT COUNT(*) FROM eval_reports WHERE round = ?1 AND " VALID_ROW
+                    KEPT_ROW, 1, run->round, exclude, &n, err) < 0 ||
+        query_count(db, path, "SELECT COUNT(*) FROM eval_reports WHERE round = ?1 AND " VALID_ROW
+                    " AND NOT (1" KEPT_ROW ")", 1, run->round, exclude, &excluded, err) < 0)
         return -EIO;
+    run->excluded = (long)excluded;
     if (n == 0) {
-        err_set(err, "%s has no eval reports for round %d (evaluated rounds: %d..%d, %d of them)",
-                path, run->round, run->curve[0].round, run->curve[run->ncurve - 1].round,
-                run->ncurve);
+        err_set(err, "%s has no eval reports%s for round %d (evaluated rounds: %d..%d, %d of them)",
+                path, excluded ? " outside the excluded clients" : "", run->round,
+                run->curve[0].round, run->curve[run->ncurve - 1].round, run->ncurve);
         return -ERANGE;
     }
     if (n > REPORT_MAX_CLIENTS) {
@@ -300,10 +325,11 @@ static int load_round(sqlite3 *db, const char *path, report_run *run, char *err)
     sqlite3_stmt *st = NULL;
     int ret = 0;
     if (prepare(db, path,
-                "SELECT client, examples, accuracy FROM eval_reports WHERE round = ? AND "
-                VALID_ROW " ORDER BY client", &st, err) < 0)
+                "SELECT client, examples, accuracy FROM eval_reports WHERE round = ?1 AND "
+                VALID_ROW KEPT_ROW " ORDER BY client", &st, err) < 0)
         return -EIO;
     sqlite3_bind_int(st, 1, run->round);
+    bind_excl(st, exclude);
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW && run->n < n) {
         report_client *c = &run->c[run->n];
@@ -346,7 +372,8 @@ static int load_seen(sqlite3 *db, const char *path, report_run *run, char *err)
 }
 
 /* The privacy spent by a DP-FedAvg run (the coordinator's privacy table,
- * absent from other runs) up to the selected round. */
+ * absent from other runs) up to the selected round, and the run's dp-clip
+ * setting (NAN in a file without settings). */
 static int load_privacy(sqlite3 *db, const char *path, report_run *run, char *err)
 {
     int ret = table_exists(db, "privacy");
@@ -355,8 +382,8 @@ static int load_privacy(sqlite3 *db, const char *path, report_run *run, char *er
     ret = 0;
     sqlite3_stmt *st = NULL;
     if (prepare(db, path,
-                "SELECT epsilon, delta, noise FROM privacy WHERE round <= ? ORDER BY round DESC"
-                " LIMIT 1", &st, err) < 0)
+                "SELECT epsilon, delta, noise, sample_rate, round FROM privacy WHERE round <= ?"
+                " ORDER BY round DESC LIMIT 1", &st, err) < 0)
         return -EIO;
     sqlite3_bind_int(st, 1, run->round);
     int rc = sqlite3_step(st);
@@ -365,6 +392,12 @@ static int load_privacy(sqlite3 *db, const char *path, report_run *run, char *er
         run->dp_epsilon = sqlite3_column_double(st, 0);
         run->dp_delta = sqlite3_column_double(st, 1);
         run->dp_noise = sqlite3_column_double(st, 2);
+        run->dp_rate = sqlite3_column_double(st, 3);
+        run->dp_round = sqlite3_column_int(st, 4);
+        run->dp_clip = NAN;
+        for (int i = 0; i < run->settings.n; i++)
+            if (!strcmp(run->settings.item[i].name, "dp-clip"))
+                run->dp_clip = strtod(run->settings.item[i].value, NULL);
     } else if (rc != SQLITE_DONE) {
         err_set(err, "%s: reading privacy: %s", path, sqlite3_errmsg(db));
         ret = -EIO;
@@ -373,7 +406,7 @@ static int load_privacy(sqlite3 *db, const char *path, report_run *run, char *er
     return ret;
 }
 
-int report_load_run(const char *path, int round, report_run *run, char *err)
+int report_load_run(const char *path, int round, const char *exclude, report_run *run, char *err)
 {
     /* Both the coordinator's file and the one sefl-sim --local-only writes
      * have this schema; anything else is refused by store_open. */
@@ -401,9 +434,9 @@ int report_load_run(const char *path, int round, report_run *run, char *err)
     if ((ret = load_meta(db, path, &run->meta, err)) < 0) goto out;
     if ((ret = load_settings(db, path, run, err)) < 0) goto out;
     if ((ret = count_skipped(db, path, run, err)) < 0) goto out;
-    if ((ret = load_curve(db, path, run, err)) < 0) goto out;
+    if ((ret = load_curve(db, path, exclude, run, err)) < 0) goto out;
     run->round = round >= 0 ? round : run->curve[run->ncurve - 1].round;
-    if ((ret = load_round(db, path, run, err)) < 0) goto out;
+    if ((ret = load_round(db, path, exclude, run, err)) < 0) goto out;
     if ((ret = load_seen(db, path, run, err)) < 0) goto out;
     ret = load_privacy(db, path, run, err);
 out:

@@ -1,6 +1,7 @@
 /* sefl-eval: per-client personalized accuracy of a run, from its server.db.
  *
  *   sefl-eval --db server.db [--round R] [--best] [--baseline other.db]
+ *             [--exclude-clients LIST] [--attackers F --clients N]
  *             [--csv F] [--json F] [--svg F]
  *   sefl-eval --gates --db server.db --state DIR PARTITION-FLAGS [--client I]
  *             [--gate-threshold T]
@@ -30,6 +31,7 @@
 #include "common/log.h"
 #include "common/nn/model.h"
 #include "common/nn/params.h"
+#include "client/attack.h"
 #include "client/evalrun.h"
 #include "client/gates.h"
 #include "client/newcomer.h"
@@ -39,6 +41,7 @@
 static void usage(FILE *f)
 {
     fputs("usage: sefl-eval --db server.db [--round R] [--best] [--baseline other.db]\n"
+          "                 [--exclude-clients LIST] [--attackers F --clients N]\n"
           "                 [--csv FILE] [--json FILE] [--svg FILE]\n"
           "       sefl-eval --gates --db server.db --state DIR --partition SPEC --clients N\n"
           "                 --seed S [--max-samples N] [--client I] [--gate-threshold T]\n"
@@ -57,6 +60,17 @@ static void usage(FILE *f)
           "                   sefl-sim --local-only), at its own last evaluated round:\n"
           "                   adds its accuracy per client, the difference, its statistics\n"
           "                   over the same clients, and clients better/worse/equal\n"
+          "  --exclude-clients LIST  leave these clients out of every figure (of the\n"
+          "                   baseline too): comma-separated client names (client-0007),\n"
+          "                   ids (7 is client-0007) and id ranges (0-3), at most 1024\n"
+          "                   bytes; the text says excluded_clients N, the reports of the\n"
+          "                   round left out\n"
+          "  --attackers F --clients N  leave out the attackers of a sefl-sim run with\n"
+          "                   --attack --attackers F of --clients N: client ids\n"
+          "                   0..ceil(F*N)-1, as sefl-sim picks them; the figures are then\n"
+          "                   over the honest clients only (Byzantine-robustness papers'\n"
+          "                   measure). Give it to a run without an attack as well, so\n"
+          "                   its figures are over the same clients\n"
           "  --csv FILE       write the numbers as CSV (kind,name,n,value,baseline,difference)\n"
           "  --json FILE      write the same numbers as JSON\n"
           "  --svg FILE       write a chart: per-client accuracy sorted, against the baseline\n"
@@ -69,8 +83,11 @@ static void usage(FILE *f)
           "p10_accuracy, median_accuracy, with a baseline the same prefixed baseline_ and\n"
           "better/worse/equal, and the model's cost: params_* per group, params_private,\n"
           "private_fraction, macs_per_sample with and without the SE gates; for a\n"
-          "DP-FedAvg run (sefl-server --dp-clip) dp_epsilon, dp_delta and dp_noise: the\n"
-          "privacy spent up to the reported round, as the coordinator stored it.\n"
+          "DP-FedAvg run (sefl-server --dp-clip) dp_epsilon, dp_delta, dp_noise, dp_clip,\n"
+          "dp_sample_rate and dp_round: the privacy spent up to the reported round, as the\n"
+          "coordinator stored it for committed round dp_round (CSV rows of kind dp with\n"
+          "n = dp_round; JSON's \"dp\" object). With clients excluded, clients is the\n"
+          "count kept and excluded_clients the count left out.\n"
           "\n"
           "The two tools below read the run's newest global model from --db and rebuild\n"
           "its clients' data from the partition flags sefl-sim ran with:\n"
@@ -180,6 +197,9 @@ static int write_file(const char *path, int (*w)(FILE *, const report *), const 
 
 typedef struct {
     const char *db, *base, *csv, *json, *svg, *state_dir, *plot, *title, *xlabel, *ylabel;
+    const char *exclude;        /* --exclude-clients LIST */
+    double attackers;           /* --attackers F; -1: not given */
+    char *excluded;             /* owned: both as report_exclude_parse writes them, or NULL */
     int round, best, gates, newcomers, logx;
     evalrun_data data;
     int have_seed;
@@ -216,13 +236,34 @@ static int eval_dashes(const eval_args *a)
            (a->svg && !strcmp(a->svg, "-"));
 }
 
+/* The clients the report leaves out, in report_exclude_parse's form (NULL
+ * when none): --exclude-clients, and the first ceil(F*N) ids for
+ * --attackers F --clients N (attack_count, as sefl-sim picks them).
+ * Returns 0 or -1 with err. */
+static int eval_exclude(const eval_args *a, char **out, char *err)
+{
+    char list[64 + 1024];
+    int attackers = a->attackers >= 0 ? attack_count(a->attackers, (int)a->data.clients) : 0;
+    *out = NULL;
+    if (!a->exclude && attackers == 0) return 0;
+    if (a->exclude && strlen(a->exclude) > 1024) {
+        err_set(err, "--exclude-clients: a list of at most 1024 bytes (use id ranges)");
+        return -1;
+    }
+    snprintf(list, sizeof list, "%s%s", a->exclude ? a->exclude : "",
+             a->exclude && attackers ? "," : "");
+    if (attackers) snprintf(list + strlen(list), 64, "0-%d", attackers - 1);
+    return report_exclude_parse(list, out, err) < 0 ? -1 : 0;
+}
+
 /* Parses argv into a; returns 0, 1 for --help, or -1 with err; with
  * --print-config, prints and exits 0 once the flags are checked. */
 static int eval_parse(int argc, char **argv, eval_args *a, char *err)
 {
     enum { O_DB = 256, O_ROUND, O_BEST, O_BASE, O_CSV, O_JSON, O_SVG, O_HELP, O_GATES, O_NEW,
            O_STATE, O_PART, O_CLIENTS, O_SEED, O_MAX, O_DATA, O_CLIENT, O_THR, O_HOLD, O_EPOCHS,
-           O_AT, O_LR, O_BATCH, O_MOM, O_PLOT, O_LOGX, O_TITLE, O_XLABEL, O_YLABEL };
+           O_AT, O_LR, O_BATCH, O_MOM, O_PLOT, O_LOGX, O_TITLE, O_XLABEL, O_YLABEL, O_EXCLUDE,
+           O_ATTACKERS };
     static const struct option opts[] = {
         { "db", 1, 0, O_DB }, { "round", 1, 0, O_ROUND }, { "best", 0, 0, O_BEST },
         { "baseline", 1, 0, O_BASE }, { "csv", 1, 0, O_CSV }, { "json", 1, 0, O_JSON },
@@ -233,7 +274,8 @@ static int eval_parse(int argc, char **argv, eval_args *a, char *err)
         { "holdout", 1, 0, O_HOLD }, { "epochs", 1, 0, O_EPOCHS }, { "at", 1, 0, O_AT },
         { "lr", 1, 0, O_LR }, { "batch", 1, 0, O_BATCH }, { "momentum", 1, 0, O_MOM },
         { "plot", 1, 0, O_PLOT }, { "logx", 0, 0, O_LOGX }, { "title", 1, 0, O_TITLE },
-        { "xlabel", 1, 0, O_XLABEL }, { "ylabel", 1, 0, O_YLABEL }, CONFIG_OPTIONS,
+        { "xlabel", 1, 0, O_XLABEL }, { "ylabel", 1, 0, O_YLABEL },
+        { "exclude-clients", 1, 0, O_EXCLUDE }, { "attackers", 1, 0, O_ATTACKERS }, CONFIG_OPTIONS,
         { 0, 0, 0, 0 },
     };
     /* usage is a function here: --print-config shows no defaults. */
@@ -241,6 +283,7 @@ static int eval_parse(int argc, char **argv, eval_args *a, char *err)
     memset(a, 0, sizeof *a);
     a->round = -1;
     a->client = -1;
+    a->attackers = -1;
     a->threshold = GATES_DEFAULT_THRESHOLD;
     a->epochs = 20;
     a->batch = 10;
@@ -289,6 +332,8 @@ static int eval_parse(int argc, char **argv, eval_args *a, char *err)
         case O_TITLE: a->title = optarg; break;
         case O_XLABEL: a->xlabel = optarg; break;
         case O_YLABEL: a->ylabel = optarg; break;
+        case O_EXCLUDE: a->exclude = optarg; break;
+        case O_ATTACKERS: rc = cli_parse_double("--attackers", optarg, 0, 1, &a->attackers, err); break;
         default: rc = config_option(c, argv, err); break;
         }
     }
@@ -322,12 +367,20 @@ static int eval_parse(int argc, char **argv, eval_args *a, char *err)
         return -1;
     }
     if (!a->gates && !a->newcomers) {
+        if ((a->attackers >= 0) != (a->data.clients > 0)) {
+            err_set(err, "--attackers F and --clients N go together in the accuracy report (the"
+                    " attackers are client ids 0..ceil(F*N)-1)");
+            return -1;
+        }
+        if (eval_exclude(a, &a->excluded, err) < 0) return -1;
         config_end();
         return 0;
     }
-    if (a->base || a->csv || a->json || a->svg || a->best || a->round >= 0) {
-        err_set(err, "--round, --best, --baseline, --csv, --json and --svg belong to the accuracy"
-                " report, not to --%s", a->gates ? "gates" : "newcomers");
+    if (a->base || a->csv || a->json || a->svg || a->best || a->round >= 0 || a->exclude ||
+        a->attackers >= 0) {
+        err_set(err, "--round, --best, --baseline, --exclude-clients, --attackers, --csv, --json"
+                " and --svg belong to the accuracy report, not to --%s",
+                a->gates ? "gates" : "newcomers");
         return -1;
     }
     if (!a->data.partition || !a->data.clients || !a->have_seed) {
@@ -363,10 +416,10 @@ static int eval_report(const eval_args *a, char *err)
     report r;
     int status = -1;
     memset(&r, 0, sizeof r);
-    if (report_load_run(a->db, a->round, &r.run, err) < 0) goto out;
+    if (report_load_run(a->db, a->round, a->excluded, &r.run, err) < 0) goto out;
     if (a->base) {
         r.has_base = 1;
-        if (report_load_run(a->base, -1, &r.base, err) < 0) goto out;
+        if (report_load_run(a->base, -1, a->excluded, &r.base, err) < 0) goto out;
         if (r.run.meta.partition[0] && r.base.meta.partition[0] &&
             strcmp(r.run.meta.partition, r.base.meta.partition))
             log_warn("baseline partition %s differs from %s: per-client differences compare"
@@ -624,6 +677,7 @@ int main(int argc, char **argv)
     if (rc < 0) return cli_usage_error("sefl-eval", err);
     rc = a.plot ? eval_plot(&a, err) : a.gates ? eval_gates(&a, err)
          : a.newcomers ? eval_newcomers(&a, err) : eval_report(&a, err);
+    free(a.excluded);
     if (rc < 0) {
         fprintf(stderr, "sefl-eval: %s\n", err);
         return 1;

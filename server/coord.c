@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "server/collapse.h"
 #include "server/sample.h"
 #include "server/coord_metrics.h"
 #include "server/hosts.h"
@@ -141,6 +142,7 @@ struct coord {
 
     uint64_t hb_nonce;
     guard g;                     /* report, weight and norm checks; the penalty box */
+    collapse col;                /* attempts lost to non-finite training (collapse.h) */
     char norm_name[32];          /* --max-update-norm as given, for log lines */
 
     coord_metrics met;           /* event metrics, for monitoring */
@@ -660,6 +662,7 @@ static void coord_start_round(coord *co)
     params_gather(&co->t, co->shared, co->global, co->gflat);
     strategy_begin(co->strat, co->gflat);
     guard_round_reset(&co->g);
+    collapse_attempt(&co->col, co->attempt == 1);
 
     int k = co->cfg.clients_per_round;
     int want = (int)ceil(k * co->cfg.over_select - 1e-9);
@@ -830,6 +833,7 @@ static int coord_refuse_candidate(coord *co)
         for (size_t i = 0; i < co->n_shared && finite; i++) finite = isfinite(co->flat[i]);
         if (finite) return 0;
         who = guard_largest(&co->g);
+        collapse_candidate(&co->col);
         snprintf(name_line, sizeof name_line, "the mean of round %u is not finite and its update "
                  "was the largest", co->round);
         snprintf(why, sizeof why, ": candidate model not finite, largest update from %s",
@@ -873,6 +877,7 @@ static void coord_commit(coord *co, coord_clock t0)
     strategy_finish(co->strat, ag->dp ? coord_noise_seed() : 0, co->flat);
     if (coord_refuse_candidate(co)) return;
     if (sopt_step(co->opt, co->flat, co->gflat)) {
+        collapse_candidate(&co->col);
         coord_abandon(co, ", but their aggregate would make the model non-finite");
         return;
     }
@@ -962,12 +967,34 @@ static void coord_commit(coord *co, coord_clock t0)
 static void coord_abandon(coord *co, const char *why)
 {
     uv_timer_stop(&co->deadline);
-    log_warn("round %u abandoned: %d of %d needed updates%s (attempt %d); retrying", co->round,
-             strategy_count(co->strat), co->cfg.min_clients, why, co->attempt);
+    int stop = collapse_abandoned(&co->col, strategy_count(co->strat), co->open,
+                                  co->cfg.min_clients);
+    char diverged[64] = "";
+    if (co->col.nonfinite)
+        snprintf(diverged, sizeof diverged, "; %d diverged or not finite", co->col.nonfinite);
+    log_warn("round %u abandoned: %d of %d needed updates%s%s (attempt %d); %s", co->round,
+             strategy_count(co->strat), co->cfg.min_clients, why, diverged, co->attempt,
+             stop ? "not retried" : "retrying");
     metric_add(co->met.abandoned, 0, 1);
     coord_stop_sending(co);
     for (peer *p = co->peers; p; p = p->next) p->task = 0;
     co->phase = CO_IDLE;
+    if (stop) {
+        /* Every attempt trains from the same model with the same task seed:
+         * a further one would fail the same way (collapse.h). */
+        log_error("round %u: stopping the run: %d attempts in a row failed because training "
+                  "from the model of round %u diverged or gave non-finite values (%d of %d "
+                  "selected clients in the last attempt%s): that model has collapsed, most "
+                  "likely from a poisoned or oversized update; nothing after round %u is "
+                  "committed; prevent it with --max-update-norm (default 100x), --clip NORM, "
+                  "--aggregate median|trimmed:BETA|krum:F or a lower --lr", co->round,
+                  co->col.lost, co->last_round, co->col.nonfinite, co->selected,
+                  co->col.candidate ? ", and their aggregate was not finite" : "",
+                  co->last_round);
+        co->exit_status = COORD_EXIT_COLLAPSED;
+        coord_finish(co, "the model collapsed");
+        return;
+    }
     coord_advance(co);
 }
 
@@ -1092,6 +1119,7 @@ static void coord_on_update(peer *p, const Sefl__Update *u, size_t len, coord_cl
     int ret = strategy_add(co->strat, co->flat, weight, u->train_loss, u->train_accuracy);
     if (ret) {
         kind = ret == -EDOM || ret == -ERANGE ? COORD_REJ_NOT_FINITE : COORD_REJ_EXAMPLES;
+        if (kind == COORD_REJ_NOT_FINITE) collapse_client(&co->col);
         snprintf(reason, sizeof reason, "%s",
                  ret == -EDOM     ? "a value is not finite"
                  : ret == -ERANGE ? "its difference from the global model is beyond float range"
@@ -1175,6 +1203,7 @@ static void coord_on_diverged(peer *p, const char *msg, coord_clock t0)
     log_warn("client %s: training diverged in round %u (%s); it stays connected (diverged so "
              "far: %ld)", p->name, co->round, msg, co->g.diverged);
     guard_penalise(&co->g, p->name, co->last_round, "its training diverged");
+    collapse_client(&co->col);
     p->reported = 1;
     co->open--;
     coord_settle_round(co, t0);
@@ -1332,6 +1361,7 @@ void coord_config_default(coord_config *c)
     c->agg = (strategy_spec){ .rule = STRATEGY_FEDAVG };
     c->max_agg_memory = STRATEGY_MAX_AGG_MEMORY;
     c->dp_delta = 1e-5;
+    c->max_diverged_attempts = COLLAPSE_MAX_ATTEMPTS;
     sopt_spec_default(&c->opt);
 }
 
@@ -1384,6 +1414,7 @@ int coord_start(uv_loop_t *loop, const coord_config *cfg, coord **out, char *err
         goto fail;
     }
     rdp_init(&co->acct);
+    co->col.max_attempts = cfg->max_diverged_attempts;
     /* The initial model is what a new database starts from; on resume the
      * stored model replaces it. */
     model_init(m, cfg->seed);

@@ -100,6 +100,8 @@ typedef struct {
     double dp_delta;            /* DP: epsilon is reported at this delta */
     int allow_change;           /* resume with run settings that differ from the
                                    recorded ones, recording the change */
+    int max_diverged_attempts;  /* stop after this many attempts in a row lost to
+                                   non-finite training (collapse.h); 0: retry forever */
 } coord_config;
 
 /* The defaults sefl-server documents. */
@@ -122,7 +124,10 @@ int coord_port(const coord *co);
 void coord_stop(coord *co);
 
 /* 0 when the coord finished its rounds or was stopped, 1 when it stopped
- * because the database failed. */
+ * because the database failed, COORD_EXIT_COLLAPSED when it stopped because
+ * the model collapsed (max_diverged_attempts attempts in a row at one round
+ * lost to non-finite training; restarting on the same file cannot help). */
+#define COORD_EXIT_COLLAPSED 3
 int coord_exit_status(const coord *co);
 
 /* What the coordinator is doing now, for monitoring (monitor.h). Valid

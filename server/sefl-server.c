@@ -4,9 +4,10 @@
  * SIGTERM and SIGINT stop it cleanly (Bye{"shutdown"} to every client, the
  * database closed consistent, exit 0); after --rounds committed rounds it
  * sends Bye{"done"} and exits 0. Exit 2 on bad arguments and on start
- * failures that a restart cannot fix (server_start_status), 1 on the others
- * and when its database fails, so that a service manager restarts it only
- * when that can help (deploy/sefl-server.service: RestartPreventExitStatus=2).
+ * failures that a restart cannot fix (server_start_status), 3 when the model
+ * collapsed (coord.h, COORD_EXIT_COLLAPSED), 1 on the others and when its
+ * database fails, so that a service manager restarts it only when that can
+ * help (deploy/sefl-server.service: RestartPreventExitStatus=2 3).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -99,6 +100,11 @@ static const char usage[] =
     "                          stalling, bad frames, a refused report or update, or\n"
     "                          a diverged training\n"
     "                          (default 3)\n"
+    "  --max-diverged-attempts N  stop the run (exit 3) when N attempts in a row at\n"
+    "                          one round fail because the clients' training from the\n"
+    "                          global model diverged or gave non-finite values: the\n"
+    "                          model has collapsed and retrying cannot help (default\n"
+    "                          3; 0: retry forever)\n"
     "  --preauth-per-addr N    connections from one address still in their TLS\n"
     "                          handshake at once (default 256; 0: no limit)\n"
     "  --handshakes-per-sec R  TLS handshakes one address may start per second\n"
@@ -135,8 +141,10 @@ static const char usage[] =
     "Logs one line per event to stderr (SEFL_LOG=debug|info|warn|error).\n"
     "Exit status: 0 done or stopped; 2 bad arguments or configuration, including\n"
     "certificates that cannot be read and a database made for other settings\n"
-    "(restarting cannot help); 1 any other failure (port in use, database locked\n"
-    "by another coordinator, the database failing while running).\n";
+    "(restarting cannot help); 3 the model collapsed (--max-diverged-attempts;\n"
+    "restarting on the same FILE cannot help either); 1 any other failure (port in\n"
+    "use, database locked by another coordinator, the database failing while\n"
+    "running).\n";
 
 typedef struct {
     coord *co;
@@ -176,7 +184,7 @@ static int server_parse(int argc, char **argv, coord_config *c, const char **htt
            O_LR, O_MOM, O_WD, O_MU, O_BATCH, O_EPOCHS, O_SEED, O_R, O_HB, O_SCHED, O_PLR,
            O_SHARE, O_NORM, O_PENALTY, O_PREAUTH, O_HSRATE, O_HSBURST, O_HTTP, O_ALLOW, O_HELP,
            O_AGG, O_AGGMEM, O_CLIP, O_SOPT, O_SLR, O_SMOM, O_B1, O_B2, O_TAU, O_DPCLIP, O_DPNOISE,
-           O_DPDELTA, O_WIRE, O_UPD, O_SCALE, O_EVALN, O_REFS, O_MODEL = 512 };
+           O_DPDELTA, O_WIRE, O_UPD, O_SCALE, O_EVALN, O_REFS, O_DIVERGED, O_MODEL = 512 };
     static const struct option opts[] = {
         { "listen", 1, 0, O_LISTEN }, { "certs", 1, 0, O_CERTS }, { "db", 1, 0, O_DB },
         { "rounds", 1, 0, O_ROUNDS }, { "clients-per-round", 1, 0, O_K },
@@ -197,6 +205,7 @@ static int server_parse(int argc, char **argv, coord_config *c, const char **htt
         { "dp-delta", 1, 0, O_DPDELTA }, { "wire-dtype", 1, 0, O_WIRE },
         { "update-dtype", 1, 0, O_UPD }, { "int8-scale", 1, 0, O_SCALE },
         { "eval-clients", 1, 0, O_EVALN }, { "model-refs", 1, 0, O_REFS },
+        { "max-diverged-attempts", 1, 0, O_DIVERGED },
         { "allow-change", 0, 0, O_ALLOW }, { "help", 0, 0, O_HELP }, MODEL_OPTS_LONGOPTS(O_MODEL),
         CONFIG_OPTIONS, { 0, 0, 0, 0 },
     };
@@ -289,6 +298,10 @@ static int server_parse(int argc, char **argv, coord_config *c, const char **htt
         case O_PENALTY:
             if (!(rc = cli_parse_long("--penalty-rounds", optarg, 0, 1000000, &v, err)))
                 c->guard.penalty_rounds = (int)v;
+            break;
+        case O_DIVERGED:
+            if (!(rc = cli_parse_long("--max-diverged-attempts", optarg, 0, 1000000, &v, err)))
+                c->max_diverged_attempts = (int)v;
             break;
         case O_PREAUTH:
             if (!(rc = cli_parse_long("--preauth-per-addr", optarg, 0, 1000000, &v, err)))

@@ -35,6 +35,14 @@ static void setup(void)
     snprintf(path, sizeof path, "%s/server.db", dir);
 }
 
+/* A path in the test's directory (a static buffer: one at a time). */
+static const char *dir_path(const char *name)
+{
+    static char p[160];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    return p;
+}
+
 static void teardown(void)
 {
     ck_assert_int_eq(check_rm_rf(dir), 0);
@@ -304,7 +312,7 @@ START_TEST(test_load_run)
             " (5, 'client-0000', 10, 0.7, 0.3, NULL);");
     report_run run;
     char err[SEFL_ERRLEN] = "";
-    ck_assert_int_eq(report_load_run(path, -1, &run, err), 0);
+    ck_assert_int_eq(report_load_run(path, -1, NULL, &run, err), 0);
     ck_assert_int_eq(run.round, 5);
     ck_assert_int_eq(run.n, 2);
     ck_assert_str_eq(run.c[0].name, "client-0000");    /* sorted by name */
@@ -319,11 +327,11 @@ START_TEST(test_load_run)
     ck_assert_int_eq(run.meta.fc1_gate, 1);
     report_run_free(&run);
 
-    ck_assert_int_eq(report_load_run(path, 2, &run, err), 0);
+    ck_assert_int_eq(report_load_run(path, 2, NULL, &run, err), 0);
     ck_assert_double_eq_tol(run.c[0].accuracy, 1.0, TOL);
     report_run_free(&run);
 
-    ck_assert_int_eq(report_load_run(path, 3, &run, err), -ERANGE);
+    ck_assert_int_eq(report_load_run(path, 3, NULL, &run, err), -ERANGE);
     ck_assert_ptr_nonnull(strstr(err, "no eval reports for round 3"));
     report_run_free(&run);
 }
@@ -333,24 +341,24 @@ START_TEST(test_load_refusals)
 {
     report_run run;
     char err[SEFL_ERRLEN] = "";
-    ck_assert_int_eq(report_load_run(path, -1, &run, err), -ENOENT);
+    ck_assert_int_eq(report_load_run(path, -1, NULL, &run, err), -ENOENT);
     report_run_free(&run);
 
     make_db(path, "DROP TABLE eval_reports;");
-    ck_assert_int_eq(report_load_run(path, -1, &run, err), -EINVAL);
+    ck_assert_int_eq(report_load_run(path, -1, NULL, &run, err), -EINVAL);
     ck_assert_ptr_nonnull(strstr(err, "no eval_reports table"));
     report_run_free(&run);
     unlink(path);
 
     make_db(path, "");
-    ck_assert_int_eq(report_load_run(path, -1, &run, err), -EINVAL);
+    ck_assert_int_eq(report_load_run(path, -1, NULL, &run, err), -EINVAL);
     ck_assert_ptr_nonnull(strstr(err, "no eval reports yet"));
     report_run_free(&run);
     unlink(path);
 
     /* A client's private file is not a server.db. */
     make_db(path, "UPDATE meta SET value = 'client' WHERE key = 'kind';");
-    ck_assert_int_eq(report_load_run(path, -1, &run, err), -EBADMSG);
+    ck_assert_int_eq(report_load_run(path, -1, NULL, &run, err), -EBADMSG);
     report_run_free(&run);
 }
 END_TEST
@@ -378,7 +386,7 @@ START_TEST(test_load_limits)
         make_db(path, sql);
         report_run run;
         char err[SEFL_ERRLEN] = "";
-        ck_assert_msg(report_load_run(path, -1, &run, err) == 0, "case %zu: %s", i, err);
+        ck_assert_msg(report_load_run(path, -1, NULL, &run, err) == 0, "case %zu: %s", i, err);
         ck_assert_int_eq(run.skipped, 1);
         ck_assert_int_eq(run.n, 1);
         ck_assert_str_eq(run.c[0].name, "good");
@@ -387,7 +395,7 @@ START_TEST(test_load_limits)
         unlink(path);
         /* Alone, it leaves no report in range: an error naming the skipped. */
         make_db(path, bad_rows[i]);
-        ck_assert_int_eq(report_load_run(path, -1, &run, err), -EINVAL);
+        ck_assert_int_eq(report_load_run(path, -1, NULL, &run, err), -EINVAL);
         ck_assert_msg(strstr(err, "1 skipped") != NULL, "case %zu: %s", i, err);
         report_run_free(&run);
         unlink(path);
@@ -403,7 +411,7 @@ START_TEST(test_load_limits)
         make_db(path, bad_meta[i]);
         report_run run;
         char err[SEFL_ERRLEN] = "";
-        ck_assert_msg(report_load_run(path, -1, &run, err) == -ERANGE, "case %zu: %s", i, err);
+        ck_assert_msg(report_load_run(path, -1, NULL, &run, err) == -ERANGE, "case %zu: %s", i, err);
         ck_assert_msg(err[0] != 0, "case %zu has no message", i);
         report_run_free(&run);
         unlink(path);
@@ -414,7 +422,7 @@ START_TEST(test_load_limits)
                   " UPDATE meta SET value = printf('%.63c', 'p') WHERE key = 'partition'");
     report_run run;
     char err[SEFL_ERRLEN] = "";
-    ck_assert_msg(report_load_run(path, -1, &run, err) == 0, "%s", err);
+    ck_assert_msg(report_load_run(path, -1, NULL, &run, err) == 0, "%s", err);
     ck_assert_int_eq((int)strlen(run.c[0].name), REPORT_NAME_MAX - 1);
     ck_assert_int_eq(run.c[0].examples, REPORT_MAX_EXAMPLES);
     report_run_free(&run);
@@ -432,7 +440,7 @@ START_TEST(test_load_client_limit)
     make_db(path, sql);
     report_run run;
     char err[SEFL_ERRLEN] = "";
-    ck_assert_msg(report_load_run(path, -1, &run, err) == 0, "%s", err);
+    ck_assert_msg(report_load_run(path, -1, NULL, &run, err) == 0, "%s", err);
     ck_assert_int_eq(run.n, REPORT_MAX_CLIENTS);
     report_run_free(&run);
 
@@ -441,7 +449,7 @@ START_TEST(test_load_client_limit)
     ck_assert_int_eq(sqlite3_exec(db, "INSERT INTO eval_reports VALUES(1, 'one-more', 1, 0.5, 0.1, NULL)",
                                   NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
-    ck_assert_int_eq(report_load_run(path, -1, &run, err), -ERANGE);
+    ck_assert_int_eq(report_load_run(path, -1, NULL, &run, err), -ERANGE);
     ck_assert_ptr_nonnull(strstr(err, "over the limit"));
     report_run_free(&run);
 }
@@ -458,7 +466,7 @@ START_TEST(test_load_round_limit)
     make_db(path, sql);
     report_run run;
     char err[SEFL_ERRLEN] = "";
-    ck_assert_msg(report_load_run(path, -1, &run, err) == 0, "%s", err);
+    ck_assert_msg(report_load_run(path, -1, NULL, &run, err) == 0, "%s", err);
     ck_assert_int_eq(run.ncurve, REPORT_MAX_ROUNDS);
     report_run_free(&run);
 
@@ -467,7 +475,7 @@ START_TEST(test_load_round_limit)
     ck_assert_int_eq(sqlite3_exec(db, "INSERT INTO eval_reports VALUES(0, 'c', 1, 0.5, 0.1, NULL)",
                                   NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
-    ck_assert_int_eq(report_load_run(path, -1, &run, err), -ERANGE);
+    ck_assert_int_eq(report_load_run(path, -1, NULL, &run, err), -ERANGE);
     ck_assert_ptr_nonnull(strstr(err, "evaluated rounds, over the limit"));
     report_run_free(&run);
 }
@@ -573,6 +581,147 @@ START_TEST(test_xy_svg)
 }
 END_TEST
 
+/* --exclude-clients: names, ids and ranges into the newline-delimited
+ * list; every malformed item refused with one line. */
+START_TEST(test_exclude_parse)
+{
+    char *x = NULL, err[SEFL_ERRLEN] = "";
+    ck_assert_msg(report_exclude_parse("0-2,client-0009,7,edge-a", &x, err) == 0, "%s", err);
+    ck_assert_str_eq(x, "\nclient-0000\nclient-0001\nclient-0002\nclient-0009\nclient-0007\n"
+                        "edge-a\n");
+    free(x);
+    ck_assert_int_eq(report_exclude_parse("12345", &x, err), 0);
+    ck_assert_str_eq(x, "\nclient-12345\n");   /* %04d, as sefl-sim names client 12345 */
+    free(x);
+    static const char *bad[] = { "", ",,", "3-1", "1-", "1-x", "2x", "999999-1000000",
+                                 "client-0000000000000000000000000000000000000000000000000000000000001" };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        x = (char *)1;
+        ck_assert_msg(report_exclude_parse(bad[i], &x, err) == -EINVAL, "case %zu", i);
+        ck_assert_ptr_null(x);
+        ck_assert_msg(strstr(err, "--exclude-clients") && !strchr(err, '\n'), "%s", err);
+    }
+    /* More than REPORT_MAX_CLIENTS names is refused before any is written. */
+    ck_assert_int_eq(report_exclude_parse("0-999999", &x, err), -ERANGE);
+    ck_assert_ptr_nonnull(strstr(err, "more than"));
+}
+END_TEST
+
+/* An excluded client is left out of the round and of the curve alike. */
+START_TEST(test_load_excluded)
+{
+    make_db(path,
+            "INSERT INTO eval_reports VALUES(2, 'client-0000', 10, 0.0, 0.7, NULL),"
+            " (2, 'client-0001', 30, 0.5, 0.1, NULL), (2, 'client-0002', 10, 1.0, 0.1, NULL),"
+            " (5, 'client-0000', 10, 0.1, 0.2, NULL), (5, 'client-0001', 30, 0.9, 0.3, NULL),"
+            " (5, 'client-0002', 10, 0.7, 0.3, NULL), (7, 'client-0000', 10, 0.2, 0.3, NULL);");
+    report_run run;
+    char *x = NULL, err[SEFL_ERRLEN] = "";
+    ck_assert_int_eq(report_exclude_parse("0", &x, err), 0);
+    ck_assert_msg(report_load_run(path, -1, x, &run, err) == 0, "%s", err);
+    /* Round 7 held only client-0000's report: no longer an evaluated round. */
+    ck_assert_int_eq(run.round, 5);
+    ck_assert_int_eq(run.n, 2);
+    ck_assert_int_eq(run.excluded, 1);
+    ck_assert_str_eq(run.c[0].name, "client-0001");
+    ck_assert_int_eq(run.ncurve, 2);
+    ck_assert_int_eq(run.curve[0].clients, 2);
+    ck_assert_double_eq_tol(run.curve[0].weighted_accuracy, (15 + 10) / 40.0, TOL);
+    report run_report = { .run = run };
+    ck_assert_int_eq(report_compute(&run_report), 0);
+    ck_assert_double_eq_tol(run_report.s.weighted, (27 + 7) / 40.0, TOL);
+    char *s = capture(report_print, &run_report);
+    ck_assert_ptr_nonnull(strstr(s, "clients 2\nexcluded_clients 1\n"));
+    free(s);
+    s = capture(report_write_csv, &run_report);
+    ck_assert_ptr_nonnull(strstr(s, "count,excluded_clients,1,,,\n"));
+    free(s);
+    s = capture(report_write_json, &run_report);
+    ck_assert_ptr_nonnull(strstr(s, "\"excluded_clients\": 1"));
+    free(s);
+    report_free(&run_report);
+
+    /* Without the list: every client, and round 7. */
+    ck_assert_int_eq(report_load_run(path, -1, NULL, &run, err), 0);
+    ck_assert_int_eq(run.round, 7);
+    ck_assert_int_eq(run.excluded, 0);
+    report_run_free(&run);
+
+    /* A round whose every report is excluded, and a list that leaves nothing. */
+    ck_assert_int_eq(report_load_run(path, 7, x, &run, err), -ERANGE);
+    ck_assert_ptr_nonnull(strstr(err, "no eval reports outside the excluded clients for round 7"));
+    report_run_free(&run);
+    free(x);
+    ck_assert_int_eq(report_exclude_parse("0-2", &x, err), 0);
+    ck_assert_int_eq(report_load_run(path, -1, x, &run, err), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "no eval reports of a client outside the excluded ones"));
+    report_run_free(&run);
+    free(x);
+}
+END_TEST
+
+/* A DP-FedAvg run: the privacy row of the last committed round up to the
+ * reported one, and the dp-clip setting, in the text, CSV and JSON alike. */
+START_TEST(test_load_privacy)
+{
+    make_db(path,
+            "CREATE TABLE privacy(round INTEGER PRIMARY KEY, sample_rate REAL NOT NULL,"
+            " noise REAL NOT NULL, epsilon REAL NOT NULL, delta REAL NOT NULL);"
+            "CREATE TABLE settings(name TEXT PRIMARY KEY, value TEXT NOT NULL,"
+            " since_round INTEGER NOT NULL);"
+            "CREATE TABLE setting_changes(round INTEGER NOT NULL, name TEXT NOT NULL,"
+            " old_value TEXT NOT NULL, new_value TEXT NOT NULL, changed_at TEXT NOT NULL);"
+            "INSERT INTO settings VALUES('dp-clip', '2.5', 0), ('aggregate', 'fedavg', 0);"
+            "INSERT INTO privacy VALUES(1, 0.5, 1.1, 0.25, 1e-7), (2, 0.5, 1.1, 0.5, 1e-7),"
+            " (3, 0.5, 1.1, 0.75, 1e-7);"
+            "INSERT INTO eval_reports VALUES(2, 'client-0000', 10, 0.5, 0.7, NULL),"
+            " (4, 'client-0000', 10, 0.6, 0.7, NULL);");
+    report r;
+    memset(&r, 0, sizeof r);
+    char err[SEFL_ERRLEN] = "";
+    ck_assert_msg(report_load_run(path, 2, NULL, &r.run, err) == 0, "%s", err);
+    ck_assert_int_eq(r.run.dp, 1);
+    ck_assert_int_eq(r.run.dp_round, 2);
+    ck_assert_double_eq_tol(r.run.dp_epsilon, 0.5, TOL);
+    ck_assert_double_eq_tol(r.run.dp_clip, 2.5, TOL);
+    ck_assert_int_eq(report_compute(&r), 0);
+    char *s = capture(report_print, &r);
+    ck_assert_msg(strstr(s, "dp_epsilon 0.5\ndp_delta 1e-07\ndp_noise 1.1\ndp_clip 2.5\n"
+                            "dp_sample_rate 0.5\ndp_round 2\n"), "%s", s);
+    free(s);
+    s = capture(report_write_csv, &r);
+    ck_assert_msg(strstr(s, "dp,dp_epsilon,2,0.500000,,\ndp,dp_delta,2,0.000000,,\n"
+                            "dp,dp_noise,2,1.100000,,\ndp,dp_clip,2,2.500000,,\n"
+                            "dp,dp_sample_rate,2,0.500000,,\n"), "%s", s);
+    free(s);
+    s = capture(report_write_json, &r);
+    ck_assert_msg(strstr(s, "\"dp\": {\"epsilon\": 0.5, \"delta\": 1e-07, \"noise\": 1.1, "
+                            "\"clip\": 2.5, \"sample_rate\": 0.5, \"round\": 2}"), "%s", s);
+    free(s);
+    report_free(&r);
+
+    /* Round 4 was evaluated after round 3, the last with a privacy row. */
+    memset(&r, 0, sizeof r);
+    ck_assert_int_eq(report_load_run(path, -1, NULL, &r.run, err), 0);
+    ck_assert_int_eq(r.run.dp_round, 3);
+    ck_assert_double_eq_tol(r.run.dp_epsilon, 0.75, TOL);
+    report_free(&r);
+
+    /* A run without DP has no dp figures in any form. */
+    make_db(dir_path("plain.db"), "INSERT INTO eval_reports VALUES(1, 'c', 1, 0.5, 0.1, NULL);");
+    memset(&r, 0, sizeof r);
+    ck_assert_int_eq(report_load_run(dir_path("plain.db"), -1, NULL, &r.run, err), 0);
+    ck_assert_int_eq(report_compute(&r), 0);
+    s = capture(report_write_json, &r);
+    ck_assert_ptr_null(strstr(s, "\"dp\""));
+    free(s);
+    s = capture(report_write_csv, &r);
+    ck_assert_ptr_null(strstr(s, "dp,"));
+    free(s);
+    report_free(&r);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("report");
@@ -600,6 +749,9 @@ int main(void)
     tcase_add_test(db, test_load_limits);
     tcase_add_test(db, test_load_client_limit);
     tcase_add_test(db, test_load_round_limit);
+    tcase_add_test(db, test_load_excluded);
+    tcase_add_test(db, test_load_privacy);
+    tcase_add_test(db, test_exclude_parse);
     suite_add_tcase(s, db);
 
     return check_run(s);

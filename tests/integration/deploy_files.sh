@@ -31,8 +31,8 @@ if command -v systemd-analyze >/dev/null; then
         >"$D/sefl-server.service"
     sefl_check "systemd-analyze verify: the unit is clean" \
         sh -c "systemd-analyze verify '$D/sefl-server.service' >'$D/verify.log' 2>&1 && [ ! -s '$D/verify.log' ]"
-    sefl_check "  and does not restart on a configuration error (exit 2)" \
-        grep -qx 'RestartPreventExitStatus=2' deploy/sefl-server.service
+    sefl_check "  and does not restart on a configuration error (exit 2) or a collapsed model (3)" \
+        grep -qx 'RestartPreventExitStatus=2 3' deploy/sefl-server.service
 else
     echo "skipped: systemd-analyze is not installed"
 fi

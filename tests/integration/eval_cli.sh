@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # eval_cli: sefl-eval as a user runs it, on server.db files made with the
 # sqlite3 CLI in the schema of common/fl/state.h: the name-value lines scripts
-# grep, the baseline comparison, --round/--best, the CSV/JSON/SVG files, and
+# grep, the baseline comparison, --round/--best, the CSV/JSON/SVG files,
+# --exclude-clients and --attackers (figures over the honest clients), and
 # the exit status and one-line message of each error (1: unreadable db or no
 # such reports, 2: bad arguments); --plot's chart and its errors.
 set -u
@@ -113,6 +114,20 @@ err 1 "holds no points" --plot /dev/null --svg "$W/b.svg"
 err 1 "cannot read" --plot "$W/missing" --svg "$W/b.svg"
 err 2 "draws to --svg" --plot "$W/pts"
 err 2 "belong to --plot" --db "$W/a.db" --logx
+
+# The honest clients only: --attackers 0.3 --clients 3 leaves out ceil(0.9) =
+# 1 client, client-0000 (as sefl-sim --attackers 0.3 picks it): (60 + 60) / 300.
+"$EVAL" --db "$W/a.db" --attackers 0.3 --clients 3 >"$W/out3" 2>&1
+expect weighted_accuracy 0.4000 "$W/out3"
+expect clients 2 "$W/out3"
+expect excluded_clients 1 "$W/out3"
+"$EVAL" --db "$W/a.db" --exclude-clients client-0002,0 >"$W/out4" 2>&1
+expect weighted_accuracy 0.6000 "$W/out4"
+expect excluded_clients 2 "$W/out4"
+err 2 "go together" --db "$W/a.db" --attackers 0.2
+err 2 "attackers" --db "$W/a.db" --attackers 1.5 --clients 3
+err 2 "not a client id or a range" --db "$W/a.db" --exclude-clients 2-1
+err 1 "no eval reports of a client outside the excluded ones" --db "$W/a.db" --exclude-clients 0-2
 
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]

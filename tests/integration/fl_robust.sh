@@ -4,10 +4,11 @@
 # each, 4 rounds of 1 local epoch) of which 2 send their update scaled by
 # 1000 (sefl-sim --attack scale:1000 --attackers 0.2, a test tool).
 # With --aggregate fedavg the model is ruined: its final evaluation is near
-# chance (0.1), or there is none at all when the clients' training diverged
-# (a Update or EvalReport with a NaN loss is refused by the coordinator's
-# checks, and a round that cannot gather its updates is retried: the run
-# stalls) -- both count as accuracy 0. median, trimmed:0.2, krum:2 and
+# chance (0.1), or there is none at all when the clients' training from the
+# collapsed model diverges, so that a round cannot gather its updates: the
+# coordinator then stops the run (exit 3, --max-diverged-attempts; see
+# fl_collapse.sh) instead of retrying forever -- which counts as accuracy 0.
+# Either way the fedavg run must end by itself. median, trimmed:0.2, krum:2 and
 # fedavg with --clip 2 keep learning: each must beat fedavg by a clear gap
 # (GAP, 0.1 in accuracy: at least twice chance), not reach a fixed figure.
 # The coordinator's own norm guard (--max-update-norm, 100x the median by
@@ -36,10 +37,13 @@ for rule in fedavg median trimmed:0.2 krum:2 clip; do
     args="--aggregate $rule"
     [ "$rule" = clip ] && args="--aggregate fedavg --clip 2"
     if [ "$rule" = fedavg ]; then
-        # Its collapse may stall the run: bounded, and not a failure.
-        sefl_run_federated "$dir" "$T/certs" 40 "$SERVER $args" "$SIM" >/dev/null ||
-            echo "   fedavg: the run did not finish (stalled): counts as accuracy 0"
+        # Its collapse may stop the run (exit 3): not a failure, a stall is.
+        end=done
+        sefl_run_federated "$dir" "$T/certs" 60 "$SERVER $args" "$SIM" >/dev/null || end=failed
+        [ $end = failed ] && grep -q "stopping the run: 3 attempts in a row" "$dir/server.log" &&
+            end="stopped on a collapsed model, counts as accuracy 0"
         sefl_stop "${SEFL_SERVER_PID:-}" "${SEFL_SIM_PID:-}"
+        sefl_check "fedavg: the run ends by itself ($end)" test "$end" != failed
     else
         sefl_check "$rule: server and sim exit 0" \
             sefl_run_federated "$dir" "$T/certs" 120 "$SERVER $args" "$SIM"
