@@ -13,6 +13,10 @@
 #     sum in double depends on the order updates arrive, nothing else does:
 #     the two differ around the last float bit; a frame lost or garbled
 #     would differ by orders of magnitude more).
+# The coordinator runs with --model-refs off, so that every client receives
+# its own copy of each task, as from a coordinator that sends no references:
+# with references one sefl-sim process gets one large frame per phase and
+# the bound has nothing to do.
 cd "$(dirname "$0")/../.." || exit 1
 source tests/lib.sh
 sefl_need_fmnist || exit 0
@@ -20,7 +24,7 @@ sefl_need_fmnist || exit 0
 N=20
 sefl_fl_begin sim_inflight "$N" 15 '*/*.log'
 server_args="--rounds 2 --clients-per-round $N --min-clients $N --over-select 1 --eval-every 1
-             --round-timeout 120 --lr 0.05 --batch 10 --seed 3"
+             --round-timeout 120 --lr 0.05 --batch 10 --seed 3 --model-refs off"
 sim_args="--clients $N --partition pat:2 --seed 5 --max-samples 20 --threads 2"
 
 sefl_run_federated "$T/bounded" "$T/certs" 120 "$server_args" "$sim_args --max-inflight-frames 2"
