@@ -106,6 +106,12 @@ SIM=$!
 
 sim_hwm=0 server_hwm=0 sim_run=0 sim_cpu=0 server_cpu=0 sim_idle= server_idle=
 while kill -0 "$SIM" 2>/dev/null || kill -0 "$SERVER" 2>/dev/null; do
+    # A sefl-sim that refused to start (e.g. too few samples for CLIENTS)
+    # leaves the coordinator waiting for clients forever: stop here.
+    if ! kill -0 "$SIM" 2>/dev/null && grep -q "^sefl-sim: " "$W/sim.log" &&
+        ! grep -q "sefl-sim: clients" "$W/sim.log"; then
+        tail -n 3 "$W/sim.log"; echo "sim_scale: sefl-sim failed to start"; exit 1
+    fi
     if [ -z "$sim_idle" ] && grep -q "round 1 started" "$W/server.log"; then
         sim_idle=$(rss_kib "$SIM") server_idle=$(rss_kib "$SERVER")
     fi
