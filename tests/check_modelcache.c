@@ -23,21 +23,15 @@
 #include "common/fl/wire_ref.h"
 #include "common/log.h"
 #include "common/nn/params.h"
-#include "common/rng.h"
 #include "tests/check_main.h"
+#include "tests/check_params_fixture.h"
 
 static param_table T;           /* cnn-se, r = 8, with the fc1 gate */
 static float *M;                /* (T.total) a model with distinct values */
 
 static void setup(void)
 {
-    char err[SEFL_ERRLEN];
-    ck_assert_int_eq(params_build(&T, &(model_opts){ .arch = "cnn-se", .r = 8, .fc1_gate = 1 }, err), 0);
-    M = malloc(T.total * sizeof *M);
-    ck_assert_ptr_nonnull(M);
-    rng g;
-    rng_seed(&g, 1);
-    for (size_t i = 0; i < T.total; i++) M[i] = (float)rng_normal(&g);
+    M = check_params_normal(&T);
 }
 
 static void teardown(void)
