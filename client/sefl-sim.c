@@ -70,7 +70,7 @@ static const char usage[] =
     "  --server HOST:PORT   coordinator; HOST must match its certificate\n"
     "  --certs DIR          sefl-certs output (ca.crt, clients/client-NNNN.crt|.key)\n"
     "  --clients N          clients in the partition (1..100000)\n"
-    "  --partition SPEC     iid, dir:ALPHA, pat:K, feat:D or feat:D+dir:ALPHA\n"
+    "  --partition SPEC     iid, dir:ALPHA, pat:K, feat:D, feat:D+dir:ALPHA or draw:N\n"
     "  --seed S             partition seed (the same on every machine)\n"
     "  --state DIR          private stores: DIR/client-NNNN.db (local-only:\n"
     "                       DIR/client-NNNN.local.db); created when missing\n"
