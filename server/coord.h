@@ -130,6 +130,14 @@ void coord_stop(coord *co);
 #define COORD_EXIT_COLLAPSED 3
 int coord_exit_status(const coord *co);
 
+/* A client refused in the round to come or in progress (guard.h), as a
+ * status lists it. */
+#define COORD_STATUS_REFUSED 8      /* refused clients a status lists (it counts them all) */
+typedef struct {
+    const char *client;
+    const char *why;            /* its penalty's reason */
+} coord_refusal;
+
 /* What the coordinator is doing now, for monitoring (monitor.h). Valid
  * until the next loop iteration; read it on the loop thread. */
 typedef struct {
@@ -146,7 +154,8 @@ typedef struct {
     int reported;               /* their updates folded in so far */
     int eval_sent, eval_got;    /* EvalTasks out and reports in (evaluation in progress) */
     double last_commit;         /* Unix seconds of this process's last commit; 0: none yet */
-    int has_eval;               /* an evaluation ended in this process */
+    int has_eval;               /* an evaluation ended in this process, or server.db
+                                   held one at start (a resume) */
     uint32_t eval_round;        /* the last evaluation's round */
     double eval_accuracy;       /* its example-weighted accuracy */
     /* The defences' counts since the process started (guard.h). */
@@ -155,6 +164,16 @@ typedef struct {
     long weights_capped;        /* updates whose weight --max-weight-share capped */
     long penalised;             /* clients put in the penalty box */
     long diverged;              /* trainings the clients reported diverged */
+    /* Why no attempt starts while idle: NULL when one can, "clients" (fewer
+     * connected than min_clients) or "refused" (enough connected, but
+     * fewer than min_clients eligible: the others were refused in the
+     * round to come). */
+    const char *waiting;
+    uint32_t next_round;        /* the round to come or in progress: last_round + 1 */
+    int eligible;               /* connected clients that may be selected in it */
+    int n_refused;              /* clients refused in it, connected or not */
+    coord_refusal refused[COORD_STATUS_REFUSED]; /* the first of them */
+    int boxed;                  /* clients in the penalty box (guard.h) */
     int has_gate;               /* the listener is open and gate below is set */
     gate_stats gate;            /* its admission counters before authentication */
 } coord_status;

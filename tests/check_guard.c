@@ -1,6 +1,7 @@
 /* check_guard: the coordinator's own checks: EvalReport and Hello bounds,
  * the weight cap, update norms against the round's lower median and an
- * absolute bound, the --max-update-norm parser, and the penalty box. */
+ * absolute bound, the --max-update-norm parser, the penalty box and the
+ * clients refused for a round. */
 #include <check.h>
 #include <errno.h>
 #include <math.h>
@@ -152,20 +153,20 @@ START_TEST(test_penalty_box)
     guard g;
     ck_assert_int_eq(guard_init(&g, &c, 4), 0);
     ck_assert_int_eq(guard_penalised(&g, "client-0001", 0), 0);
-    guard_penalise(&g, "client-0001", 5, "stalled");
+    guard_penalise(&g, "client-0001", 5, 0, "stalled");
     ck_assert_int_eq(guard_penalised(&g, "client-0001", 5), 1);
     ck_assert_int_eq(guard_penalised(&g, "client-0001", 5 + GUARD_PENALTY_ROUNDS - 1), 1);
     ck_assert_int_eq(guard_penalised(&g, "client-0001", 5 + GUARD_PENALTY_ROUNDS), 0);
     ck_assert_int_eq(guard_penalised(&g, "client-0002", 5), 0);
     /* Penalised again later: the later term holds. */
-    guard_penalise(&g, "client-0001", 20, "again");
+    guard_penalise(&g, "client-0001", 20, 0, "again");
     ck_assert_int_eq(guard_penalised(&g, "client-0001", 21), 1);
     ck_assert_int_eq(g.penalised, 2);
     /* The box is bounded: GUARD_MAX_PENALTIES + 1 live entries drop the oldest. */
     for (int i = 0; i < GUARD_MAX_PENALTIES + 1; i++) {
         char name[32];
         snprintf(name, sizeof name, "c%d", i);
-        guard_penalise(&g, name, 100, "many");
+        guard_penalise(&g, name, 100, 0, "many");
     }
     ck_assert_int_eq(g.n_box, GUARD_MAX_PENALTIES);
     ck_assert_int_eq(guard_penalised(&g, "c0", 100), 0);
@@ -175,8 +176,64 @@ START_TEST(test_penalty_box)
     /* --penalty-rounds 0: nobody is ever boxed. */
     c.penalty_rounds = 0;
     ck_assert_int_eq(guard_init(&g, &c, 1), 0);
-    guard_penalise(&g, "x", 1, "no");
+    ck_assert_ptr_null(guard_penalise(&g, "x", 1, 0, "no"));
     ck_assert_int_eq(guard_penalised(&g, "x", 1), 0);
+    guard_free(&g);
+}
+END_TEST
+
+/* A verdict refuses a client the round it happened in, on top of the
+ * penalty: guard_refused and guard_refused_next name it for that round
+ * only, the reason is kept (cut to GUARD_WHY_MAX), a later penalty without
+ * a verdict keeps the refusal, and with --penalty-rounds 0 the refusal
+ * still holds while nobody is boxed. Restored entries count as given. */
+START_TEST(test_refused_for_the_round)
+{
+    guard_config c;
+    guard_config_default(&c);
+    guard g;
+    ck_assert_int_eq(guard_init(&g, &c, 4), 0);
+    char long_why[300];
+    memset(long_why, 'w', sizeof long_why - 1);
+    long_why[sizeof long_why - 1] = 0;
+    const guard_penalty *e = guard_penalise(&g, "attacker", 4, 5, long_why);
+    ck_assert_ptr_nonnull(e);
+    ck_assert_uint_eq(e->until, 4 + GUARD_PENALTY_ROUNDS);
+    ck_assert_uint_eq(e->refused_round, 5);
+    ck_assert_uint_eq(strlen(e->why), GUARD_WHY_MAX - 1);
+    guard_penalise(&g, "staller", 4, 0, "silent");
+    ck_assert_int_eq(guard_refused(&g, "attacker", 5), 1);
+    ck_assert_int_eq(guard_refused(&g, "attacker", 6), 0);
+    ck_assert_int_eq(guard_refused(&g, "staller", 5), 0);
+    ck_assert_int_eq(guard_refused(&g, "nobody", 5), 0);
+    ck_assert_int_eq(guard_boxed(&g, 4), 2);
+    int pos = 0, n = 0;
+    while ((e = guard_refused_next(&g, 5, &pos))) {
+        ck_assert_str_eq(e->name, "attacker");
+        n++;
+    }
+    ck_assert_int_eq(n, 1);
+    pos = 0;
+    ck_assert_ptr_null(guard_refused_next(&g, 6, &pos));
+    /* A stall in the same round keeps the refusal and takes the new reason. */
+    e = guard_penalise(&g, "attacker", 4, 0, "silent");
+    ck_assert_uint_eq(e->refused_round, 5);
+    ck_assert_str_eq(e->why, "silent");
+    guard_free(&g);
+
+    c.penalty_rounds = 0;
+    ck_assert_int_eq(guard_init(&g, &c, 1), 0);
+    e = guard_penalise(&g, "attacker", 9, 10, "over the bound");
+    ck_assert_ptr_nonnull(e);
+    ck_assert_int_eq(guard_refused(&g, "attacker", 10), 1);
+    ck_assert_int_eq(guard_penalised(&g, "attacker", 9), 0);
+    ck_assert_int_eq(guard_boxed(&g, 9), 0);
+    ck_assert_int_eq(g.penalised, 0);
+    /* Restored as stored: boxed until 12, refused in round 10. */
+    ck_assert_int_eq(guard_restore(&g, "back", 12, 10, "from the db"), 0);
+    ck_assert_int_eq(guard_penalised(&g, "back", 11), 1);
+    ck_assert_int_eq(guard_refused(&g, "back", 10), 1);
+    ck_assert_int_eq(g.penalised, 0);
     guard_free(&g);
 }
 END_TEST
@@ -191,6 +248,7 @@ int main(void)
     tcase_add_test(tc, test_norm_parse);
     tcase_add_test(tc, test_norms);
     tcase_add_test(tc, test_penalty_box);
+    tcase_add_test(tc, test_refused_for_the_round);
     suite_add_tcase(s, tc);
     return check_run(s);
 }
