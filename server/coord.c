@@ -2,7 +2,7 @@
  * coordinator; see coord.h.
  *
  * Everything runs on the loop thread. The coord is in one phase at a time:
- * IDLE (waiting for enough clients, or between rounds), TRAIN (a round's
+ * IDLE (waiting for enough eligible clients, or between rounds), TRAIN (a round's
  * TrainTasks are out, updates are being folded in), EVAL (EvalTasks are
  * out), DONE (closing down). coord_advance decides what comes next whenever
  * something changes: a client is welcomed, a round commits or is abandoned,
@@ -14,6 +14,11 @@
  * Each attempt at a round gets a fresh task id; a client holds the id of
  * the TrainTask it was sent, so an update is accepted only from a client
  * selected for the attempt in progress, once.
+ *
+ * Every penalty goes through coord_penalise, which also stores it in
+ * server.db; a verdict on what a client sent refuses it for the round to
+ * come or in progress (last_round + 1), and coord_advance waits rather
+ * than start an attempt with fewer eligible clients than min_clients.
  */
 #include "server/coord.h"
 

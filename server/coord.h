@@ -3,9 +3,16 @@
  * A coord accepts mutually authenticated clients (conn.h), answers Hello
  * with Welcome, and runs federated rounds as server/README.md and the conversation
  * in proto/fl.proto describe:
- *   wait until min_clients are connected (not a round);
- *   select ceil(K * over_select) of the connected clients at random (all of
- *   them when fewer) and send each a TrainTask with the shared set of the
+ *   wait until min_clients are connected (not a round), and eligible: a
+ *   client refused in the round (its update over the norm bound, or frames
+ *   that broke the protocol; guard.h) is not selected in its attempts, and
+ *   when that leaves fewer than min_clients the coord starts no attempt
+ *   and logs once "round N waits: E of the C connected clients may take
+ *   part, --min-clients M needed; refused in this round: ...; connect more
+ *   clients or restart with a lower --min-clients";
+ *   select ceil(K * over_select) of the eligible clients at random (all of
+ *   them when fewer; the penalty box's clients only to fill up to
+ *   min_clients) and send each a TrainTask with the shared set of the
  *   global model;
  *   fold each valid Update into the aggregation strategy (strategy.h:
  *   FedAvg's running sum, or a robust rule holding the round's updates) as
@@ -111,7 +118,8 @@ void coord_config_default(coord_config *c);
 void coord_run_settings(const coord_config *c, settings *s);
 
 /* Opens (or creates) the database, loads the last committed model (or
- * initialises round 0), loads the certificates and starts listening; logs
+ * initialises round 0), the penalty box and the last evaluation's figures
+ * (state.h), loads the certificates and starts listening; logs
  * "listening HOST:PORT". cfg's strings must outlive the coord. Returns 0 and
  * *out, or negative with err and nothing left running. */
 int coord_start(uv_loop_t *loop, const coord_config *cfg, coord **out, char *err);
