@@ -612,9 +612,12 @@ static int peer_eligible(const coord *co, const peer *p)
     return peer_ready(p) && !guard_refused(&co->g, p->name, co->last_round + 1);
 }
 
-/* Connected clients that may be selected in the round to come. */
+/* Connected clients that may be selected in the round to come. Without
+ * a refusal for that round (nearly always) it is every connected one, and
+ * the peers are not walked: coord_advance runs at every Hello. */
 static int coord_eligible(const coord *co)
 {
+    if (guard_refused_count(&co->g, co->last_round + 1) == 0) return co->n_ready;
     int n = 0;
     for (const peer *p = co->peers; p; p = p->next) n += peer_eligible(co, p);
     return n;
@@ -1410,8 +1413,17 @@ static void coord_on_heartbeat(uv_timer_t *t)
         next = p->next;
         if (p->closing) continue;
         if (now - p->last_rx_ms > silent) {
-            if (p->eval_pending || peer_training(p))
+            /* A second silence with a task of the same round is taken as a
+             * verdict: a client that stalls every attempt would otherwise
+             * hold each of them for 3 heartbeats, forever. */
+            if (peer_training(p) && guard_strike(&co->g, p->name, co->last_round, co->round)) {
+                char why[96];
+                snprintf(why, sizeof why, "silent for 3 heartbeats while holding a task, %d "
+                         "times in round %u", GUARD_ROUND_STRIKES, co->round);
+                coord_penalise(co, p->name, 1, why);
+            } else if (p->eval_pending || peer_training(p)) {
                 coord_penalise(co, p->name, 0, "silent for 3 heartbeats while holding a task");
+            }
             peer_close(p, p->welcomed ? "silent for 3 heartbeats" : "no Hello in time");
             continue;
         }

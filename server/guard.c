@@ -191,7 +191,8 @@ static guard_penalty *guard_entry(guard *g, const char *name, uint32_t last_roun
     if (p) return p;
     int k = 0;
     for (int i = 0; i < g->n_box; i++)
-        if (g->box[i].until > last_round || g->box[i].refused_round > last_round)
+        if (g->box[i].until > last_round || g->box[i].refused_round > last_round ||
+            g->box[i].strike_round > last_round)
             g->box[k++] = g->box[i];
     g->n_box = k;
     if (g->n_box == GUARD_MAX_PENALTIES) {
@@ -236,6 +237,17 @@ const guard_penalty *guard_penalise(guard *g, const char *name, uint32_t last_ro
     return p;
 }
 
+int guard_strike(guard *g, const char *name, uint32_t last_round, uint32_t round)
+{
+    guard_penalty *p = guard_entry(g, name, last_round);
+    if (!p) return 0;
+    if (p->strike_round != round) {
+        p->strike_round = round;
+        p->strikes = 0;
+    }
+    return ++p->strikes >= GUARD_ROUND_STRIKES;
+}
+
 int guard_restore(guard *g, const char *name, uint32_t until, uint32_t refused_round,
                   const char *why)
 {
@@ -264,6 +276,13 @@ const guard_penalty *guard_refused_next(const guard *g, uint32_t round, int *pos
     for (; *pos < g->n_box; (*pos)++)
         if (round > 0 && g->box[*pos].refused_round == round) return &g->box[(*pos)++];
     return NULL;
+}
+
+int guard_refused_count(const guard *g, uint32_t round)
+{
+    int n = 0;
+    for (int i = 0; i < g->n_box; i++) n += round > 0 && g->box[i].refused_round == round;
+    return n;
 }
 
 int guard_boxed(const guard *g, uint32_t last_round)

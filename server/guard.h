@@ -8,7 +8,8 @@
  * clients closed for stalling, bad frames, a refused report or a poisoned
  * update are left out of selection for --penalty-rounds committed rounds.
  * A penalty that is a verdict on what the client sent (its update over the
- * norm bound, frames that break the protocol) also refuses the client for
+ * norm bound, frames that break the protocol), or a second silence while
+ * holding a task of one round (guard_strike), also refuses the client for
  * the rest of the round it happened in: every attempt at a round trains
  * from the same model with the same task seed, so selecting it again in a
  * retry would only be refused again (server/README.md, "Refused for the
@@ -32,6 +33,7 @@
 #define GUARD_MAX_PENALTIES 4096     /* clients in the penalty box at once; the oldest goes */
 #define GUARD_MAX_DECLARED 1000000u  /* largest Hello.train_examples / test_examples */
 #define GUARD_WHY_MAX 128            /* a penalty's reason as kept and stored, with its NUL */
+#define GUARD_ROUND_STRIKES 2        /* silences holding a task that refuse a client a round */
 
 typedef struct {
     double max_weight_share;    /* (0, 1]: one update's most share of the round's
@@ -55,6 +57,8 @@ typedef struct {
     char name[65];
     uint32_t until;             /* selectable again once last_round >= until */
     uint32_t refused_round;     /* not selected at all in this round's attempts; 0: none */
+    uint32_t strike_round;      /* the round its strikes below were in (not stored) */
+    int strikes;                /* silences while holding a task in strike_round's attempts */
     char why[GUARD_WHY_MAX];    /* the last penalty's reason, cut to fit */
 } guard_penalty;
 
@@ -120,6 +124,13 @@ int guard_largest(const guard *g);
 const guard_penalty *guard_penalise(guard *g, const char *name, uint32_t last_round,
                                     uint32_t refuse_round, const char *why);
 
+/* Counts a silence of name while it held a task of round (closed after 3
+ * heartbeats): it may be transient, so only the GUARD_ROUND_STRIKES-th in
+ * one round's attempts counts as a verdict. Returns 1 then (the caller
+ * passes round as guard_penalise's refuse_round), else 0; also 0 when out
+ * of memory. Strikes are not stored: a restart forgets them. */
+int guard_strike(guard *g, const char *name, uint32_t last_round, uint32_t round);
+
 /* Puts an entry read back from server.db into the box as it was (no log
  * line, no count): a restarted coordinator keeps its penalties. Returns 0,
  * or -ENOMEM. */
@@ -135,6 +146,9 @@ int guard_refused(const guard *g, const char *name, uint32_t round);
 /* Walks the entries refused for round: call with *pos = 0, then again with
  * the same pos until it returns NULL. */
 const guard_penalty *guard_refused_next(const guard *g, uint32_t round, int *pos);
+
+/* Entries refused for round. */
+int guard_refused_count(const guard *g, uint32_t round);
 
 /* Clients in the penalty box at committed round last_round. */
 int guard_boxed(const guard *g, uint32_t last_round);

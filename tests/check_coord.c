@@ -62,7 +62,8 @@ typedef struct {
     uint32_t examples;          /* its Hello train_examples and Update weight */
     uint32_t task_round;        /* round of the TrainTask it got, 0: none */
     uint32_t quit_round;        /* closes on its TrainTask of this round, 0: never */
-    int rejoin;                 /* after quitting, connects again (and stays) */
+    int rejoin;                 /* reconnections left after quitting, or (silent) after
+                                   the coordinator closed it */
     int hold_eval;              /* keeps its EvalReport (fake_eval_report sends it) */
     uint32_t poison_round;      /* its update of this round is scaled by 1e6, 0: never */
     uint32_t diverge_round;     /* answers this round with Error{DIVERGED}, 0: never */
@@ -340,7 +341,8 @@ static void fake_on_close(conn *c, int status, const char *reason)
     fake *f = conn_user(c);
     f->closed++;
     f->c = NULL;
-    if (f->quit_round && f->rejoin) {
+    if (f->rejoin > 0 && (f->quit_round || f->role == ROLE_SILENT)) {
+        f->rejoin--;
         f->quit_round = 0;
         fake_connect(f);
     }
@@ -803,6 +805,37 @@ START_TEST(test_refused_client_waits_for_round)
 }
 END_TEST
 
+/* Every client needed (K = min_clients = 3): client 2 holds its task
+ * without a word (nor a heartbeat answer), is closed and reconnects. The
+ * first silence only penalises it, and attempt 2 selects it again (it is
+ * needed); the second in round 1 refuses it for the round, so with it
+ * connected again the coordinator waits instead of a third attempt. */
+START_TEST(test_silent_twice_refused_for_round)
+{
+    char err[SEFL_ERRLEN];
+    coord_config cfg = test_config();
+    all_good();
+    fakes[2].role = ROLE_SILENT;
+    fakes[2].rejoin = 2;
+    cfg.heartbeat = 1;
+    cfg.round_timeout = 3600;
+    ck_assert_msg(coord_start(&loop, &cfg, &co, err) == 0, "%s", err);
+    for (int i = 0; i < 3; i++) fake_connect(&fakes[i]);
+    coord_status st;
+    run_until_refused_wait(&st);
+    ck_assert_int_eq(fakes[2].trains, 2);
+    ck_assert_int_eq(fakes[0].trains, 2);
+    ck_assert_int_eq(st.n_refused, 1);
+    ck_assert_str_eq(st.refused[0].client, "client-0002");
+    ck_assert_ptr_nonnull(strstr(st.refused[0].why, "2 times in round 1"));
+    ck_assert_int_eq(check_sql_file_int(db_path, "SELECT refused_round FROM penalties WHERE "
+                                                 "client = 'client-0002'"), 1);
+    coord_stop(co);
+    finish_loop();
+    ck_assert_int_eq(check_sql_file_int(db_path, "SELECT count(*) FROM rounds"), 0);
+}
+END_TEST
+
 /* Round 1 has clients 3, 0 and 1: client 3 declares 1000 examples against
  * 300 for the two others, so its weight is capped to 300 (max share 0.5).
  * In round 2 (all four) it reports a diverged training: counted, kept
@@ -1006,6 +1039,7 @@ int main(void)
     tcase_add_test(tc, test_abandon_when_min_unreachable);
     tcase_add_test(tc, test_poisoned_update_refused);
     tcase_add_test(tc, test_refused_client_waits_for_round);
+    tcase_add_test(tc, test_silent_twice_refused_for_round);
     tcase_add_test(tc, test_weight_cap_and_diverged);
     tcase_add_test(tc, test_eval_takes_late_joiner);
     tcase_add_test(tc, test_model_refs_once_per_token);

@@ -186,7 +186,8 @@ END_TEST
  * penalty: guard_refused and guard_refused_next name it for that round
  * only, the reason is kept (cut to GUARD_WHY_MAX), a later penalty without
  * a verdict keeps the refusal, and with --penalty-rounds 0 the refusal
- * still holds while nobody is boxed. Restored entries count as given. */
+ * still holds while nobody is boxed. A second silence in one round is a
+ * verdict, the first is not. Restored entries count as given. */
 START_TEST(test_refused_for_the_round)
 {
     guard_config c;
@@ -206,6 +207,7 @@ START_TEST(test_refused_for_the_round)
     ck_assert_int_eq(guard_refused(&g, "attacker", 6), 0);
     ck_assert_int_eq(guard_refused(&g, "staller", 5), 0);
     ck_assert_int_eq(guard_refused(&g, "nobody", 5), 0);
+    ck_assert_int_eq(guard_refused_count(&g, 5), 1);
     ck_assert_int_eq(guard_boxed(&g, 4), 2);
     int pos = 0, n = 0;
     while ((e = guard_refused_next(&g, 5, &pos))) {
@@ -219,6 +221,14 @@ START_TEST(test_refused_for_the_round)
     e = guard_penalise(&g, "attacker", 4, 0, "silent");
     ck_assert_uint_eq(e->refused_round, 5);
     ck_assert_str_eq(e->why, "silent");
+
+    /* Silences: the second in one round's attempts is the verdict (which
+     * the caller passes on to guard_penalise); one in another round starts
+     * the count again. */
+    ck_assert_int_eq(guard_strike(&g, "staller", 4, 5), 0);
+    ck_assert_int_eq(guard_strike(&g, "staller", 4, 5), 1);
+    ck_assert_int_eq(guard_strike(&g, "staller", 5, 6), 0);
+    ck_assert_int_eq(guard_refused_count(&g, 5), 1);
     guard_free(&g);
 
     c.penalty_rounds = 0;
