@@ -1120,8 +1120,8 @@ static void coord_log_refused_wait(coord *co, int eligible)
     };
     log_fields(LOG_WARN, f, 5, "round %u waits: %d of the %d connected clients may take part, "
                "--min-clients %d needed; refused in this round: %s; connect more clients or "
-               "restart with a lower --min-clients", round, eligible, co->n_ready,
-               co->cfg.min_clients, list);
+               "restart with a lower --min-clients and --allow-change", round, eligible,
+               co->n_ready, co->cfg.min_clients, list);
 }
 
 /* Decides what comes next; runs whenever the coord is idle and something

@@ -10,7 +10,7 @@
  *   when that leaves fewer than min_clients the coord starts no attempt
  *   and logs once "round N waits: E of the C connected clients may take
  *   part, --min-clients M needed; refused in this round: ...; connect more
- *   clients or restart with a lower --min-clients";
+ *   clients or restart with a lower --min-clients and --allow-change";
  *   select ceil(K * over_select) of the eligible clients at random (all of
  *   them when fewer; the penalty box's clients only to fill up to
  *   min_clients) and send each a TrainTask with the shared set of the
