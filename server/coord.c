@@ -16,9 +16,11 @@
  * selected for the attempt in progress, once.
  *
  * Every penalty goes through coord_penalise, which also stores it in
- * server.db; a verdict on what a client sent refuses it for the round to
- * come or in progress (last_round + 1), and coord_advance waits rather
- * than start an attempt with fewer eligible clients than min_clients.
+ * server.db; a verdict on what a client sent (an update over the norm
+ * bound, or its second failure in one round: bad frames, silence holding
+ * a task) refuses it for the round to come or in progress (last_round +
+ * 1), and coord_advance waits rather than start an attempt with fewer
+ * eligible clients than min_clients.
  */
 #include "server/coord.h"
 
@@ -317,12 +319,28 @@ static void coord_penalise(coord *co, const char *name, int refuse, const char *
         log_warn("client %s: penalty not stored, a restart would forget it: %s", name, err);
 }
 
+/* Penalises name for a failure that may not repeat (bad frames, silence
+ * while holding a task): the GUARD_ROUND_STRIKES-th in the attempts at
+ * one round refuses it for the rest of that round (guard_strike). */
+static void coord_penalise_failure(coord *co, const char *name, const char *why)
+{
+    uint32_t round = co->last_round + 1;
+    if (!guard_strike(&co->g, name, co->last_round, round)) {
+        coord_penalise(co, name, 0, why);
+        return;
+    }
+    char line[SEFL_ERRLEN + 64];
+    snprintf(line, sizeof line, "%s (its failure %d in round %u)", why, GUARD_ROUND_STRIKES,
+             round);
+    coord_penalise(co, name, 1, line);
+}
+
 /* Sends Error{code, msg} and closes: a peer that breaks the protocol. */
 static void peer_fail(peer *p, uint32_t code, const char *msg)
 {
     log_warn("client %s (%s): %s; closing", p->name[0] ? p->name : "?", conn_peer_addr(p->c), msg);
     peer_send_error(p, code, msg);
-    if (p->welcomed) coord_penalise(p->co, p->name, 1, msg);
+    if (p->welcomed) coord_penalise_failure(p->co, p->name, msg);
     peer_close(p, msg);
 }
 
@@ -1413,17 +1431,12 @@ static void coord_on_heartbeat(uv_timer_t *t)
         next = p->next;
         if (p->closing) continue;
         if (now - p->last_rx_ms > silent) {
-            /* A second silence with a task of the same round is taken as a
-             * verdict: a client that stalls every attempt would otherwise
-             * hold each of them for 3 heartbeats, forever. */
-            if (peer_training(p) && guard_strike(&co->g, p->name, co->last_round, co->round)) {
-                char why[96];
-                snprintf(why, sizeof why, "silent for 3 heartbeats while holding a task, %d "
-                         "times in round %u", GUARD_ROUND_STRIKES, co->round);
-                coord_penalise(co, p->name, 1, why);
-            } else if (p->eval_pending || peer_training(p)) {
+            /* A client that stalls every attempt would otherwise hold each
+             * of them for 3 heartbeats, forever. */
+            if (peer_training(p))
+                coord_penalise_failure(co, p->name, "silent for 3 heartbeats while holding a task");
+            else if (p->eval_pending)
                 coord_penalise(co, p->name, 0, "silent for 3 heartbeats while holding a task");
-            }
             peer_close(p, p->welcomed ? "silent for 3 heartbeats" : "no Hello in time");
             continue;
         }

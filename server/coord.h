@@ -4,9 +4,9 @@
  * with Welcome, and runs federated rounds as server/README.md and the conversation
  * in proto/fl.proto describe:
  *   wait until min_clients are connected (not a round), and eligible: a
- *   client refused in the round (its update over the norm bound, frames
- *   that broke the protocol, or silent twice while holding its tasks;
- *   guard.h) is not selected in its attempts, and
+ *   client refused in the round (its update over the norm bound, or its
+ *   second failure in the round's attempts: bad frames, silence while
+ *   holding a task; guard.h) is not selected in its attempts, and
  *   when that leaves fewer than min_clients the coord starts no attempt
  *   and logs once "round N waits: E of the C connected clients may take
  *   part, --min-clients M needed; refused in this round: ...; connect more

@@ -182,9 +182,10 @@ static guard_penalty *guard_find(const guard *g, const char *name)
     return NULL;
 }
 
-/* The entry of name, made when absent: expired entries (neither boxed nor
- * refused after last_round) make room first, and a full box drops its
- * first (oldest) entry rather than grow without bound. NULL: out of memory. */
+/* The entry of name, made when absent: expired entries (neither boxed,
+ * refused nor counting strikes after last_round) make room first, and a
+ * full box drops its first (oldest) entry rather than grow without bound.
+ * NULL: out of memory. */
 static guard_penalty *guard_entry(guard *g, const char *name, uint32_t last_round)
 {
     guard_penalty *p = guard_find(g, name);
@@ -280,8 +281,8 @@ const guard_penalty *guard_refused_next(const guard *g, uint32_t round, int *pos
 
 int guard_refused_count(const guard *g, uint32_t round)
 {
-    int n = 0;
-    for (int i = 0; i < g->n_box; i++) n += round > 0 && g->box[i].refused_round == round;
+    int n = 0, pos = 0;
+    while (guard_refused_next(g, round, &pos)) n++;
     return n;
 }
 

@@ -8,12 +8,12 @@
  * clients closed for stalling, bad frames, a refused report or a poisoned
  * update are left out of selection for --penalty-rounds committed rounds.
  * A penalty that is a verdict on what the client sent (its update over the
- * norm bound, frames that break the protocol), or a second silence while
- * holding a task of one round (guard_strike), also refuses the client for
- * the rest of the round it happened in: every attempt at a round trains
- * from the same model with the same task seed, so selecting it again in a
- * retry would only be refused again (server/README.md, "Refused for the
- * round"). The coordinator persists every entry in server.db (state.h,
+ * norm bound), or its second failure that may be transient (frames that
+ * break the protocol, silence while holding a task) in the attempts at one
+ * round (guard_strike), also refuses the client for the rest of that
+ * round: every attempt at a round trains from the same model with the same
+ * task seed, so selecting it again in a retry would only be refused again
+ * (server/README.md, "Refused for the round"). The coordinator persists every entry in server.db (state.h,
  * table penalties) and restores them on resume (guard_restore).
  *
  * Ownership: a guard owns its norm list and penalty list; guard_free
@@ -33,7 +33,7 @@
 #define GUARD_MAX_PENALTIES 4096     /* clients in the penalty box at once; the oldest goes */
 #define GUARD_MAX_DECLARED 1000000u  /* largest Hello.train_examples / test_examples */
 #define GUARD_WHY_MAX 128            /* a penalty's reason as kept and stored, with its NUL */
-#define GUARD_ROUND_STRIKES 2        /* silences holding a task that refuse a client a round */
+#define GUARD_ROUND_STRIKES 2        /* failures in one round's attempts that refuse it a round */
 
 typedef struct {
     double max_weight_share;    /* (0, 1]: one update's most share of the round's
@@ -58,7 +58,7 @@ typedef struct {
     uint32_t until;             /* selectable again once last_round >= until */
     uint32_t refused_round;     /* not selected at all in this round's attempts; 0: none */
     uint32_t strike_round;      /* the round its strikes below were in (not stored) */
-    int strikes;                /* silences while holding a task in strike_round's attempts */
+    int strikes;                /* failures (bad frames, silence) in strike_round's attempts */
     char why[GUARD_WHY_MAX];    /* the last penalty's reason, cut to fit */
 } guard_penalty;
 
@@ -116,19 +116,20 @@ int guard_largest(const guard *g);
 
 /* Puts name in the penalty box until committed round last_round +
  * penalty_rounds and logs "client NAME penalised for N rounds (until round
- * U)[ and not selected again in round R]: WHY". refuse_round (0: none) is the round whose attempts name may no
- * longer join (a verdict on what it sent); that holds with penalty_rounds
- * 0 too, when the penalty itself does nothing. Returns the entry as it now
- * is (for the caller to store), or NULL when nothing was recorded (no
- * penalty and no refusal, or out of memory, logged). */
+ * U)[ and not selected again in round R]: WHY". refuse_round (0: none) is
+ * the round whose attempts name may no longer join (a verdict on what it
+ * sent); that holds with penalty_rounds 0 too, when the penalty itself
+ * does nothing. Returns the entry as it now is (for the caller to store),
+ * or NULL when nothing was recorded (no penalty and no refusal, or out of
+ * memory, logged). */
 const guard_penalty *guard_penalise(guard *g, const char *name, uint32_t last_round,
                                     uint32_t refuse_round, const char *why);
 
-/* Counts a silence of name while it held a task of round (closed after 3
- * heartbeats): it may be transient, so only the GUARD_ROUND_STRIKES-th in
- * one round's attempts counts as a verdict. Returns 1 then (the caller
- * passes round as guard_penalise's refuse_round), else 0; also 0 when out
- * of memory. Strikes are not stored: a restart forgets them. */
+/* Counts a failure of name in the attempts at round that may be transient
+ * (bad frames, silence while holding a task): only the
+ * GUARD_ROUND_STRIKES-th in one round counts as a verdict. Returns 1 then
+ * (the caller passes round as guard_penalise's refuse_round), else 0; also
+ * 0 when out of memory. Strikes are not stored: a restart forgets them. */
 int guard_strike(guard *g, const char *name, uint32_t last_round, uint32_t round);
 
 /* Puts an entry read back from server.db into the box as it was (no log

@@ -827,7 +827,8 @@ START_TEST(test_silent_twice_refused_for_round)
     ck_assert_int_eq(fakes[0].trains, 2);
     ck_assert_int_eq(st.n_refused, 1);
     ck_assert_str_eq(st.refused[0].client, "client-0002");
-    ck_assert_ptr_nonnull(strstr(st.refused[0].why, "2 times in round 1"));
+    ck_assert_ptr_nonnull(strstr(st.refused[0].why, "silent for 3 heartbeats while holding a "
+                                                    "task (its failure 2 in round 1)"));
     ck_assert_int_eq(check_sql_file_int(db_path, "SELECT refused_round FROM penalties WHERE "
                                                  "client = 'client-0002'"), 1);
     coord_stop(co);
