@@ -1514,8 +1514,8 @@ static int coord_resume_memory(coord *co, char *err)
         }
         if (co->g.n_box > SHOWN && len < sizeof list)
             snprintf(list + len, sizeof list - len, " and %d more", co->g.n_box - SHOWN);
-        log_info("penalty box restored from %s, %d entries: %s", co->cfg.db_path, co->g.n_box,
-                 list);
+        log_info("penalty box restored from %s, %d %s: %s", co->cfg.db_path, co->g.n_box,
+                 co->g.n_box == 1 ? "entry" : "entries", list);
     }
     int found = 0;
     if ((ret = state_last_eval(co->st, &co->last_eval_round, &co->last_eval_acc, &found, err)))

@@ -101,7 +101,7 @@ sefl_check "both sims end with the run (exit 0)" test $rc = 0
 acc=$(sefl_sql "$T/server.db" "SELECT sum(examples * accuracy) / sum(examples) FROM eval_reports WHERE round = 2")
 start "$T/second.log" 3 || exit 1
 sefl_check "the restarted coordinator restores the box: client-0000 until round 3" \
-    grep -q 'penalty box restored from .*server.db, 1 entries: client-0000 (until round 3)' "$T/second.log"
+    grep -q 'penalty box restored from .*server.db, 1 entry: client-0000 (until round 3)' "$T/second.log"
 sleep 0.5
 got=$(metric sefl_eval_weighted_accuracy)
 sefl_check "/metrics at once: sefl_eval_weighted_accuracy $got = server.db's round 2 ($acc), round 2" \
