@@ -1251,9 +1251,9 @@ static void coord_on_update(peer *p, const Sefl__Update *u, size_t len, coord_cl
     p->reported = 1;
     metric_add(co->met.accepted, 0, 1);
     int i = strategy_count(co->strat) - 1;
-    /* ||update - global|| over the shared set, in the running pass: the
-     * bound is checked against the round's median before the commit. */
-    guard_add_norm(&co->g, guard_update_norm(&co->t, co->shared, co->scratch, co->global), i);
+    /* ||update - global|| over the shared set, as strategy_add summed it:
+     * the bound is checked against the round's median before the commit. */
+    guard_add_norm(&co->g, strategy_last_norm(co->strat), i);
     snprintf(co->part_names[i], COORD_NAME_MAX, "%s", p->name);
     co->parts[i].name = co->part_names[i];
     co->parts[i].examples = weight;   /* what it weighs in the mean */

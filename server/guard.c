@@ -110,20 +110,6 @@ uint32_t guard_weight_cap(const guard_config *c, uint32_t own, unsigned long lon
     return cap < (double)own ? (uint32_t)cap : own;
 }
 
-double guard_update_norm(const param_table *t, param_sel sel, const float *a, const float *b)
-{
-    double s = 0;
-    for (int i = 0; i < t->n; i++) {
-        const param_info *p = &t->p[i];
-        if (!params_selected(p, sel)) continue;
-        for (size_t k = p->offset; k < p->offset + p->size; k++) {
-            double d = (double)a[k] - (double)b[k];
-            s += d * d;
-        }
-    }
-    return sqrt(s);
-}
-
 void guard_round_reset(guard *g)
 {
     g->n_norms = 0;

@@ -94,9 +94,6 @@ int guard_check_report(uint32_t examples, float accuracy, float loss, uint32_t t
  * a share of 1, keeps its own count. Never 0 for own >= 1. */
 uint32_t guard_weight_cap(const guard_config *c, uint32_t own, unsigned long long others);
 
-/* sqrt(sum over the sel tensors of (a - b)^2), in double. */
-double guard_update_norm(const param_table *t, param_sel sel, const float *a, const float *b);
-
 /* Starts an attempt: forgets the previous attempt's norms. */
 void guard_round_reset(guard *g);
 
