@@ -397,7 +397,8 @@ END_TEST
 /* One training split across threads: mbv2-se has no wide layer (arch.h),
  * so every layer is split by samples; the gradient is one thread's up to
  * the order of the sum over samples, also when a lane gets no samples
- * (B < threads) or runs its slice in chunks (B 70 on 2 threads). */
+ * (B < threads) or runs its slice in chunks (B 70 on 2 threads), and
+ * training on 2 threads stays within rounding of one thread's. */
 START_TEST(test_split_threads)
 {
     enum { B = 70 };
@@ -430,6 +431,24 @@ START_TEST(test_split_threads)
         }
         model_free(m);
     }
+    /* training (each lane gathers its own samples): within rounding of one
+     * thread's */
+    const sgd_config c = { .lr = 0.01f, .momentum = 0.9f };
+    model *a = new_model("after-depthwise", "se", 10, 2), *init = new_model("after-depthwise", "se", 10, 2);
+    model_stats sa, s1;
+    ck_assert_int_eq(model_set_threads(a, 2), 0);
+    ck_assert_int_eq(model_train(a, x, y, NULL, 40, 1, 10, &c, NULL, 3, &sa), 0);
+    ck_assert_int_eq(model_train(one, x, y, NULL, 40, 1, 10, &c, NULL, 3, &s1), 0);
+    double err = 0.0, moved = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        err = fmax(err, fabs((double)model_params(a)[i] - model_params(one)[i]));
+        moved = fmax(moved, fabs((double)model_params(one)[i] - model_params(init)[i]));
+    }
+    ck_assert_double_gt(moved, 1e-3);
+    ck_assert_double_lt(err, 1e-4 * moved);
+    ck_assert_float_eq_tol(sa.loss, s1.loss, 1e-5);
+    model_free(a);
+    model_free(init);
     model_free(one);
     free(g);
     free(x);

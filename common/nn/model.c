@@ -220,10 +220,9 @@ int model_set_threads(model *m, int threads)
     m->lane[0] = m;
     if ((rc = model_wide_setup(m, threads)) < 0) goto out;
     rc = -ENOMEM;
-    /* A replica sees at most its slice of the largest batch, or of a
-     * round when the wide layer is split. */
-    const int most = m->wide_w ? m->round : m->max_batch;
-    const int slice = (most + threads - 1) / threads;
+    /* A replica sees at most its slice of the largest batch (of a round,
+     * no larger, when the wide layer is split). */
+    const int slice = (m->max_batch + threads - 1) / threads;
     for (m->lanes = 1; m->lanes < threads; m->lanes++)
         if (!(m->lane[m->lanes] = model_alloc(&m->t, slice, m->w))) goto out;
     rc = tpool_new(threads, &m->pool);
@@ -369,12 +368,38 @@ static double model_lane_fb(model *m, const float *x, const uint8_t *y, int B, f
     return loss;
 }
 
+/* Copies the samples idx[first..first+n) (idx NULL: first..first+n-1) of
+ * x (N, 784) and y (N) into rows at..at+n-1 of the model's gather
+ * buffers. */
+static void model_gather(model *m, const float *x, const uint8_t *y, const int *idx, int first,
+                         int n, int at)
+{
+    for (int i = 0; i < n; i++) {
+        const int s = idx ? idx[first + i] : first + i;
+        memcpy(m->xb + (long)(at + i) * MODEL_PIXELS, x + (long)s * MODEL_PIXELS,
+               MODEL_PIXELS * sizeof *m->xb);
+        m->yb[at + i] = y[s];
+    }
+}
+
+/* Where a mini-batch's samples come from when the lanes gather them
+ * themselves (model_train): samples idx[first..first+B) of x and y. */
+typedef struct {
+    const float *x;             /* (N, 784) */
+    const uint8_t *y;           /* (N) */
+    const int *idx;
+    int first;
+} model_src;
+
 /* One mini-batch over the lanes of a model with threads: what each pool
  * thread reads and writes. */
 typedef struct {
     model *m;
     const float *x;             /* (B, 784) */
     const uint8_t *y;           /* (B) */
+    const model_src *src;       /* non-NULL: x and y are the model's gather
+                                 * buffers, which each lane fills with its
+                                 * own rows from src first */
     int B;
     double loss[MODEL_MAX_THREADS];
     int correct[MODEL_MAX_THREADS];
@@ -396,6 +421,9 @@ static void model_batch_fb(void *v, int i)
     m->lane_n[i] = (int)(hi - lo);
     b->loss[i] = 0.0;
     b->correct[i] = 0;
+    if (b->src && hi > lo)
+        model_gather(m, b->src->x, b->src->y, b->src->idx, b->src->first + (int)lo, (int)(hi - lo),
+                     (int)lo);
     if (hi > lo)
         b->loss[i] = model_lane_fb(m->lane[i], b->x + lo * MODEL_PIXELS, b->y + lo, (int)(hi - lo),
                                    1.0f / (float)b->B, &b->correct[i]);
@@ -428,7 +456,10 @@ static void model_wide_head(void *v, int i)
     model *m = b->m, *l = m->lane[i];
     long lo, hi;
     const int n = model_round_slice(b, i, &lo, &hi);
-    if (n) l->arch->forward_head(l->net, b->x + (b->r0 + lo) * MODEL_PIXELS, m->wf + lo * m->wide_in, n);
+    if (!n) return;
+    const int at = b->r0 + (int)lo;
+    if (b->src) model_gather(m, b->src->x, b->src->y, b->src->idx, b->src->first + at, n, at);
+    l->arch->forward_head(l->net, b->x + (long)at * MODEL_PIXELS, m->wf + lo * m->wide_in, n);
 }
 
 /* Round, pool part t (by outputs): wh's columns [lo, hi) for the round. */
@@ -554,34 +585,47 @@ static void model_sum_step(model_batch *b, long lo, long hi)
 }
 
 /* Pool part i of the sum and step: part i of the parameters, a block at a
- * time. The wide layer's tensors, when split, are left out: their
- * gradients are whole already and model_wide_bwd stepped them. */
+ * time. The wide layer's tensors, when split, are left out (their
+ * gradients are whole already and model_wide_bwd stepped them) and the
+ * parts are cut from the others, as if the wide layer's range were not
+ * there, so every thread gets the same share. */
 static void model_batch_step(void *v, int i)
 {
     model_batch *b = v;
     model *m = b->m;
-    long lo, hi;
-    /* Parts of whole blocks (whole cache lines), so no two threads write
-     * one cache line. */
     const long total = (long)m->t.total;
-    tpool_split((total + MODEL_STEP_BLOCK - 1) / MODEL_STEP_BLOCK, m->lanes, i, &lo, &hi);
-    lo *= MODEL_STEP_BLOCK;
-    hi = hi * MODEL_STEP_BLOCK < total ? hi * MODEL_STEP_BLOCK : total;
     const long wlo = m->wide_w ? (long)m->wide_w->offset : total;
-    const long whi = m->wide_w ? (long)(m->wide_b->offset + m->wide_b->size) : total;
+    const long wlen = m->wide_w ? (long)(m->wide_w->size + m->wide_b->size) : 0;
+    const long len = total - wlen;
+    long lo, hi;
+    /* Parts of whole blocks, so no two threads write one cache line (when
+     * the wide layer is a whole number of lines, as cnn-se's fc1 is). */
+    tpool_split((len + MODEL_STEP_BLOCK - 1) / MODEL_STEP_BLOCK, m->lanes, i, &lo, &hi);
+    lo *= MODEL_STEP_BLOCK;
+    hi = hi * MODEL_STEP_BLOCK < len ? hi * MODEL_STEP_BLOCK : len;
     for (long o = lo; o < hi; o += MODEL_STEP_BLOCK) {
         const long e = hi - o < MODEL_STEP_BLOCK ? hi : o + MODEL_STEP_BLOCK;
+        /* [o, e) counts parameters outside the wide layer: those before
+         * it are where they are, those after it wlen further on. */
         if (o < wlo) model_sum_step(b, o, e < wlo ? e : wlo);
-        if (e > whi) model_sum_step(b, o > whi ? o : whi, e);
+        if (e > wlo) model_sum_step(b, (o > wlo ? o : wlo) + wlen, e + wlen);
     }
 }
 
 /* Forward and backward pass of B <= max_batch samples over every lane,
- * gradients summed into m->g, then the SGD step c (NULL: none). Returns
- * the mean loss; *correct gets the samples classified right. */
-static float model_batch_run(model *m, const float *x, const uint8_t *y, int B, int *correct,
-                             const sgd_config *c, const float *ref)
+ * gradients summed into m->g, then the SGD step c (NULL: none). The
+ * samples are x (B, 784) and y (B), or with src those of src, gathered
+ * into the model's buffers (by the lanes, each its own rows, when there
+ * are several). Returns the mean loss; *correct gets the samples
+ * classified right. */
+static float model_batch_run(model *m, const float *x, const uint8_t *y, const model_src *src,
+                             int B, int *correct, const sgd_config *c, const float *ref)
 {
+    if (src) {
+        x = m->xb;
+        y = m->yb;
+        if (m->lanes == 1) model_gather(m, src->x, src->y, src->idx, src->first, B, 0);
+    }
     if (m->lanes == 1) {
         int right = 0;
         const double loss = model_lane_fb(m, x, y, B, 1.0f / (float)B, &right);
@@ -589,7 +633,7 @@ static float model_batch_run(model *m, const float *x, const uint8_t *y, int B, 
         *correct = right;
         return (float)(loss / B);
     }
-    model_batch b = { .m = m, .x = x, .y = y, .B = B, .c = c, .ref = ref };
+    model_batch b = { .m = m, .x = x, .y = y, .src = src, .B = B, .c = c, .ref = ref };
     if (m->wide_w) {
         memset(m->lane_n, 0, (size_t)m->lanes * sizeof *m->lane_n);
         for (b.r0 = 0; b.r0 < B; b.r0 += b.rn) {
@@ -618,7 +662,7 @@ float model_forward_backward(model *m, const float *x, const uint8_t *y, int B, 
 {
     if (B < 1 || B > m->max_batch) return NAN;
     int right;
-    const float loss = model_batch_run(m, x, y, B, &right, NULL, NULL);
+    const float loss = model_batch_run(m, x, y, NULL, B, &right, NULL, NULL);
     if (correct) *correct = right;
     return loss;
 }
@@ -633,18 +677,6 @@ static double model_now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* Copies the samples idx[0..n) (idx NULL: first..first+n) into the model's
- * gather buffers. */
-static void model_gather(model *m, const float *x, const uint8_t *y, const int *idx, int first, int n)
-{
-    for (int i = 0; i < n; i++) {
-        const int s = idx ? idx[first + i] : first + i;
-        memcpy(m->xb + (long)i * MODEL_PIXELS, x + (long)s * MODEL_PIXELS,
-               MODEL_PIXELS * sizeof *m->xb);
-        m->yb[i] = y[s];
-    }
 }
 
 int model_train(model *m, const float *x, const uint8_t *y, const int *idx, int n,
@@ -667,8 +699,8 @@ int model_train(model *m, const float *x, const uint8_t *y, const int *idx, int 
         for (int i = 0; i < n; i += batch) {
             const int b = n - i < batch ? n - i : batch;
             int right;
-            model_gather(m, x, y, order, i, b);
-            loss += (double)model_batch_run(m, m->xb, m->yb, b, &right, c, ref) * b;
+            const model_src src = { .x = x, .y = y, .idx = order, .first = i };
+            loss += (double)model_batch_run(m, NULL, NULL, &src, b, &right, c, ref) * b;
             correct += right;
         }
         st->examples = n;
@@ -699,7 +731,7 @@ static void model_lane_eval(model *m, const float *x, const uint8_t *y, const in
     *correct = 0;
     for (int i = lo; i < hi; i += m->chunk) {
         const int b = hi - i < m->chunk ? hi - i : m->chunk;
-        model_gather(m, x, y, idx, i, b);
+        model_gather(m, x, y, idx, i, b, 0);
         *loss += model_forward_chunk(m, m->xb, m->yb, b);
         *correct += model_count_correct(m, m->yb, b);
     }
