@@ -7,7 +7,8 @@
  *       epoch (as tests/bench/torch_ref.py speed does, plain SGD at lr
  *       0.005); prints the model's cost (parameters in all and in the
  *       gates, the private set under --private se; MACs per sample with and
- *       without the gates), wall and CPU seconds, GFLOP/s from the model's
+ *       without the gates), the trained weights' checksum
+ *       (`params_checksum`), wall and CPU seconds, GFLOP/s from the model's
  *       FLOP count, and last `train_samples_per_s X` (wall time).
  *   sefl-bench sgemm
  *       single-thread GFLOP/s (per CPU-second) of gemm (gemm.h) at the shapes
@@ -256,6 +257,11 @@ static int bench_train(const bench_opts *o)
     printf("batch %d\n", o->batch);
     printf("samples %d\n", o->samples);
     printf("train_loss %.4f\n", st.loss);
+    /* The trained weights' checksum: two builds (or thread counts) that
+     * train to the same bytes print the same line; pin the gemm backend
+     * (SEFL_GEMM=sefl) to compare, since "auto" chooses by timing. */
+    printf("params_checksum %016llx\n",
+           (unsigned long long)params_checksum(t, params_group(PARAM_ALL), model_params(m)));
     printf("seconds %.3f\n", dt);
     printf("cpu_seconds %.3f\n", cpu);
     printf("train_samples_per_cpu_s %.1f\n", o->samples / cpu);
