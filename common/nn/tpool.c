@@ -7,11 +7,11 @@
  * a part twice or skips one.
  *
  * Waiting spins for up to TPOOL_SPIN_NS before it sleeps on a condition
- * variable. One training calls tpool_run several times per mini-batch, a
- * few hundred microseconds apart, and waking a sleeping thread costs about
- * 15 us on the 2-core KVM guest this was measured on (check_tpool's
- * figure), a few percent of a mini-batch per call; a thread that finds its
- * next part within the spin starts it at once. The spin is bounded so an
+ * variable. One training calls tpool_run six times per mini-batch, a
+ * hundred to eight hundred microseconds apart, and waking a sleeping
+ * thread costs tens of microseconds on a virtual machine (sefl-bench tpool
+ * prints the figure), where a mini-batch of cnn-se takes about 2 ms; a
+ * thread that finds its next part within the spin starts it at once. The spin is bounded so an
  * idle pool costs nothing: after it the thread sleeps as before. The
  * counters are atomics so the spin reads them without the mutex; the mutex
  * and condition variables only serve the threads that went to sleep.

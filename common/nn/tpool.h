@@ -21,10 +21,11 @@
 #define TPOOL_MAX_THREADS 64
 
 /* Longest a waiting thread spins before it sleeps (ns). It covers the
- * usual gap between a training's calls (a mini-batch makes several) and
- * is short enough that a thread waiting on a preempted one wastes little
- * on a shared machine. */
-#define TPOOL_SPIN_NS 50000L
+ * usual gap between a training's calls (six per mini-batch, whose parts
+ * finish tens of microseconds apart on different threads), and a spinner
+ * yields its CPU every 64 pauses, so on a machine with more threads than
+ * cores it gives way to the thread it waits for. */
+#define TPOOL_SPIN_NS 200000L
 
 typedef struct tpool tpool;
 
