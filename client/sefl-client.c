@@ -40,7 +40,7 @@ static const char usage[] =
     "DATA is either its own IDX files (gzip or plain):\n"
     "  --train-images F --train-labels F --test-images F --test-labels F\n"
     "or its share of a partition of the pooled 70,000 Fashion-MNIST samples:\n"
-    "  --partition SPEC     iid, dir:ALPHA, pat:K, feat:D or feat:D+dir:ALPHA\n"
+    "  --partition SPEC     iid, dir:ALPHA, pat:K, feat:D, feat:D+dir:ALPHA or draw:N\n"
     "  --num-clients N      clients in the partition\n"
     "  --index I            this client's index, 0..N-1\n"
     "  --seed S             partition seed (same on every client)\n"

@@ -70,7 +70,7 @@ static const char usage[] =
     "  --server HOST:PORT   coordinator; HOST must match its certificate\n"
     "  --certs DIR          sefl-certs output (ca.crt, clients/client-NNNN.crt|.key)\n"
     "  --clients N          clients in the partition (1..100000)\n"
-    "  --partition SPEC     iid, dir:ALPHA, pat:K, feat:D or feat:D+dir:ALPHA\n"
+    "  --partition SPEC     iid, dir:ALPHA, pat:K, feat:D, feat:D+dir:ALPHA or draw:N\n"
     "  --seed S             partition seed (the same on every machine)\n"
     "  --state DIR          private stores: DIR/client-NNNN.db (local-only:\n"
     "                       DIR/client-NNNN.local.db); created when missing\n"
@@ -180,6 +180,7 @@ struct sim {
     double total_samples;
     double train_seconds;       /* summed wall time of the trainings themselves */
     double train_cpu;           /* and their CPU time */
+    double eval_cpu;            /* CPU time of the evaluations (model_evaluate) */
     uint64_t start_ns;
     uv_timer_t progress;
     uv_signal_t sig[2];
@@ -423,16 +424,18 @@ static void sim_client_finished(sim *m, sim_client *c, int status)
     /* busy: the share of the training threads' time spent training, the
      * rest being waits for tasks (communication, the coordinator, stragglers). */
     log_info("all %d clients finished (%d failed): %.0f samples trained in %.1f s, %.0f samples/s, "
-             "training threads busy %.0f%%, training CPU %.1f s", m->n, m->failed, m->total_samples, dt,
-             dt > 0 ? m->total_samples / dt : 0.0,
-             dt > 0 ? 100.0 * m->train_seconds / (dt * (double)m->a.threads) : 0.0, m->train_cpu);
+             "training threads busy %.0f%%, training CPU %.1f s, evaluation CPU %.1f s", m->n,
+             m->failed, m->total_samples, dt, dt > 0 ? m->total_samples / dt : 0.0,
+             dt > 0 ? 100.0 * m->train_seconds / (dt * (double)m->a.threads) : 0.0, m->train_cpu,
+             m->eval_cpu);
     sim_log_inflight(m);
     sim_close_handles(m);
 }
 
 static void sim_count_done(sim *m, int train, uint32_t round, int epochs, const model_stats *st,
-                           double cpu)
+                           double cpu, double eval_cpu)
 {
+    m->eval_cpu += eval_cpu;
     if (train && round > m->cur.round) sim_round_begin(m, round);
     if (round != m->cur.round) return;
     if (train) {
@@ -464,7 +467,8 @@ static void sim_on_event(session *s, const session_event *ev)
         if (ev->train && ev->round > m->cur.round) sim_round_begin(m, ev->round);
         break;
     case SESSION_TASK_DONE:
-        if (ev->status == 0) sim_count_done(m, ev->train, ev->round, ev->epochs, ev->stats, ev->train_cpu);
+        if (ev->status == 0) sim_count_done(m, ev->train, ev->round, ev->epochs, ev->stats, ev->train_cpu,
+                                          ev->eval_cpu);
         break;
     case SESSION_FINISHED:
         /* A failed session has logged its error (session_fail). */
@@ -504,8 +508,8 @@ static void sim_local_done(trainer_job *j)
         sim_client_finished(m, c, j->status);
         return;
     }
-    sim_count_done(m, 1, j->round, j->epochs, &j->train_stats, j->train_cpu);
-    sim_count_done(m, 0, j->round, 0, &j->eval_stats, 0);
+    sim_count_done(m, 1, j->round, j->epochs, &j->train_stats, j->train_cpu, j->eval_cpu);
+    sim_count_done(m, 0, j->round, 0, &j->eval_stats, 0, 0);
     if (state_eval_report(m->out, j->round, c->name, (uint32_t)j->eval_stats.examples,
                           j->eval_stats.accuracy, j->eval_stats.loss, err) < 0) {
         log_error("%s: %s", c->name, err);

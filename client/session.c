@@ -111,6 +111,7 @@ static void session_emit(session *s, int type, const trainer_job *j, int status,
         ev.epochs = j->train ? j->epochs : 0;
         ev.stats = j->train ? &j->train_stats : &j->eval_stats;
         ev.train_cpu = j->train_cpu;
+        ev.eval_cpu = j->eval_cpu;
     }
     s->cfg.on_event(s, &ev);
 }

@@ -73,6 +73,7 @@ typedef struct {
     const char *err;            /* one line when status < 0 */
     const model_stats *stats;   /* TASK_DONE: the job's train or eval figures */
     double train_cpu;           /* TASK_DONE of a training: its CPU seconds */
+    double eval_cpu;            /* TASK_DONE: the CPU seconds of its evaluation, if any */
 } session_event;
 
 typedef struct {

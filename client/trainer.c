@@ -340,7 +340,9 @@ static int trainer_run(trainer *tr, trainer_job *j)
             err_set(j->err, "out of memory for %d samples", j->data->n_test);
             goto out;
         }
+        const double c0 = trainer_thread_cpu();
         model_evaluate(m, s.x, s.y, s.idx, j->data->n_test, &j->eval_stats);
+        j->eval_cpu = trainer_thread_cpu() - c0;
         trainer_samples_free(&s);
         pstore_figures fig = { j->round, j->eval_stats.examples, j->eval_stats.loss,
                                j->eval_stats.accuracy, j->eval_stats.seconds };
@@ -408,7 +410,7 @@ void trainer_submit(trainer *tr, trainer_job *j)
     j->next = NULL;
     memset(&j->train_stats, 0, sizeof j->train_stats);
     memset(&j->eval_stats, 0, sizeof j->eval_stats);
-    j->train_cpu = 0;
+    j->train_cpu = j->eval_cpu = 0;
     if (tr->tail) tr->tail->next = j;
     else tr->head = j;
     tr->tail = j;

@@ -106,6 +106,7 @@ struct trainer_job {
                                    nothing was committed or built (status 0) */
     double train_cpu;           /* CPU seconds of the worker thread in model_train */
     model_stats eval_stats;
+    double eval_cpu;            /* CPU seconds of the worker thread in model_evaluate */
 
     /* Internal. */
     trainer *tr;

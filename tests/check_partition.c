@@ -1,7 +1,8 @@
 /* check_partition: the partitioners on generated labels: coverage (every
  * sample in exactly one client), 75/25 splits, classes per client for pat,
  * minimum sizes for dir, equal shares for iid, determinism from the seed,
- * pinned results for the integer-only schemes, and the refusals. */
+ * pinned results for the integer-only schemes, overlapping draws (draw:N),
+ * and the refusals. */
 #include "common/data/partition.h"
 #include "common/hash.h"
 #include "common/log.h"
@@ -339,6 +340,68 @@ START_TEST(test_limits_accepted)
 }
 END_TEST
 
+/* draw:N: every client holds N distinct samples, split 75/25, the clients
+ * together more than the pool (so they overlap), the same from the same
+ * seed, and its limits refused. */
+START_TEST(test_draw)
+{
+    enum { POOL = 500, CLIENTS = 400, PER = 20 };
+    partition p = make("draw:20", labels, POOL, CLIENTS, 9), q = make("draw:20", labels, POOL, CLIENTS, 9);
+    partition other = make("draw:20", labels, POOL, CLIENTS, 10);
+    ck_assert_int_eq(p.n_clients, CLIENTS);
+    ck_assert_int_eq(p.start[CLIENTS], CLIENTS * PER);
+    int *uses = calloc(POOL, sizeof *uses);
+    for (int c = 0; c < CLIENTS; c++) {
+        ck_assert_int_eq(p.start[c + 1] - p.start[c], PER);
+        ck_assert_int_eq(partition_ntrain(&p, c), 15);
+        ck_assert_int_eq(partition_ntest(&p, c), 5);
+        ck_assert_int_eq(partition_domain(&p, c), 0);
+        for (int i = p.start[c]; i < p.start[c + 1]; i++) {
+            ck_assert_int_ge(p.idx[i], 0);
+            ck_assert_int_lt(p.idx[i], POOL);
+            for (int j = p.start[c]; j < i; j++) ck_assert_int_ne(p.idx[j], p.idx[i]);
+            uses[p.idx[i]]++;
+        }
+    }
+    /* 8,000 draws over 500 samples: 16 each on average, none left out. */
+    for (int i = 0; i < POOL; i++) ck_assert_int_gt(uses[i], 0);
+    ck_assert_mem_eq(p.idx, q.idx, sizeof(int) * CLIENTS * PER);
+    ck_assert(memcmp(p.idx, other.idx, sizeof(int) * CLIENTS * PER) != 0);
+    free(uses);
+    partition_free(&p);
+    partition_free(&q);
+    partition_free(&other);
+
+    /* N equal to the pool: every client holds all of it. */
+    p = make("draw:100", labels, 100, 3, 1);
+    for (int c = 0; c < 3; c++) {
+        int sum = 0;
+        for (int i = p.start[c]; i < p.start[c + 1]; i++) sum += p.idx[i];
+        ck_assert_int_eq(sum, 99 * 100 / 2);
+    }
+    partition_free(&p);
+
+    partition_spec s;
+    char err[SEFL_ERRLEN] = "";
+    ck_assert_int_eq(partition_parse("draw:20", &s, err), 0);
+    ck_assert_int_eq(s.kind, PART_DRAW);
+    ck_assert_int_eq(s.draw, 20);
+    static const char *bad[] = { "draw", "draw:", "draw:9", "draw:0", "draw:-20", "draw:2.5", "draw:20x",
+                                 "draw:99999999999" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err[0] = 0;
+        ck_assert_msg(partition_parse(bad[i], &s, err) == -EINVAL, "'%s' accepted", bad[i]);
+        ck_assert_msg(strstr(err, bad[i]), "error '%s' for '%s'", err, bad[i]);
+    }
+    partition_spec big = { .kind = PART_DRAW, .draw = 101, .domains = 1 };
+    expect_refused(&big, labels, 100, 10, 10, "draw:101: N must be 10..100");
+    big.draw = 100;
+    expect_refused(&big, labels, N, 10, PARTITION_MAX_CLIENTS, "more than the 4194304 a partition holds");
+    big.draw = N;
+    expect_refused(&big, labels, N, 10, 1000, "use fewer clients or a smaller N");
+}
+END_TEST
+
 int main(void)
 {
     make_labels();
@@ -354,6 +417,7 @@ int main(void)
     tcase_add_test(tc, test_parse);
     tcase_add_test(tc, test_refusals);
     tcase_add_test(tc, test_limits_accepted);
+    tcase_add_test(tc, test_draw);
     suite_add_tcase(s, tc);
     return check_run(s);
 }

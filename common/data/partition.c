@@ -20,6 +20,11 @@
  *   feat:D the owners of iid, or of dir:A with feat:D+dir:A; the domain is a
  *          property of the client (partition_domain), applied to its images
  *          by the caller (dataset_apply_domain).
+ *   draw:N has no owners (a sample may belong to many clients): client c,
+ *          in order, draws N distinct samples by rejection against a bitmap
+ *          of what it already holds, so the cost is O(N) per client, not
+ *          O(n). Its draw is already shuffled, so only the train split is
+ *          set. PFLlib has no such scheme; it exists for load tests.
  */
 #include "common/data/partition.h"
 
@@ -101,7 +106,17 @@ int partition_parse(const char *s, partition_spec *out, char *err)
                 "Dirichlet labels +dir:ALPHA (ALPHA > 0), e.g. feat:4 or feat:4+dir:0.3", s);
         return -EINVAL;
     }
-    err_set(err, "partition '%s' unknown: use iid, dir:ALPHA, pat:K, feat:D or feat:D+dir:ALPHA", s);
+    if (!strncmp(s, "draw:", 5)) {
+        if (parse_int(s + 5, PARTITION_MIN_SAMPLES, INT_MAX, &out->draw)) {
+            err_set(err, "partition '%s': draw:N needs N samples per client, %d or more, e.g. draw:20",
+                    s, PARTITION_MIN_SAMPLES);
+            return -EINVAL;
+        }
+        out->kind = PART_DRAW;
+        return 0;
+    }
+    err_set(err, "partition '%s' unknown: use iid, dir:ALPHA, pat:K, feat:D, feat:D+dir:ALPHA "
+            "or draw:N", s);
     return -EINVAL;
 }
 
@@ -215,6 +230,37 @@ static int group_by_owner(rng *r, const int *owner, int n, int n_clients, partit
     return 0;
 }
 
+/* draw:N (scheme in the file comment) straight into out. */
+static int make_draw(rng *r, int n, int per, int n_clients, partition *out, char *err)
+{
+    const size_t total = (size_t)n_clients * (size_t)per;
+    uint8_t *held = calloc(((size_t)n + 7) / 8, 1);
+    out->start = malloc(((size_t)n_clients + 1) * sizeof *out->start);
+    out->n_train = malloc((size_t)n_clients * sizeof *out->n_train);
+    out->idx = malloc(total * sizeof *out->idx);
+    if (!held || !out->start || !out->n_train || !out->idx) {
+        free(held);
+        err_set(err, "out of memory for draw:%d over %d clients", per, n_clients);
+        return -ENOMEM;
+    }
+    for (int c = 0; c < n_clients; c++) {
+        int *mine = out->idx + (size_t)c * per;
+        out->start[c] = (int)((size_t)c * per);
+        out->n_train[c] = (int)((int64_t)per * 3 / 4);
+        for (int j = 0; j < per; j++) {
+            int i;
+            do i = (int)rng_below(r, (uint64_t)n);
+            while (held[i / 8] & (1u << (i % 8)));
+            held[i / 8] |= (uint8_t)(1u << (i % 8));
+            mine[j] = i;
+        }
+        for (int j = 0; j < per; j++) held[mine[j] / 8] = 0;
+    }
+    out->start[n_clients] = (int)total;
+    free(held);
+    return 0;
+}
+
 int partition_make(const partition_spec *spec, const uint8_t *y, int n, int n_classes,
                    int n_clients, uint64_t seed, partition *out, char *err)
 {
@@ -232,7 +278,19 @@ int partition_make(const partition_spec *spec, const uint8_t *y, int n, int n_cl
         err_set(err, "%d classes: the number of classes must be 1..%d", n_classes, PART_MAX_CLASSES);
         goto out;
     }
-    if (n < 0 || n / PARTITION_MIN_SAMPLES < n_clients) {
+    if (spec->kind == PART_DRAW) {
+        if (spec->draw < PARTITION_MIN_SAMPLES || spec->draw > n) {
+            err_set(err, "draw:%d: N must be %d..%d (the samples there are)", spec->draw,
+                    PARTITION_MIN_SAMPLES, n);
+            goto out;
+        }
+        if ((int64_t)spec->draw * n_clients > PARTITION_MAX_DRAWN) {
+            err_set(err, "draw:%d over %d clients is %lld samples, more than the %d a partition "
+                    "holds: use fewer clients or a smaller N", spec->draw, n_clients,
+                    (long long)spec->draw * n_clients, PARTITION_MAX_DRAWN);
+            goto out;
+        }
+    } else if (n < 0 || n / PARTITION_MIN_SAMPLES < n_clients) {
         err_set(err, "%d samples are too few for %d clients of at least %d samples each",
                 n, n_clients, PARTITION_MIN_SAMPLES);
         goto out;
@@ -278,6 +336,11 @@ int partition_make(const partition_spec *spec, const uint8_t *y, int n, int n_cl
 
     rng r;
     rng_seed(&r, seed);
+    out->n_clients = n_clients;
+    if (spec->kind == PART_DRAW) {
+        rc = make_draw(&r, n, spec->draw, n_clients, out, err);
+        goto out;
+    }
     switch (spec->kind) {
     case PART_FEAT:
         /* Domains are per client; the labels are IID unless +dir:ALPHA. */
@@ -301,7 +364,6 @@ int partition_make(const partition_spec *spec, const uint8_t *y, int n, int n_cl
         err_set(err, "unknown partition kind %d", spec->kind);
         goto out;
     }
-    out->n_clients = n_clients;
     if (spec->kind == PART_FEAT) out->domains = spec->domains;
     rc = group_by_owner(&r, owner, n, n_clients, out, err);
 out:

@@ -14,6 +14,11 @@
  *              something to adapt that the classifier (head) does not.
  *   feat:D+dir:ALPHA  the domains of feat:D with the labels of dir:ALPHA
  *              (feature shift and label skew at once)
+ *   draw:N     each client draws N distinct samples uniformly from the whole
+ *              pool, independently of the other clients, so clients' data
+ *              overlap. For load and scale tests only (10,000 clients of 20
+ *              samples need 200,000 samples; Fashion-MNIST has 70,000): no
+ *              learning result should use it, since clients share samples.
  * Each client's samples are shuffled and split 75% train / 25% test
  * (train gets floor(0.75 n)).
  */
@@ -24,14 +29,17 @@
 
 #define PARTITION_MIN_SAMPLES 10
 #define PARTITION_MAX_CLIENTS 100000
+/* draw:N: at most this many sample indices over all clients (16 MB). */
+#define PARTITION_MAX_DRAWN (4 * 1024 * 1024)
 
-enum { PART_IID, PART_DIR, PART_PAT, PART_FEAT };
+enum { PART_IID, PART_DIR, PART_PAT, PART_FEAT, PART_DRAW };
 
 typedef struct {
     int kind;                   /* PART_* */
     double alpha;               /* dir; feat: 0 for IID labels, else Dir(alpha) labels */
     int k;                      /* pat: classes per client */
     int domains;                /* feat: D (1..4) */
+    int draw;                   /* draw: N samples per client */
 } partition_spec;
 
 typedef struct {
@@ -42,13 +50,14 @@ typedef struct {
     int domains;                /* feat:D, else 1 */
 } partition;
 
-/* Parses "iid", "dir:0.1", "pat:2", "feat:4", "feat:4+dir:0.3". Returns 0 or
- * -EINVAL with err. */
+/* Parses "iid", "dir:0.1", "pat:2", "feat:4", "feat:4+dir:0.3", "draw:20".
+ * Returns 0 or -EINVAL with err. */
 int partition_parse(const char *s, partition_spec *out, char *err);
 
 /* Partitions n samples with labels y (classes 0..n_classes-1) over n_clients.
  * Returns 0, or negative with err (e.g. pat:K with K > n_classes, too few
- * samples for n_clients * PARTITION_MIN_SAMPLES). */
+ * samples for n_clients * PARTITION_MIN_SAMPLES, draw:N with N > n, or more
+ * than PARTITION_MAX_DRAWN indices in all). */
 int partition_make(const partition_spec *spec, const uint8_t *y, int n, int n_classes,
                    int n_clients, uint64_t seed, partition *out, char *err);
 

@@ -31,7 +31,14 @@
 #                                           (worker threads inside model_train)
 #   overhead_cpu_per_train_cpu              (sim_cpu + server_cpu - train_cpu) / train_cpu:
 #                                           what the system costs on top of training,
-#                                           in CPU, so not skewed by other load
+#                                           in CPU, so not skewed by other load; the
+#                                           evaluations' forward passes count as cost
+#   eval_cpu_s                              CPU time of the evaluations themselves
+#                                           (worker threads inside model_evaluate)
+#   overhead_cpu_per_compute_cpu            (sim_cpu + server_cpu - train_cpu - eval_cpu)
+#                                           / (train_cpu + eval_cpu): the system's own
+#                                           cost (TLS, encoding, SQLite, scheduling, the
+#                                           coordinator) per CPU-s of the model's math
 #   sim_cpu_s_per_round,                    the two processes' CPU time divided by the
 #   server_cpu_s_per_round                  training rounds (the final evaluation's
 #                                           share included)
@@ -56,9 +63,10 @@
 # the work directory).
 # Every client connects from 127.0.0.1, so the coordinator's admission
 # limits per address (--preauth-per-addr, --handshakes-per-sec) are off.
-# The issue-12 figures: CLIENTS=1000|5000|10000 MAX_SAMPLES=20 (two rounds
-# and one evaluation of every client, all over mTLS; 1,000 took about 5
-# minutes on a loaded 2-core machine).
+# The issue-12 figures: CLIENTS=1000|5000|10000 MAX_SAMPLES=20
+# PARTITION=draw:27 (two rounds and one evaluation of every client, all over
+# mTLS; each client 20 train and 7 test samples). draw:N lets clients share
+# samples: no partition of the 70,000 images gives 10,000 clients 20 each.
 set -u
 cd "$(dirname "$0")/../.."
 . tests/lib.sh
@@ -134,6 +142,7 @@ grep -E "committed" "$W/server.log"
 # "all N clients finished (0 failed): X samples trained in T s, Y samples/s"
 line=$(grep "clients finished" "$W/sim.log")
 train_cpu=$(echo "$line" | sed -n 's/.*training CPU \([0-9.]*\) s.*/\1/p')
+eval_cpu=$(echo "$line" | sed -n 's/.*evaluation CPU \([0-9.]*\) s.*/\1/p')
 samples=$(echo "$line" | sed -n 's/.*: \([0-9]*\) samples trained in \([0-9.]*\) s.*/\1/p')
 seconds=$(echo "$line" | sed -n 's/.*: \([0-9]*\) samples trained in \([0-9.]*\) s.*/\2/p')
 rounds=$(sqlite3 "$W/server.db" "SELECT printf('%.2f %.3f', AVG(seconds), AVG(coord_seconds)) FROM rounds")
@@ -163,9 +172,11 @@ echo "coord_seconds_mean ${rounds#* }"
 echo "bench_train_samples_per_s $bench"
 awk -v s="$samples" -v t="$seconds" -v b="$bench" -v n="$THREADS" \
     'BEGIN { printf "system_efficiency %.3f\n", (s / t) / (n * b) }'
-awk -v a="$sim_cpu" -v b="$server_cpu" -v k="$TCK" -v t="$train_cpu" 'BEGIN {
+awk -v a="$sim_cpu" -v b="$server_cpu" -v k="$TCK" -v t="$train_cpu" -v e="$eval_cpu" 'BEGIN {
     printf "sim_cpu_s %.1f\nserver_cpu_s %.1f\ntrain_cpu_s %.1f\n", a / k, b / k, t
-    printf "overhead_cpu_per_train_cpu %.3f\n", (a / k + b / k - t) / t }'
+    printf "overhead_cpu_per_train_cpu %.3f\n", (a / k + b / k - t) / t
+    printf "eval_cpu_s %.1f\n", e
+    printf "overhead_cpu_per_compute_cpu %.3f\n", (a / k + b / k - t - e) / (t + e) }'
 awk -v a="$sim_cpu" -v b="$server_cpu" -v k="$TCK" -v r="$ROUNDS" 'BEGIN {
     printf "sim_cpu_s_per_round %.2f\nserver_cpu_s_per_round %.2f\n", a / k / r, b / k / r }'
 # "round N: sent B bytes: the model in full to F clients (L bytes), by reference to R (...)"
