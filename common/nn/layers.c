@@ -288,14 +288,16 @@ void linear_forward(const float *x, const float *w, const float *bias, float *y,
 void linear_backward_part(const float *dy, const float *x, const float *w, float *dw,
                           float *dbias, float *dx, int B, int in, int out, int lo, int hi, int acc)
 {
-    for (int o = lo; o < hi; o++) {
-        float s = 0.0f;
-        for (int b = 0; b < B; b++) s += dy[(long)b * out + o];
-        dbias[o] = acc ? dbias[o] + s : s;
+    if (dw) {
+        for (int o = lo; o < hi; o++) {
+            float s = 0.0f;
+            for (int b = 0; b < B; b++) s += dy[(long)b * out + o];
+            dbias[o] = acc ? dbias[o] + s : s;
+        }
+        /* dw[lo:hi) (hi-lo, in) = dy[:, lo:hi)^T (hi-lo, B) x (B, in) */
+        gemm(GEMM_T, GEMM_N, hi - lo, in, B, 1.0f, dy + lo, out, x, in, acc ? 1.0f : 0.0f,
+             dw + (long)lo * in, in);
     }
-    /* dw[lo:hi) (hi-lo, in) = dy[:, lo:hi)^T (hi-lo, B) x (B, in) */
-    gemm(GEMM_T, GEMM_N, hi - lo, in, B, 1.0f, dy + lo, out, x, in, acc ? 1.0f : 0.0f,
-         dw + (long)lo * in, in);
     if (!dx) return;
     /* dx (B, in) = dy[:, lo:hi) (B, hi-lo) w[lo:hi) (hi-lo, in) */
     gemm(GEMM_N, GEMM_N, B, in, hi - lo, 1.0f, dy + lo, out, w + (long)lo * in, in, 0.0f, dx, in);

@@ -494,11 +494,17 @@ static void model_wide_tail(void *v, int i)
 
 static void model_step_range(model *m, const sgd_config *c, const float *ref, size_t lo, size_t hi);
 
+/* Rows of the wide layer whose gradient is computed and stepped at a time
+ * (128 KB of cnn-se's fc1): the step reads the gradient while it is still
+ * in cache. */
+#define MODEL_WIDE_STEP_ROWS 32
+
 /* Round, pool part t (by outputs): the gradients of the wide layer's rows
  * [lo, hi) straight into the model's (written on the first round, added
- * after), this thread's part of the input gradient, and after the last
- * round, with c, the step of those rows while they are in this thread's
- * cache. Only this thread reads or writes those rows in this call, so
+ * after) and this thread's part of the input gradient; after the last
+ * round, with c, the rows are stepped too, a block at a time right after
+ * the block's gradient, once the input gradient has read them as they
+ * were. Only this thread reads or writes those rows in this call, so
  * stepping them here is safe. */
 static void model_wide_bwd(void *v, int t)
 {
@@ -507,13 +513,22 @@ static void model_wide_bwd(void *v, int t)
     int lo, hi;
     if (!model_wide_cols(m, t, &lo, &hi)) return;
     const size_t w = m->wide_w->offset, bias = m->wide_b->offset, in = (size_t)m->wide_in;
-    linear_backward_part(m->wdh, m->wf, m->w + w, m->g + w, m->g + bias,
-                         m->wdf + (long)t * m->round * m->wide_in, b->rn, m->wide_in,
-                         m->wide_out, lo, hi, b->r0 > 0);
-    if (b->c && b->r0 + b->rn == b->B) {
-        model_step_range(m, b->c, b->ref, w + (size_t)lo * in, w + (size_t)hi * in);
-        model_step_range(m, b->c, b->ref, bias + (size_t)lo, bias + (size_t)hi);
+    float *df = m->wdf + (long)t * m->round * m->wide_in;
+    const int acc = b->r0 > 0;
+    if (!b->c || b->r0 + b->rn < b->B) {
+        linear_backward_part(m->wdh, m->wf, m->w + w, m->g + w, m->g + bias, df, b->rn,
+                             m->wide_in, m->wide_out, lo, hi, acc);
+        return;
     }
+    linear_backward_part(m->wdh, m->wf, m->w + w, NULL, NULL, df, b->rn, m->wide_in,
+                         m->wide_out, lo, hi, acc);
+    for (int a = lo; a < hi; a += MODEL_WIDE_STEP_ROWS) {
+        const int e = hi - a < MODEL_WIDE_STEP_ROWS ? hi : a + MODEL_WIDE_STEP_ROWS;
+        linear_backward_part(m->wdh, m->wf, m->w + w, m->g + w, m->g + bias, NULL, b->rn,
+                             m->wide_in, m->wide_out, a, e, acc);
+        model_step_range(m, b->c, b->ref, w + (size_t)a * in, w + (size_t)e * in);
+    }
+    model_step_range(m, b->c, b->ref, bias + (size_t)lo, bias + (size_t)hi);
 }
 
 /* Round, pool part i (by samples): lane i's rows of the input gradient,
