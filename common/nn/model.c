@@ -179,8 +179,9 @@ static int model_wide_setup(model *m, int threads)
     const param_info *w = params_find(&m->t, name);
     snprintf(name, sizeof name, "%s.bias", m->arch->wide);
     const param_info *b = params_find(&m->t, name);
-    /* arch.h promises both, the bias right after the weight (check_model
-     * holds every architecture to it). */
+    /* arch.h promises both, the bias right after the weight; an
+     * architecture that breaks the promise gets no threads (check_model
+     * starts threads on every cnn-se table it builds). */
     if (!w || !b || w->ndim != 2 || b->size != (size_t)w->shape[0] ||
         b->offset != w->offset + w->size)
         return -EINVAL;

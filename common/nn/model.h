@@ -39,10 +39,11 @@ void model_free(model *m);               /* accepts NULL */
  * then cut each mini-batch (or the evaluated samples) into `threads`
  * contiguous slices computed at once, each by its own replica of the
  * workspace and gradients (about 3 MB each plus workspace), and the
- * gradients are summed in a fixed order. In training, an architecture's
- * widest linear layer (arch.h: wide; cnn-se's fc1) is split by its output
- * features instead, each thread computing, and stepping, its own rows of
- * the weights for the whole batch (model.c says why); a batch then runs in
+ * gradients are summed in a fixed order. In training (model_train and
+ * model_forward_backward), an architecture's widest linear layer (arch.h:
+ * wide; cnn-se's fc1) is split by its output features instead, each
+ * thread computing, and stepping, its own rows of the weights for the
+ * whole batch (model.c says why); a batch then runs in
  * rounds of max(32, threads) samples (at most max_batch), with buffers of
  * ((threads + 1) in + 2 out) floats per sample of a round (0.5 MB for
  * cnn-se on 2 threads). The threads start here and stay until model_free
