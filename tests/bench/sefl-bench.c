@@ -13,7 +13,9 @@
  *   sefl-bench sgemm
  *       single-thread GFLOP/s (per CPU-second) of gemm (gemm.h) at the shapes
  *       the model multiplies: conv2's three products at batch 10 and 32,
- *       conv1's and fc1's at batch 10, and a large square, the ceiling for
+ *       conv1's and fc1's at batch 10 (fc1's forward also at 5 rows and at
+ *       half its outputs, what a thread of 2 multiplies when the batch or
+ *       the outputs are split), and a large square, the ceiling for
  *       `train`. Each shape as `choice_SHAPE` (the backend gemm chose for
  *       it) and `used_SHAPE_gflops` (gemm as the model calls it), then
  *       `sgemm_SHAPE_gflops` on sefl's kernel alone (CPUs with AVX-512) and
@@ -362,7 +364,7 @@ static int bench_sgemm(void)
 {
     /* conv2 at batch B: forward W (64, 800) col (800, 64B); dw = dy (64, 64B)
      * col^T; dcol = W^T (800, 64) dy (64, 64B). conv1 and fc1 at batch 10 as
-     * the model calls them. */
+     * the model calls them (fc1's forward also as one of 2 threads runs it). */
     static const struct { const char *name; gemm_op ta, tb; int M, N, K; } shapes[] = {
         { "conv2_fwd_b10", GEMM_N, GEMM_N, 64, 640, 800 },
         { "conv2_dw_b10", GEMM_N, GEMM_T, 64, 800, 640 },
@@ -373,6 +375,10 @@ static int bench_sgemm(void)
         { "conv1_fwd_b10", GEMM_N, GEMM_N, 32, 5760, 25 },
         { "conv1_dw_b10", GEMM_N, GEMM_T, 32, 25, 5760 },
         { "fc1_fwd_b10", GEMM_N, GEMM_T, 10, 512, 1024 },
+        /* one thread's fc1 forward on 2 threads: split by samples (5 rows,
+         * all of the weights), and split by outputs (10 rows, half) */
+        { "fc1_fwd_b5", GEMM_N, GEMM_T, 5, 512, 1024 },
+        { "fc1_fwd_b10_half", GEMM_N, GEMM_T, 10, 256, 1024 },
         { "fc1_dw_b10", GEMM_T, GEMM_N, 512, 1024, 10 },
         { "fc1_dx_b10", GEMM_N, GEMM_N, 10, 1024, 512 },
         { "square_1024", GEMM_N, GEMM_N, 1024, 1024, 1024 },
