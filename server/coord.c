@@ -2,7 +2,7 @@
  * coordinator; see coord.h.
  *
  * Everything runs on the loop thread. The coord is in one phase at a time:
- * IDLE (waiting for enough clients, or between rounds), TRAIN (a round's
+ * IDLE (waiting for enough eligible clients, or between rounds), TRAIN (a round's
  * TrainTasks are out, updates are being folded in), EVAL (EvalTasks are
  * out), DONE (closing down). coord_advance decides what comes next whenever
  * something changes: a client is welcomed, a round commits or is abandoned,
@@ -14,6 +14,13 @@
  * Each attempt at a round gets a fresh task id; a client holds the id of
  * the TrainTask it was sent, so an update is accepted only from a client
  * selected for the attempt in progress, once.
+ *
+ * Every penalty goes through coord_penalise, which also stores it in
+ * server.db; a verdict on what a client sent (an update over the norm
+ * bound, or its second failure in one round: bad frames, silence holding
+ * a task) refuses it for the round to come or in progress (last_round +
+ * 1), and coord_advance waits rather than start an attempt with fewer
+ * eligible clients than min_clients.
  */
 #include "server/coord.h"
 
@@ -45,6 +52,11 @@
 #include "common/fl/wire_ref.h"
 
 enum { CO_IDLE, CO_TRAIN, CO_EVAL, CO_DONE };
+
+/* Why the coordinator, idle, starts no attempt: fewer clients connected
+ * than min_clients, or enough connected but too few of them eligible for
+ * the round because the others were refused in it. */
+enum { COORD_WAIT_NONE, COORD_WAIT_CLIENTS, COORD_WAIT_REFUSED };
 
 #define COORD_NAME_MAX 65            /* a CN: sefl-certs' longest name (64) + NUL */
 #define COORD_SILENT_BEATS 3         /* heartbeats without a word before a close */
@@ -131,7 +143,7 @@ struct coord {
     uint64_t round_start_ns;
     double coord_seconds;        /* wall time of the coordinator's own work in this attempt */
     double coord_cpu;            /* the same work's CPU time (less under CPU contention) */
-    int waiting_logged;
+    int waiting;                 /* COORD_WAIT_*: why no attempt starts (the last line logged) */
 
     int eval_due;                /* an evaluation of last_round is to run */
     uint32_t eval_round;
@@ -292,12 +304,43 @@ static void peer_close(peer *p, const char *reason)
     conn_close(p->c, reason);
 }
 
+/* Penalises name (guard_penalise) and stores its entry in server.db, so
+ * that a restarted coordinator keeps it. refuse: the penalty is a verdict
+ * on what the client sent, which also refuses it the round in progress. A
+ * failed write costs the entry's survival of a restart, not the penalty. */
+static void coord_penalise(coord *co, const char *name, int refuse, const char *why)
+{
+    const guard_penalty *e = guard_penalise(&co->g, name, co->last_round,
+                                            refuse ? co->last_round + 1 : 0, why);
+    if (!e) return;
+    char err[SEFL_ERRLEN];
+    state_penalty sp = { e->name, e->until, e->refused_round, e->why };
+    if (state_put_penalty(co->st, &sp, err))
+        log_warn("client %s: penalty not stored, a restart would forget it: %s", name, err);
+}
+
+/* Penalises name for a failure that may not repeat (bad frames, silence
+ * while holding a task): the GUARD_ROUND_STRIKES-th in the attempts at
+ * one round refuses it for the rest of that round (guard_strike). */
+static void coord_penalise_failure(coord *co, const char *name, const char *why)
+{
+    uint32_t round = co->last_round + 1;
+    if (!guard_strike(&co->g, name, co->last_round, round)) {
+        coord_penalise(co, name, 0, why);
+        return;
+    }
+    char line[SEFL_ERRLEN + 64];
+    snprintf(line, sizeof line, "%s (its failure %d in round %u)", why, GUARD_ROUND_STRIKES,
+             round);
+    coord_penalise(co, name, 1, line);
+}
+
 /* Sends Error{code, msg} and closes: a peer that breaks the protocol. */
 static void peer_fail(peer *p, uint32_t code, const char *msg)
 {
     log_warn("client %s (%s): %s; closing", p->name[0] ? p->name : "?", conn_peer_addr(p->c), msg);
     peer_send_error(p, code, msg);
-    if (p->welcomed) guard_penalise(&p->co->g, p->name, p->co->last_round, msg);
+    if (p->welcomed) coord_penalise_failure(p->co, p->name, msg);
     peer_close(p, msg);
 }
 
@@ -580,14 +623,34 @@ static void coord_phase_begin(coord *co)
     co->phase_sent = ns.bytes_sent;
 }
 
-/* Selects `want` of the `left` ready peers that are (boxed = 1) or are not
- * (boxed = 0) in the penalty box, uniformly (Knuth's selection sampling:
- * one pass, no array of candidates), and marks them for the task. */
+/* p may be selected in the round to come (or in progress): connected and
+ * not refused in that round (guard.h). */
+static int peer_eligible(const coord *co, const peer *p)
+{
+    return peer_ready(p) && !guard_refused(&co->g, p->name, co->last_round + 1);
+}
+
+/* Connected clients that may be selected in the round to come. Without
+ * a refusal for that round (nearly always) it is every connected one, and
+ * the peers are not walked: coord_advance runs at every Hello. */
+static int coord_eligible(const coord *co)
+{
+    if (guard_refused_count(&co->g, co->last_round + 1) == 0) return co->n_ready;
+    int n = 0;
+    for (const peer *p = co->peers; p; p = p->next) n += peer_eligible(co, p);
+    return n;
+}
+
+/* Selects `want` of the `left` eligible peers that are (boxed = 1) or are
+ * not (boxed = 0) in the penalty box, uniformly (Knuth's selection
+ * sampling: one pass, no array of candidates), and marks them for the
+ * task. */
 static int coord_select_from(coord *co, rng *r, int want, int left, int boxed)
 {
     int chosen = 0;
     for (peer *p = co->peers; p && want > 0; p = p->next) {
-        if (!peer_ready(p) || guard_penalised(&co->g, p->name, co->last_round) != boxed) continue;
+        if (!peer_eligible(co, p) || guard_penalised(&co->g, p->name, co->last_round) != boxed)
+            continue;
         if ((int)rng_below(r, (uint64_t)left--) < want) {
             want--;
             p->task = co->task;
@@ -599,18 +662,19 @@ static int coord_select_from(coord *co, rng *r, int want, int left, int boxed)
     return chosen;
 }
 
-/* Selects `want` of the ready peers outside the penalty box; penalised ones
- * fill up only when the others are fewer than min_clients, so a penalty
- * never stops the run. Then gives each selected peer its weight cap
- * against the counts the others declared. */
-static int coord_select(coord *co, int want)
+/* Selects `want` of the eligible peers (never one refused in this round)
+ * outside the penalty box; penalised ones fill up only when the others are
+ * fewer than min_clients, so a penalty from an earlier round never stops
+ * the run. Then gives each selected peer its weight cap against the
+ * counts the others declared. */
+static int coord_select(coord *co, int want, int eligible)
 {
     rng r;
     rng_seed(&r, rng_derive(co->cfg.seed, ((uint64_t)co->round << 20) + (uint64_t)co->attempt));
     int boxed = 0;
     for (peer *p = co->peers; p; p = p->next)
-        boxed += peer_ready(p) && guard_penalised(&co->g, p->name, co->last_round);
-    int free_n = co->n_ready - boxed;
+        boxed += peer_eligible(co, p) && guard_penalised(&co->g, p->name, co->last_round);
+    int free_n = eligible - boxed;
     int chosen = coord_select_from(co, &r, want, free_n, 0);
     if (boxed > 0 && free_n < co->cfg.min_clients) {
         int more = want - chosen < boxed ? want - chosen : boxed;
@@ -650,7 +714,9 @@ static void coord_finish(coord *co, const char *bye)
     uv_close((uv_handle_t *)&co->settle, NULL);
 }
 
-static void coord_start_round(coord *co)
+/* Starts an attempt at the next round with `eligible` (>= min_clients)
+ * clients that may be selected. */
+static void coord_start_round(coord *co, int eligible)
 {
     coord_clock t0 = coord_clock_now();
     uint32_t round = co->last_round + 1;
@@ -666,8 +732,10 @@ static void coord_start_round(coord *co)
 
     int k = co->cfg.clients_per_round;
     int want = (int)ceil(k * co->cfg.over_select - 1e-9);
-    if (want > co->n_ready) want = co->n_ready;
-    co->dp_rate = (double)want / co->n_ready;
+    if (want > eligible) want = eligible;
+    /* A refused client has no chance of selection: the others' is want of
+     * the eligible (the larger rate, so the accountant never undercounts). */
+    co->dp_rate = (double)want / eligible;
 
     coord_phase_begin(co);
     wire_tensors wt;
@@ -695,14 +763,18 @@ static void coord_start_round(coord *co)
     size_t len = co->task_len;
 
     co->phase = CO_TRAIN;
-    co->selected = co->open = coord_select(co, want);
+    co->selected = co->open = coord_select(co, want, eligible);
     co->target = want < k ? want : k;
     coord_start_sending(co);
     log_debug("round %u: TrainTask encoded and queued in %.3f s", round, coord_since(t0.wall));
     coord_account(co, t0);
-    log_info("round %u started: selected %d of %d connected, commit at %d updates or at the "
+    char refused[48] = "";
+    if (eligible < co->n_ready)
+        snprintf(refused, sizeof refused, " (%d refused in this round)", co->n_ready - eligible);
+    log_info("round %u started: selected %d of %d connected%s, commit at %d updates or at the "
              "deadline with >= %d (attempt %d, task %zu bytes)",
-             round, co->selected, co->n_ready, co->target, co->cfg.min_clients, co->attempt, len);
+             round, co->selected, co->n_ready, refused, co->target, co->cfg.min_clients,
+             co->attempt, len);
     /* Timers count from the loop's cached time; refresh it so the deadline
      * is a full round_timeout from now, after the sends above. */
     uv_update_time(co->loop);
@@ -817,14 +889,17 @@ static void coord_abandon(coord *co, const char *why);
 /* The candidate model (its shared set in flat) is checked before a commit:
  * every update's norm within --max-update-norm, and the mean finite. A
  * failing candidate is not committed: its worst update's client is
- * penalised (so the retry selects it only when it must) and the attempt is
- * abandoned and retried. Returns 1 when it refused (and abandoned). */
+ * penalised and the attempt is abandoned and retried; a client whose
+ * update was over the bound is not selected again in this round, one
+ * blamed for a mean that is not finite only when it must be. Returns 1
+ * when it refused (and abandoned). */
 static int coord_refuse_candidate(coord *co)
 {
     double norm = 0, bound = 0;
     char why[SEFL_ERRLEN + 96], name_line[SEFL_ERRLEN];
     int who = guard_find_outlier(&co->g, &norm, &bound);
-    if (who >= 0) {
+    int outlier = who >= 0;
+    if (outlier) {
         snprintf(name_line, sizeof name_line, "update norm %.4g over the bound %.4g "
                  "(--max-update-norm %s) in round %u", norm, bound, co->norm_name, co->round);
         snprintf(why, sizeof why, ": update from %s refused, %s", co->part_names[who], name_line);
@@ -844,7 +919,11 @@ static int coord_refuse_candidate(coord *co)
     if (who >= 0) {
         char who_name[COORD_NAME_MAX];
         snprintf(who_name, sizeof who_name, "%s", co->part_names[who]);
-        guard_penalise(&co->g, who_name, co->last_round, name_line);
+        /* An update over the bound is a verdict on it: the retry trains
+         * from the same model with the same seed, so the client is not
+         * selected again in this round. A mean that is not finite only
+         * blames the largest update; collapse.h decides about those. */
+        coord_penalise(co, who_name, outlier, name_line);
         for (peer *p = co->peers; p; p = p->next)
             if (peer_ready(p) && !strcmp(p->name, who_name))
                 peer_send_error(p, WIRE_ERR_REJECTED, name_line);
@@ -1034,6 +1113,35 @@ static void coord_on_settle(uv_timer_t *t)
     else if (co->phase == CO_EVAL && co->eval_got == co->eval_sent) coord_end_eval(co);
 }
 
+/* The one line that says why the next round waits although enough clients
+ * are connected: those refused in it, each with its reason (the first
+ * few), and what the operator can do. */
+static void coord_log_refused_wait(coord *co, int eligible)
+{
+    enum { SHOWN = 4 };
+    uint32_t round = co->last_round + 1;
+    char list[SHOWN * (COORD_NAME_MAX + GUARD_WHY_MAX + 8) + 32];
+    size_t len = 0;
+    int n = 0, pos = 0;
+    const guard_penalty *e;
+    list[0] = 0;
+    while ((e = guard_refused_next(&co->g, round, &pos))) {
+        if (n++ < SHOWN && len < sizeof list)
+            len += (size_t)snprintf(list + len, sizeof list - len, "%s%s (%s)", n > 1 ? "; " : "",
+                                    e->name, e->why);
+    }
+    if (n > SHOWN && len < sizeof list)
+        snprintf(list + len, sizeof list - len, "; and %d more", n - SHOWN);
+    const log_field f[] = {
+        LOG_STR("event", "round_waiting"), LOG_INT("round", round), LOG_INT("eligible", eligible),
+        LOG_INT("needed", co->cfg.min_clients), LOG_INT("refused", n),
+    };
+    log_fields(LOG_WARN, f, 5, "round %u waits: %d of the %d connected clients may take part, "
+               "--min-clients %d needed; refused in this round: %s; connect more clients or "
+               "restart with a lower --min-clients and --allow-change", round, eligible,
+               co->n_ready, co->cfg.min_clients, list);
+}
+
 /* Decides what comes next; runs whenever the coord is idle and something
  * changed. */
 static void coord_advance(coord *co)
@@ -1049,14 +1157,21 @@ static void coord_advance(coord *co)
         coord_finish(co, "done");
         return;
     }
-    if (co->n_ready >= co->cfg.min_clients) {
-        co->waiting_logged = 0;
-        coord_start_round(co);
-    } else if (!co->waiting_logged) {
-        co->waiting_logged = 1;
+    int eligible = coord_eligible(co);
+    if (eligible >= co->cfg.min_clients) {
+        co->waiting = COORD_WAIT_NONE;
+        coord_start_round(co, eligible);
+        return;
+    }
+    int why = co->n_ready >= co->cfg.min_clients ? COORD_WAIT_REFUSED : COORD_WAIT_CLIENTS;
+    if (why == co->waiting) return;
+    co->waiting = why;
+    if (why == COORD_WAIT_CLIENTS) {
         log_info("waiting for clients: %d connected, %d needed", co->n_ready,
                  co->cfg.min_clients);
+        return;
     }
+    coord_log_refused_wait(co, eligible);
 }
 
 /* ---- updates and reports ----------------------------------------------- */
@@ -1136,9 +1251,9 @@ static void coord_on_update(peer *p, const Sefl__Update *u, size_t len, coord_cl
     p->reported = 1;
     metric_add(co->met.accepted, 0, 1);
     int i = strategy_count(co->strat) - 1;
-    /* ||update - global|| over the shared set, in the running pass: the
-     * bound is checked against the round's median before the commit. */
-    guard_add_norm(&co->g, guard_update_norm(&co->t, co->shared, co->scratch, co->global), i);
+    /* ||update - global|| over the shared set, as strategy_add summed it:
+     * the bound is checked against the round's median before the commit. */
+    guard_add_norm(&co->g, strategy_last_norm(co->strat), i);
     snprintf(co->part_names[i], COORD_NAME_MAX, "%s", p->name);
     co->parts[i].name = co->part_names[i];
     co->parts[i].examples = weight;   /* what it weighs in the mean */
@@ -1166,7 +1281,7 @@ static void coord_on_eval_report(peer *p, const Sefl__EvalReport *r)
         log_warn("refused eval report from %s for round %u: %s (refused so far: %ld)", p->name,
                  r->round, err, co->g.reports_refused);
         peer_send_error(p, WIRE_ERR_REJECTED, err);
-        guard_penalise(&co->g, p->name, co->last_round, "a falsified eval report");
+        coord_penalise(co, p->name, 0, "a falsified eval report");
         p->eval_pending = 0;
         co->eval_sent--;
         if (co->eval_got == co->eval_sent) coord_end_eval(co);
@@ -1202,7 +1317,7 @@ static void coord_on_diverged(peer *p, const char *msg, coord_clock t0)
     }
     log_warn("client %s: training diverged in round %u (%s); it stays connected (diverged so "
              "far: %ld)", p->name, co->round, msg, co->g.diverged);
-    guard_penalise(&co->g, p->name, co->last_round, "its training diverged");
+    coord_penalise(co, p->name, 0, "its training diverged");
     collapse_client(&co->col);
     p->reported = 1;
     co->open--;
@@ -1316,9 +1431,12 @@ static void coord_on_heartbeat(uv_timer_t *t)
         next = p->next;
         if (p->closing) continue;
         if (now - p->last_rx_ms > silent) {
-            if (p->eval_pending || peer_training(p))
-                guard_penalise(&co->g, p->name, co->last_round,
-                               "silent for 3 heartbeats while holding a task");
+            /* A client that stalls every attempt would otherwise hold each
+             * of them for 3 heartbeats, forever. */
+            if (peer_training(p))
+                coord_penalise_failure(co, p->name, "silent for 3 heartbeats while holding a task");
+            else if (p->eval_pending)
+                coord_penalise(co, p->name, 0, "silent for 3 heartbeats while holding a task");
             peer_close(p, p->welcomed ? "silent for 3 heartbeats" : "no Hello in time");
             continue;
         }
@@ -1363,6 +1481,47 @@ void coord_config_default(coord_config *c)
     c->dp_delta = 1e-5;
     c->max_diverged_attempts = COLLAPSE_MAX_ATTEMPTS;
     sopt_spec_default(&c->opt);
+}
+
+/* Puts one stored penalty back in the box (resume). */
+static int coord_restore_penalty(void *user, const state_penalty *p)
+{
+    coord *co = user;
+    return guard_restore(&co->g, p->client, p->until, p->refused_round, p->reason);
+}
+
+/* A resumed coordinator keeps what it knew: the penalty box, with one line
+ * naming the first clients in it, and the last evaluation's figures for
+ * monitoring. Returns 0 or negative with err. */
+static int coord_resume_memory(coord *co, char *err)
+{
+    int ret = state_penalties(co->st, co->last_round, GUARD_MAX_PENALTIES, coord_restore_penalty,
+                              co, err);
+    if (ret == -ENOMEM) err_set(err, "out of memory");
+    if (ret) return ret;
+    if (co->g.n_box > 0) {
+        enum { SHOWN = 4 };
+        char list[SHOWN * (COORD_NAME_MAX + 64) + 32];
+        size_t len = 0;
+        list[0] = 0;
+        for (int i = 0; i < co->g.n_box && i < SHOWN && len < sizeof list; i++) {
+            const guard_penalty *e = &co->g.box[i];
+            char refused[40] = "";
+            if (e->refused_round > co->last_round)
+                snprintf(refused, sizeof refused, ", refused in round %u", e->refused_round);
+            len += (size_t)snprintf(list + len, sizeof list - len, "%s%s (until round %u%s)",
+                                    i ? ", " : "", e->name, e->until, refused);
+        }
+        if (co->g.n_box > SHOWN && len < sizeof list)
+            snprintf(list + len, sizeof list - len, " and %d more", co->g.n_box - SHOWN);
+        log_info("penalty box restored from %s, %d %s: %s", co->cfg.db_path, co->g.n_box,
+                 co->g.n_box == 1 ? "entry" : "entries", list);
+    }
+    int found = 0;
+    if ((ret = state_last_eval(co->st, &co->last_eval_round, &co->last_eval_acc, &found, err)))
+        return ret;
+    co->has_eval = found;
+    return 0;
 }
 
 /* Adds the privacy of one stored DP round to the accountant (resume). */
@@ -1461,6 +1620,7 @@ int coord_start(uv_loop_t *loop, const coord_config *cfg, coord **out, char *err
     if (cfg->agg.dp &&
         (ret = state_privacy_rounds(co->st, coord_replay_privacy, &co->acct, err)))
         goto fail;
+    if ((ret = coord_resume_memory(co, err))) goto fail;
     co->round = co->last_round;
     if (co->last_round > 0)
         log_info("resuming after round %u from %s (model checksum %016llx)", co->last_round,
@@ -1587,7 +1747,21 @@ void coord_get_status(const coord *co, coord_status *out)
         .penalised = co->g.penalised,
         .diverged = co->g.diverged,
         .has_gate = co->lis != NULL,
+        .next_round = co->last_round + 1,
+        .eligible = coord_eligible(co),
+        .boxed = guard_boxed(&co->g, co->last_round),
     };
+    int pos = 0;
+    const guard_penalty *e;
+    while ((e = guard_refused_next(&co->g, out->next_round, &pos))) {
+        if (out->n_refused < COORD_STATUS_REFUSED)
+            out->refused[out->n_refused] = (coord_refusal){ e->name, e->why };
+        out->n_refused++;
+    }
+    /* Between rounds the coord is idle only while it cannot start one
+     * (coord_advance starts it at once otherwise). */
+    if (co->phase == CO_IDLE && !co->eval_due && out->eligible < co->cfg.min_clients)
+        out->waiting = co->n_ready >= co->cfg.min_clients ? "refused" : "clients";
     if (co->lis) conn_listener_stats(co->lis, &out->gate);
 }
 

@@ -3,9 +3,17 @@
  * A coord accepts mutually authenticated clients (conn.h), answers Hello
  * with Welcome, and runs federated rounds as server/README.md and the conversation
  * in proto/fl.proto describe:
- *   wait until min_clients are connected (not a round);
- *   select ceil(K * over_select) of the connected clients at random (all of
- *   them when fewer) and send each a TrainTask with the shared set of the
+ *   wait until min_clients are connected (not a round), and eligible: a
+ *   client refused in the round (its update over the norm bound, or its
+ *   second failure in the round's attempts: bad frames, silence while
+ *   holding a task; guard.h) is not selected in its attempts, and
+ *   when that leaves fewer than min_clients the coord starts no attempt
+ *   and logs once "round N waits: E of the C connected clients may take
+ *   part, --min-clients M needed; refused in this round: ...; connect more
+ *   clients or restart with a lower --min-clients and --allow-change";
+ *   select ceil(K * over_select) of the eligible clients at random (all of
+ *   them when fewer; the penalty box's clients only to fill up to
+ *   min_clients) and send each a TrainTask with the shared set of the
  *   global model;
  *   fold each valid Update into the aggregation strategy (strategy.h:
  *   FedAvg's running sum, or a robust rule holding the round's updates) as
@@ -111,7 +119,8 @@ void coord_config_default(coord_config *c);
 void coord_run_settings(const coord_config *c, settings *s);
 
 /* Opens (or creates) the database, loads the last committed model (or
- * initialises round 0), loads the certificates and starts listening; logs
+ * initialises round 0), the penalty box and the last evaluation's figures
+ * (state.h), loads the certificates and starts listening; logs
  * "listening HOST:PORT". cfg's strings must outlive the coord. Returns 0 and
  * *out, or negative with err and nothing left running. */
 int coord_start(uv_loop_t *loop, const coord_config *cfg, coord **out, char *err);
@@ -130,6 +139,14 @@ void coord_stop(coord *co);
 #define COORD_EXIT_COLLAPSED 3
 int coord_exit_status(const coord *co);
 
+/* A client refused in the round to come or in progress (guard.h), as a
+ * status lists it. */
+#define COORD_STATUS_REFUSED 8      /* refused clients a status lists (it counts them all) */
+typedef struct {
+    const char *client;
+    const char *why;            /* its penalty's reason */
+} coord_refusal;
+
 /* What the coordinator is doing now, for monitoring (monitor.h). Valid
  * until the next loop iteration; read it on the loop thread. */
 typedef struct {
@@ -146,7 +163,8 @@ typedef struct {
     int reported;               /* their updates folded in so far */
     int eval_sent, eval_got;    /* EvalTasks out and reports in (evaluation in progress) */
     double last_commit;         /* Unix seconds of this process's last commit; 0: none yet */
-    int has_eval;               /* an evaluation ended in this process */
+    int has_eval;               /* an evaluation ended in this process, or server.db
+                                   held one at start (a resume) */
     uint32_t eval_round;        /* the last evaluation's round */
     double eval_accuracy;       /* its example-weighted accuracy */
     /* The defences' counts since the process started (guard.h). */
@@ -155,6 +173,16 @@ typedef struct {
     long weights_capped;        /* updates whose weight --max-weight-share capped */
     long penalised;             /* clients put in the penalty box */
     long diverged;              /* trainings the clients reported diverged */
+    /* Why no attempt starts while idle: NULL when one can, "clients" (fewer
+     * connected than min_clients) or "refused" (enough connected, but
+     * fewer than min_clients eligible: the others were refused in the
+     * round to come). */
+    const char *waiting;
+    uint32_t next_round;        /* the round to come or in progress: last_round + 1 */
+    int eligible;               /* connected clients that may be selected in it */
+    int n_refused;              /* clients refused in it, connected or not */
+    coord_refusal refused[COORD_STATUS_REFUSED]; /* the first of them */
+    int boxed;                  /* clients in the penalty box (guard.h) */
     int has_gate;               /* the listener is open and gate below is set */
     gate_stats gate;            /* its admission counters before authentication */
 } coord_status;

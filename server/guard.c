@@ -110,20 +110,6 @@ uint32_t guard_weight_cap(const guard_config *c, uint32_t own, unsigned long lon
     return cap < (double)own ? (uint32_t)cap : own;
 }
 
-double guard_update_norm(const param_table *t, param_sel sel, const float *a, const float *b)
-{
-    double s = 0;
-    for (int i = 0; i < t->n; i++) {
-        const param_info *p = &t->p[i];
-        if (!params_selected(p, sel)) continue;
-        for (size_t k = p->offset; k < p->offset + p->size; k++) {
-            double d = (double)a[k] - (double)b[k];
-            s += d * d;
-        }
-    }
-    return sqrt(s);
-}
-
 void guard_round_reset(guard *g)
 {
     g->n_norms = 0;
@@ -182,40 +168,113 @@ static guard_penalty *guard_find(const guard *g, const char *name)
     return NULL;
 }
 
-void guard_penalise(guard *g, const char *name, uint32_t last_round, const char *why)
+/* The entry of name, made when absent: expired entries (neither boxed,
+ * refused nor counting strikes after last_round) make room first, and a
+ * full box drops its first (oldest) entry rather than grow without bound.
+ * NULL: out of memory. */
+static guard_penalty *guard_entry(guard *g, const char *name, uint32_t last_round)
 {
-    if (g->cfg.penalty_rounds <= 0) return;
-    uint32_t until = last_round + (uint32_t)g->cfg.penalty_rounds;
     guard_penalty *p = guard_find(g, name);
-    if (!p) {
-        /* Expired entries make room first; a full box drops its first
-         * (oldest) entry rather than grow without bound. */
-        int k = 0;
-        for (int i = 0; i < g->n_box; i++)
-            if (g->box[i].until > last_round) g->box[k++] = g->box[i];
-        g->n_box = k;
-        if (g->n_box == GUARD_MAX_PENALTIES) {
-            memmove(&g->box[0], &g->box[1], (size_t)(g->n_box - 1) * sizeof *g->box);
-            g->n_box--;
-        }
-        if (!g->box) {
-            g->box = calloc(GUARD_MAX_PENALTIES, sizeof *g->box);
-            if (!g->box) {
-                log_warn("client %s not penalised: out of memory", name);
-                return;
-            }
-        }
-        p = &g->box[g->n_box++];
-        snprintf(p->name, sizeof p->name, "%s", name);
+    if (p) return p;
+    int k = 0;
+    for (int i = 0; i < g->n_box; i++)
+        if (g->box[i].until > last_round || g->box[i].refused_round > last_round ||
+            g->box[i].strike_round > last_round)
+            g->box[k++] = g->box[i];
+    g->n_box = k;
+    if (g->n_box == GUARD_MAX_PENALTIES) {
+        memmove(&g->box[0], &g->box[1], (size_t)(g->n_box - 1) * sizeof *g->box);
+        g->n_box--;
     }
+    if (!g->box) {
+        g->box = calloc(GUARD_MAX_PENALTIES, sizeof *g->box);
+        if (!g->box) return NULL;
+    }
+    p = &g->box[g->n_box++];
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "%s", name);
+    return p;
+}
+
+const guard_penalty *guard_penalise(guard *g, const char *name, uint32_t last_round,
+                                    uint32_t refuse_round, const char *why)
+{
+    int rounds = g->cfg.penalty_rounds > 0 ? g->cfg.penalty_rounds : 0;
+    if (rounds == 0 && refuse_round == 0) return NULL;
+    guard_penalty *p = guard_entry(g, name, last_round);
+    if (!p) {
+        log_warn("client %s not penalised: out of memory", name);
+        return NULL;
+    }
+    uint32_t until = last_round + (uint32_t)rounds;
+    if (until > p->until) p->until = until;
+    if (refuse_round > p->refused_round) p->refused_round = refuse_round;
+    snprintf(p->why, sizeof p->why, "%s", why);
+    char refused[48] = "";
+    if (refuse_round)
+        snprintf(refused, sizeof refused, "%snot selected again in round %u",
+                 rounds > 0 ? " and " : "", refuse_round);
+    if (rounds > 0) {
+        g->penalised++;
+        log_warn("client %s penalised for %d rounds (until round %u)%s: %s", name, rounds,
+                 p->until, refused, why);
+    } else {
+        log_warn("client %s %s: %s", name, refused, why);
+    }
+    return p;
+}
+
+int guard_strike(guard *g, const char *name, uint32_t last_round, uint32_t round)
+{
+    guard_penalty *p = guard_entry(g, name, last_round);
+    if (!p) return 0;
+    if (p->strike_round != round) {
+        p->strike_round = round;
+        p->strikes = 0;
+    }
+    return ++p->strikes >= GUARD_ROUND_STRIKES;
+}
+
+int guard_restore(guard *g, const char *name, uint32_t until, uint32_t refused_round,
+                  const char *why)
+{
+    guard_penalty *p = guard_entry(g, name, 0);
+    if (!p) return -ENOMEM;
     p->until = until;
-    g->penalised++;
-    log_warn("client %s penalised for %d rounds (until round %u): %s", name,
-             g->cfg.penalty_rounds, until, why);
+    p->refused_round = refused_round;
+    snprintf(p->why, sizeof p->why, "%s", why);
+    return 0;
 }
 
 int guard_penalised(const guard *g, const char *name, uint32_t last_round)
 {
     const guard_penalty *p = guard_find(g, name);
     return p && p->until > last_round;
+}
+
+int guard_refused(const guard *g, const char *name, uint32_t round)
+{
+    const guard_penalty *p = guard_find(g, name);
+    return p && round > 0 && p->refused_round == round;
+}
+
+const guard_penalty *guard_refused_next(const guard *g, uint32_t round, int *pos)
+{
+    for (; *pos < g->n_box; (*pos)++)
+        if (round > 0 && g->box[*pos].refused_round == round) return &g->box[(*pos)++];
+    return NULL;
+}
+
+int guard_refused_count(const guard *g, uint32_t round)
+{
+    int n = 0, pos = 0;
+    while (guard_refused_next(g, round, &pos)) n++;
+    return n;
+}
+
+int guard_boxed(const guard *g, uint32_t last_round)
+{
+    int n = 0;
+    for (int i = 0; i < g->n_box; i++) n += g->box[i].until > last_round;
+    return n;
 }

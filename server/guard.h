@@ -7,6 +7,14 @@
  * one norm per update folded in, never the updates), and the penalty box:
  * clients closed for stalling, bad frames, a refused report or a poisoned
  * update are left out of selection for --penalty-rounds committed rounds.
+ * A penalty that is a verdict on what the client sent (its update over the
+ * norm bound), or its second failure that may be transient (frames that
+ * break the protocol, silence while holding a task) in the attempts at one
+ * round (guard_strike), also refuses the client for the rest of that
+ * round: every attempt at a round trains from the same model with the same
+ * task seed, so selecting it again in a retry would only be refused again
+ * (server/README.md, "Refused for the round"). The coordinator persists every entry in server.db (state.h,
+ * table penalties) and restores them on resume (guard_restore).
  *
  * Ownership: a guard owns its norm list and penalty list; guard_free
  * releases both. Everything runs on the coordinator's loop thread.
@@ -24,6 +32,8 @@
 #define GUARD_PENALTY_ROUNDS 3       /* default --penalty-rounds */
 #define GUARD_MAX_PENALTIES 4096     /* clients in the penalty box at once; the oldest goes */
 #define GUARD_MAX_DECLARED 1000000u  /* largest Hello.train_examples / test_examples */
+#define GUARD_WHY_MAX 128            /* a penalty's reason as kept and stored, with its NUL */
+#define GUARD_ROUND_STRIKES 2        /* failures in one round's attempts that refuse it a round */
 
 typedef struct {
     double max_weight_share;    /* (0, 1]: one update's most share of the round's
@@ -46,6 +56,10 @@ void guard_norm_name(const guard_config *c, char *out, size_t n);
 typedef struct {
     char name[65];
     uint32_t until;             /* selectable again once last_round >= until */
+    uint32_t refused_round;     /* not selected at all in this round's attempts; 0: none */
+    uint32_t strike_round;      /* the round its strikes below were in (not stored) */
+    int strikes;                /* failures (bad frames, silence) in strike_round's attempts */
+    char why[GUARD_WHY_MAX];    /* the last penalty's reason, cut to fit */
 } guard_penalty;
 
 typedef struct {
@@ -80,9 +94,6 @@ int guard_check_report(uint32_t examples, float accuracy, float loss, uint32_t t
  * a share of 1, keeps its own count. Never 0 for own >= 1. */
 uint32_t guard_weight_cap(const guard_config *c, uint32_t own, unsigned long long others);
 
-/* sqrt(sum over the sel tensors of (a - b)^2), in double. */
-double guard_update_norm(const param_table *t, param_sel sel, const float *a, const float *b);
-
 /* Starts an attempt: forgets the previous attempt's norms. */
 void guard_round_reset(guard *g);
 
@@ -102,10 +113,42 @@ int guard_largest(const guard *g);
 
 /* Puts name in the penalty box until committed round last_round +
  * penalty_rounds and logs "client NAME penalised for N rounds (until round
- * U): WHY". Does nothing when penalty_rounds is 0. */
-void guard_penalise(guard *g, const char *name, uint32_t last_round, const char *why);
+ * U)[ and not selected again in round R]: WHY". refuse_round (0: none) is
+ * the round whose attempts name may no longer join (a verdict on what it
+ * sent); that holds with penalty_rounds 0 too, when the penalty itself
+ * does nothing. Returns the entry as it now is (for the caller to store),
+ * or NULL when nothing was recorded (no penalty and no refusal, or out of
+ * memory, logged). */
+const guard_penalty *guard_penalise(guard *g, const char *name, uint32_t last_round,
+                                    uint32_t refuse_round, const char *why);
+
+/* Counts a failure of name in the attempts at round that may be transient
+ * (bad frames, silence while holding a task): only the
+ * GUARD_ROUND_STRIKES-th in one round counts as a verdict. Returns 1 then
+ * (the caller passes round as guard_penalise's refuse_round), else 0; also
+ * 0 when out of memory. Strikes are not stored: a restart forgets them. */
+int guard_strike(guard *g, const char *name, uint32_t last_round, uint32_t round);
+
+/* Puts an entry read back from server.db into the box as it was (no log
+ * line, no count): a restarted coordinator keeps its penalties. Returns 0,
+ * or -ENOMEM. */
+int guard_restore(guard *g, const char *name, uint32_t until, uint32_t refused_round,
+                  const char *why);
 
 /* 1 when name is in the penalty box at committed round last_round. */
 int guard_penalised(const guard *g, const char *name, uint32_t last_round);
+
+/* 1 when name was refused for round (it is not selected in its attempts). */
+int guard_refused(const guard *g, const char *name, uint32_t round);
+
+/* Walks the entries refused for round: call with *pos = 0, then again with
+ * the same pos until it returns NULL. */
+const guard_penalty *guard_refused_next(const guard *g, uint32_t round, int *pos);
+
+/* Entries refused for round. */
+int guard_refused_count(const guard *g, uint32_t round);
+
+/* Clients in the penalty box at committed round last_round. */
+int guard_boxed(const guard *g, uint32_t last_round);
 
 #endif

@@ -27,7 +27,7 @@ struct monitor {
     metrics *reg;                /* owned: the families below */
     metric *round, *last_round, *connected, *selected, *reported, *deadline, *eval_acc,
         *eval_round, *ready, *run_info, *cand_refused, *reports_refused, *capped, *penalised,
-        *diverged, *conn_open, *conn_refused, *hs, *hs_suppressed, *sent, *received, *cpu, *rss, *vms, *fds, *max_fds,
+        *diverged, *waiting, *eligible, *refused, *boxed, *conn_open, *conn_refused, *hs, *hs_suppressed, *sent, *received, *cpu, *rss, *vms, *fds, *max_fds,
         *start;
     const char *run_id_value[1]; /* sefl_run_info's label value: the coord's run id */
     gate_stats gate;             /* the last admission counters seen (kept once the
@@ -43,6 +43,10 @@ enum { MONITOR_REFUSALS = 4 };
 static const char *const monitor_refusal[MONITOR_REFUSALS] = {
     "per_addr", "rate", "open_limit", "out_of_fds",
 };
+
+/* The reason label of sefl_round_waiting, as coord_status.waiting names it. */
+enum { MONITOR_WAITS = 2 };
+static const char *const monitor_wait[MONITOR_WAITS] = { "clients", "refused" };
 
 /* ---- the settings of the run ------------------------------------------ */
 
@@ -79,6 +83,18 @@ static void monitor_json_time(strbuf *b, const char *key, double t)
     else strbuf_printf(b, ",\"%s\":null", key);
 }
 
+/* The refused clients a status lists, as JSON objects. */
+static void monitor_json_refused(strbuf *b, const coord_status *st)
+{
+    for (int i = 0; i < st->n_refused && i < COORD_STATUS_REFUSED; i++) {
+        strbuf_append(b, i ? ",{\"client\":" : "{\"client\":", i ? 11 : 10);
+        strbuf_json_string(b, st->refused[i].client);
+        strbuf_append(b, ",\"why\":", 7);
+        strbuf_json_string(b, st->refused[i].why);
+        strbuf_append(b, "}", 1);
+    }
+}
+
 int monitor_status_json(const coord_status *st, strbuf *b)
 {
     strbuf_append(b, "{\"run_id\":", 10);
@@ -97,6 +113,20 @@ int monitor_status_json(const coord_status *st, strbuf *b)
                       st->eval_round, st->eval_accuracy);
     else
         strbuf_append(b, ",\"last_eval\":null", 17);
+    if (st->waiting) {
+        strbuf_append(b, ",\"waiting\":{\"reason\":", 21);
+        strbuf_json_string(b, st->waiting);
+        strbuf_printf(b, ",\"round\":%u,\"eligible\":%d,\"needed\":%d,\"refused\":[", st->next_round,
+                      st->eligible, st->cfg->min_clients);
+        monitor_json_refused(b, st);
+        strbuf_append(b, "]}", 2);
+    } else {
+        strbuf_append(b, ",\"waiting\":null", 15);
+    }
+    strbuf_printf(b, ",\"refused_in_round\":{\"round\":%u,\"clients\":%d,\"listed\":[",
+                  st->next_round, st->n_refused);
+    monitor_json_refused(b, st);
+    strbuf_printf(b, "]},\"penalty_box\":%d", st->boxed);
     strbuf_append(b, ",\"settings\":{", 13);
     settings set;
     monitor_settings(st->cfg, &set);
@@ -149,6 +179,22 @@ int monitor_status_table(const coord_status *st, strbuf *b)
     if (st->has_eval)
         strbuf_printf(b, "last eval  round %u: weighted accuracy %.4f\n", st->eval_round,
                       st->eval_accuracy);
+    if (st->waiting && !strcmp(st->waiting, "clients"))
+        strbuf_printf(b, "waiting    for clients: %d connected, --min-clients %d\n", st->connected,
+                      st->cfg->min_clients);
+    else if (st->waiting)
+        strbuf_printf(b, "waiting    round %u: %d eligible, --min-clients %d: connect more\n"
+                      "           clients or lower --min-clients\n", st->next_round, st->eligible,
+                      st->cfg->min_clients);
+    /* One line per refused client, cut to the table's width. */
+    for (int i = 0; i < st->n_refused && i < COORD_STATUS_REFUSED; i++) {
+        char line[MONITOR_TABLE_WIDTH - 10];
+        snprintf(line, sizeof line, "%s: %s", st->refused[i].client, st->refused[i].why);
+        strbuf_printf(b, "%s %s\n", i ? "          " : "refused   ", line);
+    }
+    if (st->n_refused > COORD_STATUS_REFUSED)
+        strbuf_printf(b, "           and %d more\n", st->n_refused - COORD_STATUS_REFUSED);
+    if (st->boxed) strbuf_printf(b, "penalised  %d clients in the penalty box\n", st->boxed);
     settings set;
     monitor_settings(st->cfg, &set);
     strbuf_append(b, "settings  ", 10);
@@ -187,8 +233,9 @@ static int monitor_families(monitor *m, char *err)
     G(deadline, "sefl_round_deadline_timestamp_seconds",
       "Unix time of the deadline of the round or evaluation in progress; 0 when none.");
     G(eval_acc, "sefl_eval_weighted_accuracy",
-      "Example-weighted accuracy of the last evaluation (NaN before one ended).");
-    G(eval_round, "sefl_eval_round", "Round of the last evaluation (0 before one ended).");
+      "Example-weighted accuracy of the last evaluation, also one stored in server.db "
+      "before a restart (NaN while there is none).");
+    G(eval_round, "sefl_eval_round", "Round of the last evaluation (0 while there is none).");
     G(ready, "sefl_ready", "1 while listening with the database open, else 0.");
     if ((ret = metrics_add(r, METRIC_GAUGE, "sefl_run_info", "The run's id in server.db; always 1.",
                            "run_id", m->run_id_value, 1, &m->run_info, err)))
@@ -200,6 +247,16 @@ static int monitor_families(monitor *m, char *err)
     C(capped, "sefl_updates_weight_capped_total", "Updates whose weight --max-weight-share capped.");
     C(penalised, "sefl_clients_penalised_total", "Clients put in the penalty box.");
     C(diverged, "sefl_trainings_diverged_total", "Local trainings the clients reported diverged.");
+    if ((ret = metrics_add(r, METRIC_GAUGE, "sefl_round_waiting",
+                           "1 while no round can start, by why: fewer clients connected than "
+                           "--min-clients, or too few eligible (the others refused in the round).",
+                           "reason", monitor_wait, MONITOR_WAITS, &m->waiting, err)))
+        return ret;
+    G(eligible, "sefl_clients_eligible",
+      "Connected clients that may be selected in the round to come (not refused in it).");
+    G(refused, "sefl_clients_refused_in_round",
+      "Clients refused in the round to come or in progress: not selected in its attempts.");
+    G(boxed, "sefl_clients_penalty_box", "Clients in the penalty box (sit out --penalty-rounds).");
     G(conn_open, "sefl_connections_open", "Client connections open, authenticated or not.");
     if ((ret = metrics_add(r, METRIC_COUNTER, "sefl_connections_refused_total",
                            "Connections closed before their TLS handshake, by the limit they hit.",
@@ -242,6 +299,11 @@ static void monitor_update(monitor *m, const coord_status *st)
     metric_set(m->capped, 0, (double)st->weights_capped);
     metric_set(m->penalised, 0, (double)st->penalised);
     metric_set(m->diverged, 0, (double)st->diverged);
+    for (int i = 0; i < MONITOR_WAITS; i++)
+        metric_set(m->waiting, i, st->waiting && !strcmp(st->waiting, monitor_wait[i]));
+    metric_set(m->eligible, 0, st->eligible);
+    metric_set(m->refused, 0, st->n_refused);
+    metric_set(m->boxed, 0, st->boxed);
     if (st->has_gate) m->gate = st->gate;
     metric_set(m->conn_open, 0, (double)m->gate.open);
     const long refused[MONITOR_REFUSALS] = { m->gate.refused_addr, m->gate.refused_rate,

@@ -17,7 +17,9 @@
  *   sefl_eval_round, sefl_ready, sefl_run_info{run_id},
  *   sefl_candidates_refused_total, sefl_eval_reports_refused_total,
  *   sefl_updates_weight_capped_total, sefl_clients_penalised_total,
- *   sefl_trainings_diverged_total, sefl_connections_open,
+ *   sefl_trainings_diverged_total, sefl_round_waiting{reason},
+ *   sefl_clients_eligible, sefl_clients_refused_in_round,
+ *   sefl_clients_penalty_box, sefl_connections_open,
  *   sefl_connections_refused_total{reason} (from coord_get_status)
  *   sefl_tls_handshake_failures_total{reason},
  *   sefl_tls_handshake_log_suppressed_total,

@@ -27,6 +27,7 @@ struct strategy {
     int *pick;                  /* krum: (k) chosen indices */
     int clipped;
     double norm_sum, norm_max;  /* of the updates folded in, before clipping */
+    double last_norm;           /* of the last one folded in, before clipping */
 };
 
 static int strategy_holds(const strategy_spec *spec)
@@ -213,6 +214,7 @@ int strategy_add(strategy *s, const float *v, uint32_t w, float loss, float accu
     agg_add(&s->figures, NULL, w, loss, accuracy);
     if (scale < 1) s->clipped++;
     s->norm_sum += norm;
+    s->last_norm = norm;
     if (norm > s->norm_max) s->norm_max = norm;
     return 0;
 }
@@ -253,6 +255,11 @@ int strategy_count(const strategy *s)
 int strategy_clipped(const strategy *s)
 {
     return s->clipped;
+}
+
+double strategy_last_norm(const strategy *s)
+{
+    return s->last_norm;
 }
 
 double strategy_norm_max(const strategy *s)

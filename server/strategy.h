@@ -103,6 +103,9 @@ int strategy_clipped(const strategy *s);
  * clipping, since strategy_begin (0 with no update): what --clip should
  * be chosen against. */
 double strategy_norm_max(const strategy *s);
+/* ||v - global|| of the update strategy_add folded in last, before
+ * clipping (the guard's outlier check reads it rather than sum again). */
+double strategy_last_norm(const strategy *s);
 double strategy_norm_mean(const strategy *s);
 
 /* Example-weighted means of the updates' train figures (0 with no update). */

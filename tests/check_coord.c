@@ -62,7 +62,8 @@ typedef struct {
     uint32_t examples;          /* its Hello train_examples and Update weight */
     uint32_t task_round;        /* round of the TrainTask it got, 0: none */
     uint32_t quit_round;        /* closes on its TrainTask of this round, 0: never */
-    int rejoin;                 /* after quitting, connects again (and stays) */
+    int rejoin;                 /* reconnections left after quitting, or (silent) after
+                                   the coordinator closed it */
     int hold_eval;              /* keeps its EvalReport (fake_eval_report sends it) */
     uint32_t poison_round;      /* its update of this round is scaled by 1e6, 0: never */
     uint32_t diverge_round;     /* answers this round with Error{DIVERGED}, 0: never */
@@ -340,7 +341,8 @@ static void fake_on_close(conn *c, int status, const char *reason)
     fake *f = conn_user(c);
     f->closed++;
     f->c = NULL;
-    if (f->quit_round && f->rejoin) {
+    if (f->rejoin > 0 && (f->quit_round || f->role == ROLE_SILENT)) {
+        f->rejoin--;
         f->quit_round = 0;
         fake_connect(f);
     }
@@ -724,6 +726,117 @@ START_TEST(test_poisoned_update_refused)
 }
 END_TEST
 
+/* Runs the loop until the coord, idle, waits because clients refused in
+ * the round to come leave too few eligible. */
+static void run_until_refused_wait(coord_status *st)
+{
+    for (;;) {
+        coord_get_status(co, st);
+        if (st->waiting && !strcmp(st->waiting, "refused")) return;
+        uv_run(&loop, UV_RUN_ONCE);
+    }
+}
+
+/* Every client needed (K = min_clients = 3, three connected): client 3's
+ * update of round 1 is over the norm bound, so it is penalised and refused
+ * for round 1. With two eligible clients left the coordinator starts no
+ * second attempt (client 3 trained once, the others once) but waits, and
+ * its status says why and names client 3. Client 2 connecting ends the
+ * wait: attempt 2 commits without client 3; round 2 leaves client 3 out
+ * too (boxed, and not needed); the box entry is in server.db. A restart
+ * on the file restores it (client 3 boxed until round 3) and reports the
+ * stored evaluation of round 2 before any new one. */
+START_TEST(test_refused_client_waits_for_round)
+{
+    char err[SEFL_ERRLEN];
+    coord_config cfg = test_config();
+    all_good();
+    fakes[3].role = ROLE_GOOD;
+    fakes[3].examples = 100;
+    fakes[3].poison_round = 1;
+    cfg.rounds = 2;
+    cfg.round_timeout = 3600;
+    released = 1;
+    ck_assert_msg(coord_start(&loop, &cfg, &co, err) == 0, "%s", err);
+    fake_connect(&fakes[3]);
+    fake_connect(&fakes[0]);
+    fake_connect(&fakes[1]);
+    coord_status st;
+    run_until_refused_wait(&st);
+    ck_assert_int_eq(st.connected, 3);
+    ck_assert_int_eq(st.eligible, 2);
+    ck_assert_uint_eq(st.next_round, 1);
+    ck_assert_int_eq(st.n_refused, 1);
+    ck_assert_str_eq(st.refused[0].client, "client-0003");
+    ck_assert_ptr_nonnull(strstr(st.refused[0].why, "over the bound"));
+    ck_assert_int_eq(st.boxed, 1);
+    ck_assert_str_eq(st.phase, "idle");
+    /* Nothing more happens while it waits. */
+    for (int i = 0; i < 20; i++) uv_run(&loop, UV_RUN_NOWAIT);
+    for (int i = 0; i < 4; i++) ck_assert_int_eq(fakes[i].trains, i == 2 ? 0 : 1);
+    ck_assert_int_eq(fakes[3].errors, 1);
+    ck_assert_int_eq(check_sql_file_int(db_path, "SELECT until_round * 10 + refused_round FROM "
+                                                 "penalties WHERE client = 'client-0003'"), 31);
+    fake_connect(&fakes[2]);
+    finish_loop();
+
+    ck_assert_int_eq(fakes[3].trains, 1);
+    ck_assert_str_eq(fakes[3].bye, "done");
+    for (int i = 0; i < 3; i++) ck_assert_int_eq(fakes[i].trains, i == 2 ? 2 : 3);
+    ck_assert_int_eq(check_sql_file_int(db_path, "SELECT group_concat(round || ':' || clients || "
+                                                 "':' || attempt) = '1:3:2,2:3:1' FROM rounds"), 1);
+    ck_assert_int_eq(check_sql_file_int(db_path, "SELECT rounds FROM clients WHERE name = "
+                                                 "'client-0003'"), 0);
+    ck_assert_int_eq(check_sql_file_int(db_path, "SELECT until_round * 10 + refused_round FROM "
+                                                 "penalties WHERE client = 'client-0003'"), 31);
+
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    cfg.rounds = 3;
+    ck_assert_msg(coord_start(&loop, &cfg, &co, err) == 0, "%s", err);
+    coord_get_status(co, &st);
+    ck_assert_int_eq(st.boxed, 1);
+    ck_assert_int_eq(st.n_refused, 0);
+    ck_assert_int_eq(st.has_eval, 1);
+    ck_assert_uint_eq(st.eval_round, 2);
+    ck_assert_double_eq_tol(st.eval_accuracy, 0.5, 1e-6);
+    ck_assert_str_eq(st.waiting, "clients");
+    coord_stop(co);
+    finish_loop();
+}
+END_TEST
+
+/* Every client needed (K = min_clients = 3): client 2 holds its task
+ * without a word (nor a heartbeat answer), is closed and reconnects. The
+ * first silence only penalises it, and attempt 2 selects it again (it is
+ * needed); the second in round 1 refuses it for the round, so with it
+ * connected again the coordinator waits instead of a third attempt. */
+START_TEST(test_silent_twice_refused_for_round)
+{
+    char err[SEFL_ERRLEN];
+    coord_config cfg = test_config();
+    all_good();
+    fakes[2].role = ROLE_SILENT;
+    fakes[2].rejoin = 2;
+    cfg.heartbeat = 1;
+    cfg.round_timeout = 3600;
+    ck_assert_msg(coord_start(&loop, &cfg, &co, err) == 0, "%s", err);
+    for (int i = 0; i < 3; i++) fake_connect(&fakes[i]);
+    coord_status st;
+    run_until_refused_wait(&st);
+    ck_assert_int_eq(fakes[2].trains, 2);
+    ck_assert_int_eq(fakes[0].trains, 2);
+    ck_assert_int_eq(st.n_refused, 1);
+    ck_assert_str_eq(st.refused[0].client, "client-0002");
+    ck_assert_ptr_nonnull(strstr(st.refused[0].why, "silent for 3 heartbeats while holding a "
+                                                    "task (its failure 2 in round 1)"));
+    ck_assert_int_eq(check_sql_file_int(db_path, "SELECT refused_round FROM penalties WHERE "
+                                                 "client = 'client-0002'"), 1);
+    coord_stop(co);
+    finish_loop();
+    ck_assert_int_eq(check_sql_file_int(db_path, "SELECT count(*) FROM rounds"), 0);
+}
+END_TEST
+
 /* Round 1 has clients 3, 0 and 1: client 3 declares 1000 examples against
  * 300 for the two others, so its weight is capped to 300 (max share 0.5).
  * In round 2 (all four) it reports a diverged training: counted, kept
@@ -926,6 +1039,8 @@ int main(void)
     tcase_add_test(tc, test_commit_when_the_rest_left);
     tcase_add_test(tc, test_abandon_when_min_unreachable);
     tcase_add_test(tc, test_poisoned_update_refused);
+    tcase_add_test(tc, test_refused_client_waits_for_round);
+    tcase_add_test(tc, test_silent_twice_refused_for_round);
     tcase_add_test(tc, test_weight_cap_and_diverged);
     tcase_add_test(tc, test_eval_takes_late_joiner);
     tcase_add_test(tc, test_model_refs_once_per_token);

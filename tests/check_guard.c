@@ -1,6 +1,7 @@
 /* check_guard: the coordinator's own checks: EvalReport and Hello bounds,
  * the weight cap, update norms against the round's lower median and an
- * absolute bound, the --max-update-norm parser, and the penalty box. */
+ * absolute bound, the --max-update-norm parser, the penalty box and the
+ * clients refused for a round. */
 #include <check.h>
 #include <errno.h>
 #include <math.h>
@@ -80,24 +81,6 @@ END_TEST
 
 START_TEST(test_norms)
 {
-    param_table t;
-    char err[SEFL_ERRLEN];
-    ck_assert_int_eq(params_build(&t, &(model_opts){ .arch = "cnn-se", .r = 8, .fc1_gate = 1 }, err), 0);
-    float *a = calloc(t.total, sizeof *a), *b = calloc(t.total, sizeof *b);
-    ck_assert_ptr_nonnull(a);
-    ck_assert_ptr_nonnull(b);
-    /* One shared value differs by 3 and one by 4: norm 5; a private (SE)
-     * tensor's difference does not count. */
-    const param_info *conv = params_find(&t, "conv1.weight"), *fc = params_find(&t, "fc.bias");
-    const param_info *se = params_find(&t, "se1.fc1.bias");
-    a[conv->offset + 7] = 3;
-    b[fc->offset] = -4;
-    a[se->offset] = 1000;
-    ck_assert_double_eq_tol(guard_update_norm(&t, params_shared(PARAM_SE), a, b), 5, 1e-12);
-    ck_assert_double_eq_tol(guard_update_norm(&t, params_shared(0), a, b), sqrt(25.0 + 1e6), 1e-9);
-    free(a);
-    free(b);
-
     guard_config c;
     guard_config_default(&c);
     guard g;
@@ -152,20 +135,20 @@ START_TEST(test_penalty_box)
     guard g;
     ck_assert_int_eq(guard_init(&g, &c, 4), 0);
     ck_assert_int_eq(guard_penalised(&g, "client-0001", 0), 0);
-    guard_penalise(&g, "client-0001", 5, "stalled");
+    guard_penalise(&g, "client-0001", 5, 0, "stalled");
     ck_assert_int_eq(guard_penalised(&g, "client-0001", 5), 1);
     ck_assert_int_eq(guard_penalised(&g, "client-0001", 5 + GUARD_PENALTY_ROUNDS - 1), 1);
     ck_assert_int_eq(guard_penalised(&g, "client-0001", 5 + GUARD_PENALTY_ROUNDS), 0);
     ck_assert_int_eq(guard_penalised(&g, "client-0002", 5), 0);
     /* Penalised again later: the later term holds. */
-    guard_penalise(&g, "client-0001", 20, "again");
+    guard_penalise(&g, "client-0001", 20, 0, "again");
     ck_assert_int_eq(guard_penalised(&g, "client-0001", 21), 1);
     ck_assert_int_eq(g.penalised, 2);
     /* The box is bounded: GUARD_MAX_PENALTIES + 1 live entries drop the oldest. */
     for (int i = 0; i < GUARD_MAX_PENALTIES + 1; i++) {
         char name[32];
         snprintf(name, sizeof name, "c%d", i);
-        guard_penalise(&g, name, 100, "many");
+        guard_penalise(&g, name, 100, 0, "many");
     }
     ck_assert_int_eq(g.n_box, GUARD_MAX_PENALTIES);
     ck_assert_int_eq(guard_penalised(&g, "c0", 100), 0);
@@ -175,8 +158,74 @@ START_TEST(test_penalty_box)
     /* --penalty-rounds 0: nobody is ever boxed. */
     c.penalty_rounds = 0;
     ck_assert_int_eq(guard_init(&g, &c, 1), 0);
-    guard_penalise(&g, "x", 1, "no");
+    ck_assert_ptr_null(guard_penalise(&g, "x", 1, 0, "no"));
     ck_assert_int_eq(guard_penalised(&g, "x", 1), 0);
+    guard_free(&g);
+}
+END_TEST
+
+/* A verdict refuses a client the round it happened in, on top of the
+ * penalty: guard_refused and guard_refused_next name it for that round
+ * only, the reason is kept (cut to GUARD_WHY_MAX), a later penalty without
+ * a verdict keeps the refusal, and with --penalty-rounds 0 the refusal
+ * still holds while nobody is boxed. A second silence in one round is a
+ * verdict, the first is not. Restored entries count as given. */
+START_TEST(test_refused_for_the_round)
+{
+    guard_config c;
+    guard_config_default(&c);
+    guard g;
+    ck_assert_int_eq(guard_init(&g, &c, 4), 0);
+    char long_why[300];
+    memset(long_why, 'w', sizeof long_why - 1);
+    long_why[sizeof long_why - 1] = 0;
+    const guard_penalty *e = guard_penalise(&g, "attacker", 4, 5, long_why);
+    ck_assert_ptr_nonnull(e);
+    ck_assert_uint_eq(e->until, 4 + GUARD_PENALTY_ROUNDS);
+    ck_assert_uint_eq(e->refused_round, 5);
+    ck_assert_uint_eq(strlen(e->why), GUARD_WHY_MAX - 1);
+    guard_penalise(&g, "staller", 4, 0, "silent");
+    ck_assert_int_eq(guard_refused(&g, "attacker", 5), 1);
+    ck_assert_int_eq(guard_refused(&g, "attacker", 6), 0);
+    ck_assert_int_eq(guard_refused(&g, "staller", 5), 0);
+    ck_assert_int_eq(guard_refused(&g, "nobody", 5), 0);
+    ck_assert_int_eq(guard_refused_count(&g, 5), 1);
+    ck_assert_int_eq(guard_boxed(&g, 4), 2);
+    int pos = 0, n = 0;
+    while ((e = guard_refused_next(&g, 5, &pos))) {
+        ck_assert_str_eq(e->name, "attacker");
+        n++;
+    }
+    ck_assert_int_eq(n, 1);
+    pos = 0;
+    ck_assert_ptr_null(guard_refused_next(&g, 6, &pos));
+    /* A stall in the same round keeps the refusal and takes the new reason. */
+    e = guard_penalise(&g, "attacker", 4, 0, "silent");
+    ck_assert_uint_eq(e->refused_round, 5);
+    ck_assert_str_eq(e->why, "silent");
+
+    /* Silences: the second in one round's attempts is the verdict (which
+     * the caller passes on to guard_penalise); one in another round starts
+     * the count again. */
+    ck_assert_int_eq(guard_strike(&g, "staller", 4, 5), 0);
+    ck_assert_int_eq(guard_strike(&g, "staller", 4, 5), 1);
+    ck_assert_int_eq(guard_strike(&g, "staller", 5, 6), 0);
+    ck_assert_int_eq(guard_refused_count(&g, 5), 1);
+    guard_free(&g);
+
+    c.penalty_rounds = 0;
+    ck_assert_int_eq(guard_init(&g, &c, 1), 0);
+    e = guard_penalise(&g, "attacker", 9, 10, "over the bound");
+    ck_assert_ptr_nonnull(e);
+    ck_assert_int_eq(guard_refused(&g, "attacker", 10), 1);
+    ck_assert_int_eq(guard_penalised(&g, "attacker", 9), 0);
+    ck_assert_int_eq(guard_boxed(&g, 9), 0);
+    ck_assert_int_eq(g.penalised, 0);
+    /* Restored as stored: boxed until 12, refused in round 10. */
+    ck_assert_int_eq(guard_restore(&g, "back", 12, 10, "from the db"), 0);
+    ck_assert_int_eq(guard_penalised(&g, "back", 11), 1);
+    ck_assert_int_eq(guard_refused(&g, "back", 10), 1);
+    ck_assert_int_eq(g.penalised, 0);
     guard_free(&g);
 }
 END_TEST
@@ -191,6 +240,7 @@ int main(void)
     tcase_add_test(tc, test_norm_parse);
     tcase_add_test(tc, test_norms);
     tcase_add_test(tc, test_penalty_box);
+    tcase_add_test(tc, test_refused_for_the_round);
     suite_add_tcase(s, tc);
     return check_run(s);
 }

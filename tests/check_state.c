@@ -3,7 +3,8 @@
  * refusal of a file made for other settings, run settings recorded,
  * compared on resume (refused, or recorded as a change with allow_change)
  * and learnt while running, the db lock, detection of damaged models,
- * clients and eval_reports rows. */
+ * clients and eval_reports rows, the penalty box kept across a restart
+ * and pruned by the commits, and the last evaluation read back. */
 #include <check.h>
 #include <errno.h>
 #include <stdio.h>
@@ -433,6 +434,111 @@ START_TEST(test_open_read)
 }
 END_TEST
 
+/* What state_penalties hands back, collected. */
+typedef struct {
+    int n;
+    char client[4][STATE_CLIENT_NAME_MAX + 1];
+    uint32_t until[4], refused[4];
+    char reason[4][64];
+} penalties_seen;
+
+static int collect_penalty(void *user, const state_penalty *p)
+{
+    penalties_seen *seen = user;
+    ck_assert_int_lt(seen->n, 4);
+    snprintf(seen->client[seen->n], sizeof seen->client[0], "%s", p->client);
+    seen->until[seen->n] = p->until;
+    seen->refused[seen->n] = p->refused_round;
+    snprintf(seen->reason[seen->n], sizeof seen->reason[0], "%s", p->reason);
+    seen->n++;
+    return 0;
+}
+
+/* Penalties written after round 1 come back after a reopen, longest first;
+ * an entry is replaced by its client's next one; the commit of round 2
+ * drops the entry refused in round 2 whose box ended, and keeps one boxed
+ * until round 4; after the commit of round 4 none is left. A row with a
+ * round out of range is refused with one line naming its client. */
+START_TEST(test_penalties)
+{
+    state *s;
+    char err[SEFL_ERRLEN] = "";
+    state_config c = config(PARAM_SE, 1);
+    ck_assert_msg(state_open(path, &c, init, &s, err) == 0, "%s", err);
+    commit(s, 1, 1.0f);
+    state_penalty a = { "client-0000", 4, 2, "update norm 1e5 over the bound 312" };
+    state_penalty b = { "client-0001", 1, 2, "a bad frame" };
+    state_penalty b2 = { "client-0001", 2, 2, "a bad frame, again" };
+    ck_assert_msg(state_put_penalty(s, &a, err) == 0, "%s", err);
+    ck_assert_msg(state_put_penalty(s, &b, err) == 0, "%s", err);
+    ck_assert_msg(state_put_penalty(s, &b2, err) == 0, "%s", err);
+    state_close(s);
+
+    ck_assert_msg(state_open(path, &c, init, &s, err) == 0, "%s", err);
+    penalties_seen seen = { 0 };
+    ck_assert_msg(state_penalties(s, 1, 10, collect_penalty, &seen, err) == 0, "%s", err);
+    ck_assert_int_eq(seen.n, 2);
+    ck_assert_str_eq(seen.client[0], "client-0000");
+    ck_assert_uint_eq(seen.until[0], 4);
+    ck_assert_uint_eq(seen.refused[0], 2);
+    ck_assert_str_eq(seen.reason[0], "update norm 1e5 over the bound 312");
+    ck_assert_str_eq(seen.client[1], "client-0001");
+    ck_assert_uint_eq(seen.until[1], 2);
+    ck_assert_str_eq(seen.reason[1], "a bad frame, again");
+    memset(&seen, 0, sizeof seen);
+    ck_assert_int_eq(state_penalties(s, 1, 1, collect_penalty, &seen, err), 0);
+    ck_assert_int_eq(seen.n, 1);
+
+    commit(s, 2, 2.0f);
+    ck_assert_int_eq(check_sql_file_int(path, "SELECT count(*) FROM penalties"), 1);
+    memset(&seen, 0, sizeof seen);
+    ck_assert_int_eq(state_penalties(s, 2, 10, collect_penalty, &seen, err), 0);
+    ck_assert_int_eq(seen.n, 1);
+    ck_assert_str_eq(seen.client[0], "client-0000");
+    commit(s, 3, 3.0f);
+    commit(s, 4, 4.0f);
+    ck_assert_int_eq(check_sql_file_int(path, "SELECT count(*) FROM penalties"), 0);
+
+    exec_raw("INSERT INTO penalties VALUES('client-0009', -1, 0, 'x', 'now')");
+    exec_raw("INSERT INTO penalties VALUES('client-0008', 9, 0, 'x', 'now')");
+    memset(&seen, 0, sizeof seen);
+    ck_assert_int_eq(state_penalties(s, 4, 10, collect_penalty, &seen, err), 0);
+    ck_assert_int_eq(seen.n, 1);               /* until -1 is not in effect: not read */
+    exec_raw("UPDATE penalties SET refused_round = 5000000000 WHERE client = 'client-0009'");
+    ck_assert_int_eq(state_penalties(s, 4, 10, collect_penalty, &seen, err), -EBADMSG);
+    ck_assert_ptr_nonnull(strstr(err, "penalties row (client 'client-0009')"));
+    ck_assert_ptr_null(strchr(err, '\n'));
+    state_close(s);
+}
+END_TEST
+
+/* The last evaluation: none in a new file; then the newest round with a
+ * report, example-weighted over its reports, and a falsified row (stored
+ * by an older sefl) left out. */
+START_TEST(test_last_eval)
+{
+    state *s;
+    char err[SEFL_ERRLEN] = "";
+    state_config c = config(PARAM_SE, 1);
+    ck_assert_msg(state_open(path, &c, init, &s, err) == 0, "%s", err);
+    uint32_t round = 77;
+    double acc = -1;
+    int found = 1;
+    ck_assert_msg(state_last_eval(s, &round, &acc, &found, err) == 0, "%s", err);
+    ck_assert_int_eq(found, 0);
+    ck_assert_int_eq(state_eval_report(s, 2, "client-0000", 100, 0.5, 1.0, err), 0);
+    ck_assert_int_eq(state_eval_report(s, 4, "client-0000", 100, 0.5, 1.0, err), 0);
+    ck_assert_int_eq(state_eval_report(s, 4, "client-0001", 300, 0.9, 1.0, err), 0);
+    exec_raw("INSERT INTO eval_reports VALUES(6, 'liar', 0, 1.0, 0, 'now')");
+    exec_raw("INSERT INTO eval_reports VALUES(6, 'liar2', 10, 1.5, 0, 'now')");
+    ck_assert_int_eq(state_last_eval(s, &round, &acc, &found, err), 0);
+    ck_assert_int_eq(found, 1);
+    ck_assert_uint_eq(round, 4);
+    ck_assert_double_eq_tol(acc, (100 * 0.5 + 300 * 0.9) / 400, 1e-12);
+    state_close(s);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("state");
@@ -448,6 +554,8 @@ int main(void)
     tcase_add_test(tc, test_declared_counts);
     tcase_add_test(tc, test_open_read);
     tcase_add_test(tc, test_settings_opt_state_privacy);
+    tcase_add_test(tc, test_penalties);
+    tcase_add_test(tc, test_last_eval);
     suite_add_tcase(s, tc);
     return check_run(s);
 }

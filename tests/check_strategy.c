@@ -166,6 +166,7 @@ START_TEST(test_clip_leaves_small_updates)
     ck_assert_int_eq(strategy_clipped(s), 0);
     strategy_begin(s, g);
     ck_assert_int_eq(strategy_add(s, big, 1, 0, 0), 0);
+    ck_assert_double_eq_tol(strategy_last_norm(s), 50, 1e-9);   /* before clipping */
     ck_assert_int_eq(strategy_finish(s, 0, out), 0);
     ck_assert_float_eq_tol(out[0], 0.6f, 1e-6f);
     ck_assert_float_eq_tol(out[1], 0.8f, 1e-6f);

@@ -35,7 +35,9 @@ static const char state_ddl_added[] =
     "CREATE TABLE IF NOT EXISTS opt_state(round INTEGER PRIMARY KEY, state BLOB NOT NULL,"
     " checksum TEXT NOT NULL);"
     "CREATE TABLE IF NOT EXISTS privacy(round INTEGER PRIMARY KEY, sample_rate REAL NOT NULL,"
-    " noise REAL NOT NULL, epsilon REAL NOT NULL, delta REAL NOT NULL);";
+    " noise REAL NOT NULL, epsilon REAL NOT NULL, delta REAL NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS penalties(client TEXT PRIMARY KEY, until_round INTEGER NOT NULL,"
+    " refused_round INTEGER NOT NULL, reason TEXT NOT NULL, penalised_at TEXT NOT NULL);";
 /* The run settings (settings.h) and their changes. Apart from state_ddl
  * because a file made before they existed gets them on its next open. */
 static const char state_settings_ddl[] =
@@ -587,9 +589,102 @@ int state_commit_round(state *s, const state_round *r, const float *buf,
                              &st, err)))
         goto out;
     if ((ret = state_step(s, st, err))) goto out;
+    /* The penalty box as of this commit: entries that neither box a client
+     * nor refuse it a round after this one are over. */
+    if ((ret = store_prepare(s->db,
+                             "DELETE FROM penalties WHERE until_round <= ?1 AND refused_round <= ?1",
+                             &st, err)))
+        goto out;
+    sqlite3_bind_int64(st, 1, r->round);
+    if ((ret = state_step(s, st, err))) goto out;
     ret = store_commit(s->db, err);
 out:
     if (ret) store_rollback(s->db);
+    return ret;
+}
+
+int state_put_penalty(state *s, const state_penalty *p, char *err)
+{
+    char now[STORE_TIME_LEN];
+    store_now_iso(now);
+    sqlite3_stmt *st;
+    int ret = store_prepare(s->db,
+                            "INSERT OR REPLACE INTO penalties(client, until_round, refused_round,"
+                            " reason, penalised_at) VALUES(?, ?, ?, ?, ?)",
+                            &st, err);
+    if (ret) return ret;
+    sqlite3_bind_text(st, 1, p->client, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, p->until);
+    sqlite3_bind_int64(st, 3, p->refused_round);
+    sqlite3_bind_text(st, 4, p->reason, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, now, -1, SQLITE_STATIC);
+    return state_step(s, st, err);
+}
+
+int state_penalties(state *s, uint32_t last_round, int max,
+                    int (*fn)(void *user, const state_penalty *p), void *user, char *err)
+{
+    sqlite3_stmt *st;
+    int ret = store_prepare(s->db,
+                            "SELECT client, until_round, refused_round, reason FROM penalties"
+                            " WHERE until_round > ?1 OR refused_round > ?1"
+                            " ORDER BY until_round DESC, refused_round DESC, client LIMIT ?2",
+                            &st, err);
+    if (ret) return ret;
+    sqlite3_bind_int64(st, 1, last_round);
+    sqlite3_bind_int(st, 2, max);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *client = (const char *)sqlite3_column_text(st, 0);
+        const char *reason = (const char *)sqlite3_column_text(st, 3);
+        int ints = sqlite3_column_type(st, 1) == SQLITE_INTEGER &&
+                   sqlite3_column_type(st, 2) == SQLITE_INTEGER;
+        sqlite3_int64 until = sqlite3_column_int64(st, 1), refused = sqlite3_column_int64(st, 2);
+        if (!client || !client[0] || strlen(client) > STATE_CLIENT_NAME_MAX || !ints ||
+            until < 0 || until > UINT32_MAX || refused < 0 || refused > UINT32_MAX) {
+            err_set(err, "%s: a penalties row (client '%.64s') has a client name or round out of "
+                    "range; the file is damaged: delete the row to resume", s->path,
+                    client ? client : "");
+            ret = -EBADMSG;
+            break;
+        }
+        state_penalty p = { client, (uint32_t)until, (uint32_t)refused, reason ? reason : "" };
+        if ((ret = fn(user, &p))) break;
+    }
+    if (!ret && rc != SQLITE_DONE) {
+        err_set(err, "%s: reading the penalties: %s", s->path, sqlite3_errmsg(s->db));
+        ret = -EIO;
+    }
+    sqlite3_finalize(st);
+    return ret;
+}
+
+int state_last_eval(state *s, uint32_t *round, double *accuracy, int *found, char *err)
+{
+    /* The rows the coordinator stores pass its checks; a file an older
+     * sefl wrote may hold falsified ones, which are left out as sefl-eval
+     * leaves them out. */
+    static const char sql[] =
+        "WITH ok AS (SELECT round, examples, accuracy FROM eval_reports"
+        " WHERE typeof(examples) = 'integer' AND examples >= 1 AND examples <= 4294967295"
+        " AND typeof(accuracy) IN ('real', 'integer') AND accuracy >= 0 AND accuracy <= 1"
+        " AND typeof(round) = 'integer' AND round >= 0 AND round <= 4294967295)"
+        " SELECT round, sum(examples * accuracy) / sum(examples) FROM ok"
+        " WHERE round = (SELECT max(round) FROM ok) GROUP BY round";
+    sqlite3_stmt *st;
+    int ret = store_prepare(s->db, sql, &st, err);
+    if (ret) return ret;
+    *found = 0;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *found = 1;
+        *round = (uint32_t)sqlite3_column_int64(st, 0);
+        *accuracy = sqlite3_column_double(st, 1);
+    } else if (rc != SQLITE_DONE) {
+        err_set(err, "%s: reading the last evaluation: %s", s->path, sqlite3_errmsg(s->db));
+        ret = -EIO;
+    }
+    sqlite3_finalize(st);
     return ret;
 }
 

@@ -57,10 +57,19 @@
  *                   new_value TEXT, changed_at TEXT)
  *       each change a resume with --allow-change (or a client reporting
  *       another partition) made, from `round` on
- * The last two tables came after schema_version 1 without a new version: a
+ *   penalties(client TEXT PRIMARY KEY, until_round INTEGER,
+ *             refused_round INTEGER, reason TEXT, penalised_at TEXT)
+ *       the coordinator's penalty box (server/guard.h): the client is not
+ *       selected while the last committed round is below until_round
+ *       (unless the others are too few), and not at all in the attempts at
+ *       refused_round (0: none); reason is its last penalty's. Written when
+ *       a penalty is given; the round commit's transaction deletes the rows
+ *       that are over (both rounds at most the committed one)
+ * The settings tables came after schema_version 1 without a new version: a
  * file made before them gets them, empty, on its next writable open (and
  * then records the settings of that run from its last round), and readers
- * that do not know them are unaffected.
+ * that do not know them are unaffected; so did opt_state, privacy and
+ * penalties, created empty in an older file on its next writable open.
  */
 #ifndef SEFL_STATE_H
 #define SEFL_STATE_H
@@ -202,6 +211,34 @@ int state_client_seen(state *s, const char *name, char *err);
  * stored ones (then *old_train, *old_test are those), or negative with err. */
 int state_client_declared(state *s, const char *name, uint32_t train, uint32_t test,
                           uint32_t *old_train, uint32_t *old_test, char *err);
+
+/* One entry of the coordinator's penalty box (server/guard.h). */
+#define STATE_CLIENT_NAME_MAX 64    /* bytes of a client name (certificate CN) */
+typedef struct {
+    const char *client;
+    uint32_t until;             /* boxed while the last committed round is below it */
+    uint32_t refused_round;     /* not selected in this round's attempts; 0: none */
+    const char *reason;
+} state_penalty;
+
+/* Stores (or replaces) the entry of p->client, in its own transaction.
+ * Returns 0 or negative with err. */
+int state_put_penalty(state *s, const state_penalty *p, char *err);
+
+/* Calls fn with each stored entry still in effect after committed round
+ * last_round (until or refused_round above it), at most max of them, the
+ * longest penalties first; fn's non-zero return stops the walk and is
+ * returned. A row whose client name (1..STATE_CLIENT_NAME_MAX bytes) or
+ * rounds are out of range is -EBADMSG with one line naming it. The strings
+ * are valid during the call. Returns 0 or negative with err. */
+int state_penalties(state *s, uint32_t last_round, int max,
+                    int (*fn)(void *user, const state_penalty *p), void *user, char *err);
+
+/* The newest evaluated round among the stored EvalReports in range
+ * (examples >= 1, accuracy in [0, 1]) and its example-weighted accuracy:
+ * *found 1 and *round, *accuracy set, or *found 0 when there is none.
+ * Returns 0 or negative with err. */
+int state_last_eval(state *s, uint32_t *round, double *accuracy, int *found, char *err);
 
 /* Stores (or replaces) the EvalReport of client for round. */
 int state_eval_report(state *s, uint32_t round, const char *client, uint32_t examples,
