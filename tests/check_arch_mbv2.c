@@ -3,7 +3,8 @@
  * option), the options it refuses, its forward pass against a reference in
  * double written from the network's definition, the gradient of every
  * tensor against finite differences of that reference, chunked batches,
- * training on a little of Fashion-MNIST, and its MACs.
+ * one batch split across threads, training on a little of Fashion-MNIST,
+ * and its MACs.
  */
 #include <check.h>
 #include <errno.h>
@@ -393,6 +394,67 @@ START_TEST(test_chunks)
 }
 END_TEST
 
+/* One training split across threads: mbv2-se has no wide layer (arch.h),
+ * so every layer is split by samples; the gradient is one thread's up to
+ * the order of the sum over samples, also when a lane gets no samples
+ * (B < threads) or runs its slice in chunks (B 70 on 2 threads), and
+ * training on 2 threads stays within rounding of one thread's. */
+START_TEST(test_split_threads)
+{
+    enum { B = 70 };
+    float *x = malloc(B * MODEL_PIXELS * sizeof *x);
+    uint8_t y[B];
+    rng r;
+    rng_seed(&r, 6);
+    random_batch(&r, x, y, B);
+    model *one = new_model("after-depthwise", "se", B, 2);
+    const size_t n = model_table(one)->total;
+    float *g = malloc(n * sizeof *g);
+    const int sizes[] = { 1, 2, 10, B };
+    for (int t = 2; t <= 3; t++) {
+        model *m = new_model("after-depthwise", "se", B, 2);
+        ck_assert_int_eq(model_set_threads(m, t), 0);
+        for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+            int c1 = -1, ct = -2;
+            const float l1 = model_forward_backward(one, x, y, sizes[k], &c1);
+            memcpy(g, model_grads(one), n * sizeof *g);
+            const float lt = model_forward_backward(m, x, y, sizes[k], &ct);
+            ck_assert_int_eq(c1, ct);
+            ck_assert_float_eq_tol(l1, lt, 1e-5);
+            double err = 0.0, mag = 0.0;
+            for (size_t i = 0; i < n; i++) {
+                err = fmax(err, fabs((double)g[i] - model_grads(m)[i]));
+                mag = fmax(mag, fabs((double)g[i]));
+            }
+            ck_assert_double_gt(mag, 0.0);
+            ck_assert_double_lt(err, 1e-5 * mag);
+        }
+        model_free(m);
+    }
+    /* training (each lane gathers its own samples): within rounding of one
+     * thread's */
+    const sgd_config c = { .lr = 0.01f, .momentum = 0.9f };
+    model *a = new_model("after-depthwise", "se", 10, 2), *init = new_model("after-depthwise", "se", 10, 2);
+    model_stats sa, s1;
+    ck_assert_int_eq(model_set_threads(a, 2), 0);
+    ck_assert_int_eq(model_train(a, x, y, NULL, 40, 1, 10, &c, NULL, 3, &sa), 0);
+    ck_assert_int_eq(model_train(one, x, y, NULL, 40, 1, 10, &c, NULL, 3, &s1), 0);
+    double err = 0.0, moved = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        err = fmax(err, fabs((double)model_params(a)[i] - model_params(one)[i]));
+        moved = fmax(moved, fabs((double)model_params(one)[i] - model_params(init)[i]));
+    }
+    ck_assert_double_gt(moved, 1e-3);
+    ck_assert_double_lt(err, 1e-4 * moved);
+    ck_assert_float_eq_tol(sa.loss, s1.loss, 1e-5);
+    model_free(a);
+    model_free(init);
+    model_free(one);
+    free(g);
+    free(x);
+}
+END_TEST
+
 /* Each placement and gate (one loop test each, _i) learns real
  * Fashion-MNIST from a little of it: two epochs on 800 images take the
  * accuracy on 500 unseen ones from chance to well above it. (A
@@ -463,6 +525,7 @@ int main(void)
     tcase_add_test(tc, test_grad_dw_eca);
     tcase_add_test(tc, test_grad_pw_eca);
     tcase_add_test(tc, test_chunks);
+    tcase_add_test(tc, test_split_threads);
     tcase_add_test(tc, test_macs);
     suite_add_tcase(s, tc);
     /* a few seconds each, minutes under AddressSanitizer on a busy machine */

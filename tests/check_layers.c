@@ -274,6 +274,34 @@ START_TEST(test_linear)
     linear_backward(lg, lx, lw, dw2, db2, NULL, LB, LI, LO, 1);
     for (int i = 0; i < LO * LI; i++) ck_assert_float_eq_tol(dw2[i], 2 * dw[i], 1e-5);
     for (int i = 0; i < LO; i++) ck_assert_float_eq_tol(db2[i], 2 * db[i], 1e-5);
+    /* Split by outputs [0, 1) and [1, LO) (model.c on threads): the forward
+     * parts fill y's columns and leave the others, the backward parts give
+     * dw's rows and db's entries, their dx add up to the whole dx, and
+     * dw NULL computes dx alone. */
+    float *py = rnd(LB * LO, 5, 6), *pdw = rnd(LO * LI, 5, 6), *pdb = rnd(LO, 5, 6);
+    float *pdx0 = zeros(LB * LI), *pdx1 = zeros(LB * LI);
+    linear_loss(); /* ly as it is at lx, lw, lb (fd_check left a nudged one) */
+    linear_forward_part(lx, lw, lb, py, LB, LI, LO, 1, LO);
+    for (int b = 0; b < LB; b++) {
+        ck_assert_float_ge(py[b * LO], 5.0f); /* column 0 untouched */
+        for (int o = 1; o < LO; o++) ck_assert_float_eq_tol(py[b * LO + o], ly[b * LO + o], 1e-6);
+    }
+    linear_forward_part(lx, lw, lb, py, LB, LI, LO, 0, 1);
+    for (int i = 0; i < LB * LO; i++) ck_assert_float_eq_tol(py[i], ly[i], 1e-6);
+    linear_backward_part(lg, lx, lw, NULL, NULL, pdx0, LB, LI, LO, 0, 1, 0);
+    for (int i = 0; i < LO * LI; i++) ck_assert_float_ge(pdw[i], 5.0f); /* dx alone */
+    linear_backward_part(lg, lx, lw, pdw, pdb, pdx1, LB, LI, LO, 1, LO, 0);
+    for (int i = 0; i < LI; i++) ck_assert_float_ge(pdw[i], 5.0f); /* row 0 untouched */
+    ck_assert_float_ge(pdb[0], 5.0f);
+    linear_backward_part(lg, lx, lw, pdw, pdb, NULL, LB, LI, LO, 0, 1, 0);
+    for (int i = 0; i < LO * LI; i++) ck_assert_float_eq_tol(pdw[i], dw[i], 1e-6);
+    for (int i = 0; i < LO; i++) ck_assert_float_eq_tol(pdb[i], db[i], 1e-6);
+    for (int i = 0; i < LB * LI; i++) ck_assert_float_eq_tol(pdx0[i] + pdx1[i], dx[i], 1e-5);
+    free(py);
+    free(pdw);
+    free(pdb);
+    free(pdx0);
+    free(pdx1);
     free(dw2);
     free(db2);
     free(dw);

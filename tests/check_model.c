@@ -554,10 +554,13 @@ START_TEST(test_threads)
 END_TEST
 
 /* One training split across threads (model_set_threads): the gradient of a
- * batch is the one-thread gradient up to the order of the sum over samples,
- * also when a lane gets no samples or runs its slice in chunks; training is
- * deterministic for a given thread count and stays within float rounding of
- * one thread's; evaluation counts the same. */
+ * batch is the one-thread gradient up to the order of the sums, also when a
+ * lane gets no samples (B < threads), when the batch runs in several
+ * rounds (B > 32), and when some threads get none of fc1's outputs (40
+ * threads, 32 blocks of 16 outputs); training is deterministic for a given
+ * thread count and stays within float rounding of one thread's, with
+ * batches of one round and of several; frozen tensors stay put whichever
+ * way they are split; evaluation counts the same. */
 START_TEST(test_split_threads)
 {
     enum { B = 70, N = 45 };
@@ -570,7 +573,9 @@ START_TEST(test_split_threads)
     const size_t n = model_table(one)->total;
     float *g = malloc(n * sizeof *g);
     const int sizes[] = { 1, 2, 10, B };
-    for (int t = 2; t <= 3; t++) {
+    const int threads[] = { 2, 3, 40 };
+    for (size_t ti = 0; ti < sizeof threads / sizeof *threads; ti++) {
+        const int t = threads[ti];
         model *m = new_model(8, 1, B, 5);
         ck_assert_int_eq(model_set_threads(m, t), 0);
         ck_assert_int_eq(model_threads(m), t);
@@ -592,40 +597,56 @@ START_TEST(test_split_threads)
         }
         model_free(m);
     }
-    /* training: same T, same bytes; T = 1 and T = 2 within rounding */
+    /* training: same T, same bytes; T = 1 and T = 2 within rounding, at a
+     * batch of one round (10) and of two (45, all of N: rounds of 32 and
+     * 13) */
     const sgd_config cfg = { .lr = 0.01f, .momentum = 0.9f, .weight_decay = 1e-4f };
-    model *a = new_model(8, 1, 10, 2), *b = new_model(8, 1, 10, 2), *c = new_model(8, 1, 10, 2);
-    ck_assert_int_eq(model_set_threads(a, 2), 0);
-    ck_assert_int_eq(model_set_threads(b, 2), 0);
-    model_stats sa, sb, sc;
-    ck_assert_int_eq(model_train(a, x, y, NULL, N, 2, 10, &cfg, NULL, 3, &sa), 0);
-    ck_assert_int_eq(model_train(b, x, y, NULL, N, 2, 10, &cfg, NULL, 3, &sb), 0);
-    ck_assert_int_eq(model_train(c, x, y, NULL, N, 2, 10, &cfg, NULL, 3, &sc), 0);
-    ck_assert_int_eq(memcmp(model_params(a), model_params(b), n * sizeof(float)), 0);
-    double err = 0.0, moved = 0.0;
-    model *init = new_model(8, 1, 10, 2);
-    for (size_t i = 0; i < n; i++) {
-        err = fmax(err, fabs((double)model_params(a)[i] - model_params(c)[i]));
-        moved = fmax(moved, fabs((double)model_params(c)[i] - model_params(init)[i]));
+    model *init = new_model(8, 1, N, 2);
+    model *a = NULL;
+    const int batches[] = { 10, N };
+    for (size_t k = 0; k < sizeof batches / sizeof *batches; k++) {
+        const int bs = batches[k];
+        model_free(a);
+        a = new_model(8, 1, N, 2);
+        model *b = new_model(8, 1, N, 2), *c = new_model(8, 1, N, 2);
+        ck_assert_int_eq(model_set_threads(a, 2), 0);
+        ck_assert_int_eq(model_set_threads(b, 2), 0);
+        model_stats sa, sb, sc;
+        ck_assert_int_eq(model_train(a, x, y, NULL, N, 2, bs, &cfg, NULL, 3, &sa), 0);
+        ck_assert_int_eq(model_train(b, x, y, NULL, N, 2, bs, &cfg, NULL, 3, &sb), 0);
+        ck_assert_int_eq(model_train(c, x, y, NULL, N, 2, bs, &cfg, NULL, 3, &sc), 0);
+        ck_assert_int_eq(memcmp(model_params(a), model_params(b), n * sizeof(float)), 0);
+        double err = 0.0, moved = 0.0;
+        for (size_t i = 0; i < n; i++) {
+            err = fmax(err, fabs((double)model_params(a)[i] - model_params(c)[i]));
+            moved = fmax(moved, fabs((double)model_params(c)[i] - model_params(init)[i]));
+        }
+        ck_assert_double_gt(moved, 1e-3);
+        ck_assert_double_lt(err, 1e-4 * moved);
+        ck_assert_float_eq_tol(sa.loss, sc.loss, 1e-5);
+        model_free(b);
+        model_free(c);
     }
-    ck_assert_double_gt(moved, 1e-3);
-    ck_assert_double_lt(err, 1e-4 * moved);
-    ck_assert_float_eq_tol(sa.loss, sc.loss, 1e-5);
-    /* each thread steps its block tensor by tensor: frozen tensors stay
-     * put, the others move, with T = 2 as with one thread */
-    sgd_config fz = cfg;
-    fz.frozen = params_group(PARAM_SE);
-    model *f = new_model(8, 1, 10, 2);
-    ck_assert_int_eq(model_set_threads(f, 2), 0);
-    ck_assert_int_eq(model_train(f, x, y, NULL, N, 1, 10, &fz, NULL, 3, &sa), 0);
-    const param_table *tt = model_table(f);
-    for (int i = 0; i < tt->n; i++) {
-        const param_info *p = &tt->p[i];
-        const int same = !memcmp(model_params(f) + p->offset, model_params(init) + p->offset,
-                                 p->size * sizeof(float));
-        ck_assert_msg(same == params_selected(p, fz.frozen), "%s", p->name);
+    /* each thread steps its block tensor by tensor, and fc1's rows in its
+     * part of the split by outputs: frozen tensors stay put, the others
+     * move, with T = 2 as with one thread */
+    const param_sel frozen[] = { params_group(PARAM_SE), params_group(PARAM_BACKBONE) };
+    for (size_t k = 0; k < sizeof frozen / sizeof *frozen; k++) {
+        sgd_config fz = cfg;
+        fz.frozen = frozen[k];
+        model *f = new_model(8, 1, 10, 2);
+        model_stats sf;
+        ck_assert_int_eq(model_set_threads(f, 2), 0);
+        ck_assert_int_eq(model_train(f, x, y, NULL, N, 1, 10, &fz, NULL, 3, &sf), 0);
+        const param_table *tt = model_table(f);
+        for (int i = 0; i < tt->n; i++) {
+            const param_info *p = &tt->p[i];
+            const int same = !memcmp(model_params(f) + p->offset, model_params(init) + p->offset,
+                                     p->size * sizeof(float));
+            ck_assert_msg(same == params_selected(p, fz.frozen), "%s", p->name);
+        }
+        model_free(f);
     }
-    model_free(f);
     /* evaluation over the lanes counts what one thread counts */
     model_stats ea, ec;
     model_evaluate(a, x, y, NULL, B, &ea);
@@ -639,8 +660,6 @@ START_TEST(test_split_threads)
     ck_assert_int_eq(model_set_threads(a, MODEL_MAX_THREADS + 1), -EINVAL);
     ck_assert_int_eq(model_threads(a), 1);
     model_free(a);
-    model_free(b);
-    model_free(c);
     model_free(init);
     model_free(one);
     free(g);

@@ -1,12 +1,14 @@
 /* check_tpool: the worker pool that splits one training across threads.
  * Every part runs exactly once per call on its own thread, calls follow one
- * another with nothing carried over, the split covers every item once, and
- * the limits are refused. */
+ * another with nothing carried over (back to back, found by a spinning
+ * worker, and after a pause longer than the spin, found by a sleeping
+ * one), the split covers every item once, and the limits are refused. */
 #include <check.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/nn/tpool.h"
 #include "tests/check_main.h"
@@ -37,7 +39,13 @@ START_TEST(test_run)
         static record r;
         memset(&r, 0, sizeof r);
         r.threads = t;
-        for (int call = 0; call < 200; call++) tpool_run(p, part, &r);
+        /* Every tenth call comes after twice the spin, when the workers
+         * (and, for the slow part below, the caller) have gone to sleep. */
+        const struct timespec pause = { 0, 2 * TPOOL_SPIN_NS };
+        for (int call = 0; call < 200; call++) {
+            if (call % 10 == 0) nanosleep(&pause, NULL);
+            tpool_run(p, part, &r);
+        }
         long total = 0;
         for (int i = 0; i < t; i++) {
             ck_assert_int_eq(atomic_load(&r.runs[i]), 200);
@@ -51,6 +59,33 @@ START_TEST(test_run)
         tpool_free(p);
     }
     tpool_free(NULL);
+}
+END_TEST
+
+/* A part that outlasts the spin: the caller must sleep and still wake for
+ * the last worker to finish, and the workers must sleep between calls. */
+static void slow_part(void *v, int i)
+{
+    record *r = v;
+    if (i > 0) {
+        const struct timespec t = { 0, 3 * TPOOL_SPIN_NS };
+        nanosleep(&t, NULL);
+    }
+    atomic_fetch_add(&r->runs[i], 1);
+}
+
+START_TEST(test_slow)
+{
+    tpool *p = NULL;
+    ck_assert_int_eq(tpool_new(3, &p), 0);
+    static record r;
+    memset(&r, 0, sizeof r);
+    for (int call = 0; call < 20; call++) {
+        tpool_run(p, slow_part, &r);
+        /* tpool_run returns only when every part has run */
+        for (int i = 0; i < 3; i++) ck_assert_int_eq(atomic_load(&r.runs[i]), call + 1);
+    }
+    tpool_free(p);
 }
 END_TEST
 
@@ -92,6 +127,7 @@ int main(void)
     Suite *s = suite_create("tpool");
     TCase *tc = tcase_create("tpool");
     tcase_add_test(tc, test_run);
+    tcase_add_test(tc, test_slow);
     tcase_add_test(tc, test_split);
     tcase_add_test(tc, test_limits);
     suite_add_tcase(s, tc);

@@ -51,6 +51,30 @@ typedef struct model_arch {
      * gradient, written (acc 0) or added (acc 1). */
     void (*backward)(void *net, const float *dlogits, int B, int acc);
 
+    /* Optional: the network cut around its widest linear layer, for
+     * model_set_threads, which splits that one layer across threads by its
+     * output features and every other layer by samples (model.c says why).
+     * wide is the layer's name: its tensors are WIDE.weight (out, in) and
+     * WIDE.bias (out), the bias right after the weight in the table; NULL
+     * when the architecture has no such layer (then every layer is split
+     * by samples). forward and backward must compute exactly
+     *   forward_head: x (B, 28*28) -> f (B, in), the layer's input
+     *   h (B, out) = f WIDE.weight^T + WIDE.bias
+     *   forward_tail: h -> logits (B, 10); h is not written
+     * and
+     *   backward_tail: dlogits (B, 10) -> dh (B, out), the gradient at h
+     *   the layer's gradients, and df (B, in) = dh WIDE.weight
+     *   backward_head: df -> every gradient before the layer; df is not
+     *   written
+     * with the tail's and head's parameter gradients written or added per
+     * acc, as backward does. f, h, dh and df are the caller's buffers; what
+     * backward_tail needs of the forward pass stays in the workspace. */
+    const char *wide;
+    void (*forward_head)(void *net, const float *x, float *f, int B);
+    void (*forward_tail)(void *net, const float *h, float *logits, int B);
+    void (*backward_tail)(void *net, const float *dlogits, float *dh, int B, int acc);
+    void (*backward_head)(void *net, const float *df, int B, int acc);
+
     /* Multiply-accumulates per sample of a forward pass of t, with or
      * without the gates (PARAM_SE). */
     long (*macs)(const param_table *t, int with_gates);

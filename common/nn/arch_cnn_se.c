@@ -14,6 +14,10 @@
  * pooled conv2 output is transposed once to (B, 1024) in PyTorch's flatten
  * order (c, h, w) for fc1.
  *
+ * fc1 is the network's wide layer (arch.h): forward and backward are the
+ * head (everything before fc1), fc1 and the tail (everything after it), the
+ * same functions a model on several threads calls one part at a time.
+ *
  * The layers are called one after the other; most of the time goes to
  * matrix multiplies (gemm.h), most of those in conv2 (forward, dw and dx). The
  * gradients of the convolutional part overwrite the activations they belong
@@ -208,7 +212,8 @@ static void *cnn_se_new(const param_table *t, const float *w, float *g, int B)
     return m;
 }
 
-static void cnn_se_forward(void *net, const float *x, float *logits, int B)
+/* Everything before fc1: x (B, 784) -> f (B, 1024), fc1's input. */
+static void cnn_se_forward_head(void *net, const float *x, float *f, int B)
 {
     cnn_se *m = net;
     const int r = m->r;
@@ -220,37 +225,56 @@ static void cnn_se_forward(void *net, const float *x, float *logits, int B)
     /* (64, B, 16) -> (B, 64*16): PyTorch's flatten order per sample. */
     for (int c = 0; c < C2; c++)
         for (int b = 0; b < B; b++)
-            memcpy(m->f + (long)b * FLAT + c * P2 * P2, m->p2 + ((long)c * B + b) * P2 * P2,
-                   P2 * P2 * sizeof *m->f);
+            memcpy(f + (long)b * FLAT + c * P2 * P2, m->p2 + ((long)c * B + b) * P2 * P2,
+                   P2 * P2 * sizeof *f);
+}
 
-    linear_forward(m->f, m->fc1_w, m->fc1_b, m->r3, B, FLAT, HID);
-    relu_forward(m->r3, m->r3, (long)B * HID);
+/* Everything after fc1's multiply: h (B, 512) -> logits (B, 10). */
+static void cnn_se_forward_tail(void *net, const float *h, float *logits, int B)
+{
+    cnn_se *m = net;
+    relu_forward(h, m->r3, (long)B * HID);
     const float *feat = m->r3;
     if (m->fc1_gate) {
-        se_vec_forward(m->r3, &m->se3.w, &m->se3.c, m->y3, B, HID, HID / r);
+        se_vec_forward(m->r3, &m->se3.w, &m->se3.c, m->y3, B, HID, HID / m->r);
         feat = m->y3;
     }
     linear_forward(feat, m->fc_w, m->fc_b, logits, B, HID, MODEL_CLASSES);
 }
 
-static void cnn_se_backward(void *net, const float *dlogits, int B, int acc)
+static void cnn_se_forward(void *net, const float *x, float *logits, int B)
 {
     cnn_se *m = net;
-    const int r = m->r;
+    cnn_se_forward_head(m, x, m->f, B);
+    /* fc1's output goes to r3, where the tail's ReLU keeps it. */
+    linear_forward(m->f, m->fc1_w, m->fc1_b, m->r3, B, FLAT, HID);
+    cnn_se_forward_tail(m, m->r3, logits, B);
+}
+
+/* dlogits (B, 10) -> dh (B, 512), the gradient at fc1's output (before
+ * its ReLU); dh may be the workspace's d3. */
+static void cnn_se_backward_tail(void *net, const float *dlogits, float *dh, int B, int acc)
+{
+    cnn_se *m = net;
     const float *feat = m->fc1_gate ? m->y3 : m->r3;
     linear_backward(dlogits, feat, m->fc_w, m->fc_dw, m->fc_db, m->d3, B, HID, MODEL_CLASSES, acc);
     if (m->fc1_gate)
         se_vec_backward(m->d3, m->r3, &m->se3.w, &m->se3.c, &m->se3.g, m->dh, m->dg, m->d3,
-                        B, HID, HID / r, acc);
-    relu_backward(m->r3, m->d3, m->d3, (long)B * HID);
-    linear_backward(m->d3, m->f, m->fc1_w, m->fc1_dw, m->fc1_db, m->df, B, FLAT, HID, acc);
+                        B, HID, HID / m->r, acc);
+    relu_backward(m->r3, m->d3, dh, (long)B * HID);
+}
 
+/* df (B, 1024), the gradient at fc1's input -> every gradient before fc1. */
+static void cnn_se_backward_head(void *net, const float *df, int B, int acc)
+{
+    cnn_se *m = net;
+    const int r = m->r;
     /* Gradients of the convolutional part overwrite the activations they
      * belong to, which the backward pass no longer needs. */
     float *dp2 = m->p2, *dp1 = m->p1;
     for (int c = 0; c < C2; c++)
         for (int b = 0; b < B; b++)
-            memcpy(dp2 + ((long)c * B + b) * P2 * P2, m->df + (long)b * FLAT + c * P2 * P2,
+            memcpy(dp2 + ((long)c * B + b) * P2 * P2, df + (long)b * FLAT + c * P2 * P2,
                    P2 * P2 * sizeof *dp2);
     se_pool_backward(dp2, m->a2, m->arg2, m->m2, &m->se2.w, &m->se2.c, &m->se2.g, m->dh, m->dg,
                      B, C2, C2 / r, H2, H2, acc);
@@ -261,6 +285,14 @@ static void cnn_se_backward(void *net, const float *dlogits, int B, int acc)
     /* The input image needs no gradient. */
     conv2d_backward(m->a1, m->col1, m->conv1_w, m->conv1_dw, m->conv1_db, NULL,
                     B, 1, MODEL_IMG, MODEL_IMG, C1, KS, acc);
+}
+
+static void cnn_se_backward(void *net, const float *dlogits, int B, int acc)
+{
+    cnn_se *m = net;
+    cnn_se_backward_tail(m, dlogits, m->d3, B, acc);
+    linear_backward(m->d3, m->f, m->fc1_w, m->fc1_dw, m->fc1_db, m->df, B, FLAT, HID, acc);
+    cnn_se_backward_head(m, m->df, B, acc);
 }
 
 /* Multiply-accumulates per sample of the network with c1 channels out of
@@ -310,6 +342,11 @@ const model_arch arch_cnn_se = {
     .net_free = cnn_se_free,
     .forward = cnn_se_forward,
     .backward = cnn_se_backward,
+    .wide = "fc1",
+    .forward_head = cnn_se_forward_head,
+    .forward_tail = cnn_se_forward_tail,
+    .backward_tail = cnn_se_backward_tail,
+    .backward_head = cnn_se_backward_head,
     .macs = cnn_se_macs,
     .gates = cnn_se_gates,
     .macs_pruned = cnn_se_macs_pruned,

@@ -270,26 +270,43 @@ void maxpool2_backward(const float *dy, const uint8_t *arg, float *dx, int P, in
         }
 }
 
+void linear_forward_part(const float *x, const float *w, const float *bias, float *y,
+                         int B, int in, int out, int lo, int hi)
+{
+    for (int b = 0; b < B; b++)
+        memcpy(y + (long)b * out + lo, bias + lo, (size_t)(hi - lo) * sizeof *y);
+    /* y[:, lo:hi) (B, hi-lo), row stride out, += x (B, in) w[lo:hi)^T */
+    gemm(GEMM_N, GEMM_T, B, hi - lo, in, 1.0f, x, in, w + (long)lo * in, in, 1.0f, y + lo, out);
+}
+
 void linear_forward(const float *x, const float *w, const float *bias, float *y,
                     int B, int in, int out)
 {
-    for (int b = 0; b < B; b++) memcpy(y + (long)b * out, bias, (size_t)out * sizeof *y);
-    gemm(GEMM_N, GEMM_T, B, out, in, 1.0f, x, in, w, in, 1.0f, y, out);
+    linear_forward_part(x, w, bias, y, B, in, out, 0, out);
+}
+
+void linear_backward_part(const float *dy, const float *x, const float *w, float *dw,
+                          float *dbias, float *dx, int B, int in, int out, int lo, int hi, int acc)
+{
+    if (dw) {
+        for (int o = lo; o < hi; o++) {
+            float s = 0.0f;
+            for (int b = 0; b < B; b++) s += dy[(long)b * out + o];
+            dbias[o] = acc ? dbias[o] + s : s;
+        }
+        /* dw[lo:hi) (hi-lo, in) = dy[:, lo:hi)^T (hi-lo, B) x (B, in) */
+        gemm(GEMM_T, GEMM_N, hi - lo, in, B, 1.0f, dy + lo, out, x, in, acc ? 1.0f : 0.0f,
+             dw + (long)lo * in, in);
+    }
+    if (!dx) return;
+    /* dx (B, in) = dy[:, lo:hi) (B, hi-lo) w[lo:hi) (hi-lo, in) */
+    gemm(GEMM_N, GEMM_N, B, in, hi - lo, 1.0f, dy + lo, out, w + (long)lo * in, in, 0.0f, dx, in);
 }
 
 void linear_backward(const float *dy, const float *x, const float *w, float *dw, float *dbias,
                      float *dx, int B, int in, int out, int acc)
 {
-    for (int o = 0; o < out; o++) {
-        float s = 0.0f;
-        for (int b = 0; b < B; b++) s += dy[(long)b * out + o];
-        dbias[o] = acc ? dbias[o] + s : s;
-    }
-    /* dw (out, in) = dy^T (out, B) x (B, in) */
-    gemm(GEMM_T, GEMM_N, out, in, B, 1.0f, dy, out, x, in, acc ? 1.0f : 0.0f, dw, in);
-    if (!dx) return;
-    /* dx (B, in) = dy (B, out) w (out, in) */
-    gemm(GEMM_N, GEMM_N, B, in, out, 1.0f, dy, out, w, in, 0.0f, dx, in);
+    linear_backward_part(dy, x, w, dw, dbias, dx, B, in, out, 0, out, acc);
 }
 
 /* The excitation shared by every SE form: s (B, C) -> c->h (B, R) -> c->e (B, C). */

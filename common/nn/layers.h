@@ -59,6 +59,21 @@ void linear_forward(const float *x, const float *w, const float *bias, float *y,
 void linear_backward(const float *dy, const float *x, const float *w, float *dw, float *dbias,
                      float *dx, int B, int in, int out, int acc);
 
+/* The same restricted to the output features [lo, hi) (0 <= lo < hi <= out),
+ * so that several threads can compute one layer, each its own block of
+ * outputs (model.c). linear_forward_part writes y's columns lo..hi-1 (row
+ * stride out) and leaves the others. linear_backward_part writes dw's rows
+ * and dbias's entries lo..hi-1 per acc and, when dx != NULL, dx (B, in) =
+ * dy[:, lo:hi) w[lo:hi), the part of the input gradient that flows through
+ * those outputs (the parts of a split add up to dx). linear_backward_part
+ * with dw (and dbias) NULL computes dx alone, with dx NULL the parameter
+ * gradients alone. With lo 0 and hi out they are linear_forward and
+ * linear_backward. */
+void linear_forward_part(const float *x, const float *w, const float *bias, float *y,
+                         int B, int in, int out, int lo, int hi);
+void linear_backward_part(const float *dy, const float *x, const float *w, float *dw,
+                          float *dbias, float *dx, int B, int in, int out, int lo, int hi, int acc);
+
 /* ---- squeeze-and-excitation ----
  * The excitation of C channels with reduction to R = C/r:
  *   h = relu(s w1^T + b1)   (B, R)

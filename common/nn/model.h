@@ -38,14 +38,21 @@ void model_free(model *m);               /* accepts NULL */
  * 1 is the default): model_forward_backward, model_train and model_evaluate
  * then cut each mini-batch (or the evaluated samples) into `threads`
  * contiguous slices computed at once, each by its own replica of the
- * workspace and gradients (about 3 MB plus workspace for max_batch/threads
- * samples each), and the gradients are summed in a fixed order. The threads
- * start here and stay until model_free or the next call. Results are
- * deterministic for a given `threads`; across different `threads` they
- * differ only by the order of the sum over the batch's samples (float
- * reassociation: relative differences near 1e-6 per step). Returns 0,
- * -EINVAL (threads out of range) or -ENOMEM / a pthread error, leaving the
- * model on one thread. */
+ * workspace and gradients (about 3 MB each plus workspace), and the
+ * gradients are summed in a fixed order. In training (model_train and
+ * model_forward_backward), an architecture's widest linear layer (arch.h:
+ * wide; cnn-se's fc1) is split by its output features instead, each
+ * thread computing, and stepping, its own rows of the weights for the
+ * whole batch (model.c says why); a batch then runs in
+ * rounds of max(32, threads) samples (at most max_batch), with buffers of
+ * ((threads + 1) in + 2 out) floats per sample of a round (0.5 MB for
+ * cnn-se on 2 threads). The threads start here and stay until model_free
+ * or the next call. Results are deterministic for a given `threads`;
+ * across different `threads` they differ only by the order of sums over
+ * the batch's samples and the wide layer's outputs (float reassociation:
+ * relative differences near 1e-6 per step). Returns 0, -EINVAL (threads out
+ * of range) or -ENOMEM / a pthread error, leaving the model on one
+ * thread. */
 int model_set_threads(model *m, int threads);
 int model_threads(const model *m);
 

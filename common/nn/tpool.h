@@ -6,8 +6,10 @@
  *
  * The work of one call is split by the caller into `threads` fixed parts, so
  * which thread computes which part never depends on timing: results are as
- * deterministic as with one thread. Workers sleep on a condition variable
- * between calls (no spinning: the machines this runs on are shared).
+ * deterministic as with one thread. A waiting thread (a worker between
+ * calls, the caller for the workers) spins for at most TPOOL_SPIN_NS, then
+ * sleeps on a condition variable: calls a few hundred microseconds apart
+ * skip the wake-up, and an idle pool takes no CPU.
  *
  * A pool is used by one thread at a time (the one that owns the model); it
  * is not reentrant: fn must not call tpool_run on the same pool.
@@ -17,6 +19,13 @@
 
 /* Most threads one pool runs (one training on one device). */
 #define TPOOL_MAX_THREADS 64
+
+/* Longest a waiting thread spins before it sleeps (ns). It covers the
+ * usual gap between a training's calls (six per mini-batch, whose parts
+ * finish tens of microseconds apart on different threads), and a spinner
+ * yields its CPU every 64 pauses, so on a machine with more threads than
+ * cores it gives way to the thread it waits for. */
+#define TPOOL_SPIN_NS 200000L
 
 typedef struct tpool tpool;
 

@@ -7,16 +7,25 @@
  *       epoch (as tests/bench/torch_ref.py speed does, plain SGD at lr
  *       0.005); prints the model's cost (parameters in all and in the
  *       gates, the private set under --private se; MACs per sample with and
- *       without the gates), wall and CPU seconds, GFLOP/s from the model's
+ *       without the gates), the trained weights' checksum
+ *       (`params_checksum`), wall and CPU seconds, GFLOP/s from the model's
  *       FLOP count, and last `train_samples_per_s X` (wall time).
  *   sefl-bench sgemm
  *       single-thread GFLOP/s (per CPU-second) of gemm (gemm.h) at the shapes
  *       the model multiplies: conv2's three products at batch 10 and 32,
- *       conv1's and fc1's at batch 10, and a large square, the ceiling for
+ *       conv1's and fc1's at batch 10 (fc1's forward also at 5 rows and at
+ *       half its outputs, what a thread of 2 multiplies when the batch or
+ *       the outputs are split), and a large square, the ceiling for
  *       `train`. Each shape as `choice_SHAPE` (the backend gemm chose for
  *       it) and `used_SHAPE_gflops` (gemm as the model calls it), then
  *       `sgemm_SHAPE_gflops` on sefl's kernel alone (CPUs with AVX-512) and
  *       `openblas_SHAPE_gflops` on OpenBLAS alone.
+ *   sefl-bench tpool
+ *       what one tpool_run of a 2-thread pool costs with parts that do
+ *       nothing: `tpool_run_spinning_us` for calls back to back (the worker
+ *       finds each within its spin), `tpool_run_asleep_us` for calls after
+ *       a pause of twice TPOOL_SPIN_NS (the worker has gone to sleep and
+ *       must be woken); the cost a split training pays per pool call.
  *   sefl-bench central --epochs E --batch B --lr L --momentum M [--seed S] [--data DIR] [MODEL]
  *       trains on all 60,000 training images and prints `epoch E test_acc X`
  *       after each epoch (the 10,000 test images).
@@ -44,12 +53,14 @@
 #include "common/log.h"
 #include "common/nn/model.h"
 #include "common/nn/params.h"
+#include "common/nn/tpool.h"
 #include "common/rng.h"
 #include "common/version.h"
 
 static const char usage[] =
     "usage: sefl-bench train   [--batch B] [--samples N] [--threads T] [--data DIR] [--seed S] [MODEL]\n"
     "       sefl-bench sgemm\n"
+    "       sefl-bench tpool\n"
     "       sefl-bench central [--epochs E] [--batch B] [--lr L] [--momentum M] [--seed S] [--data DIR]\n"
     "                          [MODEL]\n"
     "       sefl-bench grads   [--batch B] [--batches K] [--gate-bias G|default] [--seed S] [--data DIR] [MODEL]\n"
@@ -60,6 +71,8 @@ static const char usage[] =
     "           T 1 thread splitting each mini-batch); one warm-up epoch, one timed\n"
     "           epoch; last line `train_samples_per_s X`\n"
     "  sgemm    single-thread sgemm GFLOP/s at the model's shapes, for comparison\n"
+    "  tpool    the cost of one call of a 2-thread pool with nothing to do, with\n"
+    "           the worker spinning and with it asleep\n"
     "  central  centralised training on all 60,000 images, `epoch E test_acc X` per\n"
     "           epoch (defaults: E 3, B 32, lr 0.05, momentum 0.9, seed 1)\n"
     "  grads    per-tensor gradient norms at initialisation, mean over K batches of B\n"
@@ -256,6 +269,11 @@ static int bench_train(const bench_opts *o)
     printf("batch %d\n", o->batch);
     printf("samples %d\n", o->samples);
     printf("train_loss %.4f\n", st.loss);
+    /* The trained weights' checksum: two builds (or thread counts) that
+     * train to the same bytes print the same line; pin the gemm backend
+     * (SEFL_GEMM=sefl) to compare, since "auto" chooses by timing. */
+    printf("params_checksum %016llx\n",
+           (unsigned long long)params_checksum(t, params_group(PARAM_ALL), model_params(m)));
     printf("seconds %.3f\n", dt);
     printf("cpu_seconds %.3f\n", cpu);
     printf("train_samples_per_cpu_s %.1f\n", o->samples / cpu);
@@ -267,6 +285,43 @@ out:
     model_free(m);
     dataset_free(&d);
     return rc;
+}
+
+static void bench_nothing(void *arg, int i)
+{
+    (void)arg, (void)i;
+}
+
+/* Microseconds per tpool_run of a 2-thread pool with empty parts: calls
+ * back to back, then calls each after a pause of twice the spin (the
+ * pause itself not counted). */
+static int bench_tpool(void)
+{
+    enum { CALLS = 20000, ASLEEP = 200 };
+    tpool *p = NULL;
+    int err = tpool_new(2, &p);
+    if (err) {
+        fprintf(stderr, "sefl-bench: cannot start a pool: %s\n", strerror(-err));
+        return 1;
+    }
+    for (int i = 0; i < 100; i++) tpool_run(p, bench_nothing, NULL);
+    double t0 = bench_now();
+    for (int i = 0; i < CALLS; i++) tpool_run(p, bench_nothing, NULL);
+    const double spinning = (bench_now() - t0) / CALLS;
+    const struct timespec pause = { 0, 2 * TPOOL_SPIN_NS };
+    double asleep = 0.0;
+    for (int i = 0; i < ASLEEP; i++) {
+        nanosleep(&pause, NULL);
+        t0 = bench_now();
+        tpool_run(p, bench_nothing, NULL);
+        asleep += bench_now() - t0;
+    }
+    tpool_free(p);
+    printf("tpool_threads 2\n");
+    printf("tpool_spin_us %.0f\n", TPOOL_SPIN_NS * 1e-3);
+    printf("tpool_run_spinning_us %.2f\n", spinning * 1e6);
+    printf("tpool_run_asleep_us %.2f\n", asleep / ASLEEP * 1e6);
+    return 0;
 }
 
 /* GFLOP/s of C (M, N) = A (M, K) B (K, N) with the transposes the model uses,
@@ -309,7 +364,7 @@ static int bench_sgemm(void)
 {
     /* conv2 at batch B: forward W (64, 800) col (800, 64B); dw = dy (64, 64B)
      * col^T; dcol = W^T (800, 64) dy (64, 64B). conv1 and fc1 at batch 10 as
-     * the model calls them. */
+     * the model calls them (fc1's forward also as one of 2 threads runs it). */
     static const struct { const char *name; gemm_op ta, tb; int M, N, K; } shapes[] = {
         { "conv2_fwd_b10", GEMM_N, GEMM_N, 64, 640, 800 },
         { "conv2_dw_b10", GEMM_N, GEMM_T, 64, 800, 640 },
@@ -320,6 +375,10 @@ static int bench_sgemm(void)
         { "conv1_fwd_b10", GEMM_N, GEMM_N, 32, 5760, 25 },
         { "conv1_dw_b10", GEMM_N, GEMM_T, 32, 25, 5760 },
         { "fc1_fwd_b10", GEMM_N, GEMM_T, 10, 512, 1024 },
+        /* one thread's fc1 forward on 2 threads: split by samples (5 rows,
+         * all of the weights), and split by outputs (10 rows, half) */
+        { "fc1_fwd_b5", GEMM_N, GEMM_T, 5, 512, 1024 },
+        { "fc1_fwd_b10_half", GEMM_N, GEMM_T, 10, 256, 1024 },
         { "fc1_dw_b10", GEMM_T, GEMM_N, 512, 1024, 10 },
         { "fc1_dx_b10", GEMM_N, GEMM_N, 10, 1024, 512 },
         { "square_1024", GEMM_N, GEMM_N, 1024, 1024, 1024 },
@@ -452,7 +511,7 @@ int main(int argc, char **argv)
     bench_opts o = { .batch = 10, .samples = 6000, .epochs = 3, .threads = 1, .lr = 0.05,
                      .momentum = 0.9, .seed = 1, .data = NULL,
                      .batches = 20, .gate_bias = NULL, .model = model_opts_default() };
-    if (argc < 2) bench_bad("a command is needed: train, sgemm, central or grads");
+    if (argc < 2) bench_bad("a command is needed: train, sgemm, tpool, central or grads");
     const char *cmd = argv[1];
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
         fputs(usage, stdout);
@@ -470,6 +529,10 @@ int main(int argc, char **argv)
         bench_parse(argc, argv, "", &o);
         return bench_sgemm();
     }
+    if (!strcmp(cmd, "tpool")) {
+        bench_parse(argc, argv, "", &o);
+        return bench_tpool();
+    }
     if (!strcmp(cmd, "central")) {
         o.batch = 32;
         bench_parse(argc, argv, "epochs batch lr momentum seed data arch r se-placement gate", &o);
@@ -479,5 +542,5 @@ int main(int argc, char **argv)
         bench_parse(argc, argv, "batch batches gate-bias seed data arch r se-placement gate", &o);
         return bench_grads(&o);
     }
-    bench_bad("unknown command '%s': use train, sgemm, central or grads", cmd);
+    bench_bad("unknown command '%s': use train, sgemm, tpool, central or grads", cmd);
 }
