@@ -430,6 +430,14 @@ static void model_batch_fb(void *v, int i)
                                    1.0f / (float)b->B, &b->correct[i]);
 }
 
+/* y[0..n) += x[0..n): the threads' partial sums added in a fixed order. */
+static void model_add_n(float *y, const float *x, long n)
+{
+    long k = 0;
+    for (; k + 4 <= n; k += 4) v4_store(y + k, v4_load(y + k) + v4_load(x + k));
+    for (; k < n; k++) y[k] += x[k];
+}
+
 /* Lane i's slice [*lo, *hi) of the current round; returns its size. */
 static int model_round_slice(const model_batch *b, int i, long *lo, long *hi)
 {
@@ -552,9 +560,7 @@ static void model_wide_head_bwd(void *v, int i)
             df = part;
             continue;
         }
-        long k = 0;
-        for (; k + 4 <= len; k += 4) v4_store(df + k, v4_load(df + k) + v4_load(part + k));
-        for (; k < len; k++) df[k] += part[k];
+        model_add_n(df, part, len);
     }
     l->arch->backward_head(l->net, df, n, m->lane_n[i] > 0);
     m->lane_n[i] += n;
@@ -592,10 +598,7 @@ static void model_sum_step(model_batch *b, long lo, long hi)
     if (!m->lane_n[0]) memset(g, 0, (size_t)n * sizeof *g);
     for (int l = 1; l < m->lanes; l++) {
         if (!m->lane_n[l]) continue;
-        const float *gl = m->lane[l]->g + lo;
-        long k = 0;
-        for (; k + 4 <= n; k += 4) v4_store(g + k, v4_load(g + k) + v4_load(gl + k));
-        for (; k < n; k++) g[k] += gl[k];
+        model_add_n(g, m->lane[l]->g + lo, n);
     }
     if (b->c) model_step_range(m, b->c, b->ref, (size_t)lo, (size_t)hi);
 }
