@@ -662,8 +662,11 @@ int state_penalties(state *s, uint32_t last_round, int max,
 int state_last_eval(state *s, uint32_t *round, double *accuracy, int *found, char *err)
 {
     /* The rows the coordinator stores pass its checks; a file an older
-     * sefl wrote may hold falsified ones, which are left out as sefl-eval
-     * leaves them out. */
+     * sefl wrote may hold falsified ones, which are left out: rows whose
+     * examples, accuracy or round are not integers and numbers in range.
+     * sefl-eval's filter (client/report_db.c, VALID_ROW) also checks the
+     * client's name and has tighter bounds, so on such a file the two may
+     * differ; on rows this coordinator wrote they agree. */
     static const char sql[] =
         "WITH ok AS (SELECT round, examples, accuracy FROM eval_reports"
         " WHERE typeof(examples) = 'integer' AND examples >= 1 AND examples <= 4294967295"
